@@ -1,0 +1,102 @@
+// Command gorilla is the baseline peer: the hub most Go users would write
+// with gorilla/websocket, one reader and one writer goroutine per
+// connection and a buffered channel per client. /ws broadcasts every message
+// to every client, /echo echoes. A client whose channel is full is dropped,
+// as in gorilla's chat example.
+package main
+
+import (
+	"flag"
+	"log"
+	"net/http"
+	"sync"
+
+	"github.com/gorilla/websocket"
+)
+
+type message struct {
+	op   int
+	data []byte
+}
+
+type client struct {
+	conn *websocket.Conn
+	send chan message
+}
+
+type hub struct {
+	mu      sync.Mutex
+	clients map[*client]struct{}
+}
+
+func (h *hub) broadcast(m message) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	for c := range h.clients {
+		select {
+		case c.send <- m:
+		default: // slow consumer
+			delete(h.clients, c)
+			close(c.send)
+		}
+	}
+}
+
+func (h *hub) remove(c *client) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if _, ok := h.clients[c]; ok {
+		delete(h.clients, c)
+		close(c.send)
+	}
+}
+
+var upgrader = websocket.Upgrader{ReadBufferSize: 1024, WriteBufferSize: 1024, CheckOrigin: func(*http.Request) bool { return true }}
+
+func main() {
+	addr := flag.String("addr", ":8081", "listen address")
+	queue := flag.Int("queue", 256, "per-client send channel capacity")
+	flag.Parse()
+	h := &hub{clients: make(map[*client]struct{})}
+	http.HandleFunc("/ws", func(w http.ResponseWriter, r *http.Request) {
+		conn, err := upgrader.Upgrade(w, r, nil)
+		if err != nil {
+			return
+		}
+		c := &client{conn: conn, send: make(chan message, *queue)}
+		h.mu.Lock()
+		h.clients[c] = struct{}{}
+		h.mu.Unlock()
+		go func() { // writer
+			for m := range c.send {
+				if err := conn.WriteMessage(m.op, m.data); err != nil {
+					break
+				}
+			}
+			conn.Close()
+		}()
+		defer h.remove(c)
+		for { // reader
+			op, data, err := conn.ReadMessage()
+			if err != nil {
+				return
+			}
+			h.broadcast(message{op, data})
+		}
+	})
+	http.HandleFunc("/echo", func(w http.ResponseWriter, r *http.Request) {
+		conn, err := upgrader.Upgrade(w, r, nil)
+		if err != nil {
+			return
+		}
+		defer conn.Close()
+		for {
+			op, data, err := conn.ReadMessage()
+			if err != nil || conn.WriteMessage(op, data) != nil {
+				return
+			}
+		}
+	})
+	log.Printf("gorilla hub listening on %s", *addr)
+	log.Fatal(http.ListenAndServe(*addr, nil))
+}

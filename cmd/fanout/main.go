@@ -1,0 +1,188 @@
+// Command fanout runs a Fanout WebSocket server: /ws is a chat room (every
+// message goes to every client, sender included) and /echo sends each
+// message back to its sender.
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/fanout-ws/fanout/frame"
+	"github.com/fanout-ws/fanout/server"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := run(ctx, os.Args[1:], os.Stdout, os.Stderr); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			os.Exit(0)
+		}
+		fmt.Fprintln(os.Stderr, "fanout:", err)
+		os.Exit(1)
+	}
+}
+
+// options is everything the command line sets.
+type options struct {
+	cfg             server.Config
+	shutdownTimeout time.Duration
+	logLevel        string
+	printConfig     bool
+	checkConfig     bool
+}
+
+// parseFlags binds flags to opts. Defaults come from the server constants,
+// then FANOUT_* environment variables, then the flags themselves.
+func parseFlags(args []string, stderr io.Writer) (*options, error) {
+	o := &options{}
+	fs := flag.NewFlagSet("fanout", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	c := &o.cfg
+	fs.StringVar(&c.Addr, "addr", server.DefaultAddr, "TCP address to listen on")
+	fs.IntVar(&c.Workers, "workers", server.DefaultWorkers(), "size of each worker pool (reads, writes)")
+	fs.IntVar(&c.Pollers, "pollers", server.DefaultPollers(), "epoll instances per direction")
+	fs.IntVar(&c.MaxConns, "max-conns", server.DefaultMaxConns, "maximum open connections (capped by the open-files limit); beyond it 503")
+	fs.IntVar(&c.MaxMessageBytes, "max-message-bytes", server.DefaultMaxMessageBytes, "maximum message payload in bytes; larger ones close with 1009")
+	fs.IntVar(&c.SendQueueBytes, "send-queue-bytes", server.DefaultSendQueueBytes, "per-connection send queue limit in bytes; past it the client is evicted as a slow consumer")
+	fs.DurationVar(&c.HandshakeTimeout, "handshake-timeout", server.DefaultHandshakeTimeout, "time allowed from accept to a complete upgrade request")
+	fs.DurationVar(&c.PingInterval, "ping-interval", server.DefaultPingInterval, "ping a connection silent for this long (negative disables)")
+	fs.DurationVar(&c.IdleTimeout, "idle-timeout", server.DefaultIdleTimeout, "close a connection silent for this long (negative disables)")
+	fs.DurationVar(&c.CloseTimeout, "close-timeout", server.DefaultCloseTimeout, "wait this long for the peer's close frame")
+	fs.IntVar(&c.ReadBufferBytes, "read-buffer-bytes", server.DefaultReadBufferBytes, "size of the pooled buffer one read fills")
+	fs.IntVar(&c.MaxRequestBytes, "max-request-bytes", server.DefaultMaxRequestBytes, "maximum upgrade request size; larger gets 431")
+	fs.DurationVar(&o.shutdownTimeout, "shutdown-timeout", 10*time.Second, "on SIGTERM/SIGINT, wait this long for close handshakes")
+	fs.StringVar(&o.logLevel, "log-level", "info", "debug, info, warn or error")
+	fs.BoolVar(&o.printConfig, "print-config", false, "print the effective configuration as JSON and exit")
+	fs.BoolVar(&o.checkConfig, "check-config", false, "validate the configuration and exit")
+	fs.Usage = func() {
+		fmt.Fprintf(fs.Output(), "Usage: fanout [flags]\n\nServes /ws (broadcast to every client) and /echo.\nEvery flag can also be set as FANOUT_<NAME> (e.g. FANOUT_MAX_CONNS=5000); flags win.\n\n")
+		fs.PrintDefaults()
+	}
+	var envErr error
+	fs.VisitAll(func(f *flag.Flag) {
+		key := "FANOUT_" + strings.ToUpper(strings.ReplaceAll(f.Name, "-", "_"))
+		if v, ok := os.LookupEnv(key); ok {
+			if err := f.Value.Set(v); err != nil {
+				envErr = errors.Join(envErr, fmt.Errorf("%s=%q: %w", key, v, err))
+			}
+		}
+	})
+	if envErr != nil {
+		return nil, envErr
+	}
+	if err := fs.Parse(args); err != nil {
+		return nil, err
+	}
+	if fs.NArg() > 0 {
+		return nil, fmt.Errorf("unexpected arguments: %q", fs.Args())
+	}
+	return o, nil
+}
+
+func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	o, err := parseFlags(args, stderr)
+	if err != nil {
+		return err
+	}
+	var level slog.Level
+	if err := level.UnmarshalText([]byte(o.logLevel)); err != nil {
+		return fmt.Errorf("-log-level: %w", err)
+	}
+	logger := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
+	if err := o.cfg.Validate(); err != nil {
+		return err
+	}
+	if o.checkConfig {
+		fmt.Fprintln(stdout, "configuration ok")
+		return nil
+	}
+	if o.printConfig {
+		enc := json.NewEncoder(stdout)
+		enc.SetIndent("", "  ")
+		return enc.Encode(printable(o))
+	}
+	o.cfg.Logger = logger
+	srv, err := newChatServer(o.cfg)
+	if err != nil {
+		return err
+	}
+	ln, err := net.Listen("tcp", o.cfg.Addr)
+	if err != nil {
+		return err
+	}
+	logger.Info("fanout", "addr", ln.Addr().String(), "routes", "/ws (broadcast), /echo", "max_conns_effective", srv.Ceiling())
+	errc := make(chan error, 1)
+	go func() { errc <- srv.Serve(ln) }()
+	select {
+	case err := <-errc:
+		return err
+	case <-ctx.Done():
+	}
+	logger.Info("signal received; draining", "timeout", o.shutdownTimeout)
+	sctx, cancel := context.WithTimeout(context.Background(), o.shutdownTimeout)
+	defer cancel()
+	if err := srv.Shutdown(sctx); err != nil {
+		logger.Warn("shutdown cut connections", "err", err)
+	}
+	if err := <-errc; !errors.Is(err, server.ErrServerClosed) {
+		return err
+	}
+	return nil
+}
+
+// printable is the effective configuration, defaults applied.
+func printable(o *options) map[string]any {
+	c := o.cfg
+	return map[string]any{
+		"addr": c.Addr, "workers": c.Workers, "pollers": c.Pollers, "max_conns": c.MaxConns,
+		"max_message_bytes": c.MaxMessageBytes, "send_queue_bytes": c.SendQueueBytes,
+		"handshake_timeout": c.HandshakeTimeout.String(), "ping_interval": c.PingInterval.String(),
+		"idle_timeout": c.IdleTimeout.String(), "close_timeout": c.CloseTimeout.String(),
+		"read_buffer_bytes": c.ReadBufferBytes, "max_request_bytes": c.MaxRequestBytes,
+		"shutdown_timeout": o.shutdownTimeout.String(), "log_level": o.logLevel,
+	}
+}
+
+// room marks connections of the /ws chat room.
+type room struct{ hub *server.Hub }
+
+// newChatServer wires the two routes: /ws joins the room, /echo echoes.
+func newChatServer(cfg server.Config) (*server.Server, error) {
+	var r room
+	cfg.OnConnect = func(c *server.Conn, req *server.Request) error {
+		switch req.Path() {
+		case "/ws":
+			c.SetData(&r)
+			return r.hub.Join(c)
+		case "/echo":
+			return nil
+		default:
+			return server.Reject(404, "no such route; use /ws or /echo")
+		}
+	}
+	cfg.OnMessage = func(c *server.Conn, op frame.OpCode, data []byte) {
+		if c.Data() == &r {
+			r.hub.Broadcast(op, data)
+			return
+		}
+		_ = c.Send(op, data)
+	}
+	srv, err := server.New(cfg)
+	if err != nil {
+		return nil, err
+	}
+	r.hub = srv.NewHub()
+	return srv, nil
+}

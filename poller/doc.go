@@ -1,0 +1,24 @@
+// Package poller delivers socket readiness from epoll to callers without a
+// goroutine per socket.
+//
+// It wraps easygo's exported netpoll.Epoll on raw file descriptors: the
+// caller registers the socket's own fd (no dup, no os.File), so a connection
+// costs exactly one descriptor. Each fd is armed one-shot: after an event it
+// stays silent until the owner re-arms it, so at most one worker handles a
+// socket at a time.
+//
+//	fd ──Register──▶ read epoll  (EPOLLIN|EPOLLRDHUP|EPOLLONESHOT) ──▶ Handler.Readable
+//	   ──ArmWrite──▶ write epoll (EPOLLOUT|EPOLLONESHOT, added lazily) ─▶ Handler.Writable
+//
+// Reads and writes live in separate epoll sets because an EPOLL_CTL_MOD
+// rewrites the whole event mask: arming write interest must never disturb a
+// pending read registration, and vice versa.
+//
+// easygo snapshots callbacks before running them, so a callback can run after
+// Deregister returned, when the fd number may already belong to a newer
+// socket. Every registration therefore carries a generation; an event whose
+// generation is stale is dropped here and never reaches the newer owner.
+//
+// Callbacks run on the epoll goroutine one after another: handlers must only
+// hand work off (for example to a worker pool), never do it.
+package poller

@@ -1,0 +1,177 @@
+package server
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"runtime"
+	"time"
+
+	"github.com/fanout-ws/fanout/frame"
+)
+
+// Defaults for Config. The flags of cmd/fanout and the README table read
+// these same constants.
+const (
+	DefaultAddr             = ":8080"
+	DefaultMaxConns         = 1_000_000 // clamped to the open-files limit at start
+	DefaultMaxMessageBytes  = 64 << 10
+	DefaultSendQueueBytes   = 1 << 20
+	DefaultHandshakeTimeout = 5 * time.Second
+	DefaultPingInterval     = 30 * time.Second
+	DefaultIdleTimeout      = 60 * time.Second
+	DefaultCloseTimeout     = 3 * time.Second
+	DefaultReadBufferBytes  = 32 << 10
+	DefaultMaxRequestBytes  = 8 << 10
+)
+
+// DefaultWorkers is the default size of each worker pool: workers never block
+// on sockets, so a few per core keep every core busy while leaving room for
+// slow application callbacks.
+func DefaultWorkers() int { return 8 * runtime.GOMAXPROCS(0) }
+
+// DefaultPollers is the default number of epoll instances per direction.
+func DefaultPollers() int { return max(1, runtime.GOMAXPROCS(0)) }
+
+// Config controls a Server. Pass it by value to New, which applies the
+// defaults and validates it.
+type Config struct {
+	// Addr is the TCP address ListenAndServe listens on. Zero means
+	// DefaultAddr (":8080").
+	Addr string
+
+	// Workers is the size of each of the two worker pools (reads, writes).
+	// Zero means DefaultWorkers() (8 per GOMAXPROCS).
+	Workers int
+
+	// Pollers is the number of epoll instances for reads, and again for
+	// writes. Zero means DefaultPollers() (GOMAXPROCS).
+	Pollers int
+
+	// MaxConns caps open connections, handshakes included; beyond it the
+	// server answers 503. It is further capped by the open-files limit.
+	// Zero means DefaultMaxConns.
+	MaxConns int
+
+	// MaxMessageBytes caps the payload of one message, fragments included;
+	// larger messages are refused with close code 1009 before they are
+	// buffered. Zero means DefaultMaxMessageBytes (64 KiB).
+	MaxMessageBytes int
+
+	// SendQueueBytes caps the bytes queued for one connection that the
+	// kernel would not take yet. A connection past it is a slow consumer and
+	// is closed. Zero means DefaultSendQueueBytes (1 MiB).
+	SendQueueBytes int
+
+	// HandshakeTimeout bounds the time from accept to a complete upgrade
+	// request. Zero means DefaultHandshakeTimeout (5 s).
+	HandshakeTimeout time.Duration
+
+	// PingInterval is how long a connection may stay silent before the
+	// server pings it. Zero means DefaultPingInterval (30 s). Negative
+	// disables pings.
+	PingInterval time.Duration
+
+	// IdleTimeout closes a connection that has sent nothing (not even a
+	// pong) for this long. Zero means DefaultIdleTimeout (60 s). Negative
+	// disables it.
+	IdleTimeout time.Duration
+
+	// CloseTimeout bounds the wait for the peer's close frame after the
+	// server sent its own. Zero means DefaultCloseTimeout (3 s).
+	CloseTimeout time.Duration
+
+	// ReadBufferBytes is the size of the pooled buffer one read fills.
+	// Zero means DefaultReadBufferBytes (32 KiB).
+	ReadBufferBytes int
+
+	// MaxRequestBytes caps the upgrade request; a longer one gets 431.
+	// Zero means DefaultMaxRequestBytes (8 KiB).
+	MaxRequestBytes int
+
+	// Subprotocols lists the accepted Sec-WebSocket-Protocol values in
+	// order of preference. Empty accepts none (the header is ignored).
+	Subprotocols []string
+
+	// Logger receives the server's logs. Nil discards them.
+	Logger *slog.Logger
+
+	// OnConnect runs once the upgrade request is read and before the 101
+	// is written; a non-nil error rejects the connection (see Reject).
+	// Frames sent to c from here on are queued behind the 101. It runs on a
+	// worker: do not block.
+	OnConnect func(c *Conn, r *Request) error
+
+	// OnMessage receives each complete text or binary message. data is only
+	// valid until OnMessage returns. It runs on the worker that owns c.
+	OnMessage func(c *Conn, op frame.OpCode, data []byte)
+
+	// OnClose runs once per connection that reached OnConnect, after it is
+	// closed, with the close code sent or received (1006 when none was).
+	OnClose func(c *Conn, code frame.CloseCode, reason CloseReason)
+
+	// OnError receives errors tied to a connection (protocol violations,
+	// socket errors) just before it is closed.
+	OnError func(c *Conn, err error)
+}
+
+func (c Config) withDefaults() Config {
+	setDefault(&c.Addr, DefaultAddr)
+	setDefault(&c.Workers, DefaultWorkers())
+	setDefault(&c.Pollers, DefaultPollers())
+	setDefault(&c.MaxConns, DefaultMaxConns)
+	setDefault(&c.MaxMessageBytes, DefaultMaxMessageBytes)
+	setDefault(&c.SendQueueBytes, DefaultSendQueueBytes)
+	setDefault(&c.HandshakeTimeout, DefaultHandshakeTimeout)
+	setDefault(&c.PingInterval, DefaultPingInterval)
+	setDefault(&c.IdleTimeout, DefaultIdleTimeout)
+	setDefault(&c.CloseTimeout, DefaultCloseTimeout)
+	setDefault(&c.ReadBufferBytes, DefaultReadBufferBytes)
+	setDefault(&c.MaxRequestBytes, DefaultMaxRequestBytes)
+	if c.Logger == nil {
+		c.Logger = slog.New(slog.DiscardHandler)
+	}
+	return c
+}
+
+func setDefault[T comparable](v *T, def T) {
+	var zero T
+	if *v == zero {
+		*v = def
+	}
+}
+
+// Validate reports every field that is out of range or inconsistent with
+// another, after defaults are applied.
+func (c Config) Validate() error {
+	c = c.withDefaults()
+	var errs []error
+	positive := func(name string, v int) {
+		if v < 0 {
+			errs = append(errs, fmt.Errorf("server: %s (%d) must not be negative", name, v))
+		}
+	}
+	positive("Workers", c.Workers)
+	positive("Pollers", c.Pollers)
+	positive("MaxConns", c.MaxConns)
+	positive("MaxMessageBytes", c.MaxMessageBytes)
+	positive("SendQueueBytes", c.SendQueueBytes)
+	positive("ReadBufferBytes", c.ReadBufferBytes)
+	positive("MaxRequestBytes", c.MaxRequestBytes)
+	if c.HandshakeTimeout < 0 {
+		errs = append(errs, fmt.Errorf("server: HandshakeTimeout (%v) must not be negative", c.HandshakeTimeout))
+	}
+	if c.CloseTimeout < 0 {
+		errs = append(errs, fmt.Errorf("server: CloseTimeout (%v) must not be negative", c.CloseTimeout))
+	}
+	if c.MaxMessageBytes > 0 && c.SendQueueBytes > 0 && c.MaxMessageBytes+14 > c.SendQueueBytes {
+		errs = append(errs, fmt.Errorf("server: MaxMessageBytes (%d) plus a frame header exceeds SendQueueBytes (%d): one echoed message would evict its sender", c.MaxMessageBytes, c.SendQueueBytes))
+	}
+	if c.PingInterval > 0 && c.IdleTimeout > 0 && c.IdleTimeout <= c.PingInterval {
+		errs = append(errs, fmt.Errorf("server: IdleTimeout (%v) must exceed PingInterval (%v) so a pinged client can answer", c.IdleTimeout, c.PingInterval))
+	}
+	if c.MaxRequestBytes > 0 && c.MaxRequestBytes < 256 {
+		errs = append(errs, fmt.Errorf("server: MaxRequestBytes (%d) is below 256, too small for any browser's request", c.MaxRequestBytes))
+	}
+	return errors.Join(errs...)
+}

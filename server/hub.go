@@ -1,0 +1,197 @@
+package server
+
+import (
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/fanout-ws/fanout/frame"
+)
+
+// hubShardFDs is how many fd slots one flush task covers: large enough that
+// a broadcast costs few task hand-offs, small enough to spread one broadcast
+// over every core.
+const hubShardFDs = 256
+
+// Hub is a set of connections that receive the same broadcasts (a room).
+// Broadcast serializes a message once and hands one flush task per shard of
+// members to the write pool; each flush writes every member's share of
+// pending frames with one writev. Safe for concurrent use.
+type Hub struct {
+	s       *Server
+	members []atomic.Pointer[Conn] // by fd
+	shards  []hubShard
+	count   atomic.Int64
+	drops   atomic.Uint64
+}
+
+type hubShard struct {
+	h       *Hub
+	lo, hi  int // fd range
+	members atomic.Int32
+
+	mu        sync.Mutex
+	pending   [][]byte // frames waiting for this shard's flush
+	pendBytes int
+	spare     [][]byte
+	scheduled bool // a flush task owns the shard
+}
+
+// NewHub returns an empty hub whose broadcasts run on s's write pool.
+func (s *Server) NewHub() *Hub {
+	h := &Hub{s: s, members: make([]atomic.Pointer[Conn], s.fdLimit)}
+	h.shards = make([]hubShard, (s.fdLimit+hubShardFDs-1)/hubShardFDs)
+	for i := range h.shards {
+		h.shards[i] = hubShard{h: h, lo: i * hubShardFDs, hi: min((i+1)*hubShardFDs, s.fdLimit)}
+	}
+	s.mu.Lock()
+	s.hubs = append(s.hubs, h)
+	s.mu.Unlock()
+	return h
+}
+
+// Join adds c to h; c leaves every hub when it closes. Joining from
+// OnConnect is allowed: broadcasts then queue behind the 101.
+func (h *Hub) Join(c *Conn) error {
+	c.mu.Lock()
+	if c.state >= stateClosing {
+		c.mu.Unlock()
+		return ErrNotOpen
+	}
+	for _, j := range c.hubs {
+		if j == h {
+			c.mu.Unlock()
+			return nil
+		}
+	}
+	c.hubs = append(c.hubs, h)
+	tracked := c.sock.fd >= 0 && h.s.conns[c.sock.fd].Load() == c
+	c.mu.Unlock()
+	if tracked {
+		h.add(c)
+	}
+	return nil
+}
+
+// Leave removes c from h.
+func (h *Hub) Leave(c *Conn) {
+	c.mu.Lock()
+	for i, j := range c.hubs {
+		if j == h {
+			c.hubs = append(c.hubs[:i], c.hubs[i+1:]...)
+			break
+		}
+	}
+	c.mu.Unlock()
+	h.remove(c)
+}
+
+// Len is the number of members with a socket.
+func (h *Hub) Len() int { return int(h.count.Load()) }
+
+// Drops counts frames a shard refused because its flush fell more than
+// SendQueueBytes behind.
+func (h *Hub) Drops() uint64 { return h.drops.Load() }
+
+func (h *Hub) add(c *Conn) {
+	fd := int(c.sock.fd)
+	if h.members[fd].CompareAndSwap(nil, c) {
+		h.count.Add(1)
+		h.shards[fd/hubShardFDs].members.Add(1)
+	}
+}
+
+func (h *Hub) remove(c *Conn) {
+	fd := int(c.sock.fd)
+	if fd >= 0 && h.members[fd].CompareAndSwap(c, nil) {
+		h.count.Add(-1)
+		h.shards[fd/hubShardFDs].members.Add(-1)
+	}
+}
+
+// Broadcast sends one message to every member. The frame is built once.
+func (h *Hub) Broadcast(op frame.OpCode, data []byte) {
+	h.BroadcastPrepared(frame.NewPrepared(op, data))
+}
+
+// BroadcastPrepared sends p to every member. It never blocks on a socket.
+func (h *Hub) BroadcastPrepared(p *frame.Prepared) {
+	b := p.Bytes()
+	h.s.stats.broadcasts.Add(1)
+	for i := range h.shards {
+		sh := &h.shards[i]
+		if sh.members.Load() == 0 {
+			continue
+		}
+		sh.mu.Lock()
+		if sh.pendBytes+len(b) > h.s.cfg.SendQueueBytes {
+			sh.mu.Unlock()
+			h.drops.Add(1)
+			continue
+		}
+		sh.pending = append(sh.pending, b)
+		sh.pendBytes += len(b)
+		start := !sh.scheduled
+		sh.scheduled = true
+		sh.mu.Unlock()
+		if start {
+			h.s.dispatchWrite(sh)
+		}
+	}
+}
+
+// flush delivers the shard's pending frames to each member, oldest first,
+// until nothing is pending. Only the task that set scheduled runs it.
+func (sh *hubShard) flush(w *writer) {
+	for {
+		sh.mu.Lock()
+		batch := sh.pending
+		if len(batch) == 0 {
+			sh.scheduled = false
+			sh.mu.Unlock()
+			return
+		}
+		sh.pending, sh.spare = sh.spare[:0], nil
+		sh.pendBytes = 0
+		sh.mu.Unlock()
+
+		for i := 0; i < len(batch); i += iovMax {
+			chunk := batch[i:min(i+iovMax, len(batch))]
+			for fd := sh.lo; fd < sh.hi; fd++ {
+				if c := sh.h.members[fd].Load(); c != nil {
+					_ = c.writeFrames(w, chunk, false)
+				}
+			}
+		}
+		clear(batch)
+		sh.mu.Lock()
+		sh.spare = batch[:0]
+		sh.mu.Unlock()
+	}
+}
+
+// drain flushes every shard on the calling goroutine, waiting for running
+// flush tasks, so that what was broadcast is queued on every connection.
+func (h *Hub) drain() {
+	w := writers.Get().(*writer)
+	defer writers.Put(w)
+	defer h.s.flushStats(w)
+	for i := range h.shards {
+		sh := &h.shards[i]
+		for {
+			sh.mu.Lock()
+			if sh.scheduled {
+				sh.mu.Unlock()
+				time.Sleep(time.Millisecond) // a flush task owns it; it ends when pending is empty
+				continue
+			}
+			if len(sh.pending) == 0 {
+				sh.mu.Unlock()
+				break
+			}
+			sh.scheduled = true
+			sh.mu.Unlock()
+			sh.flush(w)
+		}
+	}
+}

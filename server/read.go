@@ -1,0 +1,160 @@
+package server
+
+import (
+	"errors"
+
+	"github.com/fanout-ws/fanout/frame"
+	"golang.org/x/sys/unix"
+)
+
+// maxReadsPerEvent bounds the reads one event may do on one socket, so a
+// flooding client yields its worker to the others (nbio's
+// MaxConnReadTimesPerEventLoop).
+const maxReadsPerEvent = 4
+
+// serveRead is the read pool's task: read what the socket has without
+// blocking, parse it, re-arm. It owns c's parser until it returns.
+func (s *Server) serveRead(c *Conn) {
+	if !c.sock.acquire() {
+		return
+	}
+	defer c.sock.release()
+	bp := s.getReadBuf()
+	defer s.readBufPool.Put(bp)
+	buf := *bp
+	for range maxReadsPerEvent {
+		n, err := c.sock.read(buf)
+		switch {
+		case n > 0:
+			c.lastRead.Store(s.now())
+			if !c.consume(buf[:n]) {
+				return
+			}
+			if n < len(buf) { // drained; a one-shot re-arm fires again if more arrived
+				c.armRead()
+				return
+			}
+		case err == unix.EAGAIN:
+			c.armRead()
+			return
+		case err == nil: // EOF
+			c.peerGone(nil)
+			return
+		default:
+			c.peerGone(err)
+			return
+		}
+	}
+	c.armRead()
+}
+
+func (s *Server) getReadBuf() *[]byte {
+	if bp, ok := s.readBufPool.Get().(*[]byte); ok {
+		return bp
+	}
+	b := make([]byte, s.cfg.ReadBufferBytes)
+	return &b
+}
+
+// armRead re-arms the one-shot read interest unless c is closed. The caller
+// holds a socket reference, so the fd number cannot be reused meanwhile.
+func (c *Conn) armRead() {
+	c.mu.Lock()
+	closed := c.state == stateClosed
+	c.mu.Unlock()
+	if closed {
+		c.parser.Reset()
+		return
+	}
+	if err := c.srv.poller.ArmRead(c.tok()); err != nil {
+		c.parser.Reset()
+		c.destroy(ReasonIOError)
+	}
+}
+
+// peerGone handles EOF or a read error.
+func (c *Conn) peerGone(err error) {
+	c.parser.Reset()
+	c.releaseRequest()
+	if err != nil && !errors.Is(err, unix.ECONNRESET) {
+		c.srv.connError(c, err)
+	}
+	c.destroy(ReasonPeerGone)
+}
+
+// consume feeds bytes just read to the handshake or the frame parser. It
+// returns false once c must not be read again.
+func (c *Conn) consume(data []byte) bool {
+	c.mu.Lock()
+	st := c.state
+	c.mu.Unlock()
+	switch st {
+	case stateHandshake:
+		rest, ok := c.collectRequest(data)
+		if !ok {
+			return false
+		}
+		if rest == nil {
+			return true
+		}
+		ok = c.consumeFrames(rest)
+		c.releaseRequest() // rest lived in the request buffer
+		return ok
+	case stateOpen, stateClosing:
+		c.srv.stats.bytesIn.Add(uint64(len(data)))
+		return c.consumeFrames(data)
+	default:
+		return false
+	}
+}
+
+// consumeFrames parses data and acts on every complete message.
+func (c *Conn) consumeFrames(data []byte) bool {
+	s := c.srv
+	for len(data) > 0 {
+		m, n, err := c.parser.Parse(data)
+		data = data[n:]
+		if err != nil {
+			c.protocolError(err)
+			return false
+		}
+		switch m.Op {
+		case frame.OpContinuation: // need more bytes
+		case frame.OpText, frame.OpBinary:
+			s.stats.messagesIn.Add(1)
+			if c.isOpen() && s.cfg.OnMessage != nil {
+				s.cfg.OnMessage(c, m.Op, m.Payload)
+			}
+		case frame.OpPing:
+			if c.isOpen() {
+				_ = c.write(frame.AppendFrame(make([]byte, 0, 2+len(m.Payload)), frame.OpPong, m.Payload), false)
+			}
+		case frame.OpPong:
+			// lastRead is already refreshed: that is all a pong is for.
+		case frame.OpClose:
+			code, _, _ := frame.ParseClosePayload(m.Payload)
+			c.parser.Reset()
+			c.onCloseFrame(code)
+			return false
+		}
+	}
+	return true
+}
+
+// protocolError fails the connection with the close code err carries.
+func (c *Conn) protocolError(err error) {
+	c.parser.Reset()
+	code := frame.CloseProtocolError
+	var pe *frame.ProtocolError
+	if errors.As(err, &pe) {
+		code = pe.Code
+	}
+	c.srv.connError(c, err)
+	reason := ""
+	if pe != nil {
+		reason = pe.Reason
+	}
+	if c.closeWith(code, reason, ReasonProtocolError, true) != nil {
+		c.destroy(ReasonProtocolError) // already closing: stop here
+	}
+}

@@ -1,0 +1,445 @@
+package server
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/netip"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"github.com/fanout-ws/fanout/frame"
+	"github.com/fanout-ws/fanout/poller"
+	"github.com/panjf2000/ants/v2"
+)
+
+// fdReserve is kept free below the open-files limit for listeners, epoll
+// instances, log files and the dup taken during accept.
+const fdReserve = 64
+
+// Server is a WebSocket server on an epoll netpoller and two bounded worker
+// pools. Create it with New; it is safe for concurrent use.
+type Server struct {
+	clock     atomic.Int64 // coarse time in ns, advanced by the sweeper
+	live      atomic.Int64 // open connections, handshakes included
+	nextID    atomic.Uint64
+	shutting  atomic.Bool
+	lastWarn  atomic.Int64
+	stats     counters
+	cfg       Config
+	log       *slog.Logger
+	ceiling   int // effective MaxConns
+	fdLimit   int
+	startOnce sync.Once
+	startErr  error
+	poller    *poller.Poller
+	reads     *ants.PoolWithFuncGeneric[*Conn]
+	writes    *ants.PoolWithFuncGeneric[flusher]
+	conns     []atomic.Pointer[Conn] // by fd
+	ping      []byte                 // the shared ping frame
+
+	// readBufPool lends a read buffer to a worker for one task; idle
+	// connections hold none.
+	readBufPool sync.Pool
+
+	mu        sync.Mutex
+	listeners map[net.Listener]struct{}
+	hubs      []*Hub
+	addr      net.Addr
+	ready     chan struct{}
+	idle      chan struct{} // closed when live reaches 0 during shutdown
+	stop      chan struct{}
+	wg        sync.WaitGroup
+	closed    bool
+}
+
+// flusher is a unit of write work: a hub shard with pending broadcasts or a
+// connection whose socket became writable.
+type flusher interface{ flush(w *writer) }
+
+// New copies cfg, applies defaults and validates it. It does no I/O.
+func New(cfg Config) (*Server, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	cfg = cfg.withDefaults()
+	s := &Server{
+		cfg:       cfg,
+		log:       cfg.Logger.With("component", "server"),
+		listeners: make(map[net.Listener]struct{}),
+		ready:     make(chan struct{}),
+		idle:      make(chan struct{}),
+		stop:      make(chan struct{}),
+		ping:      frame.AppendFrame(nil, frame.OpPing, nil),
+	}
+	s.clock.Store(timeNow())
+	var rl syscall.Rlimit
+	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &rl); err != nil {
+		return nil, fmt.Errorf("server: getrlimit: %w", err)
+	}
+	s.fdLimit = int(min(rl.Cur, 1<<24))
+	s.ceiling = min(s.cfg.MaxConns, s.fdLimit-fdReserve)
+	if s.ceiling < 1 {
+		return nil, fmt.Errorf("server: open-files limit %d leaves no room for connections", s.fdLimit)
+	}
+	s.conns = make([]atomic.Pointer[Conn], s.fdLimit)
+	return s, nil
+}
+
+// start brings up the pollers, pools and sweeper once.
+func (s *Server) start() error {
+	s.startOnce.Do(func() { s.startErr = s.startEngine() })
+	return s.startErr
+}
+
+func (s *Server) startEngine() error {
+	if s.ceiling < s.cfg.MaxConns {
+		s.log.Info("connection ceiling set by the open-files limit", "max_conns", s.cfg.MaxConns, "open_files_limit", s.fdLimit, "ceiling", s.ceiling)
+	}
+	p, err := poller.New(s.cfg.Pollers, s.fdLimit, func(err error) { s.log.Error("epoll wait", "err", err) })
+	if err != nil {
+		return err
+	}
+	s.poller = p
+	opts := []ants.Option{ants.WithDisablePurge(true), ants.WithPanicHandler(func(v any) {
+		s.log.Error("worker panic", "panic", v)
+	})}
+	// Reads are handed off by the epoll goroutines; a full pool blocks them,
+	// which leaves events in the kernel (backpressure) instead of dropping them.
+	s.reads, err = ants.NewPoolWithFuncGeneric(s.cfg.Workers, s.serveRead, opts...)
+	if err != nil {
+		p.Close()
+		return err
+	}
+	// Writes may be scheduled from read workers and user goroutines: never
+	// block them, run the flush inline when the pool is saturated.
+	s.writes, err = ants.NewPoolWithFuncGeneric(s.cfg.Workers, s.runFlush, append(opts, ants.WithNonblocking(true))...)
+	if err != nil {
+		s.reads.Release()
+		p.Close()
+		return err
+	}
+	s.wg.Add(1)
+	go s.sweep()
+	return nil
+}
+
+func (s *Server) runFlush(f flusher) {
+	w := writers.Get().(*writer)
+	f.flush(w)
+	s.flushStats(w)
+	writers.Put(w)
+}
+
+// now is the coarse clock (ns) used for timeouts.
+func (s *Server) now() int64 { return s.clock.Load() }
+
+// dispatchRead runs on an epoll goroutine: hand off only.
+func (s *Server) dispatchRead(c *Conn) {
+	if s.reads.Free() == 0 {
+		s.stats.poolSaturated.Add(1)
+	}
+	if err := s.reads.Invoke(c); err != nil {
+		c.destroy(ReasonServerShutdown) // the pool is released: shutting down
+	}
+}
+
+// dispatchWrite runs f on the write pool, or inline when it is saturated.
+func (s *Server) dispatchWrite(f flusher) {
+	if err := s.writes.Invoke(f); err != nil {
+		s.stats.poolSaturated.Add(1)
+		s.runFlush(f)
+	}
+}
+
+// ListenAndServe listens on Config.Addr and serves it.
+func (s *Server) ListenAndServe() error {
+	ln, err := net.Listen("tcp", s.cfg.Addr)
+	if err != nil {
+		return fmt.Errorf("server: listen: %w", err)
+	}
+	return s.Serve(ln)
+}
+
+// Serve accepts connections on ln and upgrades them on the poller until
+// Shutdown or Close, then returns ErrServerClosed. ln must yield sockets
+// (syscall.Conn), as TCP and Unix listeners do.
+func (s *Server) Serve(ln net.Listener) error {
+	if err := s.start(); err != nil {
+		ln.Close()
+		return err
+	}
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		ln.Close()
+		return ErrServerClosed
+	}
+	s.listeners[ln] = struct{}{}
+	if s.addr == nil {
+		s.addr = ln.Addr()
+		close(s.ready)
+	}
+	s.wg.Add(1)
+	s.mu.Unlock()
+	defer s.wg.Done()
+	s.log.Info("listening", "addr", ln.Addr().String(), "workers", s.cfg.Workers, "pollers", s.cfg.Pollers,
+		"max_conns", s.ceiling, "open_files_limit", s.fdLimit)
+
+	var backoff time.Duration
+	for {
+		nc, err := ln.Accept()
+		if err != nil {
+			if s.shutting.Load() || errors.Is(err, net.ErrClosed) {
+				return ErrServerClosed
+			}
+			// EMFILE and friends: the kernel keeps the connection in the
+			// backlog; back off instead of spinning.
+			backoff = min(max(2*backoff, 5*time.Millisecond), time.Second)
+			s.warnSampled("accept failed; backing off", "err", err, "backoff", backoff)
+			select {
+			case <-time.After(backoff):
+			case <-s.stop:
+				return ErrServerClosed
+			}
+			continue
+		}
+		backoff = 0
+		s.accept(nc)
+	}
+}
+
+// accept adopts a fresh socket and waits on the poller for its request.
+func (s *Server) accept(nc net.Conn) {
+	s.stats.accepted.Add(1)
+	remote := addrPort(nc.RemoteAddr())
+	if s.live.Load() >= int64(s.ceiling) {
+		s.stats.rejectedCapacity.Add(1)
+		_ = nc.SetWriteDeadline(time.Now())
+		_, _ = nc.Write(response503)
+		nc.Close()
+		s.warnSampled("over capacity; answered 503", "remote", remote.String(), "max_conns", s.ceiling)
+		return
+	}
+	fd, err := takeSocket(nc)
+	if err != nil {
+		s.warnSampled("accept: cannot take socket", "err", err)
+		return
+	}
+	c := s.newConn(fd, remote)
+	c.deadline = s.now() + int64(s.cfg.HandshakeTimeout)
+	if err := s.register(c); err != nil {
+		s.log.Error("register", "err", err)
+		c.destroy(ReasonIOError)
+	}
+}
+
+var response503 = []byte("HTTP/1.1 503 Service Unavailable\r\nContent-Type: text/plain\r\nContent-Length: 21\r\nConnection: close\r\n\r\ntoo many connections\n")
+
+func (s *Server) newConn(fd int, remote netip.AddrPort) *Conn {
+	c := &Conn{srv: s, id: s.nextID.Add(1), remote: remote, writing: true}
+	c.sock.fd = int32(fd)
+	c.parser.Role = frame.ServerSide
+	c.parser.MaxMessageBytes = s.cfg.MaxMessageBytes
+	c.lastRead.Store(s.now())
+	s.live.Add(1)
+	return c
+}
+
+// register tracks c and arms its first read.
+func (s *Server) register(c *Conn) error {
+	if err := s.track(c); err != nil {
+		return err
+	}
+	return s.arm(c)
+}
+
+// track puts c in the fd table and in the hubs it joined before it had a
+// socket.
+func (s *Server) track(c *Conn) error {
+	if int(c.sock.fd) >= len(s.conns) {
+		return fmt.Errorf("server: fd %d beyond the open-files limit %d", c.sock.fd, len(s.conns))
+	}
+	s.conns[c.sock.fd].Store(c)
+	c.mu.Lock()
+	hubs := c.hubs
+	c.mu.Unlock()
+	for _, h := range hubs {
+		h.add(c)
+	}
+	return nil
+}
+
+// arm registers c's fd with the poller, read interest armed.
+func (s *Server) arm(c *Conn) error {
+	t, err := s.poller.Register(int(c.sock.fd), (*pollHandler)(c))
+	c.mu.Lock()
+	c.token = t
+	c.mu.Unlock()
+	return err
+}
+
+// connClosed accounts for a destroyed connection and runs OnClose.
+func (s *Server) connClosed(c *Conn, code frame.CloseCode, reason CloseReason, connected bool) {
+	s.stats.closed[min(int(reason), len(s.stats.closed)-1)].Add(1)
+	s.log.Debug("closed", "conn", c.id, "remote", c.remote.String(), "code", int(code), "reason", reason.String())
+	if connected && s.cfg.OnClose != nil {
+		s.cfg.OnClose(c, code, reason)
+	}
+	if s.live.Add(-1) == 0 && s.shutting.Load() {
+		s.signalIdle()
+	}
+}
+
+func (s *Server) signalIdle() {
+	s.mu.Lock()
+	select {
+	case <-s.idle:
+	default:
+		close(s.idle)
+	}
+	s.mu.Unlock()
+}
+
+func (s *Server) connError(c *Conn, err error) {
+	s.stats.errors.Add(1)
+	s.log.Debug("connection error", "conn", c.id, "remote", c.remote.String(), "err", err)
+	if s.cfg.OnError != nil {
+		s.cfg.OnError(c, err)
+	}
+}
+
+// warnSampled logs at Warn at most once a second; the rest are counted in
+// metrics only.
+func (s *Server) warnSampled(msg string, args ...any) {
+	now := timeNow()
+	last := s.lastWarn.Load()
+	if now-last < int64(time.Second) || !s.lastWarn.CompareAndSwap(last, now) {
+		return
+	}
+	s.log.Warn(msg, args...)
+}
+
+// Addr is the address of the first listener, once Serve has started.
+func (s *Server) Addr() net.Addr {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.addr
+}
+
+// Ready is closed once Serve listens.
+func (s *Server) Ready() <-chan struct{} { return s.ready }
+
+// Live is the number of open connections, handshakes included.
+func (s *Server) Live() int { return int(s.live.Load()) }
+
+// Ceiling is the effective connection limit: Config.MaxConns capped by the
+// open-files limit (less a small reserve).
+func (s *Server) Ceiling() int { return s.ceiling }
+
+// Shutdown stops accepting, flushes every hub, sends close 1001 to every
+// connection behind its queued messages and waits for the close handshakes
+// until ctx is done; then it closes what is left and releases the pollers
+// and pools. It returns ctx.Err() if connections had to be cut. Later calls
+// return nil.
+func (s *Server) Shutdown(ctx context.Context) error {
+	if !s.shutting.CompareAndSwap(false, true) {
+		return nil
+	}
+	s.log.Info("shutdown begun", "live", s.live.Load())
+	s.closeListeners()
+	var err error
+	if s.poller != nil {
+		s.mu.Lock()
+		hubs := append([]*Hub(nil), s.hubs...)
+		s.mu.Unlock()
+		for _, h := range hubs {
+			h.drain()
+		}
+		s.eachConn(func(c *Conn) {
+			if c.isOpen() {
+				_ = c.closeWith(frame.CloseGoingAway, "server shutdown", ReasonServerShutdown, false)
+			} else {
+				c.mu.Lock()
+				hs := c.state == stateHandshake
+				c.mu.Unlock()
+				if hs {
+					c.destroy(ReasonServerShutdown)
+				}
+			}
+		})
+		if s.live.Load() == 0 {
+			s.signalIdle()
+		}
+		select {
+		case <-s.idle:
+		case <-ctx.Done():
+			err = ctx.Err()
+		}
+	}
+	s.teardown()
+	s.log.Info("shutdown finished", "err", err)
+	return err
+}
+
+// Close closes every connection at once, without close handshakes, and
+// releases everything. Later calls return nil.
+func (s *Server) Close() error {
+	s.shutting.Store(true)
+	s.closeListeners()
+	s.teardown()
+	return nil
+}
+
+func (s *Server) closeListeners() {
+	s.mu.Lock()
+	s.closed = true
+	for ln := range s.listeners {
+		ln.Close()
+	}
+	clear(s.listeners)
+	s.mu.Unlock()
+}
+
+// teardown destroys the remaining connections and stops the engine once.
+func (s *Server) teardown() {
+	s.mu.Lock()
+	select {
+	case <-s.stop:
+		s.mu.Unlock()
+		s.wg.Wait()
+		return
+	default:
+		close(s.stop)
+	}
+	s.mu.Unlock()
+	if s.poller == nil {
+		s.startOnce.Do(func() { s.startErr = ErrServerClosed })
+		return
+	}
+	s.eachConn(func(c *Conn) { c.destroy(ReasonServerShutdown) })
+	s.poller.Close()
+	_ = s.reads.ReleaseTimeout(5 * time.Second)
+	_ = s.writes.ReleaseTimeout(5 * time.Second)
+	s.wg.Wait()
+}
+
+func (s *Server) eachConn(f func(*Conn)) {
+	for i := range s.conns {
+		if c := s.conns[i].Load(); c != nil {
+			f(c)
+		}
+	}
+}
+
+func addrPort(a net.Addr) netip.AddrPort {
+	if ta, ok := a.(*net.TCPAddr); ok {
+		return ta.AddrPort()
+	}
+	ap, _ := netip.ParseAddrPort(a.String())
+	return ap
+}

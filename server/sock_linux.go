@@ -1,0 +1,128 @@
+//go:build linux
+
+package server
+
+import (
+	"net"
+	"sync/atomic"
+	"syscall"
+	"unsafe"
+
+	"golang.org/x/sys/unix"
+)
+
+const (
+	sockClosing = 1 << 62 // close requested: no new references
+	sockClosed  = 1 << 63 // the number has been closed
+	iovMax      = 1024    // IOV_MAX on Linux
+)
+
+// sock owns a raw non-blocking socket fd. Every syscall on it holds a
+// reference, and the number is closed only when close was requested and the
+// last reference is gone, so no syscall ever lands on a number the kernel has
+// handed to a newer socket.
+type sock struct {
+	state atomic.Uint64 // references | sockClosing | sockClosed
+	fd    int32
+}
+
+func (s *sock) acquire() bool {
+	if s.state.Add(1)&sockClosing != 0 {
+		s.release()
+		return false
+	}
+	return true
+}
+
+func (s *sock) release() {
+	if s.state.Add(^uint64(0)) == sockClosing && s.state.CompareAndSwap(sockClosing, sockClosing|sockClosed) {
+		_ = unix.Close(int(s.fd))
+	}
+}
+
+// close requests the close; the fd is closed now or by the last release.
+func (s *sock) close() {
+	old := s.state.Or(sockClosing)
+	if old&sockClosing == 0 && old == 0 && s.state.CompareAndSwap(sockClosing, sockClosing|sockClosed) {
+		_ = unix.Close(int(s.fd))
+	}
+}
+
+// read does one non-blocking read. It returns unix.EAGAIN when nothing is
+// there and (0, nil) at EOF.
+func (s *sock) read(p []byte) (int, error) {
+	if !s.acquire() {
+		return 0, net.ErrClosed
+	}
+	defer s.release()
+	for {
+		n, err := unix.Read(int(s.fd), p)
+		if err == unix.EINTR {
+			continue
+		}
+		return max(n, 0), err
+	}
+}
+
+// writev does one non-blocking gather write of bufs (at most iovMax of
+// them) using iov as scratch, and returns the bytes written.
+func (s *sock) writev(iov []unix.Iovec, bufs [][]byte) (int, error) {
+	if !s.acquire() {
+		return 0, net.ErrClosed
+	}
+	defer s.release()
+	iov = iov[:0]
+	for _, b := range bufs[:min(len(bufs), iovMax)] {
+		if len(b) == 0 {
+			continue
+		}
+		v := unix.Iovec{Base: &b[0]}
+		v.SetLen(len(b))
+		iov = append(iov, v)
+	}
+	if len(iov) == 0 {
+		return 0, nil
+	}
+	for {
+		n, _, errno := unix.Syscall(unix.SYS_WRITEV, uintptr(s.fd), uintptr(unsafe.Pointer(&iov[0])), uintptr(len(iov)))
+		if errno == unix.EINTR {
+			continue
+		}
+		if errno != 0 {
+			return 0, errno
+		}
+		return int(n), nil
+	}
+}
+
+// takeSocket moves nc's socket into a raw non-blocking fd owned by the
+// caller: it duplicates the descriptor and closes nc, so the connection
+// costs one fd and Go's own poller forgets it.
+func takeSocket(nc net.Conn) (int, error) {
+	sc, ok := nc.(syscall.Conn)
+	if !ok {
+		nc.Close()
+		return -1, ErrNotSocket
+	}
+	rc, err := sc.SyscallConn()
+	if err != nil {
+		nc.Close()
+		return -1, err
+	}
+	fd := -1
+	var dupErr error
+	if err := rc.Control(func(orig uintptr) {
+		fd, dupErr = unix.FcntlInt(orig, unix.F_DUPFD_CLOEXEC, 0)
+	}); err != nil {
+		dupErr = err
+	}
+	nc.Close()
+	if dupErr != nil {
+		return -1, dupErr
+	}
+	if err := unix.SetNonblock(fd, true); err != nil {
+		unix.Close(fd)
+		return -1, err
+	}
+	return fd, nil
+}

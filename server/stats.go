@@ -1,0 +1,67 @@
+package server
+
+import "sync/atomic"
+
+// counters are the server's hot-path counters: plain atomics, read by Stats.
+type counters struct {
+	accepted         atomic.Uint64
+	upgraded         atomic.Uint64
+	handshakesFailed atomic.Uint64
+	rejectedCapacity atomic.Uint64
+	messagesIn       atomic.Uint64
+	bytesIn          atomic.Uint64
+	framesOut        atomic.Uint64
+	bytesOut         atomic.Uint64
+	writeCalls       atomic.Uint64
+	broadcasts       atomic.Uint64
+	slowConsumers    atomic.Uint64
+	poolSaturated    atomic.Uint64
+	errors           atomic.Uint64
+	closed           [ReasonOverCapacity + 1]atomic.Uint64
+}
+
+// Stats is a snapshot of the server's counters since New.
+type Stats struct {
+	Live             int    // open connections, handshakes included
+	Accepted         uint64 // sockets accepted or hijacked
+	Upgraded         uint64 // completed WebSocket handshakes
+	HandshakesFailed uint64 // bad, rejected or timed-out upgrade requests
+	RejectedCapacity uint64 // answered 503 because of MaxConns
+	MessagesIn       uint64 // text and binary messages received
+	BytesIn          uint64 // bytes read from sockets after the handshake
+	FramesOut        uint64 // frames fully written (deliveries)
+	BytesOut         uint64 // bytes written to sockets
+	WriteCalls       uint64 // writev syscalls made
+	Broadcasts       uint64 // Hub.Broadcast calls (one serialization each)
+	SlowConsumers    uint64 // connections evicted for a full send queue
+	PoolSaturated    uint64 // events that found a worker pool full
+	Errors           uint64 // connection errors reported to OnError
+	Closed           map[string]uint64
+}
+
+// Stats returns a snapshot of the counters.
+func (s *Server) Stats() Stats {
+	st := Stats{
+		Live:             int(s.live.Load()),
+		Accepted:         s.stats.accepted.Load(),
+		Upgraded:         s.stats.upgraded.Load(),
+		HandshakesFailed: s.stats.handshakesFailed.Load(),
+		RejectedCapacity: s.stats.rejectedCapacity.Load(),
+		MessagesIn:       s.stats.messagesIn.Load(),
+		BytesIn:          s.stats.bytesIn.Load(),
+		FramesOut:        s.stats.framesOut.Load(),
+		BytesOut:         s.stats.bytesOut.Load(),
+		WriteCalls:       s.stats.writeCalls.Load(),
+		Broadcasts:       s.stats.broadcasts.Load(),
+		SlowConsumers:    s.stats.slowConsumers.Load(),
+		PoolSaturated:    s.stats.poolSaturated.Load(),
+		Errors:           s.stats.errors.Load(),
+		Closed:           make(map[string]uint64),
+	}
+	for r := range s.stats.closed {
+		if n := s.stats.closed[r].Load(); n > 0 {
+			st.Closed[CloseReason(r).String()] = n
+		}
+	}
+	return st
+}

@@ -1,0 +1,65 @@
+package server
+
+import "time"
+
+// sweep is the one shared timer: each tick it advances the coarse clock and
+// walks the fd table for handshake, close and idle deadlines and due pings.
+// No connection owns a time.Timer or a goroutine.
+func (s *Server) sweep() {
+	defer s.wg.Done()
+	t := time.NewTicker(s.sweepInterval())
+	defer t.Stop()
+	for {
+		select {
+		case <-s.stop:
+			return
+		case <-t.C:
+		}
+		now := timeNow()
+		s.clock.Store(now)
+		for i := range s.conns {
+			if c := s.conns[i].Load(); c != nil {
+				s.checkTimers(c, now)
+			}
+		}
+	}
+}
+
+// sweepInterval is a quarter of the shortest timeout, within [5ms, 1s].
+func (s *Server) sweepInterval() time.Duration {
+	d := time.Second
+	for _, v := range []time.Duration{s.cfg.HandshakeTimeout, s.cfg.PingInterval, s.cfg.IdleTimeout, s.cfg.CloseTimeout} {
+		if v > 0 {
+			d = min(d, v/4)
+		}
+	}
+	return max(d, 5*time.Millisecond)
+}
+
+func (s *Server) checkTimers(c *Conn, now int64) {
+	c.mu.Lock()
+	st, deadline, lastPing := c.state, c.deadline, c.lastPing
+	c.mu.Unlock()
+	switch st {
+	case stateHandshake:
+		if deadline > 0 && now > deadline {
+			s.stats.handshakesFailed.Add(1)
+			c.destroy(ReasonHandshakeTimeout)
+		}
+	case stateClosing:
+		if now > deadline {
+			c.destroy(ReasonCloseTimeout)
+		}
+	case stateOpen:
+		idle := now - c.lastRead.Load()
+		switch {
+		case s.cfg.IdleTimeout > 0 && idle > int64(s.cfg.IdleTimeout):
+			_ = c.closeWith(1001, "idle timeout", ReasonIdleTimeout, true)
+		case s.cfg.PingInterval > 0 && idle > int64(s.cfg.PingInterval) && now-lastPing > int64(s.cfg.PingInterval):
+			c.mu.Lock()
+			c.lastPing = now
+			c.mu.Unlock()
+			_ = c.write(s.ping, false)
+		}
+	}
+}

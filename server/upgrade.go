@@ -1,0 +1,274 @@
+package server
+
+import (
+	"bytes"
+	"errors"
+	"net/http"
+	"net/netip"
+	"net/url"
+	"strings"
+	"sync"
+
+	"github.com/gobwas/ws"
+)
+
+// Request is what OnConnect sees of the upgrade request.
+type Request struct {
+	URI        string      // request target: path and query
+	Host       string      // Host header
+	Header     http.Header // other headers (Origin, Cookie, Authorization, ...)
+	Protocols  []string    // offered Sec-WebSocket-Protocol values
+	RemoteAddr netip.AddrPort
+}
+
+// Path is the path part of URI.
+func (r *Request) Path() string {
+	p, _, _ := strings.Cut(r.URI, "?")
+	return p
+}
+
+// Query parses the query part of URI.
+func (r *Request) Query() url.Values {
+	_, q, _ := strings.Cut(r.URI, "?")
+	v, _ := url.ParseQuery(q)
+	return v
+}
+
+var requestBufs = sync.Pool{New: func() any { b := make([]byte, 0, 1024); return &b }}
+
+// collectRequest appends handshake bytes read without blocking. When the
+// request is complete it upgrades and returns the bytes that followed the
+// request (the first frame bytes, possibly empty but non-nil); while
+// incomplete it returns nil, true. ok is false once c is closed.
+func (c *Conn) collectRequest(data []byte) (rest []byte, ok bool) {
+	if c.request == nil {
+		c.request = (*requestBufs.Get().(*[]byte))[:0]
+	}
+	limit := c.srv.cfg.MaxRequestBytes
+	if len(c.request)+len(data) > limit {
+		data = data[:max(0, limit-len(c.request))]
+	}
+	c.request = append(c.request, data...)
+	end := headerEnd(c.request)
+	if end < 0 {
+		if len(c.request) >= limit {
+			c.failHandshake(errors.New("request header too large"), []byte("HTTP/1.1 431 Request Header Fields Too Large\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"))
+			return nil, false
+		}
+		return nil, true
+	}
+	if !c.upgrade(c.request[:end]) {
+		return nil, false
+	}
+	return c.request[end:len(c.request):len(c.request)], true
+}
+
+// headerEnd returns the offset just past the blank line that ends an HTTP
+// request head, or -1.
+func headerEnd(b []byte) int {
+	if i := bytes.Index(b, []byte("\r\n\r\n")); i >= 0 {
+		return i + 4
+	}
+	if i := bytes.Index(b, []byte("\n\n")); i >= 0 {
+		return i + 2
+	}
+	return -1
+}
+
+func (c *Conn) releaseRequest() {
+	if c.request != nil {
+		b := c.request[:0]
+		c.request = nil
+		requestBufs.Put(&b)
+	}
+}
+
+// handshakeIO gives gobwas/ws's Upgrader the complete request from memory
+// and captures its response, so it never touches the socket.
+type handshakeIO struct {
+	r bytes.Reader
+	w bytes.Buffer
+}
+
+func (h *handshakeIO) Read(p []byte) (int, error)  { return h.r.Read(p) }
+func (h *handshakeIO) Write(p []byte) (int, error) { return h.w.Write(p) }
+
+// upgrade runs the gobwas/ws Upgrader (zero-copy hooks) over the complete
+// request and queues the 101 ahead of anything OnConnect sent.
+func (c *Conn) upgrade(head []byte) bool {
+	s := c.srv
+	req := Request{Header: make(http.Header), RemoteAddr: c.remote}
+	var rejected error
+	u := ws.Upgrader{
+		OnRequest: func(uri []byte) error { req.URI = string(uri); return nil },
+		OnHost:    func(host []byte) error { req.Host = string(host); return nil },
+		OnHeader: func(k, v []byte) error {
+			req.Header.Add(string(k), string(v))
+			return nil
+		},
+		ProtocolCustom: func(v []byte) (string, bool) {
+			for p := range strings.SplitSeq(string(v), ",") {
+				req.Protocols = append(req.Protocols, strings.TrimSpace(p))
+			}
+			return s.selectProtocol(req.Protocols), true
+		},
+		OnBeforeUpgrade: func() (ws.HandshakeHeader, error) {
+			if err := s.onConnect(c, &req); err != nil {
+				rejected = err
+				return nil, rejectionFor(err)
+			}
+			return nil, nil
+		},
+	}
+	hio := &handshakeIO{}
+	hio.r.Reset(head)
+	hs, err := u.Upgrade(hio)
+	if err != nil {
+		if rejected != nil {
+			err = rejected
+		}
+		c.failHandshake(err, hio.w.Bytes())
+		return false
+	}
+	s.stats.upgraded.Add(1)
+	c.mu.Lock()
+	c.state = stateOpen
+	c.protocol = hs.Protocol
+	c.connected = true
+	c.q = append([][]byte{hio.w.Bytes()}, c.q...)
+	c.qBytes += hio.w.Len()
+	c.mu.Unlock()
+	c.release()
+	return true
+}
+
+// onConnect runs OnConnect, if any.
+func (s *Server) onConnect(c *Conn, r *Request) error {
+	if s.cfg.OnConnect == nil {
+		return nil
+	}
+	return s.cfg.OnConnect(c, r)
+}
+
+func (s *Server) selectProtocol(offered []string) string {
+	for _, want := range s.cfg.Subprotocols {
+		for _, p := range offered {
+			if p == want {
+				return p
+			}
+		}
+	}
+	return ""
+}
+
+// rejectionFor maps an OnConnect error to the HTTP status gobwas/ws writes.
+func rejectionFor(err error) error {
+	status, reason := http.StatusForbidden, "forbidden"
+	var re *RejectError
+	if errors.As(err, &re) {
+		status, reason = re.Status, re.Reason
+	}
+	return ws.RejectConnectionError(ws.RejectionStatus(status), ws.RejectionReason(reason))
+}
+
+// failHandshake answers a bad upgrade request with resp (best effort, one
+// non-blocking write) and closes the socket.
+func (c *Conn) failHandshake(err error, resp []byte) {
+	s := c.srv
+	s.stats.handshakesFailed.Add(1)
+	s.log.Debug("handshake failed", "conn", c.id, "remote", c.remote.String(), "err", err)
+	c.releaseRequest()
+	if len(resp) > 0 {
+		w := writers.Get().(*writer)
+		w.one[0] = resp
+		_, _ = c.sock.writev(w.iov, w.one[:])
+		w.one[0] = nil
+		writers.Put(w)
+	}
+	c.destroy(ReasonHandshakeFailed)
+}
+
+// Handler returns an http.Handler that upgrades requests with
+// ws.HTTPUpgrader (for an existing net/http mux) and hands the hijacked
+// connection to the same poller and pools as Serve.
+func (s *Server) Handler() http.Handler {
+	return http.HandlerFunc(s.serveHTTP)
+}
+
+func (s *Server) serveHTTP(w http.ResponseWriter, r *http.Request) {
+	if err := s.start(); err != nil || s.shutting.Load() {
+		http.Error(w, "server shutting down", http.StatusServiceUnavailable)
+		return
+	}
+	remote, _ := netip.ParseAddrPort(r.RemoteAddr)
+	if s.live.Load() >= int64(s.ceiling) {
+		s.stats.rejectedCapacity.Add(1)
+		http.Error(w, "too many connections", http.StatusServiceUnavailable)
+		return
+	}
+	s.stats.accepted.Add(1)
+	req := &Request{URI: r.RequestURI, Host: r.Host, Header: r.Header, RemoteAddr: remote}
+	for _, v := range r.Header.Values("Sec-WebSocket-Protocol") {
+		for p := range strings.SplitSeq(v, ",") {
+			req.Protocols = append(req.Protocols, strings.TrimSpace(p))
+		}
+	}
+	c := s.newConn(-1, remote)
+	if err := s.onConnect(c, req); err != nil {
+		status, reason := http.StatusForbidden, "forbidden"
+		var re *RejectError
+		if errors.As(err, &re) {
+			status, reason = re.Status, re.Reason
+		}
+		s.stats.handshakesFailed.Add(1)
+		http.Error(w, reason, status)
+		c.destroy(ReasonHandshakeFailed)
+		return
+	}
+	proto := s.selectProtocol(req.Protocols)
+	u := ws.HTTPUpgrader{Protocol: func(p string) bool { return p == proto }}
+	nc, rw, _, err := u.Upgrade(r, w)
+	if err != nil {
+		if nc != nil {
+			nc.Close() // HTTPUpgrader hijacks before it validates
+		}
+		s.stats.handshakesFailed.Add(1)
+		c.destroy(ReasonHandshakeFailed)
+		return
+	}
+	var early []byte
+	if rw != nil && rw.Reader.Buffered() > 0 {
+		early, _ = rw.Reader.Peek(rw.Reader.Buffered())
+		early = bytes.Clone(early)
+	}
+	fd, err := takeSocket(nc)
+	if err != nil {
+		s.log.Error("hijacked connection has no socket", "err", err)
+		c.destroy(ReasonIOError)
+		return
+	}
+	s.stats.upgraded.Add(1)
+	c.sock.fd = int32(fd)
+	c.mu.Lock()
+	c.state = stateOpen
+	c.protocol = proto
+	c.connected = true
+	c.mu.Unlock()
+	if err := s.track(c); err != nil {
+		s.log.Error("register", "err", err)
+		c.destroy(ReasonIOError)
+		return
+	}
+	// Bytes that came with the request will not be reported by the poller:
+	// parse them before the fd is armed, while this goroutine alone owns
+	// the parser.
+	readOn := len(early) == 0 || c.consume(early)
+	c.release() // flush the 101's followers: what OnConnect and early frames queued
+	if !readOn {
+		return
+	}
+	if err := s.arm(c); err != nil {
+		s.log.Error("register", "err", err)
+		c.destroy(ReasonIOError)
+	}
+}

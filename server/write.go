@@ -1,0 +1,224 @@
+package server
+
+import (
+	"errors"
+	"sync"
+
+	"golang.org/x/sys/unix"
+)
+
+// writer is per-task scratch for gather writes, so the write path allocates
+// nothing per delivery.
+type writer struct {
+	iov  []unix.Iovec
+	bufs [][]byte
+	one  [1][]byte
+
+	// Counted per task and added to the server's counters once, so
+	// deliveries do not contend on shared atomics.
+	calls, bytes, frames uint64
+}
+
+// flushStats adds w's counts to s and resets them.
+func (s *Server) flushStats(w *writer) {
+	if w.calls > 0 {
+		s.stats.writeCalls.Add(w.calls)
+		s.stats.bytesOut.Add(w.bytes)
+		s.stats.framesOut.Add(w.frames)
+		w.calls, w.bytes, w.frames = 0, 0, 0
+	}
+}
+
+var writers = sync.Pool{New: func() any {
+	return &writer{iov: make([]unix.Iovec, 0, iovMax), bufs: make([][]byte, 0, 64)}
+}}
+
+// write sends one frame to c; a close frame is let through while closing.
+func (c *Conn) write(b []byte, isClose bool) error {
+	w := writers.Get().(*writer)
+	w.one[0] = b
+	err := c.writeFrames(w, w.one[:], isClose)
+	w.one[0] = nil
+	c.srv.flushStats(w)
+	writers.Put(w)
+	return err
+}
+
+// writeFrames sends at most iovMax frames to c in order. If nobody owns c's socket it
+// writes them at once with one writev; what the kernel does not take, and
+// everything sent while another goroutine owns the socket, waits in c.q.
+func (c *Conn) writeFrames(w *writer, frames [][]byte, isClose bool) error {
+	c.mu.Lock()
+	if c.state == stateClosed || (c.state == stateClosing && !isClose) {
+		c.mu.Unlock()
+		return ErrClosed
+	}
+	if c.writing {
+		for _, b := range frames {
+			c.q = append(c.q, b)
+			c.qBytes += len(b)
+		}
+		slow := c.qBytes > c.srv.cfg.SendQueueBytes && !isClose
+		c.mu.Unlock()
+		if slow {
+			c.evictSlow()
+			return ErrClosed
+		}
+		return nil
+	}
+	c.writing = true
+	c.mu.Unlock()
+
+	total := 0
+	for _, b := range frames {
+		total += len(b)
+	}
+	n, err := c.sock.writev(w.iov, frames)
+	w.calls++
+	if err != nil && err != unix.EAGAIN {
+		c.ioError(err)
+		return err
+	}
+	w.bytes += uint64(n)
+	if n == total {
+		w.frames += uint64(len(frames))
+		c.release()
+		return nil
+	}
+	// Keep the unwritten tails, ahead of whatever others queued meanwhile.
+	var rest [][]byte
+	off := n
+	for i, b := range frames {
+		if off >= len(b) {
+			off -= len(b)
+			continue
+		}
+		rest = append(rest, b[off:])
+		rest = append(rest, frames[i+1:]...)
+		w.frames += uint64(i)
+		break
+	}
+	c.mu.Lock()
+	if c.state == stateClosed {
+		c.mu.Unlock()
+		return nil
+	}
+	c.q = append(rest, c.q...)
+	c.qBytes += total - n
+	slow := c.qBytes > c.srv.cfg.SendQueueBytes && !isClose
+	c.mu.Unlock()
+	if slow {
+		c.evictSlow()
+		return ErrClosed
+	}
+	c.armWrite() // the kernel took less than offered: the socket is full
+	return nil
+}
+
+// flush writes c.q while the kernel takes it. The caller owns c's socket;
+// ownership is released when the queue is empty and handed to the EPOLLOUT
+// event when the socket is full.
+func (c *Conn) flush(w *writer) {
+	for {
+		c.mu.Lock()
+		if c.state == stateClosed {
+			c.mu.Unlock()
+			return
+		}
+		if len(c.q) == 0 {
+			c.mu.Unlock()
+			c.release()
+			return
+		}
+		w.bufs = append(w.bufs[:0], c.q[:min(len(c.q), iovMax)]...)
+		c.mu.Unlock()
+
+		n, err := c.sock.writev(w.iov, w.bufs)
+		w.calls++
+		clear(w.bufs)
+		if err != nil && err != unix.EAGAIN {
+			c.ioError(err)
+			return
+		}
+		w.bytes += uint64(n)
+		c.mu.Lock()
+		offered := 0
+		for _, b := range c.q[:min(len(c.q), iovMax)] {
+			offered += len(b)
+		}
+		w.frames += uint64(c.consumeLocked(n))
+		c.mu.Unlock()
+		if n < offered {
+			c.armWrite()
+			return
+		}
+	}
+}
+
+// consumeLocked drops n written bytes from the head of c.q and returns how
+// many frames that completed.
+func (c *Conn) consumeLocked(n int) (frames int) {
+	c.qBytes -= n
+	for n > 0 && len(c.q) > 0 {
+		if n < len(c.q[0]) {
+			c.q[0] = c.q[0][n:]
+			return frames
+		}
+		n -= len(c.q[0])
+		c.q[0] = nil
+		c.q = c.q[1:]
+		frames++
+	}
+	if len(c.q) == 0 {
+		c.q = nil // an idle connection keeps no queue
+	}
+	return frames
+}
+
+// release gives up socket ownership once nothing is queued, and closes the
+// socket if a close frame was the last thing to send.
+func (c *Conn) release() {
+	c.mu.Lock()
+	if len(c.q) > 0 && c.state != stateClosed {
+		c.mu.Unlock()
+		w := writers.Get().(*writer)
+		c.flush(w)
+		c.srv.flushStats(w)
+		writers.Put(w)
+		return
+	}
+	c.writing = false
+	fin := c.finAfter && c.state == stateClosing
+	c.mu.Unlock()
+	if fin {
+		c.destroy(ReasonNone)
+	}
+}
+
+// armWrite asks for EPOLLOUT; the writable event resumes flush.
+func (c *Conn) armWrite() {
+	if !c.sock.acquire() {
+		return
+	}
+	err := c.srv.poller.ArmWrite(c.tok(), (*pollHandler)(c))
+	c.sock.release()
+	if err != nil {
+		c.destroy(ReasonIOError)
+	}
+}
+
+// evictSlow closes a connection whose queue passed SendQueueBytes. Its
+// socket is full, so a close frame could not get through: the TCP connection
+// is dropped and OnClose sees 1006 with ReasonSlowConsumer.
+func (c *Conn) evictSlow() {
+	c.srv.stats.slowConsumers.Add(1)
+	c.srv.warnSampled("slow consumer evicted", "conn", c.id, "remote", c.remote.String(), "send_queue_bytes", c.srv.cfg.SendQueueBytes)
+	c.destroy(ReasonSlowConsumer)
+}
+
+func (c *Conn) ioError(err error) {
+	if !errors.Is(err, unix.EPIPE) && !errors.Is(err, unix.ECONNRESET) {
+		c.srv.connError(c, err)
+	}
+	c.destroy(ReasonIOError)
+}
