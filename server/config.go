@@ -23,6 +23,7 @@ const (
 	DefaultCloseTimeout     = 3 * time.Second
 	DefaultReadBufferBytes  = 32 << 10
 	DefaultMaxRequestBytes  = 8 << 10
+	DefaultHubBacklogBytes  = 64 << 20
 )
 
 // DefaultWorkers is the default size of each worker pool: workers never block
@@ -89,6 +90,12 @@ type Config struct {
 	// Zero means DefaultMaxRequestBytes (8 KiB).
 	MaxRequestBytes int
 
+	// HubBacklogBytes caps the broadcast frames one hub shard holds while
+	// its flush catches up with publishers (frames are shared, so this is
+	// not per subscriber). Past it a broadcast is dropped for that shard and
+	// counted in Hub.Drops. Zero means DefaultHubBacklogBytes (64 MiB).
+	HubBacklogBytes int
+
 	// Subprotocols lists the accepted Sec-WebSocket-Protocol values in
 	// order of preference. Empty accepts none (the header is ignored).
 	Subprotocols []string
@@ -128,6 +135,7 @@ func (c Config) withDefaults() Config {
 	setDefault(&c.CloseTimeout, DefaultCloseTimeout)
 	setDefault(&c.ReadBufferBytes, DefaultReadBufferBytes)
 	setDefault(&c.MaxRequestBytes, DefaultMaxRequestBytes)
+	setDefault(&c.HubBacklogBytes, DefaultHubBacklogBytes)
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)
 	}
@@ -158,6 +166,7 @@ func (c Config) Validate() error {
 	positive("SendQueueBytes", c.SendQueueBytes)
 	positive("ReadBufferBytes", c.ReadBufferBytes)
 	positive("MaxRequestBytes", c.MaxRequestBytes)
+	positive("HubBacklogBytes", c.HubBacklogBytes)
 	if c.HandshakeTimeout < 0 {
 		errs = append(errs, fmt.Errorf("server: HandshakeTimeout (%v) must not be negative", c.HandshakeTimeout))
 	}

@@ -37,9 +37,9 @@ func encode(w wire) []byte {
 	return append(b.Bytes(), p...)
 }
 
-func msg(op ws.OpCode, data []byte) wire  { return wire{fin: true, op: op, data: data} }
-func text(s string) wire                  { return msg(ws.OpText, []byte(s)) }
-func frag(op ws.OpCode, s string) wire    { return wire{op: op, data: []byte(s)} }
+func msg(op ws.OpCode, data []byte) wire { return wire{fin: true, op: op, data: data} }
+func text(s string) wire                 { return msg(ws.OpText, []byte(s)) }
+func frag(op ws.OpCode, s string) wire   { return wire{op: op, data: []byte(s)} }
 func closeFrame(code uint16, r string) wire {
 	return msg(ws.OpClose, frame.AppendClosePayload(nil, frame.CloseCode(code), r))
 }

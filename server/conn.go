@@ -34,20 +34,21 @@ type Conn struct {
 	remote netip.AddrPort
 	token  poller.Token
 
-	mu        sync.Mutex
-	state     connState
-	writing   bool      // a goroutine owns the socket for writing (or waits for EPOLLOUT)
-	finAfter  bool      // close the socket once the queue is flushed
-	q         [][]byte  // frames (or their unwritten tails) waiting for the socket
-	qBytes    int       // bytes in q
-	deadline  int64     // handshake or close-handshake deadline, Server.now() units
-	lastPing  int64     // when the last ping was sent
-	code      frame.CloseCode
-	reason    CloseReason
-	hubs      []*Hub
-	data      any
-	protocol  string
-	connected bool // OnConnect accepted it: OnClose is owed
+	mu           sync.Mutex
+	state        connState
+	writing      bool     // a goroutine owns the socket for writing (or waits for EPOLLOUT)
+	finAfter     bool     // close the socket once the queue is flushed
+	q            [][]byte // frames (or their unwritten tails) waiting for the socket
+	qBytes       int      // bytes in q
+	deadline     int64    // handshake or close-handshake deadline, Server.now() units
+	lastPing     int64    // when the last ping was sent
+	code         frame.CloseCode
+	reason       CloseReason
+	hubs         []*Hub
+	data         any
+	protocol     string
+	connected    bool // OnConnect accepted it: OnClose is owed
+	overCapacity bool // accepted past the ceiling: answer 503
 
 	// Owned by the worker that holds the read event.
 	parser  frame.Parser

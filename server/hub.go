@@ -90,7 +90,7 @@ func (h *Hub) Leave(c *Conn) {
 func (h *Hub) Len() int { return int(h.count.Load()) }
 
 // Drops counts frames a shard refused because its flush fell more than
-// SendQueueBytes behind.
+// Config.HubBacklogBytes behind.
 func (h *Hub) Drops() uint64 { return h.drops.Load() }
 
 func (h *Hub) add(c *Conn) {
@@ -124,7 +124,7 @@ func (h *Hub) BroadcastPrepared(p *frame.Prepared) {
 			continue
 		}
 		sh.mu.Lock()
-		if sh.pendBytes+len(b) > h.s.cfg.SendQueueBytes {
+		if sh.pendBytes+len(b) > h.s.cfg.HubBacklogBytes {
 			sh.mu.Unlock()
 			h.drops.Add(1)
 			continue

@@ -217,28 +217,21 @@ func (s *Server) Serve(ln net.Listener) error {
 func (s *Server) accept(nc net.Conn) {
 	s.stats.accepted.Add(1)
 	remote := addrPort(nc.RemoteAddr())
-	if s.live.Load() >= int64(s.ceiling) {
-		s.stats.rejectedCapacity.Add(1)
-		_ = nc.SetWriteDeadline(time.Now())
-		_, _ = nc.Write(response503)
-		nc.Close()
-		s.warnSampled("over capacity; answered 503", "remote", remote.String(), "max_conns", s.ceiling)
-		return
-	}
 	fd, err := takeSocket(nc)
 	if err != nil {
 		s.warnSampled("accept: cannot take socket", "err", err)
 		return
 	}
 	c := s.newConn(fd, remote)
+	// Over capacity, the request is still read (so closing sends FIN, not
+	// RST) and answered 503; the fd reserve covers these few.
+	c.overCapacity = s.live.Load() > int64(s.ceiling)
 	c.deadline = s.now() + int64(s.cfg.HandshakeTimeout)
 	if err := s.register(c); err != nil {
 		s.log.Error("register", "err", err)
 		c.destroy(ReasonIOError)
 	}
 }
-
-var response503 = []byte("HTTP/1.1 503 Service Unavailable\r\nContent-Type: text/plain\r\nContent-Length: 21\r\nConnection: close\r\n\r\ntoo many connections\n")
 
 func (s *Server) newConn(fd int, remote netip.AddrPort) *Conn {
 	c := &Conn{srv: s, id: s.nextID.Add(1), remote: remote, writing: true}

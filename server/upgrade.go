@@ -3,6 +3,7 @@ package server
 import (
 	"bytes"
 	"errors"
+	"fmt"
 	"net/http"
 	"net/netip"
 	"net/url"
@@ -52,10 +53,16 @@ func (c *Conn) collectRequest(data []byte) (rest []byte, ok bool) {
 	end := headerEnd(c.request)
 	if end < 0 {
 		if len(c.request) >= limit {
-			c.failHandshake(errors.New("request header too large"), []byte("HTTP/1.1 431 Request Header Fields Too Large\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"))
+			c.failHandshake(errors.New("request header too large"), httpError(http.StatusRequestHeaderFieldsTooLarge, "request header too large"))
 			return nil, false
 		}
 		return nil, true
+	}
+	if c.overCapacity {
+		c.srv.stats.rejectedCapacity.Add(1)
+		c.srv.warnSampled("over capacity; answered 503", "remote", c.remote.String(), "max_conns", c.srv.ceiling)
+		c.failHandshake(errors.New("over capacity"), httpError(http.StatusServiceUnavailable, "too many connections"))
+		return nil, false
 	}
 	if !c.upgrade(c.request[:end]) {
 		return nil, false
@@ -81,6 +88,13 @@ func (c *Conn) releaseRequest() {
 		c.request = nil
 		requestBufs.Put(&b)
 	}
+}
+
+// httpError is a complete HTTP/1.1 error response that closes the
+// connection.
+func httpError(status int, text string) []byte {
+	return fmt.Appendf(nil, "HTTP/1.1 %d %s\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: %d\r\nConnection: close\r\n\r\n%s\n",
+		status, http.StatusText(status), len(text)+1, text)
 }
 
 // handshakeIO gives gobwas/ws's Upgrader the complete request from memory
@@ -127,7 +141,11 @@ func (c *Conn) upgrade(head []byte) bool {
 		if rejected != nil {
 			err = rejected
 		}
-		c.failHandshake(err, hio.w.Bytes())
+		resp := hio.w.Bytes()
+		if len(resp) == 0 { // gobwas/ws answers nothing to an unparsable request line
+			resp = httpError(http.StatusBadRequest, "malformed request")
+		}
+		c.failHandshake(err, resp)
 		return false
 	}
 	s.stats.upgraded.Add(1)
