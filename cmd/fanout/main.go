@@ -14,6 +14,7 @@ import (
 	"net"
 	"os"
 	"os/signal"
+	"runtime/pprof"
 	"strings"
 	"syscall"
 	"time"
@@ -41,6 +42,7 @@ type options struct {
 	logLevel        string
 	printConfig     bool
 	checkConfig     bool
+	cpuProfile      string
 }
 
 // parseFlags binds flags to opts. Defaults come from the server constants,
@@ -64,6 +66,7 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 	fs.IntVar(&c.MaxRequestBytes, "max-request-bytes", server.DefaultMaxRequestBytes, "maximum upgrade request size; larger gets 431")
 	fs.DurationVar(&o.shutdownTimeout, "shutdown-timeout", 10*time.Second, "on SIGTERM/SIGINT, wait this long for close handshakes")
 	fs.StringVar(&o.logLevel, "log-level", "info", "debug, info, warn or error")
+	fs.StringVar(&o.cpuProfile, "cpuprofile", "", "write a CPU profile of the whole run to this file")
 	fs.BoolVar(&o.printConfig, "print-config", false, "print the effective configuration as JSON and exit")
 	fs.BoolVar(&o.checkConfig, "check-config", false, "validate the configuration and exit")
 	fs.Usage = func() {
@@ -114,6 +117,17 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return enc.Encode(printable(o))
 	}
 	o.cfg.Logger = logger
+	if o.cpuProfile != "" {
+		f, err := os.Create(o.cpuProfile)
+		if err != nil {
+			return err
+		}
+		defer f.Close()
+		if err := pprof.StartCPUProfile(f); err != nil {
+			return err
+		}
+		defer pprof.StopCPUProfile()
+	}
 	srv, err := newChatServer(o.cfg)
 	if err != nil {
 		return err
