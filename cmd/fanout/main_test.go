@@ -1,0 +1,203 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/fanout-ws/fanout/server"
+	"github.com/gorilla/websocket"
+)
+
+// startChat serves the cmd's routes on 127.0.0.1:0 and checks at cleanup
+// that every connection is gone.
+func startChat(t *testing.T) (*server.Server, string) {
+	t.Helper()
+	srv, err := newChatServer(server.Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- srv.Serve(ln) }()
+	<-srv.Ready()
+	t.Cleanup(func() {
+		_ = srv.Shutdown(context.Background())
+		if err := <-done; !errors.Is(err, server.ErrServerClosed) {
+			t.Errorf("Serve: %v", err)
+		}
+	})
+	return srv, "ws://" + ln.Addr().String()
+}
+
+// waitIdle waits for the clients' closes to be processed.
+func waitIdle(t *testing.T, srv *server.Server) {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for srv.Live() != 0 {
+		if time.Now().After(deadline) {
+			t.Fatalf("%d connections still open after the client finished", srv.Live())
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// needTool skips without the tool, except in CI, which must install it.
+func needTool(t *testing.T, ok bool, hint string) {
+	t.Helper()
+	if ok {
+		return
+	}
+	if os.Getenv("CI") == "true" {
+		t.Fatalf("missing in CI: %s", hint)
+	}
+	t.Skipf("missing: %s", hint)
+}
+
+func runClient(t *testing.T, name string, args ...string) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	out, err := exec.CommandContext(ctx, name, args...).CombinedOutput()
+	if err != nil {
+		t.Fatalf("%s %v: %v\n%s", name, args, err, out)
+	}
+	t.Logf("%s", bytes.TrimSpace(out))
+}
+
+func TestInterop_Node(t *testing.T) {
+	_, err := exec.LookPath("node")
+	_, wsErr := os.Stat("testdata/interop/node_modules/ws")
+	needTool(t, err == nil && wsErr == nil, "node and `npm ci --prefix cmd/fanout/testdata/interop`")
+	srv, url := startChat(t)
+	runClient(t, "node", filepath.Join("testdata", "interop", "client.mjs"), url)
+	waitIdle(t, srv)
+}
+
+func TestInterop_Python(t *testing.T) {
+	py := "/usr/bin/python3" // Debian's, where python3-websockets installs
+	err := exec.Command(py, "-c", "import websockets").Run()
+	needTool(t, err == nil, "apt-get install python3-websockets")
+	srv, url := startChat(t)
+	runClient(t, py, filepath.Join("testdata", "interop", "client.py"), url)
+	waitIdle(t, srv)
+}
+
+func TestInterop_Gorilla(t *testing.T) {
+	srv, url := startChat(t)
+	var clients []*websocket.Conn
+	for range 3 {
+		c, _, err := websocket.DefaultDialer.Dial(url+"/ws", nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		clients = append(clients, c)
+	}
+	for i, c := range clients {
+		if err := c.WriteMessage(websocket.TextMessage, fmt.Appendf(nil, "gorilla %d", i)); err != nil {
+			t.Fatal(err)
+		}
+		for j, r := range clients {
+			_ = r.SetReadDeadline(time.Now().Add(5 * time.Second))
+			if _, p, err := r.ReadMessage(); err != nil || string(p) != fmt.Sprintf("gorilla %d", i) {
+				t.Fatalf("client %d got %q %v", j, p, err)
+			}
+		}
+	}
+	for _, c := range clients {
+		_ = c.WriteMessage(websocket.CloseMessage, websocket.FormatCloseMessage(1000, ""))
+		if _, _, err := c.ReadMessage(); !websocket.IsCloseError(err, 1000) {
+			t.Fatalf("close: %v", err)
+		}
+		c.Close()
+	}
+	waitIdle(t, srv)
+}
+
+func TestRun_FlagsEnvAndConfig(t *testing.T) {
+	t.Setenv("FANOUT_MAX_CONNS", "1234")
+	t.Setenv("FANOUT_WORKERS", "7")
+	var out, errOut bytes.Buffer
+	if err := run(context.Background(), []string{"-workers", "9", "-print-config"}, &out, &errOut); err != nil {
+		t.Fatal(err, errOut.String())
+	}
+	var cfg map[string]any
+	if err := json.Unmarshal(out.Bytes(), &cfg); err != nil {
+		t.Fatal(err)
+	}
+	if cfg["max_conns"] != 1234.0 || cfg["workers"] != 9.0 {
+		t.Fatalf("env then flags: got max_conns=%v workers=%v, want 1234 (env) and 9 (flag wins)", cfg["max_conns"], cfg["workers"])
+	}
+	err := run(context.Background(), []string{"-check-config", "-ping-interval", "10s", "-idle-timeout", "5s"}, &out, &errOut)
+	if err == nil || !strings.Contains(err.Error(), "IdleTimeout") {
+		t.Fatalf("inconsistent timeouts: %v", err)
+	}
+	if err := run(context.Background(), []string{"-h"}, &out, &errOut); !errors.Is(err, flag.ErrHelp) {
+		t.Fatalf("-h: %v", err)
+	}
+	if !strings.Contains(errOut.String(), "-send-queue-bytes") {
+		t.Fatal("-h does not document -send-queue-bytes")
+	}
+}
+
+// The binary serves until SIGTERM-like cancellation and exits cleanly.
+func TestRun_ServesAndStops(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	ln.Close()
+	done := make(chan error, 1)
+	var errOut bytes.Buffer
+	go func() { done <- run(ctx, []string{"-addr", addr}, &bytes.Buffer{}, &syncWriter{w: &errOut}) }()
+	var c *websocket.Conn
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		c, _, err = websocket.DefaultDialer.Dial("ws://"+addr+"/echo", nil)
+		if err == nil || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatalf("run: %v", err)
+	}
+	_ = c.SetReadDeadline(time.Now().Add(5 * time.Second))
+	if _, _, err := c.ReadMessage(); !websocket.IsCloseError(err, 1001) {
+		t.Fatalf("client got %v, want close 1001", err)
+	}
+}
+
+// syncWriter serialises writes from the server's goroutines.
+type syncWriter struct {
+	mu sync.Mutex
+	w  io.Writer
+}
+
+func (s *syncWriter) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.w.Write(p)
+}
