@@ -3,7 +3,6 @@ package bench
 import (
 	"context"
 	"encoding/binary"
-	"fmt"
 	"net"
 	"net/url"
 	"sync"
@@ -152,8 +151,4 @@ func message(size int, seq uint64) []byte {
 	binary.LittleEndian.PutUint64(b, uint64(time.Now().UnixNano()))
 	binary.LittleEndian.PutUint64(b[8:], seq)
 	return b
-}
-
-func fmtRate(n int64, d time.Duration) string {
-	return fmt.Sprintf("%.0f/s", float64(n)/d.Seconds())
 }
