@@ -1,8 +1,9 @@
 package server
 
 // Lock order: Hub shard mu (never held while taking a Conn's mu) → Conn.mu.
-// No lock is held during a syscall: a writer takes ownership of the socket
-// (Conn.writing) under mu, then writes unlocked.
+// No lock is held during a read or write: a writer takes ownership of the
+// socket (Conn.writing) under mu, then writes unlocked. The one syscall made
+// under Conn.mu is the epoll_ctl that registers the fd (Server.arm).
 
 import (
 	"net/netip"

@@ -267,12 +267,14 @@ func (s *Server) track(c *Conn) error {
 	return nil
 }
 
-// arm registers c's fd with the poller, read interest armed.
+// arm registers c's fd with the poller, read interest armed. c.mu is held
+// across the epoll_ctl so that an event firing at once finds c.token set:
+// a worker that read a zero token could not deregister the fd.
 func (s *Server) arm(c *Conn) error {
-	t, err := s.poller.Register(int(c.sock.fd), (*pollHandler)(c))
 	c.mu.Lock()
+	defer c.mu.Unlock()
+	t, err := s.poller.Register(int(c.sock.fd), (*pollHandler)(c))
 	c.token = t
-	c.mu.Unlock()
 	return err
 }
 

@@ -64,6 +64,7 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 	fs.DurationVar(&c.CloseTimeout, "close-timeout", server.DefaultCloseTimeout, "wait this long for the peer's close frame")
 	fs.IntVar(&c.ReadBufferBytes, "read-buffer-bytes", server.DefaultReadBufferBytes, "size of the pooled buffer one read fills")
 	fs.IntVar(&c.MaxRequestBytes, "max-request-bytes", server.DefaultMaxRequestBytes, "maximum upgrade request size; larger gets 431")
+	fs.IntVar(&c.HubBacklogBytes, "hub-backlog-bytes", server.DefaultHubBacklogBytes, "broadcast bytes one hub shard may hold while its flush catches up; beyond it broadcasts are dropped and counted")
 	fs.DurationVar(&o.shutdownTimeout, "shutdown-timeout", 10*time.Second, "on SIGTERM/SIGINT, wait this long for close handshakes")
 	fs.StringVar(&o.logLevel, "log-level", "info", "debug, info, warn or error")
 	fs.StringVar(&o.cpuProfile, "cpuprofile", "", "write a CPU profile of the whole run to this file")
@@ -165,7 +166,8 @@ func printable(o *options) map[string]any {
 		"handshake_timeout": c.HandshakeTimeout.String(), "ping_interval": c.PingInterval.String(),
 		"idle_timeout": c.IdleTimeout.String(), "close_timeout": c.CloseTimeout.String(),
 		"read_buffer_bytes": c.ReadBufferBytes, "max_request_bytes": c.MaxRequestBytes,
-		"shutdown_timeout": o.shutdownTimeout.String(), "log_level": o.logLevel,
+		"hub_backlog_bytes": c.HubBacklogBytes,
+		"shutdown_timeout":  o.shutdownTimeout.String(), "log_level": o.logLevel,
 	}
 }
 
