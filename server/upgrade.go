@@ -156,7 +156,7 @@ func (c *Conn) upgrade(head []byte) bool {
 	c.q = append([][]byte{hio.w.Bytes()}, c.q...)
 	c.qBytes += hio.w.Len()
 	c.mu.Unlock()
-	c.release()
+	c.releaseNow()
 	return true
 }
 
@@ -281,7 +281,7 @@ func (s *Server) serveHTTP(w http.ResponseWriter, r *http.Request) {
 	// parse them before the fd is armed, while this goroutine alone owns
 	// the parser.
 	readOn := len(early) == 0 || c.consume(early)
-	c.release() // flush the 101's followers: what OnConnect and early frames queued
+	c.releaseNow() // flush the 101's followers: what OnConnect and early frames queued
 	if !readOn {
 		return
 	}

@@ -82,7 +82,14 @@ func (c *Conn) writeFrames(w *writer, frames [][]byte, isClose bool) error {
 	w.bytes += uint64(n)
 	if n == total {
 		w.frames += uint64(len(frames))
-		c.release()
+		c.mu.Lock()
+		if len(c.q) == 0 && !c.finAfter { // the common case: give the socket back
+			c.writing = false
+			c.mu.Unlock()
+			return nil
+		}
+		c.mu.Unlock()
+		c.release(w)
 		return nil
 	}
 	// Keep the unwritten tails, ahead of whatever others queued meanwhile.
@@ -115,45 +122,48 @@ func (c *Conn) writeFrames(w *writer, frames [][]byte, isClose bool) error {
 	return nil
 }
 
-// flush writes c.q while the kernel takes it. The caller owns c's socket;
-// ownership is released when the queue is empty and handed to the EPOLLOUT
-// event when the socket is full.
-func (c *Conn) flush(w *writer) {
+// writeQueue writes c.q while the kernel takes it; the caller owns c's
+// socket. It returns true when the queue is empty and the caller still owns
+// the socket, false when the socket is full (ownership passes to the
+// EPOLLOUT event) or c is closed.
+func (c *Conn) writeQueue(w *writer) bool {
 	for {
 		c.mu.Lock()
 		if c.state == stateClosed {
 			c.mu.Unlock()
-			return
+			return false
 		}
 		if len(c.q) == 0 {
 			c.mu.Unlock()
-			c.release()
-			return
+			return true
 		}
 		w.bufs = append(w.bufs[:0], c.q[:min(len(c.q), iovMax)]...)
 		c.mu.Unlock()
 
 		n, err := c.sock.writev(w.iov, w.bufs)
 		w.calls++
+		offered := 0
+		for _, b := range w.bufs {
+			offered += len(b)
+		}
 		clear(w.bufs)
 		if err != nil && err != unix.EAGAIN {
 			c.ioError(err)
-			return
+			return false
 		}
 		w.bytes += uint64(n)
 		c.mu.Lock()
-		offered := 0
-		for _, b := range c.q[:min(len(c.q), iovMax)] {
-			offered += len(b)
-		}
 		w.frames += uint64(c.consumeLocked(n))
 		c.mu.Unlock()
 		if n < offered {
 			c.armWrite()
-			return
+			return false
 		}
 	}
 }
+
+// flush runs on the write pool when c's socket became writable.
+func (c *Conn) flush(w *writer) { c.release(w) }
 
 // consumeLocked drops n written bytes from the head of c.q and returns how
 // many frames that completed.
@@ -175,24 +185,34 @@ func (c *Conn) consumeLocked(n int) (frames int) {
 	return frames
 }
 
-// release gives up socket ownership once nothing is queued, and closes the
-// socket if a close frame was the last thing to send.
-func (c *Conn) release() {
-	c.mu.Lock()
-	if len(c.q) > 0 && c.state != stateClosed {
+// release is called by the goroutine that owns c's socket when it has
+// nothing of its own left to write: it writes what others queued meanwhile,
+// then gives up ownership, and closes the socket if a close frame was the
+// last thing to send.
+func (c *Conn) release(w *writer) {
+	for c.writeQueue(w) {
+		c.mu.Lock()
+		if len(c.q) > 0 { // queued between writeQueue and this lock
+			c.mu.Unlock()
+			continue
+		}
+		c.writing = false
+		fin := c.finAfter && c.state == stateClosing
 		c.mu.Unlock()
-		w := writers.Get().(*writer)
-		c.flush(w)
-		c.srv.flushStats(w)
-		writers.Put(w)
+		if fin {
+			c.destroy(ReasonNone)
+		}
 		return
 	}
-	c.writing = false
-	fin := c.finAfter && c.state == stateClosing
-	c.mu.Unlock()
-	if fin {
-		c.destroy(ReasonNone)
-	}
+}
+
+// releaseNow is release with a writer of its own, for callers outside the
+// write path.
+func (c *Conn) releaseNow() {
+	w := writers.Get().(*writer)
+	c.release(w)
+	c.srv.flushStats(w)
+	writers.Put(w)
 }
 
 // armWrite asks for EPOLLOUT; the writable event resumes flush.
