@@ -141,3 +141,43 @@ func TestServer_SlowConsumersEvicted(t *testing.T) {
 	}
 	t.Logf("peak heap %.1f MB, hub drops %d", float64(peakHeap)/(1<<20), hub.Drops())
 }
+
+// Idle connections own no goroutine and no buffer.
+func TestServer_IdleConnsOwnNothing(t *testing.T) {
+	s, addr := runServer(t, Config{})
+	base := runtime.NumGoroutine()
+	const n = 500
+	for i := range n {
+		c := dialRaw(t, addr)
+		path := "/ws"
+		if i%2 == 1 {
+			path = "/echo"
+		}
+		c.upgrade(path, clientFrame(true, ws.OpText, []byte("one message, then idle")))
+		if path == "/echo" {
+			if _, _, err := c.next(); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	eventually(t, 5*time.Second, func() error {
+		if s.Live() != n {
+			return fmt.Errorf("live %d", s.Live())
+		}
+		if g := runtime.NumGoroutine(); g > base+10 {
+			return fmt.Errorf("%d goroutines for %d connections (%d before)", g, n, base)
+		}
+		held := 0
+		s.eachConn(func(c *Conn) {
+			c.mu.Lock()
+			if c.q != nil || c.request != nil || !c.parser.Idle() || c.writing {
+				held++
+			}
+			c.mu.Unlock()
+		})
+		if held > 0 {
+			return fmt.Errorf("%d idle connections hold a queue, request or parser buffer", held)
+		}
+		return nil
+	})
+}

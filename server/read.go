@@ -74,12 +74,12 @@ func (c *Conn) armRead() {
 
 // peerGone handles EOF or a read error.
 func (c *Conn) peerGone(err error) {
-	c.parser.Reset()
-	c.releaseRequest()
 	if err != nil && !errors.Is(err, unix.ECONNRESET) {
 		c.srv.connError(c, err)
 	}
 	c.destroy(ReasonPeerGone)
+	c.parser.Reset() // after destroy's lock: ordered after anyone who looked under c.mu
+	c.releaseRequest()
 }
 
 // consume feeds bytes just read to the handshake or the frame parser. It
@@ -133,8 +133,8 @@ func (c *Conn) consumeFrames(data []byte) bool {
 			// lastRead is already refreshed: that is all a pong is for.
 		case frame.OpClose:
 			code, _, _ := frame.ParseClosePayload(m.Payload)
-			c.parser.Reset()
 			c.onCloseFrame(code)
+			c.parser.Reset()
 			return false
 		}
 	}
@@ -143,7 +143,7 @@ func (c *Conn) consumeFrames(data []byte) bool {
 
 // protocolError fails the connection with the close code err carries.
 func (c *Conn) protocolError(err error) {
-	c.parser.Reset()
+	defer c.parser.Reset()
 	code := frame.CloseProtocolError
 	var pe *frame.ProtocolError
 	if errors.As(err, &pe) {
