@@ -6,38 +6,83 @@ import (
 	"time"
 )
 
-// Config describes one run.
+// Scenarios Run knows.
+const (
+	ScenarioIdle      = "idle"      // hold connections, sample server memory
+	ScenarioBroadcast = "broadcast" // publishers send, every subscriber checks order and latency
+	ScenarioEcho      = "echo"      // each connection sends, measures the round trip
+	ScenarioChurn     = "churn"     // connect / disconnect storms: handshakes per second and latency
+	ScenarioSlow      = "slow"      // broadcast with non-reading and stalled clients, against a clean run
+)
+
+// Config describes one run. The zero value of each optional field means
+// the default named beside it.
 type Config struct {
-	URL       string        // target, e.g. ws://127.0.0.1:8080/ws
-	Scenario  string        // "idle" or "broadcast"
-	Conns     int           // subscribers to hold
-	DialRate  int           // new connections per second during the ramp
-	SourceIPs int           // spread local addresses over 127.0.0.2 .. 127.0.0.(1+SourceIPs)
-	Duration  time.Duration // measurement time after the ramp
-	Settle    time.Duration // wait after the ramp before measuring
-	Rate      float64       // broadcast: messages per second from the publisher
-	Size      int           // broadcast: payload bytes (at least 16)
-	ServerPID int           // sample this process's RSS and CPU; 0 skips
-	Drain     time.Duration // broadcast: time allowed for the last messages to arrive
+	URLs       []string      // targets; connections are spread over them round-robin
+	Scenario   string        // one of the Scenario constants
+	Conns      int           // connections to hold (subscribers, echo clients, or concurrent churners)
+	DialRate   int           // new connections per second during the ramp (default 5000)
+	SourceIPs  int           // spread source addresses over 127.0.0.2 .. 127.0.0.(1+SourceIPs); 0: kernel's choice
+	Duration   time.Duration // measurement time (default 10s)
+	Settle     time.Duration // wait after the ramp before measuring
+	Drain      time.Duration // broadcast/echo: time allowed for the last messages (default 3s)
+	Rate       float64       // broadcast: messages/s per publisher (one per URL); echo: messages/s in all
+	Size       int           // payload bytes, at least 16 (send time and sequence)
+	SlowFrac   float64       // slow: fraction of subscribers that never read (default 0.01)
+	Stalled    int           // slow: clients stuck mid-handshake plus mid-frame (default 1000)
+	ServerPIDs []int         // sample these processes' RSS and CPU from /proc
+	PerProcess int           // connections one process may hold before Run starts workers (default: open-files limit - 500)
+	Timeout    time.Duration // hard stop for the whole run (default 10 minutes)
 }
 
-// Validate checks the fields.
-func (c Config) Validate() error {
-	var errs []error
-	if c.URL == "" {
-		errs = append(errs, errors.New("bench: URL is empty"))
+func (c Config) withDefaults() Config {
+	if c.DialRate <= 0 {
+		c.DialRate = 5000
 	}
-	if c.Scenario != "idle" && c.Scenario != "broadcast" {
-		errs = append(errs, fmt.Errorf("bench: Scenario %q is not idle or broadcast", c.Scenario))
+	if c.Duration <= 0 {
+		c.Duration = 10 * time.Second
+	}
+	if c.Drain <= 0 {
+		c.Drain = 3 * time.Second
+	}
+	if c.Size == 0 {
+		c.Size = 64
+	}
+	if c.SlowFrac == 0 {
+		c.SlowFrac = 0.01
+	}
+	if c.Stalled == 0 {
+		c.Stalled = 1000
+	}
+	if c.Timeout <= 0 {
+		c.Timeout = 10 * time.Minute
+	}
+	return c
+}
+
+// Validate checks the fields after defaults.
+func (c Config) Validate() error {
+	c = c.withDefaults()
+	var errs []error
+	if len(c.URLs) == 0 {
+		errs = append(errs, errors.New("bench: no target URL"))
+	}
+	switch c.Scenario {
+	case ScenarioIdle, ScenarioBroadcast, ScenarioEcho, ScenarioChurn, ScenarioSlow:
+	default:
+		errs = append(errs, fmt.Errorf("bench: unknown scenario %q", c.Scenario))
 	}
 	if c.Conns < 1 {
 		errs = append(errs, fmt.Errorf("bench: Conns (%d) must be at least 1", c.Conns))
 	}
-	if c.Scenario == "broadcast" && c.Size < headerBytes {
-		errs = append(errs, fmt.Errorf("bench: Size (%d) must be at least %d to carry the timestamp and sequence", c.Size, headerBytes))
+	if c.Size < headerBytes {
+		errs = append(errs, fmt.Errorf("bench: Size (%d) must be at least %d to carry the send time and sequence", c.Size, headerBytes))
 	}
-	if c.Scenario == "broadcast" && c.Rate <= 0 {
-		errs = append(errs, fmt.Errorf("bench: Rate (%v) must be positive", c.Rate))
+	if (c.Scenario == ScenarioBroadcast || c.Scenario == ScenarioEcho || c.Scenario == ScenarioSlow) && c.Rate <= 0 {
+		errs = append(errs, fmt.Errorf("bench: Rate (%v) must be positive for %s", c.Rate, c.Scenario))
+	}
+	if c.SlowFrac < 0 || c.SlowFrac >= 1 {
+		errs = append(errs, fmt.Errorf("bench: SlowFrac (%v) must be in [0, 1)", c.SlowFrac))
 	}
 	return errors.Join(errs...)
 }

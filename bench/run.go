@@ -4,214 +4,260 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"net"
-	"sync"
-	"sync/atomic"
+	"math"
+	"os"
+	"syscall"
 	"time"
 
-	"github.com/fanout-ws/fanout/frame"
+	"github.com/HdrHistogram/hdrhistogram-go"
 )
 
 // Result is every figure of one run, with its configuration.
 type Result struct {
 	Config        Config
+	Processes     int // load generator processes used
 	Connected     int
 	DialErrors    int
 	RampSeconds   float64
-	Sent          int64   // broadcast messages published while measuring
-	Deliveries    int64   // messages received by subscribers while measuring
-	DeliveriesPS  float64 // deliveries per second
-	Missing       int64   // Sent*Connected - Deliveries: never arrived
+	Sent          int64   // broadcast: messages published; echo: messages sent; churn: handshakes
+	Deliveries    int64   // broadcast: messages received by subscribers; echo: replies
+	DeliveriesPS  float64 // per second of measurement
+	Missing       int64   // broadcast: Sent*subscribers - Deliveries; echo: Sent - Deliveries
 	Lost          int64   // sequence gaps seen by subscribers
 	Reordered     int64
-	Disconnected  int64
+	Disconnected  int64 // connections the server closed
+	Failed        int64 // churn: failed handshakes
 	P50us, P90us  int64
 	P99us, P999us int64
 	MaxUS         int64
-	ServerRSSBase int64   // before connecting
+	ServerRSSBase int64   // all sampled servers, before connecting
 	ServerRSS     int64   // after the ramp and settle
 	RSSPerConn    float64 // (ServerRSS-ServerRSSBase)/Connected
-	ServerCPU     float64 // server CPU seconds per wall second while measuring
+	ServerCPU     float64 // server CPU seconds per second while measuring
+	Clean         *Result `json:",omitempty"` // slow: the clean run it is compared with
 }
 
-// Run executes cfg. Progress lines go to progress (nil for none).
+// member is a share of the connections: in this process or in a worker
+// process of the load generator.
+type member interface {
+	ready() (connected, dialErrors int, err error) // ramp finished
+	start() error                                  // begin measuring (and sending, for echo and churn)
+	stop() (snapshot, error)                       // end measuring, report
+	close()
+}
+
+// Run executes cfg and stops by itself after cfg.Timeout at the latest.
+// Progress lines go to progress (nil for none). When cfg.Conns is more than
+// one process can hold, Run starts worker processes of the current
+// executable (see RunWorker) and merges their results.
 func Run(ctx context.Context, cfg Config, progress io.Writer) (Result, error) {
 	if err := cfg.Validate(); err != nil {
 		return Result{}, err
 	}
-	if cfg.DialRate <= 0 {
-		cfg.DialRate = 5000
-	}
-	if cfg.Drain <= 0 {
-		cfg.Drain = 3 * time.Second
-	}
+	cfg = cfg.withDefaults()
+	ctx, cancel := context.WithTimeout(ctx, cfg.Timeout)
+	defer cancel()
 	if progress == nil {
 		progress = io.Discard
 	}
-	res := Result{Config: cfg}
-	if cfg.ServerPID > 0 {
-		s, err := sampleProc(cfg.ServerPID)
+	if cfg.Scenario == ScenarioSlow {
+		clean := cfg
+		clean.Scenario = ScenarioBroadcast
+		cr, err := run(ctx, clean, progress)
 		if err != nil {
-			return res, err
+			return cr, err
 		}
-		res.ServerRSSBase = s.RSSBytes
+		r, err := run(ctx, cfg, progress)
+		r.Clean = &cr
+		return r, err
 	}
+	return run(ctx, cfg, progress)
+}
 
-	st := newStats()
-	var measuring atomic.Bool
-	d := &dialer{sources: cfg.SourceIPs}
-	conns := make([]net.Conn, 0, cfg.Conns)
-	var mu sync.Mutex
-	var wg sync.WaitGroup
-	var dialErrs atomic.Int64
-	start := time.Now()
-	tick := time.NewTicker(time.Second / time.Duration(max(1, min(cfg.DialRate, 1000))))
-	perTick := max(1, cfg.DialRate/1000)
-	sem := make(chan struct{}, 256)
-	for i := 0; i < cfg.Conns && ctx.Err() == nil; {
-		<-tick.C
-		for j := 0; j < perTick && i < cfg.Conns; j, i = j+1, i+1 {
-			sem <- struct{}{}
-			wg.Add(1)
-			go func(id int) {
-				defer wg.Done()
-				defer func() { <-sem }()
-				nc, err := d.dial(ctx, cfg.URL)
-				if err != nil {
-					if dialErrs.Add(1) <= 3 {
-						fmt.Fprintf(progress, "dial: %v\n", err)
-					}
-					return
-				}
-				mu.Lock()
-				conns = append(conns, nc)
-				mu.Unlock()
-				go subscribe(nc, id, st, &measuring)
-			}(i)
-		}
-		if i%1000 == 0 {
-			fmt.Fprintf(progress, "\rconnected %d/%d failed %d", len(conns), cfg.Conns, dialErrs.Load())
-		}
+func run(ctx context.Context, cfg Config, progress io.Writer) (Result, error) {
+	res := Result{Config: cfg}
+	base, err := sampleAll(cfg.ServerPIDs)
+	if err != nil {
+		return res, err
 	}
-	tick.Stop()
-	wg.Wait()
-	res.RampSeconds = time.Since(start).Seconds()
-	res.Connected, res.DialErrors = len(conns), int(dialErrs.Load())
-	fmt.Fprintf(progress, "\rconnected %d/%d failed %d in %.1fs\n", res.Connected, cfg.Conns, res.DialErrors, res.RampSeconds)
+	res.ServerRSSBase = base.RSSBytes
+
+	per := cfg.PerProcess
+	if per <= 0 {
+		var rl syscall.Rlimit
+		_ = syscall.Getrlimit(syscall.RLIMIT_NOFILE, &rl)
+		per = int(rl.Cur) - 500
+	}
+	shares := split(cfg.Conns, per)
+	res.Processes = len(shares)
+	var members []member
 	defer func() {
-		for _, nc := range conns {
-			nc.Close()
+		for _, m := range members {
+			m.close()
 		}
 	}()
-	sleep(ctx, cfg.Settle)
-
-	var cpu0 procSample
-	if cfg.ServerPID > 0 {
-		s, err := sampleProc(cfg.ServerPID)
+	start := time.Now()
+	first := 0
+	for _, n := range shares {
+		var m member
+		if len(shares) == 1 {
+			m, err = newLocal(ctx, cfg, first, n)
+		} else {
+			m, err = startWorker(ctx, cfg, first, n)
+		}
 		if err != nil {
 			return res, err
 		}
-		res.ServerRSS = s.RSSBytes
-		cpu0 = s
-		if res.Connected > 0 {
-			res.RSSPerConn = float64(res.ServerRSS-res.ServerRSSBase) / float64(res.Connected)
+		members = append(members, m)
+		first += n
+	}
+	for _, m := range members {
+		c, f, err := m.ready()
+		if err != nil {
+			return res, err
+		}
+		res.Connected += c
+		res.DialErrors += f
+	}
+	res.RampSeconds = time.Since(start).Seconds()
+	fmt.Fprintf(progress, "connected %d/%d (%d failed) in %.1fs over %d process(es)\n", res.Connected, cfg.Conns, res.DialErrors, res.RampSeconds, len(members))
+	sleep(ctx, cfg.Settle)
+
+	before, _ := sampleAll(cfg.ServerPIDs)
+	res.ServerRSS = before.RSSBytes
+	if res.Connected > 0 {
+		res.RSSPerConn = float64(res.ServerRSS-res.ServerRSSBase) / float64(res.Connected)
+	}
+	for _, m := range members {
+		if err := m.start(); err != nil {
+			return res, err
 		}
 	}
-
 	t0 := time.Now()
 	switch cfg.Scenario {
-	case "idle":
-		sleep(ctx, cfg.Duration)
-	case "broadcast":
-		sent, err := publish(ctx, cfg, d, st, &measuring, progress)
+	case ScenarioBroadcast, ScenarioSlow:
+		sent, err := publish(ctx, cfg, progress)
 		if err != nil {
 			return res, err
 		}
 		res.Sent = sent
-	}
-	elapsed := time.Since(t0)
-	if cfg.ServerPID > 0 {
-		if s, err := sampleProc(cfg.ServerPID); err == nil {
-			res.ServerCPU = float64(s.CPUTicks-cpu0.CPUTicks) / 100 / elapsed.Seconds()
-			if cfg.Scenario == "idle" {
-				res.ServerRSS = s.RSSBytes
-				res.RSSPerConn = float64(res.ServerRSS-res.ServerRSSBase) / float64(max(1, res.Connected))
+	default:
+		tick := time.NewTicker(time.Second)
+		end := time.After(cfg.Duration)
+	wait:
+		for {
+			select {
+			case <-ctx.Done():
+				break wait
+			case <-end:
+				break wait
+			case <-tick.C:
+				fmt.Fprintf(progress, "\r%s: %.0fs  ", cfg.Scenario, time.Since(t0).Seconds())
 			}
 		}
+		tick.Stop()
+		if cfg.Scenario == ScenarioEcho {
+			sleep(ctx, cfg.Drain)
+		}
 	}
-	res.Deliveries = st.received.Load()
-	res.Lost = st.lost.Load()
-	res.Reordered = st.reordered.Load()
-	res.Disconnected = st.closed.Load()
-	if cfg.Scenario == "broadcast" {
-		res.Missing = res.Sent*int64(res.Connected) - res.Deliveries
-		res.DeliveriesPS = float64(res.Deliveries) / cfg.Duration.Seconds()
-		h := st.merged()
-		res.P50us, res.P90us = h.ValueAtQuantile(50), h.ValueAtQuantile(90)
-		res.P99us, res.P999us = h.ValueAtQuantile(99), h.ValueAtQuantile(99.9)
-		res.MaxUS = h.Max()
+	elapsed := time.Since(t0)
+	after, _ := sampleAll(cfg.ServerPIDs)
+	if cfg.Scenario == ScenarioIdle {
+		res.ServerRSS = after.RSSBytes
+		if res.Connected > 0 {
+			res.RSSPerConn = float64(res.ServerRSS-res.ServerRSSBase) / float64(res.Connected)
+		}
 	}
+	res.ServerCPU = float64(after.CPUTicks-before.CPUTicks) / 100 / elapsed.Seconds()
+
+	var total snapshot
+	for _, m := range members {
+		s, err := m.stop()
+		if err != nil {
+			return res, err
+		}
+		total.merge(s)
+	}
+	fmt.Fprintln(progress)
+	res.fill(total)
 	return res, nil
 }
 
-// publish sends Rate messages per second for Duration over its own
-// connection, then waits for the deliveries to drain.
-func publish(ctx context.Context, cfg Config, d *dialer, st *stats, measuring *atomic.Bool, progress io.Writer) (int64, error) {
-	pc, err := d.dial(ctx, cfg.URL)
-	if err != nil {
-		return 0, fmt.Errorf("bench: publisher: %w", err)
+// fill computes the result's figures from the merged snapshot.
+func (r *Result) fill(s snapshot) {
+	cfg := r.Config
+	r.Deliveries, r.Lost, r.Reordered, r.Disconnected, r.Failed = s.Received, s.Lost, s.Reordered, s.Closed, s.Failed
+	switch cfg.Scenario {
+	case ScenarioBroadcast, ScenarioSlow:
+		subs := int64(r.Connected)
+		r.Missing = r.Sent*subs - r.Deliveries
+		r.DeliveriesPS = float64(r.Deliveries) / cfg.Duration.Seconds()
+	case ScenarioEcho:
+		r.Sent = s.Sent
+		r.Missing = r.Sent - r.Deliveries
+		r.DeliveriesPS = float64(r.Deliveries) / cfg.Duration.Seconds()
+	case ScenarioChurn:
+		r.Sent = s.Sent
+		r.DeliveriesPS = float64(r.Sent) / cfg.Duration.Seconds()
 	}
-	defer pc.Close()
-	go func() { _, _ = io.Copy(io.Discard, pc) }() // the room echoes to us too
+	if s.Hist != nil {
+		h := hdrhistogram.Import(s.Hist)
+		if h.TotalCount() > 0 {
+			r.P50us, r.P90us = h.ValueAtQuantile(50), h.ValueAtQuantile(90)
+			r.P99us, r.P999us = h.ValueAtQuantile(99), h.ValueAtQuantile(99.9)
+			r.MaxUS = h.Max()
+		}
+	}
+}
 
-	interval := time.Duration(float64(time.Second) / cfg.Rate)
-	st.reset()
-	measuring.Store(true)
-	end := time.Now().Add(cfg.Duration)
-	next := time.Now()
-	var seq uint64
-	lastReport := time.Now()
-	key := [4]byte{0x12, 0x34, 0x56, 0x78}
-	for time.Now().Before(end) && ctx.Err() == nil {
-		seq++
-		if _, err := pc.Write(frame.AppendClientFrame(nil, frame.OpBinary, message(cfg.Size, seq), key)); err != nil {
-			return int64(seq - 1), fmt.Errorf("bench: publish: %w", err)
-		}
-		if time.Since(lastReport) > time.Second {
-			lastReport = time.Now()
-			h := st.merged()
-			fmt.Fprintf(progress, "\rsent %d delivered %d p99 %dus lost %d   ", seq, st.received.Load(), h.ValueAtQuantile(99), st.lost.Load())
-		}
-		next = next.Add(interval)
-		if wait := time.Until(next); wait > 0 {
-			time.Sleep(wait)
+// split divides n connections into shares of at most per.
+func split(n, per int) []int {
+	k := max(1, int(math.Ceil(float64(n)/float64(max(1, per)))))
+	shares := make([]int, k)
+	for i := range shares {
+		shares[i] = n / k
+		if i < n%k {
+			shares[i]++
 		}
 	}
-	want := int64(seq) * int64(cfg.Conns)
-	deadline := time.Now().Add(cfg.Drain)
-	for st.received.Load() < want && time.Now().Before(deadline) {
-		time.Sleep(10 * time.Millisecond)
+	return shares
+}
+
+func sampleAll(pids []int) (procSample, error) {
+	var total procSample
+	for _, pid := range pids {
+		s, err := sampleProc(pid)
+		if err != nil {
+			return total, fmt.Errorf("bench: server pid %d: %w", pid, err)
+		}
+		total.RSSBytes += s.RSSBytes
+		total.CPUTicks += s.CPUTicks
 	}
-	measuring.Store(false)
-	fmt.Fprintln(progress)
-	return int64(seq), nil
+	return total, nil
 }
 
 func sleep(ctx context.Context, d time.Duration) {
+	if d <= 0 {
+		return
+	}
 	select {
 	case <-ctx.Done():
 	case <-time.After(d):
 	}
 }
 
-// MarkdownRow is the result as one row of BENCHMARKS.md's tables:
-// server | conns | payload | msg/s | deliveries/s | missing | p50 | p99 | p99.9 | max | RSS/conn | server CPU.
-func (r Result) MarkdownRow(label string) string {
-	if r.Config.Scenario == "idle" {
-		return fmt.Sprintf("| %s | %d | %.0f MiB | %.0f MiB | %.0f B | %.2f |", label, r.Connected,
-			float64(r.ServerRSSBase)/(1<<20), float64(r.ServerRSS)/(1<<20), r.RSSPerConn, r.ServerCPU)
+// isTerminal reports whether f is a character device (a live progress line
+// makes sense there).
+func isTerminal(f *os.File) bool {
+	st, err := f.Stat()
+	return err == nil && st.Mode()&os.ModeCharDevice != 0
+}
+
+// Progress returns where Run should print progress: stderr on a terminal
+// unless quiet.
+func Progress(quiet bool) io.Writer {
+	if quiet || !isTerminal(os.Stderr) {
+		return nil
 	}
-	ms := func(us int64) string { return fmt.Sprintf("%.2f ms", float64(us)/1000) }
-	return fmt.Sprintf("| %s | %d | %d B | %.0f | %.0f | %d | %s | %s | %s | %s | %.2f |", label, r.Connected, r.Config.Size,
-		r.Config.Rate, r.DeliveriesPS, r.Missing, ms(r.P50us), ms(r.P99us), ms(r.P999us), ms(r.MaxUS), r.ServerCPU)
+	return os.Stderr
 }

@@ -1,5 +1,9 @@
-// Command fanout-bench drives a WebSocket server with many connections and
-// reports memory per connection or broadcast latency.
+// Command fanout-bench is Fanout's load generator: it holds many WebSocket
+// connections without a goroutine per connection, drives a scenario (idle,
+// broadcast, echo, churn, slow) and reports memory per connection, latency
+// percentiles and throughput. Past what one process can hold (~19,900
+// sockets under a 20,000 open-files cap) it starts worker processes of
+// itself and merges their results.
 package main
 
 import (
@@ -11,6 +15,8 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"strconv"
+	"strings"
 	"syscall"
 	"time"
 
@@ -20,7 +26,13 @@ import (
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	if err := run(ctx, os.Args[1:], os.Stdout, os.Stderr); err != nil {
+	var err error
+	if bench.IsWorker() {
+		err = bench.RunWorker(ctx, os.Stdin, os.Stdout)
+	} else {
+		err = run(ctx, os.Args[1:], os.Stdout, os.Stderr)
+	}
+	if err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			os.Exit(0)
 		}
@@ -29,40 +41,113 @@ func main() {
 	}
 }
 
+// list is a flag holding comma-separated values.
+type list []string
+
+func (l *list) String() string { return strings.Join(*l, ",") }
+func (l *list) Set(v string) error {
+	*l = nil
+	for s := range strings.SplitSeq(v, ",") {
+		if s = strings.TrimSpace(s); s != "" {
+			*l = append(*l, s)
+		}
+	}
+	return nil
+}
+
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	var cfg bench.Config
-	var jsonPath, label string
+	var (
+		cfg              bench.Config
+		urls             = list{"ws://127.0.0.1:8080/ws"}
+		pids             list
+		jsonPath, label  string
+		serverCmd, vsCmd string
+		rounds           int
+	)
 	fs := flag.NewFlagSet("fanout-bench", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	fs.StringVar(&cfg.URL, "url", "ws://127.0.0.1:8080/ws", "target WebSocket URL (a broadcast room for -scenario broadcast)")
-	fs.StringVar(&cfg.Scenario, "scenario", "broadcast", "idle or broadcast")
-	fs.IntVar(&cfg.Conns, "conns", 1000, "subscriber connections to hold (one process holds ~19,900 here)")
-	fs.IntVar(&cfg.DialRate, "rate", 5000, "connections opened per second during the ramp")
+	fs.Var(&urls, "url", "target WebSocket URL(s), comma-separated; connections are spread over them (a broadcast room for broadcast/slow, /echo for echo)")
+	fs.StringVar(&cfg.Scenario, "scenario", bench.ScenarioBroadcast, "idle, broadcast, echo, churn or slow")
+	fs.IntVar(&cfg.Conns, "conns", 1000, "connections to hold (subscribers, echo clients, or concurrent churners); above one process's open-files limit, worker processes are started")
+	fs.IntVar(&cfg.DialRate, "rate", 5000, "new connections per second during the ramp")
 	fs.IntVar(&cfg.SourceIPs, "source-ips", 50, "spread source addresses over 127.0.0.2 .. 127.0.0.(1+N); 0 lets the kernel pick")
-	fs.DurationVar(&cfg.Duration, "duration", 10*time.Second, "measurement time (the run always stops by itself)")
+	fs.DurationVar(&cfg.Duration, "duration", 10*time.Second, "measurement time; every run stops by itself")
 	fs.DurationVar(&cfg.Settle, "settle", 2*time.Second, "wait after the ramp before measuring")
-	fs.Float64Var(&cfg.Rate, "msg-rate", 5, "broadcast messages per second")
-	fs.IntVar(&cfg.Size, "size", 64, "broadcast payload bytes (>= 16: send time and sequence)")
-	fs.IntVar(&cfg.ServerPID, "server-pid", 0, "sample this process's RSS and CPU from /proc")
-	fs.StringVar(&jsonPath, "json", "", "write the result as JSON to this file and print no progress")
-	fs.StringVar(&label, "label", "", "name of the server in the Markdown row")
+	fs.DurationVar(&cfg.Drain, "drain", 3*time.Second, "time allowed for the last messages after publishing stops")
+	fs.Float64Var(&cfg.Rate, "msg-rate", 5, "broadcast/slow: messages per second per publisher (one per URL); echo: messages per second in all")
+	fs.IntVar(&cfg.Size, "size", 64, "message payload bytes (>= 16: send time and sequence)")
+	fs.Float64Var(&cfg.SlowFrac, "slow-frac", 0.01, "slow: fraction of subscribers that never read")
+	fs.IntVar(&cfg.Stalled, "stalled", 1000, "slow: clients stuck mid-handshake and mid-frame (half each)")
+	fs.Var(&pids, "server-pid", "sample these server processes' RSS and CPU from /proc (comma-separated)")
+	fs.IntVar(&cfg.PerProcess, "per-process", 0, "connections per load-generator process (default: open-files limit - 500)")
+	fs.DurationVar(&cfg.Timeout, "timeout", 10*time.Minute, "hard stop for the whole run")
+	fs.StringVar(&serverCmd, "server-cmd", "", "start this server (argv, no shell) before the run and stop it after; its PID is sampled")
+	fs.StringVar(&vsCmd, "vs-cmd", "", "with -server-cmd: a second server, run alternately; prints ratios vs-cmd / server-cmd")
+	fs.IntVar(&rounds, "rounds", 2, "with -vs-cmd: alternating rounds")
+	fs.StringVar(&jsonPath, "json", "", "write every figure and the configuration as one JSON document to this file; no progress output")
+	fs.StringVar(&label, "label", "", "server name in the Markdown row")
+	fs.Usage = func() {
+		fmt.Fprintf(fs.Output(), "Usage: fanout-bench [flags]\n\nDrives WebSocket servers on loopback and prints one Markdown row per run.\n\n")
+		fs.PrintDefaults()
+	}
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
-	progress := stderr
-	if jsonPath != "" {
-		progress = nil
+	cfg.URLs = urls
+	for _, p := range pids {
+		pid, err := strconv.Atoi(p)
+		if err != nil {
+			return fmt.Errorf("-server-pid %q: %w", p, err)
+		}
+		cfg.ServerPIDs = append(cfg.ServerPIDs, pid)
 	}
-	res, err := bench.Run(ctx, cfg, progress)
-	if err != nil {
-		return err
-	}
-	if jsonPath != "" {
-		b, _ := json.MarshalIndent(res, "", "  ")
-		if err := os.WriteFile(jsonPath, append(b, '\n'), 0o644); err != nil {
+	progress := bench.Progress(jsonPath != "")
+	var doc any
+	switch {
+	case vsCmd != "":
+		if serverCmd == "" {
+			return errors.New("-vs-cmd needs -server-cmd")
+		}
+		c, err := bench.Compare(ctx, cfg, serverCmd, vsCmd, rounds, progress)
+		if err != nil {
 			return err
 		}
+		for i := range c.RunsA {
+			fmt.Fprintln(stdout, c.RunsA[i].MarkdownRow(labelOr(label, serverCmd)))
+			fmt.Fprintln(stdout, c.RunsB[i].MarkdownRow(vsCmd))
+		}
+		fmt.Fprintf(stdout, "ratios (%s / %s, medians): p99 %.2fx, p50 %.2fx, RSS/conn %.2fx, throughput %.2fx\n",
+			vsCmd, labelOr(label, serverCmd), c.P99Ratio, c.P50Ratio, c.RSSRatio, c.ThroughputRatio)
+		doc = c
+	case serverCmd != "":
+		r, err := bench.RunServer(ctx, cfg, serverCmd, progress)
+		if err != nil {
+			return err
+		}
+		fmt.Fprintln(stdout, r.MarkdownRow(labelOr(label, serverCmd)))
+		doc = r
+	default:
+		r, err := bench.Run(ctx, cfg, progress)
+		if err != nil {
+			return err
+		}
+		fmt.Fprintln(stdout, r.MarkdownRow(label))
+		if r.Clean != nil {
+			fmt.Fprintln(stdout, r.Clean.MarkdownRow(label+" (clean)"))
+			fmt.Fprintf(stdout, "healthy subscribers' p99 with slow and stalled clients: %.2fx the clean run\n", float64(r.P99us)/float64(max(1, r.Clean.P99us)))
+		}
+		doc = r
 	}
-	fmt.Fprintln(stdout, res.MarkdownRow(label))
+	if jsonPath != "" {
+		b, _ := json.MarshalIndent(doc, "", "  ")
+		return os.WriteFile(jsonPath, append(b, '\n'), 0o644)
+	}
 	return nil
+}
+
+func labelOr(label, cmd string) string {
+	if label != "" {
+		return label
+	}
+	return cmd
 }

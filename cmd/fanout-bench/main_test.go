@@ -4,9 +4,11 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"net"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -15,13 +17,39 @@ import (
 	"github.com/fanout-ws/fanout/server"
 )
 
-// chatServer runs a broadcast room in-process on 127.0.0.1:0.
+// TestMain lets this test binary serve as the generator's worker process.
+func TestMain(m *testing.M) {
+	if bench.IsWorker() {
+		if err := bench.RunWorker(context.Background(), os.Stdin, os.Stdout); err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			os.Exit(1)
+		}
+		os.Exit(0)
+	}
+	os.Exit(m.Run())
+}
+
+// chatServer runs /ws (a broadcast room) and /echo in-process on
+// 127.0.0.1:0 and returns its base URL.
 func chatServer(t *testing.T) string {
 	t.Helper()
 	var hub *server.Hub
 	srv, err := server.New(server.Config{
-		OnConnect: func(c *server.Conn, _ *server.Request) error { return hub.Join(c) },
-		OnMessage: func(_ *server.Conn, op frame.OpCode, data []byte) { hub.Broadcast(op, data) },
+		OnConnect: func(c *server.Conn, r *server.Request) error {
+			if r.Path() == "/ws" {
+				c.SetData(hub)
+				return hub.Join(c)
+			}
+			return nil
+		},
+		OnMessage: func(c *server.Conn, op frame.OpCode, data []byte) {
+			if c.Data() == hub {
+				hub.Broadcast(op, data)
+				return
+			}
+			_ = c.Send(op, data)
+		},
+		SendQueueBytes: 256 << 10,
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -34,21 +62,32 @@ func chatServer(t *testing.T) string {
 	go func() { _ = srv.Serve(ln) }()
 	<-srv.Ready()
 	t.Cleanup(func() { _ = srv.Shutdown(context.Background()) })
-	return "ws://" + ln.Addr().String() + "/ws"
+	return "ws://" + ln.Addr().String()
 }
 
 func TestSmoke_Scenarios(t *testing.T) {
-	url := chatServer(t)
-	for _, scenario := range []string{"idle", "broadcast"} {
-		t.Run(scenario, func(t *testing.T) {
+	base := chatServer(t)
+	pid := strconv.Itoa(os.Getpid())
+	for _, tc := range []struct {
+		scenario, path string
+		extra          []string
+	}{
+		{"idle", "/ws", nil},
+		{"broadcast", "/ws", nil},
+		{"broadcast", "/ws", []string{"-per-process", "120"}}, // three worker processes
+		{"echo", "/echo", []string{"-msg-rate", "500"}},
+		{"churn", "/echo", []string{"-conns", "20"}},
+		{"slow", "/ws", []string{"-slow-frac", "0.05", "-stalled", "40"}},
+	} {
+		t.Run(tc.scenario+strings.Join(tc.extra, ""), func(t *testing.T) {
 			out := filepath.Join(t.TempDir(), "r.json")
 			var stdout bytes.Buffer
-			err := run(context.Background(), []string{
-				"-url", url, "-scenario", scenario, "-conns", "300", "-rate", "3000",
-				"-duration", "1s", "-settle", "100ms", "-msg-rate", "50",
-				"-server-pid", "0", "-json", out, "-label", "smoke",
-			}, &stdout, os.Stderr)
-			if err != nil {
+			args := append([]string{
+				"-url", base + tc.path, "-scenario", tc.scenario, "-conns", "300", "-rate", "3000",
+				"-duration", "1s", "-settle", "100ms", "-drain", "500ms", "-msg-rate", "50",
+				"-server-pid", pid, "-json", out, "-label", "smoke",
+			}, tc.extra...)
+			if err := run(context.Background(), args, &stdout, os.Stderr); err != nil {
 				t.Fatal(err)
 			}
 			var res bench.Result
@@ -59,20 +98,47 @@ func TestSmoke_Scenarios(t *testing.T) {
 			if err := json.Unmarshal(b, &res); err != nil {
 				t.Fatal(err)
 			}
-			if res.Connected != 300 || res.DialErrors != 0 {
+			if res.DialErrors != 0 || res.Connected == 0 {
 				t.Fatalf("connected %d, dial errors %d", res.Connected, res.DialErrors)
 			}
-			if scenario == "broadcast" {
-				if res.Sent == 0 || res.Missing != 0 || res.Lost != 0 || res.Reordered != 0 || res.P99us <= 0 {
+			switch tc.scenario {
+			case "idle":
+				if res.Connected != 300 || res.ServerRSS == 0 {
+					t.Fatalf("idle result %+v", res)
+				}
+			case "broadcast":
+				if res.Connected != 300 || res.Sent == 0 || res.Missing != 0 || res.Lost != 0 || res.Reordered != 0 || res.P99us <= 0 {
 					t.Fatalf("broadcast result %+v", res)
 				}
 				if res.Deliveries != res.Sent*300 {
 					t.Fatalf("%d deliveries for %d messages to 300 subscribers", res.Deliveries, res.Sent)
 				}
+			case "echo":
+				if res.Sent < 400 || res.Missing != 0 || res.P99us <= 0 {
+					t.Fatalf("echo result %+v", res)
+				}
+			case "churn":
+				if res.Sent == 0 || res.Failed != 0 || res.DeliveriesPS <= 0 {
+					t.Fatalf("churn result %+v", res)
+				}
+			case "slow":
+				if res.Clean == nil || res.Clean.Missing != 0 || res.Lost != 0 || res.P99us <= 0 {
+					t.Fatalf("slow result %+v", res)
+				}
 			}
-			if !strings.HasPrefix(stdout.String(), "| smoke | 300 |") {
+			if !strings.HasPrefix(stdout.String(), "| smoke |") {
 				t.Fatalf("markdown row %q", stdout.String())
 			}
 		})
+	}
+}
+
+func TestHelp_DocumentsEveryFlag(t *testing.T) {
+	var errOut bytes.Buffer
+	_ = run(context.Background(), []string{"-h"}, &bytes.Buffer{}, &errOut)
+	for _, f := range []string{"-url", "-scenario", "-conns", "-rate", "-source-ips", "-duration", "-msg-rate", "-size", "-server-pid", "-json", "-server-cmd", "-vs-cmd", "-rounds", "-per-process", "-slow-frac", "-stalled", "-timeout"} {
+		if !strings.Contains(errOut.String(), f+" ") {
+			t.Errorf("-h does not document %s", f)
+		}
 	}
 }

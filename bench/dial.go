@@ -1,0 +1,92 @@
+package bench
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"crypto/rand"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"net"
+	"net/url"
+	"time"
+)
+
+// dialer opens connections from loopback source addresses spread over
+// 127.0.0.2.. so that one (source, destination, port) tuple never runs out
+// of ephemeral ports.
+type dialer struct{ sources int }
+
+// dial connects to target and completes the WebSocket handshake. It returns
+// the connection and any bytes that followed the 101 (frames the server sent
+// at once).
+func (d dialer) dial(ctx context.Context, target string, index int) (net.Conn, []byte, error) {
+	u, err := url.Parse(target)
+	if err != nil {
+		return nil, nil, err
+	}
+	nd := net.Dialer{Timeout: 10 * time.Second}
+	if d.sources > 0 {
+		nd.LocalAddr = &net.TCPAddr{IP: net.IPv4(127, 0, 0, byte(2+index%d.sources))}
+	}
+	nc, err := nd.DialContext(ctx, "tcp", u.Host)
+	if err != nil {
+		return nil, nil, err
+	}
+	rest, err := handshake(nc, u)
+	if err != nil {
+		nc.Close()
+		return nil, nil, err
+	}
+	return nc, rest, nil
+}
+
+// handshake sends an upgrade request and reads the 101 (RFC 6455 4.1).
+func handshake(nc net.Conn, u *url.URL) ([]byte, error) {
+	var key [16]byte
+	_, _ = rand.Read(key[:])
+	path := u.RequestURI()
+	req := "GET " + path + " HTTP/1.1\r\nHost: " + u.Host + "\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n" +
+		"Sec-WebSocket-Key: " + base64.StdEncoding.EncodeToString(key[:]) + "\r\nSec-WebSocket-Version: 13\r\n\r\n"
+	_ = nc.SetDeadline(time.Now().Add(10 * time.Second))
+	defer nc.SetDeadline(time.Time{})
+	if _, err := nc.Write([]byte(req)); err != nil {
+		return nil, err
+	}
+	br := bufio.NewReaderSize(nc, 1024)
+	status, err := br.ReadSlice('\n')
+	if err != nil {
+		return nil, err
+	}
+	if !bytes.HasPrefix(status, []byte("HTTP/1.1 101 ")) {
+		return nil, fmt.Errorf("bench: upgrade refused: %s", bytes.TrimSpace(status))
+	}
+	for {
+		line, err := br.ReadSlice('\n')
+		if err != nil {
+			return nil, err
+		}
+		if len(bytes.TrimSpace(line)) == 0 {
+			break
+		}
+	}
+	if br.Buffered() == 0 {
+		return nil, nil
+	}
+	rest, _ := br.Peek(br.Buffered())
+	return bytes.Clone(rest), nil
+}
+
+var errUnsupported = errors.New("bench: the load generator needs Linux (epoll)")
+
+// headerBytes is the message prefix: send time (unix ns) and sequence.
+const headerBytes = 16
+
+func hostOf(target string) string {
+	u, err := url.Parse(target)
+	if err != nil {
+		return target
+	}
+	return u.Host
+}

@@ -1,0 +1,379 @@
+//go:build linux
+
+package bench
+
+import (
+	"context"
+	"encoding/binary"
+	"math/rand/v2"
+	"net"
+	"runtime"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"github.com/fanout-ws/fanout/frame"
+	"github.com/fanout-ws/fanout/poller"
+	"golang.org/x/sys/unix"
+)
+
+// group is the connections one process holds. They have no goroutine of
+// their own: the poller reports readable sockets and a few reader
+// goroutines drain them.
+type group struct {
+	cfg       Config
+	first, n  int // global index of the first connection, and how many
+	pl        *poller.Poller
+	events    chan *client
+	st        *stats
+	measuring atomic.Bool
+	mu        sync.Mutex
+	conns     []*client
+	held      []int // slow scenario: fds of silent and stalled clients
+	dialErrs  atomic.Int64
+	readers   sync.WaitGroup
+	stopSend  chan struct{}
+	senders   sync.WaitGroup
+}
+
+// client is one connection of a group.
+type client struct {
+	g    *group
+	fd   int
+	tok  poller.Token
+	id   int
+	p    frame.Parser
+	last uint64     // highest sequence seen
+	wmu  sync.Mutex // writes (pongs, echo sends) and dead
+	dead bool
+}
+
+func (c *client) Readable(poller.Event) { c.g.events <- c }
+func (c *client) Writable(poller.Event) {}
+
+func newGroup(cfg Config, first, n int) (*group, error) {
+	var rl syscall.Rlimit
+	_ = syscall.Getrlimit(syscall.RLIMIT_NOFILE, &rl)
+	pl, err := poller.New(runtime.GOMAXPROCS(0), int(rl.Cur), nil)
+	if err != nil {
+		return nil, err
+	}
+	g := &group{cfg: cfg, first: first, n: n, pl: pl, events: make(chan *client, n+16), st: newStats(), stopSend: make(chan struct{})}
+	for range max(2, runtime.GOMAXPROCS(0)) {
+		g.readers.Add(1)
+		go g.read()
+	}
+	return g, nil
+}
+
+// connect opens the group's connections at the configured rate, with
+// bounded concurrency.
+func (g *group) connect(ctx context.Context) {
+	d := dialer{sources: g.cfg.SourceIPs}
+	silent := 0
+	if g.cfg.Scenario == ScenarioSlow {
+		silent = int(float64(g.n) * g.cfg.SlowFrac)
+	}
+	interval := time.Second / time.Duration(g.cfg.DialRate)
+	sem := make(chan struct{}, 256)
+	var wg sync.WaitGroup
+	next := time.Now()
+	for i := 0; i < g.n && ctx.Err() == nil; i++ {
+		next = next.Add(interval)
+		if wait := time.Until(next); wait > time.Millisecond {
+			time.Sleep(wait)
+		}
+		sem <- struct{}{}
+		wg.Add(1)
+		go func(i int) {
+			defer wg.Done()
+			defer func() { <-sem }()
+			idx := g.first + i
+			nc, rest, err := d.dial(ctx, g.cfg.URLs[idx%len(g.cfg.URLs)], idx)
+			if err != nil {
+				g.dialErrs.Add(1)
+				return
+			}
+			fd, err := rawFD(nc)
+			if err != nil {
+				g.dialErrs.Add(1)
+				return
+			}
+			if i < silent { // never reads: the server must evict it, not wait for it
+				_ = unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_RCVBUF, 4096)
+				g.hold(fd)
+				return
+			}
+			c := &client{g: g, fd: fd, id: idx, p: frame.Parser{Role: frame.ClientSide, MaxMessageBytes: 16 << 20}}
+			if len(rest) > 0 {
+				c.consume(rest)
+			}
+			g.mu.Lock()
+			g.conns = append(g.conns, c)
+			g.mu.Unlock()
+			if c.tok, err = g.pl.Register(fd, c); err != nil {
+				g.dialErrs.Add(1)
+			}
+		}(i)
+	}
+	wg.Wait()
+	if g.cfg.Scenario == ScenarioSlow {
+		g.stall(ctx, d)
+	}
+}
+
+// stall opens clients stuck mid-handshake and mid-frame.
+func (g *group) stall(ctx context.Context, d dialer) {
+	for i := range g.cfg.Stalled * g.n / max(1, g.cfg.Conns) {
+		u := g.cfg.URLs[i%len(g.cfg.URLs)]
+		if i%2 == 0 {
+			nc, _, err := d.dial(ctx, u, g.first+i)
+			if err != nil {
+				continue
+			}
+			_, _ = nc.Write([]byte{0x82, 0xFE}) // half a frame header, then silence
+			if fd, err := rawFD(nc); err == nil {
+				g.hold(fd)
+			}
+			continue
+		}
+		nc, err := net.DialTimeout("tcp", hostOf(u), 5*time.Second)
+		if err != nil {
+			continue
+		}
+		_, _ = nc.Write([]byte("GET /ws HTTP/1.1\r\nHost: x\r\n")) // half a request
+		if fd, err := rawFD(nc); err == nil {
+			g.hold(fd)
+		}
+	}
+}
+
+func (g *group) hold(fd int) {
+	g.mu.Lock()
+	g.held = append(g.held, fd)
+	g.mu.Unlock()
+}
+
+func (g *group) connected() (int, int) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return len(g.conns), int(g.dialErrs.Load())
+}
+
+// read drains readable sockets handed over by the poller.
+func (g *group) read() {
+	defer g.readers.Done()
+	buf := make([]byte, 64<<10)
+	for c := range g.events {
+		alive := true
+		for range 8 {
+			n, err := unix.Read(c.fd, buf)
+			if n > 0 {
+				c.consume(buf[:n])
+				if n < len(buf) {
+					break
+				}
+				continue
+			}
+			if err == unix.EAGAIN {
+				break
+			}
+			if err == unix.EINTR {
+				continue
+			}
+			alive = false // EOF or reset
+			break
+		}
+		if alive {
+			alive = g.pl.ArmRead(c.tok) == nil
+		}
+		if !alive {
+			c.kill()
+		}
+	}
+}
+
+func (c *client) kill() {
+	c.wmu.Lock()
+	defer c.wmu.Unlock()
+	if c.dead {
+		return
+	}
+	c.dead = true
+	c.g.st.closed.Add(1)
+	_ = c.g.pl.Deregister(c.tok)
+	_ = unix.Close(c.fd)
+}
+
+// consume parses server frames and records what the scenario measures.
+func (c *client) consume(data []byte) {
+	g := c.g
+	for len(data) > 0 {
+		m, n, err := c.p.Parse(data)
+		data = data[n:]
+		if err != nil {
+			c.kill()
+			return
+		}
+		switch m.Op {
+		case frame.OpText, frame.OpBinary:
+			if len(m.Payload) < headerBytes || !g.measuring.Load() {
+				continue
+			}
+			sent := time.Unix(0, int64(binary.LittleEndian.Uint64(m.Payload)))
+			seq := binary.LittleEndian.Uint64(m.Payload[8:])
+			if g.cfg.Scenario != ScenarioEcho {
+				switch {
+				case c.last != 0 && seq <= c.last:
+					g.st.reordered.Add(1)
+				case c.last != 0 && seq > c.last+1:
+					g.st.lost.Add(int64(seq - c.last - 1))
+				}
+				c.last = max(c.last, seq)
+			}
+			g.st.received.Add(1)
+			g.st.record(c.id, time.Since(sent))
+		case frame.OpPing:
+			c.write(frame.AppendClientFrame(nil, frame.OpPong, m.Payload, maskKey()))
+		case frame.OpClose:
+			c.kill()
+			return
+		}
+	}
+}
+
+// write sends b without blocking; a full socket drops it (counted by the
+// caller's scenario as a missing reply).
+func (c *client) write(b []byte) bool {
+	c.wmu.Lock()
+	defer c.wmu.Unlock()
+	if c.dead {
+		return false
+	}
+	n, err := unix.Write(c.fd, b)
+	return err == nil && n == len(b)
+}
+
+// startEcho sends rate messages per second, round-robin over the group's
+// connections, until stopSenders.
+func (g *group) startEcho(rate float64) {
+	g.mu.Lock()
+	conns := append([]*client(nil), g.conns...)
+	g.mu.Unlock()
+	if len(conns) == 0 || rate <= 0 {
+		return
+	}
+	g.senders.Add(1)
+	go func() {
+		defer g.senders.Done()
+		interval := time.Duration(float64(time.Second) / rate)
+		next := time.Now()
+		var seq uint64
+		for i := 0; ; i++ {
+			select {
+			case <-g.stopSend:
+				return
+			default:
+			}
+			seq++
+			if conns[i%len(conns)].write(clientMessage(g.cfg.Size, seq)) {
+				g.st.sent.Add(1)
+			}
+			next = next.Add(interval)
+			if wait := time.Until(next); wait > 0 {
+				time.Sleep(wait)
+			}
+		}
+	}()
+}
+
+// startChurn runs concurrent connect/close loops recording handshake
+// latency, until stopSenders.
+func (g *group) startChurn(ctx context.Context) {
+	d := dialer{sources: g.cfg.SourceIPs}
+	for w := range min(g.n, 256) {
+		g.senders.Add(1)
+		go func() {
+			defer g.senders.Done()
+			for i := 0; ; i++ {
+				select {
+				case <-g.stopSend:
+					return
+				default:
+				}
+				idx := g.first + w + i*256
+				start := time.Now()
+				nc, _, err := d.dial(ctx, g.cfg.URLs[idx%len(g.cfg.URLs)], idx)
+				if err != nil {
+					g.st.failed.Add(1)
+					continue
+				}
+				g.st.sent.Add(1)
+				g.st.record(w, time.Since(start))
+				if tc, ok := nc.(*net.TCPConn); ok {
+					_ = tc.SetLinger(0) // no TIME_WAIT pile-up on the client side
+				}
+				nc.Close()
+			}
+		}()
+	}
+}
+
+func (g *group) stopSenders() {
+	close(g.stopSend)
+	g.senders.Wait()
+}
+
+func (g *group) close() {
+	g.pl.Close()
+	close(g.events)
+	g.readers.Wait()
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	for _, c := range g.conns {
+		c.wmu.Lock()
+		if !c.dead {
+			c.dead = true
+			_ = unix.Close(c.fd)
+		}
+		c.wmu.Unlock()
+	}
+	for _, fd := range g.held {
+		_ = unix.Close(fd)
+	}
+}
+
+// rawFD takes nc's socket as a non-blocking fd owned by the caller.
+func rawFD(nc net.Conn) (int, error) {
+	sc, ok := nc.(syscall.Conn)
+	if !ok {
+		nc.Close()
+		return -1, errUnsupported
+	}
+	rc, err := sc.SyscallConn()
+	if err != nil {
+		nc.Close()
+		return -1, err
+	}
+	fd := -1
+	var dupErr error
+	_ = rc.Control(func(orig uintptr) { fd, dupErr = unix.FcntlInt(orig, unix.F_DUPFD_CLOEXEC, 0) })
+	nc.Close()
+	if dupErr != nil {
+		return -1, dupErr
+	}
+	return fd, unix.SetNonblock(fd, true)
+}
+
+func maskKey() [4]byte {
+	v := rand.Uint32()
+	return [4]byte{byte(v), byte(v >> 8), byte(v >> 16), byte(v >> 24)}
+}
+
+// clientMessage is a masked binary frame carrying now and seq.
+func clientMessage(size int, seq uint64) []byte {
+	p := make([]byte, size)
+	stamp(p, seq)
+	return frame.AppendClientFrame(nil, frame.OpBinary, p, maskKey())
+}

@@ -1,0 +1,169 @@
+//go:build linux
+
+package bench
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"strings"
+)
+
+// local is a member in this process.
+type local struct {
+	g    *group
+	ctx  context.Context
+	done chan struct{}
+}
+
+func newLocal(ctx context.Context, cfg Config, first, n int) (member, error) {
+	g, err := newGroup(cfg, first, n)
+	if err != nil {
+		return nil, err
+	}
+	l := &local{g: g, ctx: ctx, done: make(chan struct{})}
+	go func() { g.connect(ctx); close(l.done) }()
+	return l, nil
+}
+
+func (l *local) ready() (int, int, error) {
+	<-l.done
+	c, f := l.g.connected()
+	return c, f, nil
+}
+
+func (l *local) start() error {
+	l.g.st.reset()
+	l.g.measuring.Store(true)
+	switch l.g.cfg.Scenario {
+	case ScenarioEcho:
+		l.g.startEcho(l.g.cfg.Rate * float64(l.g.n) / float64(l.g.cfg.Conns))
+	case ScenarioChurn:
+		l.g.startChurn(l.ctx)
+	}
+	return nil
+}
+
+func (l *local) stop() (snapshot, error) {
+	l.g.stopSenders()
+	l.g.measuring.Store(false)
+	c, f := l.g.connected()
+	return l.g.st.snapshot(c, f), nil
+}
+
+func (l *local) close() { l.g.close() }
+
+// workerEnv carries a worker's assignment from Run to RunWorker.
+const workerEnv = "FANOUT_BENCH_WORKER"
+
+type assignment struct {
+	Config   Config
+	First, N int
+}
+
+// remote is a member in a worker process, driven over its stdin/stdout
+// with one line per step: "ready C F" from the worker, "start" and "stop"
+// from Run, and the worker's snapshot as one JSON line.
+type remote struct {
+	cmd *exec.Cmd
+	in  io.WriteCloser
+	out *bufio.Reader
+}
+
+func startWorker(ctx context.Context, cfg Config, first, n int) (member, error) {
+	exe, err := os.Executable()
+	if err != nil {
+		return nil, err
+	}
+	a, _ := json.Marshal(assignment{Config: cfg, First: first, N: n})
+	cmd := exec.CommandContext(ctx, exe)
+	cmd.Env = append(os.Environ(), workerEnv+"="+string(a))
+	cmd.Stderr = os.Stderr
+	in, err := cmd.StdinPipe()
+	if err != nil {
+		return nil, err
+	}
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		return nil, err
+	}
+	if err := cmd.Start(); err != nil {
+		return nil, fmt.Errorf("bench: start worker: %w", err)
+	}
+	return &remote{cmd: cmd, in: in, out: bufio.NewReaderSize(out, 1<<20)}, nil
+}
+
+func (r *remote) ready() (int, int, error) {
+	line, err := r.out.ReadString('\n')
+	if err != nil {
+		return 0, 0, fmt.Errorf("bench: worker %d: %w", r.cmd.Process.Pid, err)
+	}
+	var c, f int
+	if _, err := fmt.Sscanf(line, "ready %d %d", &c, &f); err != nil {
+		return 0, 0, fmt.Errorf("bench: worker said %q", strings.TrimSpace(line))
+	}
+	return c, f, nil
+}
+
+func (r *remote) start() error {
+	_, err := io.WriteString(r.in, "start\n")
+	return err
+}
+
+func (r *remote) stop() (snapshot, error) {
+	var s snapshot
+	if _, err := io.WriteString(r.in, "stop\n"); err != nil {
+		return s, err
+	}
+	line, err := r.out.ReadBytes('\n')
+	if err != nil {
+		return s, err
+	}
+	return s, json.Unmarshal(line, &s)
+}
+
+func (r *remote) close() {
+	r.in.Close()
+	_ = r.cmd.Wait()
+}
+
+// IsWorker reports whether this process was started by Run as a worker;
+// main should then call RunWorker and exit.
+func IsWorker() bool { return os.Getenv(workerEnv) != "" }
+
+// RunWorker serves one assignment from Run over stdin and stdout.
+func RunWorker(ctx context.Context, stdin io.Reader, stdout io.Writer) error {
+	var a assignment
+	if err := json.Unmarshal([]byte(os.Getenv(workerEnv)), &a); err != nil {
+		return fmt.Errorf("bench: worker assignment: %w", err)
+	}
+	m, err := newLocal(ctx, a.Config, a.First, a.N)
+	if err != nil {
+		return err
+	}
+	defer m.close()
+	c, f, _ := m.ready()
+	fmt.Fprintf(stdout, "ready %d %d\n", c, f)
+	sc := bufio.NewScanner(stdin)
+	for sc.Scan() {
+		switch sc.Text() {
+		case "start":
+			if err := m.start(); err != nil {
+				return err
+			}
+		case "stop":
+			s, err := m.stop()
+			if err != nil {
+				return err
+			}
+			b, _ := json.Marshal(s)
+			_, err = stdout.Write(append(b, '\n'))
+			return err
+		}
+	}
+	return sc.Err()
+}

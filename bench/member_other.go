@@ -1,0 +1,17 @@
+//go:build !linux
+
+package bench
+
+import (
+	"context"
+	"io"
+)
+
+func newLocal(context.Context, Config, int, int) (member, error)    { return nil, errUnsupported }
+func startWorker(context.Context, Config, int, int) (member, error) { return nil, errUnsupported }
+
+// IsWorker reports false off Linux.
+func IsWorker() bool { return false }
+
+// RunWorker is unsupported off Linux.
+func RunWorker(context.Context, io.Reader, io.Writer) error { return errUnsupported }
