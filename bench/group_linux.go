@@ -45,7 +45,7 @@ type client struct {
 	id   int
 	p    frame.Parser
 	last uint64     // highest sequence seen
-	wmu  sync.Mutex // writes (pongs, echo sends) and dead
+	wmu  sync.Mutex // writes (pongs, echo sends), tok and dead
 	dead bool
 }
 
@@ -106,13 +106,16 @@ func (g *group) connect(ctx context.Context) {
 				return
 			}
 			c := &client{g: g, fd: fd, id: idx, p: frame.Parser{Role: frame.ClientSide, MaxMessageBytes: 16 << 20}}
-			if len(rest) > 0 {
-				c.consume(rest)
+			if len(rest) > 0 && !c.consume(rest) {
+				return
 			}
 			g.mu.Lock()
 			g.conns = append(g.conns, c)
 			g.mu.Unlock()
-			if c.tok, err = g.pl.Register(fd, c); err != nil {
+			c.wmu.Lock() // an event may fire before Register returns
+			c.tok, err = g.pl.Register(fd, c)
+			c.wmu.Unlock()
+			if err != nil {
 				g.dialErrs.Add(1)
 			}
 		}(i)
@@ -166,11 +169,18 @@ func (g *group) read() {
 	defer g.readers.Done()
 	buf := make([]byte, 64<<10)
 	for c := range g.events {
-		alive := true
-		for range 8 {
+		// The previous reader of c re-armed it under wmu: taking wmu here
+		// orders its parser writes before ours (the kernel's event hand-off
+		// is invisible to the race detector).
+		c.wmu.Lock()
+		alive := !c.dead
+		c.wmu.Unlock()
+		for i := 0; alive && i < 8; i++ {
 			n, err := unix.Read(c.fd, buf)
 			if n > 0 {
-				c.consume(buf[:n])
+				if alive = c.consume(buf[:n]); !alive {
+					break // killed: the fd is closed
+				}
 				if n < len(buf) {
 					break
 				}
@@ -183,13 +193,14 @@ func (g *group) read() {
 				continue
 			}
 			alive = false // EOF or reset
-			break
 		}
 		if alive {
-			alive = g.pl.ArmRead(c.tok) == nil
+			c.wmu.Lock()
+			alive = !c.dead && g.pl.ArmRead(c.tok) == nil
+			c.wmu.Unlock()
 		}
 		if !alive {
-			c.kill()
+			c.kill() // no-op if consume already did
 		}
 	}
 }
@@ -206,15 +217,16 @@ func (c *client) kill() {
 	_ = unix.Close(c.fd)
 }
 
-// consume parses server frames and records what the scenario measures.
-func (c *client) consume(data []byte) {
+// consume parses server frames and records what the scenario measures. It
+// returns false once c is dead.
+func (c *client) consume(data []byte) bool {
 	g := c.g
 	for len(data) > 0 {
 		m, n, err := c.p.Parse(data)
 		data = data[n:]
 		if err != nil {
 			c.kill()
-			return
+			return false
 		}
 		switch m.Op {
 		case frame.OpText, frame.OpBinary:
@@ -238,9 +250,10 @@ func (c *client) consume(data []byte) {
 			c.write(frame.AppendClientFrame(nil, frame.OpPong, m.Payload, maskKey()))
 		case frame.OpClose:
 			c.kill()
-			return
+			return false
 		}
 	}
+	return true
 }
 
 // write sends b without blocking; a full socket drops it (counted by the
