@@ -66,8 +66,9 @@ type assignment struct {
 }
 
 // remote is a member in a worker process, driven over its stdin/stdout
-// with one line per step: "ready C F" from the worker, "start" and "stop"
-// from Run, and the worker's snapshot as one JSON line.
+// with one line per step: "ready C F" from the worker, "start" from Run
+// answered by "started", and "stop" answered by the worker's snapshot as
+// one JSON line.
 type remote struct {
 	cmd *exec.Cmd
 	in  io.WriteCloser
@@ -109,9 +110,17 @@ func (r *remote) ready() (int, int, error) {
 	return c, f, nil
 }
 
+// start returns once the worker measures, so that nothing published
+// before is missed.
 func (r *remote) start() error {
-	_, err := io.WriteString(r.in, "start\n")
-	return err
+	if _, err := io.WriteString(r.in, "start\n"); err != nil {
+		return err
+	}
+	line, err := r.out.ReadString('\n')
+	if err != nil || line != "started\n" {
+		return fmt.Errorf("bench: worker %d did not start: %q %v", r.cmd.Process.Pid, line, err)
+	}
+	return nil
 }
 
 func (r *remote) stop() (snapshot, error) {
@@ -155,6 +164,7 @@ func RunWorker(ctx context.Context, stdin io.Reader, stdout io.Writer) error {
 			if err := m.start(); err != nil {
 				return err
 			}
+			fmt.Fprintln(stdout, "started")
 		case "stop":
 			s, err := m.stop()
 			if err != nil {
