@@ -6,11 +6,12 @@ STATICCHECK ?= $(shell $(GO) env GOPATH)/bin/staticcheck
 
 test: deps lint race fuzz
 
-# What the tests need beyond Go: staticcheck, Node's ws and Debian's
-# python3-websockets for the interop tests (installed only when missing).
+# What the tests need beyond Go: staticcheck, Node's ws (interop tests and
+# the Node peer) and Debian's python3-websockets (installed only when missing).
 deps:
 	@test -x $(STATICCHECK) || $(GO) install honnef.co/go/tools/cmd/staticcheck@latest
 	@test -d cmd/fanout/testdata/interop/node_modules/ws || npm ci --prefix cmd/fanout/testdata/interop --no-audit --no-fund
+	@test -d bench/peers/node/node_modules/ws || npm ci --prefix bench/peers/node --no-audit --no-fund
 	@/usr/bin/python3 -c 'import websockets' 2>/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends python3-websockets; }
 
 lint:
