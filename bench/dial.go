@@ -6,7 +6,6 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/base64"
-	"errors"
 	"fmt"
 	"net"
 	"net/url"
@@ -77,8 +76,6 @@ func handshake(nc net.Conn, u *url.URL) ([]byte, error) {
 	rest, _ := br.Peek(br.Buffered())
 	return bytes.Clone(rest), nil
 }
-
-var errUnsupported = errors.New("bench: the load generator needs Linux (epoll)")
 
 // headerBytes is the message prefix: send time (unix ns) and sequence.
 const headerBytes = 16

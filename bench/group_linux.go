@@ -95,7 +95,7 @@ func (g *group) connect(ctx context.Context) {
 				g.dialErrs.Add(1)
 				return
 			}
-			fd, err := rawFD(nc)
+			fd, err := poller.Detach(nc)
 			if err != nil {
 				g.dialErrs.Add(1)
 				return
@@ -136,7 +136,7 @@ func (g *group) stall(ctx context.Context, d dialer) {
 				continue
 			}
 			_, _ = nc.Write([]byte{0x82, 0xFE}) // half a frame header, then silence
-			if fd, err := rawFD(nc); err == nil {
+			if fd, err := poller.Detach(nc); err == nil {
 				g.hold(fd)
 			}
 			continue
@@ -146,7 +146,7 @@ func (g *group) stall(ctx context.Context, d dialer) {
 			continue
 		}
 		_, _ = nc.Write([]byte("GET /ws HTTP/1.1\r\nHost: x\r\n")) // half a request
-		if fd, err := rawFD(nc); err == nil {
+		if fd, err := poller.Detach(nc); err == nil {
 			g.hold(fd)
 		}
 	}
@@ -355,28 +355,6 @@ func (g *group) close() {
 	for _, fd := range g.held {
 		_ = unix.Close(fd)
 	}
-}
-
-// rawFD takes nc's socket as a non-blocking fd owned by the caller.
-func rawFD(nc net.Conn) (int, error) {
-	sc, ok := nc.(syscall.Conn)
-	if !ok {
-		nc.Close()
-		return -1, errUnsupported
-	}
-	rc, err := sc.SyscallConn()
-	if err != nil {
-		nc.Close()
-		return -1, err
-	}
-	fd := -1
-	var dupErr error
-	_ = rc.Control(func(orig uintptr) { fd, dupErr = unix.FcntlInt(orig, unix.F_DUPFD_CLOEXEC, 0) })
-	nc.Close()
-	if dupErr != nil {
-		return -1, dupErr
-	}
-	return fd, unix.SetNonblock(fd, true)
 }
 
 func maskKey() [4]byte {

@@ -4,8 +4,11 @@ package bench
 
 import (
 	"context"
+	"errors"
 	"io"
 )
+
+var errUnsupported = errors.New("bench: the load generator needs Linux (epoll)")
 
 func newLocal(context.Context, Config, int, int) (member, error)    { return nil, errUnsupported }
 func startWorker(context.Context, Config, int, int) (member, error) { return nil, errUnsupported }

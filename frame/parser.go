@@ -1,12 +1,10 @@
 package frame
 
-import "sync"
-
 // DefaultMaxMessageBytes is the message size limit of a Parser whose
 // MaxMessageBytes is zero.
 const DefaultMaxMessageBytes = 1 << 20
 
-// Role says which side's frames a Parser reads.
+// Role says which side's frames a Parser reads (RFC 6455 section 5.1).
 type Role uint8
 
 const (
@@ -16,50 +14,82 @@ const (
 	ClientSide
 )
 
-// Message is a complete data message or control frame. Op is
-// OpContinuation (zero) when Parse needs more bytes.
+// String returns "server" or "client".
+func (r Role) String() string {
+	switch r {
+	case ServerSide:
+		return "server"
+	case ClientSide:
+		return "client"
+	}
+	return "role(?)"
+}
+
+// Message is a complete data message, its fragments joined, or a control
+// frame. Op is OpContinuation (zero) when there is no message yet.
 type Message struct {
 	Op      OpCode
-	Payload []byte
+	Payload []byte // unmasked; valid only until the next Parse or Reset
 }
 
 // Parser decodes a stream of frames incrementally (RFC 6455 sections 5 and
-// 8): it takes bytes as they arrive and never blocks or asks for more than
-// it has. The zero value parses client frames with DefaultMaxMessageBytes.
-// A Parser is not safe for concurrent use.
+// 8): it takes bytes as they are read and never blocks, waits or asks for
+// more than it has. The zero value parses client frames with a limit of
+// DefaultMaxMessageBytes. Role and MaxMessageBytes are set before the first
+// Parse. A Parser is not safe for concurrent use; it holds no buffer
+// between messages, so an idle connection costs only the struct.
 type Parser struct {
-	Role            Role
-	MaxMessageBytes int // limit on one data message's payload, fragments included; zero means DefaultMaxMessageBytes
+	// Role says whose frames are parsed, and so whether they are masked.
+	Role Role
+	// MaxMessageBytes limits the payload of one data message, all its
+	// fragments together, in bytes. Each frame's declared length is checked
+	// against it before any of its payload is buffered. Zero or negative
+	// means DefaultMaxMessageBytes. Control frames are limited to
+	// MaxControlPayload instead.
+	MaxMessageBytes int
 
-	err    error
-	msg    *[]byte // pooled: payload of the data message being gathered
-	ctl    *[]byte // pooled: payload of a control frame split across calls
-	recyc  uint8   // buffers handed out by the last Parse, recycled by the next
-	remain int64   // payload bytes of the current frame not yet seen
-	flen   int64   // payload length of the current frame
-	msgLen int64   // data message bytes so far, current frame's declared length included
-	utf8   UTF8
-	key    [4]byte
-	keyPos uint8
-	hdrN   uint8
+	err    *ProtocolError // sticky: returned by every Parse after it
+	msg    *[]byte        // pooled: data message gathered so far; nil while no byte is
+	ctl    *[]byte        // pooled: control frame split across calls
+	remain int64          // payload bytes of the current frame not yet consumed
+	msgLen int64          // declared bytes of the open data message, current frame included
+	utf8   UTF8           // validator of the open text message
+	key    [4]byte        // current frame's masking key
 	hdr    [MaxHeaderBytes]byte
-	op     OpCode // current frame's opcode
+	hdrN   uint8 // bytes of a split header held in hdr
+	keyPos uint8 // offset into the payload, mod 4, for Mask
+	op     OpCode
 	msgOp  OpCode // OpText or OpBinary while a data message is open
+	recyc  uint8  // buffers behind the last returned Message, released by the next call
 	fin    bool
 	masked bool
 	inBody bool // header decoded, payload pending
 }
 
+// Bits of Parser.recyc.
 const (
 	recycMsg = 1 << iota
 	recycCtl
 )
 
-// Parse consumes bytes from data and returns after one complete data
-// message or control frame (m.Op != 0), or when data is used up (n ==
-// len(data), m.Op == 0). It unmasks data in place. m.Payload is valid only
-// until the next Parse or Reset. After an error (a *ProtocolError) the
-// Parser returns that error forever.
+// Parse consumes bytes from data and returns as soon as one complete data
+// message or control frame is available (m.Op != 0), or when data is used
+// up (n == len(data), m.Op == 0: more bytes are needed). The caller calls it
+// again with data[n:] until data is empty.
+//
+// Parse unmasks data in place. When a message's whole payload lies in data,
+// m.Payload is a subslice of data; otherwise it is a pooled buffer. Either
+// way it is valid only until the next Parse or Reset call, which returns
+// the buffer to its pool; Parse(nil) does only that.
+//
+// Pings, pongs and closes are returned like data messages: the caller
+// answers pings and closes. A close frame's payload has been checked by
+// ParseClosePayload. Control frames may arrive between the fragments of a
+// data message (section 5.4).
+//
+// The error, when not nil, is a *ProtocolError carrying the close code to
+// send. The Parser then stays failed: every later call returns the same
+// error until Reset.
 func (p *Parser) Parse(data []byte) (m Message, n int, err error) {
 	if p.err != nil {
 		return m, 0, p.err
@@ -67,71 +97,53 @@ func (p *Parser) Parse(data []byte) (m Message, n int, err error) {
 	p.recycle()
 	for {
 		if !p.inBody {
-			k, err := p.readHeader(data[n:])
+			k, perr := p.readHeader(data[n:])
 			n += k
-			if err != nil {
-				p.fail(err)
-				return m, n, err
+			if perr != nil {
+				return m, n, p.fail(perr)
 			}
 			if !p.inBody {
-				return m, n, nil // header incomplete: data is used up
+				return m, n, nil // the header is incomplete and data used up
 			}
 		}
-		take := int(min(p.remain, int64(len(data)-n)))
-		chunk := data[n : n+take]
+		take := len(data) - n
+		if int64(take) > p.remain {
+			take = int(p.remain)
+		}
+		chunk := data[n : n+take : n+take] // a full slice: appending to a Payload cannot clobber the next frame
 		n += take
 		p.remain -= int64(take)
-		if p.masked {
+		if p.masked && take > 0 {
 			p.keyPos = uint8(Mask(chunk, p.key, int(p.keyPos)))
 		}
 		if p.op.IsControl() {
-			payload := chunk
-			if p.ctl != nil || p.remain > 0 {
-				if p.ctl == nil {
-					p.ctl = ctlPool.Get().(*[]byte)
-				}
-				*p.ctl = append(*p.ctl, chunk...)
-				payload = *p.ctl
+			return p.control(chunk, n)
+		}
+		if p.msgOp == OpText && !p.utf8.Write(chunk) {
+			return m, n, p.fail(ErrInvalidUTF8) // fail fast, mid-frame if need be (section 8.1)
+		}
+		if p.remain > 0 || !p.fin {
+			if take > 0 {
+				p.gather(chunk)
 			}
 			if p.remain > 0 {
 				return m, n, nil
 			}
 			p.inBody = false
-			if p.ctl != nil {
-				p.recyc |= recycCtl
-			}
-			if p.op == OpClose {
-				if _, _, err := ParseClosePayload(payload); err != nil {
-					p.fail(err)
-					return m, n, err
-				}
-			}
-			return Message{Op: p.op, Payload: payload}, n, nil
-		}
-		if p.msgOp == OpText && !p.utf8.Write(chunk) {
-			p.fail(ErrInvalidUTF8)
-			return m, n, ErrInvalidUTF8
-		}
-		whole := p.fin && p.msg == nil && int64(take) == p.flen // the message is one frame, all in data
-		if !whole {
-			p.gather(chunk)
-		}
-		if p.remain > 0 {
-			return m, n, nil
-		}
-		p.inBody = false
-		if !p.fin {
 			if n == len(data) {
 				return m, n, nil
 			}
-			continue
+			continue // the next fragment's header
 		}
+		p.inBody = false
 		if p.msgOp == OpText && !p.utf8.Complete() {
-			p.fail(ErrInvalidUTF8)
-			return m, n, ErrInvalidUTF8
+			return m, n, p.fail(ErrInvalidUTF8)
 		}
+		// msg is nil when no byte of the message came before chunk: then
+		// chunk is the whole payload and is returned without a copy.
 		m = Message{Op: p.msgOp, Payload: chunk}
-		if !whole {
+		if p.msg != nil {
+			p.gather(chunk)
 			m.Payload = *p.msg
 			p.recyc |= recycMsg
 		}
@@ -140,47 +152,64 @@ func (p *Parser) Parse(data []byte) (m Message, n int, err error) {
 	}
 }
 
-// readHeader gathers and checks the next frame header from b, returning the
-// bytes it consumed. p.inBody reports whether the header is complete.
-func (p *Parser) readHeader(b []byte) (int, error) {
-	var (
-		h    header
-		size int
-		ok   bool
-		err  error
-		used int
-	)
-	if p.hdrN == 0 {
-		h, size, ok, err = decodeHeader(b)
-		if ok {
-			used = size
+// control handles payload bytes of a control frame, which sections 5.4 and
+// 5.5 allow between the fragments of a data message: its bytes, when split,
+// are kept apart from the message's.
+func (p *Parser) control(chunk []byte, n int) (Message, int, error) {
+	payload := chunk
+	if p.ctl != nil || (p.remain > 0 && len(chunk) > 0) {
+		if p.ctl == nil {
+			p.ctl = getControl()
 		}
-	} else {
+		*p.ctl = append(*p.ctl, chunk...)
+		payload = *p.ctl
+	}
+	if p.remain > 0 {
+		return Message{}, n, nil
+	}
+	p.inBody = false
+	if p.ctl != nil {
+		p.recyc |= recycCtl
+	}
+	if p.op == OpClose {
+		if _, _, err := parseClose(payload); err != nil {
+			return Message{}, n, p.fail(err)
+		}
+	}
+	return Message{Op: p.op, Payload: payload}, n, nil
+}
+
+// readHeader decodes and checks the next frame header from b, keeping the
+// bytes of a header split across calls in p.hdr. It returns the bytes it
+// consumed; p.inBody reports whether the header is complete.
+func (p *Parser) readHeader(b []byte) (int, *ProtocolError) {
+	src := b
+	if p.hdrN > 0 {
 		k := copy(p.hdr[p.hdrN:], b)
-		h, size, ok, err = decodeHeader(p.hdr[:int(p.hdrN)+k])
-		if ok {
-			used = size - int(p.hdrN)
-		}
+		src = p.hdr[:int(p.hdrN)+k]
 	}
-	if err != nil {
-		return used, err
-	}
+	h, size, ok, err := decodeHeader(src)
 	if !ok {
+		// All of b fits: the header is longer than what is held.
 		p.hdrN += uint8(copy(p.hdr[p.hdrN:], b))
 		return len(b), nil
 	}
+	used := size - int(p.hdrN)
 	p.hdrN = 0
-	if err := p.check(h); err != nil {
+	if err != nil {
+		return used, err
+	}
+	if err := p.check(&h); err != nil {
 		return used, err
 	}
 	p.op, p.fin, p.masked, p.key, p.keyPos = h.op, h.fin, h.masked, h.key, 0
-	p.flen, p.remain, p.inBody = h.length, h.length, true
+	p.remain, p.inBody = h.length, true
 	return used, nil
 }
 
-// check applies the rules of sections 5.2-5.5 to a decoded header and opens
-// or continues the data message.
-func (p *Parser) check(h header) error {
+// check applies the rules of sections 5.1-5.5 to a decoded header, and the
+// size limit, then opens or continues the data message.
+func (p *Parser) check(h *header) *ProtocolError {
 	switch {
 	case h.rsv != 0:
 		return ErrReservedBits
@@ -188,7 +217,7 @@ func (p *Parser) check(h header) error {
 		return ErrReservedOpCode
 	case p.Role == ServerSide && !h.masked:
 		return ErrUnmasked
-	case p.Role == ClientSide && h.masked:
+	case p.Role != ServerSide && h.masked:
 		return ErrMasked
 	}
 	if h.op.IsControl() {
@@ -206,11 +235,16 @@ func (p *Parser) check(h header) error {
 	case h.op != OpContinuation && p.msgOp != 0:
 		return ErrExpectedContinuation
 	}
-	if p.msgLen+h.length > int64(p.limit()) {
+	if h.op != OpContinuation {
+		p.msgLen = 0
+	}
+	// msgLen never passes the limit, so the subtraction cannot overflow
+	// where an addition of a huge declared length would.
+	if h.length > int64(p.limit())-p.msgLen {
 		return ErrMessageTooBig
 	}
 	if h.op != OpContinuation {
-		p.msgOp, p.msgLen = h.op, 0
+		p.msgOp = h.op
 		p.utf8.Reset()
 	}
 	p.msgLen += h.length
@@ -224,14 +258,16 @@ func (p *Parser) limit() int {
 	return DefaultMaxMessageBytes
 }
 
-// gather appends payload bytes of a data message to the pooled buffer,
-// growing it only as bytes arrive.
+// gather appends payload bytes of a data message to its pooled buffer. The
+// buffer grows only as bytes arrive, at most doubling, and never past the
+// length the message has declared so far: a declared length alone never
+// allocates.
 func (p *Parser) gather(b []byte) {
 	if p.msg == nil {
 		p.msg = getBuf(len(b))
-	}
-	if need := len(*p.msg) + len(b); need > cap(*p.msg) {
-		nb := getBuf(max(need, 2*cap(*p.msg)))
+	} else if need := len(*p.msg) + len(b); need > cap(*p.msg) {
+		grow := int(min(2*int64(cap(*p.msg)), p.msgLen))
+		nb := getBuf(max(need, grow))
 		*nb = append(*nb, *p.msg...)
 		putBuf(p.msg)
 		p.msg = nb
@@ -241,71 +277,52 @@ func (p *Parser) gather(b []byte) {
 
 // recycle returns the buffers behind the last returned message.
 func (p *Parser) recycle() {
+	if p.recyc == 0 {
+		return
+	}
 	if p.recyc&recycMsg != 0 {
 		putBuf(p.msg)
 		p.msg = nil
 	}
 	if p.recyc&recycCtl != 0 {
-		*p.ctl = (*p.ctl)[:0]
-		ctlPool.Put(p.ctl)
+		putControl(p.ctl)
 		p.ctl = nil
 	}
 	p.recyc = 0
 }
 
-func (p *Parser) fail(err error) {
-	p.err = err
-	p.recycle()
-}
-
-// Reset drops all state, errors included, and returns pooled buffers.
-func (p *Parser) Reset() {
+// release returns every buffer p holds.
+func (p *Parser) release() {
 	if p.msg != nil {
 		putBuf(p.msg)
+		p.msg = nil
 	}
 	if p.ctl != nil {
-		*p.ctl = (*p.ctl)[:0]
-		ctlPool.Put(p.ctl)
+		putControl(p.ctl)
+		p.ctl = nil
 	}
+	p.recyc = 0
+}
+
+// fail makes err sticky and drops the buffers: nothing will use them.
+func (p *Parser) fail(err *ProtocolError) error {
+	p.err = err
+	p.release()
+	return err
+}
+
+// Reset drops all state, an error included, and returns pooled buffers; a
+// Payload returned before is no longer valid. Role and MaxMessageBytes are
+// kept.
+func (p *Parser) Reset() {
+	p.release()
 	*p = Parser{Role: p.Role, MaxMessageBytes: p.MaxMessageBytes}
 }
 
-// Idle reports whether p is between messages and holds no buffer.
+// Idle reports whether p is between messages and holds no buffer: no
+// partial header, frame or fragmented message, no error, and the buffer of
+// the last returned Message, if any, released (by a Parse call, Parse(nil)
+// for instance, or Reset).
 func (p *Parser) Idle() bool {
-	return !p.inBody && p.hdrN == 0 && p.msgOp == 0 && p.msg == nil && p.ctl == nil
-}
-
-var ctlPool = sync.Pool{New: func() any { b := make([]byte, 0, MaxControlPayload); return &b }}
-
-// Buffer size classes for gathered messages; larger ones are allocated to
-// size and not pooled.
-var bufClasses = [...]int{4 << 10, 64 << 10, 1 << 20}
-
-var bufPools [len(bufClasses)]sync.Pool
-
-func getBuf(n int) *[]byte {
-	for i, c := range bufClasses {
-		if n <= c {
-			if b, ok := bufPools[i].Get().(*[]byte); ok {
-				return b
-			}
-			b := make([]byte, 0, c)
-			return &b
-		}
-	}
-	b := make([]byte, 0, n)
-	return &b
-}
-
-func putBuf(b *[]byte) {
-	if b == nil {
-		return
-	}
-	for i, c := range bufClasses {
-		if cap(*b) == c {
-			*b = (*b)[:0]
-			bufPools[i].Put(b)
-			return
-		}
-	}
+	return p.err == nil && !p.inBody && p.hdrN == 0 && p.msgOp == 0 && p.msg == nil && p.ctl == nil
 }

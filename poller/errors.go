@@ -15,6 +15,10 @@ var (
 	// sized from the open-files limit.
 	ErrFDRange = errors.New("poller: fd outside the descriptor table")
 
+	// ErrNotSocket is returned by Detach for a connection that does not
+	// expose a socket (syscall.Conn).
+	ErrNotSocket = errors.New("poller: connection has no raw socket")
+
 	// ErrClosed is returned after Close.
 	ErrClosed = errors.New("poller: closed")
 )

@@ -2,6 +2,8 @@
 
 package poller
 
+import "net"
+
 // Poller is unavailable off Linux.
 type Poller struct{}
 
@@ -22,3 +24,6 @@ func (p *Poller) Deregister(t Token) error { return ErrUnsupported }
 
 // Close returns ErrUnsupported off Linux.
 func (p *Poller) Close() error { return ErrUnsupported }
+
+// Detach returns ErrUnsupported off Linux.
+func Detach(c net.Conn) (int, error) { c.Close(); return -1, ErrUnsupported }

@@ -22,10 +22,6 @@ var (
 	// ErrTooLarge is returned by Conn.Send for a message above
 	// Config.MaxMessageBytes.
 	ErrTooLarge = errors.New("server: message too large")
-
-	// ErrNotSocket is returned when a listener or hijacked connection does
-	// not expose a raw socket (syscall.Conn).
-	ErrNotSocket = errors.New("server: connection has no raw socket")
 )
 
 // RejectError rejects an upgrade from Config.OnConnect with an HTTP status.

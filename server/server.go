@@ -217,7 +217,7 @@ func (s *Server) Serve(ln net.Listener) error {
 func (s *Server) accept(nc net.Conn) {
 	s.stats.accepted.Add(1)
 	remote := addrPort(nc.RemoteAddr())
-	fd, err := takeSocket(nc)
+	fd, err := poller.Detach(nc)
 	if err != nil {
 		s.warnSampled("accept: cannot take socket", "err", err)
 		return

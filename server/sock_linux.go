@@ -5,7 +5,6 @@ package server
 import (
 	"net"
 	"sync/atomic"
-	"syscall"
 	"unsafe"
 
 	"golang.org/x/sys/unix"
@@ -93,36 +92,4 @@ func (s *sock) writev(iov []unix.Iovec, bufs [][]byte) (int, error) {
 		}
 		return int(n), nil
 	}
-}
-
-// takeSocket moves nc's socket into a raw non-blocking fd owned by the
-// caller: it duplicates the descriptor and closes nc, so the connection
-// costs one fd and Go's own poller forgets it.
-func takeSocket(nc net.Conn) (int, error) {
-	sc, ok := nc.(syscall.Conn)
-	if !ok {
-		nc.Close()
-		return -1, ErrNotSocket
-	}
-	rc, err := sc.SyscallConn()
-	if err != nil {
-		nc.Close()
-		return -1, err
-	}
-	fd := -1
-	var dupErr error
-	if err := rc.Control(func(orig uintptr) {
-		fd, dupErr = unix.FcntlInt(orig, unix.F_DUPFD_CLOEXEC, 0)
-	}); err != nil {
-		dupErr = err
-	}
-	nc.Close()
-	if dupErr != nil {
-		return -1, dupErr
-	}
-	if err := unix.SetNonblock(fd, true); err != nil {
-		unix.Close(fd)
-		return -1, err
-	}
-	return fd, nil
 }

@@ -10,6 +10,7 @@ import (
 	"strings"
 	"sync"
 
+	"github.com/fanout-ws/fanout/poller"
 	"github.com/gobwas/ws"
 )
 
@@ -259,7 +260,7 @@ func (s *Server) serveHTTP(w http.ResponseWriter, r *http.Request) {
 		early, _ = rw.Reader.Peek(rw.Reader.Buffered())
 		early = bytes.Clone(early)
 	}
-	fd, err := takeSocket(nc)
+	fd, err := poller.Detach(nc)
 	if err != nil {
 		s.log.Error("hijacked connection has no socket", "err", err)
 		c.destroy(ReasonIOError)

@@ -15,6 +15,7 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"syscall"
@@ -61,6 +62,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		urls             = list{"ws://127.0.0.1:8080/ws"}
 		pids             list
 		jsonPath, label  string
+		vsLabel          string
 		serverCmd, vsCmd string
 		rounds           int
 	)
@@ -85,7 +87,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs.StringVar(&vsCmd, "vs-cmd", "", "with -server-cmd: a second server, run alternately; prints ratios vs-cmd / server-cmd")
 	fs.IntVar(&rounds, "rounds", 2, "with -vs-cmd: alternating rounds")
 	fs.StringVar(&jsonPath, "json", "", "write every figure and the configuration as one JSON document to this file; no progress output")
-	fs.StringVar(&label, "label", "", "server name in the Markdown row")
+	fs.StringVar(&label, "label", "", "server name in the Markdown row (default: the -server-cmd program's name)")
+	fs.StringVar(&vsLabel, "vs-label", "", "name of the -vs-cmd server (default: its program's name)")
 	fs.Usage = func() {
 		fmt.Fprintf(fs.Output(), "Usage: fanout-bench [flags]\n\nDrives WebSocket servers on loopback and prints one Markdown row per run.\n\n")
 		fs.PrintDefaults()
@@ -112,12 +115,13 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		if err != nil {
 			return err
 		}
+		a, b := labelOr(label, serverCmd), labelOr(vsLabel, vsCmd)
 		for i := range c.RunsA {
-			fmt.Fprintln(stdout, c.RunsA[i].MarkdownRow(labelOr(label, serverCmd)))
-			fmt.Fprintln(stdout, c.RunsB[i].MarkdownRow(vsCmd))
+			fmt.Fprintln(stdout, c.RunsA[i].MarkdownRow(a))
+			fmt.Fprintln(stdout, c.RunsB[i].MarkdownRow(b))
 		}
 		fmt.Fprintf(stdout, "ratios (%s / %s, medians): p99 %.2fx, p50 %.2fx, RSS/conn %.2fx, throughput %.2fx\n",
-			vsCmd, labelOr(label, serverCmd), c.P99Ratio, c.P50Ratio, c.RSSRatio, c.ThroughputRatio)
+			b, a, c.P99Ratio, c.P50Ratio, c.RSSRatio, c.ThroughputRatio)
 		doc = c
 	case serverCmd != "":
 		r, err := bench.RunServer(ctx, cfg, serverCmd, progress)
@@ -145,9 +149,18 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	return nil
 }
 
+// labelOr names a server: label if set, else its command's program name
+// (the script's for interpreters, as in "node server.js").
 func labelOr(label, cmd string) string {
 	if label != "" {
 		return label
 	}
-	return cmd
+	f := strings.Fields(cmd)
+	switch {
+	case len(f) == 0:
+		return ""
+	case len(f) > 1 && (filepath.Base(f[0]) == "node" || filepath.Base(f[0]) == "python3"):
+		return filepath.Base(f[0]) + " " + filepath.Base(f[1])
+	}
+	return filepath.Base(f[0])
 }
