@@ -33,8 +33,8 @@ if [[ $what == all || $what == broadcast ]]; then
 	done
 fi
 if [[ $what == all || $what == slow ]]; then
-	$BENCH -url $url -scenario slow -conns 19000 -msg-rate 5 -slow-frac 0.01 -stalled 1000 -duration 10s -settle 3s \
-		-server-cmd "$FANOUT" -label fanout -json "$out/slow-19000-fanout.json" | log slow
+	$BENCH -url $url -scenario slow -conns 18000 -msg-rate 5 -slow-frac 0.01 -stalled 1000 -duration 10s -settle 3s \
+		-server-cmd "$FANOUT" -label fanout -json "$out/slow-18000-fanout.json" | log slow
 fi
 if [[ $what == all || $what == 100k ]]; then
 	# Six Fanout processes (each below the 20,000 open-files cap), one port each;

@@ -128,18 +128,14 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		if err != nil {
 			return err
 		}
-		fmt.Fprintln(stdout, r.MarkdownRow(labelOr(label, serverCmd)))
+		printResult(stdout, r, labelOr(label, serverCmd))
 		doc = r
 	default:
 		r, err := bench.Run(ctx, cfg, progress)
 		if err != nil {
 			return err
 		}
-		fmt.Fprintln(stdout, r.MarkdownRow(label))
-		if r.Clean != nil {
-			fmt.Fprintln(stdout, r.Clean.MarkdownRow(label+" (clean)"))
-			fmt.Fprintf(stdout, "healthy subscribers' p99 with slow and stalled clients: %.2fx the clean run\n", float64(r.P99us)/float64(max(1, r.Clean.P99us)))
-		}
+		printResult(stdout, r, label)
 		doc = r
 	}
 	if jsonPath != "" {
@@ -151,6 +147,16 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 
 // labelOr names a server: label if set, else its command's program name
 // (the script's for interpreters, as in "node server.js").
+// printResult prints r's row, and for the slow scenario the clean run's
+// row and the ratio of their p99.
+func printResult(w io.Writer, r bench.Result, label string) {
+	fmt.Fprintln(w, r.MarkdownRow(label))
+	if r.Clean != nil {
+		fmt.Fprintln(w, r.Clean.MarkdownRow(label+" (clean)"))
+		fmt.Fprintf(w, "healthy subscribers' p99 with slow and stalled clients: %.2fx the clean run\n", float64(r.P99us)/float64(max(1, r.Clean.P99us)))
+	}
+}
+
 func labelOr(label, cmd string) string {
 	if label != "" {
 		return label
