@@ -133,7 +133,7 @@ func parserFixtures() []parserFixture {
 		{name: "64-bit length over the default limit", in: bits("1 000 0010 | 1 1111111 | 00000000 00000000 00000000 00000000 00000000 00010000 00000000 00000001 [2^20+1]" + key0), err: ErrMessageTooBig},
 		{
 			name: "fragments over the limit", max: 5,
-			in:  bits("0 000 0001 | 1 0000011" + key0 + `"abc"` + "| 1 000 0000 | 1 0000011" + key0 + `"def"`), err: ErrMessageTooBig,
+			in: bits("0 000 0001 | 1 0000011" + key0 + `"abc"` + "| 1 000 0000 | 1 0000011" + key0 + `"def"`), err: ErrMessageTooBig,
 		},
 		{
 			name: "huge continuation cannot overflow the limit check",

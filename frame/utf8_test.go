@@ -118,7 +118,7 @@ func TestUTF8_AgreesWithStdlib(t *testing.T) {
 		}
 		bad := firstBad(b)
 		var u UTF8
-		ok, failedAt := true, -1
+		ok := true
 		for off := 0; off < len(b); {
 			k := 1 + r.IntN(len(b)-off)
 			if !u.Write(b[off:off+k]) && ok {
@@ -126,14 +126,12 @@ func TestUTF8_AgreesWithStdlib(t *testing.T) {
 				if bad < off || bad >= off+k {
 					t.Fatalf("%q: failed in [%d,%d), first bad byte %d", b, off, off+k, bad)
 				}
-				failedAt = bad
 			}
 			off += k
 		}
 		if ok && bad >= 0 {
 			t.Fatalf("%q: accepted, first bad byte %d", b, bad)
 		}
-		_ = failedAt
 		if got, want := ok && u.Complete(), utf8.Valid(b); got != want {
 			t.Fatalf("%q: got %v, utf8.Valid %v", b, got, want)
 		}
