@@ -2,6 +2,7 @@ package frame
 
 import (
 	"bytes"
+	"fmt"
 	"strconv"
 	"sync"
 	"testing"
@@ -73,7 +74,7 @@ func TestPrepared_ConcurrentReaders(t *testing.T) {
 		wg.Go(func() {
 			got, _, err := wsutil.ReadServerData(rw(p.Bytes()))
 			if err == nil && string(got) != "broadcast" {
-				err = errBadN
+				err = fmt.Errorf("read %q", got)
 			}
 			errs <- err
 		})
