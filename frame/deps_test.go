@@ -6,18 +6,29 @@ import (
 	"testing"
 )
 
-// frame is pure: it imports the standard library only.
+// frame is the bottom of the import graph: it imports the standard library
+// only, and so no package of this module either.
 func TestDeps_StdlibOnly(t *testing.T) {
-	if _, err := exec.LookPath("go"); err != nil {
+	t.Parallel()
+	gobin, err := exec.LookPath("go")
+	if err != nil {
 		t.Skip("go not on PATH")
 	}
-	out, err := exec.Command("go", "list", "-deps", "-f", "{{if not .Standard}}{{.ImportPath}}{{end}}", ".").Output()
+	out, err := exec.Command(gobin, "list", "-deps", "-f", "{{.ImportPath}} {{.Standard}} {{with .Module}}{{.Path}}{{end}}", ".").Output()
 	if err != nil {
-		t.Fatal(err)
+		t.Fatalf("go list: %v", err)
 	}
-	for _, p := range strings.Fields(string(out)) {
-		if p != "github.com/fanout-ws/fanout/frame" {
-			t.Errorf("frame depends on %s", p)
+	const self = "github.com/fanout-ws/fanout/frame"
+	for _, line := range strings.Split(strings.TrimSpace(string(out)), "\n") {
+		f := strings.Fields(line)
+		switch {
+		case len(f) < 2:
+			t.Errorf("unexpected go list line %q", line)
+		case f[0] == self:
+		case len(f) > 2 && f[2] == "github.com/fanout-ws/fanout":
+			t.Errorf("frame imports %s of its own module", f[0])
+		case f[1] != "true":
+			t.Errorf("frame imports %s from outside the standard library", f[0])
 		}
 	}
 }
