@@ -70,6 +70,9 @@ func newGroup(cfg Config, first, n int) (*group, error) {
 // connect opens the group's connections at the configured rate, with
 // bounded concurrency.
 func (g *group) connect(ctx context.Context) {
+	if g.cfg.Scenario == ScenarioChurn {
+		return // churners open and close their own connections
+	}
 	d := dialer{sources: g.cfg.SourceIPs}
 	silent := 0
 	if g.cfg.Scenario == ScenarioSlow {

@@ -36,6 +36,8 @@ func (l *local) ready() (int, int, error) {
 	return c, f, nil
 }
 
+func (l *local) progress() (int, int) { return l.g.connected() }
+
 func (l *local) start() error {
 	l.g.st.reset()
 	l.g.measuring.Store(true)
@@ -109,6 +111,8 @@ func (r *remote) ready() (int, int, error) {
 	}
 	return c, f, nil
 }
+
+func (r *remote) progress() (int, int) { return 0, 0 }
 
 // start returns once the worker measures, so that nothing published
 // before is missed.

@@ -41,6 +41,7 @@ type Result struct {
 // process of the load generator.
 type member interface {
 	ready() (connected, dialErrors int, err error) // ramp finished
+	progress() (connected, dialErrors int)         // so far (0, 0 for worker processes)
 	start() error                                  // begin measuring (and sending, for echo and churn)
 	stop() (snapshot, error)                       // end measuring, report
 	close()
@@ -111,16 +112,39 @@ func run(ctx context.Context, cfg Config, progress io.Writer) (Result, error) {
 		members = append(members, m)
 		first += n
 	}
+	stopTicker := make(chan struct{})
+	go func() { // live ramp line: in-process members report as they go
+		t := time.NewTicker(time.Second)
+		defer t.Stop()
+		for {
+			select {
+			case <-stopTicker:
+				return
+			case <-t.C:
+				c, f := 0, 0
+				for _, m := range members {
+					mc, mf := m.progress()
+					c, f = c+mc, f+mf
+				}
+				fmt.Fprintf(progress, "\rconnecting: %d/%d connected, %d failed, %.0fs  ", c, cfg.Conns, f, time.Since(start).Seconds())
+			}
+		}
+	}()
 	for _, m := range members {
 		c, f, err := m.ready()
 		if err != nil {
+			close(stopTicker)
 			return res, err
 		}
 		res.Connected += c
 		res.DialErrors += f
 	}
+	close(stopTicker)
 	res.RampSeconds = time.Since(start).Seconds()
 	fmt.Fprintf(progress, "connected %d/%d (%d failed) in %.1fs over %d process(es)\n", res.Connected, cfg.Conns, res.DialErrors, res.RampSeconds, len(members))
+	if res.Connected == 0 && cfg.Scenario != ScenarioChurn {
+		return res, fmt.Errorf("bench: none of %d connections succeeded (is the server at %s up?)", cfg.Conns, cfg.URLs[0])
+	}
 	sleep(ctx, cfg.Settle)
 
 	before, _ := sampleAll(cfg.ServerPIDs)
