@@ -23,10 +23,10 @@ race:
 	$(GO) test -race -shuffle=on -count=1 -timeout 20m ./...
 
 fuzz:
-	$(GO) test -run='^$$' -fuzz=FuzzParser -fuzztime=30s ./frame
+	$(GO) test -run='^$$' -fuzz=FuzzParser -fuzztime=30s -fuzzminimizetime=10s ./frame
 
 fuzz-long:
-	$(GO) test -run='^$$' -fuzz=FuzzParser -fuzztime=10m ./frame
+	$(GO) test -run='^$$' -fuzz=FuzzParser -fuzztime=10m -fuzzminimizetime=10s ./frame
 
 bench:
 	$(GO) test -run='^$$' -bench=. -benchmem ./...

@@ -3,6 +3,7 @@ package bench
 import (
 	"errors"
 	"fmt"
+	"net"
 	"time"
 )
 
@@ -18,21 +19,23 @@ const (
 // Config describes one run. The zero value of each optional field means
 // the default named beside it.
 type Config struct {
-	URLs       []string      // targets; connections are spread over them round-robin
-	Scenario   string        // one of the Scenario constants
-	Conns      int           // connections to hold (subscribers, echo clients, or concurrent churners)
-	DialRate   int           // new connections per second during the ramp (default 5000)
-	SourceIPs  int           // spread source addresses over 127.0.0.2 .. 127.0.0.(1+SourceIPs); 0: kernel's choice
-	Duration   time.Duration // measurement time (default 10s)
-	Settle     time.Duration // wait after the ramp before measuring
-	Drain      time.Duration // broadcast/echo: time allowed for the last messages (default 3s)
-	Rate       float64       // broadcast: messages/s per publisher (one per URL); echo: messages/s in all
-	Size       int           // payload bytes, at least 16 (send time and sequence)
-	SlowFrac   float64       // slow: fraction of subscribers that never read (default 0.01)
-	Stalled    int           // slow: clients stuck mid-handshake plus mid-frame (default 1000)
-	ServerPIDs []int         // sample these processes' RSS and CPU from /proc
-	PerProcess int           // connections one process may hold before Run starts workers (default: open-files limit - 500)
-	Timeout    time.Duration // hard stop for the whole run (default 10 minutes)
+	URLs        []string      // targets; connections are spread over them round-robin
+	Scenario    string        // one of the Scenario constants
+	Conns       int           // connections to hold (subscribers, echo clients, or concurrent churners)
+	DialRate    int           // new connections per second during the ramp (default 5000)
+	SourceIPs   int           // spread source addresses over 127.0.0.2 .. 127.0.0.(1+SourceIPs); 0: kernel's choice
+	SourceAddrs []string      // source addresses to spread over instead (e.g. a real interface's); overrides SourceIPs
+	Duration    time.Duration // measurement time (default 10s)
+	Settle      time.Duration // wait after the ramp before measuring
+	Drain       time.Duration // broadcast/echo: time allowed for the last messages (default 3s)
+	Rate        float64       // broadcast: messages/s per publisher; echo: messages/s in all
+	Publishers  int           // broadcast: publisher connections, spread over URLs (default: one per URL)
+	Size        int           // payload bytes, at least 16 (send time and sequence)
+	SlowFrac    float64       // slow: fraction of subscribers that never read (default 0.01)
+	Stalled     int           // slow: clients stuck mid-handshake plus mid-frame (default 1000)
+	ServerPIDs  []int         // sample these processes' RSS and CPU from /proc
+	PerProcess  int           // connections one process may hold before Run starts workers (default: open-files limit - 500)
+	Timeout     time.Duration // hard stop for the whole run (default 10 minutes)
 }
 
 func (c Config) withDefaults() Config {
@@ -44,6 +47,9 @@ func (c Config) withDefaults() Config {
 	}
 	if c.Drain <= 0 {
 		c.Drain = 3 * time.Second
+	}
+	if c.Publishers <= 0 {
+		c.Publishers = len(c.URLs)
 	}
 	if c.Size == 0 {
 		c.Size = 64
@@ -80,6 +86,11 @@ func (c Config) Validate() error {
 	}
 	if (c.Scenario == ScenarioBroadcast || c.Scenario == ScenarioEcho || c.Scenario == ScenarioSlow) && c.Rate <= 0 {
 		errs = append(errs, fmt.Errorf("bench: Rate (%v) must be positive for %s", c.Rate, c.Scenario))
+	}
+	for _, a := range c.SourceAddrs {
+		if net.ParseIP(a) == nil {
+			errs = append(errs, fmt.Errorf("bench: source address %q is not an IP", a))
+		}
 	}
 	if c.SlowFrac < 0 || c.SlowFrac >= 1 {
 		errs = append(errs, fmt.Errorf("bench: SlowFrac (%v) must be in [0, 1)", c.SlowFrac))

@@ -15,7 +15,10 @@ import (
 // dialer opens connections from loopback source addresses spread over
 // 127.0.0.2.. so that one (source, destination, port) tuple never runs out
 // of ephemeral ports.
-type dialer struct{ sources int }
+type dialer struct {
+	sources int      // 127.0.0.2 .. 127.0.0.(1+sources)
+	addrs   []net.IP // or these
+}
 
 // dial connects to target and completes the WebSocket handshake. It returns
 // the connection and any bytes that followed the 101 (frames the server sent
@@ -26,7 +29,10 @@ func (d dialer) dial(ctx context.Context, target string, index int) (net.Conn, [
 		return nil, nil, err
 	}
 	nd := net.Dialer{Timeout: 10 * time.Second}
-	if d.sources > 0 {
+	switch {
+	case len(d.addrs) > 0:
+		nd.LocalAddr = &net.TCPAddr{IP: d.addrs[index%len(d.addrs)]}
+	case d.sources > 0:
 		nd.LocalAddr = &net.TCPAddr{IP: net.IPv4(127, 0, 0, byte(2+index%d.sources))}
 	}
 	nc, err := nd.DialContext(ctx, "tcp", u.Host)
@@ -86,4 +92,14 @@ func hostOf(target string) string {
 		return target
 	}
 	return u.Host
+}
+
+func newDialer(cfg Config) dialer {
+	d := dialer{sources: cfg.SourceIPs}
+	for _, a := range cfg.SourceAddrs {
+		if ip := net.ParseIP(a); ip != nil {
+			d.addrs = append(d.addrs, ip)
+		}
+	}
+	return d
 }

@@ -44,7 +44,7 @@ type client struct {
 	tok  poller.Token
 	id   int
 	p    frame.Parser
-	last uint64     // highest sequence seen
+	last []uint64   // highest sequence seen, per publisher
 	wmu  sync.Mutex // writes (pongs, echo sends), tok and dead
 	dead bool
 }
@@ -73,7 +73,7 @@ func (g *group) connect(ctx context.Context) {
 	if g.cfg.Scenario == ScenarioChurn {
 		return // churners open and close their own connections
 	}
-	d := dialer{sources: g.cfg.SourceIPs}
+	d := newDialer(g.cfg)
 	silent := 0
 	if g.cfg.Scenario == ScenarioSlow {
 		silent = int(float64(g.n) * g.cfg.SlowFrac)
@@ -237,15 +237,19 @@ func (c *client) consume(data []byte) bool {
 				continue
 			}
 			sent := time.Unix(0, int64(binary.LittleEndian.Uint64(m.Payload)))
-			seq := binary.LittleEndian.Uint64(m.Payload[8:])
+			pub, seq := splitSeq(binary.LittleEndian.Uint64(m.Payload[8:]))
 			if g.cfg.Scenario != ScenarioEcho {
-				switch {
-				case c.last != 0 && seq <= c.last:
-					g.st.reordered.Add(1)
-				case c.last != 0 && seq > c.last+1:
-					g.st.lost.Add(int64(seq - c.last - 1))
+				for len(c.last) <= pub {
+					c.last = append(c.last, 0)
 				}
-				c.last = max(c.last, seq)
+				last := c.last[pub]
+				switch {
+				case last != 0 && seq <= last:
+					g.st.reordered.Add(1)
+				case last != 0 && seq > last+1:
+					g.st.lost.Add(int64(seq - last - 1))
+				}
+				c.last[pub] = max(last, seq)
 			}
 			g.st.received.Add(1)
 			g.st.record(c.id, time.Since(sent))
@@ -307,7 +311,7 @@ func (g *group) startEcho(rate float64) {
 // startChurn runs concurrent connect/close loops recording handshake
 // latency, until stopSenders.
 func (g *group) startChurn(ctx context.Context) {
-	d := dialer{sources: g.cfg.SourceIPs}
+	d := newDialer(g.cfg)
 	for w := range min(g.n, 256) {
 		g.senders.Add(1)
 		go func() {

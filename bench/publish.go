@@ -5,7 +5,6 @@ import (
 	"encoding/binary"
 	"fmt"
 	"io"
-	"net/url"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -13,50 +12,49 @@ import (
 	"github.com/fanout-ws/fanout/frame"
 )
 
-// publish sends cfg.Rate messages per second to each target URL from one
-// publisher connection per URL for cfg.Duration, then waits cfg.Drain for
-// the last deliveries. It returns the messages sent per target (the same
-// for every target).
-func publish(ctx context.Context, cfg Config, progress io.Writer) (int64, error) {
+// publish runs cfg.Publishers publisher connections, spread over the
+// target URLs round-robin, each sending cfg.Rate messages per second for
+// cfg.Duration, then waits cfg.Drain for the last deliveries. It returns
+// the messages each publisher sent.
+func publish(ctx context.Context, cfg Config, progress io.Writer) ([]int64, error) {
 	var wg sync.WaitGroup
-	var sent atomic.Int64
-	errs := make(chan error, len(cfg.URLs))
+	sent := make([]atomic.Int64, cfg.Publishers)
+	errs := make(chan error, cfg.Publishers)
 	end := time.Now().Add(cfg.Duration)
-	for i, target := range cfg.URLs {
-		u, err := url.Parse(target)
+	for p := range cfg.Publishers {
+		target := cfg.URLs[p%len(cfg.URLs)]
+		nc, _, err := newDialer(cfg).dial(ctx, target, 1000+p)
 		if err != nil {
-			return 0, err
-		}
-		nc, _, err := (dialer{sources: cfg.SourceIPs}).dial(ctx, target, 1000+i)
-		if err != nil {
-			return 0, fmt.Errorf("bench: publisher for %s: %w", u.Host, err)
+			return nil, fmt.Errorf("bench: publisher %d for %s: %w", p, hostOf(target), err)
 		}
 		defer nc.Close()
 		go func() { _, _ = io.Copy(io.Discard, nc) }() // the room sends to us too
 		wg.Add(1)
-		go func(first bool) {
+		go func() {
 			defer wg.Done()
 			interval := time.Duration(float64(time.Second) / cfg.Rate)
 			next := time.Now()
-			var seq uint64
-			key := [4]byte{0x5a, 0x17, 0x3c, 0x99}
+			key := [4]byte{0x5a, 0x17, 0x3c, byte(p)}
 			payload := make([]byte, cfg.Size)
-			for time.Now().Before(end) && ctx.Err() == nil {
-				seq++
-				stamp(payload, seq)
+			for n := uint64(1); time.Now().Before(end) && ctx.Err() == nil; n++ {
+				stamp(payload, joinSeq(p, n))
 				if _, err := nc.Write(frame.AppendClientFrame(nil, frame.OpBinary, payload, key)); err != nil {
-					errs <- fmt.Errorf("bench: publish to %s: %w", u.Host, err)
+					errs <- fmt.Errorf("bench: publisher %d to %s: %w", p, hostOf(target), err)
 					return
 				}
-				if first {
-					sent.Store(int64(seq))
-				}
+				sent[p].Store(int64(n))
 				next = next.Add(interval)
 				if wait := time.Until(next); wait > 0 {
 					time.Sleep(wait)
 				}
 			}
-		}(i == 0)
+		}()
+	}
+	total := func() (n int64) {
+		for i := range sent {
+			n += sent[i].Load()
+		}
+		return n
 	}
 	done := make(chan struct{})
 	go func() { wg.Wait(); close(done) }()
@@ -65,19 +63,28 @@ func publish(ctx context.Context, cfg Config, progress io.Writer) (int64, error)
 	for {
 		select {
 		case <-done:
-			fmt.Fprintf(progress, "\rpublished %d per target; draining %v  ", sent.Load(), cfg.Drain)
+			fmt.Fprintf(progress, "\rpublished %d; draining %v  ", total(), cfg.Drain)
 			sleep(ctx, cfg.Drain)
+			out := make([]int64, len(sent))
+			for i := range sent {
+				out[i] = sent[i].Load()
+			}
 			select {
 			case err := <-errs:
-				return sent.Load(), err
+				return out, err
 			default:
 			}
-			return sent.Load(), nil
+			return out, nil
 		case <-tick.C:
-			fmt.Fprintf(progress, "\rpublished %d per target  ", sent.Load())
+			fmt.Fprintf(progress, "\rpublished %d  ", total())
 		}
 	}
 }
+
+// A message's sequence field carries its publisher in the top 16 bits, so
+// each subscriber checks order per publisher.
+func joinSeq(pub int, n uint64) uint64 { return uint64(pub)<<48 | n }
+func splitSeq(v uint64) (int, uint64)  { return int(v >> 48), v & (1<<48 - 1) }
 
 // stamp writes the send time and sequence into the first 16 bytes of p.
 func stamp(p []byte, seq uint64) {

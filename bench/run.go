@@ -19,7 +19,7 @@ type Result struct {
 	Connected     int
 	DialErrors    int
 	RampSeconds   float64
-	Sent          int64   // broadcast: messages published; echo: messages sent; churn: handshakes
+	Sent          int64   // broadcast: messages published (all publishers); echo: messages sent; churn: handshakes
 	Deliveries    int64   // broadcast: messages received by subscribers; echo: replies
 	DeliveriesPS  float64 // per second of measurement
 	Missing       int64   // broadcast: Sent*subscribers - Deliveries; echo: Sent - Deliveries
@@ -35,6 +35,8 @@ type Result struct {
 	RSSPerConn    float64 // (ServerRSS-ServerRSSBase)/Connected
 	ServerCPU     float64 // server CPU seconds per second while measuring
 	Clean         *Result `json:",omitempty"` // slow: the clean run it is compared with
+
+	sentBy []int64 // per publisher
 }
 
 // member is a share of the connections: in this process or in a worker
@@ -164,7 +166,7 @@ func run(ctx context.Context, cfg Config, progress io.Writer) (Result, error) {
 		if err != nil {
 			return res, err
 		}
-		res.Sent = sent
+		res.sentBy = sent
 	default:
 		tick := time.NewTicker(time.Second)
 		end := time.After(cfg.Duration)
@@ -213,8 +215,14 @@ func (r *Result) fill(s snapshot) {
 	r.Deliveries, r.Lost, r.Reordered, r.Disconnected, r.Failed = s.Received, s.Lost, s.Reordered, s.Closed, s.Failed
 	switch cfg.Scenario {
 	case ScenarioBroadcast, ScenarioSlow:
-		subs := int64(r.Connected)
-		r.Missing = r.Sent*subs - r.Deliveries
+		// Each publisher reaches the subscribers of its own target. They
+		// were spread round-robin; failed dials are assumed spread alike.
+		var want float64
+		for p, n := range r.sentBy {
+			r.Sent += n
+			want += float64(n) * float64(r.Connected) * targetShare(cfg.Conns, len(cfg.URLs), p%len(cfg.URLs))
+		}
+		r.Missing = int64(math.Round(want)) - r.Deliveries
 		r.DeliveriesPS = float64(r.Deliveries) / cfg.Duration.Seconds()
 	case ScenarioEcho:
 		r.Sent = s.Sent
@@ -232,6 +240,16 @@ func (r *Result) fill(s snapshot) {
 			r.MaxUS = h.Max()
 		}
 	}
+}
+
+// targetShare is the fraction of n connections, spread round-robin over k
+// targets, that went to target t.
+func targetShare(n, k, t int) float64 {
+	c := n / k
+	if t < n%k {
+		c++
+	}
+	return float64(c) / float64(n)
 }
 
 // split divides n connections into shares of at most per.

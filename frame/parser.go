@@ -235,11 +235,8 @@ func (p *Parser) check(h *header) *ProtocolError {
 	case h.op != OpContinuation && p.msgOp != 0:
 		return ErrExpectedContinuation
 	}
-	if h.op != OpContinuation {
-		p.msgLen = 0
-	}
-	// msgLen never passes the limit, so the subtraction cannot overflow
-	// where an addition of a huge declared length would.
+	// msgLen (zero for a new message) never passes the limit, so this
+	// subtraction cannot overflow where adding a huge declared length would.
 	if h.length > int64(p.limit())-p.msgLen {
 		return ErrMessageTooBig
 	}

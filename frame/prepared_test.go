@@ -3,6 +3,7 @@ package frame
 import (
 	"bytes"
 	"fmt"
+	"io"
 	"strconv"
 	"sync"
 	"testing"
@@ -36,7 +37,7 @@ func TestPrepared(t *testing.T) {
 			if want := AppendFrame(nil, tc.op, tc.payload); !bytes.Equal(p.Bytes(), want) {
 				t.Fatal("bytes differ from AppendFrame")
 			}
-			f, err := ws.ReadFrame(bytes.NewReader(p.Bytes()))
+			f, err := readFrame(p.Bytes())
 			if err != nil || !f.Header.Fin || f.Header.Masked || f.Header.OpCode != ws.OpCode(tc.op) || !bytes.Equal(f.Payload, tc.payload) {
 				t.Fatalf("gobwas read %+v: %v", f.Header, err)
 			}
@@ -47,7 +48,7 @@ func TestPrepared(t *testing.T) {
 func TestNewClosePrepared(t *testing.T) {
 	t.Parallel()
 	c := NewClosePrepared(CloseGoingAway, "bye")
-	f, err := ws.ReadFrame(bytes.NewReader(c.Bytes()))
+	f, err := readFrame(c.Bytes())
 	if err != nil || f.Header.OpCode != ws.OpClose || !f.Header.Fin {
 		t.Fatalf("%+v %v", f.Header, err)
 	}
@@ -86,6 +87,23 @@ func TestPrepared_ConcurrentReaders(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
+}
+
+// readFrame reads one frame with gobwas: its header, then its payload.
+func readFrame(b []byte) (ws.Frame, error) {
+	r := bytes.NewReader(b)
+	h, err := ws.ReadHeader(r)
+	if err != nil {
+		return ws.Frame{}, err
+	}
+	f := ws.Frame{Header: h, Payload: make([]byte, h.Length)}
+	if _, err := io.ReadFull(r, f.Payload); err != nil {
+		return f, err
+	}
+	if h.Masked {
+		ws.Cipher(f.Payload, h.Mask, 0)
+	}
+	return f, nil
 }
 
 func BenchmarkNewPrepared(b *testing.B) {

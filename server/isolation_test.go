@@ -153,7 +153,12 @@ func TestServer_IdleConnsOwnNothing(t *testing.T) {
 		if i%2 == 1 {
 			path = "/echo"
 		}
-		c.upgrade(path, clientFrame(true, ws.OpText, []byte("one message, then idle")))
+		// A message split over two writes goes through the parser's pooled
+		// buffer; it must be handed back once the message is delivered.
+		f := clientFrame(true, ws.OpText, []byte("one message in two pieces, then idle"))
+		c.upgrade(path, f[:10])
+		time.Sleep(time.Millisecond)
+		c.send(f[10:])
 		if path == "/echo" {
 			if _, _, err := c.next(); err != nil {
 				t.Fatal(err)

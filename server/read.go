@@ -138,6 +138,7 @@ func (c *Conn) consumeFrames(data []byte) bool {
 			return false
 		}
 	}
+	c.parser.Parse(nil) // return the last message's pooled buffer: idle connections hold none
 	return true
 }
 

@@ -61,6 +61,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		cfg              bench.Config
 		urls             = list{"ws://127.0.0.1:8080/ws"}
 		pids             list
+		sources          list
 		jsonPath, label  string
 		vsLabel          string
 		serverCmd, vsCmd string
@@ -73,10 +74,12 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs.IntVar(&cfg.Conns, "conns", 1000, "connections to hold (subscribers, echo clients, or concurrent churners); above one process's open-files limit, worker processes are started")
 	fs.IntVar(&cfg.DialRate, "rate", 5000, "new connections per second during the ramp")
 	fs.IntVar(&cfg.SourceIPs, "source-ips", 50, "spread source addresses over 127.0.0.2 .. 127.0.0.(1+N); 0 lets the kernel pick")
+	fs.Var(&sources, "source-addrs", "spread source addresses over these IPs instead (e.g. a real interface's), comma-separated")
+	fs.IntVar(&cfg.Publishers, "publishers", 0, "broadcast/slow: publisher connections, spread over the URLs, each at -msg-rate (default: one per URL)")
 	fs.DurationVar(&cfg.Duration, "duration", 10*time.Second, "measurement time; every run stops by itself")
 	fs.DurationVar(&cfg.Settle, "settle", 2*time.Second, "wait after the ramp before measuring")
 	fs.DurationVar(&cfg.Drain, "drain", 3*time.Second, "time allowed for the last messages after publishing stops")
-	fs.Float64Var(&cfg.Rate, "msg-rate", 5, "broadcast/slow: messages per second per publisher (one per URL); echo: messages per second in all")
+	fs.Float64Var(&cfg.Rate, "msg-rate", 5, "broadcast/slow: messages per second per publisher; echo: messages per second in all")
 	fs.IntVar(&cfg.Size, "size", 64, "message payload bytes (>= 16: send time and sequence)")
 	fs.Float64Var(&cfg.SlowFrac, "slow-frac", 0.01, "slow: fraction of subscribers that never read")
 	fs.IntVar(&cfg.Stalled, "stalled", 1000, "slow: clients stuck mid-handshake and mid-frame (half each)")
@@ -97,6 +100,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 	cfg.URLs = urls
+	cfg.SourceAddrs = sources
 	for _, p := range pids {
 		pid, err := strconv.Atoi(p)
 		if err != nil {

@@ -75,6 +75,7 @@ func TestSmoke_Scenarios(t *testing.T) {
 		{"idle", "/ws", nil},
 		{"broadcast", "/ws", nil},
 		{"broadcast", "/ws", []string{"-per-process", "120"}}, // three worker processes
+		{"broadcast", "/ws", []string{"-publishers", "3", "-source-addrs", "127.0.0.1"}}, // order checked per publisher
 		{"echo", "/echo", []string{"-msg-rate", "500"}},
 		{"churn", "/echo", []string{"-conns", "20"}},
 		{"slow", "/ws", []string{"-slow-frac", "0.05", "-stalled", "40"}},
@@ -110,7 +111,7 @@ func TestSmoke_Scenarios(t *testing.T) {
 				if res.Connected != 300 || res.Sent == 0 || res.Missing != 0 || res.Lost != 0 || res.Reordered != 0 || res.P99us <= 0 {
 					t.Fatalf("broadcast result %+v", res)
 				}
-				if res.Deliveries != res.Sent*300 {
+				if res.Deliveries != res.Sent*300 || res.Sent < 40 {
 					t.Fatalf("%d deliveries for %d messages to 300 subscribers", res.Deliveries, res.Sent)
 				}
 			case "echo":
@@ -136,7 +137,7 @@ func TestSmoke_Scenarios(t *testing.T) {
 func TestHelp_DocumentsEveryFlag(t *testing.T) {
 	var errOut bytes.Buffer
 	_ = run(context.Background(), []string{"-h"}, &bytes.Buffer{}, &errOut)
-	for _, f := range []string{"-vs-label", "-url", "-scenario", "-conns", "-rate", "-source-ips", "-duration", "-msg-rate", "-size", "-server-pid", "-json", "-server-cmd", "-vs-cmd", "-rounds", "-per-process", "-slow-frac", "-stalled", "-timeout"} {
+	for _, f := range []string{"-publishers", "-source-addrs", "-vs-label", "-url", "-scenario", "-conns", "-rate", "-source-ips", "-duration", "-msg-rate", "-size", "-server-pid", "-json", "-server-cmd", "-vs-cmd", "-rounds", "-per-process", "-slow-frac", "-stalled", "-timeout"} {
 		if !strings.Contains(errOut.String(), f+" ") {
 			t.Errorf("-h does not document %s", f)
 		}
