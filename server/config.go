@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/fanout-ws/fanout/frame"
+	"github.com/prometheus/client_golang/prometheus"
 )
 
 // Defaults for Config. The flags of cmd/fanout and the README table read
@@ -102,6 +103,12 @@ type Config struct {
 
 	// Logger receives the server's logs. Nil discards them.
 	Logger *slog.Logger
+
+	// Registerer receives the server's Prometheus metrics (connections,
+	// handshakes by outcome, messages and bytes in and out, write syscalls,
+	// broadcasts, drops, evictions, pool saturation, closes by reason, and
+	// the broadcast flush latency histogram). Nil registers nothing.
+	Registerer prometheus.Registerer
 
 	// OnConnect runs once the upgrade request is read and before the 101
 	// is written; a non-nil error rejects the connection (see Reject).

@@ -33,6 +33,7 @@ type hubShard struct {
 	mu        sync.Mutex
 	pending   [][]byte // frames waiting for this shard's flush
 	pendBytes int
+	pendSince time.Time // when pending last went from empty to non-empty
 	spare     [][]byte
 	scheduled bool // a flush task owns the shard
 }
@@ -129,6 +130,9 @@ func (h *Hub) BroadcastPrepared(p *frame.Prepared) {
 			h.drops.Add(1)
 			continue
 		}
+		if len(sh.pending) == 0 {
+			sh.pendSince = time.Now()
+		}
 		sh.pending = append(sh.pending, b)
 		sh.pendBytes += len(b)
 		start := !sh.scheduled
@@ -153,6 +157,7 @@ func (sh *hubShard) flush(w *writer) {
 		}
 		sh.pending, sh.spare = sh.spare[:0], nil
 		sh.pendBytes = 0
+		since := sh.pendSince
 		sh.mu.Unlock()
 
 		for i := 0; i < len(batch); i += iovMax {
@@ -163,6 +168,7 @@ func (sh *hubShard) flush(w *writer) {
 				}
 			}
 		}
+		sh.h.s.metrics.fanout.Observe(time.Since(since).Seconds())
 		clear(batch)
 		sh.mu.Lock()
 		sh.spare = batch[:0]

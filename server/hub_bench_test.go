@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/fanout-ws/fanout/frame"
+	"github.com/prometheus/client_golang/prometheus"
 )
 
 // BenchmarkBroadcast fans b.N messages out to subs loopback subscribers and
@@ -27,8 +28,40 @@ func BenchmarkBroadcast(b *testing.B) {
 	}
 }
 
-func benchBroadcast(b *testing.B, subs, size int) {
-	s, err := New(Config{SendQueueBytes: 64 << 20, MaxMessageBytes: 1 << 20, PingInterval: -1, IdleTimeout: -1})
+// BenchmarkBroadcastMetrics measures what Prometheus costs: the same fan-out
+// with nothing registered, and registered and scraped every 10 ms.
+func BenchmarkBroadcastMetrics(b *testing.B) {
+	for _, on := range []bool{false, true} {
+		b.Run("metrics="+strconv.FormatBool(on), func(b *testing.B) {
+			var reg *prometheus.Registry
+			if on {
+				reg = prometheus.NewRegistry()
+				stop := make(chan struct{})
+				defer close(stop)
+				go func() {
+					for {
+						select {
+						case <-stop:
+							return
+						case <-time.After(10 * time.Millisecond):
+							_, _ = reg.Gather()
+						}
+					}
+				}()
+			}
+			benchBroadcastWith(b, 1000, 32, reg)
+		})
+	}
+}
+
+func benchBroadcast(b *testing.B, subs, size int) { benchBroadcastWith(b, subs, size, nil) }
+
+func benchBroadcastWith(b *testing.B, subs, size int, reg *prometheus.Registry) {
+	cfg := Config{SendQueueBytes: 64 << 20, MaxMessageBytes: 1 << 20, PingInterval: -1, IdleTimeout: -1}
+	if reg != nil {
+		cfg.Registerer = reg
+	}
+	s, err := New(cfg)
 	if err != nil {
 		b.Fatal(err)
 	}

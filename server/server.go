@@ -41,6 +41,7 @@ type Server struct {
 	writes    *ants.PoolWithFuncGeneric[flusher]
 	conns     []atomic.Pointer[Conn] // by fd
 	ping      []byte                 // the shared ping frame
+	metrics   *metrics
 
 	// readBufPool lends a read buffer to a worker for one task; idle
 	// connections hold none.
@@ -87,6 +88,12 @@ func New(cfg Config) (*Server, error) {
 		return nil, fmt.Errorf("server: open-files limit %d leaves no room for connections", s.fdLimit)
 	}
 	s.conns = make([]atomic.Pointer[Conn], s.fdLimit)
+	s.metrics = newMetrics(s)
+	if cfg.Registerer != nil {
+		if err := cfg.Registerer.Register(s.metrics); err != nil {
+			return nil, fmt.Errorf("server: register metrics: %w", err)
+		}
+	}
 	return s, nil
 }
 
@@ -328,6 +335,17 @@ func (s *Server) Addr() net.Addr {
 
 // Ready is closed once Serve listens.
 func (s *Server) Ready() <-chan struct{} { return s.ready }
+
+// Accepting reports whether Serve is listening and Shutdown has not begun:
+// what a readiness probe should report.
+func (s *Server) Accepting() bool {
+	select {
+	case <-s.ready:
+		return !s.shutting.Load()
+	default:
+		return false
+	}
+}
 
 // Live is the number of open connections, handshakes included.
 func (s *Server) Live() int { return int(s.live.Load()) }

@@ -12,6 +12,8 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"net/http"
+	pprofhttp "net/http/pprof"
 	"os"
 	"os/signal"
 	"runtime/pprof"
@@ -21,6 +23,9 @@ import (
 
 	"github.com/fanout-ws/fanout/frame"
 	"github.com/fanout-ws/fanout/server"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
 )
 
 func main() {
@@ -40,6 +45,8 @@ type options struct {
 	cfg             server.Config
 	shutdownTimeout time.Duration
 	logLevel        string
+	logFormat       string
+	adminAddr       string
 	printConfig     bool
 	checkConfig     bool
 	cpuProfile      string
@@ -67,6 +74,8 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 	fs.IntVar(&c.HubBacklogBytes, "hub-backlog-bytes", server.DefaultHubBacklogBytes, "broadcast bytes one hub shard may hold while its flush catches up; beyond it broadcasts are dropped and counted")
 	fs.DurationVar(&o.shutdownTimeout, "shutdown-timeout", 10*time.Second, "on SIGTERM/SIGINT, wait this long for close handshakes")
 	fs.StringVar(&o.logLevel, "log-level", "info", "debug, info, warn or error")
+	fs.StringVar(&o.logFormat, "log-format", "text", "text or json")
+	fs.StringVar(&o.adminAddr, "admin-addr", "", "admin listener for /metrics (Prometheus), /healthz, /readyz and /debug/pprof, e.g. 127.0.0.1:9090; empty disables it. Keep it off the public port")
 	fs.StringVar(&o.cpuProfile, "cpuprofile", "", "write a CPU profile of the whole run to this file")
 	fs.BoolVar(&o.printConfig, "print-config", false, "print the effective configuration as JSON and exit")
 	fs.BoolVar(&o.checkConfig, "check-config", false, "validate the configuration and exit")
@@ -104,7 +113,16 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if err := level.UnmarshalText([]byte(o.logLevel)); err != nil {
 		return fmt.Errorf("-log-level: %w", err)
 	}
-	logger := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
+	var handler slog.Handler
+	switch o.logFormat {
+	case "text":
+		handler = slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level})
+	case "json":
+		handler = slog.NewJSONHandler(stderr, &slog.HandlerOptions{Level: level})
+	default:
+		return fmt.Errorf("-log-format %q: want text or json", o.logFormat)
+	}
+	logger := slog.New(handler)
 	if err := o.cfg.Validate(); err != nil {
 		return err
 	}
@@ -118,6 +136,9 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return enc.Encode(printable(o))
 	}
 	o.cfg.Logger = logger
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	o.cfg.Registerer = reg
 	if o.cpuProfile != "" {
 		f, err := os.Create(o.cpuProfile)
 		if err != nil {
@@ -138,7 +159,18 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 	logger.Info("fanout", "addr", ln.Addr().String(), "routes", "/ws (broadcast), /echo", "max_conns_effective", srv.Ceiling())
-	errc := make(chan error, 1)
+	errc := make(chan error, 2)
+	if o.adminAddr != "" {
+		admin, err := net.Listen("tcp", o.adminAddr)
+		if err != nil {
+			ln.Close()
+			return fmt.Errorf("-admin-addr: %w", err)
+		}
+		logger.Info("admin listener", "addr", admin.Addr().String(), "paths", "/metrics /healthz /readyz /debug/pprof/")
+		hs := &http.Server{Handler: adminMux(srv, reg), ReadHeaderTimeout: 5 * time.Second}
+		go func() { _ = hs.Serve(admin) }()
+		defer hs.Close()
+	}
 	go func() { errc <- srv.Serve(ln) }()
 	select {
 	case err := <-errc:
@@ -169,6 +201,27 @@ func printable(o *options) map[string]any {
 		"hub_backlog_bytes": c.HubBacklogBytes,
 		"shutdown_timeout":  o.shutdownTimeout.String(), "log_level": o.logLevel,
 	}
+}
+
+// adminMux serves operators, off the public port: Prometheus metrics,
+// liveness, readiness (false once shutdown begins) and pprof.
+func adminMux(srv *server.Server, reg *prometheus.Registry) *http.ServeMux {
+	mux := http.NewServeMux()
+	mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
+	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) { fmt.Fprintln(w, "ok") })
+	mux.HandleFunc("/readyz", func(w http.ResponseWriter, _ *http.Request) {
+		if !srv.Accepting() {
+			http.Error(w, "not accepting", http.StatusServiceUnavailable)
+			return
+		}
+		fmt.Fprintln(w, "ready")
+	})
+	mux.HandleFunc("/debug/pprof/", pprofhttp.Index)
+	mux.HandleFunc("/debug/pprof/cmdline", pprofhttp.Cmdline)
+	mux.HandleFunc("/debug/pprof/profile", pprofhttp.Profile)
+	mux.HandleFunc("/debug/pprof/symbol", pprofhttp.Symbol)
+	mux.HandleFunc("/debug/pprof/trace", pprofhttp.Trace)
+	return mux
 }
 
 // room marks connections of the /ws chat room.

@@ -1,0 +1,130 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/gorilla/websocket"
+)
+
+func freeAddr(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().String()
+}
+
+func get(url string) (int, string) {
+	resp, err := http.Get(url)
+	if err != nil {
+		return 0, err.Error()
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(b)
+}
+
+// metric returns the value of an unlabelled sample in a Prometheus text page.
+func metric(page, name string) string {
+	for line := range strings.SplitSeq(page, "\n") {
+		if v, ok := strings.CutPrefix(line, name+" "); ok {
+			return v
+		}
+	}
+	return ""
+}
+
+// The admin listener serves metrics that follow real traffic, liveness and
+// a readiness probe that turns 503 once shutdown begins.
+func TestAdmin_MetricsAndProbes(t *testing.T) {
+	addr, admin := freeAddr(t), freeAddr(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() {
+		done <- run(ctx, []string{"-addr", addr, "-admin-addr", admin, "-log-format", "json", "-shutdown-timeout", "3s", "-close-timeout", "2s"},
+			&bytes.Buffer{}, &syncWriter{w: io.Discard})
+	}()
+	base := "http://" + admin
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		if code, _ := get(base + "/readyz"); code == 200 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("/readyz never became ready")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if code, _ := get(base + "/healthz"); code != 200 {
+		t.Fatalf("/healthz %d", code)
+	}
+	c, _, err := websocket.DefaultDialer.Dial("ws://"+addr+"/ws", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if err := c.WriteMessage(websocket.TextMessage, []byte("counted")); err != nil {
+		t.Fatal(err)
+	}
+	_ = c.SetReadDeadline(time.Now().Add(5 * time.Second))
+	if _, _, err := c.ReadMessage(); err != nil {
+		t.Fatal(err)
+	}
+	_, page := get(base + "/metrics")
+	for name, want := range map[string]string{
+		"fanout_connections_open":          "1",
+		"fanout_handshakes_upgraded_total": "1",
+		"fanout_messages_in_total":         "1",
+		"fanout_broadcasts_total":          "1",
+	} {
+		if got := metric(page, name); got != want {
+			t.Errorf("%s = %q, want %s", name, got, want)
+		}
+	}
+	if got := metric(page, "fanout_broadcast_flush_seconds_count"); got == "" || got == "0" {
+		t.Errorf("broadcast flush histogram count %q", got)
+	}
+	if !strings.Contains(page, `fanout_connections_closed_total{reason="slow_consumer"} 0`) || !strings.Contains(page, "go_goroutines") {
+		t.Error("metrics page lacks close reasons or Go runtime metrics")
+	}
+	if code, _ := get(base + "/debug/pprof/"); code != 200 {
+		t.Errorf("/debug/pprof/ %d", code)
+	}
+	// A raw client that never answers the close keeps shutdown waiting:
+	// readiness must already say 503 meanwhile.
+	raw, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer raw.Close()
+	fmt.Fprintf(raw, "GET /ws HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n")
+	buf := make([]byte, 256)
+	if _, err := raw.Read(buf); err != nil {
+		t.Fatal(err)
+	}
+	cancel()
+	deadline = time.Now().Add(2 * time.Second)
+	for {
+		code, _ := get(base + "/readyz")
+		if code == http.StatusServiceUnavailable {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("/readyz still %d during shutdown", code)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if err := <-done; err != nil {
+		t.Fatalf("run: %v", err)
+	}
+}
