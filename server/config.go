@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"path"
 	"runtime"
 	"time"
 
@@ -97,6 +98,13 @@ type Config struct {
 	// counted in Hub.Drops. Zero means DefaultHubBacklogBytes (64 MiB).
 	HubBacklogBytes int
 
+	// AllowedOrigins lists the Origin values browsers may connect from, as
+	// path.Match patterns ("https://app.example.com", "https://*.example.com"),
+	// compared case-insensitively; others get 403 (cross-site WebSocket
+	// hijacking protection). Requests without Origin (non-browser clients)
+	// pass. Empty allows every origin.
+	AllowedOrigins []string
+
 	// Subprotocols lists the accepted Sec-WebSocket-Protocol values in
 	// order of preference. Empty accepts none (the header is ignored).
 	Subprotocols []string
@@ -185,6 +193,11 @@ func (c Config) Validate() error {
 	}
 	if c.PingInterval > 0 && c.IdleTimeout > 0 && c.IdleTimeout <= c.PingInterval {
 		errs = append(errs, fmt.Errorf("server: IdleTimeout (%v) must exceed PingInterval (%v) so a pinged client can answer", c.IdleTimeout, c.PingInterval))
+	}
+	for _, p := range c.AllowedOrigins {
+		if _, err := path.Match(p, ""); err != nil {
+			errs = append(errs, fmt.Errorf("server: AllowedOrigins pattern %q: %w", p, err))
+		}
 	}
 	if c.MaxRequestBytes > 0 && c.MaxRequestBytes < 256 {
 		errs = append(errs, fmt.Errorf("server: MaxRequestBytes (%d) is below 256, too small for any browser's request", c.MaxRequestBytes))

@@ -348,3 +348,37 @@ func TestServer_CloseRaces(t *testing.T) {
 		return nil
 	})
 }
+
+func TestServer_AllowedOrigins(t *testing.T) {
+	t.Parallel()
+	_, addr := runServer(t, Config{AllowedOrigins: []string{"https://app.example.com", "https://*.trusted.example"}})
+	for _, tc := range []struct {
+		name, origin string
+		status       int
+	}{
+		{"exact", "https://app.example.com", 101},
+		{"case-insensitive", "HTTPS://APP.EXAMPLE.COM", 101},
+		{"wildcard", "https://eu.trusted.example", 101},
+		{"no origin (non-browser client)", "", 101},
+		{"other site", "https://evil.example", 403},
+		{"scheme differs", "http://app.example.com", 403},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			h := http.Header{}
+			if tc.origin != "" {
+				h.Set("Origin", tc.origin)
+			}
+			c, resp, err := websocket.DefaultDialer.Dial("ws://"+addr+"/echo", h)
+			if c != nil {
+				c.Close()
+			}
+			if resp == nil {
+				t.Fatalf("no response: %v", err)
+			}
+			resp.Body.Close()
+			if resp.StatusCode != tc.status {
+				t.Fatalf("status %d, want %d (%v)", resp.StatusCode, tc.status, err)
+			}
+		})
+	}
+}

@@ -161,8 +161,12 @@ func (c *Conn) upgrade(head []byte) bool {
 	return true
 }
 
-// onConnect runs OnConnect, if any.
+// onConnect checks the origin, then runs OnConnect, if any.
 func (s *Server) onConnect(c *Conn, r *Request) error {
+	if !originAllowed(s.cfg.AllowedOrigins, r.Header.Get("Origin")) {
+		s.warnSampled("origin rejected", "remote", c.remote.String(), "origin", r.Header.Get("Origin"))
+		return errOrigin
+	}
 	if s.cfg.OnConnect == nil {
 		return nil
 	}

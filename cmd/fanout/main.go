@@ -72,6 +72,15 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 	fs.IntVar(&c.ReadBufferBytes, "read-buffer-bytes", server.DefaultReadBufferBytes, "size of the pooled buffer one read fills")
 	fs.IntVar(&c.MaxRequestBytes, "max-request-bytes", server.DefaultMaxRequestBytes, "maximum upgrade request size; larger gets 431")
 	fs.IntVar(&c.HubBacklogBytes, "hub-backlog-bytes", server.DefaultHubBacklogBytes, "broadcast bytes one hub shard may hold while its flush catches up; beyond it broadcasts are dropped and counted")
+	fs.Func("allowed-origins", "comma-separated Origin patterns browsers may connect from (path.Match syntax, e.g. https://*.example.com); others get 403. Empty allows all", func(v string) error {
+		c.AllowedOrigins = nil
+		for p := range strings.SplitSeq(v, ",") {
+			if p = strings.TrimSpace(p); p != "" {
+				c.AllowedOrigins = append(c.AllowedOrigins, p)
+			}
+		}
+		return nil
+	})
 	fs.DurationVar(&o.shutdownTimeout, "shutdown-timeout", 10*time.Second, "on SIGTERM/SIGINT, wait this long for close handshakes")
 	fs.StringVar(&o.logLevel, "log-level", "info", "debug, info, warn or error")
 	fs.StringVar(&o.logFormat, "log-format", "text", "text or json")
@@ -200,6 +209,7 @@ func printable(o *options) map[string]any {
 		"read_buffer_bytes": c.ReadBufferBytes, "max_request_bytes": c.MaxRequestBytes,
 		"hub_backlog_bytes": c.HubBacklogBytes,
 		"shutdown_timeout":  o.shutdownTimeout.String(), "log_level": o.logLevel,
+		"log_format": o.logFormat, "admin_addr": o.adminAddr, "allowed_origins": c.AllowedOrigins,
 	}
 }
 
