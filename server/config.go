@@ -105,6 +105,26 @@ type Config struct {
 	// pass. Empty allows every origin.
 	AllowedOrigins []string
 
+	// MessageRate caps the messages per second one connection may send
+	// (token bucket of MessageBurst). Zero disables it.
+	MessageRate float64
+	// MessageBurst is the bucket size for MessageRate. Zero means 1.
+	MessageBurst int
+	// ByteRate caps the payload bytes per second one connection may send
+	// (token bucket of max(ByteBurst, MaxMessageBytes)). Zero disables it.
+	ByteRate float64
+	// ByteBurst is the bucket size for ByteRate, at least MaxMessageBytes.
+	ByteBurst int
+	// RateLimitClose closes a connection over its rate with 1008; otherwise
+	// the message is dropped and counted.
+	RateLimitClose bool
+	// MaxConnsPerIP caps concurrent connections from one source address;
+	// more get 429. Zero disables it.
+	MaxConnsPerIP int
+	// HandshakeRatePerIP caps upgrade requests per second from one source
+	// address; more get 429. Zero disables it.
+	HandshakeRatePerIP float64
+
 	// Subprotocols lists the accepted Sec-WebSocket-Protocol values in
 	// order of preference. Empty accepts none (the header is ignored).
 	Subprotocols []string
@@ -182,6 +202,12 @@ func (c Config) Validate() error {
 	positive("ReadBufferBytes", c.ReadBufferBytes)
 	positive("MaxRequestBytes", c.MaxRequestBytes)
 	positive("HubBacklogBytes", c.HubBacklogBytes)
+	positive("MessageBurst", c.MessageBurst)
+	positive("ByteBurst", c.ByteBurst)
+	positive("MaxConnsPerIP", c.MaxConnsPerIP)
+	if c.MessageRate < 0 || c.ByteRate < 0 || c.HandshakeRatePerIP < 0 {
+		errs = append(errs, fmt.Errorf("server: MessageRate (%v), ByteRate (%v) and HandshakeRatePerIP (%v) must not be negative", c.MessageRate, c.ByteRate, c.HandshakeRatePerIP))
+	}
 	if c.HandshakeTimeout < 0 {
 		errs = append(errs, fmt.Errorf("server: HandshakeTimeout (%v) must not be negative", c.HandshakeTimeout))
 	}

@@ -35,21 +35,23 @@ type Conn struct {
 	remote netip.AddrPort
 	token  poller.Token
 
-	mu           sync.Mutex
-	state        connState
-	writing      bool     // a goroutine owns the socket for writing (or waits for EPOLLOUT)
-	finAfter     bool     // close the socket once the queue is flushed
-	q            [][]byte // frames (or their unwritten tails) waiting for the socket
-	qBytes       int      // bytes in q
-	deadline     int64    // handshake or close-handshake deadline, Server.now() units
-	lastPing     int64    // when the last ping was sent
-	code         frame.CloseCode
-	reason       CloseReason
-	hubs         []*Hub
-	data         any
-	protocol     string
-	connected    bool // OnConnect accepted it: OnClose is owed
-	overCapacity bool // accepted past the ceiling: answer 503
+	mu        sync.Mutex
+	state     connState
+	writing   bool     // a goroutine owns the socket for writing (or waits for EPOLLOUT)
+	finAfter  bool     // close the socket once the queue is flushed
+	q         [][]byte // frames (or their unwritten tails) waiting for the socket
+	qBytes    int      // bytes in q
+	deadline  int64    // handshake or close-handshake deadline, Server.now() units
+	lastPing  int64    // when the last ping was sent
+	code      frame.CloseCode
+	reason    CloseReason
+	hubs      []*Hub
+	data      any
+	protocol  string
+	connected bool        // OnConnect accepted it: OnClose is owed
+	refuse    int         // HTTP status to answer instead of upgrading (503, 429), or 0
+	admitted  bool        // counted by the per-IP limits: release on close
+	limits    *connLimits // per-connection rate limits, nil when off
 
 	// Owned by the worker that holds the read event.
 	parser  frame.Parser
@@ -168,8 +170,12 @@ func (c *Conn) destroy(reason CloseReason) {
 	c.q, c.qBytes = nil, 0
 	hubs := c.hubs
 	c.hubs = nil
-	code, why, connected, token := c.code, c.reason, c.connected, c.token
+	code, why, connected, token, admitted := c.code, c.reason, c.connected, c.token, c.admitted
+	c.admitted = false
 	c.mu.Unlock()
+	if admitted {
+		c.srv.release(c.remote.Addr())
+	}
 
 	s := c.srv
 	if c.sock.fd >= 0 {

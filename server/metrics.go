@@ -44,6 +44,8 @@ func newMetrics(s *Server) *metrics {
 		"fanout_slow_consumer_evictions_total":  "Connections closed because their send queue passed SendQueueBytes.",
 		"fanout_pool_saturated_total":           "Events that found a worker pool busy.",
 		"fanout_connection_errors_total":        "Connection errors reported to OnError.",
+		"fanout_rate_limited_total":             "Messages over a connection's message or byte rate.",
+		"fanout_handshakes_rejected_ip_total":   "Upgrades answered 429 by the per-IP connection or handshake limits.",
 	} {
 		m.descs[name] = prometheus.NewDesc(name, help, nil, nil)
 	}
@@ -90,7 +92,9 @@ func (m *metrics) Collect(ch chan<- prometheus.Metric) {
 	counter("fanout_slow_consumer_evictions_total", st.SlowConsumers)
 	counter("fanout_pool_saturated_total", st.PoolSaturated)
 	counter("fanout_connection_errors_total", st.Errors)
-	for r := ReasonNone + 1; r <= ReasonOverCapacity; r++ {
+	counter("fanout_rate_limited_total", st.RateLimited)
+	counter("fanout_handshakes_rejected_ip_total", st.RejectedIP)
+	for r := ReasonNone + 1; r < reasonCount; r++ {
 		ch <- prometheus.MustNewConstMetric(m.reasons, prometheus.CounterValue, float64(st.Closed[r.String()]), r.String())
 	}
 	m.fanout.Collect(ch)

@@ -2,6 +2,7 @@ package server
 
 import (
 	"errors"
+	"time"
 
 	"github.com/fanout-ws/fanout/frame"
 	"golang.org/x/sys/unix"
@@ -122,6 +123,12 @@ func (c *Conn) consumeFrames(data []byte) bool {
 		case frame.OpContinuation: // need more bytes
 		case frame.OpText, frame.OpBinary:
 			s.stats.messagesIn.Add(1)
+			if c.limits != nil && !c.limits.allow(time.Now(), len(m.Payload)) {
+				if !c.rateLimited() {
+					return false
+				}
+				continue
+			}
 			if c.isOpen() && s.cfg.OnMessage != nil {
 				s.cfg.OnMessage(c, m.Op, m.Payload)
 			}

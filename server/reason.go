@@ -19,6 +19,8 @@ const (
 	ReasonServerShutdown               // Server.Shutdown or Server.Close
 	ReasonIOError                      // a read or write failed
 	ReasonOverCapacity                 // over Config.MaxConns
+	ReasonRateLimited                  // over Config.MessageRate or ByteRate with RateLimitClose
+	reasonCount
 )
 
 var reasonNames = [...]string{
@@ -35,6 +37,7 @@ var reasonNames = [...]string{
 	ReasonServerShutdown:   "server_shutdown",
 	ReasonIOError:          "io_error",
 	ReasonOverCapacity:     "over_capacity",
+	ReasonRateLimited:      "rate_limited",
 }
 
 func (r CloseReason) String() string {

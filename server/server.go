@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"net/http"
 	"net/netip"
 	"sync"
 	"sync/atomic"
@@ -42,6 +43,8 @@ type Server struct {
 	conns     []atomic.Pointer[Conn] // by fd
 	ping      []byte                 // the shared ping frame
 	metrics   *metrics
+
+	ipLimits ipLimits
 
 	// readBufPool lends a read buffer to a worker for one task; idle
 	// connections hold none.
@@ -230,9 +233,15 @@ func (s *Server) accept(nc net.Conn) {
 		return
 	}
 	c := s.newConn(fd, remote)
-	// Over capacity, the request is still read (so closing sends FIN, not
-	// RST) and answered 503; the fd reserve covers these few.
-	c.overCapacity = s.live.Load() > int64(s.ceiling)
+	// A refused connection's request is still read (so closing sends FIN,
+	// not RST) and answered with the status; the fd reserve covers these.
+	switch {
+	case s.live.Load() > int64(s.ceiling):
+		c.refuse = http.StatusServiceUnavailable
+	default:
+		c.refuse = s.admit(remote.Addr())
+		c.admitted = c.refuse == 0
+	}
 	c.deadline = s.now() + int64(s.cfg.HandshakeTimeout)
 	if err := s.register(c); err != nil {
 		s.log.Error("register", "err", err)
@@ -241,7 +250,7 @@ func (s *Server) accept(nc net.Conn) {
 }
 
 func (s *Server) newConn(fd int, remote netip.AddrPort) *Conn {
-	c := &Conn{srv: s, id: s.nextID.Add(1), remote: remote, writing: true}
+	c := &Conn{srv: s, id: s.nextID.Add(1), remote: remote, writing: true, limits: s.newConnLimits()}
 	c.sock.fd = int32(fd)
 	c.parser.Role = frame.ServerSide
 	c.parser.MaxMessageBytes = s.cfg.MaxMessageBytes

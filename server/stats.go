@@ -17,7 +17,9 @@ type counters struct {
 	slowConsumers    atomic.Uint64
 	poolSaturated    atomic.Uint64
 	errors           atomic.Uint64
-	closed           [ReasonOverCapacity + 1]atomic.Uint64
+	rateLimited      atomic.Uint64
+	rejectedIP       atomic.Uint64
+	closed           [reasonCount]atomic.Uint64
 }
 
 // Stats is a snapshot of the server's counters since New.
@@ -36,6 +38,8 @@ type Stats struct {
 	SlowConsumers    uint64 // connections evicted for a full send queue
 	PoolSaturated    uint64 // events that found a worker pool full
 	Errors           uint64 // connection errors reported to OnError
+	RateLimited      uint64 // messages over a connection's rate (dropped, or closed with 1008)
+	RejectedIP       uint64 // upgrades answered 429 by the per-IP limits
 	Closed           map[string]uint64
 }
 
@@ -56,6 +60,8 @@ func (s *Server) Stats() Stats {
 		SlowConsumers:    s.stats.slowConsumers.Load(),
 		PoolSaturated:    s.stats.poolSaturated.Load(),
 		Errors:           s.stats.errors.Load(),
+		RateLimited:      s.stats.rateLimited.Load(),
+		RejectedIP:       s.stats.rejectedIP.Load(),
 		Closed:           make(map[string]uint64),
 	}
 	for r := range s.stats.closed {

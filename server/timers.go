@@ -17,6 +17,7 @@ func (s *Server) sweep() {
 		}
 		now := timeNow()
 		s.clock.Store(now)
+		s.sweepIPs()
 		for i := range s.conns {
 			if c := s.conns[i].Load(); c != nil {
 				s.checkTimers(c, now)

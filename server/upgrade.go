@@ -59,10 +59,17 @@ func (c *Conn) collectRequest(data []byte) (rest []byte, ok bool) {
 		}
 		return nil, true
 	}
-	if c.overCapacity {
+	switch c.refuse {
+	case 0:
+	case http.StatusServiceUnavailable:
 		c.srv.stats.rejectedCapacity.Add(1)
 		c.srv.warnSampled("over capacity; answered 503", "remote", c.remote.String(), "max_conns", c.srv.ceiling)
-		c.failHandshake(errors.New("over capacity"), httpError(http.StatusServiceUnavailable, "too many connections"))
+		c.failHandshake(errors.New("over capacity"), httpError(c.refuse, "too many connections"))
+		return nil, false
+	default:
+		c.srv.stats.rejectedIP.Add(1)
+		c.srv.warnSampled("per-IP limit; answered 429", "remote", c.remote.String())
+		c.failHandshake(errors.New("per-IP limit"), httpError(c.refuse, "too many connections or handshakes from this address"))
 		return nil, false
 	}
 	if !c.upgrade(c.request[:end]) {
@@ -230,6 +237,12 @@ func (s *Server) serveHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	s.stats.accepted.Add(1)
+	if status := s.admit(remote.Addr()); status != 0 {
+		s.stats.rejectedIP.Add(1)
+		s.warnSampled("per-IP limit; answered 429", "remote", remote.String())
+		http.Error(w, "too many connections or handshakes from this address", status)
+		return
+	}
 	req := &Request{URI: r.RequestURI, Host: r.Host, Header: r.Header, RemoteAddr: remote}
 	for _, v := range r.Header.Values("Sec-WebSocket-Protocol") {
 		for p := range strings.SplitSeq(v, ",") {
@@ -237,6 +250,7 @@ func (s *Server) serveHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	c := s.newConn(-1, remote)
+	c.admitted = true // released by destroy
 	if err := s.onConnect(c, req); err != nil {
 		status, reason := http.StatusForbidden, "forbidden"
 		var re *RejectError

@@ -72,6 +72,13 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 	fs.IntVar(&c.ReadBufferBytes, "read-buffer-bytes", server.DefaultReadBufferBytes, "size of the pooled buffer one read fills")
 	fs.IntVar(&c.MaxRequestBytes, "max-request-bytes", server.DefaultMaxRequestBytes, "maximum upgrade request size; larger gets 431")
 	fs.IntVar(&c.HubBacklogBytes, "hub-backlog-bytes", server.DefaultHubBacklogBytes, "broadcast bytes one hub shard may hold while its flush catches up; beyond it broadcasts are dropped and counted")
+	fs.Float64Var(&c.MessageRate, "message-rate", 0, "messages per second one connection may send (token bucket); 0 disables")
+	fs.IntVar(&c.MessageBurst, "message-burst", 0, "bucket size for -message-rate (0 means 1)")
+	fs.Float64Var(&c.ByteRate, "byte-rate", 0, "payload bytes per second one connection may send; 0 disables")
+	fs.IntVar(&c.ByteBurst, "byte-burst", 0, "bucket size for -byte-rate (at least -max-message-bytes)")
+	fs.BoolVar(&c.RateLimitClose, "rate-limit-close", false, "close a connection over its rate with 1008 instead of dropping the message")
+	fs.IntVar(&c.MaxConnsPerIP, "max-conns-per-ip", 0, "concurrent connections per source address; more get 429; 0 disables")
+	fs.Float64Var(&c.HandshakeRatePerIP, "handshake-rate-per-ip", 0, "upgrade requests per second per source address; more get 429; 0 disables")
 	fs.Func("allowed-origins", "comma-separated Origin patterns browsers may connect from (path.Match syntax, e.g. https://*.example.com); others get 403. Empty allows all", func(v string) error {
 		c.AllowedOrigins = nil
 		for p := range strings.SplitSeq(v, ",") {
@@ -210,6 +217,8 @@ func printable(o *options) map[string]any {
 		"hub_backlog_bytes": c.HubBacklogBytes,
 		"shutdown_timeout":  o.shutdownTimeout.String(), "log_level": o.logLevel,
 		"log_format": o.logFormat, "admin_addr": o.adminAddr, "allowed_origins": c.AllowedOrigins,
+		"message_rate": c.MessageRate, "message_burst": c.MessageBurst, "byte_rate": c.ByteRate, "byte_burst": c.ByteBurst,
+		"rate_limit_close": c.RateLimitClose, "max_conns_per_ip": c.MaxConnsPerIP, "handshake_rate_per_ip": c.HandshakeRatePerIP,
 	}
 }
 

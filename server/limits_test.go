@@ -1,0 +1,102 @@
+package server
+
+import (
+	"fmt"
+	"net/http"
+	"testing"
+	"time"
+
+	"github.com/fanout-ws/fanout/frame"
+	"github.com/gobwas/ws"
+	"github.com/gorilla/websocket"
+)
+
+// A flood past MessageRate is dropped and counted; the connection lives.
+func TestLimits_MessageRateDrops(t *testing.T) {
+	t.Parallel()
+	s, addr := runServer(t, Config{MessageRate: 10, MessageBurst: 5})
+	c := dialRaw(t, addr)
+	c.upgrade("/echo", nil)
+	var flood []byte
+	for i := range 200 {
+		flood = append(flood, clientFrame(true, ws.OpText, fmt.Appendf(nil, "%d", i))...)
+	}
+	c.send(flood)
+	// The burst gets through, then the bucket refills at 10/s.
+	for i := range 5 {
+		if h, p, err := c.next(); err != nil || string(p) != fmt.Sprint(i) {
+			t.Fatalf("echo %d: %v %q %v", i, h.OpCode, p, err)
+		}
+	}
+	eventually(t, 5*time.Second, func() error {
+		if n := s.Stats().RateLimited; n < 150 {
+			return fmt.Errorf("rate limited %d", n)
+		}
+		return nil
+	})
+	if s.Live() != 1 {
+		t.Fatalf("live %d: dropping must not close", s.Live())
+	}
+}
+
+func TestLimits_RateLimitClose(t *testing.T) {
+	t.Parallel()
+	s, addr := runServer(t, Config{ByteRate: 1000, MaxMessageBytes: 1000, SendQueueBytes: 4096, RateLimitClose: true})
+	c := dialRaw(t, addr)
+	c.upgrade("/echo", nil)
+	big := make([]byte, 900)
+	c.send(clientFrame(true, ws.OpBinary, big), clientFrame(true, ws.OpBinary, big))
+	if h, _, err := c.next(); err != nil || h.OpCode != ws.OpBinary {
+		t.Fatalf("first message: %v %v", h.OpCode, err)
+	}
+	if code := c.expectClose(); code != frame.ClosePolicyViolation {
+		t.Fatalf("close %d, want 1008", code)
+	}
+	eventually(t, time.Second, func() error {
+		if n := s.Stats().Closed[ReasonRateLimited.String()]; n != 1 {
+			return fmt.Errorf("closed for rate %d", n)
+		}
+		return nil
+	})
+}
+
+func TestLimits_PerIP(t *testing.T) {
+	t.Parallel()
+	s, addr := runServer(t, Config{MaxConnsPerIP: 3})
+	var open []*websocket.Conn
+	for range 3 {
+		open = append(open, dialGorilla(t, "ws://"+addr+"/echo"))
+	}
+	_, resp, err := websocket.DefaultDialer.Dial("ws://"+addr+"/echo", nil)
+	if resp == nil || resp.StatusCode != http.StatusTooManyRequests {
+		t.Fatalf("4th connection from one address: %v %v, want 429", resp, err)
+	}
+	resp.Body.Close()
+	open[0].Close()
+	eventually(t, 5*time.Second, func() error {
+		c, _, err := websocket.DefaultDialer.Dial("ws://"+addr+"/echo", nil)
+		if err != nil {
+			return err
+		}
+		c.Close()
+		return nil
+	})
+	if s.Stats().RejectedIP < 1 {
+		t.Fatal("429 not counted")
+	}
+
+	s2, addr2 := runServer(t, Config{HandshakeRatePerIP: 2})
+	refused := 0
+	for range 10 {
+		c, resp, _ := websocket.DefaultDialer.Dial("ws://"+addr2+"/echo", nil)
+		if c != nil {
+			c.Close()
+		}
+		if resp != nil && resp.StatusCode == http.StatusTooManyRequests {
+			refused++
+		}
+	}
+	if refused < 5 || s2.Stats().RejectedIP != uint64(refused) {
+		t.Fatalf("%d of 10 quick handshakes refused (stats %d), want most past a 2/s bucket", refused, s2.Stats().RejectedIP)
+	}
+}
