@@ -98,6 +98,10 @@ type Config struct {
 	// counted in Hub.Drops. Zero means DefaultHubBacklogBytes (64 MiB).
 	HubBacklogBytes int
 
+	// Auth enables JWT authentication at the handshake. Nil accepts every
+	// connection anonymously.
+	Auth *Auth
+
 	// AllowedOrigins lists the Origin values browsers may connect from, as
 	// path.Match patterns ("https://app.example.com", "https://*.example.com"),
 	// compared case-insensitively; others get 403 (cross-site WebSocket

@@ -52,6 +52,7 @@ type Conn struct {
 	refuse    int         // HTTP status to answer instead of upgrading (503, 429), or 0
 	admitted  bool        // counted by the per-IP limits: release on close
 	limits    *connLimits // per-connection rate limits, nil when off
+	claims    map[string]any
 
 	// Owned by the worker that holds the read event.
 	parser  frame.Parser

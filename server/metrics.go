@@ -46,6 +46,7 @@ func newMetrics(s *Server) *metrics {
 		"fanout_connection_errors_total":        "Connection errors reported to OnError.",
 		"fanout_rate_limited_total":             "Messages over a connection's message or byte rate.",
 		"fanout_handshakes_rejected_ip_total":   "Upgrades answered 429 by the per-IP connection or handshake limits.",
+		"fanout_auth_failures_total":            "Upgrades answered 401: missing, malformed, expired or wrongly signed tokens.",
 	} {
 		m.descs[name] = prometheus.NewDesc(name, help, nil, nil)
 	}
@@ -94,6 +95,7 @@ func (m *metrics) Collect(ch chan<- prometheus.Metric) {
 	counter("fanout_connection_errors_total", st.Errors)
 	counter("fanout_rate_limited_total", st.RateLimited)
 	counter("fanout_handshakes_rejected_ip_total", st.RejectedIP)
+	counter("fanout_auth_failures_total", st.AuthFailures)
 	for r := ReasonNone + 1; r < reasonCount; r++ {
 		ch <- prometheus.MustNewConstMetric(m.reasons, prometheus.CounterValue, float64(st.Closed[r.String()]), r.String())
 	}

@@ -19,6 +19,7 @@ type counters struct {
 	errors           atomic.Uint64
 	rateLimited      atomic.Uint64
 	rejectedIP       atomic.Uint64
+	authFailures     atomic.Uint64
 	closed           [reasonCount]atomic.Uint64
 }
 
@@ -40,6 +41,7 @@ type Stats struct {
 	Errors           uint64 // connection errors reported to OnError
 	RateLimited      uint64 // messages over a connection's rate (dropped, or closed with 1008)
 	RejectedIP       uint64 // upgrades answered 429 by the per-IP limits
+	AuthFailures     uint64 // upgrades answered 401
 	Closed           map[string]uint64
 }
 
@@ -62,6 +64,7 @@ func (s *Server) Stats() Stats {
 		Errors:           s.stats.errors.Load(),
 		RateLimited:      s.stats.rateLimited.Load(),
 		RejectedIP:       s.stats.rejectedIP.Load(),
+		AuthFailures:     s.stats.authFailures.Load(),
 		Closed:           make(map[string]uint64),
 	}
 	for r := range s.stats.closed {

@@ -174,6 +174,17 @@ func (s *Server) onConnect(c *Conn, r *Request) error {
 		s.warnSampled("origin rejected", "remote", c.remote.String(), "origin", r.Header.Get("Origin"))
 		return errOrigin
 	}
+	if s.cfg.Auth.enabled() {
+		claims, err := s.cfg.Auth.authenticate(r)
+		if err != nil {
+			s.stats.authFailures.Add(1)
+			s.warnSampled("authentication failed", "remote", c.remote.String(), "err", err.Error())
+			return errUnauthorized
+		}
+		c.mu.Lock()
+		c.claims = claims
+		c.mu.Unlock()
+	}
 	if s.cfg.OnConnect == nil {
 		return nil
 	}

@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/golang-jwt/jwt/v5"
 	"github.com/gorilla/websocket"
 )
 
@@ -126,5 +127,60 @@ func TestAdmin_MetricsAndProbes(t *testing.T) {
 	}
 	if err := <-done; err != nil {
 		t.Fatalf("run: %v", err)
+	}
+}
+
+// The room honours the token's claims: a read-only subscriber's message is
+// refused with 1008 and reaches nobody; a missing token gets 401.
+func TestAuth_RoomClaims(t *testing.T) {
+	addr := freeAddr(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() {
+		done <- run(ctx, []string{"-addr", addr, "-jwt-secret", "s3cret", "-auth-required"}, &bytes.Buffer{}, &syncWriter{w: io.Discard})
+	}()
+	defer func() { cancel(); <-done }()
+	token := func(claims jwt.MapClaims) string {
+		claims["exp"] = time.Now().Add(time.Hour).Unix()
+		s, err := jwt.NewWithClaims(jwt.SigningMethodHS256, claims).SignedString([]byte("s3cret"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return s
+	}
+	dial := func(tok string) (*websocket.Conn, *http.Response, error) {
+		deadline := time.Now().Add(5 * time.Second)
+		for {
+			c, resp, err := websocket.DefaultDialer.Dial("ws://"+addr+"/ws?token="+tok, nil)
+			if resp != nil || time.Now().After(deadline) {
+				return c, resp, err
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+	}
+	if _, resp, _ := dial(""); resp == nil || resp.StatusCode != 401 {
+		t.Fatalf("no token: %v, want 401", resp)
+	}
+	writer, _, err := dial(token(jwt.MapClaims{"sub": "w"}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer writer.Close()
+	reader, _, err := dial(token(jwt.MapClaims{"sub": "r", "publish": []string{}}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer reader.Close()
+	_ = reader.WriteMessage(websocket.TextMessage, []byte("should not pass"))
+	_ = reader.SetReadDeadline(time.Now().Add(5 * time.Second))
+	if _, _, err := reader.ReadMessage(); !websocket.IsCloseError(err, 1008) {
+		t.Fatalf("read-only client: %v, want close 1008", err)
+	}
+	if err := writer.WriteMessage(websocket.TextMessage, []byte("hello")); err != nil {
+		t.Fatal(err)
+	}
+	_ = writer.SetReadDeadline(time.Now().Add(5 * time.Second))
+	if _, p, err := writer.ReadMessage(); err != nil || string(p) != "hello" {
+		t.Fatalf("writer got %q %v; the refused message must not have been broadcast first", p, err)
 	}
 }

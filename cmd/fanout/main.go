@@ -23,6 +23,7 @@ import (
 
 	"github.com/fanout-ws/fanout/frame"
 	"github.com/fanout-ws/fanout/server"
+	"github.com/golang-jwt/jwt/v5"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
@@ -47,6 +48,9 @@ type options struct {
 	logLevel        string
 	logFormat       string
 	adminAddr       string
+	jwtSecret       string
+	jwtPublicKey    string
+	authRequired    bool
 	printConfig     bool
 	checkConfig     bool
 	cpuProfile      string
@@ -79,6 +83,9 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 	fs.BoolVar(&c.RateLimitClose, "rate-limit-close", false, "close a connection over its rate with 1008 instead of dropping the message")
 	fs.IntVar(&c.MaxConnsPerIP, "max-conns-per-ip", 0, "concurrent connections per source address; more get 429; 0 disables")
 	fs.Float64Var(&c.HandshakeRatePerIP, "handshake-rate-per-ip", 0, "upgrade requests per second per source address; more get 429; 0 disables")
+	fs.StringVar(&o.jwtSecret, "jwt-secret", "", "verify HS256 JWTs with this secret (token from Authorization: Bearer, ?token= or a \"bearer.<jwt>\" subprotocol entry)")
+	fs.StringVar(&o.jwtPublicKey, "jwt-public-key", "", "PEM file with an RSA or ECDSA public key: verify RS256/ES256 JWTs")
+	fs.BoolVar(&o.authRequired, "auth-required", false, "refuse connections without a valid token (401); otherwise they are anonymous")
 	fs.Func("allowed-origins", "comma-separated Origin patterns browsers may connect from (path.Match syntax, e.g. https://*.example.com); others get 403. Empty allows all", func(v string) error {
 		c.AllowedOrigins = nil
 		for p := range strings.SplitSeq(v, ",") {
@@ -152,6 +159,9 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return enc.Encode(printable(o))
 	}
 	o.cfg.Logger = logger
+	if err := o.configureAuth(); err != nil {
+		return err
+	}
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	o.cfg.Registerer = reg
@@ -205,6 +215,30 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	return nil
 }
 
+// configureAuth turns the JWT flags into server.Auth.
+func (o *options) configureAuth() error {
+	if o.jwtSecret == "" && o.jwtPublicKey == "" {
+		if o.authRequired {
+			return errors.New("-auth-required needs -jwt-secret or -jwt-public-key")
+		}
+		return nil
+	}
+	a := &server.Auth{HMACSecret: []byte(o.jwtSecret), Required: o.authRequired}
+	if o.jwtPublicKey != "" {
+		pemBytes, err := os.ReadFile(o.jwtPublicKey)
+		if err != nil {
+			return fmt.Errorf("-jwt-public-key: %w", err)
+		}
+		if a.PublicKey, err = jwt.ParseRSAPublicKeyFromPEM(pemBytes); err != nil {
+			if a.PublicKey, err = jwt.ParseECPublicKeyFromPEM(pemBytes); err != nil {
+				return fmt.Errorf("-jwt-public-key %s: neither an RSA nor an ECDSA public key", o.jwtPublicKey)
+			}
+		}
+	}
+	o.cfg.Auth = a
+	return nil
+}
+
 // printable is the effective configuration, defaults applied.
 func printable(o *options) map[string]any {
 	c := o.cfg
@@ -218,7 +252,8 @@ func printable(o *options) map[string]any {
 		"shutdown_timeout":  o.shutdownTimeout.String(), "log_level": o.logLevel,
 		"log_format": o.logFormat, "admin_addr": o.adminAddr, "allowed_origins": c.AllowedOrigins,
 		"message_rate": c.MessageRate, "message_burst": c.MessageBurst, "byte_rate": c.ByteRate, "byte_burst": c.ByteBurst,
-		"rate_limit_close": c.RateLimitClose, "max_conns_per_ip": c.MaxConnsPerIP, "handshake_rate_per_ip": c.HandshakeRatePerIP,
+		"rate_limit_close": c.RateLimitClose, "auth_required": o.authRequired,
+		"jwt_secret_set": o.jwtSecret != "", "jwt_public_key": o.jwtPublicKey, "max_conns_per_ip": c.MaxConnsPerIP, "handshake_rate_per_ip": c.HandshakeRatePerIP,
 	}
 }
 
@@ -249,9 +284,13 @@ type room struct{ hub *server.Hub }
 // newChatServer wires the two routes: /ws joins the room, /echo echoes.
 func newChatServer(cfg server.Config) (*server.Server, error) {
 	var r room
+	cfg.Subprotocols = append(cfg.Subprotocols, "fanout") // offered beside "bearer.<jwt>" by browsers
 	cfg.OnConnect = func(c *server.Conn, req *server.Request) error {
 		switch req.Path() {
 		case "/ws":
+			if !c.Allowed("subscribe", "ws") {
+				return server.Reject(403, "token does not allow subscribing to ws")
+			}
 			c.SetData(&r)
 			return r.hub.Join(c)
 		case "/echo":
@@ -262,6 +301,10 @@ func newChatServer(cfg server.Config) (*server.Server, error) {
 	}
 	cfg.OnMessage = func(c *server.Conn, op frame.OpCode, data []byte) {
 		if c.Data() == &r {
+			if !c.Allowed("publish", "ws") {
+				_ = c.Close(frame.ClosePolicyViolation, "not allowed to publish")
+				return
+			}
 			r.hub.Broadcast(op, data)
 			return
 		}

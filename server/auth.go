@@ -1,0 +1,124 @@
+package server
+
+import (
+	"crypto"
+	"crypto/ecdsa"
+	"crypto/rsa"
+	"fmt"
+	"net/http"
+	"path"
+	"strings"
+
+	"github.com/golang-jwt/jwt/v5"
+)
+
+// Auth configures JWT authentication at the handshake. The token comes
+// from "Authorization: Bearer <jwt>", the "token" query parameter, or a
+// Sec-WebSocket-Protocol entry "bearer.<jwt>" (browsers cannot set headers;
+// offer it beside a real subprotocol such as "fanout"). A missing, malformed,
+// expired or wrongly signed token gets 401 before the upgrade.
+type Auth struct {
+	// HMACSecret verifies HS256 tokens. Empty disables HS256.
+	HMACSecret []byte
+	// PublicKey verifies RS256 (*rsa.PublicKey) or ES256 (*ecdsa.PublicKey)
+	// tokens. Nil disables them.
+	PublicKey crypto.PublicKey
+	// Required refuses connections without a token. Otherwise they are
+	// anonymous: Conn.Subject is "" and Conn.Allowed is true.
+	Required bool
+}
+
+func (a *Auth) enabled() bool { return a != nil && (len(a.HMACSecret) > 0 || a.PublicKey != nil) }
+
+// errUnauthorized is the 401 every authentication failure gets; the reason
+// goes to the log only.
+var errUnauthorized = &RejectError{Status: http.StatusUnauthorized, Reason: "missing or invalid token"}
+
+// authenticate verifies r's token. It returns the claims (nil for an
+// anonymous connection) or errUnauthorized wrapping the cause.
+func (a *Auth) authenticate(r *Request) (jwt.MapClaims, error) {
+	raw := bearerToken(r)
+	if raw == "" {
+		if a.Required {
+			return nil, fmt.Errorf("%w: no token", errUnauthorized)
+		}
+		return nil, nil
+	}
+	var methods []string
+	if len(a.HMACSecret) > 0 {
+		methods = append(methods, "HS256")
+	}
+	switch a.PublicKey.(type) {
+	case *rsa.PublicKey:
+		methods = append(methods, "RS256")
+	case *ecdsa.PublicKey:
+		methods = append(methods, "ES256")
+	}
+	claims := jwt.MapClaims{}
+	_, err := jwt.ParseWithClaims(raw, claims, func(t *jwt.Token) (any, error) {
+		if t.Method.Alg() == "HS256" {
+			return a.HMACSecret, nil
+		}
+		return a.PublicKey, nil
+	}, jwt.WithValidMethods(methods), jwt.WithExpirationRequired())
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", errUnauthorized, err)
+	}
+	return claims, nil
+}
+
+// bearerToken finds the token in the header, the query or the offered
+// subprotocols, in that order.
+func bearerToken(r *Request) string {
+	if v, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer "); ok {
+		return strings.TrimSpace(v)
+	}
+	if t := r.Query().Get("token"); t != "" {
+		return t
+	}
+	for _, p := range r.Protocols {
+		if t, ok := strings.CutPrefix(p, "bearer."); ok {
+			return t
+		}
+	}
+	return ""
+}
+
+// Subject is the authenticated identity (the token's "sub"), or "" for an
+// anonymous connection.
+func (c *Conn) Subject() string {
+	sub, _ := c.Claims()["sub"].(string)
+	return sub
+}
+
+// Claims are the verified token's claims, or nil for an anonymous
+// connection. Do not modify them.
+func (c *Conn) Claims() map[string]any {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.claims
+}
+
+// Allowed reports whether c's token permits action ("subscribe" or
+// "publish") on channel: the claim named action lists path.Match patterns
+// of channels. A token without that claim, and an anonymous connection,
+// are allowed everything.
+func (c *Conn) Allowed(action, channel string) bool {
+	claims := c.Claims()
+	if claims == nil {
+		return true
+	}
+	v, ok := claims[action]
+	if !ok {
+		return true
+	}
+	list, _ := v.([]any)
+	for _, p := range list {
+		if s, ok := p.(string); ok {
+			if m, _ := path.Match(s, channel); m {
+				return true
+			}
+		}
+	}
+	return false
+}
