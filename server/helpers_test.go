@@ -212,3 +212,4 @@ func (c *rawClient) expectEOF() {
 		c.t.Fatalf("want the server to close the connection, got %v", err)
 	}
 }
+
