@@ -212,4 +212,3 @@ func (c *rawClient) expectEOF() {
 		c.t.Fatalf("want the server to close the connection, got %v", err)
 	}
 }
-
