@@ -152,6 +152,12 @@ type Config struct {
 	// valid until OnMessage returns. It runs on the worker that owns c.
 	OnMessage func(c *Conn, op frame.OpCode, data []byte)
 
+	// CheckMessage validates each text or binary message before OnMessage
+	// (after size and UTF-8 checks). A non-nil error drops the message, so
+	// it never reaches other clients, and closes the connection with 1008
+	// and the error's text as reason. data is only valid during the call.
+	CheckMessage func(c *Conn, op frame.OpCode, data []byte) error
+
 	// OnClose runs once per connection that reached OnConnect, after it is
 	// closed, with the close code sent or received (1006 when none was).
 	OnClose func(c *Conn, code frame.CloseCode, reason CloseReason)

@@ -1,6 +1,7 @@
 package server
 
 import (
+	"errors"
 	"fmt"
 	"net/http"
 	"testing"
@@ -98,5 +99,38 @@ func TestLimits_PerIP(t *testing.T) {
 	}
 	if refused < 5 || s2.Stats().RejectedIP != uint64(refused) {
 		t.Fatalf("%d of 10 quick handshakes refused (stats %d), want most past a 2/s bucket", refused, s2.Stats().RejectedIP)
+	}
+}
+
+// A message the application's validator refuses reaches nobody; its sender
+// is closed with 1008 and the reason.
+func TestCheckMessage_RefusedNeverBroadcast(t *testing.T) {
+	t.Parallel()
+	s, addr := runServer(t, Config{CheckMessage: func(_ *Conn, op frame.OpCode, data []byte) error {
+		if op != frame.OpText || len(data) == 0 || data[0] != '{' {
+			return fmt.Errorf("want a JSON object")
+		}
+		return nil
+	}})
+	good, bad := dialGorilla(t, "ws://"+addr+"/ws"), dialGorilla(t, "ws://"+addr+"/ws")
+	eventually(t, 5*time.Second, func() error {
+		if s.Live() != 2 {
+			return fmt.Errorf("live %d", s.Live())
+		}
+		return nil
+	})
+	if err := bad.WriteMessage(websocket.TextMessage, []byte("not json")); err != nil {
+		t.Fatal(err)
+	}
+	_, _, err := bad.ReadMessage()
+	var ce *websocket.CloseError
+	if !errors.As(err, &ce) || ce.Code != 1008 || ce.Text != "want a JSON object" {
+		t.Fatalf("sender got %v, want close 1008 with the validator's reason", err)
+	}
+	if err := good.WriteMessage(websocket.TextMessage, []byte(`{"ok":true}`)); err != nil {
+		t.Fatal(err)
+	}
+	if _, p, err := good.ReadMessage(); err != nil || string(p) != `{"ok":true}` {
+		t.Fatalf("first message seen by the other client: %q %v (the refused one must not be broadcast)", p, err)
 	}
 }

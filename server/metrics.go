@@ -47,6 +47,7 @@ func newMetrics(s *Server) *metrics {
 		"fanout_rate_limited_total":             "Messages over a connection's message or byte rate.",
 		"fanout_handshakes_rejected_ip_total":   "Upgrades answered 429 by the per-IP connection or handshake limits.",
 		"fanout_auth_failures_total":            "Upgrades answered 401: missing, malformed, expired or wrongly signed tokens.",
+		"fanout_invalid_messages_total":         "Messages refused by the application's validator (closed with 1008).",
 	} {
 		m.descs[name] = prometheus.NewDesc(name, help, nil, nil)
 	}
@@ -96,6 +97,7 @@ func (m *metrics) Collect(ch chan<- prometheus.Metric) {
 	counter("fanout_rate_limited_total", st.RateLimited)
 	counter("fanout_handshakes_rejected_ip_total", st.RejectedIP)
 	counter("fanout_auth_failures_total", st.AuthFailures)
+	counter("fanout_invalid_messages_total", st.InvalidMessages)
 	for r := ReasonNone + 1; r < reasonCount; r++ {
 		ch <- prometheus.MustNewConstMetric(m.reasons, prometheus.CounterValue, float64(st.Closed[r.String()]), r.String())
 	}

@@ -129,6 +129,14 @@ func (c *Conn) consumeFrames(data []byte) bool {
 				}
 				continue
 			}
+			if s.cfg.CheckMessage != nil {
+				if err := s.cfg.CheckMessage(c, m.Op, m.Payload); err != nil {
+					s.stats.invalidMessages.Add(1)
+					s.connError(c, err)
+					_ = c.closeWith(frame.ClosePolicyViolation, err.Error(), ReasonInvalidMessage, true)
+					return false
+				}
+			}
 			if c.isOpen() && s.cfg.OnMessage != nil {
 				s.cfg.OnMessage(c, m.Op, m.Payload)
 			}

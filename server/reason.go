@@ -20,6 +20,7 @@ const (
 	ReasonIOError                      // a read or write failed
 	ReasonOverCapacity                 // over Config.MaxConns
 	ReasonRateLimited                  // over Config.MessageRate or ByteRate with RateLimitClose
+	ReasonInvalidMessage               // refused by Config.CheckMessage
 	reasonCount
 )
 
@@ -38,6 +39,7 @@ var reasonNames = [...]string{
 	ReasonIOError:          "io_error",
 	ReasonOverCapacity:     "over_capacity",
 	ReasonRateLimited:      "rate_limited",
+	ReasonInvalidMessage:   "invalid_message",
 }
 
 func (r CloseReason) String() string {

@@ -20,6 +20,7 @@ type counters struct {
 	rateLimited      atomic.Uint64
 	rejectedIP       atomic.Uint64
 	authFailures     atomic.Uint64
+	invalidMessages  atomic.Uint64
 	closed           [reasonCount]atomic.Uint64
 }
 
@@ -42,6 +43,7 @@ type Stats struct {
 	RateLimited      uint64 // messages over a connection's rate (dropped, or closed with 1008)
 	RejectedIP       uint64 // upgrades answered 429 by the per-IP limits
 	AuthFailures     uint64 // upgrades answered 401
+	InvalidMessages  uint64 // messages refused by Config.CheckMessage
 	Closed           map[string]uint64
 }
 
@@ -65,6 +67,7 @@ func (s *Server) Stats() Stats {
 		RateLimited:      s.stats.rateLimited.Load(),
 		RejectedIP:       s.stats.rejectedIP.Load(),
 		AuthFailures:     s.stats.authFailures.Load(),
+		InvalidMessages:  s.stats.invalidMessages.Load(),
 		Closed:           make(map[string]uint64),
 	}
 	for r := range s.stats.closed {
