@@ -1,6 +1,7 @@
 package server
 
 import (
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -97,6 +98,12 @@ type Config struct {
 	// not per subscriber). Past it a broadcast is dropped for that shard and
 	// counted in Hub.Drops. Zero means DefaultHubBacklogBytes (64 MiB).
 	HubBacklogBytes int
+
+	// TLS, when set, makes Serve speak wss: the TLS handshake runs on a
+	// goroutine per pending handshake (bounded by HandshakeTimeout), then
+	// the connection joins the poller like any other. Use GetCertificate to
+	// rotate certificates without dropping connections.
+	TLS *tls.Config
 
 	// Auth enables JWT authentication at the handshake. Nil accepts every
 	// connection anonymously.

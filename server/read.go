@@ -23,7 +23,9 @@ func (s *Server) serveRead(c *Conn) {
 	bp := s.getReadBuf()
 	defer s.readBufPool.Put(bp)
 	buf := *bp
-	for range maxReadsPerEvent {
+	// TLS keeps decrypted records epoll cannot see: read it until it would
+	// block, whatever the count.
+	for i := 0; i < maxReadsPerEvent || c.sock.tls != nil; i++ {
 		n, err := c.sock.read(buf)
 		switch {
 		case n > 0:
@@ -31,7 +33,7 @@ func (s *Server) serveRead(c *Conn) {
 			if !c.consume(buf[:n]) {
 				return
 			}
-			if n < len(buf) { // drained; a one-shot re-arm fires again if more arrived
+			if n < len(buf) && c.sock.tls == nil { // drained; a one-shot re-arm fires again if more arrived
 				c.armRead()
 				return
 			}

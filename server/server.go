@@ -219,6 +219,11 @@ func (s *Server) Serve(ln net.Listener) error {
 			continue
 		}
 		backoff = 0
+		if s.cfg.TLS != nil {
+			s.wg.Add(1)
+			go s.acceptTLS(nc)
+			continue
+		}
 		s.accept(nc)
 	}
 }

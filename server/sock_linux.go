@@ -23,6 +23,16 @@ const (
 type sock struct {
 	state atomic.Uint64 // references | sockClosing | sockClosed
 	fd    int32
+	tls   *tlsIO // non-nil for TLS: I/O goes through crypto/tls, and Go owns the fd
+}
+
+// closeFD closes the socket for good.
+func (s *sock) closeFD() {
+	if s.tls != nil {
+		_ = s.tls.raw.Conn.Close()
+		return
+	}
+	_ = unix.Close(int(s.fd))
 }
 
 func (s *sock) acquire() bool {
@@ -35,15 +45,15 @@ func (s *sock) acquire() bool {
 
 func (s *sock) release() {
 	if s.state.Add(^uint64(0)) == sockClosing && s.state.CompareAndSwap(sockClosing, sockClosing|sockClosed) {
-		_ = unix.Close(int(s.fd))
+		s.closeFD()
 	}
 }
 
 // close requests the close; the fd is closed now or by the last release.
 func (s *sock) close() {
 	old := s.state.Or(sockClosing)
-	if old&sockClosing == 0 && old == 0 && s.state.CompareAndSwap(sockClosing, sockClosing|sockClosed) {
-		_ = unix.Close(int(s.fd))
+	if old == 0 && s.state.CompareAndSwap(sockClosing, sockClosing|sockClosed) {
+		s.closeFD()
 	}
 }
 
@@ -54,6 +64,9 @@ func (s *sock) read(p []byte) (int, error) {
 		return 0, net.ErrClosed
 	}
 	defer s.release()
+	if s.tls != nil {
+		return s.tls.read(p)
+	}
 	for {
 		n, err := unix.Read(int(s.fd), p)
 		if err == unix.EINTR {
@@ -70,6 +83,9 @@ func (s *sock) writev(iov []unix.Iovec, bufs [][]byte) (int, error) {
 		return 0, net.ErrClosed
 	}
 	defer s.release()
+	if s.tls != nil {
+		return s.tls.write(bufs[:min(len(bufs), iovMax)])
+	}
 	iov = iov[:0]
 	for _, b := range bufs[:min(len(bufs), iovMax)] {
 		if len(b) == 0 {

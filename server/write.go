@@ -82,6 +82,7 @@ func (c *Conn) writeFrames(w *writer, frames [][]byte, isClose bool) error {
 	w.bytes += uint64(n)
 	if n == total {
 		w.frames += uint64(len(frames))
+		c.tlsBacklog()
 		c.mu.Lock()
 		if len(c.q) == 0 && !c.finAfter { // the common case: give the socket back
 			c.writing = false
@@ -155,6 +156,7 @@ func (c *Conn) writeQueue(w *writer) bool {
 		c.mu.Lock()
 		w.frames += uint64(c.consumeLocked(n))
 		c.mu.Unlock()
+		c.tlsBacklog()
 		if n < offered {
 			c.armWrite()
 			return false
@@ -163,7 +165,13 @@ func (c *Conn) writeQueue(w *writer) bool {
 }
 
 // flush runs on the write pool when c's socket became writable.
-func (c *Conn) flush(w *writer) { c.release(w) }
+func (c *Conn) flush(w *writer) {
+	if c.sock.tls != nil {
+		c.flushTLS() // TLS writes never park the queue: only ciphertext waits
+		return
+	}
+	c.release(w)
+}
 
 // consumeLocked drops n written bytes from the head of c.q and returns how
 // many frames that completed.
@@ -199,6 +207,9 @@ func (c *Conn) release(w *writer) {
 		c.writing = false
 		fin := c.finAfter && c.state == stateClosing
 		c.mu.Unlock()
+		if fin && c.sock.tls != nil && c.sock.tls.raw.pendingBytes() > 0 {
+			return // flushTLS closes once the close frame's ciphertext is out
+		}
 		if fin {
 			c.destroy(ReasonNone)
 		}

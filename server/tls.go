@@ -1,0 +1,260 @@
+package server
+
+import (
+	"crypto/tls"
+	"errors"
+	"io"
+	"net"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// TLS connections go through the same poller and pools. crypto/tls reads
+// whole records into its own buffers, so "socket not readable" does not
+// mean "nothing to read": readers drain tls.Conn until it reports
+// errWouldBlock. Writes never block either: tlsRaw accepts all ciphertext,
+// writes what the kernel takes and keeps the rest until EPOLLOUT.
+
+// errWouldBlock is what tlsRaw.Read returns for EAGAIN. crypto/tls keeps a
+// temporary error non-sticky, so the next Read resumes the record.
+var errWouldBlock net.Error = wouldBlock{}
+
+type wouldBlock struct{}
+
+func (wouldBlock) Error() string   { return "server: would block" }
+func (wouldBlock) Timeout() bool   { return true }
+func (wouldBlock) Temporary() bool { return true }
+
+// tlsRaw is the transport under tls.Conn: blocking (with deadlines) during
+// the TLS handshake, which runs on its own goroutine, then non-blocking.
+type tlsRaw struct {
+	net.Conn
+	rc       syscall.RawConn
+	nonblock atomic.Bool
+
+	mu      sync.Mutex
+	pending []byte // ciphertext the kernel has not taken yet
+}
+
+func (r *tlsRaw) Read(p []byte) (int, error) {
+	if !r.nonblock.Load() {
+		return r.Conn.Read(p)
+	}
+	var n int
+	var err error
+	if cerr := r.rc.Read(func(fd uintptr) bool {
+		n, err = unix.Read(int(fd), p)
+		return true
+	}); cerr != nil {
+		return 0, cerr
+	}
+	switch {
+	case err == unix.EAGAIN:
+		return 0, errWouldBlock
+	case err != nil:
+		return 0, err
+	case n == 0:
+		return 0, io.EOF
+	}
+	return n, nil
+}
+
+func (r *tlsRaw) Write(p []byte) (int, error) {
+	if !r.nonblock.Load() {
+		return r.Conn.Write(p)
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if len(r.pending) > 0 {
+		r.pending = append(r.pending, p...)
+		return len(p), nil
+	}
+	n, err := r.writeLocked(p)
+	if err != nil {
+		return n, err
+	}
+	r.pending = append(r.pending, p[n:]...)
+	return len(p), nil
+}
+
+// writeLocked makes one non-blocking write attempt; EAGAIN is not an error.
+func (r *tlsRaw) writeLocked(p []byte) (int, error) {
+	var n int
+	var err error
+	if cerr := r.rc.Write(func(fd uintptr) bool {
+		n, err = unix.Write(int(fd), p)
+		return true
+	}); cerr != nil {
+		return 0, cerr
+	}
+	if err == unix.EAGAIN {
+		return 0, nil
+	}
+	return max(n, 0), err
+}
+
+// flush writes pending ciphertext; it reports how much is left.
+func (r *tlsRaw) flush() (int, error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if len(r.pending) == 0 {
+		return 0, nil
+	}
+	n, err := r.writeLocked(r.pending)
+	r.pending = r.pending[n:]
+	if len(r.pending) == 0 {
+		r.pending = nil
+	}
+	return len(r.pending), err
+}
+
+func (r *tlsRaw) pendingBytes() int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return len(r.pending)
+}
+
+// tlsIO is a TLS connection's transport, behind sock.
+type tlsIO struct {
+	tc  *tls.Conn
+	raw *tlsRaw
+}
+
+func (t *tlsIO) read(p []byte) (int, error) {
+	n, err := t.tc.Read(p)
+	switch {
+	case n > 0:
+		return n, nil
+	case errors.Is(err, errWouldBlock):
+		return 0, unix.EAGAIN
+	case errors.Is(err, io.EOF):
+		return 0, nil
+	}
+	return n, err
+}
+
+func (t *tlsIO) write(bufs [][]byte) (int, error) {
+	total := 0
+	for _, b := range bufs {
+		n, err := t.tc.Write(b)
+		total += n
+		if err != nil {
+			return total, err
+		}
+	}
+	return total, nil
+}
+
+// acceptTLS runs the TLS handshake and collects the upgrade request on a
+// goroutine of its own, bounded by HandshakeTimeout, then hands the
+// connection to the poller like any other.
+func (s *Server) acceptTLS(nc net.Conn) {
+	defer s.wg.Done()
+	s.stats.accepted.Add(1)
+	remote := addrPort(nc.RemoteAddr())
+	sc, ok := nc.(syscall.Conn)
+	if !ok {
+		nc.Close()
+		return
+	}
+	rc, err := sc.SyscallConn()
+	if err != nil {
+		nc.Close()
+		return
+	}
+	fd := -1
+	_ = rc.Control(func(f uintptr) { fd = int(f) })
+	raw := &tlsRaw{Conn: nc, rc: rc}
+	tc := tls.Server(raw, s.cfg.TLS)
+	c := s.newConn(fd, remote)
+	c.sock.tls = &tlsIO{tc: tc, raw: raw}
+	c.deadline = s.now() + int64(s.cfg.HandshakeTimeout)
+	switch {
+	case s.live.Load() > int64(s.ceiling):
+		c.refuse = 503
+	default:
+		c.refuse = s.admit(remote.Addr())
+		c.admitted = c.refuse == 0
+	}
+	if err := s.track(c); err != nil {
+		c.destroy(ReasonIOError)
+		return
+	}
+	_ = nc.SetDeadline(time.Now().Add(s.cfg.HandshakeTimeout))
+	if err := tc.Handshake(); err != nil {
+		s.stats.handshakesFailed.Add(1)
+		s.log.Debug("tls handshake failed", "remote", remote.String(), "err", err)
+		c.destroy(ReasonHandshakeFailed)
+		return
+	}
+	buf := make([]byte, 2048)
+	for {
+		c.mu.Lock()
+		st := c.state
+		c.mu.Unlock()
+		if st != stateHandshake {
+			break
+		}
+		n, err := tc.Read(buf)
+		if err != nil {
+			s.stats.handshakesFailed.Add(1)
+			c.destroy(ReasonHandshakeFailed)
+			return
+		}
+		if !c.consume(buf[:n]) {
+			return
+		}
+	}
+	_ = nc.SetDeadline(time.Time{})
+	raw.nonblock.Store(true)
+	if err := s.arm(c); err != nil {
+		c.destroy(ReasonIOError)
+		return
+	}
+	// Records that arrived with the request sit in tls.Conn, invisible to
+	// epoll: read once now.
+	s.dispatchRead(c)
+}
+
+// flushTLS writes a TLS connection's pending ciphertext on EPOLLOUT.
+func (c *Conn) flushTLS() {
+	if !c.sock.acquire() {
+		return
+	}
+	left, err := c.sock.tls.raw.flush()
+	c.sock.release()
+	switch {
+	case err != nil:
+		c.ioError(err)
+	case left > 0:
+		c.armWrite()
+	default:
+		c.mu.Lock()
+		fin := c.finAfter && c.state == stateClosing && !c.writing
+		c.mu.Unlock()
+		if fin {
+			c.destroy(ReasonNone)
+		}
+	}
+}
+
+// tlsBacklog checks a TLS connection's unsent ciphertext after a write:
+// past SendQueueBytes it is a slow consumer, otherwise EPOLLOUT is armed
+// while some is left. It reports whether ciphertext is still pending.
+func (c *Conn) tlsBacklog() bool {
+	if c.sock.tls == nil {
+		return false
+	}
+	n := c.sock.tls.raw.pendingBytes()
+	switch {
+	case n > c.srv.cfg.SendQueueBytes:
+		c.evictSlow()
+	case n > 0:
+		c.armWrite()
+	}
+	return n > 0
+}
