@@ -5,6 +5,7 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
 	"encoding/json"
 	"errors"
 	"flag"
@@ -18,6 +19,7 @@ import (
 	"os/signal"
 	"runtime/pprof"
 	"strings"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -51,6 +53,8 @@ type options struct {
 	jwtSecret       string
 	jwtPublicKey    string
 	authRequired    bool
+	tlsCert         string
+	tlsKey          string
 	printConfig     bool
 	checkConfig     bool
 	cpuProfile      string
@@ -83,6 +87,8 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 	fs.BoolVar(&c.RateLimitClose, "rate-limit-close", false, "close a connection over its rate with 1008 instead of dropping the message")
 	fs.IntVar(&c.MaxConnsPerIP, "max-conns-per-ip", 0, "concurrent connections per source address; more get 429; 0 disables")
 	fs.Float64Var(&c.HandshakeRatePerIP, "handshake-rate-per-ip", 0, "upgrade requests per second per source address; more get 429; 0 disables")
+	fs.StringVar(&o.tlsCert, "tls-cert", "", "PEM certificate (chain) file: serve wss; reloaded on SIGHUP without dropping connections")
+	fs.StringVar(&o.tlsKey, "tls-key", "", "PEM private key file for -tls-cert")
 	fs.StringVar(&o.jwtSecret, "jwt-secret", "", "verify HS256 JWTs with this secret (token from Authorization: Bearer, ?token= or a \"bearer.<jwt>\" subprotocol entry)")
 	fs.StringVar(&o.jwtPublicKey, "jwt-public-key", "", "PEM file with an RSA or ECDSA public key: verify RS256/ES256 JWTs")
 	fs.BoolVar(&o.authRequired, "auth-required", false, "refuse connections without a valid token (401); otherwise they are anonymous")
@@ -162,6 +168,25 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if err := o.configureAuth(); err != nil {
 		return err
 	}
+	var certs *certReloader
+	if o.tlsCert != "" || o.tlsKey != "" {
+		if certs, err = newCertReloader(o.tlsCert, o.tlsKey); err != nil {
+			return err
+		}
+		o.cfg.TLS = &tls.Config{GetCertificate: certs.get, MinVersion: tls.VersionTLS12}
+		hup := make(chan os.Signal, 1)
+		signal.Notify(hup, syscall.SIGHUP)
+		defer signal.Stop(hup)
+		go func() {
+			for range hup {
+				if err := certs.reload(); err != nil {
+					logger.Error("tls reload failed; keeping the old certificate", "err", err)
+				} else {
+					logger.Info("tls certificate reloaded", "cert", o.tlsCert)
+				}
+			}
+		}()
+	}
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	o.cfg.Registerer = reg
@@ -215,6 +240,29 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	return nil
 }
 
+// certReloader serves the current certificate and swaps it on reload, so
+// new handshakes get the new one and open connections keep theirs.
+type certReloader struct {
+	certFile, keyFile string
+	cert              atomic.Pointer[tls.Certificate]
+}
+
+func newCertReloader(certFile, keyFile string) (*certReloader, error) {
+	r := &certReloader{certFile: certFile, keyFile: keyFile}
+	return r, r.reload()
+}
+
+func (r *certReloader) reload() error {
+	c, err := tls.LoadX509KeyPair(r.certFile, r.keyFile)
+	if err != nil {
+		return fmt.Errorf("-tls-cert/-tls-key: %w", err)
+	}
+	r.cert.Store(&c)
+	return nil
+}
+
+func (r *certReloader) get(*tls.ClientHelloInfo) (*tls.Certificate, error) { return r.cert.Load(), nil }
+
 // configureAuth turns the JWT flags into server.Auth.
 func (o *options) configureAuth() error {
 	if o.jwtSecret == "" && o.jwtPublicKey == "" {
@@ -253,7 +301,8 @@ func printable(o *options) map[string]any {
 		"log_format": o.logFormat, "admin_addr": o.adminAddr, "allowed_origins": c.AllowedOrigins,
 		"message_rate": c.MessageRate, "message_burst": c.MessageBurst, "byte_rate": c.ByteRate, "byte_burst": c.ByteBurst,
 		"rate_limit_close": c.RateLimitClose, "auth_required": o.authRequired,
-		"jwt_secret_set": o.jwtSecret != "", "jwt_public_key": o.jwtPublicKey, "max_conns_per_ip": c.MaxConnsPerIP, "handshake_rate_per_ip": c.HandshakeRatePerIP,
+		"jwt_secret_set": o.jwtSecret != "", "jwt_public_key": o.jwtPublicKey,
+		"tls_cert": o.tlsCert, "tls_key": o.tlsKey, "max_conns_per_ip": c.MaxConnsPerIP, "handshake_rate_per_ip": c.HandshakeRatePerIP,
 	}
 }
 
