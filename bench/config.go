@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"strings"
 	"time"
 )
 
@@ -36,6 +37,8 @@ type Config struct {
 	ServerPIDs  []int         // sample these processes' RSS and CPU from /proc
 	PerProcess  int           // connections one process may hold before Run starts workers (default: open-files limit - 500)
 	Timeout     time.Duration // hard stop for the whole run (default 10 minutes)
+	CAFile      string        // wss: PEM file of the CA to trust
+	Insecure    bool          // wss: skip certificate verification (loopback benchmarks only)
 }
 
 func (c Config) withDefaults() Config {
@@ -90,6 +93,12 @@ func (c Config) Validate() error {
 	for _, a := range c.SourceAddrs {
 		if net.ParseIP(a) == nil {
 			errs = append(errs, fmt.Errorf("bench: source address %q is not an IP", a))
+		}
+	}
+	for _, u := range c.URLs {
+		if strings.HasPrefix(u, "wss://") && c.Scenario != ScenarioIdle && c.Scenario != ScenarioChurn {
+			errs = append(errs, fmt.Errorf("bench: wss targets support the idle and churn scenarios only (got %s)", c.Scenario))
+			break
 		}
 	}
 	if c.SlowFrac < 0 || c.SlowFrac >= 1 {

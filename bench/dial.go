@@ -5,10 +5,13 @@ import (
 	"bytes"
 	"context"
 	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
 	"encoding/base64"
 	"fmt"
 	"net"
 	"net/url"
+	"os"
 	"time"
 )
 
@@ -18,6 +21,7 @@ import (
 type dialer struct {
 	sources int      // 127.0.0.2 .. 127.0.0.(1+sources)
 	addrs   []net.IP // or these
+	tls     *tls.Config
 }
 
 // dial connects to target and completes the WebSocket handshake. It returns
@@ -38,6 +42,15 @@ func (d dialer) dial(ctx context.Context, target string, index int) (net.Conn, [
 	nc, err := nd.DialContext(ctx, "tcp", u.Host)
 	if err != nil {
 		return nil, nil, err
+	}
+	if u.Scheme == "wss" {
+		tc := tls.Client(nc, d.tls)
+		_ = tc.SetDeadline(time.Now().Add(10 * time.Second))
+		if err := tc.HandshakeContext(ctx); err != nil {
+			nc.Close()
+			return nil, nil, err
+		}
+		nc = tc
 	}
 	rest, err := handshake(nc, u)
 	if err != nil {
@@ -95,7 +108,13 @@ func hostOf(target string) string {
 }
 
 func newDialer(cfg Config) dialer {
-	d := dialer{sources: cfg.SourceIPs}
+	d := dialer{sources: cfg.SourceIPs, tls: &tls.Config{InsecureSkipVerify: cfg.Insecure}}
+	if cfg.CAFile != "" {
+		if pem, err := os.ReadFile(cfg.CAFile); err == nil {
+			d.tls.RootCAs = x509.NewCertPool()
+			d.tls.RootCAs.AppendCertsFromPEM(pem)
+		}
+	}
 	for _, a := range cfg.SourceAddrs {
 		if ip := net.ParseIP(a); ip != nil {
 			d.addrs = append(d.addrs, ip)

@@ -4,6 +4,7 @@ package bench
 
 import (
 	"context"
+	"crypto/tls"
 	"encoding/binary"
 	"math/rand/v2"
 	"net"
@@ -30,7 +31,8 @@ type group struct {
 	measuring atomic.Bool
 	mu        sync.Mutex
 	conns     []*client
-	held      []int // slow scenario: fds of silent and stalled clients
+	held      []int      // slow scenario: fds of silent and stalled clients
+	tlsConns  []net.Conn // idle over wss: held open, never read
 	dialErrs  atomic.Int64
 	readers   sync.WaitGroup
 	stopSend  chan struct{}
@@ -96,6 +98,12 @@ func (g *group) connect(ctx context.Context) {
 			nc, rest, err := d.dial(ctx, g.cfg.URLs[idx%len(g.cfg.URLs)], idx)
 			if err != nil {
 				g.dialErrs.Add(1)
+				return
+			}
+			if _, isTLS := nc.(*tls.Conn); isTLS { // idle over wss: held, not read
+				g.mu.Lock()
+				g.tlsConns = append(g.tlsConns, nc)
+				g.mu.Unlock()
 				return
 			}
 			fd, err := poller.Detach(nc)
@@ -164,7 +172,7 @@ func (g *group) hold(fd int) {
 func (g *group) connected() (int, int) {
 	g.mu.Lock()
 	defer g.mu.Unlock()
-	return len(g.conns), int(g.dialErrs.Load())
+	return len(g.conns) + len(g.tlsConns), int(g.dialErrs.Load())
 }
 
 // read drains readable sockets handed over by the poller.
@@ -361,6 +369,9 @@ func (g *group) close() {
 	}
 	for _, fd := range g.held {
 		_ = unix.Close(fd)
+	}
+	for _, nc := range g.tlsConns {
+		nc.Close()
 	}
 }
 

@@ -86,6 +86,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs.Var(&pids, "server-pid", "sample these server processes' RSS and CPU from /proc (comma-separated)")
 	fs.IntVar(&cfg.PerProcess, "per-process", 0, "connections per load-generator process (default: open-files limit - 500)")
 	fs.DurationVar(&cfg.Timeout, "timeout", 10*time.Minute, "hard stop for the whole run")
+	fs.StringVar(&cfg.CAFile, "ca-file", "", "wss: PEM file of the CA to trust")
+	fs.BoolVar(&cfg.Insecure, "insecure", false, "wss: skip certificate verification (loopback benchmarks only)")
 	fs.StringVar(&serverCmd, "server-cmd", "", "start this server (argv, no shell) before the run and stop it after; its PID is sampled")
 	fs.StringVar(&vsCmd, "vs-cmd", "", "with -server-cmd: a second server, run alternately; prints ratios vs-cmd / server-cmd")
 	fs.IntVar(&rounds, "rounds", 2, "with -vs-cmd: alternating rounds")

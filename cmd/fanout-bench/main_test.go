@@ -3,14 +3,22 @@ package main
 import (
 	"bytes"
 	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
 	"encoding/json"
 	"fmt"
+	"io"
+	"math/big"
 	"net"
 	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/fanout-ws/fanout/bench"
 	"github.com/fanout-ws/fanout/frame"
@@ -31,10 +39,14 @@ func TestMain(m *testing.M) {
 
 // chatServer runs /ws (a broadcast room) and /echo in-process on
 // 127.0.0.1:0 and returns its base URL.
-func chatServer(t *testing.T) string {
+func chatServer(t *testing.T) string { return chatServerTLS(t, nil) }
+
+// chatServerTLS is chatServer speaking wss when tc is set.
+func chatServerTLS(t *testing.T, tc *tls.Config) string {
 	t.Helper()
 	var hub *server.Hub
 	srv, err := server.New(server.Config{
+		TLS: tc,
 		OnConnect: func(c *server.Conn, r *server.Request) error {
 			if r.Path() == "/ws" {
 				c.SetData(hub)
@@ -62,7 +74,42 @@ func chatServer(t *testing.T) string {
 	go func() { _ = srv.Serve(ln) }()
 	<-srv.Ready()
 	t.Cleanup(func() { _ = srv.Shutdown(context.Background()) })
+	if tc != nil {
+		return "wss://" + ln.Addr().String()
+	}
 	return "ws://" + ln.Addr().String()
+}
+
+// Idle and churn work over wss.
+func TestSmoke_WSS(t *testing.T) {
+	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
+		IPAddresses: []net.IP{net.IPv4(127, 0, 0, 1)}}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	base := chatServerTLS(t, &tls.Config{Certificates: []tls.Certificate{{Certificate: [][]byte{der}, PrivateKey: key}}})
+	for _, scenario := range []string{"idle", "churn"} {
+		var stdout bytes.Buffer
+		out := filepath.Join(t.TempDir(), "r.json")
+		err := run(context.Background(), []string{"-url", base + "/ws", "-scenario", scenario, "-conns", "100", "-insecure",
+			"-duration", "1s", "-settle", "100ms", "-server-pid", strconv.Itoa(os.Getpid()), "-json", out, "-label", "wss"}, &stdout, os.Stderr)
+		if err != nil {
+			t.Fatalf("%s: %v", scenario, err)
+		}
+		var res bench.Result
+		b, _ := os.ReadFile(out)
+		if err := json.Unmarshal(b, &res); err != nil {
+			t.Fatal(err)
+		}
+		if res.DialErrors != 0 || (scenario == "idle" && res.Connected != 100) || (scenario == "churn" && (res.Sent == 0 || res.Failed != 0)) {
+			t.Fatalf("%s over wss: %+v", scenario, res)
+		}
+	}
+	if err := run(context.Background(), []string{"-url", base + "/ws", "-scenario", "broadcast", "-insecure"}, &bytes.Buffer{}, io.Discard); err == nil {
+		t.Fatal("broadcast over wss should be refused by the generator")
+	}
 }
 
 func TestSmoke_Scenarios(t *testing.T) {
