@@ -44,7 +44,9 @@ func (d dialer) dial(ctx context.Context, target string, index int) (net.Conn, [
 		return nil, nil, err
 	}
 	if u.Scheme == "wss" {
-		tc := tls.Client(nc, d.tls)
+		cfg := d.tls.Clone()
+		cfg.ServerName = u.Hostname()
+		tc := tls.Client(nc, cfg)
 		_ = tc.SetDeadline(time.Now().Add(10 * time.Second))
 		if err := tc.HandshakeContext(ctx); err != nil {
 			nc.Close()

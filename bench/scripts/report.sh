@@ -3,7 +3,7 @@
 # broadcast against the gorilla hub and the Node ws server, the isolation
 # scenario and 100,000 connections over several Fanout processes. Loopback
 # only; every run stops by itself. Raw JSON goes to bench/results/<date>-<commit>/.
-#   bench/scripts/report.sh [memory|broadcast|slow|100k|all]
+#   bench/scripts/report.sh [memory|broadcast|slow|tls|100k|all]
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 what=${1:-all}
@@ -35,6 +35,20 @@ fi
 if [[ $what == all || $what == slow ]]; then
 	$BENCH -url $url -scenario slow -conns 18000 -msg-rate 5 -slow-frac 0.01 -stalled 1000 -duration 10s -settle 3s \
 		-server-cmd "$FANOUT" -label fanout -json "$out/slow-18000-fanout.json" | log slow
+fi
+if [[ $what == all || $what == tls ]]; then
+	# wss against ws on the same binary: memory per idle connection and
+	# handshakes per second (TLS 1.3, ECDSA P-256 certificate made here).
+	tmp=$(mktemp -d)
+	openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 1 -subj /CN=127.0.0.1 \
+		-addext subjectAltName=IP:127.0.0.1 -keyout "$tmp/key.pem" -out "$tmp/cert.pem" 2>/dev/null
+	FANOUT_TLS="$FANOUT -tls-cert $tmp/cert.pem -tls-key $tmp/key.pem"
+	for n in 1000 10000 19000; do
+		$BENCH -url $url -scenario idle -conns $n -duration 3s -settle 3s -server-cmd "$FANOUT" -label ws -json "$out/idle-$n-ws.json" | log tls
+		$BENCH -url ${url/ws:/wss:} -ca-file "$tmp/cert.pem" -scenario idle -conns $n -duration 3s -settle 3s -server-cmd "$FANOUT_TLS" -label wss -json "$out/idle-$n-wss.json" | log tls
+	done
+	$BENCH -url $url -scenario churn -conns 64 -duration 10s -settle 0s -server-cmd "$FANOUT" -label ws -json "$out/churn-ws.json" | log tls
+	$BENCH -url ${url/ws:/wss:} -ca-file "$tmp/cert.pem" -scenario churn -conns 64 -duration 10s -settle 0s -server-cmd "$FANOUT_TLS" -label wss -json "$out/churn-wss.json" | log tls
 fi
 if [[ $what == all || $what == 100k ]]; then
 	# Six Fanout processes (each below the 20,000 open-files cap), one port each;

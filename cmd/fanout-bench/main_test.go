@@ -9,6 +9,7 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"encoding/json"
+	"encoding/pem"
 	"fmt"
 	"io"
 	"math/big"
@@ -90,10 +91,14 @@ func TestSmoke_WSS(t *testing.T) {
 		t.Fatal(err)
 	}
 	base := chatServerTLS(t, &tls.Config{Certificates: []tls.Certificate{{Certificate: [][]byte{der}, PrivateKey: key}}})
+	ca := filepath.Join(t.TempDir(), "ca.pem")
+	if err := os.WriteFile(ca, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o600); err != nil {
+		t.Fatal(err)
+	}
 	for _, scenario := range []string{"idle", "churn"} {
 		var stdout bytes.Buffer
 		out := filepath.Join(t.TempDir(), "r.json")
-		err := run(context.Background(), []string{"-url", base + "/ws", "-scenario", scenario, "-conns", "100", "-insecure",
+		err := run(context.Background(), []string{"-url", base + "/ws", "-scenario", scenario, "-conns", "100", "-ca-file", ca,
 			"-duration", "1s", "-settle", "100ms", "-server-pid", strconv.Itoa(os.Getpid()), "-json", out, "-label", "wss"}, &stdout, os.Stderr)
 		if err != nil {
 			t.Fatalf("%s: %v", scenario, err)
