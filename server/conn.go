@@ -51,6 +51,7 @@ type Conn struct {
 	connected bool        // OnConnect accepted it: OnClose is owed
 	refuse    int         // HTTP status to answer instead of upgrading (503, 429), or 0
 	admitted  bool        // counted by the per-IP limits: release on close
+	parked    bool        // a write waits for EPOLLOUT that could not be armed before registration
 	limits    *connLimits // per-connection rate limits, nil when off
 	claims    map[string]any
 

@@ -293,9 +293,14 @@ func (s *Server) track(c *Conn) error {
 // a worker that read a zero token could not deregister the fd.
 func (s *Server) arm(c *Conn) error {
 	c.mu.Lock()
-	defer c.mu.Unlock()
 	t, err := s.poller.Register(int(c.sock.fd), (*pollHandler)(c))
 	c.token = t
+	parked := c.parked && err == nil
+	c.parked = false
+	c.mu.Unlock()
+	if parked {
+		c.armWrite() // a write hit a full socket before registration
+	}
 	return err
 }
 

@@ -191,33 +191,31 @@ func (s *Server) acceptTLS(nc net.Conn) {
 		c.destroy(ReasonHandshakeFailed)
 		return
 	}
-	buf := make([]byte, 2048)
-	for {
-		c.mu.Lock()
-		st := c.state
-		c.mu.Unlock()
-		if st != stateHandshake {
-			break
-		}
-		n, err := tc.Read(buf)
-		if err != nil {
-			s.stats.handshakesFailed.Add(1)
-			c.destroy(ReasonHandshakeFailed)
-			return
-		}
-		if !c.consume(buf[:n]) {
-			return
-		}
-	}
+	// From here on the connection is non-blocking like any other: the
+	// upgrade request is collected as bytes arrive, under the same
+	// handshake deadline. Records already read by the TLS handshake sit in
+	// tls.Conn, invisible to epoll: drain them here, while this goroutine
+	// alone owns the parser, and arm the poller only then.
 	_ = nc.SetDeadline(time.Time{})
 	raw.nonblock.Store(true)
-	if err := s.arm(c); err != nil {
-		c.destroy(ReasonIOError)
+	buf := make([]byte, 4096)
+	for {
+		n, err := c.sock.read(buf)
+		if n > 0 {
+			if !c.consume(buf[:n]) {
+				return
+			}
+			continue
+		}
+		if err == unix.EAGAIN {
+			break
+		}
+		c.peerGone(err)
 		return
 	}
-	// Records that arrived with the request sit in tls.Conn, invisible to
-	// epoll: read once now.
-	s.dispatchRead(c)
+	if err := s.arm(c); err != nil {
+		c.destroy(ReasonIOError)
+	}
 }
 
 // flushTLS writes a TLS connection's pending ciphertext on EPOLLOUT.

@@ -144,3 +144,34 @@ func TestTLS_EarlyFrame(t *testing.T) {
 		t.Fatalf("got %q %v", p, err)
 	}
 }
+
+// A wss client that never reads is evicted once its ciphertext backlog
+// passes SendQueueBytes.
+func TestTLS_SlowConsumerEvicted(t *testing.T) {
+	t.Parallel()
+	cert, pool := testCert(t)
+	s, addr := runServer(t, Config{TLS: &tls.Config{Certificates: []tls.Certificate{cert}}, SendQueueBytes: 256 << 10})
+	tc, err := tls.Dial("tcp", addr, &tls.Config{RootCAs: pool})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tc.Close()
+	_ = tc.SetDeadline(time.Now().Add(10 * time.Second))
+	if _, err := tc.Write([]byte(upgradeRequest("/echo"))); err != nil {
+		t.Fatal(err)
+	}
+	frame := clientFrame(true, ws.OpBinary, make([]byte, 60<<10))
+	go func() { // never reads; the echoes pile up server-side
+		for range 400 {
+			if _, err := tc.Write(frame); err != nil {
+				return
+			}
+		}
+	}()
+	eventually(t, 10*time.Second, func() error {
+		if n := s.Stats().SlowConsumers; n != 1 {
+			return fmt.Errorf("evicted %d", n)
+		}
+		return nil
+	})
+}

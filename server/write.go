@@ -228,10 +228,18 @@ func (c *Conn) releaseNow() {
 
 // armWrite asks for EPOLLOUT; the writable event resumes flush.
 func (c *Conn) armWrite() {
+	c.mu.Lock()
+	tok := c.token
+	if tok.Gen == 0 { // not registered yet: Server.arm arms it after registering
+		c.parked = true
+		c.mu.Unlock()
+		return
+	}
+	c.mu.Unlock()
 	if !c.sock.acquire() {
 		return
 	}
-	err := c.srv.poller.ArmWrite(c.tok(), (*pollHandler)(c))
+	err := c.srv.poller.ArmWrite(tok, (*pollHandler)(c))
 	c.sock.release()
 	if err != nil {
 		c.destroy(ReasonIOError)
