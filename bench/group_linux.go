@@ -284,8 +284,10 @@ func (c *client) write(b []byte) bool {
 }
 
 // startEcho sends rate messages per second, round-robin over the group's
-// connections, until stopSenders.
+// connections, until the measurement time is over (the drain that follows
+// lets the last replies arrive) or stopSenders.
 func (g *group) startEcho(rate float64) {
+	end := time.Now().Add(g.cfg.Duration)
 	g.mu.Lock()
 	conns := append([]*client(nil), g.conns...)
 	g.mu.Unlock()
@@ -298,7 +300,7 @@ func (g *group) startEcho(rate float64) {
 		interval := time.Duration(float64(time.Second) / rate)
 		next := time.Now()
 		var seq uint64
-		for i := 0; ; i++ {
+		for i := 0; time.Now().Before(end); i++ {
 			select {
 			case <-g.stopSend:
 				return

@@ -137,7 +137,7 @@ func TestSmoke_Scenarios(t *testing.T) {
 			var stdout bytes.Buffer
 			args := append([]string{
 				"-url", base + tc.path, "-scenario", tc.scenario, "-conns", "300", "-rate", "3000",
-				"-duration", "1s", "-settle", "100ms", "-drain", "500ms", "-msg-rate", "50",
+				"-duration", "1s", "-settle", "100ms", "-drain", "1500ms", "-msg-rate", "50",
 				"-server-pid", pid, "-json", out, "-label", "smoke",
 			}, tc.extra...)
 			if err := run(context.Background(), args, &stdout, os.Stderr); err != nil {
