@@ -81,7 +81,16 @@ func TestAdmin_MetricsAndProbes(t *testing.T) {
 	if _, _, err := c.ReadMessage(); err != nil {
 		t.Fatal(err)
 	}
-	_, page := get(base + "/metrics")
+	// The flush histogram is observed after the shard's writes return, so
+	// the client may read the message a moment before the sample lands.
+	var page string
+	for deadline := time.Now().Add(5 * time.Second); ; {
+		_, page = get(base + "/metrics")
+		if got := metric(page, "fanout_broadcast_flush_seconds_count"); (got != "" && got != "0") || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
 	for name, want := range map[string]string{
 		"fanout_connections_open":          "1",
 		"fanout_handshakes_upgraded_total": "1",
