@@ -20,25 +20,30 @@ const (
 // Config describes one run. The zero value of each optional field means
 // the default named beside it.
 type Config struct {
-	URLs        []string      // targets; connections are spread over them round-robin
-	Scenario    string        // one of the Scenario constants
-	Conns       int           // connections to hold (subscribers, echo clients, or concurrent churners)
-	DialRate    int           // new connections per second during the ramp (default 5000)
-	SourceIPs   int           // spread source addresses over 127.0.0.2 .. 127.0.0.(1+SourceIPs); 0: kernel's choice
-	SourceAddrs []string      // source addresses to spread over instead (e.g. a real interface's); overrides SourceIPs
-	Duration    time.Duration // measurement time (default 10s)
-	Settle      time.Duration // wait after the ramp before measuring
-	Drain       time.Duration // broadcast/echo: time allowed for the last messages (default 3s)
-	Rate        float64       // broadcast: messages/s per publisher; echo: messages/s in all
-	Publishers  int           // broadcast: publisher connections, spread over URLs (default: one per URL)
-	Size        int           // payload bytes, at least 16 (send time and sequence)
-	SlowFrac    float64       // slow: fraction of subscribers that never read (default 0.01)
-	Stalled     int           // slow: clients stuck mid-handshake plus mid-frame (default 1000)
-	ServerPIDs  []int         // sample these processes' RSS and CPU from /proc
-	PerProcess  int           // connections one process may hold before Run starts workers (default: open-files limit - 500)
-	Timeout     time.Duration // hard stop for the whole run (default 10 minutes)
-	CAFile      string        // wss: PEM file of the CA to trust
-	Insecure    bool          // wss: skip certificate verification (loopback benchmarks only)
+	URLs          []string      // targets; connections are spread over them round-robin
+	Scenario      string        // one of the Scenario constants
+	Conns         int           // connections to hold (subscribers, echo clients, or concurrent churners)
+	DialRate      int           // new connections per second during the ramp (default 5000)
+	SourceIPs     int           // spread source addresses over 127.0.0.2 .. 127.0.0.(1+SourceIPs); 0: kernel's choice
+	SourceAddrs   []string      // source addresses to spread over instead (e.g. a real interface's); overrides SourceIPs
+	Duration      time.Duration // measurement time (default 10s)
+	Settle        time.Duration // wait after the ramp before measuring
+	Drain         time.Duration // broadcast/echo: time allowed for the last messages (default 3s)
+	Rate          float64       // broadcast: messages/s per publisher, or per channel when Channels > 0; echo: messages/s in all
+	Publishers    int           // broadcast: publisher connections, spread over URLs (default: one per URL)
+	Size          int           // payload bytes, at least 16 (send time and sequence); with Channels, the published data's bytes (at least MinChannelData)
+	Channels      int           // broadcast: spread subscribers over this many channels (subscriber i on ChannelPrefix + i mod Channels); 0: the plain /ws room
+	ChannelPrefix string        // channel names are this prefix and the channel's number (default "c")
+	PublishURL    string        // with Channels: publish through this HTTP API endpoint (POST /api/publish) instead of WebSocket publish messages
+	APIKey        string        // with PublishURL: sent as "Authorization: Bearer <key>"
+	Batch         int           // with PublishURL: messages per request, sent as one JSON array (default 1: one object per request)
+	SlowFrac      float64       // slow: fraction of subscribers that never read (default 0.01)
+	Stalled       int           // slow: clients stuck mid-handshake plus mid-frame (default 1000)
+	ServerPIDs    []int         // sample these processes' RSS and CPU from /proc
+	PerProcess    int           // connections one process may hold before Run starts workers (default: open-files limit - 500)
+	Timeout       time.Duration // hard stop for the whole run (default 10 minutes)
+	CAFile        string        // wss: PEM file of the CA to trust
+	Insecure      bool          // wss: skip certificate verification (loopback benchmarks only)
 }
 
 func (c Config) withDefaults() Config {
@@ -53,6 +58,12 @@ func (c Config) withDefaults() Config {
 	}
 	if c.Publishers <= 0 {
 		c.Publishers = len(c.URLs)
+	}
+	if c.ChannelPrefix == "" {
+		c.ChannelPrefix = "c"
+	}
+	if c.Batch <= 0 {
+		c.Batch = 1
 	}
 	if c.Size == 0 {
 		c.Size = 64
@@ -84,7 +95,7 @@ func (c Config) Validate() error {
 	if c.Conns < 1 {
 		errs = append(errs, fmt.Errorf("bench: Conns (%d) must be at least 1", c.Conns))
 	}
-	if c.Size < headerBytes {
+	if c.Size < headerBytes && c.Channels == 0 {
 		errs = append(errs, fmt.Errorf("bench: Size (%d) must be at least %d to carry the send time and sequence", c.Size, headerBytes))
 	}
 	if (c.Scenario == ScenarioBroadcast || c.Scenario == ScenarioEcho || c.Scenario == ScenarioSlow) && c.Rate <= 0 {
@@ -101,6 +112,7 @@ func (c Config) Validate() error {
 			break
 		}
 	}
+	errs = append(errs, c.validateChannels()...)
 	if c.SlowFrac < 0 || c.SlowFrac >= 1 {
 		errs = append(errs, fmt.Errorf("bench: SlowFrac (%v) must be in [0, 1)", c.SlowFrac))
 	}

@@ -32,13 +32,7 @@ func (d dialer) dial(ctx context.Context, target string, index int) (net.Conn, [
 	if err != nil {
 		return nil, nil, err
 	}
-	nd := net.Dialer{Timeout: 10 * time.Second}
-	switch {
-	case len(d.addrs) > 0:
-		nd.LocalAddr = &net.TCPAddr{IP: d.addrs[index%len(d.addrs)]}
-	case d.sources > 0:
-		nd.LocalAddr = &net.TCPAddr{IP: net.IPv4(127, 0, 0, byte(2+index%d.sources))}
-	}
+	nd := d.netDialer(index)
 	nc, err := nd.DialContext(ctx, "tcp", u.Host)
 	if err != nil {
 		return nil, nil, err
@@ -60,6 +54,18 @@ func (d dialer) dial(ctx context.Context, target string, index int) (net.Conn, [
 		return nil, nil, err
 	}
 	return nc, rest, nil
+}
+
+// netDialer dials TCP from connection index's source address.
+func (d dialer) netDialer(index int) net.Dialer {
+	nd := net.Dialer{Timeout: 10 * time.Second}
+	switch {
+	case len(d.addrs) > 0:
+		nd.LocalAddr = &net.TCPAddr{IP: d.addrs[index%len(d.addrs)]}
+	case d.sources > 0:
+		nd.LocalAddr = &net.TCPAddr{IP: net.IPv4(127, 0, 0, byte(2+index%d.sources))}
+	}
+	return nd
 }
 
 // handshake sends an upgrade request and reads the 101 (RFC 6455 4.1).

@@ -45,6 +45,7 @@ type client struct {
 	fd   int
 	tok  poller.Token
 	id   int
+	ch   int // channel mode: the channel subscribed to
 	p    frame.Parser
 	last []uint64   // highest sequence seen, per publisher
 	wmu  sync.Mutex // writes (pongs, echo sends), tok and dead
@@ -95,7 +96,7 @@ func (g *group) connect(ctx context.Context) {
 			defer wg.Done()
 			defer func() { <-sem }()
 			idx := g.first + i
-			nc, rest, err := d.dial(ctx, g.cfg.URLs[idx%len(g.cfg.URLs)], idx)
+			nc, rest, err := d.dial(ctx, g.cfg.subscriberURL(idx), idx)
 			if err != nil {
 				g.dialErrs.Add(1)
 				return
@@ -117,6 +118,9 @@ func (g *group) connect(ctx context.Context) {
 				return
 			}
 			c := &client{g: g, fd: fd, id: idx, p: frame.Parser{Role: frame.ClientSide, MaxMessageBytes: 16 << 20}}
+			if g.cfg.Channels > 0 {
+				c.ch = idx % g.cfg.Channels
+			}
 			if len(rest) > 0 && !c.consume(rest) {
 				return
 			}
@@ -167,6 +171,21 @@ func (g *group) hold(fd int) {
 	g.mu.Lock()
 	g.held = append(g.held, fd)
 	g.mu.Unlock()
+}
+
+// subsPerChannel counts the group's live subscribers per channel (nil
+// outside channel mode).
+func (g *group) subsPerChannel() []int {
+	if g.cfg.Channels == 0 {
+		return nil
+	}
+	subs := make([]int, g.cfg.Channels)
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	for _, c := range g.conns {
+		subs[c.ch]++
+	}
+	return subs
 }
 
 func (g *group) connected() (int, int) {
@@ -241,23 +260,20 @@ func (c *client) consume(data []byte) bool {
 		}
 		switch m.Op {
 		case frame.OpText, frame.OpBinary:
-			if len(m.Payload) < headerBytes || !g.measuring.Load() {
+			if !g.measuring.Load() {
+				continue
+			}
+			if g.cfg.Channels > 0 {
+				c.channelMessage(m.Payload)
+				continue
+			}
+			if len(m.Payload) < headerBytes {
 				continue
 			}
 			sent := time.Unix(0, int64(binary.LittleEndian.Uint64(m.Payload)))
 			pub, seq := splitSeq(binary.LittleEndian.Uint64(m.Payload[8:]))
 			if g.cfg.Scenario != ScenarioEcho {
-				for len(c.last) <= pub {
-					c.last = append(c.last, 0)
-				}
-				last := c.last[pub]
-				switch {
-				case last != 0 && seq <= last:
-					g.st.reordered.Add(1)
-				case last != 0 && seq > last+1:
-					g.st.lost.Add(int64(seq - last - 1))
-				}
-				c.last[pub] = max(last, seq)
+				c.order(pub, seq)
 			}
 			g.st.received.Add(1)
 			g.st.record(c.id, time.Since(sent))
@@ -269,6 +285,44 @@ func (c *client) consume(data []byte) bool {
 		}
 	}
 	return true
+}
+
+// order counts gaps and reordering in stream's sequence numbers (a
+// publisher's in the room, the channel's in channel mode).
+func (c *client) order(stream int, seq uint64) {
+	for len(c.last) <= stream {
+		c.last = append(c.last, 0)
+	}
+	last := c.last[stream]
+	switch {
+	case last != 0 && seq <= last:
+		c.g.st.reordered.Add(1)
+	case last != 0 && seq > last+1:
+		c.g.st.lost.Add(int64(seq - last - 1))
+	}
+	c.last[stream] = max(last, seq)
+}
+
+// channelMessage records one frame received in channel mode: a delivery of
+// c's channel is checked for order and timed; other message types
+// (subscribed, ...) are not deliveries.
+func (c *client) channelMessage(p []byte) {
+	g := c.g
+	e, kind := parseEnvelope(p)
+	switch kind {
+	case envOther:
+		return
+	case envMalformed:
+		g.st.malformed.Add(1)
+		return
+	}
+	if !channelIs(e.channel, g.cfg.ChannelPrefix, c.ch) {
+		g.st.misrouted.Add(1)
+		return
+	}
+	c.order(0, e.seq) // one channel per subscriber, one publisher per channel
+	g.st.received.Add(1)
+	g.st.record(c.id, time.Since(time.UnixMicro(e.sentUS)))
 }
 
 // write sends b without blocking; a full socket drops it (counted by the

@@ -54,7 +54,7 @@ func (l *local) stop() (snapshot, error) {
 	l.g.stopSenders()
 	l.g.measuring.Store(false)
 	c, f := l.g.connected()
-	return l.g.st.snapshot(c, f), nil
+	return l.g.st.snapshot(c, f, l.g.subsPerChannel()), nil
 }
 
 func (l *local) close() { l.g.close() }

@@ -10,8 +10,9 @@ import (
 
 // procSample is a process's resident memory and CPU time.
 type procSample struct {
-	RSSBytes int64
-	CPUTicks int64 // utime+stime in clock ticks (USER_HZ, 100 on Linux)
+	RSSBytes  int64
+	PeakBytes int64 // VmHWM: the largest RSS so far
+	CPUTicks  int64 // utime+stime in clock ticks (USER_HZ, 100 on Linux)
 }
 
 func sampleProc(pid int) (procSample, error) {
@@ -26,6 +27,10 @@ func sampleProc(pid int) (procSample, error) {
 		if v, ok := strings.CutPrefix(sc.Text(), "VmRSS:"); ok {
 			kb, _ := strconv.ParseInt(strings.Fields(v)[0], 10, 64)
 			s.RSSBytes = kb << 10
+		}
+		if v, ok := strings.CutPrefix(sc.Text(), "VmHWM:"); ok {
+			kb, _ := strconv.ParseInt(strings.Fields(v)[0], 10, 64)
+			s.PeakBytes = kb << 10
 		}
 	}
 	stat, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))

@@ -9,40 +9,121 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/fanout-ws/fanout/frame"
+	"github.com/HdrHistogram/hdrhistogram-go"
 )
 
-// publish runs cfg.Publishers publisher connections, spread over the
-// target URLs round-robin, each sending cfg.Rate messages per second for
-// cfg.Duration, then waits cfg.Drain for the last deliveries. It returns
-// the messages each publisher sent.
-func publish(ctx context.Context, cfg Config, progress io.Writer) ([]int64, error) {
-	var wg sync.WaitGroup
-	sent := make([]atomic.Int64, cfg.Publishers)
-	errs := make(chan error, cfg.Publishers)
-	end := time.Now().Add(cfg.Duration)
-	for p := range cfg.Publishers {
-		target := cfg.URLs[p%len(cfg.URLs)]
-		nc, _, err := newDialer(cfg).dial(ctx, target, 1000+p)
-		if err != nil {
-			return nil, fmt.Errorf("bench: publisher %d for %s: %w", p, hostOf(target), err)
+// A publisher sends to streams, each with its own sequence numbers that
+// subscribers check for order and gaps. In the room a stream is a
+// publisher; in channel mode it is a channel, and publisher p owns channels
+// p, p+Publishers, p+2*Publishers, ...
+type item struct {
+	stream int
+	seq    uint64
+}
+
+// sender is one publisher's transport: a WebSocket to the room, a
+// WebSocket speaking publish control messages, or HTTP API requests.
+type sender interface {
+	// send publishes items, stamped with the current time. Items are sent
+	// together when the transport can (an API batch); an error means none
+	// was accepted, and a fatalError ends the run. Close may be called
+	// more than once.
+	send(items []item) error
+	close()
+}
+
+// pubReport is what the publishers did.
+type pubReport struct {
+	sent      []int64 // per stream: messages accepted
+	requests  int64   // API requests that succeeded
+	errors    int64   // publishes refused or failed (counted per message)
+	delivered int64   // API: the sum of the "delivered" counts the server returned
+	api       *hdrhistogram.Histogram
+}
+
+// streams is how many sequence streams cfg has.
+func (c Config) streams() int {
+	if c.Channels > 0 {
+		return c.Channels
+	}
+	return c.Publishers
+}
+
+// owned lists the streams publisher p sends to.
+func (c Config) owned(p int) []int {
+	if c.Channels == 0 {
+		return []int{p}
+	}
+	var s []int
+	for ch := p; ch < c.Channels; ch += c.Publishers {
+		s = append(s, ch)
+	}
+	return s
+}
+
+// publish runs cfg.Publishers publishers for cfg.Duration, each paced so
+// that every stream it owns gets cfg.Rate messages per second (in the
+// room: one stream per publisher, spread over the target URLs
+// round-robin; with Channels: every channel gets cfg.Rate, so deliveries
+// per second are Rate x subscribers whatever the number of channels). It
+// then waits cfg.Drain for the last deliveries.
+func publish(ctx context.Context, cfg Config, progress io.Writer) (pubReport, error) {
+	rep := pubReport{api: hdrhistogram.New(1, maxLatency, 3)}
+	sent := make([]atomic.Int64, cfg.streams())
+	var errCount atomic.Int64
+	senders := make([]sender, cfg.Publishers)
+	defer func() {
+		for _, s := range senders {
+			if s != nil {
+				s.close()
+			}
 		}
-		defer nc.Close()
-		go func() { _, _ = io.Copy(io.Discard, nc) }() // the room sends to us too
+	}()
+	for p := range senders {
+		s, err := newSender(ctx, cfg, p)
+		if err != nil {
+			return rep, err
+		}
+		senders[p] = s
+	}
+	var wg sync.WaitGroup
+	fatal := make(chan error, cfg.Publishers)
+	stop := make(chan struct{})
+	end := time.Now().Add(cfg.Duration)
+	for p, s := range senders {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			interval := time.Duration(float64(time.Second) / cfg.Rate)
+			owned := cfg.owned(p)
+			batch := min(cfg.Batch, len(owned))
+			seq := make([]uint64, len(owned))
+			items := make([]item, batch)
+			interval := time.Duration(float64(time.Second) * float64(batch) / (cfg.Rate * float64(len(owned))))
 			next := time.Now()
-			key := [4]byte{0x5a, 0x17, 0x3c, byte(p)}
-			payload := make([]byte, cfg.Size)
-			for n := uint64(1); time.Now().Before(end) && ctx.Err() == nil; n++ {
-				stamp(payload, joinSeq(p, n))
-				if _, err := nc.Write(frame.AppendClientFrame(nil, frame.OpBinary, payload, key)); err != nil {
-					errs <- fmt.Errorf("bench: publisher %d to %s: %w", p, hostOf(target), err)
+			for pos := 0; time.Now().Before(end) && ctx.Err() == nil; {
+				select {
+				case <-stop:
 					return
+				default:
 				}
-				sent[p].Store(int64(n))
+				for i := range items {
+					k := (pos + i) % len(owned)
+					items[i] = item{stream: owned[k], seq: seq[k] + 1}
+				}
+				err := s.send(items)
+				switch {
+				case isFatal(err):
+					fatal <- err
+					return
+				case err != nil:
+					errCount.Add(int64(len(items)))
+				default:
+					for i := range items {
+						seq[(pos+i)%len(owned)]++
+						sent[items[i].stream].Add(1)
+					}
+					pos = (pos + batch) % len(owned)
+				}
 				next = next.Add(interval)
 				if wait := time.Until(next); wait > 0 {
 					time.Sleep(wait)
@@ -62,23 +143,42 @@ func publish(ctx context.Context, cfg Config, progress io.Writer) ([]int64, erro
 	defer tick.Stop()
 	for {
 		select {
+		case err := <-fatal:
+			close(stop)
+			<-done
+			return rep, err
 		case <-done:
 			fmt.Fprintf(progress, "\rpublished %d; draining %v  ", total(), cfg.Drain)
 			sleep(ctx, cfg.Drain)
-			out := make([]int64, len(sent))
+			rep.sent = make([]int64, len(sent))
 			for i := range sent {
-				out[i] = sent[i].Load()
+				rep.sent[i] = sent[i].Load()
 			}
-			select {
-			case err := <-errs:
-				return out, err
-			default:
+			rep.errors = errCount.Load()
+			for _, s := range senders {
+				s.close() // WebSocket senders count error replies until closed
+				if a, ok := s.(*apiSender); ok {
+					rep.requests += a.requests
+					rep.delivered += a.delivered
+					rep.api.Merge(a.rtt)
+				}
+				if w, ok := s.(*wsSender); ok {
+					rep.errors += w.refused.Load()
+				}
 			}
-			return out, nil
+			return rep, nil
 		case <-tick.C:
 			fmt.Fprintf(progress, "\rpublished %d  ", total())
 		}
 	}
+}
+
+// newSender opens publisher p's transport.
+func newSender(ctx context.Context, cfg Config, p int) (sender, error) {
+	if cfg.PublishURL != "" {
+		return newAPISender(cfg, p)
+	}
+	return newWSSender(ctx, cfg, p)
 }
 
 // A message's sequence field carries its publisher in the top 16 bits, so

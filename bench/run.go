@@ -25,18 +25,30 @@ type Result struct {
 	Missing       int64   // broadcast: Sent*subscribers - Deliveries; echo: Sent - Deliveries
 	Lost          int64   // sequence gaps seen by subscribers
 	Reordered     int64
-	Disconnected  int64 // connections the server closed
-	Failed        int64 // churn: failed handshakes
+	Disconnected  int64   // connections the server closed
+	Failed        int64   // churn: failed handshakes
+	Misrouted     int64   `json:",omitempty"` // channel mode: deliveries of a channel the subscriber is not on
+	Malformed     int64   `json:",omitempty"` // channel mode: message frames the generator could not read
+	PublishedPS   float64 `json:",omitempty"` // broadcast: messages published per second of measurement
+	TargetPS      float64 `json:",omitempty"` // broadcast: publishes per second asked for (Rate x streams)
+	PublishErrors int64   `json:",omitempty"` // channel mode: messages refused (API status, WebSocket error reply) or failed
+	Requests      int64   `json:",omitempty"` // API: requests answered 200
+	APIDelivered  int64   `json:",omitempty"` // API: sum of the "delivered" counts in the answers
+	APIP50us      int64   `json:",omitempty"` // API: request round trip percentiles as the publisher saw them
+	APIP99us      int64   `json:",omitempty"`
+	APIMaxUS      int64   `json:",omitempty"`
 	P50us, P90us  int64
 	P99us, P999us int64
 	MaxUS         int64
 	ServerRSSBase int64   // all sampled servers, before connecting
 	ServerRSS     int64   // after the ramp and settle
+	ServerRSSEnd  int64   // after measuring (and draining)
+	ServerRSSPeak int64   // the sampled servers' peak RSS (VmHWM) at the end
 	RSSPerConn    float64 // (ServerRSS-ServerRSSBase)/Connected
 	ServerCPU     float64 // server CPU seconds per second while measuring
 	Clean         *Result `json:",omitempty"` // slow: the clean run it is compared with
 
-	sentBy []int64 // per publisher
+	pub pubReport
 }
 
 // member is a share of the connections: in this process or in a worker
@@ -162,11 +174,11 @@ func run(ctx context.Context, cfg Config, progress io.Writer) (Result, error) {
 	t0 := time.Now()
 	switch cfg.Scenario {
 	case ScenarioBroadcast, ScenarioSlow:
-		sent, err := publish(ctx, cfg, progress)
+		rep, err := publish(ctx, cfg, progress)
 		if err != nil {
 			return res, err
 		}
-		res.sentBy = sent
+		res.pub = rep
 	default:
 		tick := time.NewTicker(time.Second)
 		end := time.After(cfg.Duration)
@@ -188,6 +200,7 @@ func run(ctx context.Context, cfg Config, progress io.Writer) (Result, error) {
 	}
 	elapsed := time.Since(t0)
 	after, _ := sampleAll(cfg.ServerPIDs)
+	res.ServerRSSEnd, res.ServerRSSPeak = after.RSSBytes, after.PeakBytes
 	if cfg.Scenario == ScenarioIdle {
 		res.ServerRSS = after.RSSBytes
 		if res.Connected > 0 {
@@ -213,17 +226,33 @@ func run(ctx context.Context, cfg Config, progress io.Writer) (Result, error) {
 func (r *Result) fill(s snapshot) {
 	cfg := r.Config
 	r.Deliveries, r.Lost, r.Reordered, r.Disconnected, r.Failed = s.Received, s.Lost, s.Reordered, s.Closed, s.Failed
+	r.Misrouted, r.Malformed = s.Misrouted, s.Malformed
 	switch cfg.Scenario {
 	case ScenarioBroadcast, ScenarioSlow:
-		// Each publisher reaches the subscribers of its own target. They
-		// were spread round-robin; failed dials are assumed spread alike.
 		var want float64
-		for p, n := range r.sentBy {
+		for st, n := range r.pub.sent {
 			r.Sent += n
-			want += float64(n) * float64(r.Connected) * targetShare(cfg.Conns, len(cfg.URLs), p%len(cfg.URLs))
+			if cfg.Channels > 0 {
+				// A channel's messages reach the subscribers that
+				// connected to it, as the members counted them.
+				if st < len(s.Subs) {
+					want += float64(n) * float64(s.Subs[st])
+				}
+				continue
+			}
+			// Each publisher reaches the subscribers of its own target.
+			// They were spread round-robin; failed dials are assumed
+			// spread alike.
+			want += float64(n) * float64(r.Connected) * targetShare(cfg.Conns, len(cfg.URLs), st%len(cfg.URLs))
 		}
 		r.Missing = int64(math.Round(want)) - r.Deliveries
 		r.DeliveriesPS = float64(r.Deliveries) / cfg.Duration.Seconds()
+		r.PublishedPS = float64(r.Sent) / cfg.Duration.Seconds()
+		r.TargetPS = cfg.Rate * float64(cfg.streams())
+		r.PublishErrors, r.Requests, r.APIDelivered = r.pub.errors, r.pub.requests, r.pub.delivered
+		if h := r.pub.api; h != nil && h.TotalCount() > 0 {
+			r.APIP50us, r.APIP99us, r.APIMaxUS = h.ValueAtQuantile(50), h.ValueAtQuantile(99), h.Max()
+		}
 	case ScenarioEcho:
 		r.Sent = s.Sent
 		r.Missing = r.Sent - r.Deliveries
@@ -273,6 +302,7 @@ func sampleAll(pids []int) (procSample, error) {
 			return total, fmt.Errorf("bench: server pid %d: %w", pid, err)
 		}
 		total.RSSBytes += s.RSSBytes
+		total.PeakBytes += s.PeakBytes
 		total.CPUTicks += s.CPUTicks
 	}
 	return total, nil

@@ -20,6 +20,8 @@ type stats struct {
 	reordered atomic.Int64
 	closed    atomic.Int64 // connections the server closed
 	failed    atomic.Int64 // churn: failed handshakes
+	misrouted atomic.Int64 // channel mode: messages of a channel the subscriber is not on
+	malformed atomic.Int64 // channel mode: message frames the generator could not read
 	hists     [16]struct {
 		sync.Mutex
 		h *hdrhistogram.Histogram
@@ -48,6 +50,8 @@ func (s *stats) reset() {
 	s.lost.Store(0)
 	s.reordered.Store(0)
 	s.failed.Store(0)
+	s.misrouted.Store(0)
+	s.malformed.Store(0)
 	for i := range s.hists {
 		s.hists[i].Lock()
 		s.hists[i].h.Reset()
@@ -60,10 +64,12 @@ type snapshot struct {
 	Connected, DialErrors     int
 	Received, Sent, Lost      int64
 	Reordered, Closed, Failed int64
+	Misrouted, Malformed      int64
+	Subs                      []int `json:",omitempty"` // channel mode: connected subscribers per channel
 	Hist                      *hdrhistogram.Snapshot
 }
 
-func (s *stats) snapshot(connected, dialErrors int) snapshot {
+func (s *stats) snapshot(connected, dialErrors int, subs []int) snapshot {
 	h := hdrhistogram.New(1, maxLatency, 3)
 	for i := range s.hists {
 		s.hists[i].Lock()
@@ -74,6 +80,7 @@ func (s *stats) snapshot(connected, dialErrors int) snapshot {
 		Connected: connected, DialErrors: dialErrors,
 		Received: s.received.Load(), Sent: s.sent.Load(), Lost: s.lost.Load(),
 		Reordered: s.reordered.Load(), Closed: s.closed.Load(), Failed: s.failed.Load(),
+		Misrouted: s.misrouted.Load(), Malformed: s.malformed.Load(), Subs: subs,
 		Hist: h.Export(),
 	}
 }
@@ -88,6 +95,14 @@ func (a *snapshot) merge(o snapshot) {
 	a.Reordered += o.Reordered
 	a.Closed += o.Closed
 	a.Failed += o.Failed
+	a.Misrouted += o.Misrouted
+	a.Malformed += o.Malformed
+	for len(a.Subs) < len(o.Subs) {
+		a.Subs = append(a.Subs, 0)
+	}
+	for i, n := range o.Subs {
+		a.Subs[i] += n
+	}
 	h := hdrhistogram.New(1, maxLatency, 3)
 	if a.Hist != nil {
 		h.Merge(hdrhistogram.Import(a.Hist))

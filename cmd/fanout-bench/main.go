@@ -75,12 +75,17 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs.IntVar(&cfg.DialRate, "rate", 5000, "new connections per second during the ramp")
 	fs.IntVar(&cfg.SourceIPs, "source-ips", 50, "spread source addresses over 127.0.0.2 .. 127.0.0.(1+N); 0 lets the kernel pick")
 	fs.Var(&sources, "source-addrs", "spread source addresses over these IPs instead (e.g. a real interface's), comma-separated")
-	fs.IntVar(&cfg.Publishers, "publishers", 0, "broadcast/slow: publisher connections, spread over the URLs, each at -msg-rate (default: one per URL)")
+	fs.IntVar(&cfg.Publishers, "publishers", 0, "broadcast/slow: publisher connections, spread over the URLs, each at -msg-rate (default: one per URL); with -channels, publisher p owns channels p, p+N, p+2N, ... and paces them all")
 	fs.DurationVar(&cfg.Duration, "duration", 10*time.Second, "measurement time; every run stops by itself")
 	fs.DurationVar(&cfg.Settle, "settle", 2*time.Second, "wait after the ramp before measuring")
 	fs.DurationVar(&cfg.Drain, "drain", 3*time.Second, "time allowed for the last messages after publishing stops")
-	fs.Float64Var(&cfg.Rate, "msg-rate", 5, "broadcast/slow: messages per second per publisher; echo: messages per second in all")
-	fs.IntVar(&cfg.Size, "size", 64, "message payload bytes (>= 16: send time and sequence)")
+	fs.Float64Var(&cfg.Rate, "msg-rate", 5, "broadcast/slow: messages per second per publisher; with -channels, per channel (so publishes/s = msg-rate x channels and deliveries/s = msg-rate x subscribers, whatever the number of channels); echo: messages per second in all")
+	fs.IntVar(&cfg.Size, "size", 64, "message payload bytes (>= 16: send time and sequence); with -channels, bytes of the published JSON data object (>= 48)")
+	fs.IntVar(&cfg.Channels, "channels", 0, "broadcast: spread subscribers over K channels of the channels protocol (subscriber i connects to <url>?channel=<prefix><i mod K>); each message carries its channel's sequence and send time; 0: the plain /ws room")
+	fs.StringVar(&cfg.ChannelPrefix, "channel-prefix", "c", "with -channels: channel names are this prefix and the channel's number")
+	fs.StringVar(&cfg.PublishURL, "publish-url", "", "with -channels: publish through this HTTP API endpoint (e.g. http://127.0.0.1:8080/api/publish), one request at a time per publisher; empty: {\"op\":\"publish\"} messages over a WebSocket to -url")
+	fs.StringVar(&cfg.APIKey, "api-key", "", "with -publish-url: API key, sent as \"Authorization: Bearer <key>\" (default: $FANOUT_API_KEY)")
+	fs.IntVar(&cfg.Batch, "batch", 1, "with -publish-url: messages per request, sent as one JSON array (the API's batch form) for the publisher's next channels in turn; 1 sends one JSON object per request")
 	fs.Float64Var(&cfg.SlowFrac, "slow-frac", 0.01, "slow: fraction of subscribers that never read")
 	fs.IntVar(&cfg.Stalled, "stalled", 1000, "slow: clients stuck mid-handshake and mid-frame (half each)")
 	fs.Var(&pids, "server-pid", "sample these server processes' RSS and CPU from /proc (comma-separated)")
@@ -102,6 +107,9 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 	cfg.URLs = urls
+	if cfg.APIKey == "" {
+		cfg.APIKey = os.Getenv("FANOUT_API_KEY")
+	}
 	cfg.SourceAddrs = sources
 	for _, p := range pids {
 		pid, err := strconv.Atoi(p)
@@ -157,6 +165,18 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 // row and the ratio of their p99.
 func printResult(w io.Writer, r bench.Result, label string) {
 	fmt.Fprintln(w, r.MarkdownRow(label))
+	if r.Config.Channels > 0 {
+		fmt.Fprintf(w, "channels: published %.0f/s of %.0f/s asked, %d publish errors, %d misrouted, %d malformed, %d lost, %d reordered, %d disconnected",
+			r.PublishedPS, r.TargetPS, r.PublishErrors, r.Misrouted, r.Malformed, r.Lost, r.Reordered, r.Disconnected)
+		if r.Requests > 0 {
+			fmt.Fprintf(w, "; API: %d requests, round trip p50 %.2f ms p99 %.2f ms max %.2f ms, server says delivered %d",
+				r.Requests, float64(r.APIP50us)/1000, float64(r.APIP99us)/1000, float64(r.APIMaxUS)/1000, r.APIDelivered)
+		}
+		fmt.Fprintln(w)
+		if r.PublishedPS < 0.95*r.TargetPS {
+			fmt.Fprintf(w, "warning: publishers fell behind (%.0f%% of the asked rate); add -publishers or -batch\n", 100*r.PublishedPS/r.TargetPS)
+		}
+	}
 	if r.Clean != nil {
 		fmt.Fprintln(w, r.Clean.MarkdownRow(label+" (clean)"))
 		fmt.Fprintf(w, "healthy subscribers' p99 with slow and stalled clients: %.2fx the clean run\n", float64(r.P99us)/float64(max(1, r.Clean.P99us)))

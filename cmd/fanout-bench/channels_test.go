@@ -1,0 +1,223 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strconv"
+	"sync"
+	"testing"
+
+	"github.com/fanout-ws/fanout/bench"
+	"github.com/fanout-ws/fanout/frame"
+	"github.com/fanout-ws/fanout/server"
+)
+
+// channelStub speaks the part of the channels protocol (spec/channels.md)
+// the generator uses: /ws?channel=X subscriptions, {"op":"publish"}
+// messages and POST /api/publish (single and batch), each message sent to
+// the channel's subscribers as {"type":"message",...} with offsets
+// counting up per channel. It lets the generator's channel mode be tested
+// without cmd/fanout; TestSmoke_ChannelsRealServer runs the real one.
+type channelStub struct {
+	srv *server.Server
+	mu  sync.Mutex
+	chs map[string]*stubChannel
+}
+
+type stubChannel struct {
+	mu     sync.Mutex
+	hub    *server.Hub
+	offset int
+}
+
+func (s *channelStub) channel(name string) *stubChannel {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	ch := s.chs[name]
+	if ch == nil {
+		ch = &stubChannel{hub: s.srv.NewHub()}
+		s.chs[name] = ch
+	}
+	return ch
+}
+
+// publish sends data to the channel's subscribers and returns the offset
+// and how many subscribers it was queued for.
+func (s *channelStub) publish(name string, data json.RawMessage) (int, int) {
+	ch := s.channel(name)
+	ch.mu.Lock()
+	defer ch.mu.Unlock()
+	ch.offset++
+	env := fmt.Appendf(nil, `{"type":"message","channel":%q,"offset":%d,"data":%s}`, name, ch.offset, data)
+	ch.hub.Broadcast(frame.OpText, env)
+	return ch.offset, ch.hub.Len()
+}
+
+type stubPub struct {
+	Op      string          `json:"op"`
+	Channel string          `json:"channel"`
+	Data    json.RawMessage `json:"data"`
+}
+
+// ServeHTTP is POST /api/publish with key "k".
+func (s *channelStub) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if r.Header.Get("Authorization") != "Bearer k" {
+		http.Error(w, `{"error":"key"}`, http.StatusUnauthorized)
+		return
+	}
+	var body json.RawMessage
+	if err := json.NewDecoder(r.Body).Decode(&body); err != nil {
+		http.Error(w, `{"error":"json"}`, http.StatusBadRequest)
+		return
+	}
+	type res struct {
+		Channel   string `json:"channel"`
+		Offset    int    `json:"offset"`
+		Delivered int    `json:"delivered"`
+	}
+	if bytes.HasPrefix(body, []byte("[")) {
+		var ps []stubPub
+		if err := json.Unmarshal(body, &ps); err != nil {
+			http.Error(w, `{"error":"json"}`, http.StatusBadRequest)
+			return
+		}
+		var out struct {
+			Results []res `json:"results"`
+		}
+		for _, p := range ps {
+			off, n := s.publish(p.Channel, p.Data)
+			out.Results = append(out.Results, res{p.Channel, off, n})
+		}
+		_ = json.NewEncoder(w).Encode(out)
+		return
+	}
+	var p stubPub
+	if err := json.Unmarshal(body, &p); err != nil {
+		http.Error(w, `{"error":"json"}`, http.StatusBadRequest)
+		return
+	}
+	off, n := s.publish(p.Channel, p.Data)
+	_ = json.NewEncoder(w).Encode(res{p.Channel, off, n})
+}
+
+// newChannelStub returns the WebSocket base URL and the publish URL.
+func newChannelStub(t *testing.T) (wsURL, publishURL string) {
+	t.Helper()
+	s := &channelStub{chs: map[string]*stubChannel{}}
+	srv, err := server.New(server.Config{
+		OnConnect: func(c *server.Conn, r *server.Request) error {
+			for _, name := range r.Query()["channel"] {
+				ch := s.channel(name)
+				ch.mu.Lock()
+				off := ch.offset
+				err := ch.hub.Join(c)
+				ch.mu.Unlock()
+				if err != nil {
+					return err
+				}
+				_ = c.Send(frame.OpText, fmt.Appendf(nil, `{"type":"subscribed","channel":%q,"epoch":"E","offset":%d}`, name, off))
+			}
+			return nil
+		},
+		OnMessage: func(c *server.Conn, op frame.OpCode, data []byte) {
+			var p stubPub
+			if json.Unmarshal(data, &p) != nil || p.Op != "publish" {
+				_ = c.Send(frame.OpText, []byte(`{"type":"error","reason":"expected publish"}`))
+				return
+			}
+			off, _ := s.publish(p.Channel, p.Data)
+			_ = c.Send(frame.OpText, fmt.Appendf(nil, `{"type":"published","channel":%q,"offset":%d}`, p.Channel, off))
+		},
+		SendQueueBytes: 1 << 20,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.srv = srv
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	go func() { _ = srv.Serve(ln) }()
+	<-srv.Ready()
+	t.Cleanup(func() { _ = srv.Shutdown(context.Background()) })
+	api := httptest.NewServer(s)
+	t.Cleanup(api.Close)
+	return "ws://" + ln.Addr().String() + "/ws", api.URL + "/api/publish"
+}
+
+// channelArgs are the smoke runs of channel mode: over the WebSocket
+// publish op and over the API, single and batched.
+var channelArgs = []struct {
+	name  string
+	extra []string
+}{
+	{"ws", []string{"-channels", "10"}},
+	{"api", []string{"-channels", "10", "-publishers", "3", "-api"}},
+	{"api-batch", []string{"-channels", "50", "-publishers", "2", "-batch", "10", "-api"}},
+	{"api-one-channel", []string{"-channels", "1", "-api"}},
+}
+
+// runChannelSmoke runs each of channelArgs with 300 subscribers against
+// wsURL and checks: every message reached every subscriber of its channel,
+// in order, and nothing else arrived.
+func runChannelSmoke(t *testing.T, wsURL, publishURL string, pid int) {
+	for _, tc := range channelArgs {
+		t.Run(tc.name, func(t *testing.T) {
+			out := filepath.Join(t.TempDir(), "r.json")
+			var stdout bytes.Buffer
+			args := []string{
+				"-url", wsURL, "-scenario", "broadcast", "-conns", "300", "-rate", "3000",
+				"-duration", "1s", "-settle", "100ms", "-drain", "1500ms", "-msg-rate", "20",
+				"-server-pid", strconv.Itoa(pid), "-json", out, "-label", "smoke",
+			}
+			for _, a := range tc.extra {
+				if a == "-api" {
+					args = append(args, "-publish-url", publishURL, "-api-key", "k")
+					continue
+				}
+				args = append(args, a)
+			}
+			if err := run(context.Background(), args, &stdout, os.Stderr); err != nil {
+				t.Fatal(err)
+			}
+			var res bench.Result
+			b, err := os.ReadFile(out)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := json.Unmarshal(b, &res); err != nil {
+				t.Fatal(err)
+			}
+			k := int64(res.Config.Channels)
+			if res.Connected != 300 || res.DialErrors != 0 || res.Disconnected != 0 {
+				t.Fatalf("connected %d, dial errors %d, disconnected %d", res.Connected, res.DialErrors, res.Disconnected)
+			}
+			// 20 msg/s per channel for 1 s: about 20 per channel, 300/K subscribers each.
+			if res.Sent < 15*k || res.Deliveries < res.Sent*300/k*9/10 {
+				t.Fatalf("%d messages published, %d deliveries (%s)", res.Sent, res.Deliveries, stdout.String())
+			}
+			if res.Missing != 0 || res.Lost != 0 || res.Reordered != 0 || res.Misrouted != 0 || res.Malformed != 0 || res.PublishErrors != 0 || res.P99us <= 0 {
+				t.Fatalf("not clean: %s", stdout.String())
+			}
+			if res.Config.PublishURL != "" && (res.Requests == 0 || res.APIDelivered != res.Deliveries) {
+				t.Fatalf("API: %d requests, server says %d delivered, subscribers got %d", res.Requests, res.APIDelivered, res.Deliveries)
+			}
+			if !bytes.HasPrefix(stdout.Bytes(), []byte("| smoke | 300 | "+strconv.FormatInt(k, 10)+" | ")) {
+				t.Fatalf("markdown row %q", stdout.String())
+			}
+		})
+	}
+}
+
+func TestSmoke_ChannelsStub(t *testing.T) {
+	wsURL, publishURL := newChannelStub(t)
+	runChannelSmoke(t, wsURL, publishURL, os.Getpid())
+}
