@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"encoding/json"
@@ -9,10 +10,12 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strconv"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/fanout-ws/fanout/bench"
 	"github.com/fanout-ws/fanout/frame"
@@ -220,4 +223,61 @@ func runChannelSmoke(t *testing.T, wsURL, publishURL string, pid int) {
 func TestSmoke_ChannelsStub(t *testing.T) {
 	wsURL, publishURL := newChannelStub(t)
 	runChannelSmoke(t, wsURL, publishURL, os.Getpid())
+}
+
+// TestSmoke_ChannelsRealServer builds cmd/fanout, runs it with an API key
+// and runs the channel smoke runs against it. It skips while cmd/fanout
+// has no -api-key (the channels work of issue 5).
+func TestSmoke_ChannelsRealServer(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds and runs cmd/fanout")
+	}
+	goTool, err := exec.LookPath("go")
+	if err != nil {
+		t.Skip("go not on PATH")
+	}
+	bin := filepath.Join(t.TempDir(), "fanout")
+	if out, err := exec.Command(goTool, "build", "-o", bin, "../fanout").CombinedOutput(); err != nil {
+		t.Fatalf("go build ../fanout: %v\n%s", err, out)
+	}
+	help, _ := exec.Command(bin, "-h").CombinedOutput()
+	if !bytes.Contains(help, []byte("-api-key")) {
+		t.Skip("cmd/fanout has no -api-key yet")
+	}
+	cmd := exec.Command(bin, "-addr", "127.0.0.1:0", "-api-key", "k", "-log-format", "json")
+	stderr, err := cmd.StderrPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		_ = cmd.Process.Signal(os.Interrupt)
+		_ = cmd.Wait()
+	})
+	addr := make(chan string, 1)
+	go func() { // the listening address from the start-up log line; then keep draining
+		sc := bufio.NewScanner(stderr)
+		sent := false
+		for sc.Scan() {
+			var line struct{ Addr string }
+			if !sent && json.Unmarshal(sc.Bytes(), &line) == nil && line.Addr != "" {
+				addr <- line.Addr
+				sent = true
+			}
+		}
+		if !sent {
+			close(addr)
+		}
+	}()
+	var a string
+	select {
+	case a = <-addr:
+	case <-time.After(30 * time.Second):
+	}
+	if a == "" {
+		t.Fatal("cmd/fanout logged no listening address")
+	}
+	runChannelSmoke(t, "ws://"+a+"/ws", "http://"+a+"/api/publish", cmd.Process.Pid)
 }
