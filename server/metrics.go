@@ -66,12 +66,6 @@ func (m *metrics) Describe(ch chan<- *prometheus.Desc) {
 // Collect implements prometheus.Collector.
 func (m *metrics) Collect(ch chan<- prometheus.Metric) {
 	st := m.s.Stats()
-	var drops uint64
-	m.s.mu.Lock()
-	for _, h := range m.s.hubs {
-		drops += h.Drops()
-	}
-	m.s.mu.Unlock()
 	gauge := func(name string, v float64) {
 		ch <- prometheus.MustNewConstMetric(m.descs[name], prometheus.GaugeValue, v)
 	}
@@ -90,7 +84,7 @@ func (m *metrics) Collect(ch chan<- prometheus.Metric) {
 	counter("fanout_bytes_out_total", st.BytesOut)
 	counter("fanout_write_syscalls_total", st.WriteCalls)
 	counter("fanout_broadcasts_total", st.Broadcasts)
-	counter("fanout_broadcast_drops_total", drops)
+	counter("fanout_broadcast_drops_total", st.BroadcastDrops)
 	counter("fanout_slow_consumer_evictions_total", st.SlowConsumers)
 	counter("fanout_pool_saturated_total", st.PoolSaturated)
 	counter("fanout_connection_errors_total", st.Errors)

@@ -5,9 +5,11 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"net"
 	"net/http"
 	"net/netip"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -52,7 +54,7 @@ type Server struct {
 
 	mu        sync.Mutex
 	listeners map[net.Listener]struct{}
-	hubs      []*Hub
+	hubs      map[*Hub]struct{}
 	addr      net.Addr
 	ready     chan struct{}
 	idle      chan struct{} // closed when live reaches 0 during shutdown
@@ -75,6 +77,7 @@ func New(cfg Config) (*Server, error) {
 		cfg:       cfg,
 		log:       cfg.Logger.With("component", "server"),
 		listeners: make(map[net.Listener]struct{}),
+		hubs:      make(map[*Hub]struct{}),
 		ready:     make(chan struct{}),
 		idle:      make(chan struct{}),
 		stop:      make(chan struct{}),
@@ -387,7 +390,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	var err error
 	if s.poller != nil {
 		s.mu.Lock()
-		hubs := append([]*Hub(nil), s.hubs...)
+		hubs := slices.Collect(maps.Keys(s.hubs))
 		s.mu.Unlock()
 		for _, h := range hubs {
 			h.drain()

@@ -21,6 +21,7 @@ type counters struct {
 	rejectedIP       atomic.Uint64
 	authFailures     atomic.Uint64
 	invalidMessages  atomic.Uint64
+	broadcastDrops   atomic.Uint64
 	closed           [reasonCount]atomic.Uint64
 }
 
@@ -44,6 +45,7 @@ type Stats struct {
 	RejectedIP       uint64 // upgrades answered 429 by the per-IP limits
 	AuthFailures     uint64 // upgrades answered 401
 	InvalidMessages  uint64 // messages refused by Config.CheckMessage
+	BroadcastDrops   uint64 // broadcast frames a hub shard refused (backlog full)
 	Closed           map[string]uint64
 }
 
@@ -68,6 +70,7 @@ func (s *Server) Stats() Stats {
 		RejectedIP:       s.stats.rejectedIP.Load(),
 		AuthFailures:     s.stats.authFailures.Load(),
 		InvalidMessages:  s.stats.invalidMessages.Load(),
+		BroadcastDrops:   s.stats.broadcastDrops.Load(),
 		Closed:           make(map[string]uint64),
 	}
 	for r := range s.stats.closed {
