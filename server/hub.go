@@ -21,10 +21,12 @@ const hubShardFDs = 256
 // flush task per non-empty shard to the write pool; each flush writes every
 // member's share of pending frames with one writev. Safe for concurrent use.
 type Hub struct {
-	s      *Server
-	shards []atomic.Pointer[hubShard] // by fd / hubShardFDs
-	count  atomic.Int64
-	drops  atomic.Uint64
+	s       *Server
+	shards  []atomic.Pointer[hubShard] // by fd / hubShardFDs
+	count   atomic.Int64               // members with a socket
+	refs    atomic.Int64               // conns that joined and have not left
+	drops   atomic.Uint64
+	channel string // the channel's name, or "" for a plain hub
 }
 
 type hubShard struct {
@@ -65,6 +67,7 @@ func (h *Hub) Join(c *Conn) error {
 		}
 	}
 	c.hubs = append(c.hubs, h)
+	h.refs.Add(1)
 	tracked := c.sock.fd >= 0 && h.s.conns[c.sock.fd].Load() == c
 	c.mu.Unlock()
 	if tracked {
@@ -79,6 +82,7 @@ func (h *Hub) Leave(c *Conn) {
 	for i, j := range c.hubs {
 		if j == h {
 			c.hubs = append(c.hubs[:i], c.hubs[i+1:]...)
+			h.refs.Add(-1)
 			break
 		}
 	}
