@@ -180,6 +180,9 @@ func (c *Conn) destroy(reason CloseReason) {
 	}
 
 	s := c.srv
+	for _, h := range hubs {
+		h.refs.Add(-1)
+	}
 	if c.sock.fd >= 0 {
 		_ = s.poller.Deregister(token)
 		for _, h := range hubs {

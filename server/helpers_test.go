@@ -76,6 +76,20 @@ func runServer(t *testing.T, cfg Config) (*Server, string) {
 	return s, s.Addr().String()
 }
 
+// onlyHub returns s's one hub: the chat room of runServer.
+func onlyHub(t *testing.T, s *Server) *Hub {
+	t.Helper()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if len(s.hubs) != 1 {
+		t.Fatalf("%d hubs, want 1", len(s.hubs))
+	}
+	for h := range s.hubs {
+		return h
+	}
+	return nil
+}
+
 // eventually retries f until it returns nil or timeout passes.
 func eventually(t *testing.T, timeout time.Duration, f func() error) {
 	t.Helper()

@@ -1,6 +1,7 @@
 package server
 
 import (
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -13,24 +14,28 @@ import (
 // over every core.
 const hubShardFDs = 256
 
-// Hub is a set of connections that receive the same broadcasts (a room).
-// Broadcast serializes a message once and hands one flush task per shard of
-// members to the write pool; each flush writes every member's share of
-// pending frames with one writev. Safe for concurrent use.
+// Hub is a set of connections that receive the same broadcasts (a room or
+// a channel). Members are grouped in shards by fd range; a shard exists only
+// once one of its fds joins, so an empty hub costs a few hundred bytes and a
+// hub of k members O(k). Broadcast serializes a message once and hands one
+// flush task per non-empty shard to the write pool; each flush writes every
+// member's share of pending frames with one writev. Safe for concurrent use.
 type Hub struct {
 	s       *Server
-	members []atomic.Pointer[Conn] // by fd
-	shards  []hubShard
-	count   atomic.Int64
+	shards  []atomic.Pointer[hubShard] // by fd / hubShardFDs
+	count   atomic.Int64               // members with a socket
+	refs    atomic.Int64               // conns that joined and have not left
 	drops   atomic.Uint64
+	channel string // the channel's name, or "" for a plain hub
 }
 
 type hubShard struct {
-	h       *Hub
-	lo, hi  int // fd range
-	members atomic.Int32
+	h *Hub
 
-	mu        sync.Mutex
+	mu sync.Mutex
+	// members is replaced, not modified in place, while a flush may be
+	// iterating it (scheduled); otherwise only mu's holder sees it.
+	members   []*Conn
 	pending   [][]byte // frames waiting for this shard's flush
 	pendBytes int
 	pendSince time.Time // when pending last went from empty to non-empty
@@ -40,13 +45,9 @@ type hubShard struct {
 
 // NewHub returns an empty hub whose broadcasts run on s's write pool.
 func (s *Server) NewHub() *Hub {
-	h := &Hub{s: s, members: make([]atomic.Pointer[Conn], s.fdLimit)}
-	h.shards = make([]hubShard, (s.fdLimit+hubShardFDs-1)/hubShardFDs)
-	for i := range h.shards {
-		h.shards[i] = hubShard{h: h, lo: i * hubShardFDs, hi: min((i+1)*hubShardFDs, s.fdLimit)}
-	}
+	h := &Hub{s: s, shards: make([]atomic.Pointer[hubShard], (s.fdLimit+hubShardFDs-1)/hubShardFDs)}
 	s.mu.Lock()
-	s.hubs = append(s.hubs, h)
+	s.hubs[h] = struct{}{}
 	s.mu.Unlock()
 	return h
 }
@@ -66,6 +67,7 @@ func (h *Hub) Join(c *Conn) error {
 		}
 	}
 	c.hubs = append(c.hubs, h)
+	h.refs.Add(1)
 	tracked := c.sock.fd >= 0 && h.s.conns[c.sock.fd].Load() == c
 	c.mu.Unlock()
 	if tracked {
@@ -80,6 +82,7 @@ func (h *Hub) Leave(c *Conn) {
 	for i, j := range c.hubs {
 		if j == h {
 			c.hubs = append(c.hubs[:i], c.hubs[i+1:]...)
+			h.refs.Add(-1)
 			break
 		}
 	}
@@ -95,19 +98,48 @@ func (h *Hub) Len() int { return int(h.count.Load()) }
 func (h *Hub) Drops() uint64 { return h.drops.Load() }
 
 func (h *Hub) add(c *Conn) {
-	fd := int(c.sock.fd)
-	if h.members[fd].CompareAndSwap(nil, c) {
-		h.count.Add(1)
-		h.shards[fd/hubShardFDs].members.Add(1)
+	slot := &h.shards[int(c.sock.fd)/hubShardFDs]
+	sh := slot.Load()
+	if sh == nil {
+		slot.CompareAndSwap(nil, &hubShard{h: h})
+		sh = slot.Load()
 	}
+	sh.mu.Lock()
+	defer sh.mu.Unlock()
+	if slices.Contains(sh.members, c) {
+		return
+	}
+	if sh.scheduled {
+		sh.members = slices.Clip(sh.members) // append copies: the flush keeps its view
+	}
+	sh.members = append(sh.members, c)
+	h.count.Add(1)
 }
 
 func (h *Hub) remove(c *Conn) {
 	fd := int(c.sock.fd)
-	if fd >= 0 && h.members[fd].CompareAndSwap(c, nil) {
-		h.count.Add(-1)
-		h.shards[fd/hubShardFDs].members.Add(-1)
+	if fd < 0 {
+		return
 	}
+	sh := h.shards[fd/hubShardFDs].Load()
+	if sh == nil {
+		return
+	}
+	sh.mu.Lock()
+	defer sh.mu.Unlock()
+	i := slices.Index(sh.members, c)
+	if i < 0 {
+		return
+	}
+	last := len(sh.members) - 1
+	if sh.scheduled {
+		sh.members = slices.Delete(slices.Clone(sh.members), i, i+1)
+	} else {
+		sh.members[i] = sh.members[last]
+		sh.members[last] = nil
+		sh.members = sh.members[:last]
+	}
+	h.count.Add(-1)
 }
 
 // Broadcast sends one message to every member. The frame is built once.
@@ -120,14 +152,19 @@ func (h *Hub) BroadcastPrepared(p *frame.Prepared) {
 	b := p.Bytes()
 	h.s.stats.broadcasts.Add(1)
 	for i := range h.shards {
-		sh := &h.shards[i]
-		if sh.members.Load() == 0 {
+		sh := h.shards[i].Load()
+		if sh == nil {
 			continue
 		}
 		sh.mu.Lock()
+		if len(sh.members) == 0 {
+			sh.mu.Unlock()
+			continue
+		}
 		if sh.pendBytes+len(b) > h.s.cfg.HubBacklogBytes {
 			sh.mu.Unlock()
 			h.drops.Add(1)
+			h.s.stats.broadcastDrops.Add(1)
 			continue
 		}
 		if len(sh.pending) == 0 {
@@ -158,14 +195,13 @@ func (sh *hubShard) flush(w *writer) {
 		sh.pending, sh.spare = sh.spare[:0], nil
 		sh.pendBytes = 0
 		since := sh.pendSince
+		members := sh.members
 		sh.mu.Unlock()
 
 		for i := 0; i < len(batch); i += iovMax {
 			chunk := batch[i:min(i+iovMax, len(batch))]
-			for fd := sh.lo; fd < sh.hi; fd++ {
-				if c := sh.h.members[fd].Load(); c != nil {
-					_ = c.writeFrames(w, chunk, false)
-				}
+			for _, c := range members {
+				_ = c.writeFrames(w, chunk, false)
 			}
 		}
 		sh.h.s.metrics.fanout.Observe(time.Since(since).Seconds())
@@ -183,8 +219,8 @@ func (h *Hub) drain() {
 	defer writers.Put(w)
 	defer h.s.flushStats(w)
 	for i := range h.shards {
-		sh := &h.shards[i]
-		for {
+		sh := h.shards[i].Load()
+		for sh != nil {
 			sh.mu.Lock()
 			if sh.scheduled {
 				sh.mu.Unlock()

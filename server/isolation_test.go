@@ -106,7 +106,7 @@ func TestServer_SlowConsumersEvicted(t *testing.T) {
 	}
 	var peakHeap uint64
 	msg := make([]byte, 1024)
-	hub := s.hubs[0] // the chat room
+	hub := onlyHub(t, s) // the chat room
 	for i := range msgs {
 		msg[0], msg[1] = byte(i>>8), byte(i)
 		hub.Broadcast(frame.OpBinary, msg)

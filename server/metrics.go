@@ -48,6 +48,9 @@ func newMetrics(s *Server) *metrics {
 		"fanout_handshakes_rejected_ip_total":   "Upgrades answered 429 by the per-IP connection or handshake limits.",
 		"fanout_auth_failures_total":            "Upgrades answered 401: missing, malformed, expired or wrongly signed tokens.",
 		"fanout_invalid_messages_total":         "Messages refused by the application's validator (closed with 1008).",
+		"fanout_channels":                       "Channels that exist (with subscribers or history).",
+		"fanout_publications_total":             "Channel messages published, from clients, the HTTP API or the library.",
+		"fanout_control_errors_total":           "Control messages answered with an error.",
 	} {
 		m.descs[name] = prometheus.NewDesc(name, help, nil, nil)
 	}
@@ -66,12 +69,6 @@ func (m *metrics) Describe(ch chan<- *prometheus.Desc) {
 // Collect implements prometheus.Collector.
 func (m *metrics) Collect(ch chan<- prometheus.Metric) {
 	st := m.s.Stats()
-	var drops uint64
-	m.s.mu.Lock()
-	for _, h := range m.s.hubs {
-		drops += h.Drops()
-	}
-	m.s.mu.Unlock()
 	gauge := func(name string, v float64) {
 		ch <- prometheus.MustNewConstMetric(m.descs[name], prometheus.GaugeValue, v)
 	}
@@ -90,7 +87,7 @@ func (m *metrics) Collect(ch chan<- prometheus.Metric) {
 	counter("fanout_bytes_out_total", st.BytesOut)
 	counter("fanout_write_syscalls_total", st.WriteCalls)
 	counter("fanout_broadcasts_total", st.Broadcasts)
-	counter("fanout_broadcast_drops_total", drops)
+	counter("fanout_broadcast_drops_total", st.BroadcastDrops)
 	counter("fanout_slow_consumer_evictions_total", st.SlowConsumers)
 	counter("fanout_pool_saturated_total", st.PoolSaturated)
 	counter("fanout_connection_errors_total", st.Errors)
@@ -98,6 +95,9 @@ func (m *metrics) Collect(ch chan<- prometheus.Metric) {
 	counter("fanout_handshakes_rejected_ip_total", st.RejectedIP)
 	counter("fanout_auth_failures_total", st.AuthFailures)
 	counter("fanout_invalid_messages_total", st.InvalidMessages)
+	gauge("fanout_channels", float64(st.Channels))
+	counter("fanout_publications_total", st.Publications)
+	counter("fanout_control_errors_total", st.ControlErrors)
 	for r := ReasonNone + 1; r < reasonCount; r++ {
 		ch <- prometheus.MustNewConstMetric(m.reasons, prometheus.CounterValue, float64(st.Closed[r.String()]), r.String())
 	}

@@ -21,6 +21,7 @@ const (
 	ReasonOverCapacity                 // over Config.MaxConns
 	ReasonRateLimited                  // over Config.MessageRate or ByteRate with RateLimitClose
 	ReasonInvalidMessage               // refused by Config.CheckMessage
+	ReasonPlainHTTP                    // not an upgrade: handed to Config.HTTPHandler
 	reasonCount
 )
 
@@ -40,6 +41,7 @@ var reasonNames = [...]string{
 	ReasonOverCapacity:     "over_capacity",
 	ReasonRateLimited:      "rate_limited",
 	ReasonInvalidMessage:   "invalid_message",
+	ReasonPlainHTTP:        "plain_http",
 }
 
 func (r CloseReason) String() string {

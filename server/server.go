@@ -5,9 +5,11 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"net"
 	"net/http"
 	"net/netip"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -45,6 +47,9 @@ type Server struct {
 	metrics   *metrics
 
 	ipLimits ipLimits
+	chans    channels
+	httpLn   *httpListener // plain HTTP requests, for Config.HTTPHandler
+	httpSrv  *http.Server
 
 	// readBufPool lends a read buffer to a worker for one task; idle
 	// connections hold none.
@@ -52,7 +57,7 @@ type Server struct {
 
 	mu        sync.Mutex
 	listeners map[net.Listener]struct{}
-	hubs      []*Hub
+	hubs      map[*Hub]struct{}
 	addr      net.Addr
 	ready     chan struct{}
 	idle      chan struct{} // closed when live reaches 0 during shutdown
@@ -75,6 +80,8 @@ func New(cfg Config) (*Server, error) {
 		cfg:       cfg,
 		log:       cfg.Logger.With("component", "server"),
 		listeners: make(map[net.Listener]struct{}),
+		hubs:      make(map[*Hub]struct{}),
+		chans:     channels{m: make(map[string]*channel)},
 		ready:     make(chan struct{}),
 		idle:      make(chan struct{}),
 		stop:      make(chan struct{}),
@@ -135,6 +142,7 @@ func (s *Server) startEngine() error {
 	}
 	s.wg.Add(1)
 	go s.sweep()
+	s.startHTTP()
 	return nil
 }
 
@@ -311,6 +319,11 @@ func (s *Server) connClosed(c *Conn, code frame.CloseCode, reason CloseReason, c
 	if connected && s.cfg.OnClose != nil {
 		s.cfg.OnClose(c, code, reason)
 	}
+	s.releaseSlot()
+}
+
+// releaseSlot gives back a connection's place in the live count.
+func (s *Server) releaseSlot() {
 	if s.live.Add(-1) == 0 && s.shutting.Load() {
 		s.signalIdle()
 	}
@@ -384,10 +397,13 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	}
 	s.log.Info("shutdown begun", "live", s.live.Load())
 	s.closeListeners()
+	if s.httpSrv != nil {
+		_ = s.httpSrv.Shutdown(ctx) // closes idle keep-alives, lets requests in flight finish
+	}
 	var err error
 	if s.poller != nil {
 		s.mu.Lock()
-		hubs := append([]*Hub(nil), s.hubs...)
+		hubs := slices.Collect(maps.Keys(s.hubs))
 		s.mu.Unlock()
 		for _, h := range hubs {
 			h.drain()
@@ -454,6 +470,9 @@ func (s *Server) teardown() {
 		return
 	}
 	s.eachConn(func(c *Conn) { c.destroy(ReasonServerShutdown) })
+	if s.httpSrv != nil {
+		_ = s.httpSrv.Close()
+	}
 	s.poller.Close()
 	_ = s.reads.ReleaseTimeout(5 * time.Second)
 	_ = s.writes.ReleaseTimeout(5 * time.Second)

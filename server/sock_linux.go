@@ -29,7 +29,9 @@ type sock struct {
 // closeFD closes the socket for good.
 func (s *sock) closeFD() {
 	if s.tls != nil {
-		_ = s.tls.raw.Conn.Close()
+		if !s.tls.raw.detached.Load() {
+			_ = s.tls.raw.Conn.Close()
+		}
 		return
 	}
 	_ = unix.Close(int(s.fd))

@@ -35,6 +35,7 @@ type tlsRaw struct {
 	net.Conn
 	rc       syscall.RawConn
 	nonblock atomic.Bool
+	detached atomic.Bool // handed to net/http: closing the sock must not close it
 
 	mu      sync.Mutex
 	pending []byte // ciphertext the kernel has not taken yet

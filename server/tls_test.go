@@ -86,7 +86,7 @@ func TestTLS_EchoBroadcastAndStalls(t *testing.T) {
 		defer room[i].Close()
 	}
 	eventually(t, 5*time.Second, func() error {
-		if n := s.hubs[0].Len(); n != len(room) {
+		if n := onlyHub(t, s).Len(); n != len(room) {
 			return fmt.Errorf("room has %d", n)
 		}
 		return nil

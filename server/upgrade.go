@@ -47,12 +47,9 @@ func (c *Conn) collectRequest(data []byte) (rest []byte, ok bool) {
 		c.request = (*requestBufs.Get().(*[]byte))[:0]
 	}
 	limit := c.srv.cfg.MaxRequestBytes
-	if len(c.request)+len(data) > limit {
-		data = data[:max(0, limit-len(c.request))]
-	}
-	c.request = append(c.request, data...)
+	c.request = append(c.request, data...) // bytes past the head are frames (or a body): keep them
 	end := headerEnd(c.request)
-	if end < 0 {
+	if end < 0 || end > limit {
 		if len(c.request) >= limit {
 			c.failHandshake(errors.New("request header too large"), httpError(http.StatusRequestHeaderFieldsTooLarge, "request header too large"))
 			return nil, false
@@ -70,6 +67,10 @@ func (c *Conn) collectRequest(data []byte) (rest []byte, ok bool) {
 		c.srv.stats.rejectedIP.Add(1)
 		c.srv.warnSampled("per-IP limit; answered 429", "remote", c.remote.String())
 		c.failHandshake(errors.New("per-IP limit"), httpError(c.refuse, "too many connections or handshakes from this address"))
+		return nil, false
+	}
+	if c.srv.cfg.HTTPHandler != nil && !wantsUpgrade(c.request[:end]) {
+		c.toHTTP()
 		return nil, false
 	}
 	if !c.upgrade(c.request[:end]) {

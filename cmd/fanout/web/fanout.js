@@ -1,0 +1,316 @@
+// fanout.js: browser client for Fanout's channels protocol (v1). No
+// dependencies, no build step: an ES module served by `fanout` at /fanout.js.
+//
+//   import { Fanout } from '/fanout.js';
+//   const fo = new Fanout();              // ws(s)://<this host>/ws, subprotocol "fanout"
+//   fo.on('status', (s) => ...);          // {state, attempt, delay, code, reason}
+//   fo.on('message', (m) => ...);         // {channel, offset, epoch, data, recovered}
+//   fo.on('gap', (g) => ...);             // {channel, since, first, reason, epochChanged, local}
+//   fo.subscribe('lobby');                // Promise<{channel, epoch, offset}>
+//   fo.publish('lobby', {name: 'ann', text: 'hi'});   // Promise<{channel, offset}>
+//   fo.connect();
+//
+// new Fanout(url?, options?)
+//   url      WebSocket URL; default ws: or wss: to location.host + '/ws'.
+//   options  minDelay (ms, default 250) and maxDelay (ms, default 10000): reconnect
+//            backoff bounds; connectTimeout (ms, default 10000): give up on an
+//            opening socket; requestTimeout (ms, default 10000): reject a
+//            subscribe or publish with no reply; protocols (default ['fanout']);
+//            WebSocket (constructor, default globalThis.WebSocket).
+//
+// Methods
+//   connect()      open the socket and keep it open: after any unwanted close it
+//                  reconnects by itself, waiting min(maxDelay, minDelay*2^(n-1))
+//                  times a random factor in [0.5, 1] (never below minDelay)
+//                  before attempt n. The attempt count resets once a socket opens.
+//   disconnect()   close on purpose: state 'closed', no reconnect until connect().
+//                  Subscriptions and their positions are kept for the next connect().
+//   subscribe(channel, {since, epoch}?)   add a channel. It is (re)sent on every
+//                  connect with the last offset and epoch seen, so the server
+//                  replays what was missed. Passing both since and epoch resumes
+//                  from a position saved earlier (see position()).
+//                  Resolves on the first "subscribed" reply; rejects on an "error"
+//                  reply (the channel is then dropped), an invalid name or a timeout.
+//   unsubscribe(channel)   drop a channel (its position is forgotten).
+//   publish(channel, data) send any JSON value. Resolves with the server's reply
+//                  {channel, offset}; rejects when not connected, on an "error"
+//                  reply, on a timeout, or when the socket closes before the reply
+//                  (the message may or may not have been published then).
+//   position(channel)  {offset, epoch} last seen, or undefined.
+//   on(type, fn)   add a listener; returns a function that removes it.
+//   status         the last status object.
+//
+// Events
+//   status   {state: 'connecting'|'connected'|'reconnecting'|'closed', attempt,
+//            delay (ms until the next attempt, when reconnecting), code, reason
+//            (of the close that caused it)}.
+//   message  {channel, offset, epoch, data, recovered}. Delivered once per offset, in
+//            order: a message whose offset is <= the last one seen on its channel is
+//            dropped. recovered is true for history replayed by a resubscribe.
+//   gap      {channel, since, first, reason, epochChanged, local}. Messages after
+//            `since` are lost: up to first-1 when the history no longer reaches back,
+//            or all of them when the epoch changed (server restart; first is
+//            undefined, offsets start again). local is true when the client saw
+//            offsets skip without a notice from the server.
+//   subscribed  {channel, epoch, offset} on every (re)subscribe.
+//   error    {op, channel, id, reason} from the server, or {reason} for a frame
+//            this client could not use.
+//
+// Frames that are not JSON objects with a known "type" are ignored (a plain /ws
+// connection is also in the server's chat room, whose raw messages it relays).
+
+const channelName = /^[A-Za-z0-9_\-.:@/=]{1,128}$/;
+
+export class Fanout {
+  constructor(url, options = {}) {
+    this.url = url ?? defaultURL();
+    this.minDelay = options.minDelay ?? 250;
+    this.maxDelay = Math.max(this.minDelay, options.maxDelay ?? 10000);
+    this.connectTimeout = options.connectTimeout ?? 10000;
+    this.requestTimeout = options.requestTimeout ?? 10000;
+    this.protocols = options.protocols ?? ['fanout'];
+    this.WebSocket = options.WebSocket ?? globalThis.WebSocket;
+    this.status = { state: 'closed', attempt: 0 };
+    this._listeners = new Map();
+    this._channels = new Map(); // name -> {offset, epoch, recoverUpTo, ready, waiters}
+    this._pending = new Map();  // request id -> {resolve, reject, timer, channel}
+    this._nextID = 1;
+    this._ws = null;
+    this._wanted = false;       // connect() called and no disconnect() since
+    this._attempt = 0;
+    this._timer = null;
+  }
+
+  on(type, fn) {
+    if (!this._listeners.has(type)) this._listeners.set(type, new Set());
+    this._listeners.get(type).add(fn);
+    return () => this._listeners.get(type).delete(fn);
+  }
+
+  connect() {
+    this._wanted = true;
+    if (this._ws) return;
+    clearTimeout(this._timer);
+    this._open();
+  }
+
+  disconnect() {
+    this._wanted = false;
+    clearTimeout(this._timer);
+    const ws = this._ws;
+    this._ws = null;
+    if (ws) ws.close(1000, 'client disconnect');
+    this._failPending(new Error('fanout: disconnected'));
+    this._setStatus({ state: 'closed', attempt: 0, code: 1000, reason: 'client disconnect' });
+  }
+
+  subscribe(channel, { since, epoch } = {}) {
+    if (!channelName.test(channel)) {
+      return Promise.reject(new Error(`fanout: invalid channel name ${JSON.stringify(channel)}`));
+    }
+    let ch = this._channels.get(channel);
+    if (!ch) {
+      const resume = epoch !== undefined && since !== undefined;
+      ch = { offset: resume ? since : 0, epoch: resume ? epoch : null, recoverUpTo: 0, ready: false, waiters: [] };
+      this._channels.set(channel, ch);
+      if (this._isOpen()) this._sendSubscribe(channel, ch);
+    }
+    if (ch.ready) return Promise.resolve({ channel, epoch: ch.epoch, offset: ch.offset });
+    return new Promise((resolve, reject) => ch.waiters.push({ resolve, reject }));
+  }
+
+  unsubscribe(channel) {
+    const ch = this._channels.get(channel);
+    if (!ch) return;
+    this._channels.delete(channel);
+    ch.waiters.forEach((w) => w.reject(new Error('fanout: unsubscribed')));
+    if (this._isOpen()) this._send({ op: 'unsubscribe', channel, id: this._nextID++ });
+  }
+
+  publish(channel, data) {
+    if (!this._isOpen()) return Promise.reject(new Error('fanout: not connected'));
+    return this._request({ op: 'publish', channel, data });
+  }
+
+  position(channel) {
+    const ch = this._channels.get(channel);
+    return ch ? { offset: ch.offset, epoch: ch.epoch } : undefined;
+  }
+
+  // --- internals ---
+
+  _emit(type, value) {
+    for (const fn of this._listeners.get(type) ?? []) {
+      try { fn(value); } catch (err) { setTimeout(() => { throw err; }); } // report, keep going
+    }
+  }
+
+  _setStatus(s) {
+    this.status = s;
+    this._emit('status', s);
+  }
+
+  _isOpen() {
+    return this._ws !== null && this._ws.readyState === 1;
+  }
+
+  _open() {
+    this._setStatus({ state: this._attempt === 0 ? 'connecting' : 'reconnecting', attempt: this._attempt });
+    let ws;
+    try {
+      ws = new this.WebSocket(this.url, this.protocols);
+    } catch (err) { // bad URL: retrying cannot help
+      this._wanted = false;
+      this._setStatus({ state: 'closed', attempt: 0, reason: String(err) });
+      return;
+    }
+    this._ws = ws;
+    const openTimer = setTimeout(() => ws.close(), this.connectTimeout);
+    ws.onopen = () => {
+      clearTimeout(openTimer);
+      if (ws !== this._ws) return;
+      this._attempt = 0;
+      this._setStatus({ state: 'connected', attempt: 0 });
+      for (const [name, ch] of this._channels) this._sendSubscribe(name, ch);
+    };
+    ws.onmessage = (ev) => {
+      if (ws === this._ws) this._receive(ev.data);
+    };
+    ws.onclose = (ev) => {
+      clearTimeout(openTimer);
+      if (ws !== this._ws) return; // replaced or closed by disconnect()
+      this._ws = null;
+      this._failPending(new Error(`fanout: connection closed (${ev.code})`));
+      if (!this._wanted) return;
+      this._attempt++;
+      const cap = Math.min(this.maxDelay, this.minDelay * 2 ** (this._attempt - 1));
+      const delay = Math.round(Math.max(this.minDelay, cap * (0.5 + Math.random() / 2)));
+      this._setStatus({ state: 'reconnecting', attempt: this._attempt, delay, code: ev.code, reason: ev.reason });
+      this._timer = setTimeout(() => this._open(), delay);
+    };
+  }
+
+  _send(msg) {
+    this._ws.send(JSON.stringify(msg));
+  }
+
+  _request(msg, channel) {
+    const id = this._nextID++;
+    return new Promise((resolve, reject) => {
+      const timer = setTimeout(() => {
+        this._pending.delete(id);
+        const err = new Error(`fanout: no reply to ${msg.op} within ${this.requestTimeout} ms`);
+        err.timeout = true;
+        reject(err);
+      }, this.requestTimeout);
+      this._pending.set(id, { resolve, reject, timer, channel });
+      this._send({ ...msg, id });
+    });
+  }
+
+  _failPending(err) {
+    for (const p of this._pending.values()) {
+      clearTimeout(p.timer);
+      p.reject(err);
+    }
+    this._pending.clear();
+  }
+
+  _sendSubscribe(channel, ch) {
+    const msg = { op: 'subscribe', channel };
+    if (ch.epoch !== null) {
+      msg.since = ch.offset;
+      msg.epoch = ch.epoch;
+    }
+    this._request(msg, channel).catch((err) => {
+      if (err.serverError) {
+        if (this._channels.get(channel) === ch) this._channels.delete(channel);
+      } else if (!err.timeout) {
+        return; // the connection dropped: resent on reconnect
+      }
+      const waiters = ch.waiters;
+      ch.waiters = [];
+      waiters.forEach((w) => w.reject(err));
+    });
+  }
+
+  _receive(raw) {
+    if (typeof raw !== 'string') return;
+    let m;
+    try { m = JSON.parse(raw); } catch { return; }
+    if (m === null || typeof m !== 'object' || typeof m.type !== 'string') return;
+    const p = this._pending.get(m.id);
+    switch (m.type) {
+      case 'message': return this._message(m);
+      case 'gap': return this._gap(m);
+      case 'subscribed': {
+        const ch = this._channels.get(m.channel);
+        if (!ch || typeof m.epoch !== 'string' || !Number.isInteger(m.offset)) break;
+        if (ch.epoch === null) {
+          ch.offset = m.offset; // fresh: live messages follow the current offset
+        } else if (m.epoch !== ch.epoch) {
+          // A recovering subscribe met a new epoch: offsets restarted. The server's
+          // gap notice follows; count again from zero.
+          ch.offset = 0;
+        }
+        ch.epoch = m.epoch;
+        ch.recoverUpTo = m.offset;
+        this._emit('subscribed', { channel: m.channel, epoch: m.epoch, offset: m.offset });
+        if (!ch.ready) {
+          ch.ready = true;
+          ch.waiters.forEach((w) => w.resolve({ channel: m.channel, epoch: m.epoch, offset: m.offset }));
+          ch.waiters = [];
+        }
+        break;
+      }
+      case 'error':
+        if (!p) this._emit('error', m);
+        break;
+    }
+    if (p && (m.type === 'error' || m.type === 'subscribed' || m.type === 'published' || m.type === 'unsubscribed')) {
+      this._pending.delete(m.id);
+      clearTimeout(p.timer);
+      if (m.type === 'error') {
+        const err = new Error(`fanout: ${m.op ?? 'request'} ${m.channel ?? ''}: ${m.reason}`);
+        err.serverError = m;
+        this._emit('error', m);
+        p.reject(err);
+      } else {
+        p.resolve(m.type === 'published' ? { channel: m.channel, offset: m.offset }
+          : { channel: m.channel, epoch: m.epoch, offset: m.offset });
+      }
+    }
+  }
+
+  _message(m) {
+    const ch = this._channels.get(m.channel);
+    if (!ch || ch.epoch === null || !Number.isInteger(m.offset) || m.offset <= ch.offset) return;
+    if (m.offset > ch.offset + 1) {
+      this._emit('gap', {
+        channel: m.channel, since: ch.offset, first: m.offset, epochChanged: false, local: true,
+        reason: `offsets ${ch.offset + 1}..${m.offset - 1} never arrived`,
+      });
+    }
+    ch.offset = m.offset;
+    this._emit('message', {
+      channel: m.channel, offset: m.offset, epoch: ch.epoch, data: m.data,
+      recovered: m.offset <= ch.recoverUpTo,
+    });
+  }
+
+  _gap(m) {
+    const ch = this._channels.get(m.channel);
+    if (!ch) return;
+    const epochChanged = m.first === undefined || m.first === null;
+    if (!epochChanged && m.first - 1 > ch.offset) ch.offset = m.first - 1; // lost, do not report twice
+    this._emit('gap', {
+      channel: m.channel, since: m.since, first: epochChanged ? undefined : m.first,
+      reason: m.reason, epochChanged, local: false,
+    });
+  }
+}
+
+function defaultURL() {
+  const { protocol, host } = globalThis.location;
+  return `${protocol === 'https:' ? 'wss:' : 'ws:'}//${host}/ws`;
+}

@@ -1,0 +1,193 @@
+package server
+
+import (
+	"bytes"
+	"crypto/subtle"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"mime"
+	"net/http"
+	"strings"
+)
+
+// APIHandler serves the HTTP API for backends at /api/publish and
+// /api/channels (mount it at "/api/"):
+//
+//	POST /api/publish  {"channel":"a","data":<JSON>}          -> {"channel":"a","offset":7,"epoch":"..","delivered":12}
+//	POST /api/publish  [{"channel":"a","data":..}, ...]        -> {"results":[...]}
+//	GET  /api/channels                                         -> {"channels":[{"channel":"a","subscribers":12,"offset":7,"epoch":".."}]}
+//
+// Requests carry the key as "Authorization: Bearer <key>" or "X-API-Key:
+// <key>". An empty key disables the API (403). A batch is checked whole
+// before any of it is published. Errors are {"error":"reason"} with 400,
+// 401, 403, 405, 413, 415 or 503.
+func (s *Server) APIHandler(key string) http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("/api/publish", s.apiPublish)
+	mux.HandleFunc("/api/channels", s.apiChannels)
+	return s.apiAuth(key, mux)
+}
+
+// apiBodyBytes caps a publish request: a batch of messages at most
+// MaxMessageBytes each, within reason.
+func (s *Server) apiBodyBytes() int64 { return int64(max(1<<20, 4*s.cfg.MaxMessageBytes)) }
+
+func (s *Server) apiAuth(key string, next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if key == "" {
+			apiError(w, http.StatusForbidden, "the HTTP API is disabled: configure an API key")
+			return
+		}
+		got := r.Header.Get("X-API-Key")
+		if v, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer "); ok {
+			got = v
+		}
+		if subtle.ConstantTimeCompare([]byte(got), []byte(key)) != 1 {
+			s.stats.authFailures.Add(1)
+			s.warnSampled("api: bad or missing key", "remote", r.RemoteAddr, "path", r.URL.Path)
+			w.Header().Set("WWW-Authenticate", `Bearer realm="fanout"`)
+			apiError(w, http.StatusUnauthorized, "missing or wrong API key")
+			return
+		}
+		if s.shutting.Load() {
+			apiError(w, http.StatusServiceUnavailable, "server shutting down")
+			return
+		}
+		next.ServeHTTP(w, r)
+	})
+}
+
+// apiMessage is one message of a publish request.
+type apiMessage struct {
+	Channel string          `json:"channel"`
+	Data    json.RawMessage `json:"data"`
+}
+
+// apiResult is one message's outcome in a batch reply: a Publication or an
+// error.
+type apiResult struct {
+	*Publication
+	Channel string `json:"channel"` // shadows Publication's, so errors name it too
+	Error   string `json:"error,omitempty"`
+}
+
+func (s *Server) apiPublish(w http.ResponseWriter, r *http.Request) {
+	if r.Method != http.MethodPost {
+		w.Header().Set("Allow", http.MethodPost)
+		apiError(w, http.StatusMethodNotAllowed, "use POST")
+		return
+	}
+	if ct := r.Header.Get("Content-Type"); ct != "" {
+		if mt, _, _ := mime.ParseMediaType(ct); mt != "application/json" {
+			apiError(w, http.StatusUnsupportedMediaType, "Content-Type must be application/json")
+			return
+		}
+	}
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, s.apiBodyBytes()))
+	if err != nil {
+		var tooBig *http.MaxBytesError
+		if errors.As(err, &tooBig) {
+			apiError(w, http.StatusRequestEntityTooLarge, fmt.Sprintf("body over %d bytes", tooBig.Limit))
+			return
+		}
+		apiError(w, http.StatusBadRequest, "reading body: "+err.Error())
+		return
+	}
+	trimmed := bytes.TrimLeft(body, " \t\r\n")
+	batch := len(trimmed) > 0 && trimmed[0] == '['
+	var msgs []apiMessage
+	if batch {
+		err = decodeStrict(body, &msgs)
+		if err == nil && len(msgs) == 0 {
+			err = errors.New("empty batch")
+		}
+	} else {
+		msgs = make([]apiMessage, 1)
+		err = decodeStrict(body, &msgs[0])
+	}
+	if err != nil {
+		apiError(w, http.StatusBadRequest, "body: "+err.Error()+`; want {"channel":"name","data":<JSON>} or an array of them`)
+		return
+	}
+	for i, m := range msgs {
+		if err := s.checkPublish(m); err != nil {
+			if batch {
+				apiError(w, http.StatusBadRequest, fmt.Sprintf("[%d]: %s", i, reasonOf(err)))
+			} else {
+				apiError(w, http.StatusBadRequest, reasonOf(err))
+			}
+			return
+		}
+	}
+	results := make([]apiResult, len(msgs))
+	status := http.StatusOK
+	for i, m := range msgs {
+		p, err := s.Publish(m.Channel, m.Data)
+		if err != nil {
+			results[i] = apiResult{Channel: m.Channel, Error: reasonOf(err)}
+			status = http.StatusServiceUnavailable
+			continue
+		}
+		results[i] = apiResult{Publication: &p, Channel: p.Channel}
+	}
+	switch {
+	case batch:
+		apiJSON(w, status, map[string]any{"results": results})
+	case status != http.StatusOK:
+		apiError(w, status, results[0].Error)
+	default:
+		apiJSON(w, status, results[0].Publication)
+	}
+}
+
+// checkPublish finds what Publish would refuse for the message itself, so a
+// batch is checked whole first; capacity can still refuse it later.
+func (s *Server) checkPublish(m apiMessage) error {
+	if err := CheckChannelName(m.Channel); err != nil {
+		return err
+	}
+	if len(m.Data) == 0 {
+		return errors.New(`"data" is missing`)
+	}
+	if envelopeBytes(m.Channel, m.Data) > s.cfg.MaxMessageBytes {
+		return fmt.Errorf("%w: data over %d bytes", ErrTooLarge, s.cfg.MaxMessageBytes-envelopeBytes(m.Channel, nil))
+	}
+	return nil
+}
+
+func (s *Server) apiChannels(w http.ResponseWriter, r *http.Request) {
+	if r.Method != http.MethodGet && r.Method != http.MethodHead {
+		w.Header().Set("Allow", "GET, HEAD")
+		apiError(w, http.StatusMethodNotAllowed, "use GET")
+		return
+	}
+	apiJSON(w, http.StatusOK, map[string]any{"channels": s.Channels()})
+}
+
+// decodeStrict decodes exactly one JSON value with no unknown fields.
+func decodeStrict(b []byte, v any) error {
+	dec := json.NewDecoder(bytes.NewReader(b))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		return err
+	}
+	if dec.More() {
+		return errors.New("more than one JSON value")
+	}
+	return nil
+}
+
+func apiJSON(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Cache-Control", "no-store")
+	w.WriteHeader(status)
+	enc := json.NewEncoder(w)
+	enc.SetEscapeHTML(false)
+	_ = enc.Encode(v)
+}
+
+func apiError(w http.ResponseWriter, status int, reason string) {
+	apiJSON(w, status, map[string]string{"error": reason})
+}

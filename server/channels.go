@@ -1,0 +1,354 @@
+package server
+
+import (
+	"cmp"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"slices"
+	"strconv"
+	"sync"
+
+	"github.com/fanout-ws/fanout/frame"
+)
+
+// Channels are named hubs with a per-channel offset and a bounded history,
+// so that a client that reconnects can ask for what it missed.
+//
+// A channel's mu orders, for that channel, offset assignment, history, the
+// hand-off of the frame to the hub, and subscribes that recover history: a
+// recovering subscriber joins the hub and queues its missed messages under
+// mu, so no live message overtakes them. A message published just before the
+// subscribe may reach it twice (from history and from the hub's pending
+// flush); clients drop offsets they have already seen.
+
+// MaxChannelNameBytes is the longest channel name.
+const MaxChannelNameBytes = 128
+
+type channel struct {
+	name  string
+	hub   *Hub
+	epoch string // identifies this history: offsets restart with a new epoch
+
+	mu     sync.Mutex
+	offset uint64 // of the last message published
+	hist   history
+	dead   bool // removed from the registry: look the name up again
+}
+
+// Publication is what Publish did with one message.
+type Publication struct {
+	Channel   string `json:"channel"`
+	Offset    uint64 `json:"offset"`    // the message's offset in the channel
+	Epoch     string `json:"epoch"`     // the channel history it belongs to
+	Delivered int    `json:"delivered"` // connections on this server it was queued for
+}
+
+// Position is where a subscriber left a channel: the last offset it
+// received, in the channel history called Epoch.
+type Position struct {
+	Offset uint64
+	Epoch  string // "" trusts Offset without checking the epoch
+}
+
+// ChannelInfo describes one channel for presence.
+type ChannelInfo struct {
+	Channel     string `json:"channel"`
+	Subscribers int    `json:"subscribers"`
+	Offset      uint64 `json:"offset"`
+	Epoch       string `json:"epoch"`
+}
+
+// CheckChannelName reports why name cannot be a channel: empty, longer than
+// MaxChannelNameBytes, or with a byte outside A-Z a-z 0-9 _ - . : @ / =.
+func CheckChannelName(name string) error {
+	if name == "" {
+		return fmt.Errorf("%w: empty", ErrChannelName)
+	}
+	if len(name) > MaxChannelNameBytes {
+		return fmt.Errorf("%w: %d bytes, at most %d", ErrChannelName, len(name), MaxChannelNameBytes)
+	}
+	for i := 0; i < len(name); i++ {
+		if b := name[i]; !channelByte[b] {
+			return fmt.Errorf("%w: byte %q at %d; only A-Z a-z 0-9 _ - . : @ / = are allowed", ErrChannelName, b, i)
+		}
+	}
+	return nil
+}
+
+var channelByte = func() (t [256]bool) {
+	for _, r := range "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_-.:@/=" {
+		t[r] = true
+	}
+	return t
+}()
+
+// Publish sends data, one JSON value, to every subscriber of channel as
+// {"type":"message","channel":..,"offset":..,"data":data}, serialized once,
+// and keeps it in the channel's history. It never blocks on a socket.
+func (s *Server) Publish(channel string, data []byte) (Publication, error) {
+	if err := CheckChannelName(channel); err != nil {
+		return Publication{}, err
+	}
+	if !json.Valid(data) {
+		return Publication{}, ErrInvalidJSON
+	}
+	if envelopeBytes(channel, data) > s.cfg.MaxMessageBytes {
+		return Publication{}, ErrTooLarge
+	}
+	ch, err := s.lockChannel(channel)
+	if err != nil {
+		return Publication{}, err
+	}
+	defer ch.mu.Unlock()
+	ch.offset++
+	s.stats.publications.Add(1)
+	p := frame.NewPrepared(frame.OpText, appendEnvelope(nil, channel, ch.offset, data))
+	if s.cfg.HistorySize > 0 {
+		ch.hist.push(histEntry{offset: ch.offset, at: s.now(), frame: p.Bytes()}, s.cfg.HistorySize)
+	}
+	ch.hub.BroadcastPrepared(p)
+	return Publication{Channel: channel, Offset: ch.offset, Epoch: ch.epoch, Delivered: ch.hub.Len()}, nil
+}
+
+const envelopeOverhead = len(`{"type":"message","channel":"","offset":18446744073709551615,"data":}`)
+
+func envelopeBytes(channel string, data []byte) int {
+	return envelopeOverhead + len(channel) + len(data)
+}
+
+// appendEnvelope appends a message envelope; channel names need no escaping.
+func appendEnvelope(b []byte, channel string, offset uint64, data []byte) []byte {
+	b = append(b, `{"type":"message","channel":"`...)
+	b = append(b, channel...)
+	b = append(b, `","offset":`...)
+	b = strconv.AppendUint(b, offset, 10)
+	b = append(b, `,"data":`...)
+	b = append(b, data...)
+	return append(b, '}')
+}
+
+// Subscribe adds c to channel and sends it {"type":"subscribed",...} with
+// the channel's epoch and latest offset. With since, the messages c missed
+// after it follow, preceded by a {"type":"gap",...} notice when the history
+// no longer holds all of them (or holds another epoch).
+func (s *Server) Subscribe(c *Conn, channel string, since *Position) error {
+	return s.subscribe(c, channel, since, nil)
+}
+
+func (s *Server) subscribe(c *Conn, name string, since *Position, id json.RawMessage) error {
+	if err := CheckChannelName(name); err != nil {
+		return err
+	}
+	if !c.Allowed("subscribe", name) {
+		return ErrForbidden
+	}
+	if s.cfg.OnSubscribe != nil {
+		if err := s.cfg.OnSubscribe(c, name); err != nil {
+			return err
+		}
+	}
+	if s.subscriptions(c) >= s.cfg.MaxChannelsPerConn {
+		return fmt.Errorf("%w (%d)", ErrSubscriptionLimit, s.cfg.MaxChannelsPerConn)
+	}
+	ch, err := s.lockChannel(name)
+	if err != nil {
+		return err
+	}
+	defer ch.mu.Unlock()
+	if err := ch.hub.Join(c); err != nil {
+		return err
+	}
+	frames := [][]byte{s.reply(reply{Type: "subscribed", Channel: name, Epoch: ch.epoch, Offset: &ch.offset, ID: id})}
+	if since != nil {
+		frames = s.recover(ch, since, frames)
+	}
+	w := writers.Get().(*writer)
+	defer writers.Put(w)
+	defer s.flushStats(w)
+	for len(frames) > 0 {
+		n := min(len(frames), iovMax)
+		if err := c.writeFrames(w, frames[:n], false); err != nil {
+			return err
+		}
+		frames = frames[n:]
+	}
+	return nil
+}
+
+// recover appends to frames what a subscriber at since missed: a gap notice
+// if history cannot cover it all, then the kept messages after since, at most
+// half of Config.SendQueueBytes of them (the newest). ch.mu is held.
+func (s *Server) recover(ch *channel, since *Position, frames [][]byte) [][]byte {
+	ch.hist.expire(s.now() - int64(s.cfg.HistoryTTL))
+	from := since.Offset
+	gap := reply{Type: "gap", Channel: ch.name, Since: &since.Offset}
+	switch {
+	case since.Epoch != "" && since.Epoch != ch.epoch:
+		gap.Reason = "the channel's history changed epoch (server restart or expiry); offsets restarted"
+		from = 0
+	case from > ch.offset:
+		gap.Reason = "since is ahead of the channel's offset"
+		from = 0
+	}
+	kept := ch.hist.after(from)
+	budget := s.cfg.SendQueueBytes / 2
+	for i := len(kept) - 1; i >= 0; i-- {
+		if budget -= len(kept[i].frame); budget < 0 {
+			kept = kept[i+1:]
+			break
+		}
+	}
+	first := ch.offset + 1 // the oldest offset sent
+	if len(kept) > 0 {
+		first = kept[0].offset
+	}
+	if gap.Reason == "" && first > from+1 {
+		gap.First = &first
+		gap.Reason = "history does not reach back to since; messages before first are lost"
+	}
+	if gap.Reason != "" {
+		frames = append(frames, s.reply(gap))
+	}
+	for _, e := range kept {
+		frames = append(frames, e.frame)
+	}
+	return frames
+}
+
+// Unsubscribe removes c from channel.
+func (s *Server) Unsubscribe(c *Conn, channel string) {
+	s.chans.mu.RLock()
+	ch := s.chans.m[channel]
+	s.chans.mu.RUnlock()
+	if ch != nil {
+		ch.hub.Leave(c)
+	}
+}
+
+// Channels lists the channels that exist (with subscribers or history),
+// sorted by name.
+func (s *Server) Channels() []ChannelInfo {
+	s.chans.mu.RLock()
+	list := make([]ChannelInfo, 0, len(s.chans.m))
+	for _, ch := range s.chans.m {
+		ch.mu.Lock()
+		list = append(list, ChannelInfo{Channel: ch.name, Subscribers: ch.hub.Len(), Offset: ch.offset, Epoch: ch.epoch})
+		ch.mu.Unlock()
+	}
+	s.chans.mu.RUnlock()
+	slices.SortFunc(list, func(a, b ChannelInfo) int { return cmp.Compare(a.Channel, b.Channel) })
+	return list
+}
+
+// subscriptions counts c's channels.
+func (s *Server) subscriptions(c *Conn) int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	n := 0
+	for _, h := range c.hubs {
+		if h.channel != "" {
+			n++
+		}
+	}
+	return n
+}
+
+// channels is the registry of live channels.
+type channels struct {
+	mu sync.RWMutex
+	m  map[string]*channel
+}
+
+// lockChannel returns channel name, created if need be, with its mu held.
+func (s *Server) lockChannel(name string) (*channel, error) {
+	for {
+		s.chans.mu.RLock()
+		ch := s.chans.m[name]
+		s.chans.mu.RUnlock()
+		if ch == nil {
+			s.chans.mu.Lock()
+			if ch = s.chans.m[name]; ch == nil {
+				if len(s.chans.m) >= s.cfg.MaxChannels {
+					s.chans.mu.Unlock()
+					return nil, fmt.Errorf("%w (%d)", ErrTooManyChannels, s.cfg.MaxChannels)
+				}
+				ch = &channel{name: name, hub: s.NewHub(), epoch: newEpoch()}
+				ch.hub.channel = name
+				s.chans.m[name] = ch
+			}
+			s.chans.mu.Unlock()
+		}
+		ch.mu.Lock()
+		if !ch.dead {
+			return ch, nil
+		}
+		ch.mu.Unlock()
+	}
+}
+
+// sweepChannels drops expired history and removes channels with neither
+// subscribers nor history. It runs on the sweeper.
+func (s *Server) sweepChannels() {
+	cutoff := s.now() - int64(s.cfg.HistoryTTL)
+	var empty []*channel
+	s.chans.mu.RLock()
+	for _, ch := range s.chans.m {
+		ch.mu.Lock()
+		ch.hist.expire(cutoff)
+		if ch.hub.refs.Load() == 0 && ch.hist.len() == 0 {
+			empty = append(empty, ch)
+		}
+		ch.mu.Unlock()
+	}
+	s.chans.mu.RUnlock()
+	if len(empty) == 0 {
+		return
+	}
+	s.chans.mu.Lock()
+	for _, ch := range empty {
+		ch.mu.Lock()
+		// refs, not Len: a conn that joined in OnConnect before it had a
+		// socket (Handler) is a subscriber too.
+		if ch.hub.refs.Load() == 0 && ch.hist.len() == 0 {
+			ch.dead = true
+			delete(s.chans.m, ch.name)
+			s.mu.Lock()
+			delete(s.hubs, ch.hub)
+			s.mu.Unlock()
+		}
+		ch.mu.Unlock()
+	}
+	s.chans.mu.Unlock()
+}
+
+func newEpoch() string {
+	var b [6]byte
+	_, _ = rand.Read(b[:])
+	return hex.EncodeToString(b[:])
+}
+
+// reply is every JSON message the server sends on its own: acks, errors
+// and gap notices. Rare, so encoding/json is fine here.
+type reply struct {
+	Type      string          `json:"type"`
+	Op        string          `json:"op,omitempty"`
+	Channel   string          `json:"channel,omitempty"`
+	Epoch     string          `json:"epoch,omitempty"`
+	Offset    *uint64         `json:"offset,omitempty"`
+	Since     *uint64         `json:"since,omitempty"`
+	First     *uint64         `json:"first,omitempty"`
+	Delivered *int            `json:"delivered,omitempty"`
+	Reason    string          `json:"reason,omitempty"`
+	ID        json.RawMessage `json:"id,omitempty"`
+}
+
+// reply serializes r as a text frame.
+func (s *Server) reply(r reply) []byte {
+	b, err := json.Marshal(r)
+	if err != nil { // only ID could fail, and it was parsed as a number
+		b = []byte(`{"type":"error","reason":"internal: reply not serializable"}`)
+	}
+	return frame.NewPrepared(frame.OpText, b).Bytes()
+}

@@ -1,0 +1,150 @@
+package server
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strings"
+
+	"github.com/fanout-ws/fanout/frame"
+)
+
+// The control protocol lets a client manage channels over its own
+// connection with JSON text messages:
+//
+//	{"op":"subscribe","channel":"a","since":12,"epoch":"e","id":1}
+//	{"op":"unsubscribe","channel":"a","id":2}
+//	{"op":"publish","channel":"a","data":{"any":"JSON"},"id":3}
+//
+// since, epoch and id are optional; id (an integer) is echoed in the reply.
+// Replies are {"type":"subscribed"|"unsubscribed"|"published"|"error",...};
+// an error carries a reason and never closes the connection.
+
+var errNotControl = errors.New(`expected a JSON control message: {"op":"subscribe|unsubscribe|publish","channel":...}`)
+
+// control is one parsed control message.
+type control struct {
+	Op      string          `json:"op"`
+	Channel string          `json:"channel"`
+	Data    json.RawMessage `json:"data"`
+	Since   *uint64         `json:"since"`
+	Epoch   string          `json:"epoch"`
+	ID      json.RawMessage `json:"id"`
+}
+
+// IsControl reports whether a text message looks like a control message: a
+// JSON object with an "op" key. It does not parse; HandleControl does.
+func IsControl(data []byte) bool {
+	t := bytes.TrimLeft(data, " \t\r\n")
+	return len(t) > 0 && t[0] == '{' && bytes.Contains(t, []byte(`"op"`))
+}
+
+// HandleControl runs one control message from c and answers it with an ack,
+// or with {"type":"error","reason":...} for anything else: a binary or
+// non-JSON message, an unknown op or field, a bad channel name, a refusal.
+// Call it from Config.OnMessage; it runs on c's worker and never blocks.
+func (s *Server) HandleControl(c *Conn, op frame.OpCode, data []byte) {
+	var m control
+	if err := parseControl(op, data, &m); err != nil {
+		s.stats.controlErrors.Add(1)
+		_ = c.write(s.reply(reply{Type: "error", Op: m.Op, Channel: m.Channel, ID: m.ID, Reason: reasonOf(err)}), false)
+		return
+	}
+	var err error
+	ack := reply{Op: m.Op, Channel: m.Channel, ID: m.ID}
+	switch m.Op {
+	case "subscribe":
+		var since *Position
+		if m.Since != nil {
+			since = &Position{Offset: *m.Since, Epoch: m.Epoch}
+		}
+		err = s.subscribe(c, m.Channel, since, m.ID) // sends its own ack
+	case "unsubscribe":
+		if err = CheckChannelName(m.Channel); err == nil {
+			s.Unsubscribe(c, m.Channel)
+			ack.Type = "unsubscribed"
+		}
+	case "publish":
+		var p Publication
+		if p, err = s.publishFrom(c, m.Channel, m.Data); err == nil {
+			ack.Type, ack.Offset, ack.Delivered = "published", &p.Offset, &p.Delivered
+		}
+	}
+	switch {
+	case err != nil:
+		s.stats.controlErrors.Add(1)
+		_ = c.write(s.reply(reply{Type: "error", Op: m.Op, Channel: m.Channel, ID: m.ID, Reason: reasonOf(err)}), false)
+	case ack.Type != "":
+		ack.Op = ""
+		_ = c.write(s.reply(ack), false)
+	}
+}
+
+// parseControl decodes and checks the shape of a control message. On error
+// m holds what could be read, so the reply can name the op and id.
+func parseControl(op frame.OpCode, data []byte, m *control) error {
+	if op != frame.OpText || !IsControl(data) {
+		return errNotControl
+	}
+	dec := json.NewDecoder(bytes.NewReader(data))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(m); err != nil {
+		*m = control{}
+		return fmt.Errorf("bad control message: %w", err)
+	}
+	if dec.More() {
+		return errors.New("bad control message: more than one JSON value")
+	}
+	if len(m.ID) > 0 {
+		var id int64
+		if json.Unmarshal(m.ID, &id) != nil {
+			m.ID = nil
+			return errors.New("bad control message: id must be an integer")
+		}
+	}
+	switch m.Op {
+	case "subscribe":
+		if m.Since == nil && m.Epoch != "" {
+			return errors.New("bad control message: epoch without since")
+		}
+	case "unsubscribe":
+	case "publish":
+		if len(m.Data) == 0 {
+			return errors.New(`bad control message: publish needs "data"`)
+		}
+	default:
+		return fmt.Errorf("bad control message: unknown op %q; want subscribe, unsubscribe or publish", m.Op)
+	}
+	if m.Op != "publish" && len(m.Data) > 0 {
+		return fmt.Errorf(`bad control message: "data" belongs to publish, not %s`, m.Op)
+	}
+	return nil
+}
+
+// publishFrom publishes a client's message once its token and OnPublish
+// allow it.
+func (s *Server) publishFrom(c *Conn, channel string, data []byte) (Publication, error) {
+	if err := CheckChannelName(channel); err != nil {
+		return Publication{}, err
+	}
+	if !c.Allowed("publish", channel) {
+		return Publication{}, ErrForbidden
+	}
+	if s.cfg.OnPublish != nil {
+		if err := s.cfg.OnPublish(c, channel, data); err != nil {
+			return Publication{}, err
+		}
+	}
+	return s.Publish(channel, data)
+}
+
+// reasonOf is the text a client sees for err: a RejectError's reason, or
+// the message without the package prefix.
+func reasonOf(err error) string {
+	var re *RejectError
+	if errors.As(err, &re) {
+		return re.Reason
+	}
+	return strings.TrimPrefix(err.Error(), "server: ")
+}

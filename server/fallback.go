@@ -1,0 +1,136 @@
+package server
+
+import (
+	"bytes"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"sync"
+
+	"golang.org/x/sys/unix"
+)
+
+// Requests on Serve's listener that are not WebSocket upgrades go to
+// Config.HTTPHandler: the connection leaves the poller for a net/http server
+// fed by httpListener, with the bytes the poller already read replayed in
+// front of the socket. It keeps its slot in MaxConns until it closes.
+
+// wantsUpgrade reports whether a request head asks for a WebSocket upgrade.
+func wantsUpgrade(head []byte) bool {
+	for line := range bytes.SplitSeq(head, []byte("\n")) {
+		k, v, ok := bytes.Cut(line, []byte(":"))
+		if ok && bytes.EqualFold(bytes.TrimSpace(k), []byte("Upgrade")) {
+			return bytes.Contains(bytes.ToLower(v), []byte("websocket"))
+		}
+	}
+	return false
+}
+
+// httpListener hands connections to the net/http server behind
+// Config.HTTPHandler.
+type httpListener struct {
+	conns chan net.Conn
+	done  chan struct{}
+	once  sync.Once
+	addr  func() net.Addr
+}
+
+func (l *httpListener) Accept() (net.Conn, error) {
+	select {
+	case c := <-l.conns:
+		return c, nil
+	case <-l.done:
+		return nil, net.ErrClosed
+	}
+}
+
+func (l *httpListener) Close() error {
+	l.once.Do(func() { close(l.done) })
+	return nil
+}
+
+func (l *httpListener) Addr() net.Addr { return l.addr() }
+
+// plainConn replays the bytes read before the hand-off and gives the
+// connection's MaxConns slot back when closed.
+type plainConn struct {
+	net.Conn
+	pre  []byte
+	srv  *Server
+	once sync.Once
+}
+
+func (c *plainConn) Read(p []byte) (int, error) {
+	if len(c.pre) > 0 {
+		n := copy(p, c.pre)
+		c.pre = c.pre[n:]
+		return n, nil
+	}
+	return c.Conn.Read(p)
+}
+
+func (c *plainConn) Close() error {
+	err := c.Conn.Close()
+	c.once.Do(c.srv.releaseSlot)
+	return err
+}
+
+// toHTTP moves c, whose request is not an upgrade, to Config.HTTPHandler.
+// It runs on the worker that owns c, during the handshake.
+func (c *Conn) toHTTP() {
+	s := c.srv
+	pre := bytes.Clone(c.request)
+	var (
+		nc  net.Conn
+		err error
+	)
+	s.live.Add(1) // the HTTP connection's slot, taken before destroy gives back the WebSocket one
+	if t := c.sock.tls; t != nil {
+		// Go owns a TLS connection's fd: keep it open across destroy and
+		// give tls.Conn its blocking transport back.
+		t.raw.detached.Store(true)
+		c.destroy(ReasonPlainHTTP)
+		t.raw.nonblock.Store(false)
+		nc = t.tc
+	} else {
+		var fd int
+		if fd, err = unix.Dup(int(c.sock.fd)); err == nil {
+			c.destroy(ReasonPlainHTTP)
+			f := os.NewFile(uintptr(fd), "http")
+			nc, err = net.FileConn(f) // dups again: f is closed below
+			f.Close()
+		}
+	}
+	if err != nil {
+		s.log.Error("plain HTTP hand-off failed", "remote", c.remote.String(), "err", err)
+		c.destroy(ReasonIOError)
+		s.releaseSlot()
+		return
+	}
+	pc := &plainConn{Conn: nc, pre: pre, srv: s}
+	select {
+	case s.httpLn.conns <- pc:
+	case <-s.httpLn.done:
+		pc.Close()
+	}
+}
+
+// startHTTP serves Config.HTTPHandler on the hand-off listener.
+func (s *Server) startHTTP() {
+	if s.cfg.HTTPHandler == nil {
+		return
+	}
+	s.httpLn = &httpListener{conns: make(chan net.Conn), done: make(chan struct{}), addr: s.Addr}
+	s.httpSrv = &http.Server{
+		Handler:           s.cfg.HTTPHandler,
+		ReadHeaderTimeout: s.cfg.HandshakeTimeout,
+		IdleTimeout:       max(s.cfg.IdleTimeout, s.cfg.HandshakeTimeout),
+		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelDebug),
+	}
+	s.wg.Add(1)
+	go func() {
+		defer s.wg.Done()
+		_ = s.httpSrv.Serve(s.httpLn)
+	}()
+}
