@@ -19,15 +19,16 @@ import (
 type item struct {
 	stream int
 	seq    uint64
+	failed bool // set by send: this one was refused (a batch can be refused in part)
 }
 
 // sender is one publisher's transport: a WebSocket to the room, a
 // WebSocket speaking publish control messages, or HTTP API requests.
 type sender interface {
 	// send publishes items, stamped with the current time. Items are sent
-	// together when the transport can (an API batch); an error means none
-	// was accepted, and a fatalError ends the run. Close may be called
-	// more than once.
+	// together when the transport can (an API batch). An error means none
+	// was accepted, and a fatalError ends the run; otherwise items marked
+	// failed were refused. Close may be called more than once.
 	send(items []item) error
 	close()
 }
@@ -118,12 +119,16 @@ func publish(ctx context.Context, cfg Config, progress io.Writer) (pubReport, er
 				case err != nil:
 					errCount.Add(int64(len(items)))
 				default:
-					for i := range items {
+					for i, it := range items {
+						if it.failed { // its sequence number is sent again
+							errCount.Add(1)
+							continue
+						}
 						seq[(pos+i)%len(owned)]++
-						sent[items[i].stream].Add(1)
+						sent[it.stream].Add(1)
 					}
-					pos = (pos + batch) % len(owned)
 				}
+				pos = (pos + batch) % len(owned)
 				next = next.Add(interval)
 				if wait := time.Until(next); wait > 0 {
 					time.Sleep(wait)

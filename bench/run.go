@@ -32,7 +32,7 @@ type Result struct {
 	PublishedPS   float64 `json:",omitempty"` // broadcast: messages published per second of measurement
 	TargetPS      float64 `json:",omitempty"` // broadcast: publishes per second asked for (Rate x streams)
 	PublishErrors int64   `json:",omitempty"` // channel mode: messages refused (API status, WebSocket error reply) or failed
-	Requests      int64   `json:",omitempty"` // API: requests answered 200
+	Requests      int64   `json:",omitempty"` // API: requests answered with results (200, or 503 for a batch refused in part)
 	APIDelivered  int64   `json:",omitempty"` // API: sum of the "delivered" counts in the answers
 	APIP50us      int64   `json:",omitempty"` // API: request round trip percentiles as the publisher saw them
 	APIP99us      int64   `json:",omitempty"`

@@ -119,8 +119,11 @@ type apiSender struct {
 // apiReply is the API's answer to one message or a batch.
 type apiReply struct {
 	Delivered int64
-	Results   []struct{ Delivered int64 }
-	Error     string
+	Results   []struct {
+		Delivered int64
+		Error     string
+	}
+	Error string
 }
 
 func newAPISender(cfg Config, p int) (*apiSender, error) {
@@ -138,6 +141,7 @@ func newAPISender(cfg Config, p int) (*apiSender, error) {
 		rtt: hdrhistogram.New(1, maxLatency, 3)}, nil
 }
 
+// send marks no item failed unless the API said so for that item.
 func (s *apiSender) send(items []item) error {
 	now := time.Now()
 	us := now.UnixMicro()
@@ -176,6 +180,10 @@ func (s *apiSender) send(items []item) error {
 	_ = json.Unmarshal(b, &r)
 	switch {
 	case resp.StatusCode == http.StatusOK:
+	case len(r.Results) == len(items): // a batch refused in part (503 with results)
+		for i, x := range r.Results {
+			items[i].failed = x.Error != ""
+		}
 	case resp.StatusCode >= 400 && resp.StatusCode < 500 && resp.StatusCode != http.StatusTooManyRequests:
 		return fatalError{fmt.Errorf("bench: %s answered %s: %s", s.cfg.PublishURL, resp.Status, bytes.TrimSpace(b))}
 	default:

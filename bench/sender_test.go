@@ -13,16 +13,17 @@ import (
 // apiStub answers like POST /api/publish (spec/channels.md) and records
 // what it was sent.
 type apiStub struct {
-	mu     sync.Mutex
-	bodies []string
-	status int
+	mu      sync.Mutex
+	bodies  []string
+	status  int
+	partial bool // batches: refuse the second message (503 with results)
 }
 
 func (a *apiStub) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	b, _ := io.ReadAll(r.Body)
 	a.mu.Lock()
 	a.bodies = append(a.bodies, string(b))
-	status := a.status
+	status, partial := a.status, a.partial
 	a.mu.Unlock()
 	if r.Header.Get("Authorization") != "Bearer k" || r.Header.Get("Content-Type") != "application/json" || r.Method != http.MethodPost {
 		w.WriteHeader(http.StatusUnauthorized)
@@ -40,8 +41,9 @@ func (a *apiStub) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	type res struct {
 		Channel   string `json:"channel"`
-		Offset    int    `json:"offset"`
-		Delivered int    `json:"delivered"`
+		Offset    int    `json:"offset,omitempty"`
+		Delivered int    `json:"delivered,omitempty"`
+		Error     string `json:"error,omitempty"`
 	}
 	if strings.HasPrefix(string(b), "[") {
 		var ps []pub
@@ -52,8 +54,15 @@ func (a *apiStub) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		out := struct {
 			Results []res `json:"results"`
 		}{}
-		for _, p := range ps {
-			out.Results = append(out.Results, res{p.Channel, 1, 3})
+		for i, p := range ps {
+			if partial && i == 1 {
+				out.Results = append(out.Results, res{Channel: p.Channel, Error: "too many channels"})
+				continue
+			}
+			out.Results = append(out.Results, res{p.Channel, 1, 3, ""})
+		}
+		if partial {
+			w.WriteHeader(http.StatusServiceUnavailable)
 		}
 		_ = json.NewEncoder(w).Encode(out)
 		return
@@ -63,7 +72,7 @@ func (a *apiStub) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		w.WriteHeader(http.StatusBadRequest)
 		return
 	}
-	_ = json.NewEncoder(w).Encode(res{p.Channel, 1, 3})
+	_ = json.NewEncoder(w).Encode(res{p.Channel, 1, 3, ""})
 }
 
 func TestAPISender(t *testing.T) {
@@ -98,6 +107,14 @@ func TestAPISender(t *testing.T) {
 	}
 	if !strings.HasPrefix(batch, `[{"channel":"c1",`) || !strings.Contains(batch, `},{"channel":"c3",`) || !strings.HasSuffix(batch, `}]`) {
 		t.Errorf("batch body %s", batch)
+	}
+
+	stub.mu.Lock()
+	stub.partial = true
+	stub.mu.Unlock()
+	items := []item{{stream: 0, seq: 2}, {stream: 2, seq: 2}, {stream: 1, seq: 2}}
+	if err := b.send(items); err != nil || items[0].failed || !items[1].failed || items[2].failed || b.delivered != 12 {
+		t.Errorf("partial batch: %v, %+v, %d delivered", err, items, b.delivered)
 	}
 
 	stub.mu.Lock()
