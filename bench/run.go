@@ -46,6 +46,8 @@ type Result struct {
 	ServerRSSPeak int64   // the sampled servers' peak RSS (VmHWM) at the end
 	RSSPerConn    float64 // (ServerRSS-ServerRSSBase)/Connected
 	ServerCPU     float64 // server CPU seconds per second while measuring
+	GeneratorCPU  float64 // this process's CPU seconds per second while measuring (workers not included)
+	MachineCPU    float64 // all cores' busy seconds per second while measuring: what is not server or generator is other load
 	Clean         *Result `json:",omitempty"` // slow: the clean run it is compared with
 
 	pub pubReport
@@ -171,6 +173,8 @@ func run(ctx context.Context, cfg Config, progress io.Writer) (Result, error) {
 			return res, err
 		}
 	}
+	self0, _ := sampleProc(os.Getpid())
+	machine0 := machineTicks()
 	t0 := time.Now()
 	switch cfg.Scenario {
 	case ScenarioBroadcast, ScenarioSlow:
@@ -208,6 +212,9 @@ func run(ctx context.Context, cfg Config, progress io.Writer) (Result, error) {
 		}
 	}
 	res.ServerCPU = float64(after.CPUTicks-before.CPUTicks) / 100 / elapsed.Seconds()
+	self1, _ := sampleProc(os.Getpid())
+	res.GeneratorCPU = float64(self1.CPUTicks-self0.CPUTicks) / 100 / elapsed.Seconds()
+	res.MachineCPU = float64(machineTicks()-machine0) / 100 / elapsed.Seconds()
 
 	var total snapshot
 	for _, m := range members {

@@ -172,7 +172,7 @@ func printResult(w io.Writer, r bench.Result, label string) {
 			fmt.Fprintf(w, "; API: %d requests, round trip p50 %.2f ms p99 %.2f ms max %.2f ms, server says delivered %d",
 				r.Requests, float64(r.APIP50us)/1000, float64(r.APIP99us)/1000, float64(r.APIMaxUS)/1000, r.APIDelivered)
 		}
-		fmt.Fprintln(w)
+		fmt.Fprintf(w, "; CPU (cores): server %.2f, generator %.2f, whole machine %.2f\n", r.ServerCPU, r.GeneratorCPU, r.MachineCPU)
 		if r.PublishedPS < 0.95*r.TargetPS {
 			fmt.Fprintf(w, "warning: publishers fell behind (%.0f%% of the asked rate); add -publishers or -batch\n", 100*r.PublishedPS/r.TargetPS)
 		}
