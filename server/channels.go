@@ -17,11 +17,12 @@ import (
 // so that a client that reconnects can ask for what it missed.
 //
 // A channel's mu orders, for that channel, offset assignment, history, the
-// hand-off of the frame to the hub, and subscribes that recover history: a
-// recovering subscriber joins the hub and queues its missed messages under
-// mu, so no live message overtakes them. A message published just before the
-// subscribe may reach it twice (from history and from the hub's pending
-// flush); clients drop offsets they have already seen.
+// hand-off of the frame to the hub, and subscribes: under mu a subscriber
+// queues its reply and the messages it missed, then joins the hub, so every
+// later message follows them. A message published just before the subscribe
+// may still reach it after the reply, from the hub's pending flush (and
+// twice when history also holds it); its offset is at most the reply's, and
+// clients drop offsets they have already seen.
 
 // MaxChannelNameBytes is the longest channel name.
 const MaxChannelNameBytes = 128
@@ -157,13 +158,13 @@ func (s *Server) subscribe(c *Conn, name string, since *Position, id json.RawMes
 		return err
 	}
 	defer ch.mu.Unlock()
-	if err := ch.hub.Join(c); err != nil {
-		return err
-	}
 	frames := [][]byte{s.reply(reply{Type: "subscribed", Channel: name, Epoch: ch.epoch, Offset: &ch.offset, ID: id})}
 	if since != nil {
 		frames = s.recover(ch, since, frames)
 	}
+	// Queue the reply and the recovered messages before joining: a hub
+	// flush can deliver a frame published before the join as soon as c is
+	// a member, and it must not overtake them.
 	w := writers.Get().(*writer)
 	defer writers.Put(w)
 	defer s.flushStats(w)
@@ -174,7 +175,7 @@ func (s *Server) subscribe(c *Conn, name string, since *Position, id json.RawMes
 		}
 		frames = frames[n:]
 	}
-	return nil
+	return ch.hub.Join(c)
 }
 
 // recover appends to frames what a subscriber at since missed: a gap notice

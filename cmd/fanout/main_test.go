@@ -289,3 +289,38 @@ func readJSON(t *testing.T, c *websocket.Conn, typ string) map[string]any {
 	}
 	return m
 }
+
+// A client that offers the "fanout" subprotocol speaks the channel
+// protocol: it is not in the chat room, so a chat message shaped like a
+// channel message never reaches it.
+func TestRoutes_FanoutSubprotocolLeavesChatRoom(t *testing.T) {
+	_, url := startChat(t)
+	d := websocket.Dialer{Subprotocols: []string{"fanout"}}
+	client, _, err := d.Dial(url+"/ws", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer client.Close()
+	_ = client.SetReadDeadline(time.Now().Add(10 * time.Second))
+	if client.Subprotocol() != "fanout" {
+		t.Fatalf("subprotocol %q", client.Subprotocol())
+	}
+	if err := client.WriteMessage(websocket.TextMessage, []byte(`{"op":"subscribe","channel":"lobby"}`)); err != nil {
+		t.Fatal(err)
+	}
+	readJSON(t, client, "subscribed")
+	chat := dialWS(t, url+"/ws")
+	spoof := `{"type":"message","channel":"lobby","offset":999999,"data":"fake"}`
+	if err := chat.WriteMessage(websocket.TextMessage, []byte(spoof)); err != nil {
+		t.Fatal(err)
+	}
+	if _, p, err := chat.ReadMessage(); err != nil || string(p) != spoof {
+		t.Fatalf("chat room: %q %v", p, err)
+	}
+	if err := chat.WriteMessage(websocket.TextMessage, []byte(`{"op":"publish","channel":"lobby","data":"real"}`)); err != nil {
+		t.Fatal(err)
+	}
+	if m := readJSON(t, client, "message"); m["data"] != "real" {
+		t.Fatalf("the channel client got %v, want only the real message", m)
+	}
+}
