@@ -65,10 +65,11 @@ type apiMessage struct {
 	Data    json.RawMessage `json:"data"`
 }
 
-// apiResult is one message's outcome in a batch reply.
+// apiResult is one message's outcome in a batch reply: a Publication or an
+// error.
 type apiResult struct {
 	*Publication
-	Channel string `json:"channel,omitempty"`
+	Channel string `json:"channel"` // shadows Publication's, so errors name it too
 	Error   string `json:"error,omitempty"`
 }
 
@@ -129,7 +130,7 @@ func (s *Server) apiPublish(w http.ResponseWriter, r *http.Request) {
 			status = http.StatusServiceUnavailable
 			continue
 		}
-		results[i] = apiResult{Publication: &p}
+		results[i] = apiResult{Publication: &p, Channel: p.Channel}
 	}
 	switch {
 	case batch:
@@ -182,7 +183,9 @@ func apiJSON(w http.ResponseWriter, status int, v any) {
 	w.Header().Set("Content-Type", "application/json")
 	w.Header().Set("Cache-Control", "no-store")
 	w.WriteHeader(status)
-	_ = json.NewEncoder(w).Encode(v)
+	enc := json.NewEncoder(w)
+	enc.SetEscapeHTML(false)
+	_ = enc.Encode(v)
 }
 
 func apiError(w http.ResponseWriter, status int, reason string) {

@@ -1,6 +1,8 @@
 // Command fanout runs a Fanout WebSocket server: /ws is a chat room (every
-// message goes to every client, sender included) and /echo sends each
-// message back to its sender.
+// message goes to every client, sender included) or, with ?channel=, a set of
+// channel subscriptions driven by JSON control messages; /echo sends each
+// message back to its sender. The same port serves the demo page at / and
+// the HTTP publish API at /api/.
 package main
 
 import (
@@ -15,9 +17,11 @@ import (
 	"net"
 	"net/http"
 	pprofhttp "net/http/pprof"
+	"net/url"
 	"os"
 	"os/signal"
 	"runtime/pprof"
+	"strconv"
 	"strings"
 	"sync/atomic"
 	"syscall"
@@ -58,6 +62,7 @@ type options struct {
 	printConfig     bool
 	checkConfig     bool
 	cpuProfile      string
+	apiKey          string
 }
 
 // parseFlags binds flags to opts. Defaults come from the server constants,
@@ -87,6 +92,11 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 	fs.BoolVar(&c.RateLimitClose, "rate-limit-close", false, "close a connection over its rate with 1008 instead of dropping the message")
 	fs.IntVar(&c.MaxConnsPerIP, "max-conns-per-ip", 0, "concurrent connections per source address; more get 429; 0 disables")
 	fs.Float64Var(&c.HandshakeRatePerIP, "handshake-rate-per-ip", 0, "upgrade requests per second per source address; more get 429; 0 disables")
+	fs.IntVar(&c.HistorySize, "history-size", server.DefaultHistorySize, "messages each channel keeps for clients that resubscribe with since=<offset> (negative disables)")
+	fs.DurationVar(&c.HistoryTTL, "history-ttl", server.DefaultHistoryTTL, "how long a channel message stays in history")
+	fs.IntVar(&c.MaxChannels, "max-channels", server.DefaultMaxChannels, "channels that may exist at once (with subscribers or history)")
+	fs.IntVar(&c.MaxChannelsPerConn, "max-channels-per-conn", server.DefaultMaxChannelsPerConn, "subscriptions one connection may hold")
+	fs.StringVar(&o.apiKey, "api-key", "", "key for the HTTP API (POST /api/publish, GET /api/channels) as \"Authorization: Bearer <key>\" or X-API-Key; empty disables the API")
 	fs.StringVar(&o.tlsCert, "tls-cert", "", "PEM certificate (chain) file: serve wss; reloaded on SIGHUP without dropping connections")
 	fs.StringVar(&o.tlsKey, "tls-key", "", "PEM private key file for -tls-cert")
 	fs.StringVar(&o.jwtSecret, "jwt-secret", "", "verify HS256 JWTs with this secret (token from Authorization: Bearer, ?token= or a \"bearer.<jwt>\" subprotocol entry)")
@@ -109,7 +119,7 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 	fs.BoolVar(&o.printConfig, "print-config", false, "print the effective configuration as JSON and exit")
 	fs.BoolVar(&o.checkConfig, "check-config", false, "validate the configuration and exit")
 	fs.Usage = func() {
-		fmt.Fprintf(fs.Output(), "Usage: fanout [flags]\n\nServes /ws (broadcast to every client) and /echo.\nEvery flag can also be set as FANOUT_<NAME> (e.g. FANOUT_MAX_CONNS=5000); flags win.\n\n")
+		fmt.Fprintf(fs.Output(), "Usage: fanout [flags]\n\nServes /ws (a chat room; with ?channel=name, channels), /echo, the demo page at / and the HTTP API at /api/.\nEvery flag can also be set as FANOUT_<NAME> (e.g. FANOUT_MAX_CONNS=5000); flags win.\n\n")
 		fs.PrintDefaults()
 	}
 	var envErr error
@@ -201,7 +211,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		}
 		defer pprof.StopCPUProfile()
 	}
-	srv, err := newChatServer(o.cfg)
+	srv, err := newChatServer(o.cfg, o.apiKey)
 	if err != nil {
 		return err
 	}
@@ -209,7 +219,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	logger.Info("fanout", "addr", ln.Addr().String(), "routes", "/ws (broadcast), /echo", "max_conns_effective", srv.Ceiling())
+	logger.Info("fanout", "addr", ln.Addr().String(), "routes", "/ws (chat room, or channels with ?channel=), /echo, / (demo page), /api/ (publish API)",
+		"api", o.apiKey != "", "workers", o.cfg.Workers, "max_conns_effective", srv.Ceiling())
 	errc := make(chan error, 2)
 	if o.adminAddr != "" {
 		admin, err := net.Listen("tcp", o.adminAddr)
@@ -303,6 +314,8 @@ func printable(o *options) map[string]any {
 		"rate_limit_close": c.RateLimitClose, "auth_required": o.authRequired,
 		"jwt_secret_set": o.jwtSecret != "", "jwt_public_key": o.jwtPublicKey,
 		"tls_cert": o.tlsCert, "tls_key": o.tlsKey, "max_conns_per_ip": c.MaxConnsPerIP, "handshake_rate_per_ip": c.HandshakeRatePerIP,
+		"history_size": c.HistorySize, "history_ttl": c.HistoryTTL.String(), "max_channels": c.MaxChannels,
+		"max_channels_per_conn": c.MaxChannelsPerConn, "api_key_set": o.apiKey != "",
 	}
 }
 
@@ -327,16 +340,32 @@ func adminMux(srv *server.Server, reg *prometheus.Registry) *http.ServeMux {
 	return mux
 }
 
-// room marks connections of the /ws chat room.
-type room struct{ hub *server.Hub }
+// Route markers, kept in Conn.Data: the /ws chat room, /ws with channels.
+// /echo connections carry none.
+type (
+	room         struct{ hub *server.Hub }
+	channelsMode struct{}
+)
 
-// newChatServer wires the two routes: /ws joins the room, /echo echoes.
-func newChatServer(cfg server.Config) (*server.Server, error) {
-	var r room
+var inChannels = &channelsMode{}
+
+// newChatServer wires the routes: /ws joins the room or the channels named
+// in its query, /echo echoes, and plain HTTP requests reach the demo page
+// and the API.
+func newChatServer(cfg server.Config, apiKey string) (*server.Server, error) {
+	var (
+		r   room
+		srv *server.Server
+	)
 	cfg.Subprotocols = append(cfg.Subprotocols, "fanout") // offered beside "bearer.<jwt>" by browsers
 	cfg.OnConnect = func(c *server.Conn, req *server.Request) error {
 		switch req.Path() {
 		case "/ws":
+			q := req.Query()
+			if len(q["channel"]) > 0 {
+				c.SetData(inChannels)
+				return subscribeQuery(srv, c, q)
+			}
 			if !c.Allowed("subscribe", "ws") {
 				return server.Reject(403, "token does not allow subscribing to ws")
 			}
@@ -349,20 +378,68 @@ func newChatServer(cfg server.Config) (*server.Server, error) {
 		}
 	}
 	cfg.OnMessage = func(c *server.Conn, op frame.OpCode, data []byte) {
-		if c.Data() == &r {
+		switch c.Data() {
+		case &r:
+			if op == frame.OpText && server.IsControl(data) {
+				srv.HandleControl(c, op, data)
+				return
+			}
 			if !c.Allowed("publish", "ws") {
 				_ = c.Close(frame.ClosePolicyViolation, "not allowed to publish")
 				return
 			}
 			r.hub.Broadcast(op, data)
-			return
+		case inChannels:
+			srv.HandleControl(c, op, data)
+		default:
+			_ = c.Send(op, data)
 		}
-		_ = c.Send(op, data)
 	}
-	srv, err := server.New(cfg)
-	if err != nil {
+	mux := http.NewServeMux()
+	mux.Handle("/", webHandler())
+	for _, path := range []string{"/ws", "/echo"} {
+		mux.HandleFunc(path, func(w http.ResponseWriter, _ *http.Request) {
+			w.Header().Set("Sec-WebSocket-Version", "13")
+			http.Error(w, "this is a WebSocket endpoint", http.StatusUpgradeRequired)
+		})
+	}
+	var api http.Handler // needs srv: set below, before anything is served
+	mux.Handle("/api/", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { api.ServeHTTP(w, r) }))
+	cfg.HTTPHandler = mux
+	var err error
+	if srv, err = server.New(cfg); err != nil {
 		return nil, err
 	}
+	api = srv.APIHandler(apiKey)
 	r.hub = srv.NewHub()
 	return srv, nil
+}
+
+// subscribeQuery subscribes c to every channel= of a /ws query; since= and
+// epoch= resume one channel from an offset.
+func subscribeQuery(srv *server.Server, c *server.Conn, q url.Values) error {
+	var since *server.Position
+	if v := q.Get("since"); v != "" {
+		if len(q["channel"]) != 1 {
+			return server.Reject(400, "since= needs exactly one channel=")
+		}
+		off, err := strconv.ParseUint(v, 10, 64)
+		if err != nil {
+			return server.Reject(400, "since= must be an offset (a non-negative integer)")
+		}
+		since = &server.Position{Offset: off, Epoch: q.Get("epoch")}
+	}
+	for _, name := range q["channel"] {
+		if err := srv.Subscribe(c, name, since); err != nil {
+			status := 400
+			switch {
+			case errors.Is(err, server.ErrForbidden):
+				status = 403
+			case errors.Is(err, server.ErrTooManyChannels):
+				status = 503
+			}
+			return server.Reject(status, strings.TrimPrefix(err.Error(), "server: "))
+		}
+	}
+	return nil
 }

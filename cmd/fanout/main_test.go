@@ -25,7 +25,7 @@ import (
 // that every connection is gone.
 func startChat(t *testing.T) (*server.Server, string) {
 	t.Helper()
-	srv, err := newChatServer(server.Config{})
+	srv, err := newChatServer(server.Config{}, "")
 	if err != nil {
 		t.Fatal(err)
 	}
