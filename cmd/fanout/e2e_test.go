@@ -29,11 +29,11 @@ func TestBrowser_ChatAndRecovery(t *testing.T) {
 	_, pwErr := os.Stat(filepath.Join("testdata", "e2e", "node_modules", "playwright-core"))
 	switch {
 	case nodeErr != nil:
-		needBrowser(t, "node is not installed")
+		needBrowser(t, "node")
 	case chromiumErr != nil:
-		needBrowser(t, chromiumPath+" is missing: apt-get install chromium (make deps)")
+		needBrowser(t, chromiumPath+" (apt-get install chromium, or make deps)")
 	case pwErr != nil:
-		needBrowser(t, "playwright-core is missing: npm ci --prefix cmd/fanout/testdata/e2e (make deps)")
+		needBrowser(t, "playwright-core (npm ci --prefix cmd/fanout/testdata/e2e, or make deps)")
 	}
 
 	tmp := t.TempDir()
