@@ -2,6 +2,7 @@ package server
 
 import (
 	"cmp"
+	"context"
 	"crypto/rand"
 	"encoding/hex"
 	"encoding/json"
@@ -17,11 +18,12 @@ import (
 // so that a client that reconnects can ask for what it missed.
 //
 // A channel's mu orders, for that channel, offset assignment, history, the
-// hand-off of the frame to the hub, and subscribes that recover history: a
-// recovering subscriber joins the hub and queues its missed messages under
-// mu, so no live message overtakes them. A message published just before the
-// subscribe may reach it twice (from history and from the hub's pending
-// flush); clients drop offsets they have already seen.
+// hand-off of the frame to the hub, and subscribes: under mu a subscriber
+// queues its reply and the messages it missed, then joins the hub, so every
+// later message follows them. A message published just before the subscribe
+// may still reach it after the reply, from the hub's pending flush (and
+// twice when history also holds it); its offset is at most the reply's, and
+// clients drop offsets they have already seen.
 
 // MaxChannelNameBytes is the longest channel name.
 const MaxChannelNameBytes = 128
@@ -85,8 +87,10 @@ var channelByte = func() (t [256]bool) {
 }()
 
 // Publish sends data, one JSON value, to every subscriber of channel as
-// {"type":"message","channel":..,"offset":..,"data":data}, serialized once,
-// and keeps it in the channel's history. It never blocks on a socket.
+// {"type":"message","channel":..,"offset":..,"data":data}, serialized once
+// per node, and keeps it in the channel's history. With a Config.Broker the
+// broker assigns the offset and delivers to every node; Delivered then
+// counts this node's subscribers. It never blocks on a client socket.
 func (s *Server) Publish(channel string, data []byte) (Publication, error) {
 	if err := CheckChannelName(channel); err != nil {
 		return Publication{}, err
@@ -96,6 +100,19 @@ func (s *Server) Publish(channel string, data []byte) (Publication, error) {
 	}
 	if envelopeBytes(channel, data) > s.cfg.MaxMessageBytes {
 		return Publication{}, ErrTooLarge
+	}
+	if b := s.cfg.Broker; b != nil {
+		if !b.Ready() {
+			return Publication{}, ErrBrokerUnavailable
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), brokerTimeout)
+		defer cancel()
+		pos, err := b.Publish(ctx, channel, data)
+		if err != nil {
+			return Publication{}, fmt.Errorf("%w: %v", ErrBrokerUnavailable, err)
+		}
+		s.stats.publications.Add(1)
+		return Publication{Channel: channel, Offset: pos.Offset, Epoch: pos.Epoch, Delivered: s.localSubscribers(channel)}, nil
 	}
 	ch, err := s.lockChannel(channel)
 	if err != nil {
@@ -112,18 +129,33 @@ func (s *Server) Publish(channel string, data []byte) (Publication, error) {
 	return Publication{Channel: channel, Offset: ch.offset, Epoch: ch.epoch, Delivered: ch.hub.Len()}, nil
 }
 
+// localSubscribers counts channel's subscribers on this node.
+func (s *Server) localSubscribers(channel string) int {
+	s.chans.mu.RLock()
+	defer s.chans.mu.RUnlock()
+	if ch := s.chans.m[channel]; ch != nil {
+		return ch.hub.Len()
+	}
+	return 0
+}
+
 const envelopeOverhead = len(`{"type":"message","channel":"","offset":18446744073709551615,"data":}`)
 
 func envelopeBytes(channel string, data []byte) int {
 	return envelopeOverhead + len(channel) + len(data)
 }
 
-// appendEnvelope appends a message envelope; channel names need no escaping.
+// appendEnvelope appends a message envelope; channel names need no
+// escaping. Offset 0 (a message injected into the broker from outside) is
+// left out.
 func appendEnvelope(b []byte, channel string, offset uint64, data []byte) []byte {
 	b = append(b, `{"type":"message","channel":"`...)
 	b = append(b, channel...)
-	b = append(b, `","offset":`...)
-	b = strconv.AppendUint(b, offset, 10)
+	b = append(b, '"')
+	if offset > 0 {
+		b = append(b, `,"offset":`...)
+		b = strconv.AppendUint(b, offset, 10)
+	}
 	b = append(b, `,"data":`...)
 	b = append(b, data...)
 	return append(b, '}')
@@ -157,13 +189,17 @@ func (s *Server) subscribe(c *Conn, name string, since *Position, id json.RawMes
 		return err
 	}
 	defer ch.mu.Unlock()
-	if err := ch.hub.Join(c); err != nil {
+	top, kept, err := s.position(ch, since)
+	if err != nil {
 		return err
 	}
-	frames := [][]byte{s.reply(reply{Type: "subscribed", Channel: name, Epoch: ch.epoch, Offset: &ch.offset, ID: id})}
+	frames := [][]byte{s.reply(reply{Type: "subscribed", Channel: name, Epoch: top.Epoch, Offset: &top.Offset, ID: id})}
 	if since != nil {
-		frames = s.recover(ch, since, frames)
+		frames = s.replay(name, *since, top, kept, frames)
 	}
+	// Queue the reply and the recovered messages before joining: a hub
+	// flush can deliver a frame published before the join as soon as c is
+	// a member, and it must not overtake them.
 	w := writers.Get().(*writer)
 	defer writers.Put(w)
 	defer s.flushStats(w)
@@ -174,25 +210,69 @@ func (s *Server) subscribe(c *Conn, name string, since *Position, id json.RawMes
 		}
 		frames = frames[n:]
 	}
-	return nil
+	return ch.hub.Join(c)
 }
 
-// recover appends to frames what a subscriber at since missed: a gap notice
-// if history cannot cover it all, then the kept messages after since, at most
-// half of Config.SendQueueBytes of them (the newest). ch.mu is held.
-func (s *Server) recover(ch *channel, since *Position, frames [][]byte) [][]byte {
-	ch.hist.expire(s.now() - int64(s.cfg.HistoryTTL))
-	from := since.Offset
-	gap := reply{Type: "gap", Channel: ch.name, Since: &since.Offset}
-	switch {
-	case since.Epoch != "" && since.Epoch != ch.epoch:
-		gap.Reason = "the channel's history changed epoch (server restart or expiry); offsets restarted"
-		from = 0
-	case from > ch.offset:
-		gap.Reason = "since is ahead of the channel's offset"
-		from = 0
+// position returns ch's latest position and, for a subscriber at since,
+// the kept messages it may replay: from ch's own history, or from the
+// broker's. ch.mu is held.
+func (s *Server) position(ch *channel, since *Position) (Position, []histEntry, error) {
+	b := s.cfg.Broker
+	if b == nil {
+		top := Position{Offset: ch.offset, Epoch: ch.epoch}
+		if since == nil {
+			return top, nil, nil
+		}
+		ch.hist.expire(s.now() - int64(s.cfg.HistoryTTL))
+		from, _ := replayFrom(*since, top)
+		return top, ch.hist.after(from), nil
 	}
-	kept := ch.hist.after(from)
+	if !b.Ready() {
+		return Position{}, nil, ErrBrokerUnavailable
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), brokerTimeout)
+	defer cancel()
+	after, limit := uint64(0), 0
+	if since != nil {
+		after, limit = since.Offset, max(s.cfg.HistorySize, 0)
+	}
+	top, msgs, err := b.History(ctx, ch.name, after, limit)
+	if err == nil && since != nil {
+		if from, _ := replayFrom(*since, top); from != after {
+			top, msgs, err = b.History(ctx, ch.name, from, limit) // another epoch: replay it all
+		}
+	}
+	if err != nil {
+		return Position{}, nil, fmt.Errorf("%w: %v", ErrBrokerUnavailable, err)
+	}
+	if ch.epoch == "" { // this node's first subscriber: deliveries continue from here
+		ch.epoch, ch.offset = top.Epoch, top.Offset
+	}
+	kept := make([]histEntry, len(msgs))
+	for i, m := range msgs {
+		kept[i] = histEntry{offset: m.Offset, frame: frame.NewPrepared(frame.OpText, appendEnvelope(nil, ch.name, m.Offset, m.Data)).Bytes()}
+	}
+	return top, kept, nil
+}
+
+// replayFrom returns the offset after which a subscriber at since can
+// replay top's history, and why it cannot simply continue from since.
+func replayFrom(since, top Position) (uint64, string) {
+	switch {
+	case since.Epoch != "" && since.Epoch != top.Epoch:
+		return 0, "the channel's history changed epoch (server or broker restart, or expiry); offsets restarted"
+	case since.Offset > top.Offset:
+		return 0, "since is ahead of the channel's offset"
+	}
+	return since.Offset, ""
+}
+
+// replay appends to frames what a subscriber at since missed of kept
+// (messages after replayFrom's offset, oldest first): a gap notice if they
+// cannot cover it all, then the messages, at most half of
+// Config.SendQueueBytes of them (the newest).
+func (s *Server) replay(name string, since, top Position, kept []histEntry, frames [][]byte) [][]byte {
+	from, reason := replayFrom(since, top)
 	budget := s.cfg.SendQueueBytes / 2
 	for i := len(kept) - 1; i >= 0; i-- {
 		if budget -= len(kept[i].frame); budget < 0 {
@@ -200,11 +280,12 @@ func (s *Server) recover(ch *channel, since *Position, frames [][]byte) [][]byte
 			break
 		}
 	}
-	first := ch.offset + 1 // the oldest offset sent
+	gap := reply{Type: "gap", Channel: name, Since: &since.Offset, Reason: reason}
+	first := top.Offset + 1 // the oldest offset sent
 	if len(kept) > 0 {
 		first = kept[0].offset
 	}
-	if gap.Reason == "" && first > from+1 {
+	if reason == "" && first > from+1 {
 		gap.First = &first
 		gap.Reason = "history does not reach back to since; messages before first are lost"
 	}
@@ -274,7 +355,10 @@ func (s *Server) lockChannel(name string) (*channel, error) {
 					s.chans.mu.Unlock()
 					return nil, fmt.Errorf("%w (%d)", ErrTooManyChannels, s.cfg.MaxChannels)
 				}
-				ch = &channel{name: name, hub: s.NewHub(), epoch: newEpoch()}
+				ch = &channel{name: name, hub: s.NewHub()}
+				if s.cfg.Broker == nil {
+					ch.epoch = newEpoch() // with a broker, the broker's
+				}
 				ch.hub.channel = name
 				s.chans.m[name] = ch
 			}
@@ -346,9 +430,13 @@ type reply struct {
 
 // reply serializes r as a text frame.
 func (s *Server) reply(r reply) []byte {
+	return frame.NewPrepared(frame.OpText, s.replyPayload(r)).Bytes()
+}
+
+func (s *Server) replyPayload(r reply) []byte {
 	b, err := json.Marshal(r)
 	if err != nil { // only ID could fail, and it was parsed as a number
 		b = []byte(`{"type":"error","reason":"internal: reply not serializable"}`)
 	}
-	return frame.NewPrepared(frame.OpText, b).Bytes()
+	return b
 }

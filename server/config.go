@@ -123,6 +123,11 @@ type Config struct {
 	// DefaultMaxChannelsPerConn (64).
 	MaxChannelsPerConn int
 
+	// Broker joins nodes: it assigns channel offsets, keeps history and
+	// delivers every channel message to every node (see RedisBroker). Nil
+	// keeps channels in this process.
+	Broker Broker
+
 	// HTTPHandler serves the requests that reach Serve's listener and are
 	// not WebSocket upgrades (a web page, an API): the connection leaves
 	// the poller for net/http, still counted against MaxConns. Nil answers

@@ -50,6 +50,8 @@ type Server struct {
 	chans    channels
 	httpLn   *httpListener // plain HTTP requests, for Config.HTTPHandler
 	httpSrv  *http.Server
+	// stopBroker ends Config.Broker's Run.
+	stopBroker context.CancelFunc
 
 	// readBufPool lends a read buffer to a worker for one task; idle
 	// connections hold none.
@@ -143,6 +145,15 @@ func (s *Server) startEngine() error {
 	s.wg.Add(1)
 	go s.sweep()
 	s.startHTTP()
+	if b := s.cfg.Broker; b != nil {
+		ctx, cancel := context.WithCancel(context.Background())
+		s.stopBroker = cancel
+		s.wg.Add(1)
+		go func() {
+			defer s.wg.Done()
+			b.Run(ctx, s.deliver, s.resync)
+		}()
+	}
 	return nil
 }
 
@@ -368,12 +379,12 @@ func (s *Server) Addr() net.Addr {
 // Ready is closed once Serve listens.
 func (s *Server) Ready() <-chan struct{} { return s.ready }
 
-// Accepting reports whether Serve is listening and Shutdown has not begun:
-// what a readiness probe should report.
+// Accepting reports whether Serve is listening, Shutdown has not begun and
+// the broker, if any, is connected: what a readiness probe should report.
 func (s *Server) Accepting() bool {
 	select {
 	case <-s.ready:
-		return !s.shutting.Load()
+		return !s.shutting.Load() && (s.cfg.Broker == nil || s.cfg.Broker.Ready())
 	default:
 		return false
 	}
@@ -472,6 +483,9 @@ func (s *Server) teardown() {
 	s.eachConn(func(c *Conn) { c.destroy(ReasonServerShutdown) })
 	if s.httpSrv != nil {
 		_ = s.httpSrv.Close()
+	}
+	if s.stopBroker != nil {
+		s.stopBroker()
 	}
 	s.poller.Close()
 	_ = s.reads.ReleaseTimeout(5 * time.Second)

@@ -142,15 +142,18 @@ func TestServer_OverCapacity503(t *testing.T) {
 	}
 }
 
-// A frame sent in the same write as the request must not be lost.
+// A frame sent in the same write as the request must not be lost, even
+// when request and frame together pass MaxRequestBytes.
 func TestServer_EarlyFrameKept(t *testing.T) {
 	t.Parallel()
 	_, addr := runServer(t, Config{})
-	c := dialRaw(t, addr)
-	c.upgrade("/echo", clientFrame(true, ws.OpText, []byte("early")))
-	h, p, err := c.next()
-	if err != nil || h.OpCode != ws.OpText || string(p) != "early" {
-		t.Fatalf("got %v %q %v, want text \"early\"", h.OpCode, p, err)
+	for _, payload := range []string{"early", strings.Repeat("e", 3*DefaultMaxRequestBytes)} {
+		c := dialRaw(t, addr)
+		c.upgrade("/echo", clientFrame(true, ws.OpText, []byte(payload)))
+		h, p, err := c.next()
+		if err != nil || h.OpCode != ws.OpText || string(p) != payload {
+			t.Fatalf("got %v %d bytes %v, want the %d-byte early text", h.OpCode, len(p), err, len(payload))
+		}
 	}
 }
 

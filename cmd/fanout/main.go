@@ -21,6 +21,7 @@ import (
 	"os"
 	"os/signal"
 	"runtime/pprof"
+	"slices"
 	"strconv"
 	"strings"
 	"sync/atomic"
@@ -361,8 +362,11 @@ func newChatServer(cfg server.Config, apiKey string) (*server.Server, error) {
 	cfg.OnConnect = func(c *server.Conn, req *server.Request) error {
 		switch req.Path() {
 		case "/ws":
+			// Clients of the channel protocol (the "fanout" subprotocol, or
+			// channels in the URL) stay out of the chat room, whose raw
+			// messages could pose as channel messages.
 			q := req.Query()
-			if len(q["channel"]) > 0 {
+			if len(q["channel"]) > 0 || slices.Contains(req.Protocols, "fanout") {
 				c.SetData(inChannels)
 				return subscribeQuery(srv, c, q)
 			}
@@ -415,8 +419,8 @@ func newChatServer(cfg server.Config, apiKey string) (*server.Server, error) {
 	return srv, nil
 }
 
-// subscribeQuery subscribes c to every channel= of a /ws query; since= and
-// epoch= resume one channel from an offset.
+// subscribeQuery subscribes c to every channel= of a /ws query (maybe none);
+// since= and epoch= resume one channel from an offset.
 func subscribeQuery(srv *server.Server, c *server.Conn, q url.Values) error {
 	var since *server.Position
 	if v := q.Get("since"); v != "" {

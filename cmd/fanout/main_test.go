@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -21,11 +22,14 @@ import (
 	"github.com/gorilla/websocket"
 )
 
+// testAPIKey is the HTTP API key of startChat's server.
+const testAPIKey = "interop-key"
+
 // startChat serves the cmd's routes on 127.0.0.1:0 and checks at cleanup
 // that every connection is gone.
 func startChat(t *testing.T) (*server.Server, string) {
 	t.Helper()
-	srv, err := newChatServer(server.Config{}, "")
+	srv, err := newChatServer(server.Config{}, testAPIKey)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -94,7 +98,7 @@ func TestInterop_Python(t *testing.T) {
 	err := exec.Command(py, "-c", "import websockets").Run()
 	needTool(t, err == nil, "apt-get install python3-websockets")
 	srv, url := startChat(t)
-	runClient(t, py, filepath.Join("testdata", "interop", "client.py"), url)
+	runClient(t, py, filepath.Join("testdata", "interop", "client.py"), url, testAPIKey)
 	waitIdle(t, srv)
 }
 
@@ -200,4 +204,123 @@ func (s *syncWriter) Write(p []byte) (int, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.w.Write(p)
+}
+
+// One port serves the chat room, channels (also from a chat-room
+// connection, by control message), the demo page, the API and a 426 for a
+// plain GET of a WebSocket route.
+func TestRoutes_OnePort(t *testing.T) {
+	_, url := startChat(t)
+	base := strings.Replace(url, "ws://", "http://", 1)
+	for path, want := range map[string]int{"/": 200, "/fanout.js": 200, "/ws": 426, "/echo": 426, "/nope": 404, "/api/channels": 401} {
+		resp, err := http.Get(base + path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != want {
+			t.Errorf("GET %s: %d, want %d", path, resp.StatusCode, want)
+		}
+	}
+
+	chat := dialWS(t, url+"/ws")
+	sub := dialWS(t, url+"/ws?channel=alerts")
+	readJSON(t, sub, "subscribed")
+	if err := chat.WriteMessage(websocket.TextMessage, []byte(`{"op":"subscribe","channel":"alerts","id":1}`)); err != nil {
+		t.Fatal(err)
+	}
+	readJSON(t, chat, "subscribed")
+	if err := chat.WriteMessage(websocket.TextMessage, []byte(`plain chat line`)); err != nil {
+		t.Fatal(err)
+	}
+	if _, p, err := chat.ReadMessage(); err != nil || string(p) != "plain chat line" {
+		t.Fatalf("chat room echo %q %v", p, err)
+	}
+	req, _ := http.NewRequest(http.MethodPost, base+"/api/publish", strings.NewReader(`{"channel":"alerts","data":"fire"}`))
+	req.Header.Set("Authorization", "Bearer "+testAPIKey)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var pub server.Publication
+	_ = json.NewDecoder(resp.Body).Decode(&pub)
+	resp.Body.Close()
+	if resp.StatusCode != 200 || pub.Delivered != 2 {
+		t.Fatalf("publish: %d %+v, want 2 deliveries", resp.StatusCode, pub)
+	}
+	for _, c := range []*websocket.Conn{chat, sub} {
+		if m := readJSON(t, c, "message"); m["data"] != "fire" {
+			t.Fatalf("got %v", m)
+		}
+	}
+	// A channel connection is not in the chat room: plain text is refused.
+	if err := sub.WriteMessage(websocket.TextMessage, []byte(`plain chat line`)); err != nil {
+		t.Fatal(err)
+	}
+	if m := readJSON(t, sub, "error"); !strings.Contains(m["reason"].(string), "control message") {
+		t.Fatalf("got %v", m)
+	}
+	if _, resp, err := websocket.DefaultDialer.Dial(url+"/ws?channel=a&channel=b&since=3", nil); err == nil || resp.StatusCode != 400 {
+		t.Fatalf("since with two channels: %v", err)
+	}
+}
+
+func dialWS(t *testing.T, url string) *websocket.Conn {
+	t.Helper()
+	c, _, err := websocket.DefaultDialer.Dial(url, nil)
+	if err != nil {
+		t.Fatalf("dial %s: %v", url, err)
+	}
+	t.Cleanup(func() { c.Close() })
+	_ = c.SetReadDeadline(time.Now().Add(10 * time.Second))
+	return c
+}
+
+// readJSON reads one JSON message and checks its type.
+func readJSON(t *testing.T, c *websocket.Conn, typ string) map[string]any {
+	t.Helper()
+	_, p, err := c.ReadMessage()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var m map[string]any
+	if err := json.Unmarshal(p, &m); err != nil || m["type"] != typ {
+		t.Fatalf("got %q, want a %q message", p, typ)
+	}
+	return m
+}
+
+// A client that offers the "fanout" subprotocol speaks the channel
+// protocol: it is not in the chat room, so a chat message shaped like a
+// channel message never reaches it.
+func TestRoutes_FanoutSubprotocolLeavesChatRoom(t *testing.T) {
+	_, url := startChat(t)
+	d := websocket.Dialer{Subprotocols: []string{"fanout"}}
+	client, _, err := d.Dial(url+"/ws", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer client.Close()
+	_ = client.SetReadDeadline(time.Now().Add(10 * time.Second))
+	if client.Subprotocol() != "fanout" {
+		t.Fatalf("subprotocol %q", client.Subprotocol())
+	}
+	if err := client.WriteMessage(websocket.TextMessage, []byte(`{"op":"subscribe","channel":"lobby"}`)); err != nil {
+		t.Fatal(err)
+	}
+	readJSON(t, client, "subscribed")
+	chat := dialWS(t, url+"/ws")
+	spoof := `{"type":"message","channel":"lobby","offset":999999,"data":"fake"}`
+	if err := chat.WriteMessage(websocket.TextMessage, []byte(spoof)); err != nil {
+		t.Fatal(err)
+	}
+	if _, p, err := chat.ReadMessage(); err != nil || string(p) != spoof {
+		t.Fatalf("chat room: %q %v", p, err)
+	}
+	if err := chat.WriteMessage(websocket.TextMessage, []byte(`{"op":"publish","channel":"lobby","data":"real"}`)); err != nil {
+		t.Fatal(err)
+	}
+	if m := readJSON(t, client, "message"); m["data"] != "real" {
+		t.Fatalf("the channel client got %v, want only the real message", m)
+	}
 }

@@ -5,7 +5,7 @@
 //   const fo = new Fanout();              // ws(s)://<this host>/ws, subprotocol "fanout"
 //   fo.on('status', (s) => ...);          // {state, attempt, delay, code, reason}
 //   fo.on('message', (m) => ...);         // {channel, offset, epoch, data, recovered}
-//   fo.on('gap', (g) => ...);             // {channel, since, first, reason, epochChanged, local}
+//   fo.on('gap', (g) => ...);             // {channel, since, first, reason, reset, local}
 //   fo.subscribe('lobby');                // Promise<{channel, epoch, offset}>
 //   fo.publish('lobby', {name: 'ann', text: 'hi'});   // Promise<{channel, offset}>
 //   fo.connect();
@@ -46,12 +46,16 @@
 //            (of the close that caused it)}.
 //   message  {channel, offset, epoch, data, recovered}. Delivered once per offset, in
 //            order: a message whose offset is <= the last one seen on its channel is
-//            dropped. recovered is true for history replayed by a resubscribe.
-//   gap      {channel, since, first, reason, epochChanged, local}. Messages after
-//            `since` are lost: up to first-1 when the history no longer reaches back,
-//            or all of them when the epoch changed (server restart; first is
-//            undefined, offsets start again). local is true when the client saw
-//            offsets skip without a notice from the server.
+//            dropped, and so is one that arrives before the channel's "subscribed"
+//            reply on the current connection (it was published before the subscribe,
+//            so the reply's offset or the replayed history covers it). recovered is
+//            true for history replayed by a resubscribe.
+//   gap      {channel, since, first, reason, reset, local}. Messages after `since`
+//            are lost: up to first-1 when the history no longer reaches back; or,
+//            when reset is true (first undefined), any of them, because the channel's
+//            history was replaced (new epoch: server restart or expiry) and offsets
+//            start again. local is true when the client saw offsets skip without a
+//            notice from the server.
 //   subscribed  {channel, epoch, offset} on every (re)subscribe.
 //   error    {op, channel, id, reason} from the server, or {reason} for a frame
 //            this client could not use.
@@ -72,7 +76,7 @@ export class Fanout {
     this.WebSocket = options.WebSocket ?? globalThis.WebSocket;
     this.status = { state: 'closed', attempt: 0 };
     this._listeners = new Map();
-    this._channels = new Map(); // name -> {offset, epoch, recoverUpTo, ready, waiters}
+    this._channels = new Map(); // name -> {offset, epoch, recoverUpTo, live, ready, waiters}
     this._pending = new Map();  // request id -> {resolve, reject, timer, channel}
     this._nextID = 1;
     this._ws = null;
@@ -111,7 +115,7 @@ export class Fanout {
     let ch = this._channels.get(channel);
     if (!ch) {
       const resume = epoch !== undefined && since !== undefined;
-      ch = { offset: resume ? since : 0, epoch: resume ? epoch : null, recoverUpTo: 0, ready: false, waiters: [] };
+      ch = { offset: resume ? since : 0, epoch: resume ? epoch : null, recoverUpTo: 0, live: false, ready: false, waiters: [] };
       this._channels.set(channel, ch);
       if (this._isOpen()) this._sendSubscribe(channel, ch);
     }
@@ -217,6 +221,7 @@ export class Fanout {
   }
 
   _sendSubscribe(channel, ch) {
+    ch.live = false; // until this connection's "subscribed" reply
     const msg = { op: 'subscribe', channel };
     if (ch.epoch !== null) {
       msg.since = ch.offset;
@@ -255,6 +260,7 @@ export class Fanout {
         }
         ch.epoch = m.epoch;
         ch.recoverUpTo = m.offset;
+        ch.live = true;
         this._emit('subscribed', { channel: m.channel, epoch: m.epoch, offset: m.offset });
         if (!ch.ready) {
           ch.ready = true;
@@ -284,10 +290,10 @@ export class Fanout {
 
   _message(m) {
     const ch = this._channels.get(m.channel);
-    if (!ch || ch.epoch === null || !Number.isInteger(m.offset) || m.offset <= ch.offset) return;
+    if (!ch || !ch.live || !Number.isInteger(m.offset) || m.offset <= ch.offset) return;
     if (m.offset > ch.offset + 1) {
       this._emit('gap', {
-        channel: m.channel, since: ch.offset, first: m.offset, epochChanged: false, local: true,
+        channel: m.channel, since: ch.offset, first: m.offset, reset: false, local: true,
         reason: `offsets ${ch.offset + 1}..${m.offset - 1} never arrived`,
       });
     }
@@ -300,12 +306,16 @@ export class Fanout {
 
   _gap(m) {
     const ch = this._channels.get(m.channel);
-    if (!ch) return;
-    const epochChanged = m.first === undefined || m.first === null;
-    if (!epochChanged && m.first - 1 > ch.offset) ch.offset = m.first - 1; // lost, do not report twice
+    if (!ch || !ch.live) return;
+    const reset = !Number.isInteger(m.first);
+    if (reset) {
+      ch.offset = 0; // what the server kept follows, counted from its start
+    } else if (m.first - 1 > ch.offset) {
+      ch.offset = m.first - 1; // lost: do not report them again as skipped
+    }
     this._emit('gap', {
-      channel: m.channel, since: m.since, first: epochChanged ? undefined : m.first,
-      reason: m.reason, epochChanged, local: false,
+      channel: m.channel, since: m.since, first: reset ? undefined : m.first,
+      reason: m.reason, reset, local: false,
     });
   }
 }

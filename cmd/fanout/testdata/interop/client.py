@@ -1,8 +1,11 @@
 """Interop check with Python's websockets (Debian python3-websockets):
-broadcast on /ws, echo on /echo, ping/pong and a clean 1000 close.
-Usage: python3 client.py ws://127.0.0.1:PORT"""
+broadcast on /ws, echo on /echo, ping/pong and a clean 1000 close; channels
+fed by the HTTP API and by control messages, and recovery with since=.
+Usage: python3 client.py ws://127.0.0.1:PORT API_KEY"""
 import asyncio
+import json
 import sys
+import urllib.request
 
 import websockets
 
@@ -41,10 +44,50 @@ async def echo(base):
             raise SystemExit(f"FAIL: close code {ws.close_code}, want 1000")
 
 
-async def main(base):
+def api_publish(base, key, channel, data):
+    req = urllib.request.Request(
+        base.replace("ws://", "http://") + "/api/publish",
+        data=json.dumps({"channel": channel, "data": data}).encode(),
+        headers={"Authorization": "Bearer " + key, "Content-Type": "application/json"},
+    )
+    with urllib.request.urlopen(req, timeout=10) as resp:
+        return json.load(resp)
+
+
+async def expect(ws, **fields):
+    got = json.loads(await asyncio.wait_for(ws.recv(), 10))
+    for k, v in fields.items():
+        if got.get(k) != v:
+            raise SystemExit(f"FAIL: got {got}, want {k}={v!r}")
+    return got
+
+
+async def channels(base, key):
+    sub = await websockets.connect(base + "/ws?channel=py-news")
+    ack = await expect(sub, type="subscribed", channel="py-news", offset=0)
+    res = await asyncio.to_thread(api_publish, base, key, "py-news", {"n": 1})
+    if res["delivered"] != 1 or res["offset"] != 1:
+        raise SystemExit(f"FAIL: publish reply {res}")
+    await expect(sub, type="message", offset=1, data={"n": 1})
+    async with websockets.connect(base + "/ws") as pub:
+        await pub.send(json.dumps({"op": "publish", "channel": "py-news", "data": "two", "id": 5}))
+        await expect(pub, type="published", offset=2, id=5)
+    await expect(sub, type="message", offset=2, data="two")
+    await sub.close(1000)
+    for n in (3, 4):  # missed while away
+        await asyncio.to_thread(api_publish, base, key, "py-news", n)
+    url = f"{base}/ws?channel=py-news&since=2&epoch={ack['epoch']}"
+    async with websockets.connect(url) as back:
+        await expect(back, type="subscribed", offset=4)
+        await expect(back, type="message", offset=3, data=3)
+        await expect(back, type="message", offset=4, data=4)
+
+
+async def main(base, key):
     await asyncio.wait_for(broadcast(base), 20)
     await asyncio.wait_for(echo(base), 20)
+    await asyncio.wait_for(channels(base, key), 20)
     print("python websockets interop: ok")
 
 
-asyncio.run(main(sys.argv[1]))
+asyncio.run(main(sys.argv[1], sys.argv[2]))

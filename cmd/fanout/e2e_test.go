@@ -1,0 +1,115 @@
+//go:build linux
+
+package main
+
+import (
+	"bytes"
+	"context"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// chromiumPath is Debian's chromium, which `make deps` installs.
+const chromiumPath = "/usr/bin/chromium"
+
+// TestBrowser_ChatAndRecovery builds the fanout binary and runs
+// testdata/e2e/e2e.mjs, which owns the server process and drives the demo page
+// in two headless Chromium pages: chat both ways, recovery of 3 messages after
+// a simulated network drop, and reconnection with backoff after the server is
+// SIGKILLed and restarted on the same port. Screenshots go to $FANOUT_E2E_OUT,
+// or else to the test's temporary directory.
+func TestBrowser_ChatAndRecovery(t *testing.T) {
+	_, nodeErr := exec.LookPath("node")
+	_, chromiumErr := os.Stat(chromiumPath)
+	_, pwErr := os.Stat(filepath.Join("testdata", "e2e", "node_modules", "playwright-core"))
+	switch {
+	case nodeErr != nil:
+		needBrowser(t, "node")
+	case chromiumErr != nil:
+		needBrowser(t, chromiumPath+" (apt-get install chromium, or make deps)")
+	case pwErr != nil:
+		needBrowser(t, "playwright-core (npm ci --prefix cmd/fanout/testdata/e2e, or make deps)")
+	}
+
+	tmp := t.TempDir()
+	bin := filepath.Join(tmp, "fanout")
+	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
+		t.Fatalf("go build: %v\n%s", err, out)
+	}
+	outDir := os.Getenv("FANOUT_E2E_OUT")
+	if outDir == "" {
+		outDir = tmp
+	} else if err := os.MkdirAll(outDir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+
+	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, "node", filepath.Join("testdata", "e2e", "e2e.mjs"), bin, outDir)
+	// node and the fanout processes it starts share a process group, so one
+	// kill ends them all, whatever state the script is in.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) }
+	cmd.WaitDelay = 5 * time.Second
+	out := &lineLogger{t: t}
+	cmd.Stdout, cmd.Stderr = out, out
+	start := time.Now()
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) })
+	err := cmd.Wait()
+	out.flush()
+	t.Logf("e2e.mjs took %v; screenshots and server.log in %s", time.Since(start).Round(100*time.Millisecond), outDir)
+	if ctx.Err() != nil {
+		t.Fatalf("e2e.mjs killed after %v", time.Since(start).Round(time.Second))
+	}
+	if err != nil {
+		t.Fatalf("e2e.mjs: %v", err)
+	}
+}
+
+// needBrowser skips when a tool the browser test needs is missing, except in
+// CI (CI set to anything), which must have installed it.
+func needBrowser(t *testing.T, why string) {
+	t.Helper()
+	if os.Getenv("CI") != "" {
+		t.Fatalf("missing in CI: %s", why)
+	}
+	t.Skipf("missing: %s", why)
+}
+
+// lineLogger passes the script's output to t.Log a line at a time, as it comes.
+type lineLogger struct {
+	t   *testing.T
+	mu  sync.Mutex
+	buf []byte
+}
+
+func (l *lineLogger) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.buf = append(l.buf, p...)
+	for {
+		i := bytes.IndexByte(l.buf, '\n')
+		if i < 0 {
+			return len(p), nil
+		}
+		l.t.Log(string(l.buf[:i]))
+		l.buf = l.buf[i+1:]
+	}
+}
+
+func (l *lineLogger) flush() {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if len(l.buf) > 0 {
+		l.t.Log(string(l.buf))
+		l.buf = nil
+	}
+}

@@ -1,0 +1,154 @@
+package server
+
+import (
+	"context"
+	"errors"
+	"time"
+
+	"github.com/fanout-ws/fanout/frame"
+)
+
+// Broker joins several Fanout nodes: it gives each channel message its
+// offset, keeps channel history where every node can read it, and delivers
+// every message to every node. Without one (Config.Broker nil) a Server is
+// its own broker: offsets and history live in its memory.
+//
+// The server calls Publish and History from its workers, so an
+// implementation should fail fast (ErrBrokerUnavailable) rather than wait
+// while it is disconnected.
+type Broker interface {
+	// Run delivers every channel message published on any node, in order
+	// per channel, until ctx is done. It reconnects by itself; deliver runs
+	// on one goroutine. resync is called after every reconnection, when
+	// messages may have been missed.
+	Run(ctx context.Context, deliver func(Message), resync func())
+
+	// Publish appends data (one JSON value) to channel and returns its
+	// position. The message reaches subscribers through Run, on every node.
+	Publish(ctx context.Context, channel string, data []byte) (Position, error)
+
+	// History returns channel's latest position and, up to limit, the kept
+	// messages after offset after, oldest first, that are younger than the
+	// history TTL.
+	History(ctx context.Context, channel string, after uint64, limit int) (Position, []Message, error)
+
+	// Ready reports whether the broker is connected and delivering.
+	Ready() bool
+}
+
+// Message is a channel message as a broker carries it. Offset 0 marks one
+// injected from outside Fanout (a plain PUBLISH to the broker): it has no
+// place in history and reaches subscribers without an offset.
+type Message struct {
+	Channel string
+	Position
+	Data []byte
+}
+
+// ErrBrokerUnavailable is returned by Publish and Subscribe while the
+// broker is disconnected: nothing is accepted that could not be delivered.
+var ErrBrokerUnavailable = errors.New("server: broker unavailable")
+
+// brokerTimeout bounds one broker call made on a worker.
+const brokerTimeout = 2 * time.Second
+
+// deliver hands a broker message to this node's subscribers of its
+// channel. It runs on the broker's delivery goroutine, in order per
+// channel; a hole in the offsets (messages missed while the broker
+// reconnected) is filled from history first.
+func (s *Server) deliver(m Message) {
+	s.chans.mu.RLock()
+	ch := s.chans.m[m.Channel]
+	s.chans.mu.RUnlock()
+	if ch == nil {
+		return // no subscriber here
+	}
+	ch.mu.Lock()
+	defer ch.mu.Unlock()
+	if ch.dead {
+		return
+	}
+	if m.Offset == 0 { // injected from outside: no place in the stream
+		ch.hub.BroadcastPrepared(frame.NewPrepared(frame.OpText, appendEnvelope(nil, ch.name, 0, m.Data)))
+		return
+	}
+	if m.Epoch != ch.epoch || m.Offset > ch.offset+1 {
+		s.catchUp(ch, m.Position)
+	}
+	if m.Epoch != ch.epoch || m.Offset <= ch.offset {
+		return // delivered already, by the catch-up
+	}
+	ch.hub.BroadcastPrepared(frame.NewPrepared(frame.OpText, appendEnvelope(nil, ch.name, m.Offset, m.Data)))
+	ch.offset = m.Offset
+}
+
+// catchUp delivers from the broker's history what ch's subscribers missed
+// before upTo (the broker's latest position when upTo is zero), and tells
+// them with a gap notice what history cannot give back. ch.mu is held.
+func (s *Server) catchUp(ch *channel, upTo Position) {
+	ctx, cancel := context.WithTimeout(context.Background(), brokerTimeout)
+	defer cancel()
+	b := s.cfg.Broker
+	after := ch.offset
+	top, msgs, err := b.History(ctx, ch.name, after, max(s.cfg.HistorySize, 0))
+	if err == nil && top.Epoch != ch.epoch {
+		if ch.epoch != "" {
+			s.gapNotice(ch, nil, "the channel's history changed epoch (broker restart or expiry); offsets restarted")
+		}
+		ch.epoch, ch.offset, after = top.Epoch, 0, 0
+		top, msgs, err = b.History(ctx, ch.name, 0, max(s.cfg.HistorySize, 0))
+	}
+	if err != nil {
+		s.log.Warn("broker history unavailable; subscribers may miss messages", "channel", ch.name, "err", err)
+		s.gapNotice(ch, nil, "messages may be lost: the broker's history is unavailable")
+		if upTo.Epoch != "" {
+			ch.epoch, ch.offset = upTo.Epoch, upTo.Offset-1
+		}
+		return
+	}
+	if upTo.Offset == 0 || upTo.Epoch != top.Epoch {
+		upTo = top
+	} else {
+		upTo.Offset-- // upTo itself is delivered by the caller
+	}
+	if first := uint64(len(msgs)); first == 0 && upTo.Offset > after || first > 0 && msgs[0].Offset > after+1 {
+		from := upTo.Offset + 1
+		if len(msgs) > 0 {
+			from = msgs[0].Offset
+		}
+		s.gapNotice(ch, &from, "history does not reach back; messages before first are lost")
+	}
+	for _, m := range msgs {
+		if m.Offset > upTo.Offset {
+			break
+		}
+		ch.hub.BroadcastPrepared(frame.NewPrepared(frame.OpText, appendEnvelope(nil, ch.name, m.Offset, m.Data)))
+		ch.offset = m.Offset
+	}
+	ch.offset = max(ch.offset, upTo.Offset)
+}
+
+// gapNotice tells every subscriber of ch on this node that messages after
+// ch.offset were lost (up to first, when known).
+func (s *Server) gapNotice(ch *channel, first *uint64, reason string) {
+	since := ch.offset
+	ch.hub.BroadcastPrepared(frame.NewPrepared(frame.OpText, s.replyPayload(reply{Type: "gap", Channel: ch.name, Since: &since, First: first, Reason: reason})))
+}
+
+// resync catches every channel with subscribers up after the broker
+// reconnected.
+func (s *Server) resync() {
+	s.chans.mu.RLock()
+	list := make([]*channel, 0, len(s.chans.m))
+	for _, ch := range s.chans.m {
+		list = append(list, ch)
+	}
+	s.chans.mu.RUnlock()
+	for _, ch := range list {
+		ch.mu.Lock()
+		if !ch.dead && ch.epoch != "" {
+			s.catchUp(ch, Position{})
+		}
+		ch.mu.Unlock()
+	}
+}

@@ -1,0 +1,397 @@
+package server
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/fanout-ws/fanout/frame"
+	"github.com/gorilla/websocket"
+)
+
+// channelConfig routes /ws?channel=a&channel=b to subscriptions and every
+// message to HandleControl, as cmd/fanout does.
+func channelConfig(cfg Config) Config {
+	cfg.OnConnect = func(c *Conn, r *Request) error {
+		for _, name := range r.Query()["channel"] {
+			if err := c.srv.Subscribe(c, name, nil); err != nil {
+				return Reject(http.StatusBadRequest, err.Error())
+			}
+		}
+		return nil
+	}
+	cfg.OnMessage = func(c *Conn, op frame.OpCode, data []byte) { c.srv.HandleControl(c, op, data) }
+	return cfg
+}
+
+func runChannels(t *testing.T, cfg Config) (*Server, string) {
+	t.Helper()
+	return runServer(t, channelConfig(cfg))
+}
+
+// event is any server message of the channel protocol.
+type event struct {
+	Type      string          `json:"type"`
+	Op        string          `json:"op"`
+	Channel   string          `json:"channel"`
+	Epoch     string          `json:"epoch"`
+	Offset    uint64          `json:"offset"`
+	Since     *uint64         `json:"since"`
+	First     *uint64         `json:"first"`
+	Delivered *int            `json:"delivered"`
+	Reason    string          `json:"reason"`
+	ID        json.RawMessage `json:"id"`
+	Data      json.RawMessage `json:"data"`
+}
+
+func readEvent(t *testing.T, c *websocket.Conn) event {
+	t.Helper()
+	op, p, err := c.ReadMessage()
+	if err != nil {
+		t.Fatalf("read: %v", err)
+	}
+	var e event
+	if op != websocket.TextMessage || json.Unmarshal(p, &e) != nil {
+		t.Fatalf("want a JSON text message, got %d %q", op, p)
+	}
+	return e
+}
+
+func sendJSON(t *testing.T, c *websocket.Conn, s string) {
+	t.Helper()
+	if err := c.WriteMessage(websocket.TextMessage, []byte(s)); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// A publish reaches the channel's subscribers only, in order, with offsets
+// counting from 1, and the frame is built once however many receive it.
+func TestChannels_PublishReachesOnlySubscribers(t *testing.T) {
+	t.Parallel()
+	s, addr := runChannels(t, Config{})
+	a := dialGorilla(t, "ws://"+addr+"/ws?channel=a")
+	b := dialGorilla(t, "ws://"+addr+"/ws?channel=b")
+	ab := dialGorilla(t, "ws://"+addr+"/ws?channel=a&channel=b")
+	for _, c := range []*websocket.Conn{a, b, ab, ab} {
+		if e := readEvent(t, c); e.Type != "subscribed" || e.Offset != 0 || e.Epoch == "" {
+			t.Fatalf("got %+v, want subscribed at offset 0", e)
+		}
+	}
+	before := s.Stats().Broadcasts
+	for i := 1; i <= 3; i++ {
+		p, err := s.Publish("a", fmt.Appendf(nil, `{"n":%d}`, i))
+		if err != nil || p.Offset != uint64(i) || p.Delivered != 2 {
+			t.Fatalf("publish %d: %+v %v, want offset %d delivered 2", i, p, err, i)
+		}
+	}
+	if _, err := s.Publish("b", []byte(`"for b"`)); err != nil {
+		t.Fatal(err)
+	}
+	if got := s.Stats().Broadcasts - before; got != 4 {
+		t.Fatalf("%d serializations for 4 publishes", got)
+	}
+	// Order holds within a channel; channels do not wait for each other.
+	for _, c := range []*websocket.Conn{a, ab} {
+		next := uint64(1)
+		for next <= 3 {
+			e := readEvent(t, c)
+			if e.Channel == "b" && c == ab {
+				continue
+			}
+			if e.Type != "message" || e.Channel != "a" || e.Offset != next || string(e.Data) != fmt.Sprintf(`{"n":%d}`, next) {
+				t.Fatalf("got %+v, want message %d on a", e, next)
+			}
+			next++
+		}
+	}
+	if e := readEvent(t, b); e.Channel != "b" || string(e.Data) != `"for b"` {
+		t.Fatalf("b got %+v first, want only b's message", e)
+	}
+}
+
+// Control messages are answered with acks that echo the id, and bad ones
+// with errors that carry a reason, without closing the connection.
+func TestChannels_ControlMessages(t *testing.T) {
+	t.Parallel()
+	_, addr := runChannels(t, Config{MaxMessageBytes: 512})
+	c := dialGorilla(t, "ws://"+addr+"/ws")
+	sendJSON(t, c, `{"op":"subscribe","channel":"room:1","id":7}`)
+	if e := readEvent(t, c); e.Type != "subscribed" || e.Channel != "room:1" || string(e.ID) != "7" {
+		t.Fatalf("got %+v, want subscribed with id 7", e)
+	}
+	sendJSON(t, c, `{"op":"publish","channel":"room:1","data":{"text":"hi"},"id":8}`)
+	// Our own message and the ack may come in either order.
+	got := map[string]event{}
+	for range 2 {
+		e := readEvent(t, c)
+		got[e.Type] = e
+	}
+	if m := got["message"]; string(m.Data) != `{"text":"hi"}` || m.Offset != 1 {
+		t.Fatalf("message %+v", m)
+	}
+	if a := got["published"]; a.Offset != 1 || string(a.ID) != "8" || a.Delivered == nil || *a.Delivered != 1 {
+		t.Fatalf("ack %+v", a)
+	}
+	sendJSON(t, c, `{"op":"unsubscribe","channel":"room:1","id":9}`)
+	if e := readEvent(t, c); e.Type != "unsubscribed" || string(e.ID) != "9" {
+		t.Fatalf("got %+v, want unsubscribed", e)
+	}
+
+	for _, tc := range []struct {
+		name, msg, reason string
+		binary            bool
+	}{
+		{"not JSON", "hello", "expected a JSON control message", false},
+		{"binary", `{"op":"subscribe","channel":"a"}`, "expected a JSON control message", true},
+		{"unknown op", `{"op":"dance","channel":"a"}`, `unknown op "dance"`, false},
+		{"unknown field", `{"op":"subscribe","channel":"a","color":"red"}`, `unknown field "color"`, false},
+		{"bad name", `{"op":"subscribe","channel":"a b"}`, "bad channel name: byte ' '", false},
+		{"empty name", `{"op":"subscribe","channel":""}`, "bad channel name: empty", false},
+		{"long name", `{"op":"subscribe","channel":"` + strings.Repeat("x", MaxChannelNameBytes+1) + `"}`, "at most 128", false},
+		{"epoch without since", `{"op":"subscribe","channel":"a","epoch":"e"}`, "epoch without since", false},
+		{"publish without data", `{"op":"publish","channel":"a"}`, `publish needs "data"`, false},
+		{"data on subscribe", `{"op":"subscribe","channel":"a","data":1}`, `"data" belongs to publish`, false},
+		{"id not integer", `{"op":"subscribe","channel":"a","id":"x"}`, "id must be an integer", false},
+		{"trailing value", `{"op":"subscribe","channel":"a"} {}`, "more than one JSON value", false},
+		{"too large to wrap", `{"op":"publish","channel":"a","data":"` + strings.Repeat("x", 460) + `"}`, "message too large", false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			op := websocket.TextMessage
+			if tc.binary {
+				op = websocket.BinaryMessage
+			}
+			if err := c.WriteMessage(op, []byte(tc.msg)); err != nil {
+				t.Fatal(err)
+			}
+			e := readEvent(t, c)
+			if e.Type != "error" || !strings.Contains(e.Reason, tc.reason) {
+				t.Fatalf("got %+v, want an error containing %q", e, tc.reason)
+			}
+		})
+	}
+	// Still usable after every error.
+	sendJSON(t, c, `{"op":"subscribe","channel":"after","id":1}`)
+	if e := readEvent(t, c); e.Type != "subscribed" {
+		t.Fatalf("got %+v after errors", e)
+	}
+}
+
+// A resubscribe with since gets exactly what it missed; when history no
+// longer reaches back, or belongs to another epoch, it gets a gap notice
+// and what is kept.
+func TestChannels_Recovery(t *testing.T) {
+	t.Parallel()
+	s, addr := runChannels(t, Config{HistorySize: 4})
+	published := 0
+	publish := func(n int) Publication {
+		var p Publication
+		for range n {
+			published++
+			var err error
+			if p, err = s.Publish("feed", fmt.Appendf(nil, "%d", published)); err != nil {
+				t.Fatal(err)
+			}
+		}
+		return p
+	}
+	last := publish(3)
+	subscribe := func(msg string) *websocket.Conn {
+		c := dialGorilla(t, "ws://"+addr+"/ws")
+		sendJSON(t, c, msg)
+		if e := readEvent(t, c); e.Type != "subscribed" || e.Epoch != last.Epoch || e.Offset != last.Offset {
+			t.Fatalf("got %+v, want subscribed at %d epoch %s", e, last.Offset, last.Epoch)
+		}
+		return c
+	}
+	expectMessages := func(c *websocket.Conn, from, to uint64) {
+		t.Helper()
+		for off := from; off <= to; off++ {
+			if e := readEvent(t, c); e.Type != "message" || e.Offset != off || string(e.Data) != fmt.Sprint(off) {
+				t.Fatalf("got %+v, want message %d", e, off)
+			}
+		}
+	}
+
+	c := subscribe(fmt.Sprintf(`{"op":"subscribe","channel":"feed","since":1,"epoch":%q}`, last.Epoch))
+	expectMessages(c, 2, 3)
+	last = publish(1) // live, right behind the recovered ones
+	expectMessages(c, 4, 4)
+
+	last = publish(6) // offsets 5..10; history keeps 7..10
+	c = subscribe(fmt.Sprintf(`{"op":"subscribe","channel":"feed","since":3,"epoch":%q}`, last.Epoch))
+	if e := readEvent(t, c); e.Type != "gap" || e.First == nil || *e.First != 7 || *e.Since != 3 {
+		t.Fatalf("got %+v, want gap since 3 first 7", e)
+	}
+	expectMessages(c, 7, 10)
+
+	c = subscribe(`{"op":"subscribe","channel":"feed","since":2,"epoch":"another"}`)
+	if e := readEvent(t, c); e.Type != "gap" || e.First != nil || !strings.Contains(e.Reason, "epoch") {
+		t.Fatalf("got %+v, want an epoch gap", e)
+	}
+	expectMessages(c, 7, 10)
+
+	c = subscribe(`{"op":"subscribe","channel":"feed","since":99}`)
+	if e := readEvent(t, c); e.Type != "gap" || !strings.Contains(e.Reason, "ahead") {
+		t.Fatalf("got %+v, want a gap for since ahead", e)
+	}
+	expectMessages(c, 7, 10)
+
+	c = subscribe(`{"op":"subscribe","channel":"feed","since":10}`) // up to date: nothing follows
+	last = publish(1)
+	expectMessages(c, 11, 11)
+}
+
+// Subscribing while a publisher runs and other subscribers are served: the
+// reply always comes first, and after dropping offsets already seen, what
+// follows is every offset from since+1 on, in order. (A frame queued on the
+// hub before the join once overtook the reply.)
+func TestChannels_SubscribeUnderLoad(t *testing.T) {
+	t.Parallel()
+	s, addr := runChannels(t, Config{HistorySize: 1000})
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	defer close(stop)
+	wg.Add(2)
+	go func() { // the publisher
+		defer wg.Done()
+		for i := 1; ; i++ {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			if _, err := s.Publish("live", fmt.Appendf(nil, "%d", i)); err != nil {
+				panic(err)
+			}
+			time.Sleep(50 * time.Microsecond)
+		}
+	}()
+	keep := dialGorilla(t, "ws://"+addr+"/ws?channel=live") // keeps the hub's shard busy
+	go func() {
+		defer wg.Done()
+		for {
+			if _, _, err := keep.ReadMessage(); err != nil {
+				return
+			}
+		}
+	}()
+	defer keep.Close()
+	for round := range 500 {
+		var top uint64
+		for _, ch := range s.Channels() {
+			top = ch.Offset
+		}
+		since := top - min(top, 3)
+		c := dialGorilla(t, "ws://"+addr+"/ws")
+		sendJSON(t, c, fmt.Sprintf(`{"op":"subscribe","channel":"live","since":%d}`, since))
+		ack := readEvent(t, c)
+		if ack.Type != "subscribed" {
+			t.Fatalf("round %d: got %+v before the subscribed reply", round, ack)
+		}
+		lastSeen := since
+		for lastSeen < ack.Offset+10 {
+			e := readEvent(t, c)
+			if e.Type != "message" {
+				t.Fatalf("round %d: got %+v", round, e)
+			}
+			if e.Offset <= lastSeen {
+				continue // a duplicate around the subscribe
+			}
+			if e.Offset != lastSeen+1 {
+				t.Fatalf("round %d, since %d: offset %d after %d", round, since, e.Offset, lastSeen)
+			}
+			lastSeen = e.Offset
+		}
+		c.Close()
+	}
+}
+
+func TestChannels_Limits(t *testing.T) {
+	t.Parallel()
+	s, addr := runChannels(t, Config{MaxChannels: 3, MaxChannelsPerConn: 2})
+	c := dialGorilla(t, "ws://"+addr+"/ws?channel=x&channel=y")
+	readEvent(t, c)
+	readEvent(t, c)
+	sendJSON(t, c, `{"op":"subscribe","channel":"z"}`)
+	if e := readEvent(t, c); e.Type != "error" || !strings.Contains(e.Reason, "too many subscriptions") {
+		t.Fatalf("got %+v, want the per-connection limit", e)
+	}
+	if _, err := s.Publish("z", []byte("1")); err != nil {
+		t.Fatalf("third channel: %v", err)
+	}
+	if _, err := s.Publish("w", []byte("1")); !errors.Is(err, ErrTooManyChannels) {
+		t.Fatalf("fourth channel: %v, want ErrTooManyChannels", err)
+	}
+	if _, err := s.Publish("x", []byte("{bad")); !errors.Is(err, ErrInvalidJSON) {
+		t.Fatalf("bad JSON: %v", err)
+	}
+	if got := len(s.Channels()); got != 3 {
+		t.Fatalf("%d channels, want 3", got)
+	}
+}
+
+// A channel with neither subscribers nor history is removed by the
+// sweeper; subscribing again starts a new epoch.
+func TestChannels_SweptWhenEmpty(t *testing.T) {
+	t.Parallel()
+	s, addr := runChannels(t, Config{HistoryTTL: 50 * time.Millisecond})
+	c := dialGorilla(t, "ws://"+addr+"/ws?channel=tmp")
+	first := readEvent(t, c)
+	if _, err := s.Publish("tmp", []byte("1")); err != nil {
+		t.Fatal(err)
+	}
+	readEvent(t, c)
+	hubs := func() int { s.mu.Lock(); defer s.mu.Unlock(); return len(s.hubs) }
+	before := hubs()
+	c.Close()
+	eventually(t, 5*time.Second, func() error {
+		if n := len(s.Channels()); n != 0 {
+			return fmt.Errorf("%d channels left", n)
+		}
+		return nil
+	})
+	if hubs() != before-1 {
+		t.Fatalf("hub of the removed channel still registered")
+	}
+	c = dialGorilla(t, "ws://"+addr+"/ws?channel=tmp")
+	if e := readEvent(t, c); e.Epoch == first.Epoch || e.Offset != 0 {
+		t.Fatalf("got %+v, want a new epoch at offset 0", e)
+	}
+}
+
+// Token claims and OnSubscribe / OnPublish decide who may do what.
+func TestChannels_Authorization(t *testing.T) {
+	t.Parallel()
+	cfg := channelConfig(Config{})
+	cfg.OnSubscribe = func(c *Conn, ch string) error {
+		if strings.HasPrefix(ch, "private:") {
+			return Reject(http.StatusForbidden, "private channels need an invitation")
+		}
+		return nil
+	}
+	cfg.OnPublish = func(c *Conn, ch string, data []byte) error {
+		if ch == "readonly" {
+			return errors.New("server: readonly channel")
+		}
+		return nil
+	}
+	s, addr := runServer(t, cfg)
+	c := dialGorilla(t, "ws://"+addr+"/ws")
+	sendJSON(t, c, `{"op":"subscribe","channel":"private:x"}`)
+	if e := readEvent(t, c); e.Type != "error" || e.Reason != "private channels need an invitation" {
+		t.Fatalf("got %+v", e)
+	}
+	sendJSON(t, c, `{"op":"publish","channel":"readonly","data":1}`)
+	if e := readEvent(t, c); e.Type != "error" || e.Reason != "readonly channel" {
+		t.Fatalf("got %+v", e)
+	}
+	if got := len(s.Channels()); got != 0 {
+		t.Fatalf("refused operations created %d channels", got)
+	}
+}
