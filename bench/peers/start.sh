@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Builds the benchmark peers and Fanout into $BIN (default /tmp/fanout-peers)
 # and prints the server commands for fanout-bench -server-cmd / -vs-cmd.
+# SKIP_NODE=1 skips installing the Node peer's dependencies.
 #   eval "$(bench/peers/start.sh)"; fanout-bench -url ws://127.0.0.1:9400/ws -server-cmd "$FANOUT" -vs-cmd "$GORILLA"
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -9,7 +10,7 @@ mkdir -p "$bin"
 go build -o "$bin/fanout" ./cmd/fanout
 go build -o "$bin/fanout-bench" ./cmd/fanout-bench
 go build -o "$bin/gorilla" ./bench/peers/gorilla
-[ -d bench/peers/node/node_modules/ws ] || npm ci --prefix bench/peers/node --no-audit --no-fund >&2
+[ -n "${SKIP_NODE:-}" ] || [ -d bench/peers/node/node_modules/ws ] || npm ci --prefix bench/peers/node --no-audit --no-fund >&2
 port=${PORT:-9400}
 echo "FANOUT='$bin/fanout -addr 127.0.0.1:$port -log-level warn'"
 echo "GORILLA='$bin/gorilla -addr 127.0.0.1:$port'"
