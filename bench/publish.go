@@ -67,7 +67,8 @@ func (c Config) owned(p int) []int {
 // room: one stream per publisher, spread over the target URLs
 // round-robin; with Channels: every channel gets cfg.Rate, so deliveries
 // per second are Rate x subscribers whatever the number of channels). It
-// then waits cfg.Drain for the last deliveries.
+// then waits cfg.Drain for the last deliveries. Publisher p starts p/P of
+// its interval late, so the publishers' messages are evenly spread in time.
 func publish(ctx context.Context, cfg Config, progress io.Writer) (pubReport, error) {
 	rep := pubReport{api: hdrhistogram.New(1, maxLatency, 3)}
 	sent := make([]atomic.Int64, cfg.streams())
@@ -100,7 +101,11 @@ func publish(ctx context.Context, cfg Config, progress io.Writer) (pubReport, er
 			seq := make([]uint64, len(owned))
 			items := make([]item, batch)
 			interval := time.Duration(float64(time.Second) * float64(batch) / (cfg.Rate * float64(len(owned))))
-			next := time.Now()
+			// Publishers start out of phase, so that together they
+			// publish evenly spread in time rather than in bursts of
+			// one message each.
+			next := time.Now().Add(interval * time.Duration(p) / time.Duration(cfg.Publishers))
+			time.Sleep(time.Until(next))
 			for pos := 0; time.Now().Before(end) && ctx.Err() == nil; {
 				select {
 				case <-stop:

@@ -80,7 +80,7 @@ if [[ $what == all || $what == channels ]]; then
 		"k1000-http-batch10|-channels 1000 -publishers 16 -batch 10 $api"
 	)
 	# rate (msg/s per channel) : duration : rounds
-	for series in 2:20s:2 5:10s:1; do
+	for series in 2:20s:3 5:10s:2; do
 		IFS=: read -r rate dur rounds <<<"$series"
 		for round in $(seq 1 "$rounds"); do
 			for c in "${configs[@]}"; do
