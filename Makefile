@@ -15,6 +15,7 @@ deps:
 	@test -d bench/peers/node/node_modules/ws || npm ci --prefix bench/peers/node --no-audit --no-fund
 	@test -d cmd/fanout/testdata/e2e/node_modules/playwright-core || npm ci --prefix cmd/fanout/testdata/e2e --no-audit --no-fund
 	@/usr/bin/python3 -c 'import websockets' 2>/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends python3-websockets; }
+	@command -v redis-server >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends redis-server; }
 	@test -x /usr/bin/chromium || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium; }
 
 lint:

@@ -4,67 +4,15 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net"
-	"os"
-	"os/exec"
-	"strconv"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/fanout-ws/fanout/server/redistest"
 	"github.com/gorilla/websocket"
 	"github.com/redis/go-redis/v9"
 )
-
-// redisServer is a real redis-server on a free loopback port, from the
-// binary on PATH, without persistence: a restart loses everything.
-type redisServer struct {
-	t    *testing.T
-	port int
-	cmd  *exec.Cmd
-}
-
-func startRedis(t *testing.T) *redisServer {
-	t.Helper()
-	if _, err := exec.LookPath("redis-server"); err != nil {
-		if os.Getenv("CI") != "" {
-			t.Fatal("redis-server missing in CI (apt-get install redis-server)")
-		}
-		t.Skip("redis-server not on PATH (apt-get install redis-server)")
-	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	r := &redisServer{t: t, port: ln.Addr().(*net.TCPAddr).Port}
-	ln.Close()
-	r.start()
-	t.Cleanup(r.stop)
-	return r
-}
-
-func (r *redisServer) url() string { return fmt.Sprintf("redis://127.0.0.1:%d/0", r.port) }
-
-func (r *redisServer) start() {
-	r.t.Helper()
-	r.cmd = exec.Command("redis-server", "--port", strconv.Itoa(r.port), "--bind", "127.0.0.1",
-		"--save", "", "--appendonly", "no", "--daemonize", "no", "--loglevel", "warning")
-	if err := r.cmd.Start(); err != nil {
-		r.t.Fatal(err)
-	}
-	c := redis.NewClient(&redis.Options{Addr: fmt.Sprintf("127.0.0.1:%d", r.port)})
-	defer c.Close()
-	eventually(r.t, 5*time.Second, func() error { return c.Ping(context.Background()).Err() })
-}
-
-func (r *redisServer) stop() {
-	if r.cmd != nil && r.cmd.Process != nil {
-		_ = r.cmd.Process.Kill()
-		_ = r.cmd.Wait()
-		r.cmd = nil
-	}
-}
 
 // runNode serves channels with a RedisBroker on url.
 func runNode(t *testing.T, url string, cfg Config) *Server {
@@ -101,8 +49,8 @@ func dialNode(t *testing.T, s *Server, query string) *websocket.Conn {
 // PUBLISH), every subscriber gets it, in order, once.
 func TestRedis_ThreeNodes(t *testing.T) {
 	t.Parallel()
-	r := startRedis(t)
-	nodes := []*Server{runNode(t, r.url(), Config{}), runNode(t, r.url(), Config{}), runNode(t, r.url(), Config{})}
+	r := redistest.Start(t)
+	nodes := []*Server{runNode(t, r.URL(), Config{}), runNode(t, r.URL(), Config{}), runNode(t, r.URL(), Config{})}
 	waitReady(t, nodes...)
 	var subs []*websocket.Conn
 	for _, s := range nodes {
@@ -126,7 +74,7 @@ func TestRedis_ThreeNodes(t *testing.T) {
 	if e := readEvent(t, pub); e.Type != "published" || e.Offset != n+1 {
 		t.Fatalf("got %+v", e)
 	}
-	ext := redis.NewClient(&redis.Options{Addr: fmt.Sprintf("127.0.0.1:%d", r.port)})
+	ext := redis.NewClient(&redis.Options{Addr: r.Addr()})
 	defer ext.Close()
 	if err := ext.Publish(context.Background(), "fanout:msg:news", `{"from":"redis-cli"}`).Err(); err != nil {
 		t.Fatal(err)
@@ -147,8 +95,8 @@ func TestRedis_ThreeNodes(t *testing.T) {
 // what was published meanwhile on a third.
 func TestRedis_NodeKilledClientRecovers(t *testing.T) {
 	t.Parallel()
-	r := startRedis(t)
-	a, b, c := runNode(t, r.url(), Config{}), runNode(t, r.url(), Config{}), runNode(t, r.url(), Config{})
+	r := redistest.Start(t)
+	a, b, c := runNode(t, r.URL(), Config{}), runNode(t, r.URL(), Config{}), runNode(t, r.URL(), Config{})
 	waitReady(t, a, b, c)
 	client := dialNode(t, a, "?channel=feed")
 	sub := readEvent(t, client)
@@ -180,9 +128,9 @@ func TestRedis_NodeKilledClientRecovers(t *testing.T) {
 // is up the node connects by itself.
 func TestRedis_NotUpAtStart(t *testing.T) {
 	t.Parallel()
-	r := startRedis(t)
-	r.stop()
-	s := runNode(t, r.url(), Config{})
+	r := redistest.Start(t)
+	r.Stop()
+	s := runNode(t, r.URL(), Config{})
 	time.Sleep(200 * time.Millisecond)
 	if s.Accepting() {
 		t.Fatal("ready without Redis")
@@ -195,7 +143,7 @@ func TestRedis_NotUpAtStart(t *testing.T) {
 	if e := readEvent(t, c); e.Type != "error" || !strings.Contains(e.Reason, "broker unavailable") {
 		t.Fatalf("subscribe without Redis: %+v", e)
 	}
-	r.start()
+	r.Start()
 	waitReady(t, s)
 	if p, err := s.Publish("x", []byte("1")); err != nil || p.Offset != 1 {
 		t.Fatalf("publish after Redis came up: %+v %v", p, err)
@@ -207,8 +155,8 @@ func TestRedis_NotUpAtStart(t *testing.T) {
 // history restarted before the new messages.
 func TestRedis_Restart(t *testing.T) {
 	t.Parallel()
-	r := startRedis(t)
-	a, b := runNode(t, r.url(), Config{}), runNode(t, r.url(), Config{})
+	r := redistest.Start(t)
+	a, b := runNode(t, r.URL(), Config{}), runNode(t, r.URL(), Config{})
 	waitReady(t, a, b)
 	subs := []*websocket.Conn{dialNode(t, a, "?channel=live"), dialNode(t, b, "?channel=live")}
 	for _, c := range subs {
@@ -220,14 +168,14 @@ func TestRedis_Restart(t *testing.T) {
 	for _, c := range subs {
 		readEvent(t, c)
 	}
-	r.stop()
+	r.Stop()
 	eventually(t, 5*time.Second, func() error {
 		if _, err := a.Publish("live", []byte("2")); !errors.Is(err, ErrBrokerUnavailable) {
 			return fmt.Errorf("publish with Redis down: %v", err)
 		}
 		return nil
 	})
-	r.start()
+	r.Start()
 	waitReady(t, a, b)
 	var p Publication
 	eventually(t, 5*time.Second, func() (err error) { p, err = b.Publish("live", []byte(`"after"`)); return err })
@@ -245,8 +193,8 @@ func TestRedis_Restart(t *testing.T) {
 // every node never make a subscriber see a hole or a step back.
 func TestRedis_ConcurrentPublishersInOrder(t *testing.T) {
 	t.Parallel()
-	r := startRedis(t)
-	nodes := []*Server{runNode(t, r.url(), Config{HistorySize: 1000}), runNode(t, r.url(), Config{HistorySize: 1000})}
+	r := redistest.Start(t)
+	nodes := []*Server{runNode(t, r.URL(), Config{HistorySize: 1000}), runNode(t, r.URL(), Config{HistorySize: 1000})}
 	waitReady(t, nodes...)
 	c := dialNode(t, nodes[0], "?channel=c")
 	readEvent(t, c)
