@@ -1,5 +1,6 @@
 // Package redistest runs a real redis-server for tests: the binary on PATH,
-// on a free loopback port, without persistence, stopped at cleanup.
+// on a free loopback port, stopped at cleanup; without persistence unless
+// started with StartPersistent.
 package redistest
 
 import (
@@ -17,12 +18,25 @@ import (
 type Server struct {
 	tb   testing.TB
 	Port int
+	dir  string // append-only file directory, when persistent
 	cmd  *exec.Cmd
 }
 
 // Start runs redis-server. Without the binary the test is skipped, or
 // fails when the CI environment variable is set: CI must install it.
 func Start(tb testing.TB) *Server {
+	tb.Helper()
+	return start(tb, "")
+}
+
+// StartPersistent runs redis-server with an append-only file (fsync
+// always), so a restart keeps its data.
+func StartPersistent(tb testing.TB) *Server {
+	tb.Helper()
+	return start(tb, tb.TempDir())
+}
+
+func start(tb testing.TB, dir string) *Server {
 	tb.Helper()
 	if _, err := exec.LookPath("redis-server"); err != nil {
 		if os.Getenv("CI") != "" {
@@ -34,7 +48,7 @@ func Start(tb testing.TB) *Server {
 	if err != nil {
 		tb.Fatal(err)
 	}
-	s := &Server{tb: tb, Port: ln.Addr().(*net.TCPAddr).Port}
+	s := &Server{tb: tb, Port: ln.Addr().(*net.TCPAddr).Port, dir: dir}
 	ln.Close()
 	s.Start()
 	tb.Cleanup(s.Stop)
@@ -50,8 +64,13 @@ func (s *Server) Addr() string { return fmt.Sprintf("127.0.0.1:%d", s.Port) }
 // Start starts the process again after Stop and waits until it answers.
 func (s *Server) Start() {
 	s.tb.Helper()
-	s.cmd = exec.Command("redis-server", "--port", strconv.Itoa(s.Port), "--bind", "127.0.0.1",
-		"--save", "", "--appendonly", "no", "--daemonize", "no", "--loglevel", "warning")
+	args := []string{"--port", strconv.Itoa(s.Port), "--bind", "127.0.0.1", "--save", "", "--daemonize", "no", "--loglevel", "warning"}
+	if s.dir != "" {
+		args = append(args, "--appendonly", "yes", "--appendfsync", "always", "--dir", s.dir)
+	} else {
+		args = append(args, "--appendonly", "no")
+	}
+	s.cmd = exec.Command("redis-server", args...)
 	if err := s.cmd.Start(); err != nil {
 		s.tb.Fatal(err)
 	}
