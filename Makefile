@@ -7,15 +7,18 @@ STATICCHECK ?= $(shell $(GO) env GOPATH)/bin/staticcheck
 test: deps lint race fuzz
 
 # What the tests need beyond Go: staticcheck, Node's ws (interop tests and
-# the Node peer), playwright-core (browser test), Debian's python3-websockets
-# and chromium (each installed only when missing).
+# the Node peer), playwright-core (browser test), Debian's python3-websockets,
+# redis-server and chromium (each installed only when missing).
 deps:
 	@test -x $(STATICCHECK) || $(GO) install honnef.co/go/tools/cmd/staticcheck@latest
 	@test -d cmd/fanout/testdata/interop/node_modules/ws || npm ci --prefix cmd/fanout/testdata/interop --no-audit --no-fund
 	@test -d bench/peers/node/node_modules/ws || npm ci --prefix bench/peers/node --no-audit --no-fund
 	@test -d cmd/fanout/testdata/e2e/node_modules/playwright-core || npm ci --prefix cmd/fanout/testdata/e2e --no-audit --no-fund
-	@/usr/bin/python3 -c 'import websockets' 2>/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends python3-websockets; }
-	@test -x /usr/bin/chromium || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium; }
+	@missing=; \
+	/usr/bin/python3 -c 'import websockets' 2>/dev/null || missing="$$missing python3-websockets"; \
+	command -v redis-server >/dev/null || missing="$$missing redis-server"; \
+	test -x /usr/bin/chromium || missing="$$missing chromium"; \
+	test -z "$$missing" || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing; }
 
 lint:
 	@test -z "$$(gofmt -l .)" || (gofmt -l .; echo "gofmt needed"; exit 1)

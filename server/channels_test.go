@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -14,12 +15,19 @@ import (
 	"github.com/gorilla/websocket"
 )
 
-// channelConfig routes /ws?channel=a&channel=b to subscriptions and every
+// channelConfig routes /ws?channel=a&channel=b (since=&epoch= to resume) to
+// subscriptions and every
 // message to HandleControl, as cmd/fanout does.
 func channelConfig(cfg Config) Config {
 	cfg.OnConnect = func(c *Conn, r *Request) error {
-		for _, name := range r.Query()["channel"] {
-			if err := c.srv.Subscribe(c, name, nil); err != nil {
+		q := r.Query()
+		var since *Position
+		if v := q.Get("since"); v != "" {
+			off, _ := strconv.ParseUint(v, 10, 64)
+			since = &Position{Offset: off, Epoch: q.Get("epoch")}
+		}
+		for _, name := range q["channel"] {
+			if err := c.srv.Subscribe(c, name, since); err != nil {
 				return Reject(http.StatusBadRequest, err.Error())
 			}
 		}

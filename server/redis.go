@@ -95,7 +95,9 @@ func (b *RedisBroker) Run(ctx context.Context, deliver func(Message), resync fun
 	backoff := 50 * time.Millisecond
 	for ctx.Err() == nil {
 		ps := b.rdb.PSubscribe(ctx, b.topic("*"))
+		unblock := context.AfterFunc(ctx, func() { ps.Close() }) // Receive does not watch ctx
 		err := b.receive(ctx, ps, deliver, resync)
+		unblock()
 		ps.Close()
 		if b.ready.Swap(false) {
 			backoff = 50 * time.Millisecond

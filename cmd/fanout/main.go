@@ -34,6 +34,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"golang.org/x/sys/unix"
 )
 
 func main() {
@@ -64,6 +65,8 @@ type options struct {
 	checkConfig     bool
 	cpuProfile      string
 	apiKey          string
+	broker          string
+	reusePort       bool
 }
 
 // parseFlags binds flags to opts. Defaults come from the server constants,
@@ -98,6 +101,8 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 	fs.IntVar(&c.MaxChannels, "max-channels", server.DefaultMaxChannels, "channels that may exist at once (with subscribers or history)")
 	fs.IntVar(&c.MaxChannelsPerConn, "max-channels-per-conn", server.DefaultMaxChannelsPerConn, "subscriptions one connection may hold")
 	fs.StringVar(&o.apiKey, "api-key", "", "key for the HTTP API (POST /api/publish, GET /api/channels) as \"Authorization: Bearer <key>\" or X-API-Key; empty disables the API")
+	fs.StringVar(&o.broker, "broker", "", "message broker joining several fanout nodes, redis://[user:password@]host:port/db; empty keeps channels in this process")
+	fs.BoolVar(&o.reusePort, "reuseport", false, "listen with SO_REUSEPORT so several fanout processes share -addr (the kernel balances accepts)")
 	fs.StringVar(&o.tlsCert, "tls-cert", "", "PEM certificate (chain) file: serve wss; reloaded on SIGHUP without dropping connections")
 	fs.StringVar(&o.tlsKey, "tls-key", "", "PEM private key file for -tls-cert")
 	fs.StringVar(&o.jwtSecret, "jwt-secret", "", "verify HS256 JWTs with this secret (token from Authorization: Bearer, ?token= or a \"bearer.<jwt>\" subprotocol entry)")
@@ -212,16 +217,24 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		}
 		defer pprof.StopCPUProfile()
 	}
+	if o.broker != "" {
+		b, err := server.NewRedisBroker(o.broker, server.RedisOptions{HistorySize: o.cfg.HistorySize, HistoryTTL: o.cfg.HistoryTTL, Logger: logger})
+		if err != nil {
+			return fmt.Errorf("-broker: %w", err)
+		}
+		defer b.Close()
+		o.cfg.Broker = b
+	}
 	srv, err := newChatServer(o.cfg, o.apiKey)
 	if err != nil {
 		return err
 	}
-	ln, err := net.Listen("tcp", o.cfg.Addr)
+	ln, err := listen(o.cfg.Addr, o.reusePort)
 	if err != nil {
 		return err
 	}
 	logger.Info("fanout", "addr", ln.Addr().String(), "routes", "/ws (chat room, or channels with ?channel=), /echo, / (demo page), /api/ (publish API)",
-		"api", o.apiKey != "", "workers", o.cfg.Workers, "max_conns_effective", srv.Ceiling())
+		"api", o.apiKey != "", "broker", redactURL(o.broker), "reuseport", o.reusePort, "workers", o.cfg.Workers, "max_conns_effective", srv.Ceiling())
 	errc := make(chan error, 2)
 	if o.adminAddr != "" {
 		admin, err := net.Listen("tcp", o.adminAddr)
@@ -250,6 +263,33 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 	return nil
+}
+
+// listen opens the TCP listener, with SO_REUSEPORT when asked so that
+// several processes share one port.
+func listen(addr string, reusePort bool) (net.Listener, error) {
+	var lc net.ListenConfig
+	if reusePort {
+		lc.Control = func(_, _ string, rc syscall.RawConn) error {
+			var serr error
+			if err := rc.Control(func(fd uintptr) {
+				serr = unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_REUSEPORT, 1)
+			}); err != nil {
+				return err
+			}
+			return serr
+		}
+	}
+	return lc.Listen(context.Background(), "tcp", addr)
+}
+
+// redactURL hides a password in a broker URL for logs.
+func redactURL(s string) string {
+	u, err := url.Parse(s)
+	if err != nil {
+		return "(unparsable)"
+	}
+	return u.Redacted()
 }
 
 // certReloader serves the current certificate and swaps it on reload, so
@@ -317,6 +357,7 @@ func printable(o *options) map[string]any {
 		"tls_cert": o.tlsCert, "tls_key": o.tlsKey, "max_conns_per_ip": c.MaxConnsPerIP, "handshake_rate_per_ip": c.HandshakeRatePerIP,
 		"history_size": c.HistorySize, "history_ttl": c.HistoryTTL.String(), "max_channels": c.MaxChannels,
 		"max_channels_per_conn": c.MaxChannelsPerConn, "api_key_set": o.apiKey != "",
+		"broker": redactURL(o.broker), "reuseport": o.reusePort,
 	}
 }
 

@@ -49,7 +49,9 @@
 //            dropped, and so is one that arrives before the channel's "subscribed"
 //            reply on the current connection (it was published before the subscribe,
 //            so the reply's offset or the replayed history covers it). recovered is
-//            true for history replayed by a resubscribe.
+//            true for history replayed by a resubscribe. offset is undefined for a
+//            message published straight into the broker (a plain Redis PUBLISH):
+//            it has no place in the channel's order and cannot be recovered.
 //   gap      {channel, since, first, reason, reset, local}. Messages after `since`
 //            are lost: up to first-1 when the history no longer reaches back; or,
 //            when reset is true (first undefined), any of them, because the channel's
@@ -290,7 +292,12 @@ export class Fanout {
 
   _message(m) {
     const ch = this._channels.get(m.channel);
-    if (!ch || !ch.live || !Number.isInteger(m.offset) || m.offset <= ch.offset) return;
+    if (!ch || !ch.live) return;
+    if (m.offset === undefined) { // published into the broker from outside: no offset, no history
+      this._emit('message', { channel: m.channel, offset: undefined, epoch: ch.epoch, data: m.data, recovered: false });
+      return;
+    }
+    if (!Number.isInteger(m.offset) || m.offset <= ch.offset) return;
     if (m.offset > ch.offset + 1) {
       this._emit('gap', {
         channel: m.channel, since: ch.offset, first: m.offset, reset: false, local: true,

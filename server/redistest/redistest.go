@@ -1,0 +1,104 @@
+// Package redistest runs a real redis-server for tests: the binary on PATH,
+// on a free loopback port, stopped at cleanup; without persistence unless
+// started with StartPersistent.
+package redistest
+
+import (
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"strconv"
+	"testing"
+	"time"
+)
+
+// Server is one redis-server process; Stop and Start restart it on the
+// same port (losing its data).
+type Server struct {
+	tb   testing.TB
+	Port int
+	dir  string // append-only file directory, when persistent
+	cmd  *exec.Cmd
+}
+
+// Start runs redis-server. Without the binary the test is skipped, or
+// fails when the CI environment variable is set: CI must install it.
+func Start(tb testing.TB) *Server {
+	tb.Helper()
+	return start(tb, "")
+}
+
+// StartPersistent runs redis-server with an append-only file (fsync
+// always), so a restart keeps its data.
+func StartPersistent(tb testing.TB) *Server {
+	tb.Helper()
+	return start(tb, tb.TempDir())
+}
+
+func start(tb testing.TB, dir string) *Server {
+	tb.Helper()
+	if _, err := exec.LookPath("redis-server"); err != nil {
+		if os.Getenv("CI") != "" {
+			tb.Fatal("redis-server missing in CI (apt-get install redis-server)")
+		}
+		tb.Skip("redis-server not on PATH (apt-get install redis-server)")
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		tb.Fatal(err)
+	}
+	s := &Server{tb: tb, Port: ln.Addr().(*net.TCPAddr).Port, dir: dir}
+	ln.Close()
+	s.Start()
+	tb.Cleanup(s.Stop)
+	return s
+}
+
+// URL is the broker URL of the server's database 0.
+func (s *Server) URL() string { return fmt.Sprintf("redis://127.0.0.1:%d/0", s.Port) }
+
+// Addr is host:port.
+func (s *Server) Addr() string { return fmt.Sprintf("127.0.0.1:%d", s.Port) }
+
+// Start starts the process again after Stop and waits until it answers.
+func (s *Server) Start() {
+	s.tb.Helper()
+	args := []string{"--port", strconv.Itoa(s.Port), "--bind", "127.0.0.1", "--save", "", "--daemonize", "no", "--loglevel", "warning"}
+	if s.dir != "" {
+		args = append(args, "--appendonly", "yes", "--appendfsync", "always", "--dir", s.dir)
+	} else {
+		args = append(args, "--appendonly", "no")
+	}
+	s.cmd = exec.Command("redis-server", args...)
+	if err := s.cmd.Start(); err != nil {
+		s.tb.Fatal(err)
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		c, err := net.DialTimeout("tcp", s.Addr(), time.Second)
+		if err == nil {
+			_, _ = c.Write([]byte("PING\r\n"))
+			buf := make([]byte, 7)
+			_ = c.SetReadDeadline(time.Now().Add(time.Second))
+			n, _ := c.Read(buf)
+			c.Close()
+			if string(buf[:n]) == "+PONG\r\n" {
+				return
+			}
+		}
+		if time.Now().After(deadline) {
+			s.tb.Fatalf("redis-server on port %d not answering: %v", s.Port, err)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// Stop kills the process.
+func (s *Server) Stop() {
+	if s.cmd != nil && s.cmd.Process != nil {
+		_ = s.cmd.Process.Kill()
+		_ = s.cmd.Wait()
+		s.cmd = nil
+	}
+}
