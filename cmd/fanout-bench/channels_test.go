@@ -13,11 +13,11 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"time"
 
-	"github.com/fanout-ws/fanout/bench"
 	"github.com/fanout-ws/fanout/frame"
 	"github.com/fanout-ws/fanout/server"
 )
@@ -174,12 +174,10 @@ var channelArgs = []struct {
 func runChannelSmoke(t *testing.T, wsURL, publishURL string, pid int) {
 	for _, tc := range channelArgs {
 		t.Run(tc.name, func(t *testing.T) {
-			out := filepath.Join(t.TempDir(), "r.json")
-			var stdout bytes.Buffer
 			args := []string{
 				"-url", wsURL, "-scenario", "broadcast", "-conns", "300", "-rate", "3000",
 				"-duration", "1s", "-settle", "100ms", "-drain", "1500ms", "-msg-rate", "20",
-				"-server-pid", strconv.Itoa(pid), "-json", out, "-label", "smoke",
+				"-server-pid", strconv.Itoa(pid), "-label", "smoke",
 			}
 			for _, a := range tc.extra {
 				if a == "-api" {
@@ -188,33 +186,23 @@ func runChannelSmoke(t *testing.T, wsURL, publishURL string, pid int) {
 				}
 				args = append(args, a)
 			}
-			if err := run(context.Background(), args, &stdout, os.Stderr); err != nil {
-				t.Fatal(err)
-			}
-			var res bench.Result
-			b, err := os.ReadFile(out)
-			if err != nil {
-				t.Fatal(err)
-			}
-			if err := json.Unmarshal(b, &res); err != nil {
-				t.Fatal(err)
-			}
+			res, stdout := runJSON(t, args...)
 			k := int64(res.Config.Channels)
 			if res.Connected != 300 || res.DialErrors != 0 || res.Disconnected != 0 {
 				t.Fatalf("connected %d, dial errors %d, disconnected %d", res.Connected, res.DialErrors, res.Disconnected)
 			}
 			// 20 msg/s per channel for 1 s: about 20 per channel, 300/K subscribers each.
 			if res.Sent < 15*k || res.Deliveries < res.Sent*300/k*9/10 {
-				t.Fatalf("%d messages published, %d deliveries (%s)", res.Sent, res.Deliveries, stdout.String())
+				t.Fatalf("%d messages published, %d deliveries (%s)", res.Sent, res.Deliveries, stdout)
 			}
 			if res.Missing != 0 || res.Lost != 0 || res.Reordered != 0 || res.Misrouted != 0 || res.Malformed != 0 || res.PublishErrors != 0 || res.P99us <= 0 {
-				t.Fatalf("not clean: %s", stdout.String())
+				t.Fatalf("not clean: %s", stdout)
 			}
 			if res.Config.PublishURL != "" && (res.Requests == 0 || res.APIDelivered != res.Deliveries) {
 				t.Fatalf("API: %d requests, server says %d delivered, subscribers got %d", res.Requests, res.APIDelivered, res.Deliveries)
 			}
-			if !bytes.HasPrefix(stdout.Bytes(), []byte("| smoke | 300 | "+strconv.FormatInt(k, 10)+" | ")) {
-				t.Fatalf("markdown row %q", stdout.String())
+			if !strings.HasPrefix(stdout, "| smoke | 300 | "+strconv.FormatInt(k, 10)+" | ") {
+				t.Fatalf("markdown row %q", stdout)
 			}
 		})
 	}

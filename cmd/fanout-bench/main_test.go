@@ -96,18 +96,8 @@ func TestSmoke_WSS(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, scenario := range []string{"idle", "churn"} {
-		var stdout bytes.Buffer
-		out := filepath.Join(t.TempDir(), "r.json")
-		err := run(context.Background(), []string{"-url", base + "/ws", "-scenario", scenario, "-conns", "100", "-ca-file", ca,
-			"-duration", "1s", "-settle", "100ms", "-server-pid", strconv.Itoa(os.Getpid()), "-json", out, "-label", "wss"}, &stdout, os.Stderr)
-		if err != nil {
-			t.Fatalf("%s: %v", scenario, err)
-		}
-		var res bench.Result
-		b, _ := os.ReadFile(out)
-		if err := json.Unmarshal(b, &res); err != nil {
-			t.Fatal(err)
-		}
+		res, _ := runJSON(t, "-url", base+"/ws", "-scenario", scenario, "-conns", "100", "-ca-file", ca,
+			"-duration", "1s", "-settle", "100ms", "-server-pid", strconv.Itoa(os.Getpid()), "-label", "wss")
 		if res.DialErrors != 0 || (scenario == "idle" && res.Connected != 100) || (scenario == "churn" && (res.Sent == 0 || res.Failed != 0)) {
 			t.Fatalf("%s over wss: %+v", scenario, res)
 		}
@@ -133,24 +123,11 @@ func TestSmoke_Scenarios(t *testing.T) {
 		{"slow", "/ws", []string{"-slow-frac", "0.05", "-stalled", "40"}},
 	} {
 		t.Run(tc.scenario+strings.Join(tc.extra, ""), func(t *testing.T) {
-			out := filepath.Join(t.TempDir(), "r.json")
-			var stdout bytes.Buffer
-			args := append([]string{
+			res, stdout := runJSON(t, append([]string{
 				"-url", base + tc.path, "-scenario", tc.scenario, "-conns", "300", "-rate", "3000",
 				"-duration", "1s", "-settle", "100ms", "-drain", "1500ms", "-msg-rate", "50",
-				"-server-pid", pid, "-json", out, "-label", "smoke",
-			}, tc.extra...)
-			if err := run(context.Background(), args, &stdout, os.Stderr); err != nil {
-				t.Fatal(err)
-			}
-			var res bench.Result
-			b, err := os.ReadFile(out)
-			if err != nil {
-				t.Fatal(err)
-			}
-			if err := json.Unmarshal(b, &res); err != nil {
-				t.Fatal(err)
-			}
+				"-server-pid", pid, "-label", "smoke",
+			}, tc.extra...)...)
 			if res.DialErrors != 0 || (res.Connected == 0 && tc.scenario != "churn") {
 				t.Fatalf("connected %d, dial errors %d", res.Connected, res.DialErrors)
 			}
@@ -179,8 +156,8 @@ func TestSmoke_Scenarios(t *testing.T) {
 					t.Fatalf("slow result %+v", res)
 				}
 			}
-			if !strings.HasPrefix(stdout.String(), "| smoke |") {
-				t.Fatalf("markdown row %q", stdout.String())
+			if !strings.HasPrefix(stdout, "| smoke |") {
+				t.Fatalf("markdown row %q", stdout)
 			}
 		})
 	}
@@ -194,4 +171,24 @@ func TestHelp_DocumentsEveryFlag(t *testing.T) {
 			t.Errorf("-h does not document %s", f)
 		}
 	}
+}
+
+// runJSON runs the generator with args and returns the result it wrote
+// with -json, and what it printed.
+func runJSON(t *testing.T, args ...string) (bench.Result, string) {
+	t.Helper()
+	out := filepath.Join(t.TempDir(), "r.json")
+	var stdout bytes.Buffer
+	if err := run(context.Background(), append(args, "-json", out), &stdout, os.Stderr); err != nil {
+		t.Fatalf("%v: %v", args, err)
+	}
+	var res bench.Result
+	b, err := os.ReadFile(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := json.Unmarshal(b, &res); err != nil {
+		t.Fatal(err)
+	}
+	return res, stdout.String()
 }
