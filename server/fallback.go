@@ -81,6 +81,7 @@ func (c *plainConn) Close() error {
 func (c *Conn) toHTTP() {
 	s := c.srv
 	pre := bytes.Clone(c.request)
+	c.releaseRequest()
 	var (
 		nc  net.Conn
 		err error
