@@ -129,6 +129,8 @@ if [[ $what == all || $what == broker ]]; then
 	# during the run in <run>-spread.txt and its fanout_* metrics after it.
 	fbin=${FANOUT%% *} key=bench port=9460
 	big=${BROKER_CONNS:-100000} single=${SINGLE_CONNS:-19000} # smaller for a smoke test
+	# channels:publishers:msg/s per channel at 100k; parts to run
+	specs=${BROKER_SPECS:-1:1:1 10:10:1 1:1:0.5} parts=${BROKER_PARTS:-idle big single}
 	started=() # fanout pids; the redis-server is $rpid
 	stop_pids() { # SIGTERM, up to 10 s each, then SIGKILL
 		local p
@@ -209,30 +211,36 @@ if [[ $what == all || $what == broker ]]; then
 	}
 
 	# 100,000 connections: six nodes on one port.
-	addr=127.0.0.1:$port url=ws://$addr/ws api="-publish-url http://$addr/api/publish -api-key $key"
-	pids=() admins=()
-	for i in 0 1 2 3 4 5; do
-		start_node "node$i" $((port + 10 + i)) -addr "$addr" -reuseport -broker "$broker"
-		pids+=("$node_pid") admins+=($((port + 10 + i)))
-	done
-	wait_ready "${admins[@]}"
-	grep -h "ceiling" "$out"/node?.log | log broker
-	plist=$(IFS=,; echo "${pids[*]}")
-	measure idle-$big "${admins[*]}" -- -url "$url" -scenario idle -conns $big -rate 5000 -duration 5s -settle 5s \
-		-server-pid "$plist" -label "fanout x6 reuseport redis"
-	for spec in 1:1 10:10; do # channels : publishers, 1 msg/s per channel
-		k=${spec%%:*} p=${spec##*:}
-		# shellcheck disable=SC2086
-		measure broadcast-$big-k$k "${admins[*]}" -- -url "$url" -scenario broadcast -conns $big -rate 5000 -channels "$k" \
-			-publishers "$p" -msg-rate 1 -size 64 $api -duration 20s -settle 5s -drain 5s \
+	if [[ $parts == *idle* || $parts == *big* ]]; then
+		addr=127.0.0.1:$port url=ws://$addr/ws api="-publish-url http://$addr/api/publish -api-key $key"
+		pids=() admins=()
+		for i in 0 1 2 3 4 5; do
+			start_node "node$i" $((port + 10 + i)) -addr "$addr" -reuseport -broker "$broker"
+			pids+=("$node_pid") admins+=($((port + 10 + i)))
+		done
+		wait_ready "${admins[@]}"
+		grep -h "ceiling" "$out"/node?.log | log broker
+		plist=$(IFS=,; echo "${pids[*]}")
+		[[ $parts != *idle* ]] || measure idle-$big "${admins[*]}" -- -url "$url" -scenario idle -conns $big -rate 5000 -duration 5s -settle 5s \
 			-server-pid "$plist" -label "fanout x6 reuseport redis"
-	done
-	stop_nodes
+		for spec in $specs; do
+			[[ $parts == *big* ]] || break
+			IFS=: read -r k p r <<<"$spec"
+			name=broadcast-$big-k$k # at 1 msg/s per channel; else -r<msg/s>
+			[[ $r == 1 ]] || name+=-r$r
+			# shellcheck disable=SC2086
+			measure "$name" "${admins[*]}" -- -url "$url" -scenario broadcast -conns $big -rate 5000 -channels "$k" \
+				-publishers "$p" -msg-rate "$r" -size 64 $api -duration 20s -settle 5s -drain 5s \
+				-server-pid "$plist" -label "fanout x6 reuseport redis"
+		done
+		stop_nodes
+	fi
 
 	# 19,000 connections on one node: in-process channels (a) against the
 	# same node with -broker (b), alternating, same publish rate.
 	addr=127.0.0.1:$((port + 1)) url=ws://127.0.0.1:$((port + 1))/ws api="-publish-url http://127.0.0.1:$((port + 1))/api/publish -api-key $key"
 	for rate in 1 5; do
+		[[ $parts == *single* ]] || break
 		for round in 1 2; do
 			for b in local redis; do
 				flags=()
