@@ -40,6 +40,7 @@ type Config struct {
 	SlowFrac      float64       // slow: fraction of subscribers that never read (default 0.01)
 	Stalled       int           // slow: clients stuck mid-handshake plus mid-frame (default 1000)
 	ServerPIDs    []int         // sample these processes' RSS and CPU from /proc
+	BrokerPIDs    []int         // sample these processes' CPU and RSS too, apart from the servers' (a Redis broker)
 	PerProcess    int           // connections one process may hold before Run starts workers (default: open-files limit - 500)
 	Timeout       time.Duration // hard stop for the whole run (default 10 minutes)
 	CAFile        string        // wss: PEM file of the CA to trust

@@ -48,6 +48,8 @@ type Result struct {
 	ServerCPU     float64 // server CPU seconds per second while measuring
 	GeneratorCPU  float64 // this process's CPU seconds per second while measuring (workers not included)
 	MachineCPU    float64 // all cores' busy seconds per second while measuring: what is not server or generator is other load
+	BrokerCPU     float64 `json:",omitempty"` // Config.BrokerPIDs' CPU seconds per second while measuring (part of MachineCPU, not of ServerCPU)
+	BrokerRSSEnd  int64   `json:",omitempty"` // Config.BrokerPIDs' RSS after measuring
 	Clean         *Result `json:",omitempty"` // slow: the clean run it is compared with
 
 	pub pubReport
@@ -165,6 +167,10 @@ func run(ctx context.Context, cfg Config, progress io.Writer) (Result, error) {
 
 	before, _ := sampleAll(cfg.ServerPIDs)
 	res.ServerRSS = before.RSSBytes
+	broker0, err := sampleAll(cfg.BrokerPIDs)
+	if err != nil {
+		return res, err
+	}
 	if res.Connected > 0 {
 		res.RSSPerConn = float64(res.ServerRSS-res.ServerRSSBase) / float64(res.Connected)
 	}
@@ -212,6 +218,10 @@ func run(ctx context.Context, cfg Config, progress io.Writer) (Result, error) {
 		}
 	}
 	res.ServerCPU = float64(after.CPUTicks-before.CPUTicks) / 100 / elapsed.Seconds()
+	if broker1, err := sampleAll(cfg.BrokerPIDs); err == nil && len(cfg.BrokerPIDs) > 0 {
+		res.BrokerCPU = float64(broker1.CPUTicks-broker0.CPUTicks) / 100 / elapsed.Seconds()
+		res.BrokerRSSEnd = broker1.RSSBytes
+	}
 	self1, _ := sampleProc(os.Getpid())
 	res.GeneratorCPU = float64(self1.CPUTicks-self0.CPUTicks) / 100 / elapsed.Seconds()
 	res.MachineCPU = float64(machineTicks()-machine0) / 100 / elapsed.Seconds()

@@ -60,7 +60,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	var (
 		cfg              bench.Config
 		urls             = list{"ws://127.0.0.1:8080/ws"}
-		pids             list
+		pids, brokerPIDs list
 		sources          list
 		jsonPath, label  string
 		vsLabel          string
@@ -89,6 +89,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs.Float64Var(&cfg.SlowFrac, "slow-frac", 0.01, "slow: fraction of subscribers that never read")
 	fs.IntVar(&cfg.Stalled, "stalled", 1000, "slow: clients stuck mid-handshake and mid-frame (half each)")
 	fs.Var(&pids, "server-pid", "sample these server processes' RSS and CPU from /proc (comma-separated)")
+	fs.Var(&brokerPIDs, "broker-pid", "sample these processes' CPU and RSS apart from the servers' over the same window, e.g. a redis-server broker (comma-separated)")
 	fs.IntVar(&cfg.PerProcess, "per-process", 0, "connections per load-generator process (default: open-files limit - 500)")
 	fs.DurationVar(&cfg.Timeout, "timeout", 10*time.Minute, "hard stop for the whole run")
 	fs.StringVar(&cfg.CAFile, "ca-file", "", "wss: PEM file of the CA to trust")
@@ -117,6 +118,13 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 			return fmt.Errorf("-server-pid %q: %w", p, err)
 		}
 		cfg.ServerPIDs = append(cfg.ServerPIDs, pid)
+	}
+	for _, p := range brokerPIDs {
+		pid, err := strconv.Atoi(p)
+		if err != nil {
+			return fmt.Errorf("-broker-pid %q: %w", p, err)
+		}
+		cfg.BrokerPIDs = append(cfg.BrokerPIDs, pid)
 	}
 	progress := bench.Progress(jsonPath != "")
 	var doc any
@@ -172,7 +180,11 @@ func printResult(w io.Writer, r bench.Result, label string) {
 			fmt.Fprintf(w, "; API: %d requests, round trip p50 %.2f ms p99 %.2f ms max %.2f ms, server says delivered %d",
 				r.Requests, float64(r.APIP50us)/1000, float64(r.APIP99us)/1000, float64(r.APIMaxUS)/1000, r.APIDelivered)
 		}
-		fmt.Fprintf(w, "; CPU (cores): server %.2f, generator %.2f, whole machine %.2f\n", r.ServerCPU, r.GeneratorCPU, r.MachineCPU)
+		fmt.Fprintf(w, "; CPU (cores): server %.2f, generator %.2f, whole machine %.2f", r.ServerCPU, r.GeneratorCPU, r.MachineCPU)
+		if len(r.Config.BrokerPIDs) > 0 {
+			fmt.Fprintf(w, ", broker %.3f", r.BrokerCPU)
+		}
+		fmt.Fprintln(w)
 		if r.PublishedPS < 0.95*r.TargetPS {
 			fmt.Fprintf(w, "warning: publishers fell behind (%.0f%% of the asked rate); add -publishers or -batch\n", 100*r.PublishedPS/r.TargetPS)
 		}

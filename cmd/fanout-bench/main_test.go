@@ -166,7 +166,7 @@ func TestSmoke_Scenarios(t *testing.T) {
 func TestHelp_DocumentsEveryFlag(t *testing.T) {
 	var errOut bytes.Buffer
 	_ = run(context.Background(), []string{"-h"}, &bytes.Buffer{}, &errOut)
-	for _, f := range []string{"-publishers", "-source-addrs", "-vs-label", "-url", "-scenario", "-conns", "-rate", "-source-ips", "-duration", "-msg-rate", "-size", "-server-pid", "-json", "-server-cmd", "-vs-cmd", "-rounds", "-per-process", "-slow-frac", "-stalled", "-timeout", "-channels", "-channel-prefix", "-publish-url", "-api-key", "-batch"} {
+	for _, f := range []string{"-publishers", "-source-addrs", "-vs-label", "-url", "-scenario", "-conns", "-rate", "-source-ips", "-duration", "-msg-rate", "-size", "-server-pid", "-broker-pid", "-json", "-server-cmd", "-vs-cmd", "-rounds", "-per-process", "-slow-frac", "-stalled", "-timeout", "-channels", "-channel-prefix", "-publish-url", "-api-key", "-batch"} {
 		if !strings.Contains(errOut.String(), f+" ") {
 			t.Errorf("-h does not document %s", f)
 		}
