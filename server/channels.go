@@ -230,6 +230,13 @@ func (s *Server) position(ch *channel, since *Position) (Position, []histEntry, 
 	if !b.Ready() {
 		return Position{}, nil, ErrBrokerUnavailable
 	}
+	if since == nil && ch.epoch != "" {
+		// This node already delivers the channel: what it delivered last is
+		// the position, and every later offset reaches the hub after this
+		// subscriber joins. No broker call, so a reconnect storm costs the
+		// broker one call per channel and node, not one per client.
+		return Position{Offset: ch.offset, Epoch: ch.epoch}, nil, nil
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), brokerTimeout)
 	defer cancel()
 	after, limit := uint64(0), 0

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -261,6 +262,52 @@ func TestRedis_RestartKeepsHistory(t *testing.T) {
 	for off := uint64(1); off <= 5; off++ {
 		if e := readEvent(t, sub); e.Type != "message" || e.Offset != off {
 			t.Fatalf("got %+v, want offset %d", e, off)
+		}
+	}
+}
+
+// Once a node delivers a channel, more subscribers there cost the broker
+// nothing: a reconnect storm is one Redis call per channel and node.
+func TestRedis_SubscribersShareOneBrokerCall(t *testing.T) {
+	t.Parallel()
+	r := redistest.Start(t)
+	s := runNode(t, r.URL(), Config{})
+	waitReady(t, s)
+	rdb := redis.NewClient(&redis.Options{Addr: r.Addr()})
+	defer rdb.Close()
+	ctx := context.Background()
+	if err := rdb.ConfigResetStat(ctx).Err(); err != nil {
+		t.Fatal(err)
+	}
+	var subs []*websocket.Conn
+	for range 20 {
+		c := dialNode(t, s, "?channel=storm")
+		if e := readEvent(t, c); e.Type != "subscribed" || e.Epoch == "" {
+			t.Fatalf("got %+v", e)
+		}
+		subs = append(subs, c)
+	}
+	stats, err := rdb.Info(ctx, "commandstats").Result()
+	if err != nil {
+		t.Fatal(err)
+	}
+	calls := 0
+	for line := range strings.SplitSeq(stats, "\r\n") {
+		if rest, ok := strings.CutPrefix(line, "cmdstat_eval"); ok { // eval and evalsha
+			_, rest, _ = strings.Cut(rest, "calls=")
+			n, _ := strconv.Atoi(rest[:strings.IndexByte(rest, ',')])
+			calls += n
+		}
+	}
+	if calls == 0 || calls > 2 { // one script run; a first EVALSHA may miss the script cache
+		t.Fatalf("%d script calls for 20 subscribers of one channel\n%s", calls, stats)
+	}
+	if _, err := s.Publish("storm", []byte("1")); err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range subs {
+		if e := readEvent(t, c); e.Type != "message" || e.Offset != 1 {
+			t.Fatalf("got %+v", e)
 		}
 	}
 }
