@@ -184,6 +184,55 @@ func (s *Server) subscribe(c *Conn, name string, since *Position, id json.RawMes
 	if s.subscriptions(c) >= s.cfg.MaxChannelsPerConn {
 		return fmt.Errorf("%w (%d)", ErrSubscriptionLimit, s.cfg.MaxChannelsPerConn)
 	}
+	if c.deferSubscribe(pendingSub{name, since, id}) {
+		return nil
+	}
+	return s.join(c, name, since, id)
+}
+
+// pendingSub is a checked subscribe waiting for its connection's socket.
+type pendingSub struct {
+	channel string
+	since   *Position
+	id      json.RawMessage
+}
+
+// deferSubscribe keeps a subscribe made before c has a socket (Handler,
+// from OnConnect) for track: joining only once c can be a hub member, under
+// the channel's lock, is what keeps the messages published in between.
+func (c *Conn) deferSubscribe(p pendingSub) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.sock.fd >= 0 {
+		return false
+	}
+	if c.pending == nil {
+		c.pending = new([]pendingSub)
+	}
+	*c.pending = append(*c.pending, p)
+	return true
+}
+
+// joinPending runs the subscribes deferred until c had a socket; a refusal
+// now can only be an error reply.
+func (s *Server) joinPending(c *Conn) {
+	c.mu.Lock()
+	pending := c.pending
+	c.pending = nil
+	c.mu.Unlock()
+	if pending == nil {
+		return
+	}
+	for _, p := range *pending {
+		if err := s.join(c, p.channel, p.since, p.id); err != nil {
+			_ = c.write(s.reply(reply{Type: "error", Op: "subscribe", Channel: p.channel, ID: p.id, Reason: reasonOf(err)}), false)
+		}
+	}
+}
+
+// join subscribes c, checks done: under the channel's lock it queues the
+// reply and what c missed, then joins the hub.
+func (s *Server) join(c *Conn, name string, since *Position, id json.RawMessage) error {
 	ch, err := s.lockChannel(name)
 	if err != nil {
 		return err
@@ -339,6 +388,9 @@ func (s *Server) subscriptions(c *Conn) int {
 		if h.channel != "" {
 			n++
 		}
+	}
+	if c.pending != nil {
+		n += len(*c.pending)
 	}
 	return n
 }

@@ -1,9 +1,11 @@
 package server
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net"
 	"net/http"
 	"strconv"
 	"strings"
@@ -401,5 +403,65 @@ func TestChannels_Authorization(t *testing.T) {
 	}
 	if got := len(s.Channels()); got != 0 {
 		t.Fatalf("refused operations created %d channels", got)
+	}
+}
+
+// Behind Handler, a channel named at connect is joined only once the
+// hijacked socket is known; no message published meanwhile goes missing.
+func TestChannels_HandlerSubscribeLosesNothing(t *testing.T) {
+	t.Parallel()
+	s, err := New(channelConfig(Config{}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	hs := &http.Server{Handler: s.Handler()}
+	go func() { _ = hs.Serve(ln) }()
+	t.Cleanup(func() {
+		hs.Close()
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		_ = s.Shutdown(ctx)
+	})
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	defer close(stop)
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		for i := 1; ; i++ {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			if _, err := s.Publish("h", fmt.Appendf(nil, "%d", i)); err != nil {
+				panic(err)
+			}
+			time.Sleep(20 * time.Microsecond)
+		}
+	}()
+	for round := range 100 {
+		c := dialGorilla(t, "ws://"+ln.Addr().String()+"/ws?channel=h")
+		ack := readEvent(t, c)
+		if ack.Type != "subscribed" {
+			t.Fatalf("round %d: got %+v first", round, ack)
+		}
+		last := ack.Offset
+		for last < ack.Offset+5 {
+			e := readEvent(t, c)
+			if e.Offset <= last {
+				continue
+			}
+			if e.Offset != last+1 {
+				t.Fatalf("round %d: offset %d after %d: a message published during the hijack was lost", round, e.Offset, last)
+			}
+			last = e.Offset
+		}
+		c.Close()
 	}
 }

@@ -54,6 +54,7 @@ type Conn struct {
 	parked    bool        // a write waits for EPOLLOUT that could not be armed before registration
 	limits    *connLimits // per-connection rate limits, nil when off
 	claims    map[string]any
+	pending   *[]pendingSub // subscribes made before the socket was known (Handler): track runs them
 
 	// Owned by the worker that holds the read event.
 	parser  frame.Parser

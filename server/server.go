@@ -304,6 +304,7 @@ func (s *Server) track(c *Conn) error {
 	for _, h := range hubs {
 		h.add(c)
 	}
+	s.joinPending(c)
 	return nil
 }
 
