@@ -255,7 +255,7 @@ func TestRedis_RestartKeepsHistory(t *testing.T) {
 			t.Fatalf("publish %d after restart: %+v %v", i, p, err)
 		}
 	}
-	waitReady(t, a)
+	waitReady(t, a, b)
 	if _, err := b.Publish("kept", []byte("5")); err != nil {
 		t.Fatal(err)
 	}
