@@ -94,7 +94,7 @@ func TestAPI_PublishAndChannels(t *testing.T) {
 	var list struct{ Channels []ChannelInfo }
 	_ = json.NewDecoder(resp.Body).Decode(&list)
 	resp.Body.Close()
-	if len(list.Channels) != 2 || list.Channels[0].Channel != "news" || list.Channels[0].Subscribers != 2 || list.Channels[0].Offset != 2 {
+	if len(list.Channels) != 1 || list.Channels[0].Channel != "news" || list.Channels[0].Subscribers != 2 || list.Channels[0].Offset != 2 {
 		t.Fatalf("channels %+v", list.Channels)
 	}
 }

@@ -8,19 +8,20 @@ import (
 	"github.com/fanout-ws/fanout/frame"
 )
 
-// Broker joins several Fanout nodes: it gives each channel message its
-// offset, keeps channel history where every node can read it, and delivers
-// every message to every node. Without one (Config.Broker nil) a Server is
-// its own broker: offsets and history live in its memory.
+// Broker gives each channel message its offset, keeps channel history
+// where every node can read it, and delivers every message to every node.
+// MemoryBroker (the default) keeps all of it in one process; RedisBroker
+// joins several.
 //
 // The server calls Publish and History from its workers, so an
 // implementation should fail fast (ErrBrokerUnavailable) rather than wait
 // while it is disconnected.
 type Broker interface {
 	// Run delivers every channel message published on any node, in order
-	// per channel, until ctx is done. It reconnects by itself; deliver runs
-	// on one goroutine. resync is called after every reconnection, when
-	// messages may have been missed.
+	// per channel, until ctx is done, reconnecting by itself. deliver may
+	// be called from several goroutines, never concurrently for one
+	// channel. resync is called after every reconnection, when messages may
+	// have been missed.
 	Run(ctx context.Context, deliver func(Message), resync func())
 
 	// Publish appends data (one JSON value) to channel and returns its

@@ -6,6 +6,7 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"slices"
 	"strconv"
@@ -14,16 +15,18 @@ import (
 	"github.com/fanout-ws/fanout/frame"
 )
 
-// Channels are named hubs with a per-channel offset and a bounded history,
-// so that a client that reconnects can ask for what it missed.
+// Channels are named hubs fed by the broker (Config.Broker: in-process by
+// default, or Redis), which gives each message its offset in the channel
+// and keeps a bounded history, so that a client that reconnects can ask for
+// what it missed. A node keeps a channel while it has subscribers.
 //
-// A channel's mu orders, for that channel, offset assignment, history, the
-// hand-off of the frame to the hub, and subscribes: under mu a subscriber
-// queues its reply and the messages it missed, then joins the hub, so every
-// later message follows them. A message published just before the subscribe
-// may still reach it after the reply, from the hub's pending flush (and
-// twice when history also holds it); its offset is at most the reply's, and
-// clients drop offsets they have already seen.
+// A channel's mu orders, on this node, the broker's deliveries to the hub
+// and subscribes: under mu a subscriber reads its position and the history
+// it missed, queues its reply and those messages, then joins the hub, so
+// every later delivery follows them. A message published just before the
+// subscribe may still reach it after the reply, from the hub's pending flush
+// (and twice when history also holds it); its offset is at most the reply's,
+// and clients drop offsets they have already seen.
 
 // MaxChannelNameBytes is the longest channel name.
 const MaxChannelNameBytes = 128
@@ -34,9 +37,8 @@ type channel struct {
 	epoch string // identifies this history: offsets restart with a new epoch
 
 	mu     sync.Mutex
-	offset uint64 // of the last message published
-	hist   history
-	dead   bool // removed from the registry: look the name up again
+	offset uint64 // of the last message delivered here
+	dead   bool   // removed from the registry: look the name up again
 }
 
 // Publication is what Publish did with one message.
@@ -88,9 +90,9 @@ var channelByte = func() (t [256]bool) {
 
 // Publish sends data, one JSON value, to every subscriber of channel as
 // {"type":"message","channel":..,"offset":..,"data":data}, serialized once
-// per node, and keeps it in the channel's history. With a Config.Broker the
-// broker assigns the offset and delivers to every node; Delivered then
-// counts this node's subscribers. It never blocks on a client socket.
+// per node: the broker assigns the offset, keeps it in the channel's
+// history and delivers it to every node. Delivered counts this node's
+// subscribers. It never blocks on a client socket.
 func (s *Server) Publish(channel string, data []byte) (Publication, error) {
 	if err := CheckChannelName(channel); err != nil {
 		return Publication{}, err
@@ -101,32 +103,21 @@ func (s *Server) Publish(channel string, data []byte) (Publication, error) {
 	if envelopeBytes(channel, data) > s.cfg.MaxMessageBytes {
 		return Publication{}, ErrTooLarge
 	}
-	if b := s.cfg.Broker; b != nil {
-		if !b.Ready() {
-			return Publication{}, ErrBrokerUnavailable
-		}
-		ctx, cancel := context.WithTimeout(context.Background(), brokerTimeout)
-		defer cancel()
-		pos, err := b.Publish(ctx, channel, data)
-		if err != nil {
-			return Publication{}, fmt.Errorf("%w: %v", ErrBrokerUnavailable, err)
-		}
-		s.stats.publications.Add(1)
-		return Publication{Channel: channel, Offset: pos.Offset, Epoch: pos.Epoch, Delivered: s.localSubscribers(channel)}, nil
+	b := s.cfg.Broker
+	if !b.Ready() {
+		return Publication{}, ErrBrokerUnavailable
 	}
-	ch, err := s.lockChannel(channel)
-	if err != nil {
+	ctx, cancel := context.WithTimeout(context.Background(), brokerTimeout)
+	defer cancel()
+	pos, err := b.Publish(ctx, channel, data)
+	switch {
+	case errors.Is(err, ErrTooManyChannels):
 		return Publication{}, err
+	case err != nil:
+		return Publication{}, fmt.Errorf("%w: %v", ErrBrokerUnavailable, err)
 	}
-	defer ch.mu.Unlock()
-	ch.offset++
 	s.stats.publications.Add(1)
-	p := frame.NewPrepared(frame.OpText, appendEnvelope(nil, channel, ch.offset, data))
-	if s.cfg.HistorySize > 0 {
-		ch.hist.push(histEntry{offset: ch.offset, at: s.now(), frame: p.Bytes()}, s.cfg.HistorySize)
-	}
-	ch.hub.BroadcastPrepared(p)
-	return Publication{Channel: channel, Offset: ch.offset, Epoch: ch.epoch, Delivered: ch.hub.Len()}, nil
+	return Publication{Channel: channel, Offset: pos.Offset, Epoch: pos.Epoch, Delivered: s.localSubscribers(channel)}, nil
 }
 
 // localSubscribers counts channel's subscribers on this node.
@@ -265,17 +256,8 @@ func (s *Server) join(c *Conn, name string, since *Position, id json.RawMessage)
 // position returns ch's latest position and, for a subscriber at since,
 // the kept messages it may replay: from ch's own history, or from the
 // broker's. ch.mu is held.
-func (s *Server) position(ch *channel, since *Position) (Position, []histEntry, error) {
+func (s *Server) position(ch *channel, since *Position) (Position, []replayed, error) {
 	b := s.cfg.Broker
-	if b == nil {
-		top := Position{Offset: ch.offset, Epoch: ch.epoch}
-		if since == nil {
-			return top, nil, nil
-		}
-		ch.hist.expire(s.now() - int64(s.cfg.HistoryTTL))
-		from, _ := replayFrom(*since, top)
-		return top, ch.hist.after(from), nil
-	}
 	if !b.Ready() {
 		return Position{}, nil, ErrBrokerUnavailable
 	}
@@ -304,11 +286,17 @@ func (s *Server) position(ch *channel, since *Position) (Position, []histEntry, 
 	if ch.epoch == "" { // this node's first subscriber: deliveries continue from here
 		ch.epoch, ch.offset = top.Epoch, top.Offset
 	}
-	kept := make([]histEntry, len(msgs))
+	kept := make([]replayed, len(msgs))
 	for i, m := range msgs {
-		kept[i] = histEntry{offset: m.Offset, frame: frame.NewPrepared(frame.OpText, appendEnvelope(nil, ch.name, m.Offset, m.Data)).Bytes()}
+		kept[i] = replayed{offset: m.Offset, frame: frame.NewPrepared(frame.OpText, appendEnvelope(nil, ch.name, m.Offset, m.Data)).Bytes()}
 	}
 	return top, kept, nil
+}
+
+// replayed is a history message framed for one subscriber's recovery.
+type replayed struct {
+	offset uint64
+	frame  []byte
 }
 
 // replayFrom returns the offset after which a subscriber at since can
@@ -327,7 +315,7 @@ func replayFrom(since, top Position) (uint64, string) {
 // (messages after replayFrom's offset, oldest first): a gap notice if they
 // cannot cover it all, then the messages, at most half of
 // Config.SendQueueBytes of them (the newest).
-func (s *Server) replay(name string, since, top Position, kept []histEntry, frames [][]byte) [][]byte {
+func (s *Server) replay(name string, since, top Position, kept []replayed, frames [][]byte) [][]byte {
 	from, reason := replayFrom(since, top)
 	budget := s.cfg.SendQueueBytes / 2
 	for i := len(kept) - 1; i >= 0; i-- {
@@ -364,8 +352,8 @@ func (s *Server) Unsubscribe(c *Conn, channel string) {
 	}
 }
 
-// Channels lists the channels that exist (with subscribers or history),
-// sorted by name.
+// Channels lists the channels with subscribers on this node, sorted by
+// name: presence.
 func (s *Server) Channels() []ChannelInfo {
 	s.chans.mu.RLock()
 	list := make([]ChannelInfo, 0, len(s.chans.m))
@@ -414,10 +402,7 @@ func (s *Server) lockChannel(name string) (*channel, error) {
 					s.chans.mu.Unlock()
 					return nil, fmt.Errorf("%w (%d)", ErrTooManyChannels, s.cfg.MaxChannels)
 				}
-				ch = &channel{name: name, hub: s.NewHub()}
-				if s.cfg.Broker == nil {
-					ch.epoch = newEpoch() // with a broker, the broker's
-				}
+				ch = &channel{name: name, hub: s.NewHub()} // epoch and offset: the broker's, at the first subscribe
 				ch.hub.channel = name
 				s.chans.m[name] = ch
 			}
@@ -431,19 +416,15 @@ func (s *Server) lockChannel(name string) (*channel, error) {
 	}
 }
 
-// sweepChannels drops expired history and removes channels with neither
-// subscribers nor history. It runs on the sweeper.
+// sweepChannels removes the channels this node no longer has subscribers
+// for (their history stays with the broker). It runs on the sweeper.
 func (s *Server) sweepChannels() {
-	cutoff := s.now() - int64(s.cfg.HistoryTTL)
 	var empty []*channel
 	s.chans.mu.RLock()
 	for _, ch := range s.chans.m {
-		ch.mu.Lock()
-		ch.hist.expire(cutoff)
-		if ch.hub.refs.Load() == 0 && ch.hist.len() == 0 {
+		if ch.hub.refs.Load() == 0 {
 			empty = append(empty, ch)
 		}
-		ch.mu.Unlock()
 	}
 	s.chans.mu.RUnlock()
 	if len(empty) == 0 {
@@ -454,7 +435,7 @@ func (s *Server) sweepChannels() {
 		ch.mu.Lock()
 		// refs, not Len: a conn that joined in OnConnect before it had a
 		// socket (Handler) is a subscriber too.
-		if ch.hub.refs.Load() == 0 && ch.hist.len() == 0 {
+		if ch.hub.refs.Load() == 0 {
 			ch.dead = true
 			delete(s.chans.m, ch.name)
 			s.mu.Lock()

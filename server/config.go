@@ -123,9 +123,10 @@ type Config struct {
 	// DefaultMaxChannelsPerConn (64).
 	MaxChannelsPerConn int
 
-	// Broker joins nodes: it assigns channel offsets, keeps history and
-	// delivers every channel message to every node (see RedisBroker). Nil
-	// keeps channels in this process.
+	// Broker assigns channel offsets, keeps history and delivers every
+	// channel message to every node: a RedisBroker joins several processes.
+	// Nil means a MemoryBroker of this server's own (HistorySize,
+	// HistoryTTL, MaxChannels).
 	Broker Broker
 
 	// HTTPHandler serves the requests that reach Serve's listener and are

@@ -10,8 +10,8 @@ type history struct {
 
 type histEntry struct {
 	offset uint64
-	at     int64  // Server.now() when published
-	frame  []byte // the message frame as delivered, shared with the hub
+	at     int64 // unix ns when published
+	data   []byte
 }
 
 func (h *history) len() int { return len(h.ring) }
@@ -44,11 +44,12 @@ func (h *history) expire(cutoff int64) {
 	h.ring, h.head = kept, 0
 }
 
-// after returns the entries with an offset above offset, oldest first.
-func (h *history) after(offset uint64) []histEntry {
+// after returns the entries with an offset above offset published at or
+// after notBefore, oldest first.
+func (h *history) after(offset uint64, notBefore int64) []histEntry {
 	var out []histEntry
 	for i := range len(h.ring) {
-		if e := h.at(i); e.offset > offset {
+		if e := h.at(i); e.offset > offset && e.at >= notBefore {
 			out = append(out, e)
 		}
 	}

@@ -36,18 +36,6 @@ type RedisBroker struct {
 	ready  atomic.Bool
 }
 
-// RedisOptions tunes a RedisBroker.
-type RedisOptions struct {
-	// HistorySize and HistoryTTL are as in Config; give both the same
-	// values. Zero means the defaults; a negative size keeps no history.
-	HistorySize int
-	HistoryTTL  time.Duration
-	// Prefix starts every key and topic. Zero means "fanout:".
-	Prefix string
-	// Logger receives reconnection logs. Nil discards them.
-	Logger *slog.Logger
-}
-
 // internalMark starts the pub/sub payload of a message published through
 // Fanout: "\x00fo1 <epoch> <offset> <data>". JSON never starts with NUL.
 const internalMark = "\x00fo1 "
@@ -55,7 +43,7 @@ const internalMark = "\x00fo1 "
 // NewRedisBroker returns a broker for the Redis at url
 // (redis://[user:password@]host:port/db). It does not connect yet: Run
 // does, retrying with backoff while Redis is down.
-func NewRedisBroker(url string, o RedisOptions) (*RedisBroker, error) {
+func NewRedisBroker(url string, o BrokerOptions) (*RedisBroker, error) {
 	opt, err := redis.ParseURL(url)
 	if err != nil {
 		return nil, fmt.Errorf("server: redis url: %w", err)

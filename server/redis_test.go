@@ -18,7 +18,7 @@ import (
 // runNode serves channels with a RedisBroker on url.
 func runNode(t *testing.T, url string, cfg Config) *Server {
 	t.Helper()
-	b, err := NewRedisBroker(url, RedisOptions{HistorySize: cfg.HistorySize, HistoryTTL: cfg.HistoryTTL})
+	b, err := NewRedisBroker(url, BrokerOptions{HistorySize: cfg.HistorySize, HistoryTTL: cfg.HistoryTTL})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -245,7 +245,7 @@ func TestRedis_RestartKeepsHistory(t *testing.T) {
 	r.Start()
 	// Publish straight into the restarted Redis, as a node that reconnected
 	// first would, while a may still be resubscribing.
-	ext, err := NewRedisBroker(r.URL(), RedisOptions{})
+	ext, err := NewRedisBroker(r.URL(), BrokerOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -100,6 +100,9 @@ func New(cfg Config) (*Server, error) {
 		return nil, fmt.Errorf("server: open-files limit %d leaves no room for connections", s.fdLimit)
 	}
 	s.conns = make([]atomic.Pointer[Conn], s.fdLimit)
+	if s.cfg.Broker == nil {
+		s.cfg.Broker = NewMemoryBroker(BrokerOptions{HistorySize: s.cfg.HistorySize, HistoryTTL: s.cfg.HistoryTTL, MaxChannels: s.cfg.MaxChannels})
+	}
 	s.metrics = newMetrics(s)
 	if cfg.Registerer != nil {
 		if err := cfg.Registerer.Register(s.metrics); err != nil {
@@ -145,15 +148,13 @@ func (s *Server) startEngine() error {
 	s.wg.Add(1)
 	go s.sweep()
 	s.startHTTP()
-	if b := s.cfg.Broker; b != nil {
-		ctx, cancel := context.WithCancel(context.Background())
-		s.stopBroker = cancel
-		s.wg.Add(1)
-		go func() {
-			defer s.wg.Done()
-			b.Run(ctx, s.deliver, s.resync)
-		}()
-	}
+	ctx, cancel := context.WithCancel(context.Background())
+	s.stopBroker = cancel
+	s.wg.Add(1)
+	go func() {
+		defer s.wg.Done()
+		s.cfg.Broker.Run(ctx, s.deliver, s.resync)
+	}()
 	return nil
 }
 
@@ -385,7 +386,7 @@ func (s *Server) Ready() <-chan struct{} { return s.ready }
 func (s *Server) Accepting() bool {
 	select {
 	case <-s.ready:
-		return !s.shutting.Load() && (s.cfg.Broker == nil || s.cfg.Broker.Ready())
+		return !s.shutting.Load() && s.cfg.Broker.Ready()
 	default:
 		return false
 	}

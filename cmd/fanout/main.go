@@ -218,7 +218,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		defer pprof.StopCPUProfile()
 	}
 	if o.broker != "" {
-		b, err := server.NewRedisBroker(o.broker, server.RedisOptions{HistorySize: o.cfg.HistorySize, HistoryTTL: o.cfg.HistoryTTL, Logger: logger})
+		b, err := server.NewRedisBroker(o.broker, server.BrokerOptions{HistorySize: o.cfg.HistorySize, HistoryTTL: o.cfg.HistoryTTL, Logger: logger})
 		if err != nil {
 			return fmt.Errorf("-broker: %w", err)
 		}
