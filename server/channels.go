@@ -39,6 +39,8 @@ type channel struct {
 	mu     sync.Mutex
 	offset uint64 // of the last message delivered here
 	dead   bool   // removed from the registry: look the name up again
+
+	touched int64 // Server.now() when the broker last heard of this channel from here (sweeper only)
 }
 
 // Publication is what Publish did with one message.
@@ -402,7 +404,7 @@ func (s *Server) lockChannel(name string) (*channel, error) {
 					s.chans.mu.Unlock()
 					return nil, fmt.Errorf("%w (%d)", ErrTooManyChannels, s.cfg.MaxChannels)
 				}
-				ch = &channel{name: name, hub: s.NewHub()} // epoch and offset: the broker's, at the first subscribe
+				ch = &channel{name: name, hub: s.NewHub(), touched: s.now()} // epoch and offset: the broker's, at the first subscribe
 				ch.hub.channel = name
 				s.chans.m[name] = ch
 			}
@@ -417,16 +419,29 @@ func (s *Server) lockChannel(name string) (*channel, error) {
 }
 
 // sweepChannels removes the channels this node no longer has subscribers
-// for (their history stays with the broker). It runs on the sweeper.
+// for (their history stays with the broker), and keeps the others alive in
+// the broker: a channel unused for HistoryTTL starts a new epoch there,
+// which would tell subscribers of a quiet channel that they lost messages.
+// It runs on the sweeper.
 func (s *Server) sweepChannels() {
-	var empty []*channel
+	var empty, due []*channel
+	now := s.now()
 	s.chans.mu.RLock()
 	for _, ch := range s.chans.m {
-		if ch.hub.refs.Load() == 0 {
+		switch {
+		case ch.hub.refs.Load() == 0:
 			empty = append(empty, ch)
+		case now-ch.touched > int64(s.cfg.HistoryTTL/2):
+			ch.touched = now
+			due = append(due, ch)
 		}
 	}
 	s.chans.mu.RUnlock()
+	for _, ch := range due {
+		ctx, cancel := context.WithTimeout(context.Background(), brokerTimeout)
+		_, _, _ = s.cfg.Broker.History(ctx, ch.name, 0, 0) // a failure is caught up on the next delivery
+		cancel()
+	}
 	if len(empty) == 0 {
 		return
 	}

@@ -496,3 +496,28 @@ func TestMemoryBroker_SharedByTwoServers(t *testing.T) {
 		}
 	}
 }
+
+// A quiet channel keeps its epoch while it has subscribers: no publish for
+// longer than HistoryTTL, and the next message still follows on, with no gap
+// notice.
+func TestChannels_QuietChannelKeepsEpoch(t *testing.T) {
+	if testing.Short() {
+		t.Skip("waits longer than a history TTL")
+	}
+	t.Parallel()
+	s, addr := runChannels(t, Config{HistoryTTL: 3 * time.Second})
+	c := dialGorilla(t, "ws://"+addr+"/ws?channel=quiet")
+	ack := readEvent(t, c)
+	if _, err := s.Publish("quiet", []byte("1")); err != nil {
+		t.Fatal(err)
+	}
+	readEvent(t, c)
+	time.Sleep(4500 * time.Millisecond)
+	p, err := s.Publish("quiet", []byte("2"))
+	if err != nil || p.Epoch != ack.Epoch || p.Offset != 2 {
+		t.Fatalf("after a quiet spell: %+v %v, want offset 2 in epoch %s", p, err, ack.Epoch)
+	}
+	if e := readEvent(t, c); e.Type != "message" || e.Offset != 2 {
+		t.Fatalf("got %+v, want message 2 and no gap", e)
+	}
+}
