@@ -426,21 +426,33 @@ func (s *Server) lockChannel(name string) (*channel, error) {
 func (s *Server) sweepChannels() {
 	var empty, due []*channel
 	now := s.now()
+	touch := !s.touching.Load() && s.cfg.Broker.Ready()
 	s.chans.mu.RLock()
 	for _, ch := range s.chans.m {
 		switch {
 		case ch.hub.refs.Load() == 0:
 			empty = append(empty, ch)
-		case now-ch.touched > int64(s.cfg.HistoryTTL/2):
+		case touch && now-ch.touched > int64(s.cfg.HistoryTTL/2):
 			ch.touched = now
 			due = append(due, ch)
 		}
 	}
 	s.chans.mu.RUnlock()
-	for _, ch := range due {
-		ctx, cancel := context.WithTimeout(context.Background(), brokerTimeout)
-		_, _, _ = s.cfg.Broker.History(ctx, ch.name, 0, 0) // a failure is caught up on the next delivery
-		cancel()
+	if len(due) > 0 && s.touching.CompareAndSwap(false, true) {
+		// Off the sweeper: a slow broker must not hold up timeouts and pings.
+		s.wg.Add(1)
+		go func() {
+			defer s.wg.Done()
+			defer s.touching.Store(false)
+			for _, ch := range due {
+				ctx, cancel := context.WithTimeout(context.Background(), brokerTimeout)
+				_, _, err := s.cfg.Broker.History(ctx, ch.name, 0, 0) // a failure is caught up on the next delivery
+				cancel()
+				if err != nil {
+					return
+				}
+			}
+		}()
 	}
 	if len(empty) == 0 {
 		return

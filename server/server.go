@@ -52,6 +52,7 @@ type Server struct {
 	httpSrv  *http.Server
 	// stopBroker ends Config.Broker's Run.
 	stopBroker context.CancelFunc
+	touching   atomic.Bool // a goroutine keeps channels alive in the broker (sweepChannels)
 
 	// readBufPool lends a read buffer to a worker for one task; idle
 	// connections hold none.
