@@ -3,10 +3,12 @@ package main
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"fmt"
 	"io"
 	"net"
 	"net/http"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -23,6 +25,47 @@ func freeAddr(t *testing.T) string {
 	}
 	defer ln.Close()
 	return ln.Addr().String()
+}
+
+// startRun runs run() with args on 127.0.0.1:0 (JSON logs) and returns the
+// addresses it logged for the server and, with -admin-addr, the admin
+// listener: no port is picked ahead and lost to another test meanwhile.
+func startRun(t *testing.T, ctx context.Context, args ...string) (addr, admin string, done <-chan error) {
+	t.Helper()
+	logs := &syncWriter{w: &bytes.Buffer{}}
+	errc := make(chan error, 1)
+	go func() {
+		errc <- run(ctx, append([]string{"-addr", "127.0.0.1:0", "-log-format", "json"}, args...), &bytes.Buffer{}, logs)
+	}()
+	wantAdmin := slices.Contains(args, "-admin-addr")
+	deadline := time.Now().Add(10 * time.Second)
+	for addr == "" || (wantAdmin && admin == "") {
+		select {
+		case err := <-errc:
+			t.Fatalf("run ended early: %v", err)
+		default:
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("run logged no listening address")
+		}
+		time.Sleep(10 * time.Millisecond)
+		logs.mu.Lock()
+		text := logs.w.(*bytes.Buffer).String()
+		logs.mu.Unlock()
+		for line := range strings.SplitSeq(text, "\n") {
+			var l struct{ Msg, Addr string }
+			if json.Unmarshal([]byte(line), &l) != nil {
+				continue
+			}
+			switch l.Msg {
+			case "fanout":
+				addr = l.Addr
+			case "admin listener":
+				admin = l.Addr
+			}
+		}
+	}
+	return addr, admin, errc
 }
 
 func get(url string) (int, string) {
@@ -48,13 +91,8 @@ func metric(page, name string) string {
 // The admin listener serves metrics that follow real traffic, liveness and
 // a readiness probe that turns 503 once shutdown begins.
 func TestAdmin_MetricsAndProbes(t *testing.T) {
-	addr, admin := freeAddr(t), freeAddr(t)
 	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() {
-		done <- run(ctx, []string{"-addr", addr, "-admin-addr", admin, "-log-format", "json", "-shutdown-timeout", "3s", "-close-timeout", "2s"},
-			&bytes.Buffer{}, &syncWriter{w: io.Discard})
-	}()
+	addr, admin, done := startRun(t, ctx, "-admin-addr", "127.0.0.1:0", "-shutdown-timeout", "3s", "-close-timeout", "2s")
 	base := "http://" + admin
 	deadline := time.Now().Add(5 * time.Second)
 	for {
@@ -142,12 +180,8 @@ func TestAdmin_MetricsAndProbes(t *testing.T) {
 // The room honours the token's claims: a read-only subscriber's message is
 // refused with 1008 and reaches nobody; a missing token gets 401.
 func TestAuth_RoomClaims(t *testing.T) {
-	addr := freeAddr(t)
 	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() {
-		done <- run(ctx, []string{"-addr", addr, "-jwt-secret", "s3cret", "-auth-required"}, &bytes.Buffer{}, &syncWriter{w: io.Discard})
-	}()
+	addr, _, done := startRun(t, ctx, "-jwt-secret", "s3cret", "-auth-required")
 	defer func() { cancel(); <-done }()
 	token := func(claims jwt.MapClaims) string {
 		claims["exp"] = time.Now().Add(time.Hour).Unix()
