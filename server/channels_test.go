@@ -505,14 +505,14 @@ func TestChannels_QuietChannelKeepsEpoch(t *testing.T) {
 		t.Skip("waits longer than a history TTL")
 	}
 	t.Parallel()
-	s, addr := runChannels(t, Config{HistoryTTL: 3 * time.Second})
+	s, addr := runChannels(t, Config{HistoryTTL: 4 * time.Second})
 	c := dialGorilla(t, "ws://"+addr+"/ws?channel=quiet")
 	ack := readEvent(t, c)
 	if _, err := s.Publish("quiet", []byte("1")); err != nil {
 		t.Fatal(err)
 	}
 	readEvent(t, c)
-	time.Sleep(4500 * time.Millisecond)
+	time.Sleep(5500 * time.Millisecond) // longer than the TTL
 	p, err := s.Publish("quiet", []byte("2"))
 	if err != nil || p.Epoch != ack.Epoch || p.Offset != 2 {
 		t.Fatalf("after a quiet spell: %+v %v, want offset 2 in epoch %s", p, err, ack.Epoch)
