@@ -17,15 +17,17 @@ import (
 // implementation should fail fast (ErrBrokerUnavailable) rather than wait
 // while it is disconnected.
 type Broker interface {
-	// Run delivers every channel message published on any node, in order
-	// per channel, until ctx is done, reconnecting by itself. deliver may
-	// be called from several goroutines, never concurrently for one
-	// channel. resync is called after every reconnection, when messages may
-	// have been missed.
-	Run(ctx context.Context, deliver func(Message), resync func())
+	// Start makes deliver receive every channel message published on any
+	// node, in order per channel, until ctx is done, reconnecting by
+	// itself; the returned channel closes once it has stopped. It returns
+	// at once: a message published after that reaches deliver (once Ready,
+	// for a broker that must connect). deliver may be called from several
+	// goroutines, never concurrently for one channel. resync is called
+	// after every reconnection, when messages may have been missed.
+	Start(ctx context.Context, deliver func(Message), resync func()) (stopped <-chan struct{})
 
 	// Publish appends data (one JSON value) to channel and returns its
-	// position. The message reaches subscribers through Run, on every node.
+	// position. The message reaches subscribers through Start, on every node.
 	Publish(ctx context.Context, channel string, data []byte) (Position, error)
 
 	// History returns channel's latest position and, up to limit, the kept

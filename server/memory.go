@@ -69,27 +69,32 @@ func NewMemoryBroker(o BrokerOptions) *MemoryBroker {
 // Ready is always true.
 func (b *MemoryBroker) Ready() bool { return true }
 
-// Run delivers to deliver until ctx is done, and expires history once a
-// second meanwhile.
-func (b *MemoryBroker) Run(ctx context.Context, deliver func(Message), _ func()) {
+// Start registers deliver before it returns, then expires history once a
+// second until ctx is done.
+func (b *MemoryBroker) Start(ctx context.Context, deliver func(Message), _ func()) <-chan struct{} {
 	b.nodeMu.Lock()
 	b.nodes[&deliver] = struct{}{}
 	b.nodeMu.Unlock()
-	defer func() {
-		b.nodeMu.Lock()
-		delete(b.nodes, &deliver)
-		b.nodeMu.Unlock()
-	}()
-	t := time.NewTicker(time.Second)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-			b.sweep(time.Now())
+	stopped := make(chan struct{})
+	go func() {
+		defer close(stopped)
+		defer func() {
+			b.nodeMu.Lock()
+			delete(b.nodes, &deliver)
+			b.nodeMu.Unlock()
+		}()
+		t := time.NewTicker(time.Second)
+		defer t.Stop()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-t.C:
+				b.sweep(time.Now())
+			}
 		}
-	}
+	}()
+	return stopped
 }
 
 // channel returns name's stream, created if need be.

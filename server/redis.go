@@ -77,9 +77,18 @@ func (b *RedisBroker) keys(channel string) []string {
 
 func (b *RedisBroker) topic(channel string) string { return b.prefix + "msg:" + channel }
 
-// Run subscribes and delivers until ctx is done, resubscribing with
-// backoff after any error.
-func (b *RedisBroker) Run(ctx context.Context, deliver func(Message), resync func()) {
+// Start subscribes and delivers on a goroutine of its own until ctx is
+// done, resubscribing with backoff after any error.
+func (b *RedisBroker) Start(ctx context.Context, deliver func(Message), resync func()) <-chan struct{} {
+	stopped := make(chan struct{})
+	go func() {
+		defer close(stopped)
+		b.run(ctx, deliver, resync)
+	}()
+	return stopped
+}
+
+func (b *RedisBroker) run(ctx context.Context, deliver func(Message), resync func()) {
 	backoff := 50 * time.Millisecond
 	for ctx.Err() == nil {
 		ps := b.rdb.PSubscribe(ctx, b.topic("*"))

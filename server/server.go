@@ -50,9 +50,11 @@ type Server struct {
 	chans    channels
 	httpLn   *httpListener // plain HTTP requests, for Config.HTTPHandler
 	httpSrv  *http.Server
-	// stopBroker ends Config.Broker's Run.
-	stopBroker context.CancelFunc
-	touching   atomic.Bool // a goroutine keeps channels alive in the broker (sweepChannels)
+	// stopBroker ends Config.Broker's delivery to this server, and
+	// brokerStopped closes when it has ended.
+	stopBroker    context.CancelFunc
+	brokerStopped <-chan struct{}
+	touching      atomic.Bool // a goroutine keeps channels alive in the broker (sweepChannels)
 
 	// readBufPool lends a read buffer to a worker for one task; idle
 	// connections hold none.
@@ -151,11 +153,7 @@ func (s *Server) startEngine() error {
 	s.startHTTP()
 	ctx, cancel := context.WithCancel(context.Background())
 	s.stopBroker = cancel
-	s.wg.Add(1)
-	go func() {
-		defer s.wg.Done()
-		s.cfg.Broker.Run(ctx, s.deliver, s.resync)
-	}()
+	s.brokerStopped = s.cfg.Broker.Start(ctx, s.deliver, s.resync)
 	return nil
 }
 
@@ -489,6 +487,7 @@ func (s *Server) teardown() {
 	}
 	if s.stopBroker != nil {
 		s.stopBroker()
+		<-s.brokerStopped
 	}
 	s.poller.Close()
 	_ = s.reads.ReleaseTimeout(5 * time.Second)
