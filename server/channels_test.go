@@ -263,25 +263,10 @@ func TestChannels_Recovery(t *testing.T) {
 func TestChannels_SubscribeUnderLoad(t *testing.T) {
 	t.Parallel()
 	s, addr := runChannels(t, Config{HistorySize: 1000})
-	stop := make(chan struct{})
+	defer publishUntilStopped(s, "live", 50*time.Microsecond)()
 	var wg sync.WaitGroup
 	defer wg.Wait()
-	defer close(stop)
-	wg.Add(2)
-	go func() { // the publisher
-		defer wg.Done()
-		for i := 1; ; i++ {
-			select {
-			case <-stop:
-				return
-			default:
-			}
-			if _, err := s.Publish("live", fmt.Appendf(nil, "%d", i)); err != nil {
-				panic(err)
-			}
-			time.Sleep(50 * time.Microsecond)
-		}
-	}()
+	wg.Add(1)
 	keep := dialGorilla(t, "ws://"+addr+"/ws?channel=live") // keeps the hub's shard busy
 	go func() {
 		defer wg.Done()
@@ -431,25 +416,7 @@ func TestChannels_HandlerSubscribeLosesNothing(t *testing.T) {
 		defer cancel()
 		_ = s.Shutdown(ctx)
 	})
-	stop := make(chan struct{})
-	var wg sync.WaitGroup
-	defer wg.Wait()
-	defer close(stop)
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		for i := 1; ; i++ {
-			select {
-			case <-stop:
-				return
-			default:
-			}
-			if _, err := s.Publish("h", fmt.Appendf(nil, "%d", i)); err != nil {
-				panic(err)
-			}
-			time.Sleep(20 * time.Microsecond)
-		}
-	}()
+	defer publishUntilStopped(s, "h", 20*time.Microsecond)()
 	for round := range 100 {
 		c := dialGorilla(t, "ws://"+ln.Addr().String()+"/ws?channel=h")
 		ack := readEvent(t, c)
@@ -520,4 +487,28 @@ func TestChannels_QuietChannelKeepsEpoch(t *testing.T) {
 	if e := readEvent(t, c); e.Type != "message" || e.Offset != 2 {
 		t.Fatalf("got %+v, want message 2 and no gap", e)
 	}
+}
+
+// publishUntilStopped publishes numbered messages ("1", "2", ...) to
+// channel, pause apart, until the returned stop is called; stop waits for
+// the publisher.
+func publishUntilStopped(s *Server, channel string, pause time.Duration) (stop func()) {
+	done := make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		for i := 1; ; i++ {
+			select {
+			case <-done:
+				return
+			default:
+			}
+			if _, err := s.Publish(channel, fmt.Appendf(nil, "%d", i)); err != nil {
+				panic(err)
+			}
+			time.Sleep(pause)
+		}
+	}()
+	return func() { close(done); wg.Wait() }
 }
