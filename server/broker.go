@@ -72,7 +72,7 @@ func (s *Server) deliver(m Message) {
 		return
 	}
 	if m.Offset == 0 { // injected from outside: no place in the stream
-		ch.hub.BroadcastPrepared(frame.NewPrepared(frame.OpText, appendEnvelope(nil, ch.name, 0, m.Data)))
+		ch.hub.BroadcastPrepared(messageFrame(m))
 		return
 	}
 	if m.Epoch != ch.epoch || m.Offset > ch.offset+1 {
@@ -81,7 +81,7 @@ func (s *Server) deliver(m Message) {
 	if m.Epoch != ch.epoch || m.Offset <= ch.offset {
 		return // delivered already, by the catch-up
 	}
-	ch.hub.BroadcastPrepared(frame.NewPrepared(frame.OpText, appendEnvelope(nil, ch.name, m.Offset, m.Data)))
+	ch.hub.BroadcastPrepared(messageFrame(m))
 	ch.offset = m.Offset
 }
 
@@ -125,7 +125,7 @@ func (s *Server) catchUp(ch *channel, upTo Position) {
 		if m.Offset > upTo.Offset {
 			break
 		}
-		ch.hub.BroadcastPrepared(frame.NewPrepared(frame.OpText, appendEnvelope(nil, ch.name, m.Offset, m.Data)))
+		ch.hub.BroadcastPrepared(messageFrame(m))
 		ch.offset = m.Offset
 	}
 	ch.offset = max(ch.offset, upTo.Offset)

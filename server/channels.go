@@ -138,6 +138,11 @@ func envelopeBytes(channel string, data []byte) int {
 	return envelopeOverhead + len(channel) + len(data)
 }
 
+// messageFrame is m as subscribers receive it, built once for all of them.
+func messageFrame(m Message) *frame.Prepared {
+	return frame.NewPrepared(frame.OpText, appendEnvelope(nil, m.Channel, m.Offset, m.Data))
+}
+
 // appendEnvelope appends a message envelope; channel names need no
 // escaping. Offset 0 (a message injected into the broker from outside) is
 // left out.
@@ -256,8 +261,7 @@ func (s *Server) join(c *Conn, name string, since *Position, id json.RawMessage)
 }
 
 // position returns ch's latest position and, for a subscriber at since,
-// the kept messages it may replay: from ch's own history, or from the
-// broker's. ch.mu is held.
+// the kept messages from the broker's history it may replay. ch.mu is held.
 func (s *Server) position(ch *channel, since *Position) (Position, []replayed, error) {
 	b := s.cfg.Broker
 	if !b.Ready() {
@@ -290,7 +294,7 @@ func (s *Server) position(ch *channel, since *Position) (Position, []replayed, e
 	}
 	kept := make([]replayed, len(msgs))
 	for i, m := range msgs {
-		kept[i] = replayed{offset: m.Offset, frame: frame.NewPrepared(frame.OpText, appendEnvelope(nil, ch.name, m.Offset, m.Data)).Bytes()}
+		kept[i] = replayed{offset: m.Offset, frame: messageFrame(m).Bytes()}
 	}
 	return top, kept, nil
 }
