@@ -3,10 +3,8 @@ package main
 import (
 	"bufio"
 	"bytes"
-	"context"
 	"encoding/json"
 	"fmt"
-	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -144,16 +142,10 @@ func newChannelStub(t *testing.T) (wsURL, publishURL string) {
 		t.Fatal(err)
 	}
 	s.srv = srv
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	go func() { _ = srv.Serve(ln) }()
-	<-srv.Ready()
-	t.Cleanup(func() { _ = srv.Shutdown(context.Background()) })
+	addr := serve(t, srv)
 	api := httptest.NewServer(s)
 	t.Cleanup(api.Close)
-	return "ws://" + ln.Addr().String() + "/ws", api.URL + "/api/publish"
+	return "ws://" + addr + "/ws", api.URL + "/api/publish"
 }
 
 // channelArgs are the smoke runs of channel mode: over the WebSocket

@@ -68,6 +68,16 @@ func chatServerTLS(t *testing.T, tc *tls.Config) string {
 		t.Fatal(err)
 	}
 	hub = srv.NewHub()
+	addr := serve(t, srv)
+	if tc != nil {
+		return "wss://" + addr
+	}
+	return "ws://" + addr
+}
+
+// serve runs srv on 127.0.0.1:0 until the test ends and returns its address.
+func serve(t *testing.T, srv *server.Server) string {
+	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -75,10 +85,7 @@ func chatServerTLS(t *testing.T, tc *tls.Config) string {
 	go func() { _ = srv.Serve(ln) }()
 	<-srv.Ready()
 	t.Cleanup(func() { _ = srv.Shutdown(context.Background()) })
-	if tc != nil {
-		return "wss://" + ln.Addr().String()
-	}
-	return "ws://" + ln.Addr().String()
+	return ln.Addr().String()
 }
 
 // Idle and churn work over wss.
