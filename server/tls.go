@@ -157,13 +157,19 @@ func (s *Server) acceptTLS(nc net.Conn) {
 	defer s.wg.Done()
 	s.stats.accepted.Add(1)
 	remote := addrPort(nc.RemoteAddr())
+	if status := s.admission(remote.Addr()); status != 0 {
+		s.refuseTLS(nc, remote, status)
+		return
+	}
 	sc, ok := nc.(syscall.Conn)
 	if !ok {
+		s.release(remote.Addr())
 		nc.Close()
 		return
 	}
 	rc, err := sc.SyscallConn()
 	if err != nil {
+		s.release(remote.Addr())
 		nc.Close()
 		return
 	}
@@ -171,16 +177,10 @@ func (s *Server) acceptTLS(nc net.Conn) {
 	_ = rc.Control(func(f uintptr) { fd = int(f) })
 	raw := &tlsRaw{Conn: nc, rc: rc}
 	tc := tls.Server(raw, s.cfg.TLS)
-	c := s.newConn(fd, remote)
+	c := s.newConn(fd, remote, 0)
+	c.admitted = true
 	c.sock.tls = &tlsIO{tc: tc, raw: raw}
 	c.deadline = s.now() + int64(s.cfg.HandshakeTimeout)
-	switch {
-	case s.live.Load() > int64(s.ceiling):
-		c.refuse = 503
-	default:
-		c.refuse = s.admit(remote.Addr())
-		c.admitted = c.refuse == 0
-	}
 	if err := s.track(c); err != nil {
 		c.destroy(ReasonIOError)
 		return
