@@ -62,15 +62,21 @@ func (l *httpListener) Addr() net.Addr { return l.addr() }
 // page, an API reply): past it a client that does not read is cut off.
 const httpWriteTimeout = 30 * time.Second
 
-// plainConn replays the bytes read before the hand-off and gives the
-// connection's slots (MaxConns, MaxConnsPerIP) back when closed.
+// plainConn replays the bytes read before the hand-off, reports the
+// client's address (a PROXY header's, behind a trusted proxy) and gives the
+// connection's slots back when closed: MaxConns, and MaxConnsPerIP when it
+// was counted there.
 type plainConn struct {
 	net.Conn
-	pre  []byte
-	srv  *Server
-	ip   netip.Addr
-	once sync.Once
+	pre      []byte
+	remote   net.Addr
+	srv      *Server
+	ip       netip.Addr
+	admitted bool
+	once     sync.Once
 }
+
+func (c *plainConn) RemoteAddr() net.Addr { return c.remote }
 
 func (c *plainConn) Read(p []byte) (int, error) {
 	if len(c.pre) > 0 {
@@ -84,7 +90,9 @@ func (c *plainConn) Read(p []byte) (int, error) {
 func (c *plainConn) Close() error {
 	err := c.Conn.Close()
 	c.once.Do(func() {
-		c.srv.release(c.ip)
+		if c.admitted {
+			c.srv.release(c.ip)
+		}
 		c.srv.releaseSlot()
 	})
 	return err
@@ -102,6 +110,7 @@ func (c *Conn) toHTTP() {
 	)
 	s.live.Add(1) // the HTTP connection's slot, taken before destroy gives back the WebSocket one
 	c.mu.Lock()
+	admitted := c.admitted
 	c.admitted = false // its per-IP count goes to the HTTP connection
 	c.mu.Unlock()
 	if t := c.sock.tls; t != nil {
@@ -123,11 +132,13 @@ func (c *Conn) toHTTP() {
 	if err != nil {
 		s.log.Error("plain HTTP hand-off failed", "remote", c.remote.String(), "err", err)
 		c.destroy(ReasonIOError)
-		s.release(c.remote.Addr())
+		if admitted {
+			s.release(c.remote.Addr())
+		}
 		s.releaseSlot()
 		return
 	}
-	pc := &plainConn{Conn: nc, pre: pre, srv: s, ip: c.remote.Addr()}
+	pc := &plainConn{Conn: nc, pre: pre, remote: net.TCPAddrFromAddrPort(c.remote), srv: s, ip: c.remote.Addr(), admitted: admitted}
 	select {
 	case s.httpLn.conns <- pc:
 	case <-s.httpLn.done:

@@ -29,7 +29,7 @@ import (
 )
 
 // dialFrom connects to addr from 127.0.0.<host>, over TLS when pool is set.
-func dialFrom(t *testing.T, host byte, addr string, pool *x509.CertPool) net.Conn {
+func dialHost(t *testing.T, host byte, addr string, pool *x509.CertPool) net.Conn {
 	t.Helper()
 	d := net.Dialer{LocalAddr: &net.TCPAddr{IP: net.IPv4(127, 0, 0, host)}, Timeout: 5 * time.Second}
 	nc, err := d.Dial("tcp", addr)
@@ -107,7 +107,7 @@ func TestHostile_HeldPlainHTTPRequests(t *testing.T) {
 			const attackers = 25
 			held := make([]net.Conn, attackers)
 			for i := range held {
-				held[i] = dialFrom(t, 2, addr, pool)
+				held[i] = dialHost(t, 2, addr, pool)
 				if _, err := io.WriteString(held[i], "POST /api HTTP/1.1\r\nHost: x\r\nContent-Length: 10\r\n\r\n"); err != nil {
 					t.Fatal(err)
 				}
@@ -164,7 +164,7 @@ func TestHostile_RefusedEarly(t *testing.T) {
 			tc, pool := tlsSetup(t, secure)
 			s, addr := runServer(t, Config{MaxConns: 3, MaxConnsPerIP: 1, HandshakeTimeout: 10 * time.Second, TLS: tc})
 			scheme := map[bool]string{false: "ws", true: "wss"}[secure]
-			dialFrom(t, 4, addr, nil) // admitted, silent: it holds its slot until HandshakeTimeout
+			dialHost(t, 4, addr, nil) // admitted, silent: it holds its slot until HandshakeTimeout
 			eventually(t, 2*time.Second, func() error {
 				if s.peerCount("127.0.0.4") != 1 {
 					return errors.New("the silent socket is not admitted yet")
@@ -175,7 +175,7 @@ func TestHostile_RefusedEarly(t *testing.T) {
 			var wg sync.WaitGroup
 			statuses := make(chan int, flood)
 			for range flood {
-				nc := dialFrom(t, 4, addr, pool)
+				nc := dialHost(t, 4, addr, pool)
 				wg.Add(1)
 				go func() {
 					defer wg.Done()
@@ -218,14 +218,14 @@ func TestHostile_RefusedEarly(t *testing.T) {
 				return nil
 			})
 			// Over MaxConns: 503 at once.
-			dialFrom(t, 6, addr, nil)
+			dialHost(t, 6, addr, nil)
 			eventually(t, 2*time.Second, func() error {
 				if s.Live() != 3 {
 					return fmt.Errorf("live %d, want 3 (%v)", s.Live(), s.Stats().Closed)
 				}
 				return nil
 			})
-			if st := statusWithin(dialFrom(t, 7, addr, pool), 2*time.Second); st != http.StatusServiceUnavailable {
+			if st := statusWithin(dialHost(t, 7, addr, pool), 2*time.Second); st != http.StatusServiceUnavailable {
 				t.Fatalf("over MaxConns got %d, want 503 without sending a request", st)
 			}
 			c.Close()
@@ -245,7 +245,7 @@ func TestHostile_ShutdownNotHeldByStuckRequest(t *testing.T) {
 	})})
 	defer close(release)
 	c := dialGorilla(t, "ws://"+addr+"/echo")
-	nc := dialFrom(t, 8, addr, nil)
+	nc := dialHost(t, 8, addr, nil)
 	if _, err := io.WriteString(nc, "GET /slow HTTP/1.1\r\nHost: x\r\n\r\n"); err != nil {
 		t.Fatal(err)
 	}

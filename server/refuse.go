@@ -26,17 +26,21 @@ const (
 )
 
 // admission decides on a new connection from ip: 0 admits it (counted by
-// the per-IP limits), otherwise it returns the HTTP status that refuses it.
-func (s *Server) admission(ip netip.Addr) int {
+// the per-IP limits unless ip is a trusted proxy, whose client is admitted
+// once its address is known: admitClient), otherwise it returns the HTTP
+// status that refuses it.
+func (s *Server) admission(ip netip.Addr, viaProxy bool) int {
 	if s.live.Load() >= int64(s.ceiling) {
 		return http.StatusServiceUnavailable
+	}
+	if viaProxy {
+		return 0
 	}
 	return s.admit(ip)
 }
 
 // refusal counts a refused connection and returns its answer.
 func (s *Server) refusal(status int, remote netip.AddrPort) []byte {
-	s.stats.handshakesFailed.Add(1)
 	if status == http.StatusServiceUnavailable {
 		s.stats.rejectedCapacity.Add(1)
 		s.warnSampled("over capacity; answered 503", "remote", remote.String(), "max_conns", s.ceiling)
@@ -51,6 +55,7 @@ func (s *Server) refusal(status int, remote netip.AddrPort) []byte {
 // linger on the poller, in the closing state, until the client closes or
 // refuseLinger passes.
 func (s *Server) refuse(nc net.Conn, remote netip.AddrPort, status int) {
+	s.stats.handshakesFailed.Add(1)
 	resp := s.refusal(status, remote)
 	if s.refusing.Add(1) > maxRefusing {
 		s.refusing.Add(-1)
@@ -63,7 +68,7 @@ func (s *Server) refuse(nc net.Conn, remote netip.AddrPort, status int) {
 		s.refusing.Add(-1)
 		return
 	}
-	c := s.newConn(fd, remote, status)
+	c := s.newConn(fd, remote, true)
 	c.state = stateClosing
 	c.reason = ReasonOverCapacity
 	if status != http.StatusServiceUnavailable {
@@ -86,6 +91,7 @@ func (s *Server) refuse(nc net.Conn, remote netip.AddrPort, status int) {
 // refuseLinger, and past maxRefusing the socket is closed without one.
 func (s *Server) refuseTLS(nc net.Conn, remote netip.AddrPort, status int) {
 	defer nc.Close()
+	s.stats.handshakesFailed.Add(1)
 	resp := s.refusal(status, remote)
 	if s.refusing.Add(1) > maxRefusing {
 		s.refusing.Add(-1)

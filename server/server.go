@@ -254,18 +254,22 @@ func (s *Server) Serve(ln net.Listener) error {
 func (s *Server) accept(nc net.Conn) {
 	s.stats.accepted.Add(1)
 	remote := addrPort(nc.RemoteAddr())
-	if status := s.admission(remote.Addr()); status != 0 {
+	viaProxy := s.trusted(remote.Addr())
+	if status := s.admission(remote.Addr(), viaProxy); status != 0 {
 		s.refuse(nc, remote, status)
 		return
 	}
 	fd, err := poller.Detach(nc)
 	if err != nil {
-		s.release(remote.Addr())
+		if !viaProxy {
+			s.release(remote.Addr())
+		}
 		s.warnSampled("accept: cannot take socket", "err", err)
 		return
 	}
-	c := s.newConn(fd, remote, 0)
-	c.admitted = true
+	c := s.newConn(fd, remote, false)
+	c.viaProxy = viaProxy
+	c.admitted = !viaProxy
 	c.deadline = s.now() + int64(s.cfg.HandshakeTimeout)
 	if err := s.register(c); err != nil {
 		s.log.Error("register", "err", err)
@@ -273,15 +277,15 @@ func (s *Server) accept(nc net.Conn) {
 	}
 }
 
-// newConn makes the Conn for fd. An admitted one (refuse 0) takes a slot in
-// MaxConns; a refused one counts in refusing instead.
-func (s *Server) newConn(fd int, remote netip.AddrPort, refuse int) *Conn {
-	c := &Conn{srv: s, id: s.nextID.Add(1), remote: remote, writing: true, refuse: refuse}
+// newConn makes the Conn for fd. An admitted one takes a slot in MaxConns;
+// a refused one counts in refusing instead.
+func (s *Server) newConn(fd int, remote netip.AddrPort, refused bool) *Conn {
+	c := &Conn{srv: s, id: s.nextID.Add(1), remote: remote, writing: true, refused: refused}
 	c.sock.fd = int32(fd)
 	c.parser.Role = frame.ServerSide
 	c.parser.MaxMessageBytes = s.cfg.MaxMessageBytes
 	c.lastRead.Store(s.now())
-	if refuse == 0 {
+	if !refused {
 		c.limits = s.newConnLimits()
 		s.live.Add(1)
 	}
@@ -332,11 +336,11 @@ func (s *Server) arm(c *Conn) error {
 // connClosed accounts for a destroyed connection and runs OnClose.
 func (s *Server) connClosed(c *Conn, code frame.CloseCode, reason CloseReason, connected bool) {
 	s.stats.closed[min(int(reason), len(s.stats.closed)-1)].Add(1)
-	s.log.Debug("closed", "conn", c.id, "remote", c.remote.String(), "code", int(code), "reason", reason.String())
+	s.log.Debug("closed", "conn", c.id, "remote", c.RemoteAddr().String(), "code", int(code), "reason", reason.String())
 	if connected && s.cfg.OnClose != nil {
 		s.cfg.OnClose(c, code, reason)
 	}
-	if c.refuse != 0 {
+	if c.refused {
 		s.refusing.Add(-1)
 		return
 	}

@@ -36,12 +36,18 @@ type tlsRaw struct {
 	rc       syscall.RawConn
 	nonblock atomic.Bool
 	detached atomic.Bool // handed to net/http: closing the sock must not close it
+	pre      []byte      // read ahead of crypto/tls (past a PROXY header): returned first
 
 	mu      sync.Mutex
 	pending []byte // ciphertext the kernel has not taken yet
 }
 
 func (r *tlsRaw) Read(p []byte) (int, error) {
+	if len(r.pre) > 0 {
+		n := copy(p, r.pre)
+		r.pre = r.pre[n:]
+		return n, nil
+	}
 	if !r.nonblock.Load() {
 		return r.Conn.Read(p)
 	}
@@ -157,19 +163,24 @@ func (s *Server) acceptTLS(nc net.Conn) {
 	defer s.wg.Done()
 	s.stats.accepted.Add(1)
 	remote := addrPort(nc.RemoteAddr())
-	if status := s.admission(remote.Addr()); status != 0 {
+	viaProxy := s.trusted(remote.Addr())
+	if status := s.admission(remote.Addr(), viaProxy); status != 0 {
 		s.refuseTLS(nc, remote, status)
 		return
 	}
 	sc, ok := nc.(syscall.Conn)
 	if !ok {
-		s.release(remote.Addr())
+		if !viaProxy {
+			s.release(remote.Addr())
+		}
 		nc.Close()
 		return
 	}
 	rc, err := sc.SyscallConn()
 	if err != nil {
-		s.release(remote.Addr())
+		if !viaProxy {
+			s.release(remote.Addr())
+		}
 		nc.Close()
 		return
 	}
@@ -177,8 +188,9 @@ func (s *Server) acceptTLS(nc net.Conn) {
 	_ = rc.Control(func(f uintptr) { fd = int(f) })
 	raw := &tlsRaw{Conn: nc, rc: rc}
 	tc := tls.Server(raw, s.cfg.TLS)
-	c := s.newConn(fd, remote, 0)
-	c.admitted = true
+	c := s.newConn(fd, remote, false)
+	c.viaProxy = viaProxy
+	c.admitted = !viaProxy
 	c.sock.tls = &tlsIO{tc: tc, raw: raw}
 	c.deadline = s.now() + int64(s.cfg.HandshakeTimeout)
 	if err := s.track(c); err != nil {
@@ -186,9 +198,12 @@ func (s *Server) acceptTLS(nc net.Conn) {
 		return
 	}
 	_ = nc.SetDeadline(time.Now().Add(s.cfg.HandshakeTimeout))
+	if s.cfg.ProxyProtocol != ProxyProtocolOff && !c.readProxyTLS(nc, raw) {
+		return
+	}
 	if err := tc.Handshake(); err != nil {
 		s.stats.handshakesFailed.Add(1)
-		s.log.Debug("tls handshake failed", "remote", remote.String(), "err", err)
+		s.log.Debug("tls handshake failed", "remote", c.remote.String(), "err", err)
 		c.destroy(ReasonHandshakeFailed)
 		return
 	}

@@ -48,6 +48,11 @@ func (c *Conn) collectRequest(data []byte) (rest []byte, ok bool) {
 	}
 	limit := c.srv.cfg.MaxRequestBytes
 	c.request = append(c.request, data...) // bytes past the head are frames (or a body): keep them
+	if !c.proxyDone && c.srv.cfg.ProxyProtocol != ProxyProtocolOff {
+		if ready, ok := c.takeProxyHeader(); !ready {
+			return nil, ok
+		}
+	}
 	end := headerEnd(c.request)
 	if end < 0 || end > limit {
 		if len(c.request) >= limit {
@@ -55,6 +60,12 @@ func (c *Conn) collectRequest(data []byte) (rest []byte, ok bool) {
 			return nil, false
 		}
 		return nil, true
+	}
+	c.admitClient(c.request[:end])
+	if c.refuse != 0 { // a trusted proxy's client over its per-IP limit
+		c.srv.stats.handshakesFailed.Add(1)
+		c.failHandshake(errors.New("per-IP limit"), c.srv.refusal(c.refuse, c.remote))
+		return nil, false
 	}
 	if c.srv.cfg.HTTPHandler != nil && !wantsUpgrade(c.request[:end]) {
 		c.toHTTP()
@@ -145,6 +156,7 @@ func (c *Conn) upgrade(head []byte) bool {
 		return false
 	}
 	s.stats.upgraded.Add(1)
+	s.log.Debug("upgraded", "conn", c.id, "remote", c.remote.String(), "uri", req.URI)
 	c.mu.Lock()
 	c.state = stateOpen
 	c.protocol = hs.Protocol
@@ -229,7 +241,7 @@ func (s *Server) serveHTTP(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "server shutting down", http.StatusServiceUnavailable)
 		return
 	}
-	remote, _ := netip.ParseAddrPort(r.RemoteAddr)
+	remote := s.clientOf(r)
 	if s.live.Load() >= int64(s.ceiling) {
 		s.stats.rejectedCapacity.Add(1)
 		http.Error(w, "too many connections", http.StatusServiceUnavailable)
@@ -248,7 +260,7 @@ func (s *Server) serveHTTP(w http.ResponseWriter, r *http.Request) {
 			req.Protocols = append(req.Protocols, strings.TrimSpace(p))
 		}
 	}
-	c := s.newConn(-1, remote, 0)
+	c := s.newConn(-1, remote, false)
 	c.admitted = true // released by destroy
 	if err := s.onConnect(c, req); err != nil {
 		status, reason := http.StatusForbidden, "forbidden"
@@ -284,6 +296,7 @@ func (s *Server) serveHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	s.stats.upgraded.Add(1)
+	s.log.Debug("upgraded", "conn", c.id, "remote", remote.String(), "uri", r.RequestURI)
 	c.sock.fd = int32(fd)
 	c.mu.Lock()
 	c.state = stateOpen
