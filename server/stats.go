@@ -24,6 +24,9 @@ type counters struct {
 	broadcastDrops   atomic.Uint64
 	publications     atomic.Uint64
 	controlErrors    atomic.Uint64
+	publishersPaused atomic.Uint64
+	framesOffered    atomic.Uint64
+	perWrite         [writeBuckets]atomic.Uint64
 	closed           [reasonCount]atomic.Uint64
 }
 
@@ -50,8 +53,15 @@ type Stats struct {
 	BroadcastDrops   uint64 // broadcast frames a hub shard refused (backlog full)
 	Publications     uint64 // channel messages published (Publish, control or API)
 	ControlErrors    uint64 // control messages answered with an error
+	PublishersPaused uint64 // reads stopped because a hub the reader belongs to was behind
 	Channels         int    // channels that exist now
-	Closed           map[string]uint64
+	// FramesPerWrite counts writev calls by the frames they offered:
+	// [i] counts calls with at most 2^i frames (and more than 2^(i-1));
+	// the last bucket holds everything above. Under load the mass moves
+	// up: queued and pending frames share a syscall.
+	FramesPerWrite [writeBuckets]uint64
+	FramesOffered  uint64 // frames offered to writev calls, the sum behind FramesPerWrite
+	Closed         map[string]uint64
 }
 
 // Stats returns a snapshot of the counters.
@@ -78,7 +88,12 @@ func (s *Server) Stats() Stats {
 		BroadcastDrops:   s.stats.broadcastDrops.Load(),
 		Publications:     s.stats.publications.Load(),
 		ControlErrors:    s.stats.controlErrors.Load(),
+		PublishersPaused: s.stats.publishersPaused.Load(),
+		FramesOffered:    s.stats.framesOffered.Load(),
 		Closed:           make(map[string]uint64),
+	}
+	for i := range st.FramesPerWrite {
+		st.FramesPerWrite[i] = s.stats.perWrite[i].Load()
 	}
 	s.chans.mu.RLock()
 	st.Channels = len(s.chans.m)
