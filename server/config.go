@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"net/netip"
 	"path"
 	"runtime"
 	"time"
@@ -172,6 +173,26 @@ type Config struct {
 	// address; more get 429. Zero disables it.
 	HandshakeRatePerIP float64
 
+	// TrustedProxies lists the load balancers in front of the server. Only
+	// from these peers is a PROXY protocol header (ProxyProtocol) or a
+	// forwarding header (ForwardedHeader) believed; per-IP limits, logs and
+	// Conn.RemoteAddr then use the client's address they give. Empty trusts
+	// none.
+	TrustedProxies []netip.Prefix
+
+	// ProxyProtocol says whether connections from TrustedProxies start with
+	// a PROXY protocol v1 or v2 header (before the TLS ClientHello under
+	// TLS). From any other peer a PROXY header closes the connection.
+	// Zero means ProxyProtocolOff.
+	ProxyProtocol ProxyProtocol
+
+	// ForwardedHeader is the header TrustedProxies append the client's
+	// address to: HeaderXForwardedFor, HeaderForwarded (RFC 7239) or
+	// HeaderNone. Hops are read from the nearest back, past trusted
+	// proxies. Trust only proxies that append to it (a client may send its
+	// own). Zero means HeaderXForwardedFor.
+	ForwardedHeader string
+
 	// Subprotocols lists the accepted Sec-WebSocket-Protocol values in
 	// order of preference. Empty accepts none (the header is ignored).
 	Subprotocols []string
@@ -239,6 +260,7 @@ func (c Config) withDefaults() Config {
 	setDefault(&c.HistoryTTL, DefaultHistoryTTL)
 	setDefault(&c.MaxChannels, DefaultMaxChannels)
 	setDefault(&c.MaxChannelsPerConn, DefaultMaxChannelsPerConn)
+	setDefault(&c.ForwardedHeader, HeaderXForwardedFor)
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)
 	}
@@ -300,6 +322,15 @@ func (c Config) Validate() error {
 	}
 	if c.MaxRequestBytes > 0 && c.MaxRequestBytes < 256 {
 		errs = append(errs, fmt.Errorf("server: MaxRequestBytes (%d) is below 256, too small for any browser's request", c.MaxRequestBytes))
+	}
+	if c.ProxyProtocol > ProxyProtocolRequired {
+		errs = append(errs, fmt.Errorf("server: ProxyProtocol (%d) is not off, optional or required", c.ProxyProtocol))
+	}
+	if c.ProxyProtocol != ProxyProtocolOff && len(c.TrustedProxies) == 0 {
+		errs = append(errs, fmt.Errorf("server: ProxyProtocol (%v) needs TrustedProxies: a PROXY header is believed only from them", c.ProxyProtocol))
+	}
+	if c.ForwardedHeader != HeaderXForwardedFor && c.ForwardedHeader != HeaderForwarded && c.ForwardedHeader != HeaderNone {
+		errs = append(errs, fmt.Errorf("server: ForwardedHeader (%q) must be %q, %q or %q", c.ForwardedHeader, HeaderXForwardedFor, HeaderForwarded, HeaderNone))
 	}
 	return errors.Join(errs...)
 }

@@ -51,6 +51,8 @@ type Conn struct {
 	connected bool        // OnConnect accepted it: OnClose is owed
 	refuse    int         // HTTP status to answer instead of upgrading (503, 429), or 0
 	admitted  bool        // counted by the per-IP limits: release on close
+	viaProxy  bool        // the peer is a trusted proxy: admitted once the client's address is known (proxy.go)
+	proxyDone bool        // the PROXY header, if any, is handled
 	parked    bool        // a write waits for EPOLLOUT that could not be armed before registration
 	limits    *connLimits // per-connection rate limits, nil when off
 	claims    map[string]any
@@ -64,8 +66,13 @@ type Conn struct {
 // ID is unique per Server for the life of the process.
 func (c *Conn) ID() uint64 { return c.id }
 
-// RemoteAddr is the peer's address.
-func (c *Conn) RemoteAddr() netip.AddrPort { return c.remote }
+// RemoteAddr is the client's address: the peer's, or the one a trusted
+// proxy gave (Config.TrustedProxies).
+func (c *Conn) RemoteAddr() netip.AddrPort {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.remote
+}
 
 // Protocol is the negotiated subprotocol, or "".
 func (c *Conn) Protocol() string {
@@ -173,11 +180,11 @@ func (c *Conn) destroy(reason CloseReason) {
 	c.q, c.qBytes = nil, 0
 	hubs := c.hubs
 	c.hubs = nil
-	code, why, connected, token, admitted := c.code, c.reason, c.connected, c.token, c.admitted
+	code, why, connected, token, admitted, remote := c.code, c.reason, c.connected, c.token, c.admitted, c.remote
 	c.admitted = false
 	c.mu.Unlock()
 	if admitted {
-		c.srv.release(c.remote.Addr())
+		c.srv.release(remote.Addr())
 	}
 
 	s := c.srv

@@ -231,19 +231,28 @@ func (s *Server) accept(nc net.Conn) {
 		return
 	}
 	c := s.newConn(fd, remote)
-	// A refused connection's request is still read (so closing sends FIN,
-	// not RST) and answered with the status; the fd reserve covers these.
-	switch {
-	case s.live.Load() > int64(s.ceiling):
-		c.refuse = http.StatusServiceUnavailable
-	default:
-		c.refuse = s.admit(remote.Addr())
-		c.admitted = c.refuse == 0
-	}
+	s.admitAtAccept(c)
 	c.deadline = s.now() + int64(s.cfg.HandshakeTimeout)
 	if err := s.register(c); err != nil {
 		s.log.Error("register", "err", err)
 		c.destroy(ReasonIOError)
+	}
+}
+
+// admitAtAccept decides what the capacity and per-IP limits allow a new
+// connection. A refused connection's request is still read (so closing
+// sends FIN, not RST) and answered with the status; the fd reserve covers
+// these. A trusted proxy's connection waits for its client's address
+// (admitClient).
+func (s *Server) admitAtAccept(c *Conn) {
+	c.viaProxy = s.trusted(c.remote.Addr())
+	switch {
+	case s.live.Load() > int64(s.ceiling):
+		c.refuse = http.StatusServiceUnavailable
+	case c.viaProxy:
+	default:
+		c.refuse = s.admit(c.remote.Addr())
+		c.admitted = c.refuse == 0
 	}
 }
 
@@ -301,7 +310,7 @@ func (s *Server) arm(c *Conn) error {
 // connClosed accounts for a destroyed connection and runs OnClose.
 func (s *Server) connClosed(c *Conn, code frame.CloseCode, reason CloseReason, connected bool) {
 	s.stats.closed[min(int(reason), len(s.stats.closed)-1)].Add(1)
-	s.log.Debug("closed", "conn", c.id, "remote", c.remote.String(), "code", int(code), "reason", reason.String())
+	s.log.Debug("closed", "conn", c.id, "remote", c.RemoteAddr().String(), "code", int(code), "reason", reason.String())
 	if connected && s.cfg.OnClose != nil {
 		s.cfg.OnClose(c, code, reason)
 	}

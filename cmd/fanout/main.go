@@ -17,6 +17,7 @@ import (
 	"net"
 	"net/http"
 	pprofhttp "net/http/pprof"
+	"net/netip"
 	"net/url"
 	"os"
 	"os/signal"
@@ -96,6 +97,29 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 	fs.BoolVar(&c.RateLimitClose, "rate-limit-close", false, "close a connection over its rate with 1008 instead of dropping the message")
 	fs.IntVar(&c.MaxConnsPerIP, "max-conns-per-ip", 0, "concurrent connections per source address; more get 429; 0 disables")
 	fs.Float64Var(&c.HandshakeRatePerIP, "handshake-rate-per-ip", 0, "upgrade requests per second per source address; more get 429; 0 disables")
+	fs.Func("trusted-proxies", "comma-separated addresses or CIDRs of the load balancers in front (10.0.0.0/8,192.0.2.7): only their PROXY headers and forwarding headers are believed; per-IP limits, logs and client addresses then use the client's own", func(v string) error {
+		c.TrustedProxies = nil
+		for p := range strings.SplitSeq(v, ",") {
+			if p = strings.TrimSpace(p); p == "" {
+				continue
+			}
+			if !strings.Contains(p, "/") {
+				a, err := netip.ParseAddr(p)
+				if err != nil {
+					return err
+				}
+				p = netip.PrefixFrom(a, a.BitLen()).String()
+			}
+			pfx, err := netip.ParsePrefix(p)
+			if err != nil {
+				return err
+			}
+			c.TrustedProxies = append(c.TrustedProxies, pfx.Masked())
+		}
+		return nil
+	})
+	fs.TextVar(&c.ProxyProtocol, "proxy-protocol", server.ProxyProtocolOff, "PROXY protocol v1/v2 header from -trusted-proxies: off, optional or required (a header from any other peer closes the connection)")
+	fs.StringVar(&c.ForwardedHeader, "forwarded-header", server.HeaderXForwardedFor, "header -trusted-proxies append the client's address to: X-Forwarded-For, Forwarded or none")
 	fs.IntVar(&c.HistorySize, "history-size", server.DefaultHistorySize, "messages each channel keeps for clients that resubscribe with since=<offset> (negative disables)")
 	fs.DurationVar(&c.HistoryTTL, "history-ttl", server.DefaultHistoryTTL, "how long a channel message stays in history")
 	fs.IntVar(&c.MaxChannels, "max-channels", server.DefaultMaxChannels, "channels that may exist at once (with subscribers or history)")
@@ -358,6 +382,7 @@ func printable(o *options) map[string]any {
 		"history_size": c.HistorySize, "history_ttl": c.HistoryTTL.String(), "max_channels": c.MaxChannels,
 		"max_channels_per_conn": c.MaxChannelsPerConn, "api_key_set": o.apiKey != "",
 		"broker": redactURL(o.broker), "reuseport": o.reusePort,
+		"trusted_proxies": c.TrustedProxies, "proxy_protocol": c.ProxyProtocol.String(), "forwarded_header": c.ForwardedHeader,
 	}
 }
 
