@@ -29,11 +29,6 @@ const (
 	DefaultReadBufferBytes  = 32 << 10
 	DefaultMaxRequestBytes  = 8 << 10
 	DefaultHubBacklogBytes  = 64 << 20
-
-	DefaultHistorySize        = 100
-	DefaultHistoryTTL         = 5 * time.Minute
-	DefaultMaxChannels        = 100_000
-	DefaultMaxChannelsPerConn = 64
 )
 
 // DefaultWorkers is the default size of each worker pool: workers never block
@@ -105,30 +100,6 @@ type Config struct {
 	// not per subscriber). Past it a broadcast is dropped for that shard and
 	// counted in Hub.Drops. Zero means DefaultHubBacklogBytes (64 MiB).
 	HubBacklogBytes int
-
-	// HistorySize is how many recent messages each channel keeps for
-	// clients that resubscribe with a since offset. Zero means
-	// DefaultHistorySize (100). Negative disables history.
-	HistorySize int
-
-	// HistoryTTL is how long a channel's message stays in its history.
-	// Zero means DefaultHistoryTTL (5 min).
-	HistoryTTL time.Duration
-
-	// MaxChannels caps the channels that exist at once (a channel lives
-	// while it has subscribers or history); subscribing or publishing to a
-	// new one beyond it fails. Zero means DefaultMaxChannels (100,000).
-	MaxChannels int
-
-	// MaxChannelsPerConn caps one connection's subscriptions. Zero means
-	// DefaultMaxChannelsPerConn (64).
-	MaxChannelsPerConn int
-
-	// Broker assigns channel offsets, keeps history and delivers every
-	// channel message to every node: a RedisBroker joins several processes.
-	// Nil means a MemoryBroker of this server's own (HistorySize,
-	// HistoryTTL, MaxChannels).
-	Broker Broker
 
 	// HTTPHandler serves the requests that reach Serve's listener and are
 	// not WebSocket upgrades (a web page, an API): the connection leaves
@@ -212,17 +183,6 @@ type Config struct {
 	// worker: do not block.
 	OnConnect func(c *Conn, r *Request) error
 
-	// OnSubscribe runs before c joins channel (Server.Subscribe, a
-	// subscribe control message or a channel named at connect); a non-nil
-	// error refuses it with the error's text. Token claims are checked
-	// first (Conn.Allowed). It runs on a worker: do not block.
-	OnSubscribe func(c *Conn, channel string) error
-
-	// OnPublish runs before a publish control message from c reaches
-	// channel; a non-nil error refuses it with the error's text. data is
-	// the JSON value to publish, only valid during the call.
-	OnPublish func(c *Conn, channel string, data []byte) error
-
 	// OnMessage receives each complete text or binary message. data is only
 	// valid until OnMessage returns. It runs on the worker that owns c.
 	OnMessage func(c *Conn, op frame.OpCode, data []byte)
@@ -256,10 +216,6 @@ func (c Config) withDefaults() Config {
 	setDefault(&c.ReadBufferBytes, DefaultReadBufferBytes)
 	setDefault(&c.MaxRequestBytes, DefaultMaxRequestBytes)
 	setDefault(&c.HubBacklogBytes, DefaultHubBacklogBytes)
-	setDefault(&c.HistorySize, DefaultHistorySize)
-	setDefault(&c.HistoryTTL, DefaultHistoryTTL)
-	setDefault(&c.MaxChannels, DefaultMaxChannels)
-	setDefault(&c.MaxChannelsPerConn, DefaultMaxChannelsPerConn)
 	setDefault(&c.ForwardedHeader, HeaderXForwardedFor)
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)
@@ -295,11 +251,6 @@ func (c Config) Validate() error {
 	positive("MessageBurst", c.MessageBurst)
 	positive("ByteBurst", c.ByteBurst)
 	positive("MaxConnsPerIP", c.MaxConnsPerIP)
-	positive("MaxChannels", c.MaxChannels)
-	positive("MaxChannelsPerConn", c.MaxChannelsPerConn)
-	if c.HistoryTTL < 0 {
-		errs = append(errs, fmt.Errorf("server: HistoryTTL (%v) must not be negative", c.HistoryTTL))
-	}
 	if c.MessageRate < 0 || c.ByteRate < 0 || c.HandshakeRatePerIP < 0 {
 		errs = append(errs, fmt.Errorf("server: MessageRate (%v), ByteRate (%v) and HandshakeRatePerIP (%v) must not be negative", c.MessageRate, c.ByteRate, c.HandshakeRatePerIP))
 	}

@@ -7,6 +7,7 @@ package server
 
 import (
 	"net/netip"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -56,7 +57,7 @@ type Conn struct {
 	parked    bool        // a write waits for EPOLLOUT that could not be armed before registration
 	limits    *connLimits // per-connection rate limits, nil when off
 	claims    map[string]any
-	pending   *[]pendingSub // subscribes made before the socket was known (Handler): track runs them
+	attached  *[]func(bool) // DeferUntilAttached's calls, run by track (or by destroy, with false)
 
 	// Owned by the worker that holds the read event.
 	parser  frame.Parser
@@ -104,9 +105,61 @@ func (c *Conn) Send(op frame.OpCode, data []byte) error {
 	return c.SendPrepared(frame.NewPrepared(op, data))
 }
 
-// SendPrepared queues a message serialized once for many receivers.
-func (c *Conn) SendPrepared(p *frame.Prepared) error {
-	return c.write(p.Bytes(), false)
+// SendPrepared queues messages serialized once for many receivers, in
+// order and, up to the writev limit, with one write: another goroutine's
+// frame for c cannot come between them.
+func (c *Conn) SendPrepared(ps ...*frame.Prepared) error {
+	if len(ps) == 1 {
+		return c.write(c.frameBytes(ps[0]), false)
+	}
+	w := writers.Get().(*writer)
+	defer writers.Put(w)
+	defer c.srv.flushStats(w)
+	for len(ps) > 0 {
+		n := min(len(ps), iovMax)
+		if err := c.writePrepared(w, ps[:n]); err != nil {
+			return err
+		}
+		ps = ps[n:]
+	}
+	return nil
+}
+
+// DeferUntilAttached keeps f until c has its socket, the moment from which
+// a Hub.Join delivers every broadcast to c, and reports true. A connection
+// from Serve has its socket from the start, and one from Handler once its
+// upgrade completes, after OnConnect: f then runs on the upgrading
+// goroutine, before c's first message is read, with true; or with false if
+// c closes first. DeferUntilAttached reports false, and never calls f, when
+// c already has its socket or is closed: act at once.
+func (c *Conn) DeferUntilAttached(f func(attached bool)) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.sock.fd >= 0 || c.state == stateClosed {
+		return false
+	}
+	if c.attached == nil {
+		c.attached = new([]func(bool))
+	}
+	*c.attached = append(*c.attached, f)
+	return true
+}
+
+// runAttached runs the calls DeferUntilAttached kept.
+func runAttached(fs *[]func(bool), attached bool) {
+	if fs == nil {
+		return
+	}
+	for _, f := range *fs {
+		f(attached)
+	}
+}
+
+// Hubs lists the hubs c has joined and not left.
+func (c *Conn) Hubs() []*Hub {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return slices.Clone(c.hubs)
 }
 
 // Close starts the closing handshake with code and reason: queued messages
@@ -180,9 +233,12 @@ func (c *Conn) destroy(reason CloseReason) {
 	c.q, c.qBytes = nil, 0
 	hubs := c.hubs
 	c.hubs = nil
+	attached := c.attached
+	c.attached = nil
 	code, why, connected, token, admitted, remote := c.code, c.reason, c.connected, c.token, c.admitted, c.remote
 	c.admitted = false
 	c.mu.Unlock()
+	runAttached(attached, false)
 	if admitted {
 		c.srv.release(remote.Addr())
 	}

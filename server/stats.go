@@ -22,8 +22,6 @@ type counters struct {
 	authFailures     atomic.Uint64
 	invalidMessages  atomic.Uint64
 	broadcastDrops   atomic.Uint64
-	publications     atomic.Uint64
-	controlErrors    atomic.Uint64
 	publishersPaused atomic.Uint64
 	framesOffered    atomic.Uint64
 	perWrite         [writeBuckets]atomic.Uint64
@@ -51,10 +49,7 @@ type Stats struct {
 	AuthFailures     uint64 // upgrades answered 401
 	InvalidMessages  uint64 // messages refused by Config.CheckMessage
 	BroadcastDrops   uint64 // broadcast frames a hub shard refused (backlog full)
-	Publications     uint64 // channel messages published (Publish, control or API)
-	ControlErrors    uint64 // control messages answered with an error
 	PublishersPaused uint64 // reads stopped because a hub the reader belongs to was behind
-	Channels         int    // channels that exist now
 	// FramesPerWrite counts writev calls by the frames they offered:
 	// [i] counts calls with at most 2^i frames (and more than 2^(i-1));
 	// the last bucket holds everything above. Under load the mass moves
@@ -86,8 +81,6 @@ func (s *Server) Stats() Stats {
 		AuthFailures:     s.stats.authFailures.Load(),
 		InvalidMessages:  s.stats.invalidMessages.Load(),
 		BroadcastDrops:   s.stats.broadcastDrops.Load(),
-		Publications:     s.stats.publications.Load(),
-		ControlErrors:    s.stats.controlErrors.Load(),
 		PublishersPaused: s.stats.publishersPaused.Load(),
 		FramesOffered:    s.stats.framesOffered.Load(),
 		Closed:           make(map[string]uint64),
@@ -95,9 +88,6 @@ func (s *Server) Stats() Stats {
 	for i := range st.FramesPerWrite {
 		st.FramesPerWrite[i] = s.stats.perWrite[i].Load()
 	}
-	s.chans.mu.RLock()
-	st.Channels = len(s.chans.m)
-	s.chans.mu.RUnlock()
 	for r := range s.stats.closed {
 		if n := s.stats.closed[r].Load(); n > 0 {
 			st.Closed[CloseReason(r).String()] = n

@@ -19,6 +19,7 @@ import (
 	"time"
 
 	"github.com/fanout-ws/fanout/server"
+	"github.com/fanout-ws/fanout/server/pubsub"
 	"github.com/gorilla/websocket"
 )
 
@@ -29,10 +30,11 @@ const testAPIKey = "interop-key"
 // that every connection is gone.
 func startChat(t *testing.T) (*server.Server, string) {
 	t.Helper()
-	srv, err := newChatServer(server.Config{}, testAPIKey)
+	app, err := newChatServer(server.Config{}, pubsub.Config{}, testAPIKey)
 	if err != nil {
 		t.Fatal(err)
 	}
+	srv := app.srv
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -45,6 +47,7 @@ func startChat(t *testing.T) (*server.Server, string) {
 		if err := <-done; !errors.Is(err, server.ErrServerClosed) {
 			t.Errorf("Serve: %v", err)
 		}
+		app.node.Close()
 	})
 	return srv, "ws://" + ln.Addr().String()
 }
@@ -258,7 +261,7 @@ func TestRoutes_OnePort(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var pub server.Publication
+	var pub pubsub.Publication
 	_ = json.NewDecoder(resp.Body).Decode(&pub)
 	resp.Body.Close()
 	if resp.StatusCode != 200 || pub.Delivered != 2 {
