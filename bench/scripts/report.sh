@@ -196,7 +196,7 @@ if [[ $what == all || $what == broker ]]; then
 		kill "$sp"; wait "$sp" 2>/dev/null || true
 		{
 			echo "redis CPU over the whole fanout-bench run (ramp, settle, measure, drain): $((r1 - r0)) ticks in $(echo "$t1 - $t0" | bc) s = $(echo "scale=4; ($r1 - $r0) / 100 / ($t1 - $t0)" | bc) cores"
-			echo "redis CPU over the measured window (fanout-bench -broker-pid): $(jq .BrokerCPU "$out/$name.json") cores"
+			echo "redis CPU over the measured window (fanout-bench -broker-pid): $(jq .result.broker_cpu_cores "$out/$name.json") cores"
 			redis-cli -p "$rport" info commandstats
 			redis-cli -p "$rport" info memory | grep -E '^used_memory(_human)?:'
 		} | tr -d '\r' >"$out/$name-redis.txt"
