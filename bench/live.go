@@ -43,6 +43,20 @@ type live struct {
 	cpu      int64
 }
 
+// lockedWriter serialises writes: the progress lines and run's own
+// messages share a writer.
+type lockedWriter struct {
+	mu sync.Mutex
+	w  io.Writer
+}
+
+func (l *lockedWriter) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.w.Write(p)
+}
+
+// startLive prints to out, which run writes to as well (a lockedWriter).
 func startLive(cfg Config, out io.Writer, members []member) *live {
 	l := &live{cfg: cfg, out: out, members: members, start: time.Now(), stopc: make(chan struct{})}
 	l.at = l.start

@@ -52,6 +52,7 @@ func Run(ctx context.Context, cfg Config, progress io.Writer) (Result, error) {
 
 func run(ctx context.Context, cfg Config, progress io.Writer) (Result, error) {
 	res := Result{Config: cfg}
+	progress = &lockedWriter{w: progress}
 	for _, pid := range cfg.ServerPIDs {
 		if len(cfg.PinServer) > 0 {
 			if err := PinProcess(pid, cfg.PinServer); err != nil {

@@ -6,10 +6,15 @@
 # The broker target: 100,000 connections over six processes sharing one port
 # (SO_REUSEPORT) joined by a Redis it starts, then one node with and without
 # Redis at 19,000 (BENCHMARKS.md, issue 6).
+# The peers target: issue 9's pinned table against uWebSockets.js, nbio,
+# gorilla and Node ws (bench/scripts/peers.sh, which takes the rest of the
+# arguments; not part of all).
 #   bench/scripts/report.sh [memory|broadcast|slow|tls|100k|channels|broker|all]
+#   bench/scripts/report.sh peers [ROUND [PART...]]
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 what=${1:-all}
+[[ $what != peers ]] || exec bench/scripts/peers.sh "${@:2}"
 [[ $what == channels || $what == broker ]] && export SKIP_NODE=1 # only Fanout runs there
 eval "$(PORT=9400 bench/peers/start.sh)"
 out="bench/results/$(date -u +%Y-%m-%d)-$(git rev-parse --short HEAD)"

@@ -49,7 +49,9 @@ func main() {
 
 // document is what -json writes.
 type document struct {
-	CommandLine []string          `json:"command_line"` // secrets redacted
+	Label       string            `json:"label"`              // the server's name in tables and plots
+	VsLabel     string            `json:"vs_label,omitempty"` // with -vs-cmd, the second server's
+	CommandLine []string          `json:"command_line"`       // secrets redacted
 	Environment environment       `json:"environment"`
 	Result      *bench.Result     `json:"result,omitempty"`
 	Comparison  *bench.Comparison `json:"comparison,omitempty"`
@@ -60,6 +62,9 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	o, err := parse(args, stderr)
 	if err != nil {
 		return err
+	}
+	if len(o.replot) > 0 {
+		return replot(o.plotDir, o.replot)
 	}
 	if len(o.pinClient) > 0 {
 		if err := bench.PinSelf(o.pinClient); err != nil {
@@ -73,7 +78,11 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 			fmt.Fprintf(stderr, "server output: %s\n", o.cfg.ServerLog)
 		}
 	}
-	doc := document{CommandLine: redactArgs(append([]string{"fanout-bench"}, args...)), Environment: newEnvironment(o)}
+	doc := document{Label: labelOr(o.label, o.serverCmd), CommandLine: redactArgs(append([]string{"fanout-bench"}, args...)),
+		Environment: newEnvironment(o)}
+	if o.vsCmd != "" {
+		doc.VsLabel = labelOr(o.vsLabel, o.vsCmd)
+	}
 	if err := o.execute(ctx, &doc, stdout, progress); err != nil {
 		return err
 	}
@@ -83,7 +92,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		}
 	}
 	if o.plotDir != "" {
-		return writePlots(o.plotDir, plotRuns(o, doc))
+		return writePlots(o.plotDir, plotRuns(doc))
 	}
 	return nil
 }

@@ -1,6 +1,8 @@
 package main
 
 import (
+	"encoding/json"
+	"errors"
 	"fmt"
 	"math"
 	"os"
@@ -21,20 +23,20 @@ type plotRun struct {
 }
 
 // plotRuns lists the runs of doc with their names.
-func plotRuns(o *options, doc document) []plotRun {
+func plotRuns(doc document) []plotRun {
 	var runs []plotRun
 	switch {
 	case doc.Result != nil:
-		runs = append(runs, plotRun{labelOr(o.label, o.serverCmd), *doc.Result})
+		runs = append(runs, plotRun{doc.Label, *doc.Result})
 	case doc.Comparison != nil:
 		c := doc.Comparison
 		for i := range c.RunsA {
-			runs = append(runs, plotRun{fmt.Sprintf("%s r%d", labelOr(o.label, o.serverCmd), i+1), c.RunsA[i]},
-				plotRun{fmt.Sprintf("%s r%d", labelOr(o.vsLabel, o.vsCmd), i+1), c.RunsB[i]})
+			runs = append(runs, plotRun{fmt.Sprintf("%s r%d", doc.Label, i+1), c.RunsA[i]},
+				plotRun{fmt.Sprintf("%s r%d", doc.VsLabel, i+1), c.RunsB[i]})
 		}
 	case doc.Ceiling != nil:
 		for _, p := range doc.Ceiling.Phases {
-			runs = append(runs, plotRun{fmt.Sprintf("%.4g msg/s", p.Config.Rate), p.Result})
+			runs = append(runs, plotRun{fmt.Sprintf("%s %.4g msg/s", doc.Label, p.Config.Rate), p.Result})
 		}
 	}
 	for i := range runs {
@@ -43,6 +45,26 @@ func plotRuns(o *options, doc document) []plotRun {
 		}
 	}
 	return runs
+}
+
+// replot draws the runs of earlier -json documents together into dir.
+func replot(dir string, files []string) error {
+	if dir == "" {
+		return errors.New("-replot needs -plot DIR")
+	}
+	var runs []plotRun
+	for _, f := range files {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			return err
+		}
+		var doc document
+		if err := json.Unmarshal(b, &doc); err != nil {
+			return fmt.Errorf("%s: %w", f, err)
+		}
+		runs = append(runs, plotRuns(doc)...)
+	}
+	return writePlots(dir, runs)
 }
 
 // writePlots writes latency.png, deliveries.png and p99.png to dir for

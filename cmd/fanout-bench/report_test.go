@@ -119,25 +119,18 @@ func TestReport_PlotsArePNG(t *testing.T) {
 		{"idle", []string{"rss.png"}},
 	} {
 		t.Run(tc.scenario, func(t *testing.T) {
-			dir := t.TempDir()
-			args := smokeArgs(url, "-scenario", tc.scenario, "-plot", dir, "-rate", "50")
+			dir, doc := t.TempDir(), filepath.Join(t.TempDir(), "r.json")
+			args := smokeArgs(url, "-scenario", tc.scenario, "-plot", dir, "-rate", "50", "-json", doc)
 			if err := run(context.Background(), args, &bytes.Buffer{}, &bytes.Buffer{}); err != nil {
 				t.Fatal(err)
 			}
-			for _, name := range tc.files {
-				f, err := os.Open(filepath.Join(dir, name))
-				if err != nil {
-					t.Fatal(err)
-				}
-				img, err := png.Decode(f)
-				f.Close()
-				if err != nil {
-					t.Fatalf("%s: %v", name, err)
-				}
-				if b := img.Bounds(); b.Dx() < 100 || b.Dy() < 100 {
-					t.Fatalf("%s is %v", name, b)
-				}
+			checkPNGs(t, dir, tc.files)
+			// -replot draws earlier runs together without running.
+			again := t.TempDir()
+			if err := run(context.Background(), []string{"-replot", doc + "," + doc, "-plot", again}, &bytes.Buffer{}, &bytes.Buffer{}); err != nil {
+				t.Fatal(err)
 			}
+			checkPNGs(t, again, tc.files)
 		})
 	}
 }
@@ -209,5 +202,24 @@ func TestEcho_ClosedLoop(t *testing.T) {
 		"-duration", "1s", "-settle", "0s", "-drain", "1s", "-quiet")
 	if res.Sent < 100 || res.Missing != 0 || res.Deliveries != res.Sent || res.P99ms <= 0 {
 		t.Fatalf("closed-loop echo: sent %d, replies %d, missing %d, p99 %v ms", res.Sent, res.Deliveries, res.Missing, res.P99ms)
+	}
+}
+
+// checkPNGs decodes each file in dir as a PNG of a useful size.
+func checkPNGs(t *testing.T, dir string, files []string) {
+	t.Helper()
+	for _, name := range files {
+		f, err := os.Open(filepath.Join(dir, name))
+		if err != nil {
+			t.Fatal(err)
+		}
+		img, err := png.Decode(f)
+		f.Close()
+		if err != nil {
+			t.Fatalf("%s: %v", name, err)
+		}
+		if b := img.Bounds(); b.Dx() < 100 || b.Dy() < 100 {
+			t.Fatalf("%s is %v", name, b)
+		}
 	}
 }
