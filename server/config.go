@@ -47,8 +47,9 @@ type Config struct {
 	// DefaultAddr (":8080").
 	Addr string
 
-	// Workers is the size of each of the two worker pools (reads, writes).
-	// Zero means DefaultWorkers() (8 per GOMAXPROCS).
+	// Workers is the size of each of the two worker pools: read tasks, and
+	// write workers that flush hub shards and writable connections. Zero
+	// means DefaultWorkers() (8 per GOMAXPROCS).
 	Workers int
 
 	// Pollers is the number of epoll instances for reads, and again for
@@ -67,8 +68,10 @@ type Config struct {
 	MaxMessageBytes int
 
 	// SendQueueBytes caps the bytes queued for one connection that the
-	// kernel would not take yet. A connection past it is a slow consumer and
-	// is closed. Zero means DefaultSendQueueBytes (1 MiB).
+	// kernel would not take yet, each frame charged its bytes plus its
+	// per-frame memory (about 100 bytes: slice header, allocation), so it
+	// bounds real memory. A connection past it is a slow consumer and is
+	// closed. Zero means DefaultSendQueueBytes (1 MiB).
 	SendQueueBytes int
 
 	// HandshakeTimeout bounds the time from accept to a complete upgrade
@@ -100,9 +103,12 @@ type Config struct {
 	MaxRequestBytes int
 
 	// HubBacklogBytes caps the broadcast frames one hub shard holds while
-	// its flush catches up with publishers (frames are shared, so this is
-	// not per subscriber). Past it a broadcast is dropped for that shard and
-	// counted in Hub.Drops. Zero means DefaultHubBacklogBytes (64 MiB).
+	// its flush catches up with publishers, charged like SendQueueBytes
+	// (frames are shared, so this is not per subscriber). It is the last
+	// resort: a shard far less behind already stops the reads of the hub's
+	// members, pushing back on the publishers among them. Past it a
+	// broadcast is dropped for that shard and counted in Hub.Drops. Zero
+	// means DefaultHubBacklogBytes (64 MiB).
 	HubBacklogBytes int
 
 	// HTTPHandler serves the requests that reach Serve's listener and are
