@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"net/netip"
 	"path"
 	"runtime"
 	"time"
@@ -28,11 +29,6 @@ const (
 	DefaultReadBufferBytes  = 32 << 10
 	DefaultMaxRequestBytes  = 8 << 10
 	DefaultHubBacklogBytes  = 64 << 20
-
-	DefaultHistorySize        = 100
-	DefaultHistoryTTL         = 5 * time.Minute
-	DefaultMaxChannels        = 100_000
-	DefaultMaxChannelsPerConn = 64
 )
 
 // DefaultWorkers is the default size of each worker pool: workers never block
@@ -105,30 +101,6 @@ type Config struct {
 	// counted in Hub.Drops. Zero means DefaultHubBacklogBytes (64 MiB).
 	HubBacklogBytes int
 
-	// HistorySize is how many recent messages each channel keeps for
-	// clients that resubscribe with a since offset. Zero means
-	// DefaultHistorySize (100). Negative disables history.
-	HistorySize int
-
-	// HistoryTTL is how long a channel's message stays in its history.
-	// Zero means DefaultHistoryTTL (5 min).
-	HistoryTTL time.Duration
-
-	// MaxChannels caps the channels that exist at once (a channel lives
-	// while it has subscribers or history); subscribing or publishing to a
-	// new one beyond it fails. Zero means DefaultMaxChannels (100,000).
-	MaxChannels int
-
-	// MaxChannelsPerConn caps one connection's subscriptions. Zero means
-	// DefaultMaxChannelsPerConn (64).
-	MaxChannelsPerConn int
-
-	// Broker assigns channel offsets, keeps history and delivers every
-	// channel message to every node: a RedisBroker joins several processes.
-	// Nil means a MemoryBroker of this server's own (HistorySize,
-	// HistoryTTL, MaxChannels).
-	Broker Broker
-
 	// HTTPHandler serves the requests that reach Serve's listener and are
 	// not WebSocket upgrades (a web page, an API): the connection leaves
 	// the poller for net/http, still counted against MaxConns. Nil answers
@@ -172,6 +144,26 @@ type Config struct {
 	// address; more get 429. Zero disables it.
 	HandshakeRatePerIP float64
 
+	// TrustedProxies lists the load balancers in front of the server. Only
+	// from these peers is a PROXY protocol header (ProxyProtocol) or a
+	// forwarding header (ForwardedHeader) believed; per-IP limits, logs and
+	// Conn.RemoteAddr then use the client's address they give. Empty trusts
+	// none.
+	TrustedProxies []netip.Prefix
+
+	// ProxyProtocol says whether connections from TrustedProxies start with
+	// a PROXY protocol v1 or v2 header (before the TLS ClientHello under
+	// TLS). From any other peer a PROXY header closes the connection.
+	// Zero means ProxyProtocolOff.
+	ProxyProtocol ProxyProtocol
+
+	// ForwardedHeader is the header TrustedProxies append the client's
+	// address to: HeaderXForwardedFor, HeaderForwarded (RFC 7239) or
+	// HeaderNone. Hops are read from the nearest back, past trusted
+	// proxies. Trust only proxies that append to it (a client may send its
+	// own). Zero means HeaderXForwardedFor.
+	ForwardedHeader string
+
 	// Subprotocols lists the accepted Sec-WebSocket-Protocol values in
 	// order of preference. Empty accepts none (the header is ignored).
 	Subprotocols []string
@@ -190,17 +182,6 @@ type Config struct {
 	// Frames sent to c from here on are queued behind the 101. It runs on a
 	// worker: do not block.
 	OnConnect func(c *Conn, r *Request) error
-
-	// OnSubscribe runs before c joins channel (Server.Subscribe, a
-	// subscribe control message or a channel named at connect); a non-nil
-	// error refuses it with the error's text. Token claims are checked
-	// first (Conn.Allowed). It runs on a worker: do not block.
-	OnSubscribe func(c *Conn, channel string) error
-
-	// OnPublish runs before a publish control message from c reaches
-	// channel; a non-nil error refuses it with the error's text. data is
-	// the JSON value to publish, only valid during the call.
-	OnPublish func(c *Conn, channel string, data []byte) error
 
 	// OnMessage receives each complete text or binary message. data is only
 	// valid until OnMessage returns. It runs on the worker that owns c.
@@ -235,10 +216,7 @@ func (c Config) withDefaults() Config {
 	setDefault(&c.ReadBufferBytes, DefaultReadBufferBytes)
 	setDefault(&c.MaxRequestBytes, DefaultMaxRequestBytes)
 	setDefault(&c.HubBacklogBytes, DefaultHubBacklogBytes)
-	setDefault(&c.HistorySize, DefaultHistorySize)
-	setDefault(&c.HistoryTTL, DefaultHistoryTTL)
-	setDefault(&c.MaxChannels, DefaultMaxChannels)
-	setDefault(&c.MaxChannelsPerConn, DefaultMaxChannelsPerConn)
+	setDefault(&c.ForwardedHeader, HeaderXForwardedFor)
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)
 	}
@@ -273,11 +251,6 @@ func (c Config) Validate() error {
 	positive("MessageBurst", c.MessageBurst)
 	positive("ByteBurst", c.ByteBurst)
 	positive("MaxConnsPerIP", c.MaxConnsPerIP)
-	positive("MaxChannels", c.MaxChannels)
-	positive("MaxChannelsPerConn", c.MaxChannelsPerConn)
-	if c.HistoryTTL < 0 {
-		errs = append(errs, fmt.Errorf("server: HistoryTTL (%v) must not be negative", c.HistoryTTL))
-	}
 	if c.MessageRate < 0 || c.ByteRate < 0 || c.HandshakeRatePerIP < 0 {
 		errs = append(errs, fmt.Errorf("server: MessageRate (%v), ByteRate (%v) and HandshakeRatePerIP (%v) must not be negative", c.MessageRate, c.ByteRate, c.HandshakeRatePerIP))
 	}
@@ -300,6 +273,15 @@ func (c Config) Validate() error {
 	}
 	if c.MaxRequestBytes > 0 && c.MaxRequestBytes < 256 {
 		errs = append(errs, fmt.Errorf("server: MaxRequestBytes (%d) is below 256, too small for any browser's request", c.MaxRequestBytes))
+	}
+	if c.ProxyProtocol > ProxyProtocolRequired {
+		errs = append(errs, fmt.Errorf("server: ProxyProtocol (%d) is not off, optional or required", c.ProxyProtocol))
+	}
+	if c.ProxyProtocol != ProxyProtocolOff && len(c.TrustedProxies) == 0 {
+		errs = append(errs, fmt.Errorf("server: ProxyProtocol (%v) needs TrustedProxies: a PROXY header is believed only from them", c.ProxyProtocol))
+	}
+	if c.ForwardedHeader != HeaderXForwardedFor && c.ForwardedHeader != HeaderForwarded && c.ForwardedHeader != HeaderNone {
+		errs = append(errs, fmt.Errorf("server: ForwardedHeader (%q) must be %q, %q or %q", c.ForwardedHeader, HeaderXForwardedFor, HeaderForwarded, HeaderNone))
 	}
 	return errors.Join(errs...)
 }

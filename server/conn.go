@@ -7,6 +7,7 @@ package server
 
 import (
 	"net/netip"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -51,10 +52,12 @@ type Conn struct {
 	connected bool        // OnConnect accepted it: OnClose is owed
 	refuse    int         // HTTP status to answer instead of upgrading (503, 429), or 0
 	admitted  bool        // counted by the per-IP limits: release on close
+	viaProxy  bool        // the peer is a trusted proxy: admitted once the client's address is known (proxy.go)
+	proxyDone bool        // the PROXY header, if any, is handled
 	parked    bool        // a write waits for EPOLLOUT that could not be armed before registration
 	limits    *connLimits // per-connection rate limits, nil when off
 	claims    map[string]any
-	pending   *[]pendingSub // subscribes made before the socket was known (Handler): track runs them
+	attached  *[]func(bool) // DeferUntilAttached's calls, run by track (or by destroy, with false)
 
 	// Owned by the worker that holds the read event.
 	parser  frame.Parser
@@ -64,8 +67,13 @@ type Conn struct {
 // ID is unique per Server for the life of the process.
 func (c *Conn) ID() uint64 { return c.id }
 
-// RemoteAddr is the peer's address.
-func (c *Conn) RemoteAddr() netip.AddrPort { return c.remote }
+// RemoteAddr is the client's address: the peer's, or the one a trusted
+// proxy gave (Config.TrustedProxies).
+func (c *Conn) RemoteAddr() netip.AddrPort {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.remote
+}
 
 // Protocol is the negotiated subprotocol, or "".
 func (c *Conn) Protocol() string {
@@ -97,9 +105,66 @@ func (c *Conn) Send(op frame.OpCode, data []byte) error {
 	return c.SendPrepared(frame.NewPrepared(op, data))
 }
 
-// SendPrepared queues a message serialized once for many receivers.
-func (c *Conn) SendPrepared(p *frame.Prepared) error {
-	return c.write(p.Bytes(), false)
+// SendPrepared queues messages serialized once for many receivers, in
+// order and, up to the writev limit, with one write: another goroutine's
+// frame for c cannot come between them.
+func (c *Conn) SendPrepared(ps ...*frame.Prepared) error {
+	if len(ps) == 1 {
+		return c.write(ps[0].Bytes(), false)
+	}
+	w := writers.Get().(*writer)
+	defer writers.Put(w)
+	defer c.srv.flushStats(w)
+	frames := make([][]byte, 0, min(len(ps), iovMax))
+	for len(ps) > 0 {
+		n := min(len(ps), iovMax)
+		frames = frames[:0]
+		for _, p := range ps[:n] {
+			frames = append(frames, p.Bytes())
+		}
+		if err := c.writeFrames(w, frames, false); err != nil {
+			return err
+		}
+		ps = ps[n:]
+	}
+	return nil
+}
+
+// DeferUntilAttached keeps f until c has its socket, the moment from which
+// a Hub.Join delivers every broadcast to c, and reports true. A connection
+// from Serve has its socket from the start, and one from Handler once its
+// upgrade completes, after OnConnect: f then runs on the upgrading
+// goroutine, before c's first message is read, with true; or with false if
+// c closes first. DeferUntilAttached reports false, and never calls f, when
+// c already has its socket or is closed: act at once.
+func (c *Conn) DeferUntilAttached(f func(attached bool)) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.sock.fd >= 0 || c.state == stateClosed {
+		return false
+	}
+	if c.attached == nil {
+		c.attached = new([]func(bool))
+	}
+	*c.attached = append(*c.attached, f)
+	return true
+}
+
+// runAttached runs the calls DeferUntilAttached kept.
+func runAttached(fs *[]func(bool), attached bool) {
+	if fs == nil {
+		return
+	}
+	for _, f := range *fs {
+		f(attached)
+	}
+}
+
+// Hubs lists the hubs c has joined and not left.
+func (c *Conn) Hubs() []*Hub {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return slices.Clone(c.hubs)
 }
 
 // Close starts the closing handshake with code and reason: queued messages
@@ -173,11 +238,14 @@ func (c *Conn) destroy(reason CloseReason) {
 	c.q, c.qBytes = nil, 0
 	hubs := c.hubs
 	c.hubs = nil
-	code, why, connected, token, admitted := c.code, c.reason, c.connected, c.token, c.admitted
+	attached := c.attached
+	c.attached = nil
+	code, why, connected, token, admitted, remote := c.code, c.reason, c.connected, c.token, c.admitted, c.remote
 	c.admitted = false
 	c.mu.Unlock()
+	runAttached(attached, false)
 	if admitted {
-		c.srv.release(c.remote.Addr())
+		c.srv.release(remote.Addr())
 	}
 
 	s := c.srv

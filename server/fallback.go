@@ -52,14 +52,18 @@ func (l *httpListener) Close() error {
 
 func (l *httpListener) Addr() net.Addr { return l.addr() }
 
-// plainConn replays the bytes read before the hand-off and gives the
+// plainConn replays the bytes read before the hand-off, reports the
+// client's address (a PROXY header's, behind a trusted proxy) and gives the
 // connection's MaxConns slot back when closed.
 type plainConn struct {
 	net.Conn
-	pre  []byte
-	srv  *Server
-	once sync.Once
+	pre    []byte
+	remote net.Addr
+	srv    *Server
+	once   sync.Once
 }
+
+func (c *plainConn) RemoteAddr() net.Addr { return c.remote }
 
 func (c *plainConn) Read(p []byte) (int, error) {
 	if len(c.pre) > 0 {
@@ -109,7 +113,7 @@ func (c *Conn) toHTTP() {
 		s.releaseSlot()
 		return
 	}
-	pc := &plainConn{Conn: nc, pre: pre, srv: s}
+	pc := &plainConn{Conn: nc, pre: pre, remote: net.TCPAddrFromAddrPort(c.remote), srv: s}
 	select {
 	case s.httpLn.conns <- pc:
 	case <-s.httpLn.done:

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/fanout-ws/fanout/frame"
+	"github.com/fanout-ws/fanout/internal/testutil"
 	"github.com/gobwas/ws"
 )
 
@@ -90,21 +91,11 @@ func onlyHub(t *testing.T, s *Server) *Hub {
 	return nil
 }
 
-// eventually retries f until it returns nil or timeout passes.
-func eventually(t *testing.T, timeout time.Duration, f func() error) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for {
-		err := f()
-		if err == nil {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("still failing after %v: %v", timeout, err)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
-}
+// The helpers every package's tests share.
+var (
+	eventually  = testutil.Eventually
+	dialGorilla = testutil.DialGorilla
+)
 
 // rawClient is a hand-driven client socket; frames are built and read with
 // gobwas/ws, an implementation independent of frame/.

@@ -47,14 +47,8 @@ type Server struct {
 	metrics   *metrics
 
 	ipLimits ipLimits
-	chans    channels
 	httpLn   *httpListener // plain HTTP requests, for Config.HTTPHandler
 	httpSrv  *http.Server
-	// stopBroker ends Config.Broker's delivery to this server, and
-	// brokerStopped closes when it has ended.
-	stopBroker    context.CancelFunc
-	brokerStopped <-chan struct{}
-	touching      atomic.Bool // a goroutine keeps channels alive in the broker (sweepChannels)
 
 	// readBufPool lends a read buffer to a worker for one task; idle
 	// connections hold none.
@@ -86,7 +80,6 @@ func New(cfg Config) (*Server, error) {
 		log:       cfg.Logger.With("component", "server"),
 		listeners: make(map[net.Listener]struct{}),
 		hubs:      make(map[*Hub]struct{}),
-		chans:     channels{m: make(map[string]*channel)},
 		ready:     make(chan struct{}),
 		idle:      make(chan struct{}),
 		stop:      make(chan struct{}),
@@ -103,9 +96,6 @@ func New(cfg Config) (*Server, error) {
 		return nil, fmt.Errorf("server: open-files limit %d leaves no room for connections", s.fdLimit)
 	}
 	s.conns = make([]atomic.Pointer[Conn], s.fdLimit)
-	if s.cfg.Broker == nil {
-		s.cfg.Broker = NewMemoryBroker(BrokerOptions{HistorySize: s.cfg.HistorySize, HistoryTTL: s.cfg.HistoryTTL, MaxChannels: s.cfg.MaxChannels})
-	}
 	s.metrics = newMetrics(s)
 	if cfg.Registerer != nil {
 		if err := cfg.Registerer.Register(s.metrics); err != nil {
@@ -151,9 +141,6 @@ func (s *Server) startEngine() error {
 	s.wg.Add(1)
 	go s.sweep()
 	s.startHTTP()
-	ctx, cancel := context.WithCancel(context.Background())
-	s.stopBroker = cancel
-	s.brokerStopped = s.cfg.Broker.Start(ctx, s.deliver, s.resync)
 	return nil
 }
 
@@ -257,19 +244,28 @@ func (s *Server) accept(nc net.Conn) {
 		return
 	}
 	c := s.newConn(fd, remote)
-	// A refused connection's request is still read (so closing sends FIN,
-	// not RST) and answered with the status; the fd reserve covers these.
-	switch {
-	case s.live.Load() > int64(s.ceiling):
-		c.refuse = http.StatusServiceUnavailable
-	default:
-		c.refuse = s.admit(remote.Addr())
-		c.admitted = c.refuse == 0
-	}
+	s.admitAtAccept(c)
 	c.deadline = s.now() + int64(s.cfg.HandshakeTimeout)
 	if err := s.register(c); err != nil {
 		s.log.Error("register", "err", err)
 		c.destroy(ReasonIOError)
+	}
+}
+
+// admitAtAccept decides what the capacity and per-IP limits allow a new
+// connection. A refused connection's request is still read (so closing
+// sends FIN, not RST) and answered with the status; the fd reserve covers
+// these. A trusted proxy's connection waits for its client's address
+// (admitClient).
+func (s *Server) admitAtAccept(c *Conn) {
+	c.viaProxy = s.trusted(c.remote.Addr())
+	switch {
+	case s.live.Load() > int64(s.ceiling):
+		c.refuse = http.StatusServiceUnavailable
+	case c.viaProxy:
+	default:
+		c.refuse = s.admit(c.remote.Addr())
+		c.admitted = c.refuse == 0
 	}
 }
 
@@ -292,7 +288,7 @@ func (s *Server) register(c *Conn) error {
 }
 
 // track puts c in the fd table and in the hubs it joined before it had a
-// socket.
+// socket, then runs what waited for that (DeferUntilAttached).
 func (s *Server) track(c *Conn) error {
 	if int(c.sock.fd) >= len(s.conns) {
 		return fmt.Errorf("server: fd %d beyond the open-files limit %d", c.sock.fd, len(s.conns))
@@ -300,11 +296,13 @@ func (s *Server) track(c *Conn) error {
 	s.conns[c.sock.fd].Store(c)
 	c.mu.Lock()
 	hubs := c.hubs
+	attached := c.attached
+	c.attached = nil
 	c.mu.Unlock()
 	for _, h := range hubs {
 		h.add(c)
 	}
-	s.joinPending(c)
+	runAttached(attached, true)
 	return nil
 }
 
@@ -327,7 +325,7 @@ func (s *Server) arm(c *Conn) error {
 // connClosed accounts for a destroyed connection and runs OnClose.
 func (s *Server) connClosed(c *Conn, code frame.CloseCode, reason CloseReason, connected bool) {
 	s.stats.closed[min(int(reason), len(s.stats.closed)-1)].Add(1)
-	s.log.Debug("closed", "conn", c.id, "remote", c.remote.String(), "code", int(code), "reason", reason.String())
+	s.log.Debug("closed", "conn", c.id, "remote", c.RemoteAddr().String(), "code", int(code), "reason", reason.String())
 	if connected && s.cfg.OnClose != nil {
 		s.cfg.OnClose(c, code, reason)
 	}
@@ -380,16 +378,24 @@ func (s *Server) Addr() net.Addr {
 // Ready is closed once Serve listens.
 func (s *Server) Ready() <-chan struct{} { return s.ready }
 
-// Accepting reports whether Serve is listening, Shutdown has not begun and
-// the broker, if any, is connected: what a readiness probe should report.
+// Accepting reports whether Serve is listening and Shutdown has not begun:
+// what a readiness probe should report (with the readiness of whatever
+// the application built on the server, such as a pub/sub broker).
 func (s *Server) Accepting() bool {
 	select {
 	case <-s.ready:
-		return !s.shutting.Load() && s.cfg.Broker.Ready()
+		return !s.shutting.Load()
 	default:
 		return false
 	}
 }
+
+// ShuttingDown reports whether Shutdown or Close has begun, for handlers
+// mounted beside the server that should refuse new work from then on.
+func (s *Server) ShuttingDown() bool { return s.shutting.Load() }
+
+// Config is the server's configuration, defaults applied.
+func (s *Server) Config() Config { return s.cfg }
 
 // Live is the number of open connections, handshakes included.
 func (s *Server) Live() int { return int(s.live.Load()) }
@@ -484,10 +490,6 @@ func (s *Server) teardown() {
 	s.eachConn(func(c *Conn) { c.destroy(ReasonServerShutdown) })
 	if s.httpSrv != nil {
 		_ = s.httpSrv.Close()
-	}
-	if s.stopBroker != nil {
-		s.stopBroker()
-		<-s.brokerStopped
 	}
 	s.poller.Close()
 	_ = s.reads.ReleaseTimeout(5 * time.Second)

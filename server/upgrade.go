@@ -48,6 +48,11 @@ func (c *Conn) collectRequest(data []byte) (rest []byte, ok bool) {
 	}
 	limit := c.srv.cfg.MaxRequestBytes
 	c.request = append(c.request, data...) // bytes past the head are frames (or a body): keep them
+	if !c.proxyDone && c.srv.cfg.ProxyProtocol != ProxyProtocolOff {
+		if ready, ok := c.takeProxyHeader(); !ready {
+			return nil, ok
+		}
+	}
 	end := headerEnd(c.request)
 	if end < 0 || end > limit {
 		if len(c.request) >= limit {
@@ -56,6 +61,7 @@ func (c *Conn) collectRequest(data []byte) (rest []byte, ok bool) {
 		}
 		return nil, true
 	}
+	c.admitClient(c.request[:end])
 	switch c.refuse {
 	case 0:
 	case http.StatusServiceUnavailable:
@@ -158,6 +164,7 @@ func (c *Conn) upgrade(head []byte) bool {
 		return false
 	}
 	s.stats.upgraded.Add(1)
+	s.log.Debug("upgraded", "conn", c.id, "remote", c.remote.String(), "uri", req.URI)
 	c.mu.Lock()
 	c.state = stateOpen
 	c.protocol = hs.Protocol
@@ -242,7 +249,7 @@ func (s *Server) serveHTTP(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "server shutting down", http.StatusServiceUnavailable)
 		return
 	}
-	remote, _ := netip.ParseAddrPort(r.RemoteAddr)
+	remote := s.clientOf(r)
 	if s.live.Load() >= int64(s.ceiling) {
 		s.stats.rejectedCapacity.Add(1)
 		http.Error(w, "too many connections", http.StatusServiceUnavailable)
@@ -297,6 +304,7 @@ func (s *Server) serveHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	s.stats.upgraded.Add(1)
+	s.log.Debug("upgraded", "conn", c.id, "remote", remote.String(), "uri", r.RequestURI)
 	c.sock.fd = int32(fd)
 	c.mu.Lock()
 	c.state = stateOpen

@@ -7,7 +7,7 @@ import (
 	"testing"
 	"time"
 
-	pubsub "github.com/fanout-ws/fanout/server"
+	"github.com/fanout-ws/fanout/server/pubsub"
 )
 
 // bnode is a broker started with a deliver that records.

@@ -33,7 +33,7 @@ import (
 	"sync/atomic"
 	"time"
 
-	pubsub "github.com/fanout-ws/fanout/server"
+	"github.com/fanout-ws/fanout/server/pubsub"
 	"github.com/rabbitmq/rabbitmq-stream-go-client/pkg/stream"
 )
 

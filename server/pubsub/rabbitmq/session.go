@@ -7,7 +7,7 @@ import (
 	"fmt"
 	"time"
 
-	pubsub "github.com/fanout-ws/fanout/server"
+	"github.com/fanout-ws/fanout/server/pubsub"
 	"github.com/rabbitmq/rabbitmq-stream-go-client/pkg/amqp"
 	"github.com/rabbitmq/rabbitmq-stream-go-client/pkg/message"
 	"github.com/rabbitmq/rabbitmq-stream-go-client/pkg/stream"

@@ -3,7 +3,7 @@ package rabbitmq
 import (
 	"time"
 
-	pubsub "github.com/fanout-ws/fanout/server"
+	"github.com/fanout-ws/fanout/server/pubsub"
 )
 
 // state is every channel's position and history as this node derived it
