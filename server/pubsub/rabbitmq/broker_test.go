@@ -3,6 +3,8 @@ package rabbitmq
 import (
 	"context"
 	"fmt"
+	"log/slog"
+	"os"
 	"strings"
 	"testing"
 	"time"
@@ -19,6 +21,7 @@ type bnode struct {
 
 func startBroker(t *testing.T, url string, o pubsub.BrokerOptions) *bnode {
 	t.Helper()
+	o.Logger = testLogger()
 	b, err := New(url, o)
 	if err != nil {
 		t.Fatal(err)
@@ -30,8 +33,16 @@ func startBroker(t *testing.T, url string, o pubsub.BrokerOptions) *bnode {
 	return n
 }
 
+// testLogger shows the brokers' logs when RABBITMQ_TEST_LOG is set.
+func testLogger() *slog.Logger {
+	if os.Getenv("RABBITMQ_TEST_LOG") == "" {
+		return nil
+	}
+	return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))
+}
+
 func streamURL(t *testing.T) string {
-	return rmq.URL(strings.NewReplacer("/", "-", "#", "-").Replace(t.Name()) + "-" + newEpoch())
+	return rmq.URL(strings.NewReplacer("/", "-", "#", "-").Replace(t.Name()) + "-" + pubsub.NewEpoch())
 }
 
 func eventually(t *testing.T, timeout time.Duration, f func() error) {

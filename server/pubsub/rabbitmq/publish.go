@@ -72,7 +72,7 @@ func (b *Broker) propose(kind byte, channel string, data []byte) (*proposal, err
 	case st == nil && b.st.chans[channel] == nil && len(b.st.chans) >= b.max:
 		return nil, fmt.Errorf("%w (%d)", pubsub.ErrTooManyChannels, b.max)
 	case st == nil:
-		p.epoch, p.offset = newEpoch(), 0
+		p.epoch, p.offset = pubsub.NewEpoch(), 0
 		if kind == kindPublish {
 			p.offset = 1
 		}

@@ -22,8 +22,6 @@ package rabbitmq
 import (
 	"cmp"
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -34,6 +32,7 @@ import (
 	"time"
 
 	"github.com/fanout-ws/fanout/server/pubsub"
+	"github.com/rabbitmq/rabbitmq-stream-go-client/pkg/logs"
 	"github.com/rabbitmq/rabbitmq-stream-go-client/pkg/stream"
 )
 
@@ -41,6 +40,10 @@ import (
 // node reads this much more than the TTL of the stream when it connects,
 // and forgets a channel this much after it expired.
 const clockSkew = 30 * time.Second
+
+// deliveryQueue bounds the messages read from the stream and not yet
+// delivered to this node's subscribers.
+const deliveryQueue = 4096
 
 // DefaultStream names the stream when the URL does not.
 const DefaultStream = "fanout"
@@ -67,10 +70,13 @@ type Broker struct {
 	max       int
 	node      string
 	log       *slog.Logger
-	deliver   func(pubsub.Message)
+	// out takes accepted messages from the consumer to the goroutine that
+	// delivers them: a delivery may wait for a channel lock held by a
+	// History call that itself waits for the consumer to read a touch.
+	out chan pubsub.Message
 
-	// handling is held while a stream message is handled, so no delivery
-	// runs after its session ended.
+	// handling is held while a stream message is handled, so nothing is
+	// queued for delivery after its session ended.
 	handling sync.Mutex
 
 	mu      sync.Mutex
@@ -113,7 +119,7 @@ func New(rawURL string, o pubsub.BrokerOptions) (*Broker, error) {
 		ttl:     cmp.Or(o.HistoryTTL, pubsub.DefaultHistoryTTL),
 		size:    cmp.Or(o.HistorySize, pubsub.DefaultHistorySize),
 		max:     cmp.Or(o.MaxChannels, pubsub.DefaultMaxChannels),
-		node:    newEpoch(),
+		node:    pubsub.NewEpoch(),
 		log:     cmp.Or(o.Logger, slog.New(slog.DiscardHandler)),
 		waiters: make(map[uint64]chan result),
 	}
@@ -131,8 +137,21 @@ func New(rawURL string, o pubsub.BrokerOptions) (*Broker, error) {
 		SetMaxLengthBytes(stream.ByteCapacity{}.B(maxLen)).
 		SetMaxSegmentSizeBytes(stream.ByteCapacity{}.B(max(maxLen/16, 1<<20)))
 	b.st = newState(b.ttl, b.size, b.maxBytes)
+	logs.SetLogger(clientLogger{b.log})
 	return b, nil
 }
+
+// clientLogger sends the stream client's logs, which it keeps in a
+// package-level logger, to ours at debug level: the broker logs what
+// matters (disconnections, retries) itself.
+type clientLogger struct{ log *slog.Logger }
+
+func (l clientLogger) Debug(msg string, v ...any) {
+	l.log.Debug(fmt.Sprintf(msg, v...), "component", "rabbitmq-stream-client")
+}
+func (l clientLogger) Info(msg string, v ...any)  { l.Debug(msg, v...) }
+func (l clientLogger) Warn(msg string, v ...any)  { l.Debug(msg, v...) }
+func (l clientLogger) Error(msg string, v ...any) { l.Debug(msg, v...) }
 
 func duration(s string, def time.Duration) (time.Duration, error) {
 	if s == "" {
@@ -165,12 +184,6 @@ func redact(raw string) string {
 	return u.Redacted()
 }
 
-func newEpoch() string {
-	var b [6]byte
-	_, _ = rand.Read(b[:])
-	return hex.EncodeToString(b[:])
-}
-
 // Ready reports whether this node has read the stream up to its latest
 // connection and is delivering.
 func (b *Broker) Ready() bool { return b.ready.Load() }
@@ -178,12 +191,18 @@ func (b *Broker) Ready() bool { return b.ready.Load() }
 // Start connects and delivers on a goroutine of its own until ctx is done,
 // reconnecting with backoff after any error.
 func (b *Broker) Start(ctx context.Context, deliver func(pubsub.Message), resync func()) <-chan struct{} {
-	b.deliver = deliver
+	b.out = make(chan pubsub.Message, deliveryQueue)
 	stopped := make(chan struct{})
 	go func() {
 		defer close(stopped)
-		var wg sync.WaitGroup // resyncs
+		var wg sync.WaitGroup // resyncs and deliveries
 		defer wg.Wait()
+		wg.Go(func() {
+			for m := range b.out {
+				deliver(m)
+			}
+		})
+		defer close(b.out) // after the last session ended
 		backoff := 50 * time.Millisecond
 		for ctx.Err() == nil {
 			err := b.session(ctx, func() { wg.Go(resync) })

@@ -123,7 +123,7 @@ func (b *Broker) handle(sess *session, m *amqp.Message, resync func()) {
 		w <- result{accepted: accepted, pos: pos}
 	}
 	if accepted && sess.live {
-		b.deliver(pubsub.Message{Channel: p.channel, Position: pubsub.Position{Offset: p.offset, Epoch: p.epoch}, Data: p.data})
+		b.out <- pubsub.Message{Channel: p.channel, Position: pubsub.Position{Offset: p.offset, Epoch: p.epoch}, Data: p.data}
 	}
 }
 
@@ -136,5 +136,5 @@ func (b *Broker) external(m *amqp.Message) {
 		b.log.Warn("rabbitmq broker: dropped a stream message that is neither Fanout's nor JSON with a channel property")
 		return
 	}
-	b.deliver(pubsub.Message{Channel: channel, Data: data})
+	b.out <- pubsub.Message{Channel: channel, Data: data}
 }

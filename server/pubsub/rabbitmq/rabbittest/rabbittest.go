@@ -31,7 +31,7 @@ type Server struct {
 	StreamPort, distPort int
 	epmdPort             int
 	cmd                  *exec.Cmd
-	exited               chan error // of cmd
+	exited               chan struct{} // closed when cmd has exited
 }
 
 // Start runs a new node in a fresh directory under dir and waits until its
@@ -98,8 +98,8 @@ func (s *Server) Start() error {
 	if err := cmd.Start(); err != nil {
 		return err
 	}
-	exited := make(chan error, 1)
-	go func() { exited <- cmd.Wait() }()
+	exited := make(chan struct{})
+	go func() { _ = cmd.Wait(); close(exited) }()
 	s.cmd, s.exited = cmd, exited
 	deadline := time.After(60 * time.Second)
 	for {
@@ -109,9 +109,9 @@ func (s *Server) Start() error {
 			return nil
 		}
 		select {
-		case err := <-exited:
+		case <-exited:
 			s.cmd = nil
-			return fmt.Errorf("rabbittest: rabbitmq-server exited (%v); see %s", err, log.Name())
+			return fmt.Errorf("rabbittest: rabbitmq-server exited (%v); see %s", cmd.ProcessState, log.Name())
 		case <-deadline:
 			s.Stop()
 			return fmt.Errorf("rabbittest: rabbitmq-server not listening on %d after 60 s; see %s", s.StreamPort, log.Name())
@@ -120,10 +120,16 @@ func (s *Server) Start() error {
 	}
 }
 
-// Stop kills the node (as a crash would) and waits until its port is free.
+// Stop stops the node as systemd would (SIGTERM, then SIGKILL after 30 s)
+// and waits until its port is free.
 func (s *Server) Stop() {
 	if s.cmd == nil {
 		return
+	}
+	_ = s.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-s.exited:
+	case <-time.After(30 * time.Second):
 	}
 	_ = syscall.Kill(-s.cmd.Process.Pid, syscall.SIGKILL)
 	<-s.exited
