@@ -33,7 +33,9 @@ func runTests(m *testing.M) int {
 		fmt.Fprintln(os.Stderr, err) // CI must install it: make deps
 		return 1
 	}
-	if os.Getenv("RMQKEEP") == "" { defer os.RemoveAll(dir) } // kept when the server did not start: its log is there
+	if os.Getenv("RMQKEEP") == "" {
+		defer os.RemoveAll(dir)
+	} // kept when the server did not start: its log is there
 	defer rmq.Close()
 	return m.Run()
 }
