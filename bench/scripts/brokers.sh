@@ -7,11 +7,12 @@
 # round trip, and the broker's CPU and RSS over the measured window
 # (-broker-pid). Loopback only; every run stops by itself. Raw JSON and logs
 # go to bench/results/<date>-<commit>-brokers/.
-#   bench/scripts/brokers.sh [ROUNDS]   (default 1; about 4 minutes a round)
+#   bench/scripts/brokers.sh [ROUNDS [FIRST]]   (default 1 round, numbered from 1; about 4
+#   minutes a round; even rounds run RabbitMQ first)
 #   CONNS=300 DURATION=3s bench/scripts/brokers.sh   (a smoke test)
 set -euo pipefail
 cd "$(dirname "$0")/../.."
-rounds=${1:-1}
+rounds=${1:-1} first=${2:-1}
 out="bench/results/$(date -u +%Y-%m-%d)-$(git rev-parse --short HEAD)-brokers"
 mkdir -p "$out"
 tmp=$(mktemp -d)
@@ -103,10 +104,12 @@ run() { # run BROKER NAME CHANNELS MSG/S
 	pids=()
 	jq -r --arg n "$name" '.result | "\($n): p50 \(.p50_ms) ms, p99 \(.p99_ms) ms, API p50 \(.api_p50_ms) ms p99 \(.api_p99_ms) ms, published/s \(.published_per_s), missing \(.missing), lost \(.lost), publish errors \(.publish_errors // 0), broker CPU \(.broker_cpu_cores) cores, broker RSS \(.broker_rss_end_bytes / 1048576 | floor) MiB, servers CPU \(.server_cpu_cores) cores"' "$out/$name.json" | log
 }
-for round in $(seq "$rounds"); do
+for round in $(seq "$first" $((first + rounds - 1))); do
+	order="redis rabbitmq"
+	((round % 2)) || order="rabbitmq redis"
 	for spec in 1000:1 1:5; do
 		k=${spec%%:*} rate=${spec##*:}
-		for broker in redis rabbitmq; do
+		for broker in $order; do
 			run "$broker" "k$k-$broker-$round" "$k" "$rate"
 		done
 	done

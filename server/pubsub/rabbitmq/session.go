@@ -41,6 +41,7 @@ func (b *Broker) session(ctx context.Context, resync func()) error {
 	if err != nil {
 		return err
 	}
+	consClosed, prodClosed := cons.NotifyClose(), prod.NotifyClose() // each call replaces the last
 	b.mu.Lock()
 	b.prod = prod
 	b.mu.Unlock()
@@ -54,9 +55,9 @@ func (b *Broker) session(ctx context.Context, resync func()) error {
 		select {
 		case <-ctx.Done():
 			return ctx.Err()
-		case e := <-cons.NotifyClose():
+		case e := <-consClosed:
 			return fmt.Errorf("consumer closed: %v", e.Err)
-		case e := <-prod.NotifyClose():
+		case e := <-prodClosed:
 			return fmt.Errorf("producer closed: %v", e.Err)
 		case now := <-sweep.C:
 			b.mu.Lock()
