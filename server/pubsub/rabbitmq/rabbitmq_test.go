@@ -273,8 +273,9 @@ func TestRabbitMQ_NotUpAtStart(t *testing.T) {
 }
 
 // restart stops the package's broker, wipes its data if asked, and starts
-// it again; publishes fail while it is down.
-func restart(t *testing.T, wipe bool, n *node, channel string) {
+// it again; publishes fail while it is down. A restart takes longer than
+// the read deadline DialGorilla gave subs, so it gives them a new one.
+func restart(t *testing.T, wipe bool, n *node, channel string, subs ...*websocket.Conn) {
 	t.Helper()
 	rmq.Stop()
 	eventually(t, 10*time.Second, func() error {
@@ -290,6 +291,9 @@ func restart(t *testing.T, wipe bool, n *node, channel string) {
 	}
 	if err := rmq.Start(); err != nil {
 		t.Fatal(err)
+	}
+	for _, c := range subs {
+		_ = c.SetReadDeadline(time.Now().Add(30 * time.Second))
 	}
 }
 
@@ -310,7 +314,7 @@ func TestRabbitMQ_RestartLosesData(t *testing.T) {
 	for _, c := range subs {
 		readEvent(t, c)
 	}
-	restart(t, true, a, "live")
+	restart(t, true, a, "live", subs...)
 	waitReady(t, a, b)
 	var p pubsub.Publication
 	eventually(t, 5*time.Second, func() (err error) { p, err = b.Publish("live", []byte(`"after"`)); return err })
@@ -337,7 +341,7 @@ func TestRabbitMQ_RestartKeepsHistory(t *testing.T) {
 	if _, err := b.Publish("kept", []byte("1")); err != nil {
 		t.Fatal(err)
 	}
-	restart(t, false, b, "kept")
+	restart(t, false, b, "kept", sub)
 	// Publish as a node that reconnected first would, while a may still be
 	// reconnecting.
 	ext := startBroker(t, url, pubsub.BrokerOptions{})
