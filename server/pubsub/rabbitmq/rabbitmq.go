@@ -137,17 +137,25 @@ func New(rawURL string, o pubsub.BrokerOptions) (*Broker, error) {
 		SetMaxLengthBytes(stream.ByteCapacity{}.B(maxLen)).
 		SetMaxSegmentSizeBytes(stream.ByteCapacity{}.B(max(maxLen/16, 1<<20)))
 	b.st = newState(b.ttl, b.size, b.maxBytes)
-	logs.SetLogger(clientLogger{b.log})
+	clientLog.Store(b.log)
 	return b, nil
 }
 
-// clientLogger sends the stream client's logs, which it keeps in a
-// package-level logger, to ours at debug level: the broker logs what
-// matters (disconnections, retries) itself.
-type clientLogger struct{ log *slog.Logger }
+// clientLog receives, at debug level, the logs of the stream client, which
+// keeps one logger per process: the latest Broker's logger. The broker logs
+// what matters (disconnections, retries) itself.
+var clientLog atomic.Pointer[slog.Logger]
 
-func (l clientLogger) Debug(msg string, v ...any) {
-	l.log.Debug(fmt.Sprintf(msg, v...), "component", "rabbitmq-stream-client")
+// init installs the forwarder before any client goroutine can read the
+// library's unguarded logger variable.
+func init() { logs.SetLogger(clientLogger{}) }
+
+type clientLogger struct{}
+
+func (clientLogger) Debug(msg string, v ...any) {
+	if l := clientLog.Load(); l != nil {
+		l.Debug(fmt.Sprintf(msg, v...), "component", "rabbitmq-stream-client")
+	}
 }
 func (l clientLogger) Info(msg string, v ...any)  { l.Debug(msg, v...) }
 func (l clientLogger) Warn(msg string, v ...any)  { l.Debug(msg, v...) }
