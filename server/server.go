@@ -252,23 +252,6 @@ func (s *Server) accept(nc net.Conn) {
 	}
 }
 
-// admitAtAccept decides what the capacity and per-IP limits allow a new
-// connection. A refused connection's request is still read (so closing
-// sends FIN, not RST) and answered with the status; the fd reserve covers
-// these. A trusted proxy's connection waits for its client's address
-// (admitClient).
-func (s *Server) admitAtAccept(c *Conn) {
-	c.viaProxy = s.trusted(c.remote.Addr())
-	switch {
-	case s.live.Load() > int64(s.ceiling):
-		c.refuse = http.StatusServiceUnavailable
-	case c.viaProxy:
-	default:
-		c.refuse = s.admit(c.remote.Addr())
-		c.admitted = c.refuse == 0
-	}
-}
-
 func (s *Server) newConn(fd int, remote netip.AddrPort) *Conn {
 	c := &Conn{srv: s, id: s.nextID.Add(1), remote: remote, writing: true, limits: s.newConnLimits()}
 	c.sock.fd = int32(fd)

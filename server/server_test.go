@@ -128,6 +128,33 @@ func TestServer_OverCapacity503(t *testing.T) {
 	if s.Stats().RejectedCapacity != 1 {
 		t.Fatalf("RejectedCapacity = %d", s.Stats().RejectedCapacity)
 	}
+	eventually(t, 5*time.Second, func() error {
+		if n := s.Stats().Closed[ReasonOverCapacity.String()]; n != 1 {
+			return fmt.Errorf("closed for over_capacity: %d, want 1", n)
+		}
+		return nil
+	})
+}
+
+// Behind Handler the same admission answers 503 over capacity.
+func TestServer_HandlerOverCapacity503(t *testing.T) {
+	t.Parallel()
+	s, err := New(Config{MaxConns: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	hs := httptest.NewServer(s.Handler())
+	t.Cleanup(func() { hs.Close(); _ = s.Close() })
+	url := "ws" + strings.TrimPrefix(hs.URL, "http")
+	dialGorilla(t, url)
+	_, resp, err := websocket.DefaultDialer.Dial(url, nil)
+	if err == nil || resp == nil || resp.StatusCode != 503 {
+		t.Fatalf("second connection: %v %v, want 503", resp, err)
+	}
+	st := s.Stats()
+	if st.RejectedCapacity != 1 || st.Closed[ReasonOverCapacity.String()] != 1 {
+		t.Fatalf("RejectedCapacity %d, closed over capacity %d; want 1, 1", st.RejectedCapacity, st.Closed[ReasonOverCapacity.String()])
+	}
 }
 
 // A frame sent in the same write as the request must not be lost, even

@@ -62,17 +62,9 @@ func (c *Conn) collectRequest(data []byte) (rest []byte, ok bool) {
 		return nil, true
 	}
 	c.admitClient(c.request[:end])
-	switch c.refuse {
-	case 0:
-	case http.StatusServiceUnavailable:
-		c.srv.stats.rejectedCapacity.Add(1)
-		c.srv.warnSampled("over capacity; answered 503", "remote", c.remote.String(), "max_conns", c.srv.ceiling)
-		c.failHandshake(errors.New("over capacity"), httpError(c.refuse, "too many connections"))
-		return nil, false
-	default:
-		c.srv.stats.rejectedIP.Add(1)
-		c.srv.warnSampled("per-IP limit; answered 429", "remote", c.remote.String())
-		c.failHandshake(errors.New("per-IP limit"), httpError(c.refuse, "too many connections or handshakes from this address"))
+	if c.refuse != 0 {
+		text, reason, err := c.srv.refusal(c.refuse, c.remote)
+		c.closeHandshake(err, httpError(c.refuse, text), reason)
 		return nil, false
 	}
 	if c.srv.cfg.HTTPHandler != nil && !wantsUpgrade(c.request[:end]) {
@@ -136,9 +128,7 @@ func (c *Conn) upgrade(head []byte) bool {
 			return nil
 		},
 		ProtocolCustom: func(v []byte) (string, bool) {
-			for p := range strings.SplitSeq(string(v), ",") {
-				req.Protocols = append(req.Protocols, strings.TrimSpace(p))
-			}
+			req.Protocols = appendProtocols(req.Protocols, string(v))
 			return s.selectProtocol(req.Protocols), true
 		},
 		OnBeforeUpgrade: func() (ws.HandshakeHeader, error) {
@@ -199,6 +189,17 @@ func (s *Server) onConnect(c *Conn, r *Request) error {
 	return s.cfg.OnConnect(c, r)
 }
 
+// appendProtocols appends the entries of one Sec-WebSocket-Protocol
+// header value.
+func appendProtocols(dst []string, v string) []string {
+	for p := range strings.SplitSeq(v, ",") {
+		dst = append(dst, strings.TrimSpace(p))
+	}
+	return dst
+}
+
+// selectProtocol picks the first of Config.Subprotocols that the client
+// offered, or "".
 func (s *Server) selectProtocol(offered []string) string {
 	for _, want := range s.cfg.Subprotocols {
 		for _, p := range offered {
@@ -212,17 +213,18 @@ func (s *Server) selectProtocol(offered []string) string {
 
 // rejectionFor maps an OnConnect error to the HTTP status gobwas/ws writes.
 func rejectionFor(err error) error {
-	status, reason := http.StatusForbidden, "forbidden"
-	var re *RejectError
-	if errors.As(err, &re) {
-		status, reason = re.Status, re.Reason
-	}
+	status, reason := rejection(err)
 	return ws.RejectConnectionError(ws.RejectionStatus(status), ws.RejectionReason(reason))
 }
 
 // failHandshake answers a bad upgrade request with resp (best effort, one
 // non-blocking write) and closes the socket.
 func (c *Conn) failHandshake(err error, resp []byte) {
+	c.closeHandshake(err, resp, ReasonHandshakeFailed)
+}
+
+// closeHandshake is failHandshake with the close reason to count.
+func (c *Conn) closeHandshake(err error, resp []byte, reason CloseReason) {
 	s := c.srv
 	s.stats.handshakesFailed.Add(1)
 	s.log.Debug("handshake failed", "conn", c.id, "remote", c.remote.String(), "err", err)
@@ -234,7 +236,7 @@ func (c *Conn) failHandshake(err error, resp []byte) {
 		w.one[0] = nil
 		writers.Put(w)
 	}
-	c.destroy(ReasonHandshakeFailed)
+	c.destroy(reason)
 }
 
 // Handler returns an http.Handler that upgrades requests with
@@ -245,40 +247,8 @@ func (s *Server) Handler() http.Handler {
 }
 
 func (s *Server) serveHTTP(w http.ResponseWriter, r *http.Request) {
-	if err := s.start(); err != nil || s.shutting.Load() {
-		http.Error(w, "server shutting down", http.StatusServiceUnavailable)
-		return
-	}
-	remote := s.clientOf(r)
-	if s.live.Load() >= int64(s.ceiling) {
-		s.stats.rejectedCapacity.Add(1)
-		http.Error(w, "too many connections", http.StatusServiceUnavailable)
-		return
-	}
-	s.stats.accepted.Add(1)
-	if status := s.admit(remote.Addr()); status != 0 {
-		s.stats.rejectedIP.Add(1)
-		s.warnSampled("per-IP limit; answered 429", "remote", remote.String())
-		http.Error(w, "too many connections or handshakes from this address", status)
-		return
-	}
-	req := &Request{URI: r.RequestURI, Host: r.Host, Header: r.Header, RemoteAddr: remote}
-	for _, v := range r.Header.Values("Sec-WebSocket-Protocol") {
-		for p := range strings.SplitSeq(v, ",") {
-			req.Protocols = append(req.Protocols, strings.TrimSpace(p))
-		}
-	}
-	c := s.newConn(-1, remote)
-	c.admitted = true // released by destroy
-	if err := s.onConnect(c, req); err != nil {
-		status, reason := http.StatusForbidden, "forbidden"
-		var re *RejectError
-		if errors.As(err, &re) {
-			status, reason = re.Status, re.Reason
-		}
-		s.stats.handshakesFailed.Add(1)
-		http.Error(w, reason, status)
-		c.destroy(ReasonHandshakeFailed)
+	c, req := s.admitHTTP(w, r)
+	if c == nil {
 		return
 	}
 	proto := s.selectProtocol(req.Protocols)
@@ -304,7 +274,51 @@ func (s *Server) serveHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	s.stats.upgraded.Add(1)
-	s.log.Debug("upgraded", "conn", c.id, "remote", remote.String(), "uri", r.RequestURI)
+	s.log.Debug("upgraded", "conn", c.id, "remote", c.remote.String(), "uri", r.RequestURI)
+	s.attachHijacked(c, fd, proto, early)
+}
+
+// admitHTTP runs a Handler request through admission and onConnect, as
+// Serve's connections are, and answers a refusal itself. It returns the
+// connection to upgrade, or nil.
+func (s *Server) admitHTTP(w http.ResponseWriter, r *http.Request) (*Conn, *Request) {
+	if err := s.start(); err != nil || s.shutting.Load() {
+		http.Error(w, "server shutting down", http.StatusServiceUnavailable)
+		return nil, nil
+	}
+	s.stats.accepted.Add(1)
+	c := s.newConn(-1, s.clientOf(r)) // clientOf already trusted the proxy, if any
+	s.admitConn(c, false)
+	if c.refuse != 0 {
+		text, reason, err := s.refusal(c.refuse, c.remote)
+		s.failHTTP(w, c, err, c.refuse, text, reason)
+		return nil, nil
+	}
+	req := &Request{URI: r.RequestURI, Host: r.Host, Header: r.Header, RemoteAddr: c.remote}
+	for _, v := range r.Header.Values("Sec-WebSocket-Protocol") {
+		req.Protocols = appendProtocols(req.Protocols, v)
+	}
+	if err := s.onConnect(c, req); err != nil {
+		status, text := rejection(err)
+		s.failHTTP(w, c, err, status, text, ReasonHandshakeFailed)
+		return nil, nil
+	}
+	return c, req
+}
+
+// failHTTP answers a refused Handler request with status and closes c.
+func (s *Server) failHTTP(w http.ResponseWriter, c *Conn, err error, status int, text string, reason CloseReason) {
+	s.stats.handshakesFailed.Add(1)
+	s.log.Debug("handshake failed", "conn", c.id, "remote", c.remote.String(), "err", err)
+	http.Error(w, text, status)
+	c.destroy(reason)
+}
+
+// attachHijacked hands an upgraded Handler connection's socket to the
+// poller. Bytes that came with the request (early) will not be reported
+// by the poller: they are parsed before the fd is armed, while this
+// goroutine alone owns the parser.
+func (s *Server) attachHijacked(c *Conn, fd int, proto string, early []byte) {
 	c.sock.fd = int32(fd)
 	c.mu.Lock()
 	c.state = stateOpen
@@ -316,9 +330,6 @@ func (s *Server) serveHTTP(w http.ResponseWriter, r *http.Request) {
 		c.destroy(ReasonIOError)
 		return
 	}
-	// Bytes that came with the request will not be reported by the poller:
-	// parse them before the fd is armed, while this goroutine alone owns
-	// the parser.
 	readOn := len(early) == 0 || c.consume(early)
 	c.releaseNow() // flush the 101's followers: what OnConnect and early frames queued
 	if !readOn {
