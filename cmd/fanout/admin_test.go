@@ -3,12 +3,10 @@ package main
 import (
 	"bytes"
 	"context"
-	"encoding/json"
 	"fmt"
 	"io"
 	"net"
 	"net/http"
-	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -17,55 +15,25 @@ import (
 	"github.com/gorilla/websocket"
 )
 
-func freeAddr(t *testing.T) string {
+// startRun runs run() with args (on 127.0.0.1:0 unless args name -addr)
+// and returns the addresses it reports: no port is picked ahead and lost
+// to another test meanwhile. done yields run's result once ctx is done.
+func startRun(t *testing.T, ctx context.Context, args ...string) (addrs listening, done <-chan error) {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().String()
-}
-
-// startRun runs run() with args on 127.0.0.1:0 (JSON logs) and returns the
-// addresses it logged for the server and, with -admin-addr, the admin
-// listener: no port is picked ahead and lost to another test meanwhile.
-func startRun(t *testing.T, ctx context.Context, args ...string) (addr, admin string, done <-chan error) {
-	t.Helper()
-	logs := &syncWriter{w: &bytes.Buffer{}}
+	bound := make(chan listening, 1)
 	errc := make(chan error, 1)
 	go func() {
-		errc <- run(ctx, append([]string{"-addr", "127.0.0.1:0", "-log-format", "json"}, args...), &bytes.Buffer{}, logs)
+		errc <- run(ctx, append([]string{"-addr", "127.0.0.1:0"}, args...), &bytes.Buffer{}, &syncWriter{w: io.Discard},
+			func(l listening) { bound <- l })
 	}()
-	wantAdmin := slices.Contains(args, "-admin-addr")
-	deadline := time.Now().Add(10 * time.Second)
-	for addr == "" || (wantAdmin && admin == "") {
-		select {
-		case err := <-errc:
-			t.Fatalf("run ended early: %v", err)
-		default:
-		}
-		if time.Now().After(deadline) {
-			t.Fatal("run logged no listening address")
-		}
-		time.Sleep(10 * time.Millisecond)
-		logs.mu.Lock()
-		text := logs.w.(*bytes.Buffer).String()
-		logs.mu.Unlock()
-		for line := range strings.SplitSeq(text, "\n") {
-			var l struct{ Msg, Addr string }
-			if json.Unmarshal([]byte(line), &l) != nil {
-				continue
-			}
-			switch l.Msg {
-			case "fanout":
-				addr = l.Addr
-			case "admin listener":
-				admin = l.Addr
-			}
-		}
+	select {
+	case addrs = <-bound:
+	case err := <-errc:
+		t.Fatalf("run ended early: %v", err)
+	case <-time.After(10 * time.Second):
+		t.Fatal("run reported no address")
 	}
-	return addr, admin, errc
+	return addrs, errc
 }
 
 func get(url string) (int, string) {
@@ -92,7 +60,8 @@ func metric(page, name string) string {
 // a readiness probe that turns 503 once shutdown begins.
 func TestAdmin_MetricsAndProbes(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
-	addr, admin, done := startRun(t, ctx, "-admin-addr", "127.0.0.1:0", "-shutdown-timeout", "3s", "-close-timeout", "2s")
+	addrs, done := startRun(t, ctx, "-admin-addr", "127.0.0.1:0", "-shutdown-timeout", "3s", "-close-timeout", "2s")
+	addr, admin := addrs.addr, addrs.admin
 	base := "http://" + admin
 	deadline := time.Now().Add(5 * time.Second)
 	for {
@@ -181,7 +150,8 @@ func TestAdmin_MetricsAndProbes(t *testing.T) {
 // refused with 1008 and reaches nobody; a missing token gets 401.
 func TestAuth_RoomClaims(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
-	addr, _, done := startRun(t, ctx, "-jwt-secret", "s3cret", "-auth-required")
+	addrs, done := startRun(t, ctx, "-jwt-secret", "s3cret", "-auth-required")
+	addr := addrs.addr
 	defer func() { cancel(); <-done }()
 	token := func(claims jwt.MapClaims) string {
 		claims["exp"] = time.Now().Add(time.Hour).Unix()

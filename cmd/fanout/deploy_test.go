@@ -368,22 +368,6 @@ func expectOffsets(t *testing.T, conns []*websocket.Conn, offsets ...float64) {
 	}
 }
 
-// eventually retries f until it returns nil or timeout passes.
-func eventually(t *testing.T, timeout time.Duration, f func() error) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for {
-		err := f()
-		if err == nil {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("still failing after %v: %v", timeout, err)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-}
-
 // TestDeploy_Nginx runs deploy/nginx.conf (its upstreams and port pointed at
 // a test node) in a real nginx: the node learns each client's own address
 // from X-Forwarded-For, so -max-conns-per-ip 1 refuses a second connection
