@@ -151,9 +151,8 @@ func TestServer_HandlerOverCapacity503(t *testing.T) {
 	if err == nil || resp == nil || resp.StatusCode != 503 {
 		t.Fatalf("second connection: %v %v, want 503", resp, err)
 	}
-	st := s.Stats()
-	if st.RejectedCapacity != 1 || st.Closed[ReasonOverCapacity.String()] != 1 {
-		t.Fatalf("RejectedCapacity %d, closed over capacity %d; want 1, 1", st.RejectedCapacity, st.Closed[ReasonOverCapacity.String()])
+	if st := s.Stats(); st.RejectedCapacity != 1 || st.HandshakesFailed != 1 {
+		t.Fatalf("RejectedCapacity %d, HandshakesFailed %d; want 1, 1", st.RejectedCapacity, st.HandshakesFailed)
 	}
 }
 

@@ -2,6 +2,7 @@ package server
 
 import (
 	"bytes"
+	"encoding/base64"
 	"errors"
 	"fmt"
 	"net/http"
@@ -62,9 +63,9 @@ func (c *Conn) collectRequest(data []byte) (rest []byte, ok bool) {
 		return nil, true
 	}
 	c.admitClient(c.request[:end])
-	if c.refuse != 0 {
-		text, reason, err := c.srv.refusal(c.refuse, c.remote)
-		c.closeHandshake(err, httpError(c.refuse, text), reason)
+	if c.refuse != 0 { // a trusted proxy's client over its per-IP limit
+		c.srv.stats.handshakesFailed.Add(1)
+		c.failHandshake(errors.New("per-IP limit"), httpError(c.refuse, c.srv.refusal(c.refuse, c.remote)))
 		return nil, false
 	}
 	if c.srv.cfg.HTTPHandler != nil && !wantsUpgrade(c.request[:end]) {
@@ -118,6 +119,10 @@ func (h *handshakeIO) Write(p []byte) (int, error) { return h.w.Write(p) }
 // request and queues the 101 ahead of anything OnConnect sent.
 func (c *Conn) upgrade(head []byte) bool {
 	s := c.srv
+	if err := checkKeyAndHost(headerValues(head, "Sec-WebSocket-Key"), len(headerValues(head, "Host"))); err != nil {
+		c.failHandshake(err, httpError(http.StatusBadRequest, err.Error()))
+		return false
+	}
 	req := Request{Header: make(http.Header), RemoteAddr: c.remote}
 	var rejected error
 	u := ws.Upgrader{
@@ -166,6 +171,22 @@ func (c *Conn) upgrade(head []byte) bool {
 	return true
 }
 
+// checkKeyAndHost applies what gobwas/ws does not check of RFC 6455 4.1
+// and 4.2.1: exactly one Host and one Sec-WebSocket-Key, the key being the
+// base64 of 16 bytes (a 24-character string is not enough).
+func checkKeyAndHost(keys []string, hosts int) error {
+	switch {
+	case hosts != 1:
+		return fmt.Errorf("server: %d Host header fields, want one", hosts)
+	case len(keys) != 1:
+		return fmt.Errorf("server: %d Sec-WebSocket-Key header fields, want one", len(keys))
+	}
+	if b, err := base64.StdEncoding.Strict().DecodeString(keys[0]); err != nil || len(b) != 16 {
+		return errors.New("server: Sec-WebSocket-Key is not the base64 of 16 bytes")
+	}
+	return nil
+}
+
 // onConnect checks the origin, then runs OnConnect, if any.
 func (s *Server) onConnect(c *Conn, r *Request) error {
 	if !originAllowed(s.cfg.AllowedOrigins, r.Header.Get("Origin")) {
@@ -211,6 +232,16 @@ func (s *Server) selectProtocol(offered []string) string {
 	return ""
 }
 
+// rejection is the HTTP status and text for an error from onConnect: a
+// RejectError's own, or 403.
+func rejection(err error) (status int, reason string) {
+	var re *RejectError
+	if errors.As(err, &re) {
+		return re.Status, re.Reason
+	}
+	return http.StatusForbidden, "forbidden"
+}
+
 // rejectionFor maps an OnConnect error to the HTTP status gobwas/ws writes.
 func rejectionFor(err error) error {
 	status, reason := rejection(err)
@@ -220,11 +251,6 @@ func rejectionFor(err error) error {
 // failHandshake answers a bad upgrade request with resp (best effort, one
 // non-blocking write) and closes the socket.
 func (c *Conn) failHandshake(err error, resp []byte) {
-	c.closeHandshake(err, resp, ReasonHandshakeFailed)
-}
-
-// closeHandshake is failHandshake with the close reason to count.
-func (c *Conn) closeHandshake(err error, resp []byte, reason CloseReason) {
 	s := c.srv
 	s.stats.handshakesFailed.Add(1)
 	s.log.Debug("handshake failed", "conn", c.id, "remote", c.remote.String(), "err", err)
@@ -236,7 +262,7 @@ func (c *Conn) closeHandshake(err error, resp []byte, reason CloseReason) {
 		w.one[0] = nil
 		writers.Put(w)
 	}
-	c.destroy(reason)
+	c.destroy(ReasonHandshakeFailed)
 }
 
 // Handler returns an http.Handler that upgrades requests with
@@ -278,40 +304,40 @@ func (s *Server) serveHTTP(w http.ResponseWriter, r *http.Request) {
 	s.attachHijacked(c, fd, proto, early)
 }
 
-// admitHTTP runs a Handler request through admission and onConnect, as
-// Serve's connections are, and answers a refusal itself. It returns the
-// connection to upgrade, or nil.
+// admitHTTP runs a Handler request through the checks and the admission
+// Serve's connections get, then onConnect, and answers a refusal itself. It
+// returns the connection to upgrade, or nil.
 func (s *Server) admitHTTP(w http.ResponseWriter, r *http.Request) (*Conn, *Request) {
 	if err := s.start(); err != nil || s.shutting.Load() {
 		http.Error(w, "server shutting down", http.StatusServiceUnavailable)
 		return nil, nil
 	}
-	s.stats.accepted.Add(1)
-	c := s.newConn(-1, s.clientOf(r)) // clientOf already trusted the proxy, if any
-	s.admitConn(c, false)
-	if c.refuse != 0 {
-		text, reason, err := s.refusal(c.refuse, c.remote)
-		s.failHTTP(w, c, err, c.refuse, text, reason)
+	if err := checkKeyAndHost(r.Header.Values("Sec-WebSocket-Key"), 1); err != nil { // net/http refuses a second Host
+		s.stats.handshakesFailed.Add(1)
+		http.Error(w, err.Error(), http.StatusBadRequest)
 		return nil, nil
 	}
-	req := &Request{URI: r.RequestURI, Host: r.Host, Header: r.Header, RemoteAddr: c.remote}
+	s.stats.accepted.Add(1)
+	remote := s.clientOf(r) // a trusted proxy's client already
+	if status := s.admission(remote.Addr(), false); status != 0 {
+		s.stats.handshakesFailed.Add(1)
+		http.Error(w, s.refusal(status, remote), status)
+		return nil, nil
+	}
+	c := s.newConn(-1, remote, false)
+	c.admitted = true // released by destroy
+	req := &Request{URI: r.RequestURI, Host: r.Host, Header: r.Header, RemoteAddr: remote}
 	for _, v := range r.Header.Values("Sec-WebSocket-Protocol") {
 		req.Protocols = appendProtocols(req.Protocols, v)
 	}
 	if err := s.onConnect(c, req); err != nil {
+		s.stats.handshakesFailed.Add(1)
 		status, text := rejection(err)
-		s.failHTTP(w, c, err, status, text, ReasonHandshakeFailed)
+		http.Error(w, text, status)
+		c.destroy(ReasonHandshakeFailed)
 		return nil, nil
 	}
 	return c, req
-}
-
-// failHTTP answers a refused Handler request with status and closes c.
-func (s *Server) failHTTP(w http.ResponseWriter, c *Conn, err error, status int, text string, reason CloseReason) {
-	s.stats.handshakesFailed.Add(1)
-	s.log.Debug("handshake failed", "conn", c.id, "remote", c.remote.String(), "err", err)
-	http.Error(w, text, status)
-	c.destroy(reason)
 }
 
 // attachHijacked hands an upgraded Handler connection's socket to the

@@ -20,11 +20,19 @@ import (
 // to another test meanwhile. done yields run's result once ctx is done.
 func startRun(t *testing.T, ctx context.Context, args ...string) (addrs listening, done <-chan error) {
 	t.Helper()
+	addrs, done, _ = startRunLogs(t, ctx, args...)
+	return addrs, done
+}
+
+// startRunLogs is startRun that also returns what run logged, for a test
+// to read once it serves.
+func startRunLogs(t *testing.T, ctx context.Context, args ...string) (addrs listening, done <-chan error, logs *syncWriter) {
+	t.Helper()
+	logs = &syncWriter{w: &bytes.Buffer{}}
 	bound := make(chan listening, 1)
 	errc := make(chan error, 1)
 	go func() {
-		errc <- run(ctx, append([]string{"-addr", "127.0.0.1:0"}, args...), &bytes.Buffer{}, &syncWriter{w: io.Discard},
-			func(l listening) { bound <- l })
+		errc <- run(ctx, append([]string{"-addr", "127.0.0.1:0"}, args...), &bytes.Buffer{}, logs, func(l listening) { bound <- l })
 	}()
 	select {
 	case addrs = <-bound:
@@ -33,7 +41,7 @@ func startRun(t *testing.T, ctx context.Context, args ...string) (addrs listenin
 	case <-time.After(10 * time.Second):
 		t.Fatal("run reported no address")
 	}
-	return addrs, errc
+	return addrs, errc, logs
 }
 
 func get(url string) (int, string) {

@@ -8,6 +8,7 @@ import (
 	"io"
 	"net/netip"
 	"os"
+	"slices"
 	"strings"
 	"time"
 
@@ -190,12 +191,12 @@ func printConfig(w io.Writer, fs *flag.FlagSet) error {
 		if g, ok := f.Value.(flag.Getter); ok {
 			v = g.Get()
 		}
-		switch f.Name {
-		case "print-config", "check-config": // what to do, not how
+		switch {
+		case f.Name == "print-config" || f.Name == "check-config": // what to do, not how
 			return
-		case "jwt-secret", "api-key":
+		case slices.Contains(secretFlags, f.Name):
 			key, v = key+"_set", f.Value.String() != ""
-		case "broker":
+		case f.Name == "broker":
 			v = redactURL(f.Value.String())
 		}
 		if d, ok := v.(time.Duration); ok {

@@ -21,6 +21,7 @@ import (
 	"os/signal"
 	"runtime/pprof"
 	"slices"
+	"strings"
 	"sync/atomic"
 	"syscall"
 	"time"
@@ -67,22 +68,28 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, bound fun
 	if err := errors.Join(o.cfg.Validate(), o.channels.Validate()); err != nil {
 		return err
 	}
-	switch {
-	case o.checkConfig:
-		fmt.Fprintln(stdout, "configuration ok")
-		return nil
-	case o.printConfig:
+	if o.printConfig {
 		return printConfig(stdout, o.flags)
 	}
-	o.cfg.Logger = logger
+	// Everything start would fail on is checked here, -check-config included.
 	if err := o.configureAuth(); err != nil {
 		return err
 	}
-	stopReloads, err := o.configureTLS(logger)
+	certs, err := o.loadCerts()
 	if err != nil {
 		return err
 	}
-	defer stopReloads()
+	closeBroker, err := o.configureBroker(logger)
+	if err != nil {
+		return err
+	}
+	defer closeBroker()
+	if o.checkConfig {
+		fmt.Fprintln(stdout, "configuration ok")
+		return nil
+	}
+	o.cfg.Logger = logger
+	defer o.configureTLS(certs, logger)()
 	stopProfile, err := startCPUProfile(o.cpuProfile)
 	if err != nil {
 		return err
@@ -91,17 +98,12 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, bound fun
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	o.cfg.Registerer = reg
-	closeBroker, err := o.configureBroker(logger)
-	if err != nil {
-		return err
-	}
-	defer closeBroker()
 	app, err := newChatServer(o.cfg, o.channels, o.apiKey)
 	if err != nil {
 		return err
 	}
 	defer app.node.Close()
-	return o.serve(ctx, app, reg, logger, bound)
+	return o.serve(ctx, app, reg, logger, args, bound)
 }
 
 func newLogger(level, format string, w io.Writer) (*slog.Logger, error) {
@@ -119,15 +121,11 @@ func newLogger(level, format string, w io.Writer) (*slog.Logger, error) {
 	return nil, fmt.Errorf("-log-format %q: want text or json", format)
 }
 
-// configureTLS serves wss with -tls-cert and -tls-key, reloading them on
-// SIGHUP; stop ends the reloads.
-func (o *options) configureTLS(logger *slog.Logger) (stop func(), err error) {
-	if o.tlsCert == "" && o.tlsKey == "" {
-		return func() {}, nil
-	}
-	certs, err := newCertReloader(o.tlsCert, o.tlsKey)
-	if err != nil {
-		return nil, err
+// configureTLS serves wss with certs, if loaded, reloading them on
+// SIGHUP; the returned func ends the reloads.
+func (o *options) configureTLS(certs *certReloader, logger *slog.Logger) (stop func()) {
+	if certs == nil {
+		return func() {}
 	}
 	o.cfg.TLS = &tls.Config{GetCertificate: certs.get, MinVersion: tls.VersionTLS12}
 	hup := make(chan os.Signal, 1)
@@ -141,7 +139,7 @@ func (o *options) configureTLS(logger *slog.Logger) (stop func(), err error) {
 			}
 		}
 	}()
-	return func() { signal.Stop(hup) }, nil
+	return func() { signal.Stop(hup) }
 }
 
 // startCPUProfile profiles the run into file, if named, until stop.
@@ -176,7 +174,7 @@ func (o *options) configureBroker(logger *slog.Logger) (closeBroker func(), err 
 
 // serve listens, serves app (and the admin listener) until ctx is done,
 // then shuts down gracefully within -shutdown-timeout.
-func (o *options) serve(ctx context.Context, app *chatServer, reg *prometheus.Registry, logger *slog.Logger, bound func(listening)) error {
+func (o *options) serve(ctx context.Context, app *chatServer, reg *prometheus.Registry, logger *slog.Logger, args []string, bound func(listening)) error {
 	ln, err := listen(o.cfg.Addr, o.reusePort)
 	if err != nil {
 		return err
@@ -192,7 +190,10 @@ func (o *options) serve(ctx context.Context, app *chatServer, reg *prometheus.Re
 		}
 		addrs.admin = admin.Addr().String()
 		logger.Info("admin listener", "addr", addrs.admin, "paths", "/metrics /healthz /readyz /debug/pprof/")
-		hs := &http.Server{Handler: adminMux(app, reg), ReadHeaderTimeout: 5 * time.Second}
+		if ta, ok := admin.Addr().(*net.TCPAddr); !ok || !ta.IP.IsLoopback() {
+			logger.Warn("admin listener is not on a loopback address: metrics and profiles are open to the network; bind -admin-addr to 127.0.0.1 or firewall it", "addr", addrs.admin)
+		}
+		hs := &http.Server{Handler: adminMux(app, reg, args), ReadHeaderTimeout: 5 * time.Second}
 		go func() { _ = hs.Serve(admin) }()
 		defer hs.Close()
 	}
@@ -236,6 +237,39 @@ func listen(addr string, reusePort bool) (net.Listener, error) {
 	return lc.Listen(context.Background(), "tcp", addr)
 }
 
+// secretFlags take values that nothing the process serves or logs may show.
+var secretFlags = []string{"api-key", "jwt-secret"}
+
+// redactArgs hides the values of secretFlags and a broker URL's password in
+// a command line (-name value, -name=value, with one or two dashes), for
+// /debug/pprof/cmdline. Prefer FANOUT_API_KEY and FANOUT_JWT_SECRET: the
+// kernel shows every process's arguments to local users.
+func redactArgs(args []string) []string {
+	out := slices.Clone(args)
+	for i := 0; i < len(out); i++ {
+		name, value, hasValue := strings.Cut(strings.TrimLeft(out[i], "-"), "=")
+		if !strings.HasPrefix(out[i], "-") {
+			continue
+		}
+		var hide func(string) string
+		switch {
+		case slices.Contains(secretFlags, name):
+			hide = func(string) string { return "REDACTED" }
+		case name == "broker":
+			hide = redactURL
+		default:
+			continue
+		}
+		if hasValue {
+			out[i] = out[i][:len(out[i])-len(value)] + hide(value)
+		} else if i+1 < len(out) {
+			i++
+			out[i] = hide(out[i])
+		}
+	}
+	return out
+}
+
 // redactURL hides a password in a broker URL for logs.
 func redactURL(s string) string {
 	u, err := url.Parse(s)
@@ -250,6 +284,19 @@ func redactURL(s string) string {
 type certReloader struct {
 	certFile, keyFile string
 	cert              atomic.Pointer[tls.Certificate]
+}
+
+// loadCerts loads -tls-cert and -tls-key, if set; they go together.
+func (o *options) loadCerts() (*certReloader, error) {
+	switch {
+	case o.tlsCert == "" && o.tlsKey == "":
+		return nil, nil
+	case o.tlsKey == "":
+		return nil, errors.New("-tls-cert needs -tls-key (the certificate's private key file)")
+	case o.tlsCert == "":
+		return nil, errors.New("-tls-key needs -tls-cert (the certificate file)")
+	}
+	return newCertReloader(o.tlsCert, o.tlsKey)
 }
 
 func newCertReloader(certFile, keyFile string) (*certReloader, error) {
@@ -295,7 +342,7 @@ func (o *options) configureAuth() error {
 // adminMux serves operators, off the public port: Prometheus metrics,
 // liveness, readiness (false once shutdown begins, or while the broker is
 // disconnected) and pprof.
-func adminMux(app *chatServer, reg *prometheus.Registry) *http.ServeMux {
+func adminMux(app *chatServer, reg *prometheus.Registry, args []string) *http.ServeMux {
 	mux := http.NewServeMux()
 	mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
 	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) { fmt.Fprintln(w, "ok") })
@@ -307,7 +354,10 @@ func adminMux(app *chatServer, reg *prometheus.Registry) *http.ServeMux {
 		fmt.Fprintln(w, "ready")
 	})
 	mux.HandleFunc("/debug/pprof/", pprofhttp.Index)
-	mux.HandleFunc("/debug/pprof/cmdline", pprofhttp.Cmdline)
+	mux.HandleFunc("/debug/pprof/cmdline", func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+		fmt.Fprint(w, strings.Join(append([]string{os.Args[0]}, redactArgs(args)...), "\x00"))
+	})
 	mux.HandleFunc("/debug/pprof/profile", pprofhttp.Profile)
 	mux.HandleFunc("/debug/pprof/symbol", pprofhttp.Symbol)
 	mux.HandleFunc("/debug/pprof/trace", pprofhttp.Trace)
