@@ -1,8 +1,3 @@
-// Command fanout runs a Fanout WebSocket server: /ws is a chat room (every
-// message goes to every client, sender included) or, with ?channel=, a set of
-// channel subscriptions driven by JSON control messages; /echo sends each
-// message back to its sender. The same port serves the demo page at / and
-// the HTTP publish API at /api/.
 package main
 
 import (
@@ -169,6 +164,7 @@ func (o *options) configureBroker(logger *slog.Logger) (closeBroker func(), err 
 		return nil, fmt.Errorf("-broker: %w", err)
 	}
 	o.channels.Broker = b
+	o.channels.HistorySize, o.channels.HistoryTTL = 0, 0 // the broker's
 	return func() { _ = b.Close() }, nil
 }
 

@@ -45,19 +45,14 @@ func DialGorilla(tb testing.TB, url string) *websocket.Conn {
 	return c
 }
 
-// Event is any server message of the channel protocol.
+// Event is any server message of the channel protocol (JSON keys match
+// the field names case-insensitively).
 type Event struct {
-	Type      string          `json:"type"`
-	Op        string          `json:"op"`
-	Channel   string          `json:"channel"`
-	Epoch     string          `json:"epoch"`
-	Offset    uint64          `json:"offset"`
-	Since     *uint64         `json:"since"`
-	First     *uint64         `json:"first"`
-	Delivered *int            `json:"delivered"`
-	Reason    string          `json:"reason"`
-	ID        json.RawMessage `json:"id"`
-	Data      json.RawMessage `json:"data"`
+	Type, Op, Channel, Epoch, Reason string
+	Offset                           uint64
+	Since, First                     *uint64
+	Delivered                        *int
+	ID, Data                         json.RawMessage
 }
 
 // ReadEvent reads the next message from c, which must be a JSON text

@@ -41,8 +41,9 @@ type memChannel struct {
 
 // BrokerOptions tunes a broker.
 type BrokerOptions struct {
-	// HistorySize and HistoryTTL are as in Config; give both the same
-	// values. Zero means the defaults; a negative size keeps no history.
+	// HistorySize and HistoryTTL bound each channel's history, as in
+	// Config, whose zero values take the broker's (HistoryLimits). Zero
+	// means the defaults; a negative size keeps no history.
 	HistorySize int
 	HistoryTTL  time.Duration
 	// MaxChannels caps the channels a MemoryBroker keeps. Zero means
@@ -66,6 +67,9 @@ func NewMemoryBroker(o BrokerOptions) *MemoryBroker {
 	}
 }
 
+// HistoryLimits reports the history each channel keeps.
+func (b *MemoryBroker) HistoryLimits() (size int, ttl time.Duration) { return b.size, b.ttl }
+
 // Ready is always true.
 func (b *MemoryBroker) Ready() bool { return true }
 
@@ -83,16 +87,7 @@ func (b *MemoryBroker) Start(ctx context.Context, deliver func(Message), _ func(
 			delete(b.nodes, &deliver)
 			b.nodeMu.Unlock()
 		}()
-		t := time.NewTicker(time.Second)
-		defer t.Stop()
-		for {
-			select {
-			case <-ctx.Done():
-				return
-			case <-t.C:
-				b.sweep(time.Now())
-			}
-		}
+		everySecond(ctx, func() { b.sweep(time.Now()) })
 	}()
 	return stopped
 }

@@ -44,7 +44,8 @@ func runNode(t *testing.T, url string, cfg pubsub.Config) *node {
 		t.Fatal(err)
 	}
 	cfg.Broker = b
-	t.Cleanup(func() { _ = b.Close() }) // registered first, so it runs last
+	cfg.HistorySize, cfg.HistoryTTL = 0, 0 // the broker's
+	t.Cleanup(func() { _ = b.Close() })    // registered first, so it runs last
 	n := &node{}
 	srv, err := server.New(server.Config{
 		OnConnect: func(c *server.Conn, r *server.Request) error { return n.SubscribeQuery(c, r.Query()) },
