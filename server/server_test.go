@@ -10,6 +10,7 @@ import (
 	"runtime"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -222,7 +223,12 @@ func TestServer_IdleTimeout(t *testing.T) {
 func TestServer_PongKeepsAlive(t *testing.T) {
 	t.Parallel()
 	_, addr := runServer(t, Config{PingInterval: 30 * time.Millisecond, IdleTimeout: 100 * time.Millisecond})
-	c := dialGorilla(t, "ws://"+addr+"/echo") // gorilla answers pings by default
+	c := dialGorilla(t, "ws://"+addr+"/echo")
+	var pings atomic.Int32
+	c.SetPingHandler(func(data string) error { // answers, as gorilla's default does, and counts
+		pings.Add(1)
+		return c.WriteControl(websocket.PongMessage, []byte(data), time.Now().Add(time.Second))
+	})
 	go func() {
 		for {
 			if _, _, err := c.ReadMessage(); err != nil {
@@ -230,7 +236,12 @@ func TestServer_PongKeepsAlive(t *testing.T) {
 			}
 		}
 	}()
-	time.Sleep(400 * time.Millisecond) // four idle timeouts
+	eventually(t, 5*time.Second, func() error { // 14 pings span four idle timeouts
+		if n := pings.Load(); n < 14 {
+			return fmt.Errorf("%d pings so far", n)
+		}
+		return nil
+	})
 	if err := c.WriteMessage(websocket.TextMessage, []byte("still here")); err != nil {
 		t.Fatalf("connection closed although it answered pings: %v", err)
 	}

@@ -195,6 +195,11 @@ func (o *options) serve(ctx context.Context, app *chatServer, reg *prometheus.Re
 	}
 	errc := make(chan error, 1)
 	go func() { errc <- app.srv.Serve(ln) }()
+	select {
+	case <-app.srv.Ready():
+	case err := <-errc:
+		return err
+	}
 	if bound != nil {
 		bound(addrs)
 	}

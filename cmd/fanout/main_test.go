@@ -70,13 +70,12 @@ func startChat(t *testing.T) (*server.Server, string) {
 // waitIdle waits for the clients' closes to be processed.
 func waitIdle(t *testing.T, srv *server.Server) {
 	t.Helper()
-	deadline := time.Now().Add(5 * time.Second)
-	for srv.Live() != 0 {
-		if time.Now().After(deadline) {
-			t.Fatalf("%d connections still open after the client finished", srv.Live())
+	eventually(t, 5*time.Second, func() error {
+		if n := srv.Live(); n != 0 {
+			return fmt.Errorf("%d connections still open after the client finished", n)
 		}
-		time.Sleep(10 * time.Millisecond)
-	}
+		return nil
+	})
 }
 
 // needTool skips without the tool, except in CI, which must install it.

@@ -10,9 +10,9 @@ import (
 	"time"
 )
 
-// MemoryBroker is the in-process Broker, what a Server uses when
+// MemoryBroker is the in-process Broker, what a Node uses when
 // Config.Broker is nil: offsets and history live in this process's memory,
-// and a publish is delivered to every Server that runs on it (usually one)
+// and a publish is delivered to every Node that runs on it (usually one)
 // before Publish returns. Safe for concurrent use.
 type MemoryBroker struct {
 	size int
@@ -49,10 +49,10 @@ type BrokerOptions struct {
 	// MaxChannels caps the channels a MemoryBroker keeps. Zero means
 	// DefaultMaxChannels.
 	MaxChannels int
-	// Prefix starts every key and topic of a RedisBroker. Zero means
+	// Prefix starts every key and topic of a Redis broker. Zero means
 	// "fanout:".
 	Prefix string
-	// Logger receives a RedisBroker's reconnection logs. Nil discards them.
+	// Logger receives a Redis broker's reconnection logs. Nil discards them.
 	Logger *slog.Logger
 }
 
