@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/fanout-ws/fanout/internal/testutil"
 	"github.com/golang-jwt/jwt/v5"
 	"github.com/gorilla/websocket"
 )
@@ -26,9 +27,9 @@ func startRun(t *testing.T, ctx context.Context, args ...string) (addrs listenin
 
 // startRunLogs is startRun that also returns what run logged, for a test
 // to read once it serves.
-func startRunLogs(t *testing.T, ctx context.Context, args ...string) (addrs listening, done <-chan error, logs *syncWriter) {
+func startRunLogs(t *testing.T, ctx context.Context, args ...string) (addrs listening, done <-chan error, logs *testutil.SyncBuffer) {
 	t.Helper()
-	logs = &syncWriter{w: &bytes.Buffer{}}
+	logs = &testutil.SyncBuffer{}
 	bound := make(chan listening, 1)
 	errc := make(chan error, 1)
 	go func() {

@@ -70,9 +70,7 @@ func TestHostile_AdminHidesSecrets(t *testing.T) {
 			t.Fatalf("cmdline %q, want both secrets REDACTED", body)
 		}
 	}
-	logs.mu.Lock()
-	text := logs.w.(*bytes.Buffer).String()
-	logs.mu.Unlock()
+	text := logs.String()
 	if !strings.Contains(text, "admin listener is not on a loopback address") || strings.Contains(text, "sekrit") {
 		t.Fatalf("logs: want the non-loopback warning and no secret:\n%s", text)
 	}

@@ -7,14 +7,12 @@ import (
 	"errors"
 	"flag"
 	"fmt"
-	"io"
 	"net"
 	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -209,18 +207,6 @@ func TestRun_ServesAndStops(t *testing.T) {
 	if _, _, err := c.ReadMessage(); !websocket.IsCloseError(err, 1001) {
 		t.Fatalf("client got %v, want close 1001", err)
 	}
-}
-
-// syncWriter serialises writes from the server's goroutines.
-type syncWriter struct {
-	mu sync.Mutex
-	w  io.Writer
-}
-
-func (s *syncWriter) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.w.Write(p)
 }
 
 // One port serves the chat room, channels (also from a chat-room

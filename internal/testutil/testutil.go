@@ -4,10 +4,12 @@
 package testutil
 
 import (
+	"bytes"
 	"encoding/json"
 	"fmt"
 	"os"
 	"runtime"
+	"sync"
 	"testing"
 	"time"
 
@@ -76,6 +78,26 @@ func SendJSON(tb testing.TB, c *websocket.Conn, s string) {
 	if err := c.WriteMessage(websocket.TextMessage, []byte(s)); err != nil {
 		tb.Fatal(err)
 	}
+}
+
+// SyncBuffer collects what several goroutines write (a server's logs, a
+// child process's output) for a test to read.
+type SyncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *SyncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+// String returns everything written so far.
+func (s *SyncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
 }
 
 // Main runs a package's tests from TestMain and fails them if they leave

@@ -34,32 +34,14 @@ var (
 type node struct {
 	*pubsub.Node
 	srv  *server.Server
-	logs *logBuffer // the broker's
-}
-
-// logBuffer collects logs written from several goroutines.
-type logBuffer struct {
-	mu sync.Mutex
-	b  strings.Builder
-}
-
-func (l *logBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *logBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
+	logs *testutil.SyncBuffer // the broker's
 }
 
 // runNode serves channels on 127.0.0.1:0 with a Broker on url until
 // cleanup.
 func runNode(t *testing.T, url string, cfg pubsub.Config) *node {
 	t.Helper()
-	logs := &logBuffer{}
+	logs := &testutil.SyncBuffer{}
 	b, err := New(url, pubsub.BrokerOptions{HistorySize: cfg.HistorySize, HistoryTTL: cfg.HistoryTTL, Logger: slog.New(slog.NewTextHandler(logs, nil))})
 	if err != nil {
 		t.Fatal(err)
