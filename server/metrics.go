@@ -14,6 +14,7 @@ type metrics struct {
 	open, max *prometheus.Desc
 	counters  [len(counterTable)]*prometheus.Desc
 	reasons   *prometheus.Desc
+	perWrite  *prometheus.Desc
 }
 
 func newMetrics(s *Server) *metrics {
@@ -28,6 +29,8 @@ func newMetrics(s *Server) *metrics {
 		max:  prometheus.NewDesc("fanout_connections_max", "Connection ceiling: MaxConns capped by the open-files limit.", nil, nil),
 		reasons: prometheus.NewDesc("fanout_connections_closed_total",
 			"Connections closed, by reason.", []string{"reason"}, nil),
+		perWrite: prometheus.NewDesc("fanout_frames_per_write",
+			"Frames offered to each writev; rises with load as pending and queued frames share a syscall.", nil, nil),
 	}
 	for i, row := range counterTable {
 		m.counters[i] = prometheus.NewDesc(row.metric, row.help, nil, nil)
@@ -43,6 +46,7 @@ func (m *metrics) Describe(ch chan<- *prometheus.Desc) {
 		ch <- d
 	}
 	ch <- m.reasons
+	ch <- m.perWrite
 	m.fanout.Describe(ch)
 }
 
@@ -54,8 +58,20 @@ func (m *metrics) Collect(ch chan<- prometheus.Metric) {
 	for i, row := range counterTable {
 		ch <- prometheus.MustNewConstMetric(m.counters[i], prometheus.CounterValue, float64(*row.stat(&st)))
 	}
+	ch <- framesPerWrite(m.perWrite, st.FramesPerWrite, st.FramesOffered)
 	for r := ReasonNone + 1; r < reasonCount; r++ {
 		ch <- prometheus.MustNewConstMetric(m.reasons, prometheus.CounterValue, float64(st.Closed[r.String()]), r.String())
 	}
 	m.fanout.Collect(ch)
+}
+
+// framesPerWrite turns Stats.FramesPerWrite into a cumulative histogram.
+func framesPerWrite(d *prometheus.Desc, counts [writeBuckets]uint64, offered uint64) prometheus.Metric {
+	buckets := make(map[float64]uint64, writeBuckets)
+	var total uint64
+	for i, n := range counts {
+		total += n
+		buckets[float64(uint(1)<<i)] = total
+	}
+	return prometheus.MustNewConstHistogram(d, total, float64(offered), buckets)
 }

@@ -22,6 +22,9 @@ type counters struct {
 	authFailures     atomic.Uint64
 	invalidMessages  atomic.Uint64
 	broadcastDrops   atomic.Uint64
+	publishersPaused atomic.Uint64
+	framesOffered    atomic.Uint64
+	perWrite         [writeBuckets]atomic.Uint64
 	closed           [reasonCount]atomic.Uint64
 }
 
@@ -46,12 +49,20 @@ type Stats struct {
 	AuthFailures     uint64 // upgrades answered 401
 	InvalidMessages  uint64 // messages refused by Config.CheckMessage
 	BroadcastDrops   uint64 // broadcast frames a hub shard refused (backlog full)
-	Closed           map[string]uint64
+	PublishersPaused uint64 // reads stopped because a hub the reader belongs to was behind
+	// FramesPerWrite counts writev calls by the frames they offered:
+	// [i] counts calls with at most 2^i frames (and more than 2^(i-1));
+	// the last bucket holds everything above. Under load the mass moves
+	// up: queued and pending frames share a syscall.
+	FramesPerWrite [writeBuckets]uint64
+	FramesOffered  uint64 // frames offered to writev calls, the sum behind FramesPerWrite
+	Closed         map[string]uint64
 }
 
 // counterTable is the one list of the server's counters: each row ties an
 // atomic in counters to its Stats field and its Prometheus metric. Adding
-// a counter is a field in each struct and a row here.
+// a counter is a field in each struct and a row here. (The frames-per-write
+// histogram, FramesPerWrite and FramesOffered, is exported beside it.)
 var counterTable = [...]struct {
 	metric, help string
 	live         func(*counters) *atomic.Uint64
@@ -93,13 +104,18 @@ var counterTable = [...]struct {
 		func(c *counters) *atomic.Uint64 { return &c.authFailures }, func(s *Stats) *uint64 { return &s.AuthFailures }},
 	{"fanout_invalid_messages_total", "Messages refused by the application's validator (closed with 1008).",
 		func(c *counters) *atomic.Uint64 { return &c.invalidMessages }, func(s *Stats) *uint64 { return &s.InvalidMessages }},
+	{"fanout_publishers_paused_total", "Read tasks that stopped reading a connection because a hub it belongs to was behind (TCP backpressure).",
+		func(c *counters) *atomic.Uint64 { return &c.publishersPaused }, func(s *Stats) *uint64 { return &s.PublishersPaused }},
 }
 
 // Stats returns a snapshot of the counters.
 func (s *Server) Stats() Stats {
-	st := Stats{Live: int(s.live.Load()), Closed: make(map[string]uint64)}
+	st := Stats{Live: int(s.live.Load()), FramesOffered: s.stats.framesOffered.Load(), Closed: make(map[string]uint64)}
 	for _, row := range counterTable {
 		*row.stat(&st) = row.live(&s.stats).Load()
+	}
+	for i := range st.FramesPerWrite {
+		st.FramesPerWrite[i] = s.stats.perWrite[i].Load()
 	}
 	for r := range s.stats.closed {
 		if n := s.stats.closed[r].Load(); n > 0 {

@@ -25,9 +25,13 @@ func TestStats_CounterTableCoversStats(t *testing.T) {
 	}
 	v := reflect.ValueOf(&st).Elem()
 	for i := range v.NumField() {
+		name := v.Type().Field(i).Name
+		if name == "FramesOffered" { // the frames-per-write histogram's sum, exported with it
+			continue
+		}
 		if f := v.Field(i); f.Kind() == reflect.Uint64 {
 			if _, ok := rows[f.Addr().Interface().(*uint64)]; !ok {
-				t.Errorf("Stats.%s has no row in counterTable", v.Type().Field(i).Name)
+				t.Errorf("Stats.%s has no row in counterTable", name)
 			}
 		}
 	}

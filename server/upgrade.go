@@ -164,8 +164,7 @@ func (c *Conn) upgrade(head []byte) bool {
 	c.state = stateOpen
 	c.protocol = hs.Protocol
 	c.connected = true
-	c.q = append([][]byte{hio.w.Bytes()}, c.q...)
-	c.qBytes += hio.w.Len()
+	c.pushFrontLocked(hio.w.Bytes())
 	c.mu.Unlock()
 	c.releaseNow()
 	return true
