@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"net/http/httptest"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 )
@@ -13,9 +14,10 @@ import (
 // DeferUntilAttached holds work until a Handler connection has its socket.
 func TestHub_JoinedAndRelease(t *testing.T) {
 	t.Parallel()
-	var h *Hub
-	s, addr := runServer(t, Config{OnConnect: func(c *Conn, _ *Request) error { return h.Join(c) }})
-	h = s.NewHub()
+	var hub atomic.Pointer[Hub] // set once the server runs
+	s, addr := runServer(t, Config{OnConnect: func(c *Conn, _ *Request) error { return hub.Load().Join(c) }})
+	h := s.NewHub()
+	hub.Store(h)
 	c := dialGorilla(t, "ws://"+addr+"/")
 	if h.Joined() != 1 || h.Len() != 1 {
 		t.Fatalf("joined %d, len %d; want 1, 1", h.Joined(), h.Len())
@@ -40,8 +42,9 @@ func TestConn_DeferUntilAttached(t *testing.T) {
 	t.Parallel()
 	type result struct{ deferred, attached, member bool }
 	results := make(chan result, 2)
-	var h *Hub
+	var hub atomic.Pointer[Hub] // each server's, set once it runs
 	cfg := Config{OnConnect: func(c *Conn, _ *Request) error {
+		h := hub.Load()
 		if err := h.Join(c); err != nil {
 			return err
 		}
@@ -56,7 +59,7 @@ func TestConn_DeferUntilAttached(t *testing.T) {
 		return nil
 	}}
 	s, addr := runServer(t, cfg) // Serve: the socket is there from the start
-	h = s.NewHub()
+	hub.Store(s.NewHub())
 	c := dialGorilla(t, "ws://"+addr+"/")
 	if r := <-results; r.deferred {
 		t.Fatalf("Serve connection: %+v, want nothing deferred", r)
@@ -67,7 +70,7 @@ func TestConn_DeferUntilAttached(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	h = s2.NewHub()
+	hub.Store(s2.NewHub())
 	hs := httptest.NewServer(s2.Handler())
 	t.Cleanup(func() { hs.Close(); _ = s2.Close() })
 	dialGorilla(t, "ws"+strings.TrimPrefix(hs.URL, "http"))
