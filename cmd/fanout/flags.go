@@ -29,6 +29,10 @@ type options struct {
 	authRequired    bool
 	tlsCert         string
 	tlsKey          string
+	jwtAudience     string
+	jwtIssuer       string
+	anonSubscribe   []string // nil: every channel
+	anonPublish     []string
 	printConfig     bool
 	checkConfig     bool
 	cpuProfile      string
@@ -53,7 +57,11 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 	fs.StringVar(&o.tlsKey, "tls-key", "", "PEM private key file for -tls-cert")
 	fs.StringVar(&o.jwtSecret, "jwt-secret", "", "verify HS256 JWTs with this secret (token from Authorization: Bearer, ?token= or a \"bearer.<jwt>\" subprotocol entry)")
 	fs.StringVar(&o.jwtPublicKey, "jwt-public-key", "", "PEM file with an RSA or ECDSA public key: verify RS256/ES256 JWTs")
-	fs.BoolVar(&o.authRequired, "auth-required", false, "refuse connections without a valid token (401); otherwise they are anonymous")
+	fs.BoolVar(&o.authRequired, "auth-required", false, "refuse connections without a valid token (401); otherwise they are anonymous. Tokens must carry exp; a connection is closed with 1008 \"token expired\" when it passes")
+	fs.StringVar(&o.jwtAudience, "jwt-audience", "", "require this value in the token's aud")
+	fs.StringVar(&o.jwtIssuer, "jwt-issuer", "", "require this value as the token's iss")
+	fs.Var(listFlag[string]{&o.anonSubscribe, identity}, "anonymous-subscribe", "with JWT auth, comma-separated channel patterns (path.Match) anonymous clients may subscribe to; empty allows none. Unset allows every channel (warned at start)")
+	fs.Var(listFlag[string]{&o.anonPublish, identity}, "anonymous-publish", "with JWT auth, comma-separated channel patterns anonymous clients may publish to; empty allows none. Unset allows every channel (warned at start)")
 	fs.DurationVar(&o.shutdownTimeout, "shutdown-timeout", 10*time.Second, "on SIGTERM/SIGINT, wait this long for close handshakes")
 	fs.StringVar(&o.logLevel, "log-level", "info", "debug, info, warn or error")
 	fs.StringVar(&o.logFormat, "log-format", "text", "text or json")
@@ -80,7 +88,7 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 
 // bindServerFlags binds the engine's settings, defaults from its constants.
 func bindServerFlags(fs *flag.FlagSet, c *server.Config) {
-	fs.Var(listFlag[string]{&c.AllowedOrigins, func(p string) (string, error) { return p, nil }}, "allowed-origins", "comma-separated Origin patterns browsers may connect from (path.Match syntax, e.g. https://*.example.com); others get 403. Empty allows all")
+	fs.Var(listFlag[string]{&c.AllowedOrigins, identity}, "allowed-origins", "comma-separated Origin patterns browsers may connect from (path.Match syntax, e.g. https://*.example.com); others get 403. Empty allows all")
 	fs.StringVar(&c.Addr, "addr", server.DefaultAddr, "TCP address to listen on")
 	fs.IntVar(&c.Workers, "workers", server.DefaultWorkers(), "size of each worker pool (reads, writes)")
 	fs.IntVar(&c.Pollers, "pollers", server.DefaultPollers(), "epoll instances per direction")
@@ -132,14 +140,15 @@ func setFromEnv(fs *flag.FlagSet) error {
 }
 
 // listFlag is a comma-separated flag; each entry is parsed into the list,
-// which Get returns for -print-config.
+// which Get returns for -print-config. Set, even to "", leaves a non-nil
+// list: an empty flag means none, an unset one nil (the default).
 type listFlag[T any] struct {
 	list  *[]T
 	parse func(string) (T, error)
 }
 
 func (l listFlag[T]) Set(v string) error {
-	*l.list = nil
+	*l.list = []T{}
 	for p := range strings.SplitSeq(v, ",") {
 		if p = strings.TrimSpace(p); p == "" {
 			continue
@@ -165,6 +174,8 @@ func (l listFlag[T]) String() string {
 }
 
 func (l listFlag[T]) Get() any { return *l.list }
+
+func identity(s string) (string, error) { return s, nil }
 
 // parseProxy reads a trusted proxy: an address or a CIDR.
 func parseProxy(p string) (netip.Prefix, error) {

@@ -324,7 +324,8 @@ func (o *options) configureAuth() error {
 		}
 		return nil
 	}
-	a := &server.Auth{HMACSecret: []byte(o.jwtSecret), Required: o.authRequired}
+	a := &server.Auth{HMACSecret: []byte(o.jwtSecret), Required: o.authRequired, Audience: o.jwtAudience, Issuer: o.jwtIssuer,
+		AnonymousSubscribe: o.anonSubscribe, AnonymousPublish: o.anonPublish}
 	if o.jwtPublicKey != "" {
 		pemBytes, err := os.ReadFile(o.jwtPublicKey)
 		if err != nil {
