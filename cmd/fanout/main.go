@@ -24,6 +24,7 @@ import (
 	"github.com/fanout-ws/fanout/frame"
 	"github.com/fanout-ws/fanout/server"
 	"github.com/fanout-ws/fanout/server/pubsub"
+	"github.com/fanout-ws/fanout/server/pubsub/rabbitmq"
 	"github.com/fanout-ws/fanout/server/pubsub/redis"
 	"github.com/golang-jwt/jwt/v5"
 	"github.com/prometheus/client_golang/prometheus"
@@ -153,19 +154,18 @@ func startCPUProfile(file string) (stop func(), err error) {
 	return func() { pprof.StopCPUProfile(); f.Close() }, nil
 }
 
-// configureBroker joins other nodes through Redis with -broker; closeBroker
-// closes its connections once the node has stopped.
+// configureBroker joins other nodes through the broker -broker names;
+// closeBroker closes it once the node has stopped.
 func (o *options) configureBroker(logger *slog.Logger) (closeBroker func(), err error) {
 	if o.broker == "" {
 		return func() {}, nil
 	}
-	b, err := redis.New(o.broker, pubsub.BrokerOptions{HistorySize: o.channels.HistorySize, HistoryTTL: o.channels.HistoryTTL, Logger: logger})
+	b, closeBroker, err := newBroker(o.broker, pubsub.BrokerOptions{HistorySize: o.channels.HistorySize, HistoryTTL: o.channels.HistoryTTL, Logger: logger})
 	if err != nil {
 		return nil, fmt.Errorf("-broker: %w", err)
 	}
 	o.channels.Broker = b
-	o.channels.HistorySize, o.channels.HistoryTTL = 0, 0 // the broker's
-	return func() { _ = b.Close() }, nil
+	return closeBroker, nil
 }
 
 // serve listens, serves app (and the admin listener) until ctx is done,
@@ -269,6 +269,23 @@ func redactArgs(args []string) []string {
 		}
 	}
 	return out
+}
+
+// newBroker returns the broker that -broker's URL scheme names, and what
+// closes it once the node has stopped.
+func newBroker(rawURL string, o pubsub.BrokerOptions) (pubsub.Broker, func(), error) {
+	if strings.HasPrefix(rawURL, "rabbitmq-stream://") || strings.HasPrefix(rawURL, "rabbitmq-stream+tls://") {
+		b, err := rabbitmq.New(rawURL, o)
+		if err != nil {
+			return nil, nil, err
+		}
+		return b, func() {}, nil // its connection ends with the node
+	}
+	b, err := redis.New(rawURL, o)
+	if err != nil {
+		return nil, nil, err
+	}
+	return b, func() { _ = b.Close() }, nil
 }
 
 // redactURL hides a password in a broker URL for logs.
