@@ -7,7 +7,8 @@
 #   ceiling                                5,000 subscribers, rate raised until the server stops keeping up
 #   echo                                   100 clients in a closed loop on /echo
 # Fanout runs with -admin-addr so writes per delivery come from its metrics.
-# Raw JSON, tables and plots go to bench/results/<date>-<commit>/peers/,
+# Raw JSON, tables and charts (every server of a part and round on one
+# chart: fanout-bench -replot) go to bench/results/<date>-<commit>/peers/,
 # <commit> being Fanout's: FANOUT_REF=<commit> measures the server built
 # from that commit (the generator and peers stay those of the work tree).
 #   bench/scripts/peers.sh                     # everything (about 50 minutes)
@@ -49,14 +50,18 @@ one() {
 	esac
 	[[ $s != fanout ]] || args+=(-metrics-url "http://127.0.0.1:$((port + 1))/metrics")
 	$BENCH "${args[@]}" "${pin[@]}" -size 64 -duration 10s -settle 2s -server-cmd "${cmd[$s]}" -label "$s" \
-		-server-log "$out/$name-server.log" -json "$out/$name.json" -plot "$out/plots/$name" 2>"$out/$name-progress.txt" |
+		-server-log "$out/$name-server.log" -json "$out/$name.json" 2>"$out/$name-progress.txt" |
 		tee -a "$out/$part.md"
 }
 
 # part ROUND PART: every server in turn (the ceiling: the servers in $SERVERS).
 part() {
-	local s
-	for s in $servers; do one "$s" "$2" "$1"; done
+	local s jsons=()
+	for s in $servers; do
+		one "$s" "$2" "$1"
+		jsons+=("$out/$2-$s-r$1.json")
+	done
+	$BENCH -replot "$(IFS=,; echo "${jsons[*]}")" -plot "$out/plots/$2-r$1${SERVERS:+-${servers// /-}}"
 }
 
 if [[ ${1:-} == part ]]; then # a call made through RUNNER
