@@ -69,6 +69,7 @@ type Conn struct {
 	parked    bool        // a write waits for EPOLLOUT that could not be armed before registration
 	limits    *connLimits // per-connection rate limits, nil when off
 	claims    map[string]any
+	expires   int64         // when the token expires (Server.now units), or 0
 	attached  *[]func(bool) // DeferUntilAttached's calls, run by track (or by destroy, with false)
 
 	// Owned by the worker that holds the read event.
@@ -122,19 +123,14 @@ func (c *Conn) Send(op frame.OpCode, data []byte) error {
 // frame for c cannot come between them.
 func (c *Conn) SendPrepared(ps ...*frame.Prepared) error {
 	if len(ps) == 1 {
-		return c.write(ps[0].Bytes(), false)
+		return c.write(c.frameBytes(ps[0]), false)
 	}
 	w := writers.Get().(*writer)
 	defer writers.Put(w)
 	defer c.srv.flushStats(w)
-	frames := make([][]byte, 0, min(len(ps), iovMax))
 	for len(ps) > 0 {
 		n := min(len(ps), iovMax)
-		frames = frames[:0]
-		for _, p := range ps[:n] {
-			frames = append(frames, p.Bytes())
-		}
-		if err := c.writeFrames(w, frames, false); err != nil {
+		if err := c.writePrepared(w, ps[:n]); err != nil {
 			return err
 		}
 		ps = ps[n:]
