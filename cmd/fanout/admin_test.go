@@ -107,6 +107,9 @@ func TestAdmin_MetricsAndProbes(t *testing.T) {
 	if code, _ := get(base + "/healthz"); code != 200 {
 		t.Fatalf("/healthz %d", code)
 	}
+	if err := run(ctx, []string{"probe", base + "/readyz"}, io.Discard, io.Discard); err != nil {
+		t.Fatalf("probe of a ready node: %v", err)
+	}
 	c, _, err := websocket.DefaultDialer.Dial("ws://"+addr+"/ws", nil)
 	if err != nil {
 		t.Fatal(err)
@@ -165,6 +168,9 @@ func TestAdmin_MetricsAndProbes(t *testing.T) {
 	for {
 		code, _ := get(base + "/readyz")
 		if code == http.StatusServiceUnavailable {
+			if err := run(context.Background(), []string{"probe", base + "/readyz"}, io.Discard, io.Discard); err == nil {
+				t.Fatal("probe succeeded during shutdown")
+			}
 			break
 		}
 		if time.Now().After(deadline) {

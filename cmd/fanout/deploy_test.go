@@ -20,6 +20,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/fanout-ws/fanout/internal/testutil"
 	"github.com/fanout-ws/fanout/server/pubsub/redis/redistest"
 	"github.com/gorilla/websocket"
 )
@@ -144,7 +145,7 @@ func startNode(t *testing.T, bin string, args ...string) *node {
 			t.Logf("node %s log:\n%s", n.addr, n.text())
 		}
 	})
-	eventually(t, 10*time.Second, func() error {
+	testutil.Eventually(t, 10*time.Second, func() error {
 		for _, l := range n.lines() {
 			switch l["msg"] {
 			case "fanout":
@@ -189,7 +190,7 @@ func (n *node) kill() {
 func whoSaw(t *testing.T, nodes []*node, remote string) *node {
 	t.Helper()
 	var found *node
-	eventually(t, 5*time.Second, func() error {
+	testutil.Eventually(t, 5*time.Second, func() error {
 		for _, n := range nodes {
 			for _, l := range n.lines() {
 				if l["msg"] == "upgraded" && l["remote"] == remote {
@@ -259,7 +260,7 @@ func (l *lb) text() string {
 // UP, asking its admin socket.
 func (l *lb) waitServersUp(t *testing.T, n int) {
 	t.Helper()
-	eventually(t, 15*time.Second, func() error {
+	testutil.Eventually(t, 15*time.Second, func() error {
 		stat, err := l.admin("show stat")
 		if err != nil {
 			return err
@@ -300,7 +301,7 @@ func (l *lb) reload(t *testing.T) {
 	if err := l.cmd.Process.Signal(syscall.SIGUSR2); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, 15*time.Second, func() error {
+	testutil.Eventually(t, 15*time.Second, func() error {
 		if strings.Count(l.text(), "Loading success") <= before {
 			return fmt.Errorf("haproxy has not reloaded:\n%s", l.text())
 		}
@@ -368,22 +369,6 @@ func expectOffsets(t *testing.T, conns []*websocket.Conn, offsets ...float64) {
 	}
 }
 
-// eventually retries f until it returns nil or timeout passes.
-func eventually(t *testing.T, timeout time.Duration, f func() error) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for {
-		err := f()
-		if err == nil {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("still failing after %v: %v", timeout, err)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-}
-
 // TestDeploy_Nginx runs deploy/nginx.conf (its upstreams and port pointed at
 // a test node) in a real nginx: the node learns each client's own address
 // from X-Forwarded-For, so -max-conns-per-ip 1 refuses a second connection
@@ -446,7 +431,7 @@ func startNginx(t *testing.T, bin, upstream string) string {
 			t.Logf("nginx log:\n%s", logs.w.(*bytes.Buffer).String())
 		}
 	})
-	eventually(t, 10*time.Second, func() error {
+	testutil.Eventually(t, 10*time.Second, func() error {
 		c, err := net.DialTimeout("tcp", addr, time.Second)
 		if err == nil {
 			c.Close()

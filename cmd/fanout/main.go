@@ -152,7 +152,7 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 	fs.BoolVar(&o.printConfig, "print-config", false, "print the effective configuration as JSON and exit")
 	fs.BoolVar(&o.checkConfig, "check-config", false, "validate the configuration and exit")
 	fs.Usage = func() {
-		fmt.Fprintf(fs.Output(), "Usage: fanout [flags]\n\nServes /ws (a chat room; with ?channel=name, channels), /echo, the demo page at / and the HTTP API at /api/.\nEvery flag can also be set as FANOUT_<NAME> (e.g. FANOUT_MAX_CONNS=5000); flags win.\n\n")
+		fmt.Fprintf(fs.Output(), "Usage: fanout [flags]\n       fanout probe URL   (exit 0 when URL answers 200: a container health check)\n\nServes /ws (a chat room; with ?channel=name, channels), /echo, the demo page at / and the HTTP API at /api/.\nEvery flag can also be set as FANOUT_<NAME> (e.g. FANOUT_MAX_CONNS=5000); flags win.\n\n")
 		fs.PrintDefaults()
 	}
 	var envErr error
@@ -177,6 +177,9 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 }
 
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	if len(args) > 0 && args[0] == "probe" {
+		return probe(ctx, args[1:])
+	}
 	o, err := parseFlags(args, stderr)
 	if err != nil {
 		return err
@@ -290,6 +293,29 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	}
 	if err := <-errc; !errors.Is(err, server.ErrServerClosed) {
 		return err
+	}
+	return nil
+}
+
+// probe is the container health check, for images without a shell or
+// curl: `fanout probe URL` succeeds when URL answers 200 within 2 s.
+func probe(ctx context.Context, args []string) error {
+	if len(args) != 1 {
+		return errors.New("usage: fanout probe URL (e.g. http://127.0.0.1:9090/readyz)")
+	}
+	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, args[0], nil)
+	if err != nil {
+		return err
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return err
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("probe %s: %s", args[0], resp.Status)
 	}
 	return nil
 }
