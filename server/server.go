@@ -20,15 +20,17 @@ import (
 	"github.com/panjf2000/ants/v2"
 )
 
-// fdReserve is kept free below the open-files limit for listeners, epoll
-// instances, log files and the dup taken during accept.
-const fdReserve = 64
+// fdReserve is kept free below the open-files limit for listeners (the
+// admin listener too), epoll instances, log files, broker connections, the
+// dups taken during accept and refused sockets (at most half of it).
+const fdReserve = 256
 
 // Server is a WebSocket server on an epoll netpoller and two bounded worker
 // pools. Create it with New; it is safe for concurrent use.
 type Server struct {
 	clock     atomic.Int64 // coarse time in ns, advanced by the sweeper
 	live      atomic.Int64 // open connections, handshakes included
+	refusing  atomic.Int64 // refused sockets lingering after their answer (refuse.go)
 	nextID    atomic.Uint64
 	shutting  atomic.Bool
 	lastWarn  atomic.Int64
@@ -234,17 +236,27 @@ func (s *Server) Serve(ln net.Listener) error {
 	}
 }
 
-// accept adopts a fresh socket and waits on the poller for its request.
+// accept adopts a fresh socket and waits on the poller for its request, or
+// refuses it at once.
 func (s *Server) accept(nc net.Conn) {
 	s.stats.accepted.Add(1)
 	remote := addrPort(nc.RemoteAddr())
+	viaProxy := s.trusted(remote.Addr())
+	if status := s.admission(remote.Addr(), viaProxy); status != 0 {
+		s.refuse(nc, remote, status)
+		return
+	}
 	fd, err := poller.Detach(nc)
 	if err != nil {
+		if !viaProxy {
+			s.release(remote.Addr())
+		}
 		s.warnSampled("accept: cannot take socket", "err", err)
 		return
 	}
-	c := s.newConn(fd, remote)
-	s.admitAtAccept(c)
+	c := s.newConn(fd, remote, false)
+	c.viaProxy = viaProxy
+	c.admitted = !viaProxy
 	c.deadline = s.now() + int64(s.cfg.HandshakeTimeout)
 	if err := s.register(c); err != nil {
 		s.log.Error("register", "err", err)
@@ -252,30 +264,18 @@ func (s *Server) accept(nc net.Conn) {
 	}
 }
 
-// admitAtAccept decides what the capacity and per-IP limits allow a new
-// connection. A refused connection's request is still read (so closing
-// sends FIN, not RST) and answered with the status; the fd reserve covers
-// these. A trusted proxy's connection waits for its client's address
-// (admitClient).
-func (s *Server) admitAtAccept(c *Conn) {
-	c.viaProxy = s.trusted(c.remote.Addr())
-	switch {
-	case s.live.Load() > int64(s.ceiling):
-		c.refuse = http.StatusServiceUnavailable
-	case c.viaProxy:
-	default:
-		c.refuse = s.admit(c.remote.Addr())
-		c.admitted = c.refuse == 0
-	}
-}
-
-func (s *Server) newConn(fd int, remote netip.AddrPort) *Conn {
-	c := &Conn{srv: s, id: s.nextID.Add(1), remote: remote, writing: true, limits: s.newConnLimits()}
+// newConn makes the Conn for fd. An admitted one takes a slot in MaxConns;
+// a refused one counts in refusing instead.
+func (s *Server) newConn(fd int, remote netip.AddrPort, refused bool) *Conn {
+	c := &Conn{srv: s, id: s.nextID.Add(1), remote: remote, writing: true, refused: refused}
 	c.sock.fd = int32(fd)
 	c.parser.Role = frame.ServerSide
 	c.parser.MaxMessageBytes = s.cfg.MaxMessageBytes
 	c.lastRead.Store(s.now())
-	s.live.Add(1)
+	if !refused {
+		c.limits = s.newConnLimits()
+		s.live.Add(1)
+	}
 	return c
 }
 
@@ -328,6 +328,10 @@ func (s *Server) connClosed(c *Conn, code frame.CloseCode, reason CloseReason, c
 	s.log.Debug("closed", "conn", c.id, "remote", c.RemoteAddr().String(), "code", int(code), "reason", reason.String())
 	if connected && s.cfg.OnClose != nil {
 		s.cfg.OnClose(c, code, reason)
+	}
+	if c.refused {
+		s.refusing.Add(-1)
+		return
 	}
 	s.releaseSlot()
 }
@@ -415,9 +419,13 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	}
 	s.log.Info("shutdown begun", "live", s.live.Load())
 	s.closeListeners()
-	if s.httpSrv != nil {
-		_ = s.httpSrv.Shutdown(ctx) // closes idle keep-alives, lets requests in flight finish
-	}
+	httpDone := make(chan struct{})
+	go func() { // beside the WebSocket closes: a stuck request must not hold back their 1001
+		defer close(httpDone)
+		if s.httpSrv != nil {
+			_ = s.httpSrv.Shutdown(ctx) // closes idle keep-alives, lets requests in flight finish
+		}
+	}()
 	var err error
 	if s.poller != nil {
 		s.mu.Lock()
@@ -447,6 +455,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 			err = ctx.Err()
 		}
 	}
+	<-httpDone
 	s.teardown()
 	s.log.Info("shutdown finished", "err", err)
 	return err

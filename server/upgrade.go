@@ -62,17 +62,9 @@ func (c *Conn) collectRequest(data []byte) (rest []byte, ok bool) {
 		return nil, true
 	}
 	c.admitClient(c.request[:end])
-	switch c.refuse {
-	case 0:
-	case http.StatusServiceUnavailable:
-		c.srv.stats.rejectedCapacity.Add(1)
-		c.srv.warnSampled("over capacity; answered 503", "remote", c.remote.String(), "max_conns", c.srv.ceiling)
-		c.failHandshake(errors.New("over capacity"), httpError(c.refuse, "too many connections"))
-		return nil, false
-	default:
-		c.srv.stats.rejectedIP.Add(1)
-		c.srv.warnSampled("per-IP limit; answered 429", "remote", c.remote.String())
-		c.failHandshake(errors.New("per-IP limit"), httpError(c.refuse, "too many connections or handshakes from this address"))
+	if c.refuse != 0 { // a trusted proxy's client over its per-IP limit
+		c.srv.stats.handshakesFailed.Add(1)
+		c.failHandshake(errors.New("per-IP limit"), c.srv.refusal(c.refuse, c.remote))
 		return nil, false
 	}
 	if c.srv.cfg.HTTPHandler != nil && !wantsUpgrade(c.request[:end]) {
@@ -268,7 +260,7 @@ func (s *Server) serveHTTP(w http.ResponseWriter, r *http.Request) {
 			req.Protocols = append(req.Protocols, strings.TrimSpace(p))
 		}
 	}
-	c := s.newConn(-1, remote)
+	c := s.newConn(-1, remote, false)
 	c.admitted = true // released by destroy
 	if err := s.onConnect(c, req); err != nil {
 		status, reason := http.StatusForbidden, "forbidden"
