@@ -122,19 +122,14 @@ func (c *Conn) Send(op frame.OpCode, data []byte) error {
 // frame for c cannot come between them.
 func (c *Conn) SendPrepared(ps ...*frame.Prepared) error {
 	if len(ps) == 1 {
-		return c.write(ps[0].Bytes(), false)
+		return c.write(c.frameBytes(ps[0]), false)
 	}
 	w := writers.Get().(*writer)
 	defer writers.Put(w)
 	defer c.srv.flushStats(w)
-	frames := make([][]byte, 0, min(len(ps), iovMax))
 	for len(ps) > 0 {
 		n := min(len(ps), iovMax)
-		frames = frames[:0]
-		for _, p := range ps[:n] {
-			frames = append(frames, p.Bytes())
-		}
-		if err := c.writeFrames(w, frames, false); err != nil {
+		if err := c.writePrepared(w, ps[:n]); err != nil {
 			return err
 		}
 		ps = ps[n:]
