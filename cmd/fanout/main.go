@@ -31,6 +31,7 @@ import (
 	"github.com/fanout-ws/fanout/frame"
 	"github.com/fanout-ws/fanout/server"
 	"github.com/fanout-ws/fanout/server/pubsub"
+	"github.com/fanout-ws/fanout/server/pubsub/rabbitmq"
 	"github.com/fanout-ws/fanout/server/pubsub/redis"
 	"github.com/golang-jwt/jwt/v5"
 	"github.com/prometheus/client_golang/prometheus"
@@ -62,6 +63,10 @@ type options struct {
 	jwtSecret       string
 	jwtPublicKey    string
 	authRequired    bool
+	jwtAudience     string
+	jwtIssuer       string
+	anonSubscribe   []string // nil: every channel
+	anonPublish     []string
 	tlsCert         string
 	tlsKey          string
 	printConfig     bool
@@ -128,13 +133,17 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 	fs.IntVar(&p.MaxChannels, "max-channels", pubsub.DefaultMaxChannels, "channels that may exist at once (with subscribers or history)")
 	fs.IntVar(&p.MaxChannelsPerConn, "max-channels-per-conn", pubsub.DefaultMaxChannelsPerConn, "subscriptions one connection may hold")
 	fs.StringVar(&o.apiKey, "api-key", "", "key for the HTTP API (POST /api/publish, GET /api/channels) as \"Authorization: Bearer <key>\" or X-API-Key; empty disables the API")
-	fs.StringVar(&o.broker, "broker", "", "message broker joining several fanout nodes, redis://[user:password@]host:port/db; empty keeps channels in this process")
+	fs.StringVar(&o.broker, "broker", "", "message broker joining several fanout nodes: redis://[user:password@]host:port/db, or a RabbitMQ stream, rabbitmq-stream://user:password@host:5552/vhost[?stream=fanout&max-age=6m&max-length-bytes=N&history-max-bytes=N]; empty keeps channels in this process")
 	fs.BoolVar(&o.reusePort, "reuseport", false, "listen with SO_REUSEPORT so several fanout processes share -addr (the kernel balances accepts)")
 	fs.StringVar(&o.tlsCert, "tls-cert", "", "PEM certificate (chain) file: serve wss; reloaded on SIGHUP without dropping connections")
 	fs.StringVar(&o.tlsKey, "tls-key", "", "PEM private key file for -tls-cert")
 	fs.StringVar(&o.jwtSecret, "jwt-secret", "", "verify HS256 JWTs with this secret (token from Authorization: Bearer, ?token= or a \"bearer.<jwt>\" subprotocol entry)")
 	fs.StringVar(&o.jwtPublicKey, "jwt-public-key", "", "PEM file with an RSA or ECDSA public key: verify RS256/ES256 JWTs")
-	fs.BoolVar(&o.authRequired, "auth-required", false, "refuse connections without a valid token (401); otherwise they are anonymous")
+	fs.BoolVar(&o.authRequired, "auth-required", false, "refuse connections without a valid token (401); otherwise they are anonymous. Tokens must carry exp; a connection is closed with 1008 \"token expired\" when it passes")
+	fs.StringVar(&o.jwtAudience, "jwt-audience", "", "require this value in the token's aud")
+	fs.StringVar(&o.jwtIssuer, "jwt-issuer", "", "require this value as the token's iss")
+	fs.Func("anonymous-subscribe", "with JWT auth, comma-separated channel patterns (path.Match) anonymous clients may subscribe to; empty allows none. Unset allows every channel (warned at start)", patterns(&o.anonSubscribe))
+	fs.Func("anonymous-publish", "with JWT auth, comma-separated channel patterns anonymous clients may publish to; empty allows none. Unset allows every channel (warned at start)", patterns(&o.anonPublish))
 	fs.Func("allowed-origins", "comma-separated Origin patterns browsers may connect from (path.Match syntax, e.g. https://*.example.com); others get 403. Empty allows all", func(v string) error {
 		c.AllowedOrigins = nil
 		for p := range strings.SplitSeq(v, ",") {
@@ -215,11 +224,11 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 	if o.broker != "" {
-		b, err := redis.New(o.broker, pubsub.BrokerOptions{HistorySize: o.channels.HistorySize, HistoryTTL: o.channels.HistoryTTL, Logger: logger})
+		b, closeBroker, err := newBroker(o.broker, pubsub.BrokerOptions{HistorySize: o.channels.HistorySize, HistoryTTL: o.channels.HistoryTTL, Logger: logger})
 		if err != nil {
 			return fmt.Errorf("-broker: %w", err)
 		}
-		defer b.Close()
+		defer closeBroker()
 		o.channels.Broker = b
 	}
 	if o.checkConfig {
@@ -375,6 +384,23 @@ func redactArgs(args []string) []string {
 	return out
 }
 
+// newBroker returns the broker that -broker's URL scheme names, and what
+// closes it once the node has stopped.
+func newBroker(rawURL string, o pubsub.BrokerOptions) (pubsub.Broker, func(), error) {
+	if strings.HasPrefix(rawURL, "rabbitmq-stream://") || strings.HasPrefix(rawURL, "rabbitmq-stream+tls://") {
+		b, err := rabbitmq.New(rawURL, o)
+		if err != nil {
+			return nil, nil, err
+		}
+		return b, func() {}, nil // its connection ends with the node
+	}
+	b, err := redis.New(rawURL, o)
+	if err != nil {
+		return nil, nil, err
+	}
+	return b, func() { _ = b.Close() }, nil
+}
+
 // redactURL hides a password in a broker URL for logs.
 func redactURL(s string) string {
 	u, err := url.Parse(s)
@@ -420,6 +446,20 @@ func (r *certReloader) reload() error {
 
 func (r *certReloader) get(*tls.ClientHelloInfo) (*tls.Certificate, error) { return r.cert.Load(), nil }
 
+// patterns sets *dst from a comma-separated list; an empty value makes it
+// empty but not nil (nothing allowed).
+func patterns(dst *[]string) func(string) error {
+	return func(v string) error {
+		*dst = []string{}
+		for p := range strings.SplitSeq(v, ",") {
+			if p = strings.TrimSpace(p); p != "" {
+				*dst = append(*dst, p)
+			}
+		}
+		return nil
+	}
+}
+
 // configureAuth turns the JWT flags into server.Auth.
 func (o *options) configureAuth() error {
 	if o.jwtSecret == "" && o.jwtPublicKey == "" {
@@ -428,7 +468,8 @@ func (o *options) configureAuth() error {
 		}
 		return nil
 	}
-	a := &server.Auth{HMACSecret: []byte(o.jwtSecret), Required: o.authRequired}
+	a := &server.Auth{HMACSecret: []byte(o.jwtSecret), Required: o.authRequired, Audience: o.jwtAudience, Issuer: o.jwtIssuer,
+		AnonymousSubscribe: o.anonSubscribe, AnonymousPublish: o.anonPublish}
 	if o.jwtPublicKey != "" {
 		pemBytes, err := os.ReadFile(o.jwtPublicKey)
 		if err != nil {
@@ -458,7 +499,8 @@ func printable(o *options) map[string]any {
 		"log_format": o.logFormat, "admin_addr": o.adminAddr, "allowed_origins": c.AllowedOrigins,
 		"message_rate": c.MessageRate, "message_burst": c.MessageBurst, "byte_rate": c.ByteRate, "byte_burst": c.ByteBurst,
 		"rate_limit_close": c.RateLimitClose, "auth_required": o.authRequired,
-		"jwt_secret_set": o.jwtSecret != "", "jwt_public_key": o.jwtPublicKey,
+		"jwt_secret_set": o.jwtSecret != "", "jwt_public_key": o.jwtPublicKey, "jwt_audience": o.jwtAudience, "jwt_issuer": o.jwtIssuer,
+		"anonymous_subscribe": o.anonSubscribe, "anonymous_publish": o.anonPublish,
 		"tls_cert": o.tlsCert, "tls_key": o.tlsKey, "max_conns_per_ip": c.MaxConnsPerIP, "handshake_rate_per_ip": c.HandshakeRatePerIP,
 		"history_size": p.HistorySize, "history_ttl": p.HistoryTTL.String(), "max_channels": p.MaxChannels,
 		"max_channels_per_conn": p.MaxChannelsPerConn, "api_key_set": o.apiKey != "",
