@@ -3,7 +3,6 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -127,12 +126,12 @@ func buildFanout(t *testing.T) string {
 type node struct {
 	cmd         *exec.Cmd
 	addr, admin string
-	logs        *syncWriter
+	logs        *testutil.SyncBuffer
 }
 
 func startNode(t *testing.T, bin string, args ...string) *node {
 	t.Helper()
-	n := &node{logs: &syncWriter{w: &bytes.Buffer{}}}
+	n := &node{logs: &testutil.SyncBuffer{}}
 	n.cmd = exec.Command(bin, append([]string{"-addr", "127.0.0.1:0", "-admin-addr", "127.0.0.1:0",
 		"-log-format", "json", "-log-level", "debug"}, args...)...)
 	n.cmd.Stderr = n.logs
@@ -163,9 +162,7 @@ func startNode(t *testing.T, bin string, args ...string) *node {
 }
 
 func (n *node) text() string {
-	n.logs.mu.Lock()
-	defer n.logs.mu.Unlock()
-	return n.logs.w.(*bytes.Buffer).String()
+	return n.logs.String()
 }
 
 func (n *node) lines() []map[string]any {
@@ -208,7 +205,7 @@ func whoSaw(t *testing.T, nodes []*node, remote string) *node {
 type lb struct {
 	cmd        *exec.Cmd
 	addr, sock string
-	logs       *syncWriter
+	logs       *testutil.SyncBuffer
 }
 
 // startHAProxy runs haproxy in master-worker mode on a listening socket the
@@ -225,7 +222,7 @@ func startHAProxy(t *testing.T, bin string, nodes []*node) *lb {
 	}
 	defer f.Close()
 	defer ln.Close()
-	l := &lb{addr: ln.Addr().String(), sock: filepath.Join(t.TempDir(), "admin.sock"), logs: &syncWriter{w: &bytes.Buffer{}}}
+	l := &lb{addr: ln.Addr().String(), sock: filepath.Join(t.TempDir(), "admin.sock"), logs: &testutil.SyncBuffer{}}
 	l.cmd = exec.Command(bin, "-W", "-db", "-f", filepath.Join("..", "..", "deploy", "haproxy.cfg"))
 	l.cmd.Env = append(os.Environ(), "FANOUT_LB_BIND=fd@3", "HAPROXY_SOCKET="+l.sock, "HAPROXY_NO_SETUID=1",
 		"HAPROXY_MAXCONN=2000", "HAPROXY_HARD_STOP_AFTER=30s")
@@ -251,9 +248,7 @@ func startHAProxy(t *testing.T, bin string, nodes []*node) *lb {
 }
 
 func (l *lb) text() string {
-	l.logs.mu.Lock()
-	defer l.logs.mu.Unlock()
-	return l.logs.w.(*bytes.Buffer).String()
+	return l.logs.String()
 }
 
 // waitServersUp waits until haproxy's health checks (/readyz) see n nodes
@@ -417,7 +412,7 @@ func startNginx(t *testing.T, bin, upstream string) string {
 	if err := os.WriteFile(path, []byte(text), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	logs := &syncWriter{w: &bytes.Buffer{}}
+	logs := &testutil.SyncBuffer{}
 	cmd := exec.Command(bin, "-c", path, "-p", dir, "-e", "stderr", "-g", "daemon off;")
 	cmd.Stdout, cmd.Stderr = logs, logs
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
@@ -428,7 +423,7 @@ func startNginx(t *testing.T, bin, upstream string) string {
 		_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
 		_ = cmd.Wait()
 		if t.Failed() {
-			t.Logf("nginx log:\n%s", logs.w.(*bytes.Buffer).String())
+			t.Logf("nginx log:\n%s", logs.String())
 		}
 	})
 	testutil.Eventually(t, 10*time.Second, func() error {
