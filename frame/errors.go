@@ -25,8 +25,11 @@ var (
 	// ErrMasked: a ClientSide Parser read a frame with the mask bit set
 	// (section 5.1). Close code 1002.
 	ErrMasked = protocolError(CloseProtocolError, "masked server frame")
-	// ErrReservedBits: RSV1, RSV2 or RSV3 is set; Fanout negotiates no
-	// extension that would give them a meaning (section 5.2). Close code 1002.
+	// ErrReservedBits: RSV2 or RSV3 is set, which no extension Fanout
+	// negotiates gives a meaning (section 5.2), or RSV1 is set where
+	// permessage-deflate does not allow it: without the extension, on a
+	// control frame or on a continuation frame (RFC 7692 section 6). Close
+	// code 1002.
 	ErrReservedBits = protocolError(CloseProtocolError, "reserved bits set")
 	// ErrReservedOpCode: the opcode is one of 0x3-0x7 or 0xB-0xF (section
 	// 5.2). Close code 1002.
@@ -49,13 +52,17 @@ var (
 	// ErrMessageTooBig: a frame's declared length, added to the bytes of the
 	// message it continues, passes the Parser's MaxMessageBytes. It is
 	// reported as soon as the header is complete, before any payload is read
-	// (section 7.4.1). Close code 1009.
+	// (section 7.4.1); for a compressed message, also as soon as inflating
+	// passes that limit. Close code 1009.
 	ErrMessageTooBig = protocolError(CloseMessageTooBig, "message too big")
 	// ErrInvalidUTF8: a text message, or the reason of a close frame, is not
 	// valid UTF-8 (section 8.1). A text message fails at its first bad byte,
 	// even mid-frame, or at its end if a sequence is left unfinished. Close
 	// code 1007.
 	ErrInvalidUTF8 = protocolError(CloseInvalidPayload, "invalid UTF-8")
+	// ErrBadDeflate: a compressed message (RSV1) is not valid DEFLATE
+	// data (RFC 7692 section 7.2.2). Close code 1007.
+	ErrBadDeflate = protocolError(CloseInvalidPayload, "invalid compressed data")
 	// ErrCloseLength: a close frame carries a payload of exactly one byte,
 	// too short for a status code (section 5.5.1). Close code 1002.
 	ErrCloseLength = protocolError(CloseProtocolError, "close payload of one byte")
