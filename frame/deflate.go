@@ -170,7 +170,7 @@ var inflaters = sync.Pool{New: func() any {
 
 // inflate decompresses the payload of a compressed message (section
 // 7.2.2) into a pooled buffer. The output is bounded while it is produced:
-// past limit bytes it stops with ErrMessageTooBig, so a small message that
+// past limit bytes it stops with ErrInflatedTooBig, so a small message that
 // inflates hugely never takes more than limit bytes. A payload that is not
 // valid DEFLATE gives ErrBadDeflate.
 func inflate(in []byte, limit int) (*[]byte, *ProtocolError) {
@@ -190,7 +190,7 @@ func inflate(in []byte, limit int) (*[]byte, *ProtocolError) {
 				switch {
 				case n > 0:
 					putBuf(out)
-					return nil, ErrMessageTooBig
+					return nil, ErrInflatedTooBig
 				case err == io.EOF:
 					return out, nil
 				}
@@ -212,7 +212,7 @@ func inflate(in []byte, limit int) (*[]byte, *ProtocolError) {
 			f.src = inflateSrc{}
 			putBuf(out)
 			if err == nil || err == io.EOF {
-				return nil, ErrMessageTooBig
+				return nil, ErrInflatedTooBig
 			}
 			return nil, ErrBadDeflate
 		}

@@ -23,7 +23,7 @@ func FuzzInflate(f *testing.F) {
 		out, err := inflate(z, limit)
 		want, stdErr := stdInflate(z, limit)
 		switch {
-		case err != nil && err != ErrBadDeflate && err != ErrMessageTooBig:
+		case err != nil && err != ErrBadDeflate && err != ErrInflatedTooBig:
 			t.Fatalf("inflate: unexpected error %v", err)
 		case err == nil && len(*out) > limit:
 			t.Fatalf("inflated %d bytes past the limit", len(*out))

@@ -27,7 +27,7 @@ func stdInflate(z []byte, limit int) ([]byte, error) {
 	r := stdflate.NewReader(io.MultiReader(bytes.NewReader(z), strings.NewReader(deflateTail+finalBlock)))
 	out, err := io.ReadAll(io.LimitReader(r, int64(limit)+1))
 	if err == nil && len(out) > limit {
-		err = ErrMessageTooBig
+		err = ErrInflatedTooBig
 	}
 	return out, err
 }
@@ -145,7 +145,7 @@ func TestParser_Deflate(t *testing.T) {
 		{name: "RSV2", stream: func() []byte { b := clientFrame(true, OpText, []byte("a")); b[0] |= 0x20; return b }(), wantErr: ErrReservedBits},
 		{name: "RSV1 and RSV3", stream: func() []byte { b := compressedClientFrame(true, OpText, z); b[0] |= 0x10; return b }(), wantErr: ErrReservedBits},
 		{name: "not deflate", stream: compressedClientFrame(true, OpText, []byte{0xff, 0xff, 0xff}), wantErr: ErrBadDeflate},
-		{name: "zip bomb", stream: compressedClientFrame(true, OpBinary, bomb), wantErr: ErrMessageTooBig},
+		{name: "zip bomb", stream: compressedClientFrame(true, OpBinary, bomb), wantErr: ErrInflatedTooBig},
 		{name: "invalid UTF-8 inside", stream: compressedClientFrame(true, OpText, stdDeflate([]byte("ok \xff"))), wantErr: ErrInvalidUTF8},
 		{name: "UTF-8 split by a fragment boundary", stream: func() []byte {
 			zz := stdDeflate([]byte("€€€€"))
@@ -185,7 +185,7 @@ func TestInflate_BombBounded(t *testing.T) {
 	runtime.ReadMemStats(&before)
 	out, err := inflate(bomb, limit)
 	runtime.ReadMemStats(&after)
-	if out != nil || !errors.Is(err, ErrMessageTooBig) {
+	if out != nil || !errors.Is(err, ErrInflatedTooBig) {
 		t.Fatalf("inflate: %v", err)
 	}
 	if grown := after.TotalAlloc - before.TotalAlloc; grown > 4*limit+256<<10 {
@@ -201,7 +201,7 @@ func TestInflate_ExactLimit(t *testing.T) {
 		switch {
 		case n <= 4096 && (err != nil || !bytes.Equal(*out, msg)):
 			t.Fatalf("%d bytes within a 4096 limit: %v", n, err)
-		case n > 4096 && err != ErrMessageTooBig:
+		case n > 4096 && err != ErrInflatedTooBig:
 			t.Fatalf("%d bytes past a 4096 limit: %v", n, err)
 		}
 		if out != nil {

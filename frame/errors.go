@@ -52,14 +52,17 @@ var (
 	// ErrMessageTooBig: a frame's declared length, added to the bytes of the
 	// message it continues, passes the Parser's MaxMessageBytes. It is
 	// reported as soon as the header is complete, before any payload is read
-	// (section 7.4.1); for a compressed message, also as soon as inflating
-	// passes that limit. Close code 1009.
+	// (section 7.4.1). Close code 1009.
 	ErrMessageTooBig = protocolError(CloseMessageTooBig, "message too big")
 	// ErrInvalidUTF8: a text message, or the reason of a close frame, is not
 	// valid UTF-8 (section 8.1). A text message fails at its first bad byte,
 	// even mid-frame, or at its end if a sequence is left unfinished. Close
 	// code 1007.
 	ErrInvalidUTF8 = protocolError(CloseInvalidPayload, "invalid UTF-8")
+	// ErrInflatedTooBig: a compressed message inflates past the Parser's
+	// MaxMessageBytes. It is reported as soon as inflating passes the limit,
+	// so memory never grows past it (a "zip bomb"). Close code 1009.
+	ErrInflatedTooBig = protocolError(CloseMessageTooBig, "message too big once inflated")
 	// ErrBadDeflate: a compressed message (RSV1) is not valid DEFLATE
 	// data (RFC 7692 section 7.2.2). Close code 1007.
 	ErrBadDeflate = protocolError(CloseInvalidPayload, "invalid compressed data")

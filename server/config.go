@@ -29,10 +29,20 @@ const (
 	DefaultMaxRequestBytes  = 8 << 10
 	DefaultHubBacklogBytes  = 64 << 20
 
+	DefaultCompression         = CompressionOn
+	DefaultCompressionMinBytes = 256
+	DefaultCompressionLevel    = frame.DefaultDeflateLevel
+
 	DefaultHistorySize        = 100
 	DefaultHistoryTTL         = 5 * time.Minute
 	DefaultMaxChannels        = 100_000
 	DefaultMaxChannelsPerConn = 64
+)
+
+// Values of Config.Compression.
+const (
+	CompressionOn  = "on"  // negotiate permessage-deflate with clients that offer it
+	CompressionOff = "off" // never negotiate it
 )
 
 // DefaultWorkers is the default size of each worker pool: workers never block
@@ -104,6 +114,22 @@ type Config struct {
 	// not per subscriber). Past it a broadcast is dropped for that shard and
 	// counted in Hub.Drops. Zero means DefaultHubBacklogBytes (64 MiB).
 	HubBacklogBytes int
+
+	// Compression says whether permessage-deflate (RFC 7692) is negotiated
+	// with clients that offer it: CompressionOn or CompressionOff. A
+	// broadcast is compressed once, on first need, and the same frame goes
+	// to every receiver that negotiated it; no connection keeps compression
+	// state. Zero means DefaultCompression ("on").
+	Compression string
+
+	// CompressionMinBytes: messages shorter than this are sent
+	// uncompressed. Zero means DefaultCompressionMinBytes (256). Negative
+	// compresses every message.
+	CompressionMinBytes int
+
+	// CompressionLevel is the flate level, 1 (fastest) to 9 (smallest).
+	// Zero means DefaultCompressionLevel (5).
+	CompressionLevel int
 
 	// HistorySize is how many recent messages each channel keeps for
 	// clients that resubscribe with a since offset. Zero means
@@ -235,6 +261,9 @@ func (c Config) withDefaults() Config {
 	setDefault(&c.ReadBufferBytes, DefaultReadBufferBytes)
 	setDefault(&c.MaxRequestBytes, DefaultMaxRequestBytes)
 	setDefault(&c.HubBacklogBytes, DefaultHubBacklogBytes)
+	setDefault(&c.Compression, DefaultCompression)
+	setDefault(&c.CompressionMinBytes, DefaultCompressionMinBytes)
+	setDefault(&c.CompressionLevel, DefaultCompressionLevel)
 	setDefault(&c.HistorySize, DefaultHistorySize)
 	setDefault(&c.HistoryTTL, DefaultHistoryTTL)
 	setDefault(&c.MaxChannels, DefaultMaxChannels)
@@ -275,6 +304,12 @@ func (c Config) Validate() error {
 	positive("MaxConnsPerIP", c.MaxConnsPerIP)
 	positive("MaxChannels", c.MaxChannels)
 	positive("MaxChannelsPerConn", c.MaxChannelsPerConn)
+	if c.Compression != CompressionOn && c.Compression != CompressionOff {
+		errs = append(errs, fmt.Errorf("server: Compression (%q) must be %q or %q", c.Compression, CompressionOn, CompressionOff))
+	}
+	if c.CompressionLevel < 1 || c.CompressionLevel > 9 {
+		errs = append(errs, fmt.Errorf("server: CompressionLevel (%d) must be 1 to 9", c.CompressionLevel))
+	}
 	if c.HistoryTTL < 0 {
 		errs = append(errs, fmt.Errorf("server: HistoryTTL (%v) must not be negative", c.HistoryTTL))
 	}

@@ -56,6 +56,10 @@ type Conn struct {
 	claims    map[string]any
 	pending   *[]pendingSub // subscribes made before the socket was known (Handler): track runs them
 
+	// zbits is the permessage-deflate window, in bits, the client allowed
+	// the server (0: not negotiated). Set before OnConnect, then only read.
+	zbits uint8
+
 	// Owned by the worker that holds the read event.
 	parser  frame.Parser
 	request []byte // pooled, while the upgrade request is incomplete
@@ -97,10 +101,14 @@ func (c *Conn) Send(op frame.OpCode, data []byte) error {
 	return c.SendPrepared(frame.NewPrepared(op, data))
 }
 
-// SendPrepared queues a message serialized once for many receivers.
+// SendPrepared queues a message serialized once for many receivers, in
+// the variant c negotiated (compressed or not).
 func (c *Conn) SendPrepared(p *frame.Prepared) error {
-	return c.write(p.Bytes(), false)
+	return c.write(c.frameBytes(p), false)
 }
+
+// Compressed reports whether c negotiated permessage-deflate.
+func (c *Conn) Compressed() bool { return c.zbits != 0 }
 
 // Close starts the closing handshake with code and reason: queued messages
 // are sent first, then the close frame; the socket closes when the peer

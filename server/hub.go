@@ -36,10 +36,10 @@ type hubShard struct {
 	// members is replaced, not modified in place, while a flush may be
 	// iterating it (scheduled); otherwise only mu's holder sees it.
 	members   []*Conn
-	pending   [][]byte // frames waiting for this shard's flush
+	pending   []*frame.Prepared // frames waiting for this shard's flush
 	pendBytes int
 	pendSince time.Time // when pending last went from empty to non-empty
-	spare     [][]byte
+	spare     []*frame.Prepared
 	scheduled bool // a flush task owns the shard
 }
 
@@ -149,7 +149,7 @@ func (h *Hub) Broadcast(op frame.OpCode, data []byte) {
 
 // BroadcastPrepared sends p to every member. It never blocks on a socket.
 func (h *Hub) BroadcastPrepared(p *frame.Prepared) {
-	b := p.Bytes()
+	size := p.Len()
 	h.s.stats.broadcasts.Add(1)
 	for i := range h.shards {
 		sh := h.shards[i].Load()
@@ -161,7 +161,7 @@ func (h *Hub) BroadcastPrepared(p *frame.Prepared) {
 			sh.mu.Unlock()
 			continue
 		}
-		if sh.pendBytes+len(b) > h.s.cfg.HubBacklogBytes {
+		if sh.pendBytes+size > h.s.cfg.HubBacklogBytes {
 			sh.mu.Unlock()
 			h.drops.Add(1)
 			h.s.stats.broadcastDrops.Add(1)
@@ -170,8 +170,8 @@ func (h *Hub) BroadcastPrepared(p *frame.Prepared) {
 		if len(sh.pending) == 0 {
 			sh.pendSince = time.Now()
 		}
-		sh.pending = append(sh.pending, b)
-		sh.pendBytes += len(b)
+		sh.pending = append(sh.pending, p)
+		sh.pendBytes += size
 		start := !sh.scheduled
 		sh.scheduled = true
 		sh.mu.Unlock()
@@ -200,10 +200,16 @@ func (sh *hubShard) flush(w *writer) {
 
 		for i := 0; i < len(batch); i += iovMax {
 			chunk := batch[i:min(i+iovMax, len(batch))]
+			w.plain = w.plain[:0]
+			for _, p := range chunk {
+				w.plain = append(w.plain, p.Bytes())
+			}
 			for _, c := range members {
-				_ = c.writeFrames(w, chunk, false)
+				_ = c.writeFrames(w, c.frameList(w, chunk), false)
 			}
 		}
+		clear(w.plain)
+		clear(w.sel)
 		sh.h.s.metrics.fanout.Observe(time.Since(since).Seconds())
 		clear(batch)
 		sh.mu.Lock()

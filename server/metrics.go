@@ -51,6 +51,11 @@ func newMetrics(s *Server) *metrics {
 		"fanout_channels":                       "Channels that exist (with subscribers or history).",
 		"fanout_publications_total":             "Channel messages published, from clients, the HTTP API or the library.",
 		"fanout_control_errors_total":           "Control messages answered with an error.",
+		"fanout_handshakes_compressed_total":    "Upgrades that negotiated permessage-deflate.",
+		"fanout_compress_calls_total":           "Messages compressed; one per broadcast at most, whatever the number of receivers.",
+		"fanout_compress_bytes_in_total":        "Payload bytes given to the compressor.",
+		"fanout_compress_bytes_out_total":       "Payload bytes the compressor returned.",
+		"fanout_inflate_errors_total":           "Compressed messages refused: invalid DEFLATE data or inflated past MaxMessageBytes.",
 	} {
 		m.descs[name] = prometheus.NewDesc(name, help, nil, nil)
 	}
@@ -98,6 +103,11 @@ func (m *metrics) Collect(ch chan<- prometheus.Metric) {
 	gauge("fanout_channels", float64(st.Channels))
 	counter("fanout_publications_total", st.Publications)
 	counter("fanout_control_errors_total", st.ControlErrors)
+	counter("fanout_handshakes_compressed_total", st.CompressedConns)
+	counter("fanout_compress_calls_total", st.CompressCalls)
+	counter("fanout_compress_bytes_in_total", st.CompressBytesIn)
+	counter("fanout_compress_bytes_out_total", st.CompressBytesOut)
+	counter("fanout_inflate_errors_total", st.InflateErrors)
 	for r := ReasonNone + 1; r < reasonCount; r++ {
 		ch <- prometheus.MustNewConstMetric(m.reasons, prometheus.CounterValue, float64(st.Closed[r.String()]), r.String())
 	}

@@ -11,6 +11,7 @@ import (
 	"sync"
 
 	"github.com/fanout-ws/fanout/poller"
+	"github.com/gobwas/httphead"
 	"github.com/gobwas/ws"
 )
 
@@ -135,6 +136,7 @@ func (c *Conn) upgrade(head []byte) bool {
 			}
 			return s.selectProtocol(req.Protocols), true
 		},
+		Negotiate: c.negotiate,
 		OnBeforeUpgrade: func() (ws.HandshakeHeader, error) {
 			if err := s.onConnect(c, &req); err != nil {
 				rejected = err
@@ -158,6 +160,9 @@ func (c *Conn) upgrade(head []byte) bool {
 		return false
 	}
 	s.stats.upgraded.Add(1)
+	if c.zbits != 0 {
+		s.stats.compressedConns.Add(1)
+	}
 	c.mu.Lock()
 	c.state = stateOpen
 	c.protocol = hs.Protocol
@@ -262,7 +267,8 @@ func (s *Server) serveHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	c := s.newConn(-1, remote)
-	c.admitted = true // released by destroy
+	c.admitted = true                  // released by destroy
+	ext := c.negotiateHeader(r.Header) // before OnConnect, which may join hubs
 	if err := s.onConnect(c, req); err != nil {
 		status, reason := http.StatusForbidden, "forbidden"
 		var re *RejectError
@@ -275,7 +281,14 @@ func (s *Server) serveHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	proto := s.selectProtocol(req.Protocols)
-	u := ws.HTTPUpgrader{Protocol: func(p string) bool { return p == proto }}
+	u := ws.HTTPUpgrader{
+		Protocol: func(p string) bool { return p == proto },
+		Negotiate: func(httphead.Option) (httphead.Option, error) {
+			resp := ext // answered once, to the first offer
+			ext = httphead.Option{}
+			return resp, nil
+		},
+	}
 	nc, rw, _, err := u.Upgrade(r, w)
 	if err != nil {
 		if nc != nil {
@@ -297,6 +310,9 @@ func (s *Server) serveHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	s.stats.upgraded.Add(1)
+	if c.zbits != 0 {
+		s.stats.compressedConns.Add(1)
+	}
 	c.sock.fd = int32(fd)
 	c.mu.Lock()
 	c.state = stateOpen

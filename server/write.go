@@ -13,6 +13,8 @@ type writer struct {
 	iov  []unix.Iovec
 	bufs [][]byte
 	one  [1][]byte
+	// A hub flush's batch as plain frames, and as one member's variants.
+	plain, sel [][]byte
 
 	// Counted per task and added to the server's counters once, so
 	// deliveries do not contend on shared atomics.
