@@ -8,7 +8,8 @@ test: deps lint race fuzz
 
 # What the tests need beyond Go: staticcheck, Node's ws (interop tests and
 # the Node peer), playwright-core (browser test), Debian's python3-websockets,
-# redis-server and chromium (each installed only when missing).
+# redis-server, haproxy and nginx-light (deploy tests) and chromium (each
+# installed only when missing).
 deps:
 	@test -x $(STATICCHECK) || $(GO) install honnef.co/go/tools/cmd/staticcheck@latest
 	@test -d cmd/fanout/testdata/interop/node_modules/ws || npm ci --prefix cmd/fanout/testdata/interop --no-audit --no-fund
@@ -17,6 +18,8 @@ deps:
 	@missing=; \
 	/usr/bin/python3 -c 'import websockets' 2>/dev/null || missing="$$missing python3-websockets"; \
 	command -v redis-server >/dev/null || missing="$$missing redis-server"; \
+	test -x /usr/sbin/haproxy || missing="$$missing haproxy"; \
+	test -x /usr/sbin/nginx || missing="$$missing nginx-light"; \
 	test -x /usr/bin/chromium || missing="$$missing chromium"; \
 	test -z "$$missing" || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing; }
 

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"net/netip"
 	"path"
 	"runtime"
 	"time"
@@ -32,11 +33,6 @@ const (
 	DefaultCompression         = CompressionOn
 	DefaultCompressionMinBytes = 256
 	DefaultCompressionLevel    = frame.DefaultDeflateLevel
-
-	DefaultHistorySize        = 100
-	DefaultHistoryTTL         = 5 * time.Minute
-	DefaultMaxChannels        = 100_000
-	DefaultMaxChannelsPerConn = 64
 )
 
 // Values of Config.Compression.
@@ -68,9 +64,10 @@ type Config struct {
 	// writes. Zero means DefaultPollers() (GOMAXPROCS).
 	Pollers int
 
-	// MaxConns caps open connections, handshakes included; beyond it the
-	// server answers 503. It is further capped by the open-files limit.
-	// Zero means DefaultMaxConns.
+	// MaxConns caps open connections, handshakes and plain HTTP included;
+	// beyond it the server answers 503 as soon as it accepts the socket. It
+	// is further capped by the open-files limit less a reserve of 256 (for
+	// listeners, brokers and refused sockets). Zero means DefaultMaxConns.
 	MaxConns int
 
 	// MaxMessageBytes caps the payload of one message, fragments included;
@@ -84,7 +81,9 @@ type Config struct {
 	SendQueueBytes int
 
 	// HandshakeTimeout bounds the time from accept to a complete upgrade
-	// request. Zero means DefaultHandshakeTimeout (5 s).
+	// request (TLS handshake included), and each plain HTTP request handed
+	// to HTTPHandler (head and body) and its keep-alive idle time. Zero
+	// means DefaultHandshakeTimeout (5 s).
 	HandshakeTimeout time.Duration
 
 	// PingInterval is how long a connection may stay silent before the
@@ -97,8 +96,8 @@ type Config struct {
 	// disables it.
 	IdleTimeout time.Duration
 
-	// CloseTimeout bounds the wait for the peer's close frame after the
-	// server sent its own. Zero means DefaultCloseTimeout (3 s).
+	// CloseTimeout bounds the wait for the peer's close frame (or EOF)
+	// after the server sent its own. Zero means DefaultCloseTimeout (3 s).
 	CloseTimeout time.Duration
 
 	// ReadBufferBytes is the size of the pooled buffer one read fills.
@@ -131,34 +130,13 @@ type Config struct {
 	// Zero means DefaultCompressionLevel (5).
 	CompressionLevel int
 
-	// HistorySize is how many recent messages each channel keeps for
-	// clients that resubscribe with a since offset. Zero means
-	// DefaultHistorySize (100). Negative disables history.
-	HistorySize int
-
-	// HistoryTTL is how long a channel's message stays in its history.
-	// Zero means DefaultHistoryTTL (5 min).
-	HistoryTTL time.Duration
-
-	// MaxChannels caps the channels that exist at once (a channel lives
-	// while it has subscribers or history); subscribing or publishing to a
-	// new one beyond it fails. Zero means DefaultMaxChannels (100,000).
-	MaxChannels int
-
-	// MaxChannelsPerConn caps one connection's subscriptions. Zero means
-	// DefaultMaxChannelsPerConn (64).
-	MaxChannelsPerConn int
-
-	// Broker assigns channel offsets, keeps history and delivers every
-	// channel message to every node: a RedisBroker joins several processes.
-	// Nil means a MemoryBroker of this server's own (HistorySize,
-	// HistoryTTL, MaxChannels).
-	Broker Broker
-
 	// HTTPHandler serves the requests that reach Serve's listener and are
 	// not WebSocket upgrades (a web page, an API): the connection leaves
-	// the poller for net/http, still counted against MaxConns. Nil answers
-	// them 426 Upgrade Required.
+	// the poller for net/http, still counted against MaxConns and
+	// MaxConnsPerIP until it closes. Each request must arrive whole within
+	// HandshakeTimeout and its answer be written within 30 s; a keep-alive
+	// connection idles at most HandshakeTimeout. Nil answers them 426
+	// Upgrade Required.
 	HTTPHandler http.Handler
 
 	// TLS, when set, makes Serve speak wss: the TLS handshake runs on a
@@ -178,25 +156,55 @@ type Config struct {
 	// pass. Empty allows every origin.
 	AllowedOrigins []string
 
-	// MessageRate caps the messages per second one connection may send
-	// (token bucket of MessageBurst). Zero disables it.
+	// MessageRate caps the frames per second one connection may send:
+	// every data frame (each fragment of a message) and every ping, pong
+	// and close frame costs one token of a bucket of MessageBurst. A
+	// message is let through when the bucket holds min(its frames,
+	// MessageBurst) tokens and then costs all its frames, so the bucket can
+	// go into debt and a flood is paid back at the rate. Over the rate a
+	// message is dropped and a ping gets no pong (or, with RateLimitClose,
+	// the connection is closed); a close frame always passes. Zero
+	// disables it.
 	MessageRate float64
 	// MessageBurst is the bucket size for MessageRate. Zero means 1.
 	MessageBurst int
-	// ByteRate caps the payload bytes per second one connection may send
-	// (token bucket of max(ByteBurst, MaxMessageBytes)). Zero disables it.
+	// ByteRate caps the payload bytes per second one connection may send,
+	// data messages and control frames alike, with the same debt rule as
+	// MessageRate (a bucket of max(ByteBurst, MaxMessageBytes)). Zero
+	// disables it.
 	ByteRate float64
 	// ByteBurst is the bucket size for ByteRate, at least MaxMessageBytes.
 	ByteBurst int
 	// RateLimitClose closes a connection over its rate with 1008; otherwise
 	// the message is dropped and counted.
 	RateLimitClose bool
-	// MaxConnsPerIP caps concurrent connections from one source address;
-	// more get 429. Zero disables it.
+	// MaxConnsPerIP caps concurrent connections from one source address
+	// (plain HTTP ones included); more get 429 as soon as they are
+	// accepted. Zero disables it.
 	MaxConnsPerIP int
 	// HandshakeRatePerIP caps upgrade requests per second from one source
 	// address; more get 429. Zero disables it.
 	HandshakeRatePerIP float64
+
+	// TrustedProxies lists the load balancers in front of the server. Only
+	// from these peers is a PROXY protocol header (ProxyProtocol) or a
+	// forwarding header (ForwardedHeader) believed; per-IP limits, logs and
+	// Conn.RemoteAddr then use the client's address they give. Empty trusts
+	// none.
+	TrustedProxies []netip.Prefix
+
+	// ProxyProtocol says whether connections from TrustedProxies start with
+	// a PROXY protocol v1 or v2 header (before the TLS ClientHello under
+	// TLS). From any other peer a PROXY header closes the connection.
+	// Zero means ProxyProtocolOff.
+	ProxyProtocol ProxyProtocol
+
+	// ForwardedHeader is the header TrustedProxies append the client's
+	// address to: HeaderXForwardedFor, HeaderForwarded (RFC 7239) or
+	// HeaderNone. Hops are read from the nearest back, past trusted
+	// proxies. Trust only proxies that append to it (a client may send its
+	// own). Zero means HeaderXForwardedFor.
+	ForwardedHeader string
 
 	// Subprotocols lists the accepted Sec-WebSocket-Protocol values in
 	// order of preference. Empty accepts none (the header is ignored).
@@ -216,17 +224,6 @@ type Config struct {
 	// Frames sent to c from here on are queued behind the 101. It runs on a
 	// worker: do not block.
 	OnConnect func(c *Conn, r *Request) error
-
-	// OnSubscribe runs before c joins channel (Server.Subscribe, a
-	// subscribe control message or a channel named at connect); a non-nil
-	// error refuses it with the error's text. Token claims are checked
-	// first (Conn.Allowed). It runs on a worker: do not block.
-	OnSubscribe func(c *Conn, channel string) error
-
-	// OnPublish runs before a publish control message from c reaches
-	// channel; a non-nil error refuses it with the error's text. data is
-	// the JSON value to publish, only valid during the call.
-	OnPublish func(c *Conn, channel string, data []byte) error
 
 	// OnMessage receives each complete text or binary message. data is only
 	// valid until OnMessage returns. It runs on the worker that owns c.
@@ -264,10 +261,7 @@ func (c Config) withDefaults() Config {
 	setDefault(&c.Compression, DefaultCompression)
 	setDefault(&c.CompressionMinBytes, DefaultCompressionMinBytes)
 	setDefault(&c.CompressionLevel, DefaultCompressionLevel)
-	setDefault(&c.HistorySize, DefaultHistorySize)
-	setDefault(&c.HistoryTTL, DefaultHistoryTTL)
-	setDefault(&c.MaxChannels, DefaultMaxChannels)
-	setDefault(&c.MaxChannelsPerConn, DefaultMaxChannelsPerConn)
+	setDefault(&c.ForwardedHeader, HeaderXForwardedFor)
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)
 	}
@@ -302,16 +296,11 @@ func (c Config) Validate() error {
 	positive("MessageBurst", c.MessageBurst)
 	positive("ByteBurst", c.ByteBurst)
 	positive("MaxConnsPerIP", c.MaxConnsPerIP)
-	positive("MaxChannels", c.MaxChannels)
-	positive("MaxChannelsPerConn", c.MaxChannelsPerConn)
 	if c.Compression != CompressionOn && c.Compression != CompressionOff {
 		errs = append(errs, fmt.Errorf("server: Compression (%q) must be %q or %q", c.Compression, CompressionOn, CompressionOff))
 	}
 	if c.CompressionLevel < 1 || c.CompressionLevel > 9 {
 		errs = append(errs, fmt.Errorf("server: CompressionLevel (%d) must be 1 to 9", c.CompressionLevel))
-	}
-	if c.HistoryTTL < 0 {
-		errs = append(errs, fmt.Errorf("server: HistoryTTL (%v) must not be negative", c.HistoryTTL))
 	}
 	if c.MessageRate < 0 || c.ByteRate < 0 || c.HandshakeRatePerIP < 0 {
 		errs = append(errs, fmt.Errorf("server: MessageRate (%v), ByteRate (%v) and HandshakeRatePerIP (%v) must not be negative", c.MessageRate, c.ByteRate, c.HandshakeRatePerIP))
@@ -335,6 +324,15 @@ func (c Config) Validate() error {
 	}
 	if c.MaxRequestBytes > 0 && c.MaxRequestBytes < 256 {
 		errs = append(errs, fmt.Errorf("server: MaxRequestBytes (%d) is below 256, too small for any browser's request", c.MaxRequestBytes))
+	}
+	if c.ProxyProtocol > ProxyProtocolRequired {
+		errs = append(errs, fmt.Errorf("server: ProxyProtocol (%d) is not off, optional or required", c.ProxyProtocol))
+	}
+	if c.ProxyProtocol != ProxyProtocolOff && len(c.TrustedProxies) == 0 {
+		errs = append(errs, fmt.Errorf("server: ProxyProtocol (%v) needs TrustedProxies: a PROXY header is believed only from them", c.ProxyProtocol))
+	}
+	if c.ForwardedHeader != HeaderXForwardedFor && c.ForwardedHeader != HeaderForwarded && c.ForwardedHeader != HeaderNone {
+		errs = append(errs, fmt.Errorf("server: ForwardedHeader (%q) must be %q, %q or %q", c.ForwardedHeader, HeaderXForwardedFor, HeaderForwarded, HeaderNone))
 	}
 	return errors.Join(errs...)
 }

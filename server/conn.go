@@ -7,6 +7,7 @@ package server
 
 import (
 	"net/netip"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -24,6 +25,15 @@ const (
 	stateClosed                     // deregistered, fd released
 )
 
+// closeAfter is what the server does once its close frame is written.
+type closeAfter uint8
+
+const (
+	closeWait closeAfter = iota // wait for the peer's close frame
+	closeFin                    // close the socket: the peer's close was answered
+	closeShut                   // shut the write side and drain reads (Conn.drain)
+)
+
 // Conn is one WebSocket connection. Its methods are safe for concurrent use.
 // A Conn owns no goroutine, and no buffer while idle.
 type Conn struct {
@@ -37,24 +47,29 @@ type Conn struct {
 
 	mu        sync.Mutex
 	state     connState
-	writing   bool     // a goroutine owns the socket for writing (or waits for EPOLLOUT)
-	finAfter  bool     // close the socket once the queue is flushed
-	q         [][]byte // frames (or their unwritten tails) waiting for the socket
-	qBytes    int      // bytes in q
-	deadline  int64    // handshake or close-handshake deadline, Server.now() units
-	lastPing  int64    // when the last ping was sent
+	writing   bool       // a goroutine owns the socket for writing (or waits for EPOLLOUT)
+	finAfter  bool       // close the socket once the queue is flushed
+	shutAfter bool       // shut the write side once the queue is flushed, and drain reads
+	then      closeAfter // what the close frame being sent is followed by: writeFrames sets finAfter or shutAfter as it takes the frame
+	q         [][]byte   // frames (or their unwritten tails) waiting for the socket
+	qBytes    int        // bytes in q
+	deadline  int64      // handshake or close-handshake deadline, Server.now() units
+	lastPing  int64      // when the last ping was sent
 	code      frame.CloseCode
 	reason    CloseReason
 	hubs      []*Hub
 	data      any
 	protocol  string
 	connected bool        // OnConnect accepted it: OnClose is owed
-	refuse    int         // HTTP status to answer instead of upgrading (503, 429), or 0
+	refuse    int         // HTTP status a trusted proxy's client is refused with (429), or 0
+	refused   bool        // answered at accept and lingering: counted in Server.refusing, not in live
 	admitted  bool        // counted by the per-IP limits: release on close
+	viaProxy  bool        // the peer is a trusted proxy: admitted once the client's address is known (proxy.go)
+	proxyDone bool        // the PROXY header, if any, is handled
 	parked    bool        // a write waits for EPOLLOUT that could not be armed before registration
 	limits    *connLimits // per-connection rate limits, nil when off
 	claims    map[string]any
-	pending   *[]pendingSub // subscribes made before the socket was known (Handler): track runs them
+	attached  *[]func(bool) // DeferUntilAttached's calls, run by track (or by destroy, with false)
 
 	// zbits is the permessage-deflate window, in bits, the client allowed
 	// the server (0: not negotiated). Set before OnConnect, then only read.
@@ -68,8 +83,13 @@ type Conn struct {
 // ID is unique per Server for the life of the process.
 func (c *Conn) ID() uint64 { return c.id }
 
-// RemoteAddr is the peer's address.
-func (c *Conn) RemoteAddr() netip.AddrPort { return c.remote }
+// RemoteAddr is the client's address: the peer's, or the one a trusted
+// proxy gave (Config.TrustedProxies).
+func (c *Conn) RemoteAddr() netip.AddrPort {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.remote
+}
 
 // Protocol is the negotiated subprotocol, or "".
 func (c *Conn) Protocol() string {
@@ -101,14 +121,71 @@ func (c *Conn) Send(op frame.OpCode, data []byte) error {
 	return c.SendPrepared(frame.NewPrepared(op, data))
 }
 
-// SendPrepared queues a message serialized once for many receivers, in
-// the variant c negotiated (compressed or not).
-func (c *Conn) SendPrepared(p *frame.Prepared) error {
-	return c.write(c.frameBytes(p), false)
+// SendPrepared queues messages serialized once for many receivers, in
+// order and, up to the writev limit, with one write: another goroutine's
+// frame for c cannot come between them. Each goes in the variant c
+// negotiated (compressed or not).
+func (c *Conn) SendPrepared(ps ...*frame.Prepared) error {
+	if len(ps) == 1 {
+		return c.write(c.frameBytes(ps[0]), false)
+	}
+	w := writers.Get().(*writer)
+	defer writers.Put(w)
+	defer c.srv.flushStats(w)
+	frames := make([][]byte, 0, min(len(ps), iovMax))
+	for len(ps) > 0 {
+		n := min(len(ps), iovMax)
+		frames = frames[:0]
+		for _, p := range ps[:n] {
+			frames = append(frames, c.frameBytes(p))
+		}
+		if err := c.writeFrames(w, frames, false); err != nil {
+			return err
+		}
+		ps = ps[n:]
+	}
+	return nil
+}
+
+// DeferUntilAttached keeps f until c has its socket, the moment from which
+// a Hub.Join delivers every broadcast to c, and reports true. A connection
+// from Serve has its socket from the start, and one from Handler once its
+// upgrade completes, after OnConnect: f then runs on the upgrading
+// goroutine, before c's first message is read, with true; or with false if
+// c closes first. DeferUntilAttached reports false, and never calls f, when
+// c already has its socket or is closed: act at once.
+func (c *Conn) DeferUntilAttached(f func(attached bool)) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.sock.fd >= 0 || c.state == stateClosed {
+		return false
+	}
+	if c.attached == nil {
+		c.attached = new([]func(bool))
+	}
+	*c.attached = append(*c.attached, f)
+	return true
+}
+
+// runAttached runs the calls DeferUntilAttached kept.
+func runAttached(fs *[]func(bool), attached bool) {
+	if fs == nil {
+		return
+	}
+	for _, f := range *fs {
+		f(attached)
+	}
 }
 
 // Compressed reports whether c negotiated permessage-deflate.
 func (c *Conn) Compressed() bool { return c.zbits != 0 }
+
+// Hubs lists the hubs c has joined and not left.
+func (c *Conn) Hubs() []*Hub {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return slices.Clone(c.hubs)
+}
 
 // Close starts the closing handshake with code and reason: queued messages
 // are sent first, then the close frame; the socket closes when the peer
@@ -124,9 +201,11 @@ func (c *Conn) isOpen() bool {
 }
 
 // closeWith queues a close frame behind the pending messages and moves c to
-// closing. With fin the socket closes as soon as the frame is written
-// (protocol errors, timeouts); otherwise the server waits for the peer's
-// close frame until Config.CloseTimeout.
+// closing. With fin (protocol errors, policy, timeouts) the server shuts
+// its side of the socket as soon as the frame is written and reads on,
+// discarding, until the peer's close frame or EOF (drain); otherwise it
+// waits for the peer's close frame. Either way Config.CloseTimeout bounds
+// the wait.
 func (c *Conn) closeWith(code frame.CloseCode, text string, reason CloseReason, fin bool) error {
 	c.mu.Lock()
 	if c.state != stateOpen {
@@ -136,7 +215,10 @@ func (c *Conn) closeWith(code frame.CloseCode, text string, reason CloseReason, 
 	c.state = stateClosing
 	c.code, c.reason = code, reason
 	c.deadline = c.srv.now() + int64(c.srv.cfg.CloseTimeout)
-	c.finAfter = fin
+	c.then = closeWait
+	if fin {
+		c.then = closeShut
+	}
 	c.mu.Unlock()
 	return c.write(frame.AppendFrame(nil, frame.OpClose, frame.AppendClosePayload(nil, code, text)), true)
 }
@@ -154,7 +236,7 @@ func (c *Conn) onCloseFrame(code frame.CloseCode) {
 		c.state = stateClosing
 		c.code, c.reason = code, ReasonClientClosed
 		c.deadline = c.srv.now() + int64(c.srv.cfg.CloseTimeout)
-		c.finAfter = true
+		c.then = closeFin
 		c.mu.Unlock()
 		_ = c.write(frame.AppendFrame(nil, frame.OpClose, frame.AppendClosePayload(nil, code, "")), true)
 	default:
@@ -181,11 +263,14 @@ func (c *Conn) destroy(reason CloseReason) {
 	c.q, c.qBytes = nil, 0
 	hubs := c.hubs
 	c.hubs = nil
-	code, why, connected, token, admitted := c.code, c.reason, c.connected, c.token, c.admitted
+	attached := c.attached
+	c.attached = nil
+	code, why, connected, token, admitted, remote := c.code, c.reason, c.connected, c.token, c.admitted, c.remote
 	c.admitted = false
 	c.mu.Unlock()
+	runAttached(attached, false)
 	if admitted {
-		c.srv.release(c.remote.Addr())
+		c.srv.release(remote.Addr())
 	}
 
 	s := c.srv

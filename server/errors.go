@@ -22,25 +22,6 @@ var (
 	// ErrTooLarge is returned by Conn.Send for a message above
 	// Config.MaxMessageBytes.
 	ErrTooLarge = errors.New("server: message too large")
-
-	// ErrChannelName is wrapped by CheckChannelName, Publish and Subscribe
-	// for a name that cannot be a channel.
-	ErrChannelName = errors.New("server: bad channel name")
-
-	// ErrInvalidJSON is returned by Publish when data is not one JSON value.
-	ErrInvalidJSON = errors.New("server: data is not valid JSON")
-
-	// ErrForbidden is returned by Subscribe, and for publish control
-	// messages, when the connection's token does not allow the channel.
-	ErrForbidden = errors.New("server: not allowed by the token's claims")
-
-	// ErrSubscriptionLimit is wrapped by Subscribe when the connection
-	// already has Config.MaxChannelsPerConn channels.
-	ErrSubscriptionLimit = errors.New("server: too many subscriptions for one connection")
-
-	// ErrTooManyChannels is wrapped by Publish and Subscribe when a new
-	// channel would pass Config.MaxChannels.
-	ErrTooManyChannels = errors.New("server: too many channels")
 )
 
 // RejectError rejects an upgrade from Config.OnConnect with an HTTP status.

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/fanout-ws/fanout/frame"
+	"github.com/fanout-ws/fanout/internal/testutil"
 	"github.com/gobwas/ws"
 )
 
@@ -90,21 +91,11 @@ func onlyHub(t *testing.T, s *Server) *Hub {
 	return nil
 }
 
-// eventually retries f until it returns nil or timeout passes.
-func eventually(t *testing.T, timeout time.Duration, f func() error) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for {
-		err := f()
-		if err == nil {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("still failing after %v: %v", timeout, err)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
-}
+// The helpers every package's tests share.
+var (
+	eventually  = testutil.Eventually
+	dialGorilla = testutil.DialGorilla
+)
 
 // rawClient is a hand-driven client socket; frames are built and read with
 // gobwas/ws, an implementation independent of frame/.
@@ -189,8 +180,8 @@ func (c *rawClient) next() (ws.Header, []byte, error) {
 	return h, p, err
 }
 
-// expectClose reads until a close frame, returns its code, and checks that
-// the server then closes the TCP connection.
+// expectClose reads until a close frame, returns its code, answers it and
+// checks that the server then closes the TCP connection.
 func (c *rawClient) expectClose() frame.CloseCode {
 	c.t.Helper()
 	for {
@@ -205,6 +196,7 @@ func (c *rawClient) expectClose() frame.CloseCode {
 		if perr != nil {
 			c.t.Fatalf("server close payload invalid: %v", perr)
 		}
+		_, _ = c.nc.Write(clientFrame(true, ws.OpClose, p)) // answer, as RFC 6455 5.5.1 asks
 		c.expectEOF()
 		return code
 	}

@@ -21,12 +21,11 @@ const hubShardFDs = 256
 // flush task per non-empty shard to the write pool; each flush writes every
 // member's share of pending frames with one writev. Safe for concurrent use.
 type Hub struct {
-	s       *Server
-	shards  []atomic.Pointer[hubShard] // by fd / hubShardFDs
-	count   atomic.Int64               // members with a socket
-	refs    atomic.Int64               // conns that joined and have not left
-	drops   atomic.Uint64
-	channel string // the channel's name, or "" for a plain hub
+	s      *Server
+	shards []atomic.Pointer[hubShard] // by fd / hubShardFDs
+	count  atomic.Int64               // members with a socket
+	refs   atomic.Int64               // conns that joined and have not left
+	drops  atomic.Uint64
 }
 
 type hubShard struct {
@@ -92,6 +91,20 @@ func (h *Hub) Leave(c *Conn) {
 
 // Len is the number of members with a socket.
 func (h *Hub) Len() int { return int(h.count.Load()) }
+
+// Joined is the number of connections that joined h and have not left or
+// closed, counting those that joined from OnConnect and have no socket yet
+// (Handler): Joined() == 0 means nobody can still become a member.
+func (h *Hub) Joined() int { return int(h.refs.Load()) }
+
+// Release forgets an empty hub that will not be used again, so Shutdown no
+// longer drains it. A hub that is never released lives as long as its
+// server.
+func (h *Hub) Release() {
+	h.s.mu.Lock()
+	delete(h.s.hubs, h)
+	h.s.mu.Unlock()
+}
 
 // Drops counts frames a shard refused because its flush fell more than
 // Config.HubBacklogBytes behind.

@@ -48,9 +48,6 @@ func newMetrics(s *Server) *metrics {
 		"fanout_handshakes_rejected_ip_total":   "Upgrades answered 429 by the per-IP connection or handshake limits.",
 		"fanout_auth_failures_total":            "Upgrades answered 401: missing, malformed, expired or wrongly signed tokens.",
 		"fanout_invalid_messages_total":         "Messages refused by the application's validator (closed with 1008).",
-		"fanout_channels":                       "Channels that exist (with subscribers or history).",
-		"fanout_publications_total":             "Channel messages published, from clients, the HTTP API or the library.",
-		"fanout_control_errors_total":           "Control messages answered with an error.",
 		"fanout_handshakes_compressed_total":    "Upgrades that negotiated permessage-deflate.",
 		"fanout_compress_calls_total":           "Messages compressed; one per broadcast at most, whatever the number of receivers.",
 		"fanout_compress_bytes_in_total":        "Payload bytes given to the compressor.",
@@ -100,9 +97,6 @@ func (m *metrics) Collect(ch chan<- prometheus.Metric) {
 	counter("fanout_handshakes_rejected_ip_total", st.RejectedIP)
 	counter("fanout_auth_failures_total", st.AuthFailures)
 	counter("fanout_invalid_messages_total", st.InvalidMessages)
-	gauge("fanout_channels", float64(st.Channels))
-	counter("fanout_publications_total", st.Publications)
-	counter("fanout_control_errors_total", st.ControlErrors)
 	counter("fanout_handshakes_compressed_total", st.CompressedConns)
 	counter("fanout_compress_calls_total", st.CompressCalls)
 	counter("fanout_compress_bytes_in_total", st.CompressBytesIn)

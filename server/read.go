@@ -103,40 +103,43 @@ func (c *Conn) consume(data []byte) bool {
 		ok = c.consumeFrames(rest)
 		c.releaseRequest() // rest lived in the request buffer
 		return ok
-	case stateOpen, stateClosing:
+	case stateOpen:
 		c.srv.stats.bytesIn.Add(uint64(len(data)))
 		return c.consumeFrames(data)
+	case stateClosing:
+		c.srv.stats.bytesIn.Add(uint64(len(data)))
+		return c.drain(data)
 	default:
 		return false
 	}
 }
 
-// consumeFrames parses data and acts on every complete message.
+// consumeFrames parses data and acts on every complete message. When it
+// closes c it goes on reading, in drain.
 func (c *Conn) consumeFrames(data []byte) bool {
 	s := c.srv
 	for len(data) > 0 {
 		m, n, err := c.parser.Parse(data)
 		data = data[n:]
 		if err != nil {
-			c.protocolError(err)
-			return false
+			return c.protocolError(err)
+		}
+		if c.limits != nil && m.Op != frame.OpClose && !c.limits.allow(time.Now(), &c.parser, m) {
+			if !c.rateLimited() {
+				return c.drain(data)
+			}
+			continue // dropped: a ping over the rate gets no pong
 		}
 		switch m.Op {
 		case frame.OpContinuation: // need more bytes
 		case frame.OpText, frame.OpBinary:
 			s.stats.messagesIn.Add(1)
-			if c.limits != nil && !c.limits.allow(time.Now(), len(m.Payload)) {
-				if !c.rateLimited() {
-					return false
-				}
-				continue
-			}
 			if s.cfg.CheckMessage != nil {
 				if err := s.cfg.CheckMessage(c, m.Op, m.Payload); err != nil {
 					s.stats.invalidMessages.Add(1)
 					s.connError(c, err)
 					_ = c.closeWith(frame.ClosePolicyViolation, err.Error(), ReasonInvalidMessage, true)
-					return false
+					return c.drain(data)
 				}
 			}
 			if c.isOpen() && s.cfg.OnMessage != nil {
@@ -159,8 +162,33 @@ func (c *Conn) consumeFrames(data []byte) bool {
 	return true
 }
 
-// protocolError fails the connection with the close code err carries.
-func (c *Conn) protocolError(err error) {
+// drain reads a closing connection: the server has sent its close frame
+// (and shut its side of a plain socket), so everything but the peer's close
+// frame is discarded until that frame, EOF or Config.CloseTimeout. Reading
+// on, rather than closing with unread bytes, keeps the kernel from
+// resetting the connection before the close frame reaches the peer.
+// Bytes that do not parse (after a protocol error, or a refused request)
+// are discarded whole.
+func (c *Conn) drain(data []byte) bool {
+	for len(data) > 0 {
+		m, n, err := c.parser.Parse(data)
+		if err != nil {
+			break
+		}
+		data = data[n:]
+		if m.Op == frame.OpClose {
+			c.parser.Reset()
+			c.destroy(ReasonNone)
+			return false
+		}
+	}
+	c.parser.Parse(nil)
+	return true
+}
+
+// protocolError fails the connection with the close code err carries. It
+// returns whether c is to be read on (drained).
+func (c *Conn) protocolError(err error) bool {
 	defer c.parser.Reset()
 	code := frame.CloseProtocolError
 	var pe *frame.ProtocolError
@@ -177,5 +205,7 @@ func (c *Conn) protocolError(err error) {
 	}
 	if c.closeWith(code, reason, ReasonProtocolError, true) != nil {
 		c.destroy(ReasonProtocolError) // already closing: stop here
+		return false
 	}
+	return true
 }

@@ -20,15 +20,17 @@ import (
 	"github.com/panjf2000/ants/v2"
 )
 
-// fdReserve is kept free below the open-files limit for listeners, epoll
-// instances, log files and the dup taken during accept.
-const fdReserve = 64
+// fdReserve is kept free below the open-files limit for listeners (the
+// admin listener too), epoll instances, log files, broker connections, the
+// dups taken during accept and refused sockets (at most half of it).
+const fdReserve = 256
 
 // Server is a WebSocket server on an epoll netpoller and two bounded worker
 // pools. Create it with New; it is safe for concurrent use.
 type Server struct {
 	clock     atomic.Int64 // coarse time in ns, advanced by the sweeper
 	live      atomic.Int64 // open connections, handshakes included
+	refusing  atomic.Int64 // refused sockets lingering after their answer (refuse.go)
 	nextID    atomic.Uint64
 	shutting  atomic.Bool
 	lastWarn  atomic.Int64
@@ -48,14 +50,8 @@ type Server struct {
 	deflater  frame.Deflater // compresses each broadcast once for every receiver that negotiated it
 
 	ipLimits ipLimits
-	chans    channels
 	httpLn   *httpListener // plain HTTP requests, for Config.HTTPHandler
 	httpSrv  *http.Server
-	// stopBroker ends Config.Broker's delivery to this server, and
-	// brokerStopped closes when it has ended.
-	stopBroker    context.CancelFunc
-	brokerStopped <-chan struct{}
-	touching      atomic.Bool // a goroutine keeps channels alive in the broker (sweepChannels)
 
 	// readBufPool lends a read buffer to a worker for one task; idle
 	// connections hold none.
@@ -87,7 +83,6 @@ func New(cfg Config) (*Server, error) {
 		log:       cfg.Logger.With("component", "server"),
 		listeners: make(map[net.Listener]struct{}),
 		hubs:      make(map[*Hub]struct{}),
-		chans:     channels{m: make(map[string]*channel)},
 		ready:     make(chan struct{}),
 		idle:      make(chan struct{}),
 		stop:      make(chan struct{}),
@@ -105,9 +100,6 @@ func New(cfg Config) (*Server, error) {
 		return nil, fmt.Errorf("server: open-files limit %d leaves no room for connections", s.fdLimit)
 	}
 	s.conns = make([]atomic.Pointer[Conn], s.fdLimit)
-	if s.cfg.Broker == nil {
-		s.cfg.Broker = NewMemoryBroker(BrokerOptions{HistorySize: s.cfg.HistorySize, HistoryTTL: s.cfg.HistoryTTL, MaxChannels: s.cfg.MaxChannels})
-	}
 	s.metrics = newMetrics(s)
 	if cfg.Registerer != nil {
 		if err := cfg.Registerer.Register(s.metrics); err != nil {
@@ -153,9 +145,6 @@ func (s *Server) startEngine() error {
 	s.wg.Add(1)
 	go s.sweep()
 	s.startHTTP()
-	ctx, cancel := context.WithCancel(context.Background())
-	s.stopBroker = cancel
-	s.brokerStopped = s.cfg.Broker.Start(ctx, s.deliver, s.resync)
 	return nil
 }
 
@@ -249,25 +238,27 @@ func (s *Server) Serve(ln net.Listener) error {
 	}
 }
 
-// accept adopts a fresh socket and waits on the poller for its request.
+// accept adopts a fresh socket and waits on the poller for its request, or
+// refuses it at once.
 func (s *Server) accept(nc net.Conn) {
 	s.stats.accepted.Add(1)
 	remote := addrPort(nc.RemoteAddr())
+	viaProxy := s.trusted(remote.Addr())
+	if status := s.admission(remote.Addr(), viaProxy); status != 0 {
+		s.refuse(nc, remote, status)
+		return
+	}
 	fd, err := poller.Detach(nc)
 	if err != nil {
+		if !viaProxy {
+			s.release(remote.Addr())
+		}
 		s.warnSampled("accept: cannot take socket", "err", err)
 		return
 	}
-	c := s.newConn(fd, remote)
-	// A refused connection's request is still read (so closing sends FIN,
-	// not RST) and answered with the status; the fd reserve covers these.
-	switch {
-	case s.live.Load() > int64(s.ceiling):
-		c.refuse = http.StatusServiceUnavailable
-	default:
-		c.refuse = s.admit(remote.Addr())
-		c.admitted = c.refuse == 0
-	}
+	c := s.newConn(fd, remote, false)
+	c.viaProxy = viaProxy
+	c.admitted = !viaProxy
 	c.deadline = s.now() + int64(s.cfg.HandshakeTimeout)
 	if err := s.register(c); err != nil {
 		s.log.Error("register", "err", err)
@@ -275,13 +266,18 @@ func (s *Server) accept(nc net.Conn) {
 	}
 }
 
-func (s *Server) newConn(fd int, remote netip.AddrPort) *Conn {
-	c := &Conn{srv: s, id: s.nextID.Add(1), remote: remote, writing: true, limits: s.newConnLimits()}
+// newConn makes the Conn for fd. An admitted one takes a slot in MaxConns;
+// a refused one counts in refusing instead.
+func (s *Server) newConn(fd int, remote netip.AddrPort, refused bool) *Conn {
+	c := &Conn{srv: s, id: s.nextID.Add(1), remote: remote, writing: true, refused: refused}
 	c.sock.fd = int32(fd)
 	c.parser.Role = frame.ServerSide
 	c.parser.MaxMessageBytes = s.cfg.MaxMessageBytes
 	c.lastRead.Store(s.now())
-	s.live.Add(1)
+	if !refused {
+		c.limits = s.newConnLimits()
+		s.live.Add(1)
+	}
 	return c
 }
 
@@ -294,7 +290,7 @@ func (s *Server) register(c *Conn) error {
 }
 
 // track puts c in the fd table and in the hubs it joined before it had a
-// socket.
+// socket, then runs what waited for that (DeferUntilAttached).
 func (s *Server) track(c *Conn) error {
 	if int(c.sock.fd) >= len(s.conns) {
 		return fmt.Errorf("server: fd %d beyond the open-files limit %d", c.sock.fd, len(s.conns))
@@ -302,11 +298,13 @@ func (s *Server) track(c *Conn) error {
 	s.conns[c.sock.fd].Store(c)
 	c.mu.Lock()
 	hubs := c.hubs
+	attached := c.attached
+	c.attached = nil
 	c.mu.Unlock()
 	for _, h := range hubs {
 		h.add(c)
 	}
-	s.joinPending(c)
+	runAttached(attached, true)
 	return nil
 }
 
@@ -329,9 +327,13 @@ func (s *Server) arm(c *Conn) error {
 // connClosed accounts for a destroyed connection and runs OnClose.
 func (s *Server) connClosed(c *Conn, code frame.CloseCode, reason CloseReason, connected bool) {
 	s.stats.closed[min(int(reason), len(s.stats.closed)-1)].Add(1)
-	s.log.Debug("closed", "conn", c.id, "remote", c.remote.String(), "code", int(code), "reason", reason.String())
+	s.log.Debug("closed", "conn", c.id, "remote", c.RemoteAddr().String(), "code", int(code), "reason", reason.String())
 	if connected && s.cfg.OnClose != nil {
 		s.cfg.OnClose(c, code, reason)
+	}
+	if c.refused {
+		s.refusing.Add(-1)
+		return
 	}
 	s.releaseSlot()
 }
@@ -382,16 +384,24 @@ func (s *Server) Addr() net.Addr {
 // Ready is closed once Serve listens.
 func (s *Server) Ready() <-chan struct{} { return s.ready }
 
-// Accepting reports whether Serve is listening, Shutdown has not begun and
-// the broker, if any, is connected: what a readiness probe should report.
+// Accepting reports whether Serve is listening and Shutdown has not begun:
+// what a readiness probe should report (with the readiness of whatever
+// the application built on the server, such as a pub/sub broker).
 func (s *Server) Accepting() bool {
 	select {
 	case <-s.ready:
-		return !s.shutting.Load() && s.cfg.Broker.Ready()
+		return !s.shutting.Load()
 	default:
 		return false
 	}
 }
+
+// ShuttingDown reports whether Shutdown or Close has begun, for handlers
+// mounted beside the server that should refuse new work from then on.
+func (s *Server) ShuttingDown() bool { return s.shutting.Load() }
+
+// Config is the server's configuration, defaults applied.
+func (s *Server) Config() Config { return s.cfg }
 
 // Live is the number of open connections, handshakes included.
 func (s *Server) Live() int { return int(s.live.Load()) }
@@ -411,9 +421,13 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	}
 	s.log.Info("shutdown begun", "live", s.live.Load())
 	s.closeListeners()
-	if s.httpSrv != nil {
-		_ = s.httpSrv.Shutdown(ctx) // closes idle keep-alives, lets requests in flight finish
-	}
+	httpDone := make(chan struct{})
+	go func() { // beside the WebSocket closes: a stuck request must not hold back their 1001
+		defer close(httpDone)
+		if s.httpSrv != nil {
+			_ = s.httpSrv.Shutdown(ctx) // closes idle keep-alives, lets requests in flight finish
+		}
+	}()
 	var err error
 	if s.poller != nil {
 		s.mu.Lock()
@@ -443,6 +457,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 			err = ctx.Err()
 		}
 	}
+	<-httpDone
 	s.teardown()
 	s.log.Info("shutdown finished", "err", err)
 	return err
@@ -486,10 +501,6 @@ func (s *Server) teardown() {
 	s.eachConn(func(c *Conn) { c.destroy(ReasonServerShutdown) })
 	if s.httpSrv != nil {
 		_ = s.httpSrv.Close()
-	}
-	if s.stopBroker != nil {
-		s.stopBroker()
-		<-s.brokerStopped
 	}
 	s.poller.Close()
 	_ = s.reads.ReleaseTimeout(5 * time.Second)

@@ -18,18 +18,6 @@ import (
 	"github.com/gorilla/websocket"
 )
 
-func dialGorilla(t *testing.T, url string) *websocket.Conn {
-	t.Helper()
-	c, resp, err := websocket.DefaultDialer.Dial(url, nil)
-	if err != nil {
-		t.Fatalf("dial %s: %v", url, err)
-	}
-	resp.Body.Close()
-	t.Cleanup(func() { c.Close() })
-	_ = c.SetReadDeadline(time.Now().Add(20 * time.Second))
-	return c
-}
-
 func TestServer_EchoGorilla(t *testing.T) {
 	t.Parallel()
 	_, addr := runServer(t, Config{})

@@ -22,8 +22,6 @@ type counters struct {
 	authFailures     atomic.Uint64
 	invalidMessages  atomic.Uint64
 	broadcastDrops   atomic.Uint64
-	publications     atomic.Uint64
-	controlErrors    atomic.Uint64
 	compressedConns  atomic.Uint64
 	inflateErrors    atomic.Uint64
 	closed           [reasonCount]atomic.Uint64
@@ -50,14 +48,11 @@ type Stats struct {
 	AuthFailures     uint64 // upgrades answered 401
 	InvalidMessages  uint64 // messages refused by Config.CheckMessage
 	BroadcastDrops   uint64 // broadcast frames a hub shard refused (backlog full)
-	Publications     uint64 // channel messages published (Publish, control or API)
-	ControlErrors    uint64 // control messages answered with an error
 	CompressedConns  uint64 // upgrades that negotiated permessage-deflate
 	CompressCalls    uint64 // messages compressed: at most one per broadcast, whatever the receivers
 	CompressBytesIn  uint64 // their payload bytes before compression
 	CompressBytesOut uint64 // and after
 	InflateErrors    uint64 // compressed messages refused: invalid DEFLATE or inflated past MaxMessageBytes
-	Channels         int    // channels that exist now
 	Closed           map[string]uint64
 }
 
@@ -83,17 +78,12 @@ func (s *Server) Stats() Stats {
 		AuthFailures:     s.stats.authFailures.Load(),
 		InvalidMessages:  s.stats.invalidMessages.Load(),
 		BroadcastDrops:   s.stats.broadcastDrops.Load(),
-		Publications:     s.stats.publications.Load(),
-		ControlErrors:    s.stats.controlErrors.Load(),
 		CompressedConns:  s.stats.compressedConns.Load(),
 		InflateErrors:    s.stats.inflateErrors.Load(),
 		Closed:           make(map[string]uint64),
 	}
 	z := s.deflater.Stats()
 	st.CompressCalls, st.CompressBytesIn, st.CompressBytesOut = z.Calls, z.BytesIn, z.BytesOut
-	s.chans.mu.RLock()
-	st.Channels = len(s.chans.m)
-	s.chans.mu.RUnlock()
 	for r := range s.stats.closed {
 		if n := s.stats.closed[r].Load(); n > 0 {
 			st.Closed[CloseReason(r).String()] = n

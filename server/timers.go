@@ -3,14 +3,12 @@ package server
 import "time"
 
 // sweep is the one shared timer: each tick it advances the coarse clock and
-// walks the fd table for handshake, close and idle deadlines and due pings;
-// once a second it expires channel history.
+// walks the fd table for handshake, close and idle deadlines and due pings.
 // No connection owns a time.Timer or a goroutine.
 func (s *Server) sweep() {
 	defer s.wg.Done()
 	t := time.NewTicker(s.sweepInterval())
 	defer t.Stop()
-	var lastChannelSweep int64
 	for {
 		select {
 		case <-s.stop:
@@ -20,10 +18,6 @@ func (s *Server) sweep() {
 		now := timeNow()
 		s.clock.Store(now)
 		s.sweepIPs()
-		if now-lastChannelSweep >= int64(time.Second) {
-			lastChannelSweep = now
-			s.sweepChannels()
-		}
 		for i := range s.conns {
 			if c := s.conns[i].Load(); c != nil {
 				s.checkTimers(c, now)

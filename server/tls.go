@@ -36,12 +36,18 @@ type tlsRaw struct {
 	rc       syscall.RawConn
 	nonblock atomic.Bool
 	detached atomic.Bool // handed to net/http: closing the sock must not close it
+	pre      []byte      // read ahead of crypto/tls (past a PROXY header): returned first
 
 	mu      sync.Mutex
 	pending []byte // ciphertext the kernel has not taken yet
 }
 
 func (r *tlsRaw) Read(p []byte) (int, error) {
+	if len(r.pre) > 0 {
+		n := copy(p, r.pre)
+		r.pre = r.pre[n:]
+		return n, nil
+	}
 	if !r.nonblock.Load() {
 		return r.Conn.Read(p)
 	}
@@ -157,13 +163,24 @@ func (s *Server) acceptTLS(nc net.Conn) {
 	defer s.wg.Done()
 	s.stats.accepted.Add(1)
 	remote := addrPort(nc.RemoteAddr())
+	viaProxy := s.trusted(remote.Addr())
+	if status := s.admission(remote.Addr(), viaProxy); status != 0 {
+		s.refuseTLS(nc, remote, status)
+		return
+	}
 	sc, ok := nc.(syscall.Conn)
 	if !ok {
+		if !viaProxy {
+			s.release(remote.Addr())
+		}
 		nc.Close()
 		return
 	}
 	rc, err := sc.SyscallConn()
 	if err != nil {
+		if !viaProxy {
+			s.release(remote.Addr())
+		}
 		nc.Close()
 		return
 	}
@@ -171,24 +188,22 @@ func (s *Server) acceptTLS(nc net.Conn) {
 	_ = rc.Control(func(f uintptr) { fd = int(f) })
 	raw := &tlsRaw{Conn: nc, rc: rc}
 	tc := tls.Server(raw, s.cfg.TLS)
-	c := s.newConn(fd, remote)
+	c := s.newConn(fd, remote, false)
+	c.viaProxy = viaProxy
+	c.admitted = !viaProxy
 	c.sock.tls = &tlsIO{tc: tc, raw: raw}
 	c.deadline = s.now() + int64(s.cfg.HandshakeTimeout)
-	switch {
-	case s.live.Load() > int64(s.ceiling):
-		c.refuse = 503
-	default:
-		c.refuse = s.admit(remote.Addr())
-		c.admitted = c.refuse == 0
-	}
 	if err := s.track(c); err != nil {
 		c.destroy(ReasonIOError)
 		return
 	}
 	_ = nc.SetDeadline(time.Now().Add(s.cfg.HandshakeTimeout))
+	if s.cfg.ProxyProtocol != ProxyProtocolOff && !c.readProxyTLS(nc, raw) {
+		return
+	}
 	if err := tc.Handshake(); err != nil {
 		s.stats.handshakesFailed.Add(1)
-		s.log.Debug("tls handshake failed", "remote", remote.String(), "err", err)
+		s.log.Debug("tls handshake failed", "remote", c.remote.String(), "err", err)
 		c.destroy(ReasonHandshakeFailed)
 		return
 	}

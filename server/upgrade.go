@@ -49,6 +49,11 @@ func (c *Conn) collectRequest(data []byte) (rest []byte, ok bool) {
 	}
 	limit := c.srv.cfg.MaxRequestBytes
 	c.request = append(c.request, data...) // bytes past the head are frames (or a body): keep them
+	if !c.proxyDone && c.srv.cfg.ProxyProtocol != ProxyProtocolOff {
+		if ready, ok := c.takeProxyHeader(); !ready {
+			return nil, ok
+		}
+	}
 	end := headerEnd(c.request)
 	if end < 0 || end > limit {
 		if len(c.request) >= limit {
@@ -57,17 +62,10 @@ func (c *Conn) collectRequest(data []byte) (rest []byte, ok bool) {
 		}
 		return nil, true
 	}
-	switch c.refuse {
-	case 0:
-	case http.StatusServiceUnavailable:
-		c.srv.stats.rejectedCapacity.Add(1)
-		c.srv.warnSampled("over capacity; answered 503", "remote", c.remote.String(), "max_conns", c.srv.ceiling)
-		c.failHandshake(errors.New("over capacity"), httpError(c.refuse, "too many connections"))
-		return nil, false
-	default:
-		c.srv.stats.rejectedIP.Add(1)
-		c.srv.warnSampled("per-IP limit; answered 429", "remote", c.remote.String())
-		c.failHandshake(errors.New("per-IP limit"), httpError(c.refuse, "too many connections or handshakes from this address"))
+	c.admitClient(c.request[:end])
+	if c.refuse != 0 { // a trusted proxy's client over its per-IP limit
+		c.srv.stats.handshakesFailed.Add(1)
+		c.failHandshake(errors.New("per-IP limit"), c.srv.refusal(c.refuse, c.remote))
 		return nil, false
 	}
 	if c.srv.cfg.HTTPHandler != nil && !wantsUpgrade(c.request[:end]) {
@@ -160,6 +158,7 @@ func (c *Conn) upgrade(head []byte) bool {
 		return false
 	}
 	s.stats.upgraded.Add(1)
+	s.log.Debug("upgraded", "conn", c.id, "remote", c.remote.String(), "uri", req.URI)
 	if c.zbits != 0 {
 		s.stats.compressedConns.Add(1)
 	}
@@ -247,7 +246,7 @@ func (s *Server) serveHTTP(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "server shutting down", http.StatusServiceUnavailable)
 		return
 	}
-	remote, _ := netip.ParseAddrPort(r.RemoteAddr)
+	remote := s.clientOf(r)
 	if s.live.Load() >= int64(s.ceiling) {
 		s.stats.rejectedCapacity.Add(1)
 		http.Error(w, "too many connections", http.StatusServiceUnavailable)
@@ -266,7 +265,7 @@ func (s *Server) serveHTTP(w http.ResponseWriter, r *http.Request) {
 			req.Protocols = append(req.Protocols, strings.TrimSpace(p))
 		}
 	}
-	c := s.newConn(-1, remote)
+	c := s.newConn(-1, remote, false)
 	c.admitted = true                  // released by destroy
 	ext := c.negotiateHeader(r.Header) // before OnConnect, which may join hubs
 	if err := s.onConnect(c, req); err != nil {
@@ -310,6 +309,7 @@ func (s *Server) serveHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	s.stats.upgraded.Add(1)
+	s.log.Debug("upgraded", "conn", c.id, "remote", remote.String(), "uri", r.RequestURI)
 	if c.zbits != 0 {
 		s.stats.compressedConns.Add(1)
 	}

@@ -55,6 +55,9 @@ func (c *Conn) writeFrames(w *writer, frames [][]byte, isClose bool) error {
 		c.mu.Unlock()
 		return ErrClosed
 	}
+	if isClose { // set with the frame, so no flush of earlier frames acts on it first
+		c.finAfter, c.shutAfter = c.then == closeFin, c.then == closeShut
+	}
 	if c.writing {
 		for _, b := range frames {
 			c.q = append(c.q, b)
@@ -86,7 +89,7 @@ func (c *Conn) writeFrames(w *writer, frames [][]byte, isClose bool) error {
 		w.frames += uint64(len(frames))
 		c.tlsBacklog()
 		c.mu.Lock()
-		if len(c.q) == 0 && !c.finAfter { // the common case: give the socket back
+		if len(c.q) == 0 && !c.finAfter && !c.shutAfter { // the common case: give the socket back
 			c.writing = false
 			c.mu.Unlock()
 			return nil
@@ -208,12 +211,17 @@ func (c *Conn) release(w *writer) {
 		}
 		c.writing = false
 		fin := c.finAfter && c.state == stateClosing
+		shut := c.shutAfter && c.state == stateClosing
+		c.shutAfter = false
 		c.mu.Unlock()
 		if fin && c.sock.tls != nil && c.sock.tls.raw.pendingBytes() > 0 {
 			return // flushTLS closes once the close frame's ciphertext is out
 		}
 		if fin {
 			c.destroy(ReasonNone)
+		}
+		if shut {
+			c.sock.shutWrite()
 		}
 		return
 	}

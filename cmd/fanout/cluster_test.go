@@ -10,7 +10,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/fanout-ws/fanout/server/redistest"
+	"github.com/fanout-ws/fanout/server/pubsub/redis/redistest"
 	"github.com/gorilla/websocket"
 )
 

@@ -17,12 +17,12 @@ import (
 	"net"
 	"net/http"
 	pprofhttp "net/http/pprof"
+	"net/netip"
 	"net/url"
 	"os"
 	"os/signal"
 	"runtime/pprof"
 	"slices"
-	"strconv"
 	"strings"
 	"sync/atomic"
 	"syscall"
@@ -30,6 +30,8 @@ import (
 
 	"github.com/fanout-ws/fanout/frame"
 	"github.com/fanout-ws/fanout/server"
+	"github.com/fanout-ws/fanout/server/pubsub"
+	"github.com/fanout-ws/fanout/server/pubsub/redis"
 	"github.com/golang-jwt/jwt/v5"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
@@ -52,6 +54,7 @@ func main() {
 // options is everything the command line sets.
 type options struct {
 	cfg             server.Config
+	channels        pubsub.Config
 	shutdownTimeout time.Duration
 	logLevel        string
 	logFormat       string
@@ -96,10 +99,34 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 	fs.BoolVar(&c.RateLimitClose, "rate-limit-close", false, "close a connection over its rate with 1008 instead of dropping the message")
 	fs.IntVar(&c.MaxConnsPerIP, "max-conns-per-ip", 0, "concurrent connections per source address; more get 429; 0 disables")
 	fs.Float64Var(&c.HandshakeRatePerIP, "handshake-rate-per-ip", 0, "upgrade requests per second per source address; more get 429; 0 disables")
-	fs.IntVar(&c.HistorySize, "history-size", server.DefaultHistorySize, "messages each channel keeps for clients that resubscribe with since=<offset> (negative disables)")
-	fs.DurationVar(&c.HistoryTTL, "history-ttl", server.DefaultHistoryTTL, "how long a channel message stays in history")
-	fs.IntVar(&c.MaxChannels, "max-channels", server.DefaultMaxChannels, "channels that may exist at once (with subscribers or history)")
-	fs.IntVar(&c.MaxChannelsPerConn, "max-channels-per-conn", server.DefaultMaxChannelsPerConn, "subscriptions one connection may hold")
+	fs.Func("trusted-proxies", "comma-separated addresses or CIDRs of the load balancers in front (10.0.0.0/8,192.0.2.7): only their PROXY headers and forwarding headers are believed; per-IP limits, logs and client addresses then use the client's own", func(v string) error {
+		c.TrustedProxies = nil
+		for p := range strings.SplitSeq(v, ",") {
+			if p = strings.TrimSpace(p); p == "" {
+				continue
+			}
+			if !strings.Contains(p, "/") {
+				a, err := netip.ParseAddr(p)
+				if err != nil {
+					return err
+				}
+				p = netip.PrefixFrom(a, a.BitLen()).String()
+			}
+			pfx, err := netip.ParsePrefix(p)
+			if err != nil {
+				return err
+			}
+			c.TrustedProxies = append(c.TrustedProxies, pfx.Masked())
+		}
+		return nil
+	})
+	fs.TextVar(&c.ProxyProtocol, "proxy-protocol", server.ProxyProtocolOff, "PROXY protocol v1/v2 header from -trusted-proxies: off, optional or required (a header from any other peer closes the connection)")
+	fs.StringVar(&c.ForwardedHeader, "forwarded-header", server.HeaderXForwardedFor, "header -trusted-proxies append the client's address to: X-Forwarded-For, Forwarded or none")
+	p := &o.channels
+	fs.IntVar(&p.HistorySize, "history-size", pubsub.DefaultHistorySize, "messages each channel keeps for clients that resubscribe with since=<offset> (negative disables)")
+	fs.DurationVar(&p.HistoryTTL, "history-ttl", pubsub.DefaultHistoryTTL, "how long a channel message stays in history")
+	fs.IntVar(&p.MaxChannels, "max-channels", pubsub.DefaultMaxChannels, "channels that may exist at once (with subscribers or history)")
+	fs.IntVar(&p.MaxChannelsPerConn, "max-channels-per-conn", pubsub.DefaultMaxChannelsPerConn, "subscriptions one connection may hold")
 	fs.StringVar(&o.apiKey, "api-key", "", "key for the HTTP API (POST /api/publish, GET /api/channels) as \"Authorization: Bearer <key>\" or X-API-Key; empty disables the API")
 	fs.StringVar(&o.broker, "broker", "", "message broker joining several fanout nodes, redis://[user:password@]host:port/db; empty keeps channels in this process")
 	fs.BoolVar(&o.reusePort, "reuseport", false, "listen with SO_REUSEPORT so several fanout processes share -addr (the kernel balances accepts)")
@@ -168,7 +195,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return fmt.Errorf("-log-format %q: want text or json", o.logFormat)
 	}
 	logger := slog.New(handler)
-	if err := o.cfg.Validate(); err != nil {
+	if err := errors.Join(o.cfg.Validate(), o.channels.Validate()); err != nil {
 		return err
 	}
 	if o.checkConfig {
@@ -218,17 +245,19 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		defer pprof.StopCPUProfile()
 	}
 	if o.broker != "" {
-		b, err := server.NewRedisBroker(o.broker, server.BrokerOptions{HistorySize: o.cfg.HistorySize, HistoryTTL: o.cfg.HistoryTTL, Logger: logger})
+		b, err := redis.New(o.broker, pubsub.BrokerOptions{HistorySize: o.channels.HistorySize, HistoryTTL: o.channels.HistoryTTL, Logger: logger})
 		if err != nil {
 			return fmt.Errorf("-broker: %w", err)
 		}
 		defer b.Close()
-		o.cfg.Broker = b
+		o.channels.Broker = b
 	}
-	srv, err := newChatServer(o.cfg, o.apiKey)
+	app, err := newChatServer(o.cfg, o.channels, o.apiKey)
 	if err != nil {
 		return err
 	}
+	defer app.node.Close()
+	srv := app.srv
 	ln, err := listen(o.cfg.Addr, o.reusePort)
 	if err != nil {
 		return err
@@ -243,7 +272,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 			return fmt.Errorf("-admin-addr: %w", err)
 		}
 		logger.Info("admin listener", "addr", admin.Addr().String(), "paths", "/metrics /healthz /readyz /debug/pprof/")
-		hs := &http.Server{Handler: adminMux(srv, reg), ReadHeaderTimeout: 5 * time.Second}
+		hs := &http.Server{Handler: adminMux(app, reg), ReadHeaderTimeout: 5 * time.Second}
 		go func() { _ = hs.Serve(admin) }()
 		defer hs.Close()
 	}
@@ -341,7 +370,7 @@ func (o *options) configureAuth() error {
 
 // printable is the effective configuration, defaults applied.
 func printable(o *options) map[string]any {
-	c := o.cfg
+	c, p := o.cfg, o.channels
 	return map[string]any{
 		"addr": c.Addr, "workers": c.Workers, "pollers": c.Pollers, "max_conns": c.MaxConns,
 		"max_message_bytes": c.MaxMessageBytes, "send_queue_bytes": c.SendQueueBytes,
@@ -355,20 +384,22 @@ func printable(o *options) map[string]any {
 		"rate_limit_close": c.RateLimitClose, "auth_required": o.authRequired,
 		"jwt_secret_set": o.jwtSecret != "", "jwt_public_key": o.jwtPublicKey,
 		"tls_cert": o.tlsCert, "tls_key": o.tlsKey, "max_conns_per_ip": c.MaxConnsPerIP, "handshake_rate_per_ip": c.HandshakeRatePerIP,
-		"history_size": c.HistorySize, "history_ttl": c.HistoryTTL.String(), "max_channels": c.MaxChannels,
-		"max_channels_per_conn": c.MaxChannelsPerConn, "api_key_set": o.apiKey != "",
+		"history_size": p.HistorySize, "history_ttl": p.HistoryTTL.String(), "max_channels": p.MaxChannels,
+		"max_channels_per_conn": p.MaxChannelsPerConn, "api_key_set": o.apiKey != "",
 		"broker": redactURL(o.broker), "reuseport": o.reusePort,
+		"trusted_proxies": c.TrustedProxies, "proxy_protocol": c.ProxyProtocol.String(), "forwarded_header": c.ForwardedHeader,
 	}
 }
 
 // adminMux serves operators, off the public port: Prometheus metrics,
-// liveness, readiness (false once shutdown begins) and pprof.
-func adminMux(srv *server.Server, reg *prometheus.Registry) *http.ServeMux {
+// liveness, readiness (false once shutdown begins, or while the broker is
+// disconnected) and pprof.
+func adminMux(app *chatServer, reg *prometheus.Registry) *http.ServeMux {
 	mux := http.NewServeMux()
 	mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
 	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) { fmt.Fprintln(w, "ok") })
 	mux.HandleFunc("/readyz", func(w http.ResponseWriter, _ *http.Request) {
-		if !srv.Accepting() {
+		if !app.srv.Accepting() || !app.node.Ready() {
 			http.Error(w, "not accepting", http.StatusServiceUnavailable)
 			return
 		}
@@ -391,13 +422,19 @@ type (
 
 var inChannels = &channelsMode{}
 
+// chatServer is the engine and the channels on it.
+type chatServer struct {
+	srv  *server.Server
+	node *pubsub.Node
+}
+
 // newChatServer wires the routes: /ws joins the room or the channels named
 // in its query, /echo echoes, and plain HTTP requests reach the demo page
-// and the API.
-func newChatServer(cfg server.Config, apiKey string) (*server.Server, error) {
+// and the API. The caller closes its node once the server has shut down.
+func newChatServer(cfg server.Config, channels pubsub.Config, apiKey string) (*chatServer, error) {
 	var (
 		r   room
-		srv *server.Server
+		app chatServer
 	)
 	cfg.Subprotocols = append(cfg.Subprotocols, "fanout") // offered beside "bearer.<jwt>" by browsers
 	cfg.OnConnect = func(c *server.Conn, req *server.Request) error {
@@ -409,7 +446,7 @@ func newChatServer(cfg server.Config, apiKey string) (*server.Server, error) {
 			q := req.Query()
 			if len(q["channel"]) > 0 || slices.Contains(req.Protocols, "fanout") {
 				c.SetData(inChannels)
-				return subscribeQuery(srv, c, q)
+				return app.node.SubscribeQuery(c, q)
 			}
 			if !c.Allowed("subscribe", "ws") {
 				return server.Reject(403, "token does not allow subscribing to ws")
@@ -425,8 +462,8 @@ func newChatServer(cfg server.Config, apiKey string) (*server.Server, error) {
 	cfg.OnMessage = func(c *server.Conn, op frame.OpCode, data []byte) {
 		switch c.Data() {
 		case &r:
-			if op == frame.OpText && server.IsControl(data) {
-				srv.HandleControl(c, op, data)
+			if op == frame.OpText && pubsub.IsControl(data) {
+				app.node.HandleControl(c, op, data)
 				return
 			}
 			if !c.Allowed("publish", "ws") {
@@ -435,7 +472,7 @@ func newChatServer(cfg server.Config, apiKey string) (*server.Server, error) {
 			}
 			r.hub.Broadcast(op, data)
 		case inChannels:
-			srv.HandleControl(c, op, data)
+			app.node.HandleControl(c, op, data)
 		default:
 			_ = c.Send(op, data)
 		}
@@ -448,43 +485,17 @@ func newChatServer(cfg server.Config, apiKey string) (*server.Server, error) {
 			http.Error(w, "this is a WebSocket endpoint", http.StatusUpgradeRequired)
 		})
 	}
-	var api http.Handler // needs srv: set below, before anything is served
+	var api http.Handler // needs the node: set below, before anything is served
 	mux.Handle("/api/", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { api.ServeHTTP(w, r) }))
 	cfg.HTTPHandler = mux
 	var err error
-	if srv, err = server.New(cfg); err != nil {
+	if app.srv, err = server.New(cfg); err != nil {
 		return nil, err
 	}
-	api = srv.APIHandler(apiKey)
-	r.hub = srv.NewHub()
-	return srv, nil
-}
-
-// subscribeQuery subscribes c to every channel= of a /ws query (maybe none);
-// since= and epoch= resume one channel from an offset.
-func subscribeQuery(srv *server.Server, c *server.Conn, q url.Values) error {
-	var since *server.Position
-	if v := q.Get("since"); v != "" {
-		if len(q["channel"]) != 1 {
-			return server.Reject(400, "since= needs exactly one channel=")
-		}
-		off, err := strconv.ParseUint(v, 10, 64)
-		if err != nil {
-			return server.Reject(400, "since= must be an offset (a non-negative integer)")
-		}
-		since = &server.Position{Offset: off, Epoch: q.Get("epoch")}
+	if app.node, err = pubsub.New(app.srv, channels); err != nil {
+		return nil, err
 	}
-	for _, name := range q["channel"] {
-		if err := srv.Subscribe(c, name, since); err != nil {
-			status := 400
-			switch {
-			case errors.Is(err, server.ErrForbidden):
-				status = 403
-			case errors.Is(err, server.ErrTooManyChannels):
-				status = 503
-			}
-			return server.Reject(status, strings.TrimPrefix(err.Error(), "server: "))
-		}
-	}
-	return nil
+	api = app.node.APIHandler(apiKey)
+	r.hub = app.srv.NewHub()
+	return &app, nil
 }

@@ -19,6 +19,7 @@ import (
 	"time"
 
 	"github.com/fanout-ws/fanout/server"
+	"github.com/fanout-ws/fanout/server/pubsub"
 	"github.com/gorilla/websocket"
 )
 
@@ -29,10 +30,11 @@ const testAPIKey = "interop-key"
 // that every connection is gone.
 func startChat(t *testing.T) (*server.Server, string) {
 	t.Helper()
-	srv, err := newChatServer(server.Config{}, testAPIKey)
+	app, err := newChatServer(server.Config{}, pubsub.Config{}, testAPIKey)
 	if err != nil {
 		t.Fatal(err)
 	}
+	srv := app.srv
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -45,6 +47,7 @@ func startChat(t *testing.T) (*server.Server, string) {
 		if err := <-done; !errors.Is(err, server.ErrServerClosed) {
 			t.Errorf("Serve: %v", err)
 		}
+		app.node.Close()
 	})
 	return srv, "ws://" + ln.Addr().String()
 }
@@ -147,6 +150,22 @@ func TestRun_FlagsEnvAndConfig(t *testing.T) {
 	if cfg["max_conns"] != 1234.0 || cfg["workers"] != 9.0 {
 		t.Fatalf("env then flags: got max_conns=%v workers=%v, want 1234 (env) and 9 (flag wins)", cfg["max_conns"], cfg["workers"])
 	}
+	if err := run(context.Background(), []string{"-check-config", "-proxy-protocol", "optional"}, &out, &errOut); err == nil || !strings.Contains(err.Error(), "TrustedProxies") {
+		t.Fatalf("-proxy-protocol without -trusted-proxies: %v", err)
+	}
+	out.Reset()
+	t.Setenv("FANOUT_PROXY_PROTOCOL", "required")
+	if err := run(context.Background(), []string{"-trusted-proxies", "10.1.2.3, 192.0.2.0/24", "-print-config"}, &out, &errOut); err != nil {
+		t.Fatal(err, errOut.String())
+	}
+	cfg = nil
+	if err := json.Unmarshal(out.Bytes(), &cfg); err != nil {
+		t.Fatal(err)
+	}
+	if fmt.Sprint(cfg["trusted_proxies"]) != "[10.1.2.3/32 192.0.2.0/24]" || cfg["proxy_protocol"] != "required" || cfg["forwarded_header"] != "X-Forwarded-For" {
+		t.Fatalf("proxy settings: %v %v %v", cfg["trusted_proxies"], cfg["proxy_protocol"], cfg["forwarded_header"])
+	}
+
 	err := run(context.Background(), []string{"-check-config", "-ping-interval", "10s", "-idle-timeout", "5s"}, &out, &errOut)
 	if err == nil || !strings.Contains(err.Error(), "IdleTimeout") {
 		t.Fatalf("inconsistent timeouts: %v", err)
@@ -242,7 +261,7 @@ func TestRoutes_OnePort(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var pub server.Publication
+	var pub pubsub.Publication
 	_ = json.NewDecoder(resp.Body).Decode(&pub)
 	resp.Body.Close()
 	if resp.StatusCode != 200 || pub.Delivered != 2 {

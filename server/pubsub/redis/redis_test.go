@@ -1,38 +1,86 @@
-package server
+package redis
 
 import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"strconv"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
-	"github.com/fanout-ws/fanout/server/redistest"
+	"github.com/fanout-ws/fanout/frame"
+	"github.com/fanout-ws/fanout/internal/testutil"
+	"github.com/fanout-ws/fanout/server"
+	"github.com/fanout-ws/fanout/server/pubsub"
+	"github.com/fanout-ws/fanout/server/pubsub/redis/redistest"
 	"github.com/gorilla/websocket"
-	"github.com/redis/go-redis/v9"
+	goredis "github.com/redis/go-redis/v9"
 )
 
-// runNode serves channels with a RedisBroker on url.
-func runNode(t *testing.T, url string, cfg Config) *Server {
+func TestMain(m *testing.M) { testutil.Main(m) }
+
+var (
+	eventually  = testutil.Eventually
+	dialGorilla = testutil.DialGorilla
+	readEvent   = testutil.ReadEvent
+	sendJSON    = testutil.SendJSON
+)
+
+// node is a server with channels on a Redis broker.
+type node struct {
+	*pubsub.Node
+	srv *server.Server
+}
+
+// runNode serves channels on 127.0.0.1:0 with a Broker on url until
+// cleanup.
+func runNode(t *testing.T, url string, cfg pubsub.Config) *node {
 	t.Helper()
-	b, err := NewRedisBroker(url, BrokerOptions{HistorySize: cfg.HistorySize, HistoryTTL: cfg.HistoryTTL})
+	b, err := New(url, pubsub.BrokerOptions{HistorySize: cfg.HistorySize, HistoryTTL: cfg.HistoryTTL})
 	if err != nil {
 		t.Fatal(err)
 	}
 	cfg.Broker = b
-	t.Cleanup(func() { _ = b.Close() }) // registered first, so it runs after the server's shutdown
-	s, _ := runChannels(t, cfg)
-	return s
+	t.Cleanup(func() { _ = b.Close() }) // registered first, so it runs last
+	n := &node{}
+	srv, err := server.New(server.Config{
+		OnConnect: func(c *server.Conn, r *server.Request) error { return n.SubscribeQuery(c, r.Query()) },
+		OnMessage: func(c *server.Conn, op frame.OpCode, data []byte) { n.HandleControl(c, op, data) },
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	n.srv = srv
+	if n.Node, err = pubsub.New(srv, cfg); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(n.Close)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- srv.Serve(ln) }()
+	<-srv.Ready()
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		_ = srv.Shutdown(ctx)
+		if err := <-done; !errors.Is(err, server.ErrServerClosed) {
+			t.Errorf("Serve returned %v, want ErrServerClosed", err)
+		}
+	})
+	return n
 }
 
-func waitReady(t *testing.T, nodes ...*Server) {
+func waitReady(t *testing.T, nodes ...*node) {
 	t.Helper()
 	eventually(t, 10*time.Second, func() error {
-		for i, s := range nodes {
-			if !s.Accepting() {
+		for i, n := range nodes {
+			if !n.Ready() {
 				return fmt.Errorf("node %d not ready", i)
 			}
 		}
@@ -40,9 +88,9 @@ func waitReady(t *testing.T, nodes ...*Server) {
 	})
 }
 
-func dialNode(t *testing.T, s *Server, query string) *websocket.Conn {
+func dialNode(t *testing.T, n *node, query string) *websocket.Conn {
 	t.Helper()
-	return dialGorilla(t, "ws://"+s.Addr().String()+"/ws"+query)
+	return dialGorilla(t, "ws://"+n.srv.Addr().String()+"/ws"+query)
 }
 
 // Three nodes, subscribers spread over them: whatever node a message is
@@ -51,7 +99,7 @@ func dialNode(t *testing.T, s *Server, query string) *websocket.Conn {
 func TestRedis_ThreeNodes(t *testing.T) {
 	t.Parallel()
 	r := redistest.Start(t)
-	nodes := []*Server{runNode(t, r.URL(), Config{}), runNode(t, r.URL(), Config{}), runNode(t, r.URL(), Config{})}
+	nodes := []*node{runNode(t, r.URL(), pubsub.Config{}), runNode(t, r.URL(), pubsub.Config{}), runNode(t, r.URL(), pubsub.Config{})}
 	waitReady(t, nodes...)
 	var subs []*websocket.Conn
 	for _, s := range nodes {
@@ -75,7 +123,7 @@ func TestRedis_ThreeNodes(t *testing.T) {
 	if e := readEvent(t, pub); e.Type != "published" || e.Offset != n+1 {
 		t.Fatalf("got %+v", e)
 	}
-	ext := redis.NewClient(&redis.Options{Addr: r.Addr()})
+	ext := goredis.NewClient(&goredis.Options{Addr: r.Addr()})
 	defer ext.Close()
 	if err := ext.Publish(context.Background(), "fanout:msg:news", `{"from":"redis-cli"}`).Err(); err != nil {
 		t.Fatal(err)
@@ -97,7 +145,7 @@ func TestRedis_ThreeNodes(t *testing.T) {
 func TestRedis_NodeKilledClientRecovers(t *testing.T) {
 	t.Parallel()
 	r := redistest.Start(t)
-	a, b, c := runNode(t, r.URL(), Config{}), runNode(t, r.URL(), Config{}), runNode(t, r.URL(), Config{})
+	a, b, c := runNode(t, r.URL(), pubsub.Config{}), runNode(t, r.URL(), pubsub.Config{}), runNode(t, r.URL(), pubsub.Config{})
 	waitReady(t, a, b, c)
 	client := dialNode(t, a, "?channel=feed")
 	sub := readEvent(t, client)
@@ -105,7 +153,8 @@ func TestRedis_NodeKilledClientRecovers(t *testing.T) {
 		t.Fatal(err)
 	}
 	last := readEvent(t, client)
-	_ = a.Close() // the node dies
+	_ = a.srv.Close() // the node dies
+	a.Close()
 	if _, _, err := client.ReadMessage(); err == nil {
 		t.Fatal("connection to the dead node still open")
 	}
@@ -131,12 +180,12 @@ func TestRedis_NotUpAtStart(t *testing.T) {
 	t.Parallel()
 	r := redistest.Start(t)
 	r.Stop()
-	s := runNode(t, r.URL(), Config{})
+	s := runNode(t, r.URL(), pubsub.Config{})
 	time.Sleep(200 * time.Millisecond)
-	if s.Accepting() {
+	if s.Ready() {
 		t.Fatal("ready without Redis")
 	}
-	if _, err := s.Publish("x", []byte("1")); !errors.Is(err, ErrBrokerUnavailable) {
+	if _, err := s.Publish("x", []byte("1")); !errors.Is(err, pubsub.ErrBrokerUnavailable) {
 		t.Fatalf("publish without Redis: %v", err)
 	}
 	c := dialNode(t, s, "")
@@ -157,7 +206,7 @@ func TestRedis_NotUpAtStart(t *testing.T) {
 func TestRedis_Restart(t *testing.T) {
 	t.Parallel()
 	r := redistest.Start(t)
-	a, b := runNode(t, r.URL(), Config{}), runNode(t, r.URL(), Config{})
+	a, b := runNode(t, r.URL(), pubsub.Config{}), runNode(t, r.URL(), pubsub.Config{})
 	waitReady(t, a, b)
 	subs := []*websocket.Conn{dialNode(t, a, "?channel=live"), dialNode(t, b, "?channel=live")}
 	for _, c := range subs {
@@ -171,14 +220,14 @@ func TestRedis_Restart(t *testing.T) {
 	}
 	r.Stop()
 	eventually(t, 5*time.Second, func() error {
-		if _, err := a.Publish("live", []byte("2")); !errors.Is(err, ErrBrokerUnavailable) {
+		if _, err := a.Publish("live", []byte("2")); !errors.Is(err, pubsub.ErrBrokerUnavailable) {
 			return fmt.Errorf("publish with Redis down: %v", err)
 		}
 		return nil
 	})
 	r.Start()
 	waitReady(t, a, b)
-	var p Publication
+	var p pubsub.Publication
 	eventually(t, 5*time.Second, func() (err error) { p, err = b.Publish("live", []byte(`"after"`)); return err })
 	for i, c := range subs {
 		if e := readEvent(t, c); e.Type != "gap" || !strings.Contains(e.Reason, "epoch") {
@@ -195,7 +244,7 @@ func TestRedis_Restart(t *testing.T) {
 func TestRedis_ConcurrentPublishersInOrder(t *testing.T) {
 	t.Parallel()
 	r := redistest.Start(t)
-	nodes := []*Server{runNode(t, r.URL(), Config{HistorySize: 1000}), runNode(t, r.URL(), Config{HistorySize: 1000})}
+	nodes := []*node{runNode(t, r.URL(), pubsub.Config{HistorySize: 1000}), runNode(t, r.URL(), pubsub.Config{HistorySize: 1000})}
 	waitReady(t, nodes...)
 	c := dialNode(t, nodes[0], "?channel=c")
 	readEvent(t, c)
@@ -234,7 +283,7 @@ func TestRedis_ConcurrentPublishersInOrder(t *testing.T) {
 func TestRedis_RestartKeepsHistory(t *testing.T) {
 	t.Parallel()
 	r := redistest.StartPersistent(t)
-	a, b := runNode(t, r.URL(), Config{}), runNode(t, r.URL(), Config{})
+	a, b := runNode(t, r.URL(), pubsub.Config{}), runNode(t, r.URL(), pubsub.Config{})
 	waitReady(t, a, b)
 	sub := dialNode(t, a, "?channel=kept")
 	readEvent(t, sub)
@@ -245,7 +294,7 @@ func TestRedis_RestartKeepsHistory(t *testing.T) {
 	r.Start()
 	// Publish straight into the restarted Redis, as a node that reconnected
 	// first would, while a may still be resubscribing.
-	ext, err := NewRedisBroker(r.URL(), BrokerOptions{})
+	ext, err := New(r.URL(), pubsub.BrokerOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -271,9 +320,9 @@ func TestRedis_RestartKeepsHistory(t *testing.T) {
 func TestRedis_SubscribersShareOneBrokerCall(t *testing.T) {
 	t.Parallel()
 	r := redistest.Start(t)
-	s := runNode(t, r.URL(), Config{})
+	s := runNode(t, r.URL(), pubsub.Config{})
 	waitReady(t, s)
-	rdb := redis.NewClient(&redis.Options{Addr: r.Addr()})
+	rdb := goredis.NewClient(&goredis.Options{Addr: r.Addr()})
 	defer rdb.Close()
 	ctx := context.Background()
 	if err := rdb.ConfigResetStat(ctx).Err(); err != nil {

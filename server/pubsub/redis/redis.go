@@ -1,4 +1,10 @@
-package server
+// Package redis is a pubsub.Broker on Redis, in a package of its own so
+// that only programs that use it link go-redis.
+//
+// Each node holds one pattern subscription and delivers what it receives
+// to its pubsub.Node; a publish runs one Lua script that numbers the
+// message, keeps it in the channel's history stream and publishes it.
+package redis
 
 import (
 	"cmp"
@@ -11,10 +17,11 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/redis/go-redis/v9"
+	"github.com/fanout-ws/fanout/server/pubsub"
+	goredis "github.com/redis/go-redis/v9"
 )
 
-// RedisBroker is a Broker on Redis pub/sub. Each node holds one pattern
+// Broker is a pubsub.Broker on Redis pub/sub. Each node holds one pattern
 // subscription (PSUBSCRIBE <prefix>msg:*), never one per connection or per
 // channel. A publish runs one Lua script that increments the channel's
 // offset, appends to its history stream (MAXLEN history size) and
@@ -27,8 +34,8 @@ import (
 //
 // A plain "PUBLISH <prefix>msg:<channel> <JSON>" from any Redis client
 // reaches every node's subscribers too, without an offset or history.
-type RedisBroker struct {
-	rdb    *redis.Client
+type Broker struct {
+	rdb    *goredis.Client
 	prefix string
 	size   int
 	ttl    time.Duration
@@ -40,23 +47,23 @@ type RedisBroker struct {
 // Fanout: "\x00fo1 <epoch> <offset> <data>". JSON never starts with NUL.
 const internalMark = "\x00fo1 "
 
-// NewRedisBroker returns a broker for the Redis at url
-// (redis://[user:password@]host:port/db). It does not connect yet: Run
+// New returns a broker for the Redis at url
+// (redis://[user:password@]host:port/db). It does not connect yet: Start
 // does, retrying with backoff while Redis is down.
-func NewRedisBroker(url string, o BrokerOptions) (*RedisBroker, error) {
-	opt, err := redis.ParseURL(url)
+func New(url string, o pubsub.BrokerOptions) (*Broker, error) {
+	opt, err := goredis.ParseURL(url)
 	if err != nil {
-		return nil, fmt.Errorf("server: redis url: %w", err)
+		return nil, fmt.Errorf("redis: url: %w", err)
 	}
 	// Workers call Publish and History: fail fast instead of waiting on a
 	// Redis that is down.
 	opt.DialTimeout, opt.ReadTimeout, opt.WriteTimeout = time.Second, time.Second, time.Second
 	opt.MaxRetries = 1
-	b := &RedisBroker{
-		rdb:    redis.NewClient(opt),
+	b := &Broker{
+		rdb:    goredis.NewClient(opt),
 		prefix: cmp.Or(o.Prefix, "fanout:"),
-		size:   cmp.Or(o.HistorySize, DefaultHistorySize),
-		ttl:    cmp.Or(o.HistoryTTL, DefaultHistoryTTL),
+		size:   cmp.Or(o.HistorySize, pubsub.DefaultHistorySize),
+		ttl:    cmp.Or(o.HistoryTTL, pubsub.DefaultHistoryTTL),
 		log:    o.Logger,
 	}
 	if b.log == nil {
@@ -66,20 +73,20 @@ func NewRedisBroker(url string, o BrokerOptions) (*RedisBroker, error) {
 }
 
 // Close closes the Redis connections.
-func (b *RedisBroker) Close() error { return b.rdb.Close() }
+func (b *Broker) Close() error { return b.rdb.Close() }
 
 // Ready reports whether the pattern subscription is live.
-func (b *RedisBroker) Ready() bool { return b.ready.Load() }
+func (b *Broker) Ready() bool { return b.ready.Load() }
 
-func (b *RedisBroker) keys(channel string) []string {
+func (b *Broker) keys(channel string) []string {
 	return []string{b.prefix + "{" + channel + "}:meta", b.prefix + "{" + channel + "}:hist"}
 }
 
-func (b *RedisBroker) topic(channel string) string { return b.prefix + "msg:" + channel }
+func (b *Broker) topic(channel string) string { return b.prefix + "msg:" + channel }
 
 // Start subscribes and delivers on a goroutine of its own until ctx is
 // done, resubscribing with backoff after any error.
-func (b *RedisBroker) Start(ctx context.Context, deliver func(Message), resync func()) <-chan struct{} {
+func (b *Broker) Start(ctx context.Context, deliver func(pubsub.Message), resync func()) <-chan struct{} {
 	stopped := make(chan struct{})
 	go func() {
 		defer close(stopped)
@@ -88,7 +95,7 @@ func (b *RedisBroker) Start(ctx context.Context, deliver func(Message), resync f
 	return stopped
 }
 
-func (b *RedisBroker) run(ctx context.Context, deliver func(Message), resync func()) {
+func (b *Broker) run(ctx context.Context, deliver func(pubsub.Message), resync func()) {
 	backoff := 50 * time.Millisecond
 	for ctx.Err() == nil {
 		ps := b.rdb.PSubscribe(ctx, b.topic("*"))
@@ -112,7 +119,7 @@ func (b *RedisBroker) run(ctx context.Context, deliver func(Message), resync fun
 	}
 }
 
-func (b *RedisBroker) receive(ctx context.Context, ps *redis.PubSub, deliver func(Message), resync func()) error {
+func (b *Broker) receive(ctx context.Context, ps *goredis.PubSub, deliver func(pubsub.Message), resync func()) error {
 	topicPrefix := b.topic("")
 	for {
 		msg, err := ps.Receive(ctx)
@@ -120,11 +127,11 @@ func (b *RedisBroker) receive(ctx context.Context, ps *redis.PubSub, deliver fun
 			return err
 		}
 		switch m := msg.(type) {
-		case *redis.Subscription:
+		case *goredis.Subscription:
 			b.ready.Store(true)
 			b.log.Info("redis broker subscribed", "pattern", m.Channel)
 			resync() // anything published while we were away
-		case *redis.Message:
+		case *goredis.Message:
 			channel, ok := strings.CutPrefix(m.Channel, topicPrefix)
 			if !ok {
 				continue
@@ -140,26 +147,26 @@ func (b *RedisBroker) receive(ctx context.Context, ps *redis.PubSub, deliver fun
 
 // parsePayload reads a pub/sub payload: Fanout's own, or plain JSON
 // published from outside (offset 0).
-func parsePayload(channel, payload string) (Message, bool) {
+func parsePayload(channel, payload string) (pubsub.Message, bool) {
 	rest, ok := strings.CutPrefix(payload, internalMark)
 	if !ok {
-		if CheckChannelName(channel) != nil || !json.Valid([]byte(payload)) {
-			return Message{}, false
+		if pubsub.CheckChannelName(channel) != nil || !json.Valid([]byte(payload)) {
+			return pubsub.Message{}, false
 		}
-		return Message{Channel: channel, Data: []byte(payload)}, true
+		return pubsub.Message{Channel: channel, Data: []byte(payload)}, true
 	}
 	epoch, rest, ok1 := strings.Cut(rest, " ")
 	off, data, ok2 := strings.Cut(rest, " ")
 	offset, err := strconv.ParseUint(off, 10, 64)
 	if !ok1 || !ok2 || err != nil {
-		return Message{}, false
+		return pubsub.Message{}, false
 	}
-	return Message{Channel: channel, Position: Position{Offset: offset, Epoch: epoch}, Data: []byte(data)}, true
+	return pubsub.Message{Channel: channel, Position: pubsub.Position{Offset: offset, Epoch: epoch}, Data: []byte(data)}, true
 }
 
 // publishScript: KEYS meta, hist; ARGV data, history size, ttl ms, now ms,
 // a new epoch (used when the channel has none), topic.
-var publishScript = redis.NewScript(`
+var publishScript = goredis.NewScript(`
 local epoch = redis.call('HGET', KEYS[1], 'epoch')
 if not epoch then
   epoch = ARGV[5]
@@ -177,19 +184,19 @@ return {epoch, off}
 `)
 
 // Publish appends data to channel's stream and publishes it.
-func (b *RedisBroker) Publish(ctx context.Context, channel string, data []byte) (Position, error) {
+func (b *Broker) Publish(ctx context.Context, channel string, data []byte) (pubsub.Position, error) {
 	now := time.Now()
 	res, err := publishScript.Run(ctx, b.rdb, b.keys(channel),
-		data, b.size, b.ttl.Milliseconds(), now.UnixMilli(), newEpoch(), b.topic(channel)).Slice()
+		data, b.size, b.ttl.Milliseconds(), now.UnixMilli(), pubsub.NewEpoch(), b.topic(channel)).Slice()
 	if err != nil {
-		return Position{}, err
+		return pubsub.Position{}, err
 	}
 	return scriptPosition(res)
 }
 
 // historyScript: KEYS meta, hist; ARGV after, limit, oldest ms kept, ttl
 // ms, a new epoch (used when the channel has none).
-var historyScript = redis.NewScript(`
+var historyScript = goredis.NewScript(`
 local epoch = redis.call('HGET', KEYS[1], 'epoch')
 if not epoch then
   epoch = ARGV[5]
@@ -211,39 +218,39 @@ return out
 `)
 
 // History returns channel's position and the kept messages after after.
-func (b *RedisBroker) History(ctx context.Context, channel string, after uint64, limit int) (Position, []Message, error) {
+func (b *Broker) History(ctx context.Context, channel string, after uint64, limit int) (pubsub.Position, []pubsub.Message, error) {
 	oldest := time.Now().Add(-b.ttl).UnixMilli()
 	res, err := historyScript.Run(ctx, b.rdb, b.keys(channel),
-		after, limit, oldest, b.ttl.Milliseconds(), newEpoch()).Slice()
+		after, limit, oldest, b.ttl.Milliseconds(), pubsub.NewEpoch()).Slice()
 	if err != nil {
-		return Position{}, nil, err
+		return pubsub.Position{}, nil, err
 	}
 	top, err := scriptPosition(res)
 	if err != nil {
-		return Position{}, nil, err
+		return pubsub.Position{}, nil, err
 	}
-	var msgs []Message
+	var msgs []pubsub.Message
 	for i := 2; i+1 < len(res); i += 2 {
 		id, _ := res[i].(string)
 		data, _ := res[i+1].(string)
 		off, err := strconv.ParseUint(strings.TrimSuffix(id, "-1"), 10, 64)
 		if err != nil {
-			return Position{}, nil, fmt.Errorf("server: redis history entry %q", id)
+			return pubsub.Position{}, nil, fmt.Errorf("redis: history entry %q", id)
 		}
-		msgs = append(msgs, Message{Channel: channel, Position: Position{Offset: off, Epoch: top.Epoch}, Data: []byte(data)})
+		msgs = append(msgs, pubsub.Message{Channel: channel, Position: pubsub.Position{Offset: off, Epoch: top.Epoch}, Data: []byte(data)})
 	}
 	return top, msgs, nil
 }
 
 // scriptPosition reads the {epoch, offset} head of a script's reply.
-func scriptPosition(res []any) (Position, error) {
+func scriptPosition(res []any) (pubsub.Position, error) {
 	if len(res) < 2 {
-		return Position{}, fmt.Errorf("server: redis script replied %v", res)
+		return pubsub.Position{}, fmt.Errorf("redis: script replied %v", res)
 	}
 	epoch, _ := res[0].(string)
 	off, ok := res[1].(int64)
 	if epoch == "" || !ok || off < 0 {
-		return Position{}, fmt.Errorf("server: redis script replied %v", res)
+		return pubsub.Position{}, fmt.Errorf("redis: script replied %v", res)
 	}
-	return Position{Offset: uint64(off), Epoch: epoch}, nil
+	return pubsub.Position{Offset: uint64(off), Epoch: epoch}, nil
 }

@@ -4,6 +4,7 @@
 package redistest
 
 import (
+	"bytes"
 	"fmt"
 	"net"
 	"os"
@@ -71,10 +72,12 @@ func (s *Server) Start() {
 		args = append(args, "--appendonly", "no")
 	}
 	s.cmd = exec.Command("redis-server", args...)
+	var out bytes.Buffer // why it did not start, for the failure message
+	s.cmd.Stdout, s.cmd.Stderr = &out, &out
 	if err := s.cmd.Start(); err != nil {
 		s.tb.Fatal(err)
 	}
-	deadline := time.Now().Add(5 * time.Second)
+	deadline := time.Now().Add(10 * time.Second) // a loaded machine replays the append-only file slowly
 	for {
 		c, err := net.DialTimeout("tcp", s.Addr(), time.Second)
 		if err == nil {
@@ -88,7 +91,8 @@ func (s *Server) Start() {
 			}
 		}
 		if time.Now().After(deadline) {
-			s.tb.Fatalf("redis-server on port %d not answering: %v", s.Port, err)
+			s.Stop()
+			s.tb.Fatalf("redis-server on port %d not answering: %v; its output:\n%s", s.Port, err, out.String())
 		}
 		time.Sleep(20 * time.Millisecond)
 	}

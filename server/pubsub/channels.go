@@ -1,4 +1,4 @@
-package server
+package pubsub
 
 import (
 	"cmp"
@@ -11,8 +11,10 @@ import (
 	"slices"
 	"strconv"
 	"sync"
+	"time"
 
 	"github.com/fanout-ws/fanout/frame"
+	"github.com/fanout-ws/fanout/server"
 )
 
 // Channels are named hubs fed by the broker (Config.Broker: in-process by
@@ -33,14 +35,14 @@ const MaxChannelNameBytes = 128
 
 type channel struct {
 	name  string
-	hub   *Hub
+	hub   *server.Hub
 	epoch string // identifies this history: offsets restart with a new epoch
 
 	mu     sync.Mutex
 	offset uint64 // of the last message delivered here
 	dead   bool   // removed from the registry: look the name up again
 
-	touched int64 // Server.now() when the broker last heard of this channel from here (sweeper only)
+	touched int64 // unix ns when the broker last heard of this channel from here (sweeper only)
 }
 
 // Publication is what Publish did with one message.
@@ -95,17 +97,17 @@ var channelByte = func() (t [256]bool) {
 // per node: the broker assigns the offset, keeps it in the channel's
 // history and delivers it to every node. Delivered counts this node's
 // subscribers. It never blocks on a client socket.
-func (s *Server) Publish(channel string, data []byte) (Publication, error) {
+func (n *Node) Publish(channel string, data []byte) (Publication, error) {
 	if err := CheckChannelName(channel); err != nil {
 		return Publication{}, err
 	}
 	if !json.Valid(data) {
 		return Publication{}, ErrInvalidJSON
 	}
-	if envelopeBytes(channel, data) > s.cfg.MaxMessageBytes {
-		return Publication{}, ErrTooLarge
+	if envelopeBytes(channel, data) > n.maxMessageBytes {
+		return Publication{}, server.ErrTooLarge
 	}
-	b := s.cfg.Broker
+	b := n.broker
 	if !b.Ready() {
 		return Publication{}, ErrBrokerUnavailable
 	}
@@ -118,15 +120,15 @@ func (s *Server) Publish(channel string, data []byte) (Publication, error) {
 	case err != nil:
 		return Publication{}, fmt.Errorf("%w: %v", ErrBrokerUnavailable, err)
 	}
-	s.stats.publications.Add(1)
-	return Publication{Channel: channel, Offset: pos.Offset, Epoch: pos.Epoch, Delivered: s.localSubscribers(channel)}, nil
+	n.stats.publications.Add(1)
+	return Publication{Channel: channel, Offset: pos.Offset, Epoch: pos.Epoch, Delivered: n.localSubscribers(channel)}, nil
 }
 
 // localSubscribers counts channel's subscribers on this node.
-func (s *Server) localSubscribers(channel string) int {
-	s.chans.mu.RLock()
-	defer s.chans.mu.RUnlock()
-	if ch := s.chans.m[channel]; ch != nil {
+func (n *Node) localSubscribers(channel string) int {
+	n.chans.mu.RLock()
+	defer n.chans.mu.RUnlock()
+	if ch := n.chans.m[channel]; ch != nil {
 		return ch.hub.Len()
 	}
 	return 0
@@ -163,107 +165,102 @@ func appendEnvelope(b []byte, channel string, offset uint64, data []byte) []byte
 // the channel's epoch and latest offset. With since, the messages c missed
 // after it follow, preceded by a {"type":"gap",...} notice when the history
 // no longer holds all of them (or holds another epoch).
-func (s *Server) Subscribe(c *Conn, channel string, since *Position) error {
-	return s.subscribe(c, channel, since, nil)
+func (n *Node) Subscribe(c *server.Conn, channel string, since *Position) error {
+	return n.subscribe(c, channel, since, nil)
 }
 
-func (s *Server) subscribe(c *Conn, name string, since *Position, id json.RawMessage) error {
+func (n *Node) subscribe(c *server.Conn, name string, since *Position, id json.RawMessage) error {
 	if err := CheckChannelName(name); err != nil {
 		return err
 	}
 	if !c.Allowed("subscribe", name) {
 		return ErrForbidden
 	}
-	if s.cfg.OnSubscribe != nil {
-		if err := s.cfg.OnSubscribe(c, name); err != nil {
+	if n.cfg.OnSubscribe != nil {
+		if err := n.cfg.OnSubscribe(c, name); err != nil {
 			return err
 		}
 	}
-	if s.subscriptions(c) >= s.cfg.MaxChannelsPerConn {
-		return fmt.Errorf("%w (%d)", ErrSubscriptionLimit, s.cfg.MaxChannelsPerConn)
+	if n.subscriptions(c) >= n.cfg.MaxChannelsPerConn {
+		return fmt.Errorf("%w (%d)", ErrSubscriptionLimit, n.cfg.MaxChannelsPerConn)
 	}
-	if c.deferSubscribe(pendingSub{name, since, id}) {
+	if n.deferJoin(c, name, since, id) {
 		return nil
 	}
-	return s.join(c, name, since, id)
+	return n.join(c, name, since, id)
 }
 
-// pendingSub is a checked subscribe waiting for its connection's socket.
-type pendingSub struct {
-	channel string
-	since   *Position
-	id      json.RawMessage
+// pendingSubs counts, per connection, the subscribes deferred until it
+// has a socket (Conn.DeferUntilAttached), for MaxChannelsPerConn.
+type pendingSubs struct {
+	mu sync.Mutex
+	m  map[*server.Conn]int
 }
 
-// deferSubscribe keeps a subscribe made before c has a socket (Handler,
-// from OnConnect) for track: joining only once c can be a hub member, under
-// the channel's lock, is what keeps the messages published in between.
-func (c *Conn) deferSubscribe(p pendingSub) bool {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if c.sock.fd >= 0 {
-		return false
+func (p *pendingSubs) add(c *server.Conn, d int) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.m[c] += d; p.m[c] == 0 {
+		delete(p.m, c)
 	}
-	if c.pending == nil {
-		c.pending = new([]pendingSub)
-	}
-	*c.pending = append(*c.pending, p)
-	return true
 }
 
-// joinPending runs the subscribes deferred until c had a socket; a refusal
-// now can only be an error reply.
-func (s *Server) joinPending(c *Conn) {
-	c.mu.Lock()
-	pending := c.pending
-	c.pending = nil
-	c.mu.Unlock()
-	if pending == nil {
-		return
-	}
-	for _, p := range *pending {
-		if err := s.join(c, p.channel, p.since, p.id); err != nil {
-			_ = c.write(s.reply(reply{Type: "error", Op: "subscribe", Channel: p.channel, ID: p.id, Reason: reasonOf(err)}), false)
+func (p *pendingSubs) count(c *server.Conn) int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.m[c]
+}
+
+// deferJoin keeps a subscribe made before c has a socket (Handler, from
+// OnConnect) until it has one: joining only once c can be a hub member,
+// under the channel's lock, is what keeps the messages published in
+// between. A refusal then can only be an error reply.
+func (n *Node) deferJoin(c *server.Conn, name string, since *Position, id json.RawMessage) bool {
+	n.pending.add(c, 1)
+	deferred := c.DeferUntilAttached(func(attached bool) {
+		n.pending.add(c, -1)
+		if !attached {
+			return
 		}
+		if err := n.join(c, name, since, id); err != nil {
+			_ = c.SendPrepared(replyFrame(reply{Type: "error", Op: "subscribe", Channel: name, ID: id, Reason: reasonOf(err)}))
+		}
+	})
+	if !deferred {
+		n.pending.add(c, -1)
 	}
+	return deferred
 }
 
 // join subscribes c, checks done: under the channel's lock it queues the
 // reply and what c missed, then joins the hub.
-func (s *Server) join(c *Conn, name string, since *Position, id json.RawMessage) error {
-	ch, err := s.lockChannel(name)
+func (n *Node) join(c *server.Conn, name string, since *Position, id json.RawMessage) error {
+	ch, err := n.lockChannel(name)
 	if err != nil {
 		return err
 	}
 	defer ch.mu.Unlock()
-	top, kept, err := s.position(ch, since)
+	top, kept, err := n.position(ch, since)
 	if err != nil {
 		return err
 	}
-	frames := [][]byte{s.reply(reply{Type: "subscribed", Channel: name, Epoch: top.Epoch, Offset: &top.Offset, ID: id})}
+	frames := []*frame.Prepared{replyFrame(reply{Type: "subscribed", Channel: name, Epoch: top.Epoch, Offset: &top.Offset, ID: id})}
 	if since != nil {
-		frames = s.replay(name, *since, top, kept, frames)
+		frames = n.replay(name, *since, top, kept, frames)
 	}
 	// Queue the reply and the recovered messages before joining: a hub
 	// flush can deliver a frame published before the join as soon as c is
 	// a member, and it must not overtake them.
-	w := writers.Get().(*writer)
-	defer writers.Put(w)
-	defer s.flushStats(w)
-	for len(frames) > 0 {
-		n := min(len(frames), iovMax)
-		if err := c.writeFrames(w, frames[:n], false); err != nil {
-			return err
-		}
-		frames = frames[n:]
+	if err := c.SendPrepared(frames...); err != nil {
+		return err
 	}
 	return ch.hub.Join(c)
 }
 
 // position returns ch's latest position and, for a subscriber at since,
 // the kept messages from the broker's history it may replay. ch.mu is held.
-func (s *Server) position(ch *channel, since *Position) (Position, []replayed, error) {
-	b := s.cfg.Broker
+func (n *Node) position(ch *channel, since *Position) (Position, []replayed, error) {
+	b := n.broker
 	if !b.Ready() {
 		return Position{}, nil, ErrBrokerUnavailable
 	}
@@ -278,7 +275,7 @@ func (s *Server) position(ch *channel, since *Position) (Position, []replayed, e
 	defer cancel()
 	after, limit := uint64(0), 0
 	if since != nil {
-		after, limit = since.Offset, max(s.cfg.HistorySize, 0)
+		after, limit = since.Offset, max(n.cfg.HistorySize, 0)
 	}
 	top, msgs, err := b.History(ctx, ch.name, after, limit)
 	if err == nil && since != nil {
@@ -294,7 +291,7 @@ func (s *Server) position(ch *channel, since *Position) (Position, []replayed, e
 	}
 	kept := make([]replayed, len(msgs))
 	for i, m := range msgs {
-		kept[i] = replayed{offset: m.Offset, frame: messageFrame(m).Bytes()}
+		kept[i] = replayed{offset: m.Offset, frame: messageFrame(m)}
 	}
 	return top, kept, nil
 }
@@ -302,7 +299,7 @@ func (s *Server) position(ch *channel, since *Position) (Position, []replayed, e
 // replayed is a history message framed for one subscriber's recovery.
 type replayed struct {
 	offset uint64
-	frame  []byte
+	frame  *frame.Prepared
 }
 
 // replayFrom returns the offset after which a subscriber at since can
@@ -321,11 +318,11 @@ func replayFrom(since, top Position) (uint64, string) {
 // (messages after replayFrom's offset, oldest first): a gap notice if they
 // cannot cover it all, then the messages, at most half of
 // Config.SendQueueBytes of them (the newest).
-func (s *Server) replay(name string, since, top Position, kept []replayed, frames [][]byte) [][]byte {
+func (n *Node) replay(name string, since, top Position, kept []replayed, frames []*frame.Prepared) []*frame.Prepared {
 	from, reason := replayFrom(since, top)
-	budget := s.cfg.SendQueueBytes / 2
+	budget := n.sendQueueBytes / 2
 	for i := len(kept) - 1; i >= 0; i-- {
-		if budget -= len(kept[i].frame); budget < 0 {
+		if budget -= len(kept[i].frame.Bytes()); budget < 0 {
 			kept = kept[i+1:]
 			break
 		}
@@ -340,7 +337,7 @@ func (s *Server) replay(name string, since, top Position, kept []replayed, frame
 		gap.Reason = "history does not reach back to since; messages before first are lost"
 	}
 	if gap.Reason != "" {
-		frames = append(frames, s.reply(gap))
+		frames = append(frames, replyFrame(gap))
 	}
 	for _, e := range kept {
 		frames = append(frames, e.frame)
@@ -349,10 +346,10 @@ func (s *Server) replay(name string, since, top Position, kept []replayed, frame
 }
 
 // Unsubscribe removes c from channel.
-func (s *Server) Unsubscribe(c *Conn, channel string) {
-	s.chans.mu.RLock()
-	ch := s.chans.m[channel]
-	s.chans.mu.RUnlock()
+func (n *Node) Unsubscribe(c *server.Conn, channel string) {
+	n.chans.mu.RLock()
+	ch := n.chans.m[channel]
+	n.chans.mu.RUnlock()
 	if ch != nil {
 		ch.hub.Leave(c)
 	}
@@ -360,59 +357,58 @@ func (s *Server) Unsubscribe(c *Conn, channel string) {
 
 // Channels lists the channels with subscribers on this node, sorted by
 // name: presence.
-func (s *Server) Channels() []ChannelInfo {
-	s.chans.mu.RLock()
-	list := make([]ChannelInfo, 0, len(s.chans.m))
-	for _, ch := range s.chans.m {
+func (n *Node) Channels() []ChannelInfo {
+	n.chans.mu.RLock()
+	list := make([]ChannelInfo, 0, len(n.chans.m))
+	for _, ch := range n.chans.m {
 		ch.mu.Lock()
 		list = append(list, ChannelInfo{Channel: ch.name, Subscribers: ch.hub.Len(), Offset: ch.offset, Epoch: ch.epoch})
 		ch.mu.Unlock()
 	}
-	s.chans.mu.RUnlock()
+	n.chans.mu.RUnlock()
 	slices.SortFunc(list, func(a, b ChannelInfo) int { return cmp.Compare(a.Channel, b.Channel) })
 	return list
 }
 
-// subscriptions counts c's channels.
-func (s *Server) subscriptions(c *Conn) int {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	n := 0
-	for _, h := range c.hubs {
-		if h.channel != "" {
-			n++
+// subscriptions counts c's channels, joined or deferred.
+func (n *Node) subscriptions(c *server.Conn) int {
+	count := n.pending.count(c)
+	n.chans.mu.RLock()
+	defer n.chans.mu.RUnlock()
+	for _, h := range c.Hubs() {
+		if _, ok := n.chans.hubs[h]; ok {
+			count++
 		}
 	}
-	if c.pending != nil {
-		n += len(*c.pending)
-	}
-	return n
+	return count
 }
 
-// channels is the registry of live channels.
-type channels struct {
-	mu sync.RWMutex
-	m  map[string]*channel
+// registry holds the channels with subscribers on this node, by name and
+// by hub.
+type registry struct {
+	mu   sync.RWMutex
+	m    map[string]*channel
+	hubs map[*server.Hub]struct{}
 }
 
 // lockChannel returns channel name, created if need be, with its mu held.
-func (s *Server) lockChannel(name string) (*channel, error) {
+func (n *Node) lockChannel(name string) (*channel, error) {
 	for {
-		s.chans.mu.RLock()
-		ch := s.chans.m[name]
-		s.chans.mu.RUnlock()
+		n.chans.mu.RLock()
+		ch := n.chans.m[name]
+		n.chans.mu.RUnlock()
 		if ch == nil {
-			s.chans.mu.Lock()
-			if ch = s.chans.m[name]; ch == nil {
-				if len(s.chans.m) >= s.cfg.MaxChannels {
-					s.chans.mu.Unlock()
-					return nil, fmt.Errorf("%w (%d)", ErrTooManyChannels, s.cfg.MaxChannels)
+			n.chans.mu.Lock()
+			if ch = n.chans.m[name]; ch == nil {
+				if len(n.chans.m) >= n.cfg.MaxChannels {
+					n.chans.mu.Unlock()
+					return nil, fmt.Errorf("%w (%d)", ErrTooManyChannels, n.cfg.MaxChannels)
 				}
-				ch = &channel{name: name, hub: s.NewHub(), touched: s.now()} // epoch and offset: the broker's, at the first subscribe
-				ch.hub.channel = name
-				s.chans.m[name] = ch
+				ch = &channel{name: name, hub: n.srv.NewHub(), touched: time.Now().UnixNano()} // epoch and offset: the broker's, at the first subscribe
+				n.chans.m[name] = ch
+				n.chans.hubs[ch.hub] = struct{}{}
 			}
-			s.chans.mu.Unlock()
+			n.chans.mu.Unlock()
 		}
 		ch.mu.Lock()
 		if !ch.dead {
@@ -422,35 +418,35 @@ func (s *Server) lockChannel(name string) (*channel, error) {
 	}
 }
 
-// sweepChannels removes the channels this node no longer has subscribers
+// sweep removes the channels this node no longer has subscribers
 // for (their history stays with the broker), and keeps the others alive in
 // the broker: a channel unused for HistoryTTL starts a new epoch there,
 // which would tell subscribers of a quiet channel that they lost messages.
 // It runs on the sweeper.
-func (s *Server) sweepChannels() {
+func (n *Node) sweep() {
 	var empty, due []*channel
-	now := s.now()
-	touch := !s.touching.Load() && s.cfg.Broker.Ready()
-	s.chans.mu.RLock()
-	for _, ch := range s.chans.m {
+	now := time.Now().UnixNano()
+	touch := !n.touching.Load() && n.broker.Ready()
+	n.chans.mu.RLock()
+	for _, ch := range n.chans.m {
 		switch {
-		case ch.hub.refs.Load() == 0:
+		case ch.hub.Joined() == 0:
 			empty = append(empty, ch)
-		case touch && now-ch.touched > int64(s.cfg.HistoryTTL/2):
+		case touch && now-ch.touched > int64(n.cfg.HistoryTTL/2):
 			ch.touched = now
 			due = append(due, ch)
 		}
 	}
-	s.chans.mu.RUnlock()
-	if len(due) > 0 && s.touching.CompareAndSwap(false, true) {
+	n.chans.mu.RUnlock()
+	if len(due) > 0 && n.touching.CompareAndSwap(false, true) {
 		// Off the sweeper: a slow broker must not hold up timeouts and pings.
-		s.wg.Add(1)
+		n.wg.Add(1)
 		go func() {
-			defer s.wg.Done()
-			defer s.touching.Store(false)
+			defer n.wg.Done()
+			defer n.touching.Store(false)
 			for _, ch := range due {
 				ctx, cancel := context.WithTimeout(context.Background(), brokerTimeout)
-				_, _, err := s.cfg.Broker.History(ctx, ch.name, 0, 0) // a failure is caught up on the next delivery
+				_, _, err := n.broker.History(ctx, ch.name, 0, 0) // a failure is caught up on the next delivery
 				cancel()
 				if err != nil {
 					return
@@ -461,24 +457,25 @@ func (s *Server) sweepChannels() {
 	if len(empty) == 0 {
 		return
 	}
-	s.chans.mu.Lock()
+	n.chans.mu.Lock()
 	for _, ch := range empty {
 		ch.mu.Lock()
-		// refs, not Len: a conn that joined in OnConnect before it had a
+		// Joined, not Len: a conn that joined in OnConnect before it had a
 		// socket (Handler) is a subscriber too.
-		if ch.hub.refs.Load() == 0 {
+		if ch.hub.Joined() == 0 {
 			ch.dead = true
-			delete(s.chans.m, ch.name)
-			s.mu.Lock()
-			delete(s.hubs, ch.hub)
-			s.mu.Unlock()
+			delete(n.chans.m, ch.name)
+			delete(n.chans.hubs, ch.hub)
+			ch.hub.Release()
 		}
 		ch.mu.Unlock()
 	}
-	s.chans.mu.Unlock()
+	n.chans.mu.Unlock()
 }
 
-func newEpoch() string {
+// NewEpoch returns a random name for a new channel history, for brokers:
+// offsets restart with each epoch.
+func NewEpoch() string {
 	var b [6]byte
 	_, _ = rand.Read(b[:])
 	return hex.EncodeToString(b[:])
@@ -499,12 +496,12 @@ type reply struct {
 	ID        json.RawMessage `json:"id,omitempty"`
 }
 
-// reply serializes r as a text frame.
-func (s *Server) reply(r reply) []byte {
-	return frame.NewPrepared(frame.OpText, s.replyPayload(r)).Bytes()
+// replyFrame serializes r as a text frame.
+func replyFrame(r reply) *frame.Prepared {
+	return frame.NewPrepared(frame.OpText, replyPayload(r))
 }
 
-func (s *Server) replyPayload(r reply) []byte {
+func replyPayload(r reply) []byte {
 	b, err := json.Marshal(r)
 	if err != nil { // only ID could fail, and it was parsed as a number
 		b = []byte(`{"type":"error","reason":"internal: reply not serializable"}`)

@@ -1,4 +1,4 @@
-package server
+package pubsub
 
 import (
 	"context"
@@ -50,7 +50,7 @@ type Message struct {
 
 // ErrBrokerUnavailable is returned by Publish and Subscribe while the
 // broker is disconnected: nothing is accepted that could not be delivered.
-var ErrBrokerUnavailable = errors.New("server: broker unavailable")
+var ErrBrokerUnavailable = errors.New("pubsub: broker unavailable")
 
 // brokerTimeout bounds one broker call made on a worker.
 const brokerTimeout = 2 * time.Second
@@ -59,10 +59,10 @@ const brokerTimeout = 2 * time.Second
 // channel. It runs on the broker's delivery goroutine, in order per
 // channel; a hole in the offsets (messages missed while the broker
 // reconnected) is filled from history first.
-func (s *Server) deliver(m Message) {
-	s.chans.mu.RLock()
-	ch := s.chans.m[m.Channel]
-	s.chans.mu.RUnlock()
+func (n *Node) deliver(m Message) {
+	n.chans.mu.RLock()
+	ch := n.chans.m[m.Channel]
+	n.chans.mu.RUnlock()
 	if ch == nil {
 		return // no subscriber here
 	}
@@ -76,7 +76,7 @@ func (s *Server) deliver(m Message) {
 		return
 	}
 	if m.Epoch != ch.epoch || m.Offset > ch.offset+1 {
-		s.catchUp(ch, m.Position)
+		n.catchUp(ch, m.Position)
 	}
 	if m.Epoch != ch.epoch || m.Offset <= ch.offset {
 		return // delivered already, by the catch-up
@@ -88,22 +88,22 @@ func (s *Server) deliver(m Message) {
 // catchUp delivers from the broker's history what ch's subscribers missed
 // before upTo (the broker's latest position when upTo is zero), and tells
 // them with a gap notice what history cannot give back. ch.mu is held.
-func (s *Server) catchUp(ch *channel, upTo Position) {
+func (n *Node) catchUp(ch *channel, upTo Position) {
 	ctx, cancel := context.WithTimeout(context.Background(), brokerTimeout)
 	defer cancel()
-	b := s.cfg.Broker
+	b := n.broker
 	after := ch.offset
-	top, msgs, err := b.History(ctx, ch.name, after, max(s.cfg.HistorySize, 0))
+	top, msgs, err := b.History(ctx, ch.name, after, max(n.cfg.HistorySize, 0))
 	if err == nil && top.Epoch != ch.epoch {
 		if ch.epoch != "" {
-			s.gapNotice(ch, nil, "the channel's history changed epoch (broker restart or expiry); offsets restarted")
+			n.gapNotice(ch, nil, "the channel's history changed epoch (broker restart or expiry); offsets restarted")
 		}
 		ch.epoch, ch.offset, after = top.Epoch, 0, 0
-		top, msgs, err = b.History(ctx, ch.name, 0, max(s.cfg.HistorySize, 0))
+		top, msgs, err = b.History(ctx, ch.name, 0, max(n.cfg.HistorySize, 0))
 	}
 	if err != nil {
-		s.log.Warn("broker history unavailable; subscribers may miss messages", "channel", ch.name, "err", err)
-		s.gapNotice(ch, nil, "messages may be lost: the broker's history is unavailable")
+		n.log.Warn("broker history unavailable; subscribers may miss messages", "channel", ch.name, "err", err)
+		n.gapNotice(ch, nil, "messages may be lost: the broker's history is unavailable")
 		if upTo.Epoch != "" {
 			ch.epoch, ch.offset = upTo.Epoch, upTo.Offset-1
 		}
@@ -119,7 +119,7 @@ func (s *Server) catchUp(ch *channel, upTo Position) {
 		if len(msgs) > 0 {
 			from = msgs[0].Offset
 		}
-		s.gapNotice(ch, &from, "history does not reach back; messages before first are lost")
+		n.gapNotice(ch, &from, "history does not reach back; messages before first are lost")
 	}
 	for _, m := range msgs {
 		if m.Offset > upTo.Offset {
@@ -133,24 +133,24 @@ func (s *Server) catchUp(ch *channel, upTo Position) {
 
 // gapNotice tells every subscriber of ch on this node that messages after
 // ch.offset were lost (up to first, when known).
-func (s *Server) gapNotice(ch *channel, first *uint64, reason string) {
+func (n *Node) gapNotice(ch *channel, first *uint64, reason string) {
 	since := ch.offset
-	ch.hub.BroadcastPrepared(frame.NewPrepared(frame.OpText, s.replyPayload(reply{Type: "gap", Channel: ch.name, Since: &since, First: first, Reason: reason})))
+	ch.hub.BroadcastPrepared(frame.NewPrepared(frame.OpText, replyPayload(reply{Type: "gap", Channel: ch.name, Since: &since, First: first, Reason: reason})))
 }
 
 // resync catches every channel with subscribers up after the broker
 // reconnected.
-func (s *Server) resync() {
-	s.chans.mu.RLock()
-	list := make([]*channel, 0, len(s.chans.m))
-	for _, ch := range s.chans.m {
+func (n *Node) resync() {
+	n.chans.mu.RLock()
+	list := make([]*channel, 0, len(n.chans.m))
+	for _, ch := range n.chans.m {
 		list = append(list, ch)
 	}
-	s.chans.mu.RUnlock()
+	n.chans.mu.RUnlock()
 	for _, ch := range list {
 		ch.mu.Lock()
 		if !ch.dead && ch.epoch != "" {
-			s.catchUp(ch, Position{})
+			n.catchUp(ch, Position{})
 		}
 		ch.mu.Unlock()
 	}

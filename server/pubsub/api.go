@@ -1,4 +1,4 @@
-package server
+package pubsub
 
 import (
 	"bytes"
@@ -10,6 +10,8 @@ import (
 	"mime"
 	"net/http"
 	"strings"
+
+	"github.com/fanout-ws/fanout/server"
 )
 
 // APIHandler serves the HTTP API for backends at /api/publish and
@@ -23,18 +25,18 @@ import (
 // <key>". An empty key disables the API (403). A batch is checked whole
 // before any of it is published. Errors are {"error":"reason"} with 400,
 // 401, 403, 405, 413, 415 or 503.
-func (s *Server) APIHandler(key string) http.Handler {
+func (n *Node) APIHandler(key string) http.Handler {
 	mux := http.NewServeMux()
-	mux.HandleFunc("/api/publish", s.apiPublish)
-	mux.HandleFunc("/api/channels", s.apiChannels)
-	return s.apiAuth(key, mux)
+	mux.HandleFunc("/api/publish", n.apiPublish)
+	mux.HandleFunc("/api/channels", n.apiChannels)
+	return n.apiAuth(key, mux)
 }
 
 // apiBodyBytes caps a publish request: a batch of messages at most
 // MaxMessageBytes each, within reason.
-func (s *Server) apiBodyBytes() int64 { return int64(max(1<<20, 4*s.cfg.MaxMessageBytes)) }
+func (n *Node) apiBodyBytes() int64 { return int64(max(1<<20, 4*n.maxMessageBytes)) }
 
-func (s *Server) apiAuth(key string, next http.Handler) http.Handler {
+func (n *Node) apiAuth(key string, next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if key == "" {
 			apiError(w, http.StatusForbidden, "the HTTP API is disabled: configure an API key")
@@ -45,13 +47,13 @@ func (s *Server) apiAuth(key string, next http.Handler) http.Handler {
 			got = v
 		}
 		if subtle.ConstantTimeCompare([]byte(got), []byte(key)) != 1 {
-			s.stats.authFailures.Add(1)
-			s.warnSampled("api: bad or missing key", "remote", r.RemoteAddr, "path", r.URL.Path)
+			n.stats.apiKeyFailures.Add(1)
+			n.warnSampled("api: bad or missing key", "remote", r.RemoteAddr, "path", r.URL.Path)
 			w.Header().Set("WWW-Authenticate", `Bearer realm="fanout"`)
 			apiError(w, http.StatusUnauthorized, "missing or wrong API key")
 			return
 		}
-		if s.shutting.Load() {
+		if n.srv.ShuttingDown() {
 			apiError(w, http.StatusServiceUnavailable, "server shutting down")
 			return
 		}
@@ -73,7 +75,7 @@ type apiResult struct {
 	Error   string `json:"error,omitempty"`
 }
 
-func (s *Server) apiPublish(w http.ResponseWriter, r *http.Request) {
+func (n *Node) apiPublish(w http.ResponseWriter, r *http.Request) {
 	if r.Method != http.MethodPost {
 		w.Header().Set("Allow", http.MethodPost)
 		apiError(w, http.StatusMethodNotAllowed, "use POST")
@@ -85,7 +87,7 @@ func (s *Server) apiPublish(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
-	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, s.apiBodyBytes()))
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, n.apiBodyBytes()))
 	if err != nil {
 		var tooBig *http.MaxBytesError
 		if errors.As(err, &tooBig) {
@@ -112,7 +114,7 @@ func (s *Server) apiPublish(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	for i, m := range msgs {
-		if err := s.checkPublish(m); err != nil {
+		if err := n.checkPublish(m); err != nil {
 			if batch {
 				apiError(w, http.StatusBadRequest, fmt.Sprintf("[%d]: %s", i, reasonOf(err)))
 			} else {
@@ -124,7 +126,7 @@ func (s *Server) apiPublish(w http.ResponseWriter, r *http.Request) {
 	results := make([]apiResult, len(msgs))
 	status := http.StatusOK
 	for i, m := range msgs {
-		p, err := s.Publish(m.Channel, m.Data)
+		p, err := n.Publish(m.Channel, m.Data)
 		if err != nil {
 			results[i] = apiResult{Channel: m.Channel, Error: reasonOf(err)}
 			status = http.StatusServiceUnavailable
@@ -144,26 +146,26 @@ func (s *Server) apiPublish(w http.ResponseWriter, r *http.Request) {
 
 // checkPublish finds what Publish would refuse for the message itself, so a
 // batch is checked whole first; capacity can still refuse it later.
-func (s *Server) checkPublish(m apiMessage) error {
+func (n *Node) checkPublish(m apiMessage) error {
 	if err := CheckChannelName(m.Channel); err != nil {
 		return err
 	}
 	if len(m.Data) == 0 {
 		return errors.New(`"data" is missing`)
 	}
-	if envelopeBytes(m.Channel, m.Data) > s.cfg.MaxMessageBytes {
-		return fmt.Errorf("%w: data over %d bytes", ErrTooLarge, s.cfg.MaxMessageBytes-envelopeBytes(m.Channel, nil))
+	if envelopeBytes(m.Channel, m.Data) > n.maxMessageBytes {
+		return fmt.Errorf("%w: data over %d bytes", server.ErrTooLarge, n.maxMessageBytes-envelopeBytes(m.Channel, nil))
 	}
 	return nil
 }
 
-func (s *Server) apiChannels(w http.ResponseWriter, r *http.Request) {
+func (n *Node) apiChannels(w http.ResponseWriter, r *http.Request) {
 	if r.Method != http.MethodGet && r.Method != http.MethodHead {
 		w.Header().Set("Allow", "GET, HEAD")
 		apiError(w, http.StatusMethodNotAllowed, "use GET")
 		return
 	}
-	apiJSON(w, http.StatusOK, map[string]any{"channels": s.Channels()})
+	apiJSON(w, http.StatusOK, map[string]any{"channels": n.Channels()})
 }
 
 // decodeStrict decodes exactly one JSON value with no unknown fields.

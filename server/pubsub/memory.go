@@ -1,4 +1,4 @@
-package server
+package pubsub
 
 import (
 	"cmp"
@@ -111,7 +111,7 @@ func (b *MemoryBroker) channel(name string) (*memChannel, error) {
 		if len(b.chans) >= b.max {
 			return nil, fmt.Errorf("%w (%d)", ErrTooManyChannels, b.max)
 		}
-		ch = &memChannel{epoch: newEpoch(), last: time.Now()}
+		ch = &memChannel{epoch: NewEpoch(), last: time.Now()}
 		b.chans[name] = ch
 	}
 	return ch, nil

@@ -1,39 +1,23 @@
-package server
+package pubsub
 
 import (
-	"bufio"
-	"crypto/tls"
 	"encoding/json"
-	"fmt"
-	"io"
-	"net"
 	"net/http"
 	"strings"
 	"testing"
-	"time"
 
+	"github.com/fanout-ws/fanout/server"
 	"github.com/gorilla/websocket"
 )
 
 // runAPI serves channels and, on the same listener, the HTTP API with key.
-func runAPI(t *testing.T, cfg Config, key string) (*Server, string) {
+func runAPI(t *testing.T, sc server.Config, key string) *testNode {
 	t.Helper()
 	var api http.Handler
-	cfg.HTTPHandler = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { api.ServeHTTP(w, r) })
-	cfg = channelConfig(cfg)
-	s, err := New(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	api = s.APIHandler(key)
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	go func() { _ = s.Serve(ln) }()
-	<-s.Ready()
-	t.Cleanup(func() { _ = s.Close() })
-	return s, s.Addr().String()
+	sc.HTTPHandler = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { api.ServeHTTP(w, r) })
+	tn := newNode(t, sc, Config{})
+	api = tn.APIHandler(key)
+	return tn.serve(t)
 }
 
 func post(t *testing.T, url, key, contentType, body string) (int, map[string]any) {
@@ -61,7 +45,7 @@ func post(t *testing.T, url, key, contentType, body string) (int, map[string]any
 // port, reports deliveries, and lists presence.
 func TestAPI_PublishAndChannels(t *testing.T) {
 	t.Parallel()
-	_, addr := runAPI(t, Config{}, "k3y")
+	addr := runAPI(t, server.Config{}, "k3y").addr
 	base := "http://" + addr
 	subs := []*websocket.Conn{dialGorilla(t, "ws://"+addr+"/ws?channel=news"), dialGorilla(t, "ws://"+addr+"/ws?channel=news")}
 	for _, c := range subs {
@@ -102,7 +86,8 @@ func TestAPI_PublishAndChannels(t *testing.T) {
 // Bad requests get JSON errors with the right status and publish nothing.
 func TestAPI_BadRequests(t *testing.T) {
 	t.Parallel()
-	s, addr := runAPI(t, Config{MaxMessageBytes: 1 << 10}, "k3y")
+	s := runAPI(t, server.Config{MaxMessageBytes: 1 << 10}, "k3y")
+	addr := s.addr
 	url := "http://" + addr + "/api/publish"
 	for _, tc := range []struct {
 		name, key, contentType, body string
@@ -142,94 +127,8 @@ func TestAPI_BadRequests(t *testing.T) {
 		t.Fatalf("GET /api/publish: %d Allow %q", resp.StatusCode, resp.Header.Get("Allow"))
 	}
 
-	_, addr = runAPI(t, Config{}, "")
+	addr = runAPI(t, server.Config{}, "").addr
 	if status, out := post(t, "http://"+addr+"/api/publish", "anything", "", `{"channel":"a","data":1}`); status != 403 {
 		t.Fatalf("API without a key: %d %v, want 403", status, out)
-	}
-}
-
-// Plain HTTP on Serve's listener reaches HTTPHandler, keep-alive included,
-// with a body that arrived with the head; upgrades on the same port still
-// work; the HTTP connection counts against MaxConns until it closes.
-func TestHTTPHandler_SharesTheListener(t *testing.T) {
-	t.Parallel()
-	cfg := Config{MaxConns: 3, HTTPHandler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		b, _ := io.ReadAll(r.Body)
-		fmt.Fprintf(w, "%s %s %s", r.Method, r.URL.Path, b)
-	})}
-	s, addr := runServer(t, cfg)
-	nc, err := net.Dial("tcp", addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer nc.Close()
-	br := bufio.NewReader(nc)
-	for i, req := range []string{
-		"GET /page HTTP/1.1\r\nHost: x\r\n\r\n",
-		"POST /api HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n\r\nhello",
-	} {
-		if _, err := io.WriteString(nc, req); err != nil {
-			t.Fatal(err)
-		}
-		resp, err := http.ReadResponse(br, nil)
-		if err != nil {
-			t.Fatalf("request %d: %v", i, err)
-		}
-		body, _ := io.ReadAll(resp.Body)
-		want := []string{"GET /page ", "POST /api hello"}[i]
-		if resp.StatusCode != 200 || string(body) != want {
-			t.Fatalf("request %d: %d %q, want %q", i, resp.StatusCode, body, want)
-		}
-	}
-	if live := s.Stats().Live; live != 1 {
-		t.Fatalf("live %d with one HTTP connection, want 1", live)
-	}
-	ws := dialGorilla(t, "ws://"+addr+"/echo")
-	if err := ws.WriteMessage(websocket.TextMessage, []byte("still ws")); err != nil {
-		t.Fatal(err)
-	}
-	if _, p, err := ws.ReadMessage(); err != nil || string(p) != "still ws" {
-		t.Fatalf("echo %q %v", p, err)
-	}
-	nc.Close()
-	eventually(t, 5*time.Second, func() error {
-		if live := s.Stats().Live; live != 1 {
-			return fmt.Errorf("live %d after the HTTP connection closed, want 1", live)
-		}
-		return nil
-	})
-}
-
-// Over TLS, plain HTTPS requests reach HTTPHandler too.
-func TestHTTPHandler_TLS(t *testing.T) {
-	t.Parallel()
-	cert, pool := testCert(t)
-	cfg := Config{
-		TLS:         &tls.Config{Certificates: []tls.Certificate{cert}},
-		HTTPHandler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { fmt.Fprint(w, "secure page") }),
-	}
-	_, addr := runServer(t, cfg)
-	client := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}}}
-	defer client.CloseIdleConnections()
-	for range 2 { // the second request reuses the connection
-		resp, err := client.Get("https://" + addr + "/")
-		if err != nil {
-			t.Fatal(err)
-		}
-		body, _ := io.ReadAll(resp.Body)
-		resp.Body.Close()
-		if string(body) != "secure page" {
-			t.Fatalf("got %q", body)
-		}
-	}
-	d := websocket.Dialer{TLSClientConfig: &tls.Config{RootCAs: pool}}
-	c, _, err := d.Dial("wss://"+addr+"/echo", nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	_ = c.WriteMessage(websocket.TextMessage, []byte("x"))
-	if _, p, err := c.ReadMessage(); err != nil || string(p) != "x" {
-		t.Fatalf("wss echo %q %v", p, err)
 	}
 }

@@ -1,89 +1,26 @@
-package server
+package pubsub
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"net"
 	"net/http"
-	"strconv"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
-	"github.com/fanout-ws/fanout/frame"
+	"github.com/fanout-ws/fanout/server"
 	"github.com/gorilla/websocket"
 )
-
-// channelConfig routes /ws?channel=a&channel=b (since=&epoch= to resume) to
-// subscriptions and every
-// message to HandleControl, as cmd/fanout does.
-func channelConfig(cfg Config) Config {
-	cfg.OnConnect = func(c *Conn, r *Request) error {
-		q := r.Query()
-		var since *Position
-		if v := q.Get("since"); v != "" {
-			off, _ := strconv.ParseUint(v, 10, 64)
-			since = &Position{Offset: off, Epoch: q.Get("epoch")}
-		}
-		for _, name := range q["channel"] {
-			if err := c.srv.Subscribe(c, name, since); err != nil {
-				return Reject(http.StatusBadRequest, err.Error())
-			}
-		}
-		return nil
-	}
-	cfg.OnMessage = func(c *Conn, op frame.OpCode, data []byte) { c.srv.HandleControl(c, op, data) }
-	return cfg
-}
-
-func runChannels(t *testing.T, cfg Config) (*Server, string) {
-	t.Helper()
-	return runServer(t, channelConfig(cfg))
-}
-
-// event is any server message of the channel protocol.
-type event struct {
-	Type      string          `json:"type"`
-	Op        string          `json:"op"`
-	Channel   string          `json:"channel"`
-	Epoch     string          `json:"epoch"`
-	Offset    uint64          `json:"offset"`
-	Since     *uint64         `json:"since"`
-	First     *uint64         `json:"first"`
-	Delivered *int            `json:"delivered"`
-	Reason    string          `json:"reason"`
-	ID        json.RawMessage `json:"id"`
-	Data      json.RawMessage `json:"data"`
-}
-
-func readEvent(t *testing.T, c *websocket.Conn) event {
-	t.Helper()
-	op, p, err := c.ReadMessage()
-	if err != nil {
-		t.Fatalf("read: %v", err)
-	}
-	var e event
-	if op != websocket.TextMessage || json.Unmarshal(p, &e) != nil {
-		t.Fatalf("want a JSON text message, got %d %q", op, p)
-	}
-	return e
-}
-
-func sendJSON(t *testing.T, c *websocket.Conn, s string) {
-	t.Helper()
-	if err := c.WriteMessage(websocket.TextMessage, []byte(s)); err != nil {
-		t.Fatal(err)
-	}
-}
 
 // A publish reaches the channel's subscribers only, in order, with offsets
 // counting from 1, and the frame is built once however many receive it.
 func TestChannels_PublishReachesOnlySubscribers(t *testing.T) {
 	t.Parallel()
-	s, addr := runChannels(t, Config{})
+	s := runChannels(t, server.Config{}, Config{})
+	addr := s.addr
 	a := dialGorilla(t, "ws://"+addr+"/ws?channel=a")
 	b := dialGorilla(t, "ws://"+addr+"/ws?channel=b")
 	ab := dialGorilla(t, "ws://"+addr+"/ws?channel=a&channel=b")
@@ -92,7 +29,7 @@ func TestChannels_PublishReachesOnlySubscribers(t *testing.T) {
 			t.Fatalf("got %+v, want subscribed at offset 0", e)
 		}
 	}
-	before := s.Stats().Broadcasts
+	before := s.srv.Stats().Broadcasts
 	for i := 1; i <= 3; i++ {
 		p, err := s.Publish("a", fmt.Appendf(nil, `{"n":%d}`, i))
 		if err != nil || p.Offset != uint64(i) || p.Delivered != 2 {
@@ -102,7 +39,7 @@ func TestChannels_PublishReachesOnlySubscribers(t *testing.T) {
 	if _, err := s.Publish("b", []byte(`"for b"`)); err != nil {
 		t.Fatal(err)
 	}
-	if got := s.Stats().Broadcasts - before; got != 4 {
+	if got := s.srv.Stats().Broadcasts - before; got != 4 {
 		t.Fatalf("%d serializations for 4 publishes", got)
 	}
 	// Order holds within a channel; channels do not wait for each other.
@@ -128,7 +65,7 @@ func TestChannels_PublishReachesOnlySubscribers(t *testing.T) {
 // with errors that carry a reason, without closing the connection.
 func TestChannels_ControlMessages(t *testing.T) {
 	t.Parallel()
-	_, addr := runChannels(t, Config{MaxMessageBytes: 512})
+	addr := runChannels(t, server.Config{MaxMessageBytes: 512}, Config{}).addr
 	c := dialGorilla(t, "ws://"+addr+"/ws")
 	sendJSON(t, c, `{"op":"subscribe","channel":"room:1","id":7}`)
 	if e := readEvent(t, c); e.Type != "subscribed" || e.Channel != "room:1" || string(e.ID) != "7" {
@@ -196,7 +133,8 @@ func TestChannels_ControlMessages(t *testing.T) {
 // and what is kept.
 func TestChannels_Recovery(t *testing.T) {
 	t.Parallel()
-	s, addr := runChannels(t, Config{HistorySize: 4})
+	s := runChannels(t, server.Config{}, Config{HistorySize: 4})
+	addr := s.addr
 	published := 0
 	publish := func(n int) Publication {
 		var p Publication
@@ -262,8 +200,9 @@ func TestChannels_Recovery(t *testing.T) {
 // hub before the join once overtook the reply.)
 func TestChannels_SubscribeUnderLoad(t *testing.T) {
 	t.Parallel()
-	s, addr := runChannels(t, Config{HistorySize: 1000})
-	defer publishUntilStopped(s, "live", 50*time.Microsecond)()
+	s := runChannels(t, server.Config{}, Config{HistorySize: 1000})
+	addr := s.addr
+	defer publishUntilStopped(s.Node, "live", 50*time.Microsecond)()
 	var wg sync.WaitGroup
 	defer wg.Wait()
 	wg.Add(1)
@@ -309,7 +248,8 @@ func TestChannels_SubscribeUnderLoad(t *testing.T) {
 
 func TestChannels_Limits(t *testing.T) {
 	t.Parallel()
-	s, addr := runChannels(t, Config{MaxChannels: 3, MaxChannelsPerConn: 2})
+	s := runChannels(t, server.Config{}, Config{MaxChannels: 3, MaxChannelsPerConn: 2})
+	addr := s.addr
 	c := dialGorilla(t, "ws://"+addr+"/ws?channel=x&channel=y")
 	readEvent(t, c)
 	readEvent(t, c)
@@ -336,14 +276,15 @@ func TestChannels_Limits(t *testing.T) {
 // epoch.
 func TestChannels_SweptWhenEmpty(t *testing.T) {
 	t.Parallel()
-	s, addr := runChannels(t, Config{HistoryTTL: 50 * time.Millisecond})
+	s := runChannels(t, server.Config{}, Config{HistoryTTL: 50 * time.Millisecond})
+	addr := s.addr
 	c := dialGorilla(t, "ws://"+addr+"/ws?channel=tmp")
 	first := readEvent(t, c)
 	if _, err := s.Publish("tmp", []byte("1")); err != nil {
 		t.Fatal(err)
 	}
 	readEvent(t, c)
-	hubs := func() int { s.mu.Lock(); defer s.mu.Unlock(); return len(s.hubs) }
+	hubs := func() int { s.chans.mu.RLock(); defer s.chans.mu.RUnlock(); return len(s.chans.hubs) }
 	before := hubs()
 	c.Close()
 	eventually(t, 5*time.Second, func() error {
@@ -368,21 +309,21 @@ func TestChannels_SweptWhenEmpty(t *testing.T) {
 // Token claims and OnSubscribe / OnPublish decide who may do what.
 func TestChannels_Authorization(t *testing.T) {
 	t.Parallel()
-	cfg := channelConfig(Config{})
-	cfg.OnSubscribe = func(c *Conn, ch string) error {
+	var cfg Config
+	cfg.OnSubscribe = func(c *server.Conn, ch string) error {
 		if strings.HasPrefix(ch, "private:") {
-			return Reject(http.StatusForbidden, "private channels need an invitation")
+			return server.Reject(http.StatusForbidden, "private channels need an invitation")
 		}
 		return nil
 	}
-	cfg.OnPublish = func(c *Conn, ch string, data []byte) error {
+	cfg.OnPublish = func(c *server.Conn, ch string, data []byte) error {
 		if ch == "readonly" {
 			return errors.New("server: readonly channel")
 		}
 		return nil
 	}
-	s, addr := runServer(t, cfg)
-	c := dialGorilla(t, "ws://"+addr+"/ws")
+	s := runChannels(t, server.Config{}, cfg)
+	c := dialGorilla(t, "ws://"+s.addr+"/ws")
 	sendJSON(t, c, `{"op":"subscribe","channel":"private:x"}`)
 	if e := readEvent(t, c); e.Type != "error" || e.Reason != "private channels need an invitation" {
 		t.Fatalf("got %+v", e)
@@ -400,23 +341,20 @@ func TestChannels_Authorization(t *testing.T) {
 // hijacked socket is known; no message published meanwhile goes missing.
 func TestChannels_HandlerSubscribeLosesNothing(t *testing.T) {
 	t.Parallel()
-	s, err := New(channelConfig(Config{}))
-	if err != nil {
-		t.Fatal(err)
-	}
+	s := newNode(t, server.Config{}, Config{})
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
-	hs := &http.Server{Handler: s.Handler()}
+	hs := &http.Server{Handler: s.srv.Handler()}
 	go func() { _ = hs.Serve(ln) }()
 	t.Cleanup(func() {
 		hs.Close()
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()
-		_ = s.Shutdown(ctx)
+		_ = s.srv.Shutdown(ctx)
 	})
-	defer publishUntilStopped(s, "h", 20*time.Microsecond)()
+	defer publishUntilStopped(s.Node, "h", 20*time.Microsecond)()
 	for round := range 100 {
 		c := dialGorilla(t, "ws://"+ln.Addr().String()+"/ws?channel=h")
 		ack := readEvent(t, c)
@@ -444,13 +382,13 @@ func TestChannels_HandlerSubscribeLosesNothing(t *testing.T) {
 func TestMemoryBroker_SharedByTwoServers(t *testing.T) {
 	t.Parallel()
 	b := NewMemoryBroker(BrokerOptions{})
-	s1, addr1 := runChannels(t, Config{Broker: b})
-	s2, addr2 := runChannels(t, Config{Broker: b})
-	c1 := dialGorilla(t, "ws://"+addr1+"/ws?channel=both")
-	c2 := dialGorilla(t, "ws://"+addr2+"/ws?channel=both")
+	s1 := runChannels(t, server.Config{}, Config{Broker: b})
+	s2 := runChannels(t, server.Config{}, Config{Broker: b})
+	c1 := dialGorilla(t, "ws://"+s1.addr+"/ws?channel=both")
+	c2 := dialGorilla(t, "ws://"+s2.addr+"/ws?channel=both")
 	readEvent(t, c1)
 	readEvent(t, c2)
-	for i, s := range []*Server{s1, s2, s1} {
+	for i, s := range []*testNode{s1, s2, s1} {
 		if p, err := s.Publish("both", fmt.Appendf(nil, "%d", i)); err != nil || p.Offset != uint64(i+1) || p.Delivered != 1 {
 			t.Fatalf("publish %d: %+v %v", i, p, err)
 		}
@@ -472,7 +410,8 @@ func TestChannels_QuietChannelKeepsEpoch(t *testing.T) {
 		t.Skip("waits longer than a history TTL")
 	}
 	t.Parallel()
-	s, addr := runChannels(t, Config{HistoryTTL: 4 * time.Second})
+	s := runChannels(t, server.Config{}, Config{HistoryTTL: 4 * time.Second})
+	addr := s.addr
 	c := dialGorilla(t, "ws://"+addr+"/ws?channel=quiet")
 	ack := readEvent(t, c)
 	if _, err := s.Publish("quiet", []byte("1")); err != nil {
@@ -492,7 +431,7 @@ func TestChannels_QuietChannelKeepsEpoch(t *testing.T) {
 // publishUntilStopped publishes numbered messages ("1", "2", ...) to
 // channel, pause apart, until the returned stop is called; stop waits for
 // the publisher.
-func publishUntilStopped(s *Server, channel string, pause time.Duration) (stop func()) {
+func publishUntilStopped(s *Node, channel string, pause time.Duration) (stop func()) {
 	done := make(chan struct{})
 	var wg sync.WaitGroup
 	wg.Add(1)

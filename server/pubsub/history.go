@@ -1,4 +1,4 @@
-package server
+package pubsub
 
 // history is a channel's recent messages, oldest first: a ring that grows
 // to the configured size, then overwrites its oldest entry. Its owner's mu

@@ -1,4 +1,4 @@
-package server
+package pubsub
 
 import (
 	"bytes"
@@ -8,6 +8,7 @@ import (
 	"strings"
 
 	"github.com/fanout-ws/fanout/frame"
+	"github.com/fanout-ws/fanout/server"
 )
 
 // The control protocol lets a client manage channels over its own
@@ -44,11 +45,11 @@ func IsControl(data []byte) bool {
 // or with {"type":"error","reason":...} for anything else: a binary or
 // non-JSON message, an unknown op or field, a bad channel name, a refusal.
 // Call it from Config.OnMessage; it runs on c's worker and never blocks.
-func (s *Server) HandleControl(c *Conn, op frame.OpCode, data []byte) {
+func (n *Node) HandleControl(c *server.Conn, op frame.OpCode, data []byte) {
 	var m control
 	if err := parseControl(op, data, &m); err != nil {
-		s.stats.controlErrors.Add(1)
-		_ = c.write(s.reply(reply{Type: "error", Op: m.Op, Channel: m.Channel, ID: m.ID, Reason: reasonOf(err)}), false)
+		n.stats.controlErrors.Add(1)
+		_ = c.SendPrepared(replyFrame(reply{Type: "error", Op: m.Op, Channel: m.Channel, ID: m.ID, Reason: reasonOf(err)}))
 		return
 	}
 	var err error
@@ -59,25 +60,25 @@ func (s *Server) HandleControl(c *Conn, op frame.OpCode, data []byte) {
 		if m.Since != nil {
 			since = &Position{Offset: *m.Since, Epoch: m.Epoch}
 		}
-		err = s.subscribe(c, m.Channel, since, m.ID) // sends its own ack
+		err = n.subscribe(c, m.Channel, since, m.ID) // sends its own ack
 	case "unsubscribe":
 		if err = CheckChannelName(m.Channel); err == nil {
-			s.Unsubscribe(c, m.Channel)
+			n.Unsubscribe(c, m.Channel)
 			ack.Type = "unsubscribed"
 		}
 	case "publish":
 		var p Publication
-		if p, err = s.publishFrom(c, m.Channel, m.Data); err == nil {
+		if p, err = n.publishFrom(c, m.Channel, m.Data); err == nil {
 			ack.Type, ack.Offset, ack.Delivered = "published", &p.Offset, &p.Delivered
 		}
 	}
 	switch {
 	case err != nil:
-		s.stats.controlErrors.Add(1)
-		_ = c.write(s.reply(reply{Type: "error", Op: m.Op, Channel: m.Channel, ID: m.ID, Reason: reasonOf(err)}), false)
+		n.stats.controlErrors.Add(1)
+		_ = c.SendPrepared(replyFrame(reply{Type: "error", Op: m.Op, Channel: m.Channel, ID: m.ID, Reason: reasonOf(err)}))
 	case ack.Type != "":
 		ack.Op = ""
-		_ = c.write(s.reply(ack), false)
+		_ = c.SendPrepared(replyFrame(ack))
 	}
 }
 
@@ -124,27 +125,27 @@ func parseControl(op frame.OpCode, data []byte, m *control) error {
 
 // publishFrom publishes a client's message once its token and OnPublish
 // allow it.
-func (s *Server) publishFrom(c *Conn, channel string, data []byte) (Publication, error) {
+func (n *Node) publishFrom(c *server.Conn, channel string, data []byte) (Publication, error) {
 	if err := CheckChannelName(channel); err != nil {
 		return Publication{}, err
 	}
 	if !c.Allowed("publish", channel) {
 		return Publication{}, ErrForbidden
 	}
-	if s.cfg.OnPublish != nil {
-		if err := s.cfg.OnPublish(c, channel, data); err != nil {
+	if n.cfg.OnPublish != nil {
+		if err := n.cfg.OnPublish(c, channel, data); err != nil {
 			return Publication{}, err
 		}
 	}
-	return s.Publish(channel, data)
+	return n.Publish(channel, data)
 }
 
 // reasonOf is the text a client sees for err: a RejectError's reason, or
 // the message without the package prefix.
 func reasonOf(err error) string {
-	var re *RejectError
+	var re *server.RejectError
 	if errors.As(err, &re) {
 		return re.Reason
 	}
-	return strings.TrimPrefix(err.Error(), "server: ")
+	return strings.TrimPrefix(strings.TrimPrefix(err.Error(), "pubsub: "), "server: ")
 }

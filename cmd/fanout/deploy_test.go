@@ -1,0 +1,457 @@
+//go:build linux
+
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/fanout-ws/fanout/server/pubsub/redis/redistest"
+	"github.com/gorilla/websocket"
+)
+
+// TestDeploy_HAProxy runs deploy/haproxy.cfg as it ships, in a real haproxy
+// in front of three fanout processes on one redis-server. Clients connect
+// from their own loopback addresses (127.0.0.10-21) through HAProxy; a
+// message published on one node reaches all of them; each node logs its
+// clients' own addresses (PROXY v2); a SIGKILLed node's clients reconnect
+// through HAProxy to the others and recover what they missed with since=;
+// and a reload of HAProxy keeps the open connections.
+func TestDeploy_HAProxy(t *testing.T) {
+	haproxy := findTool(t, "haproxy", "/usr/sbin/haproxy", "haproxy")
+	r := redistest.Start(t)
+	bin := buildFanout(t)
+	var nodes []*node
+	for range 3 {
+		nodes = append(nodes, startNode(t, bin, "-broker", r.URL(), "-api-key", "k",
+			"-trusted-proxies", "127.0.0.1", "-proxy-protocol", "required"))
+	}
+	lb := startHAProxy(t, haproxy, nodes)
+	lb.waitServersUp(t, 3)
+
+	const clients = 12
+	conns := make([]*websocket.Conn, clients)
+	var epoch string
+	for i := range conns {
+		conns[i] = dialFrom(t, fmt.Sprintf("127.0.0.%d", 10+i), "ws://"+lb.addr+"/ws?channel=news", nil)
+		epoch = readJSON(t, conns[i], "subscribed")["epoch"].(string)
+	}
+	// Each node saw its clients' own addresses, and every node has some.
+	owner := make([]*node, clients)
+	for i, c := range conns {
+		owner[i] = whoSaw(t, nodes, c.LocalAddr().String())
+	}
+	for i, n := range nodes {
+		if !slices.Contains(owner, n) {
+			t.Fatalf("node %d got none of the %d clients", i, clients)
+		}
+	}
+
+	publish(t, nodes[0], 1)
+	expectOffsets(t, conns, 1)
+
+	victim := nodes[1]
+	victim.kill()
+	var lost []int
+	for i, c := range conns {
+		if owner[i] == victim {
+			lost = append(lost, i)
+			_ = c.SetReadDeadline(time.Now().Add(10 * time.Second))
+			if _, _, err := c.ReadMessage(); err == nil {
+				t.Fatalf("client %d of the killed node still reads", i)
+			}
+		}
+	}
+	publish(t, nodes[0], 2) // missed by the killed node's clients
+	publish(t, nodes[2], 3)
+	for _, i := range lost {
+		url := fmt.Sprintf("ws://%s/ws?channel=news&since=1&epoch=%s", lb.addr, epoch)
+		conns[i] = dialFrom(t, fmt.Sprintf("127.0.0.%d", 10+i), url, nil)
+		readJSON(t, conns[i], "subscribed")
+		if n := whoSaw(t, nodes, conns[i].LocalAddr().String()); n == victim {
+			t.Fatalf("client %d reconnected to the killed node", i)
+		}
+	}
+	expectOffsets(t, conns, 2, 3) // the others receive them live, the lost ones from history
+
+	// A reload: the old worker keeps serving the open connections, the new
+	// one takes new clients.
+	lb.reload(t)
+	publish(t, nodes[2], 4)
+	expectOffsets(t, conns, 4)
+	late := dialFrom(t, "127.0.0.30", "ws://"+lb.addr+"/ws?channel=news", nil)
+	readJSON(t, late, "subscribed")
+	publish(t, nodes[0], 5)
+	expectOffsets(t, append(conns, late), 5)
+}
+
+// findTool finds a tool by name or at path (Debian puts daemons in
+// /usr/sbin); without it the test is skipped, or fails in CI.
+func findTool(t *testing.T, name, path, pkg string) string {
+	t.Helper()
+	for _, p := range []string{name, path} {
+		if found, err := exec.LookPath(p); err == nil {
+			return found
+		}
+	}
+	needTool(t, false, "apt-get install "+pkg+" (make deps)")
+	return ""
+}
+
+// buildFanout builds this command into a temporary directory.
+func buildFanout(t *testing.T) string {
+	t.Helper()
+	bin := filepath.Join(t.TempDir(), "fanout")
+	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
+		t.Fatalf("go build: %v\n%s", err, out)
+	}
+	return bin
+}
+
+// node is one fanout process with JSON debug logs.
+type node struct {
+	cmd         *exec.Cmd
+	addr, admin string
+	logs        *syncWriter
+}
+
+func startNode(t *testing.T, bin string, args ...string) *node {
+	t.Helper()
+	n := &node{logs: &syncWriter{w: &bytes.Buffer{}}}
+	n.cmd = exec.Command(bin, append([]string{"-addr", "127.0.0.1:0", "-admin-addr", "127.0.0.1:0",
+		"-log-format", "json", "-log-level", "debug"}, args...)...)
+	n.cmd.Stderr = n.logs
+	if err := n.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		n.kill()
+		if t.Failed() {
+			t.Logf("node %s log:\n%s", n.addr, n.text())
+		}
+	})
+	eventually(t, 10*time.Second, func() error {
+		for _, l := range n.lines() {
+			switch l["msg"] {
+			case "fanout":
+				n.addr, _ = l["addr"].(string)
+			case "admin listener":
+				n.admin, _ = l["addr"].(string)
+			}
+		}
+		if n.addr == "" || n.admin == "" {
+			return fmt.Errorf("no listening addresses logged yet:\n%s", n.text())
+		}
+		return nil
+	})
+	return n
+}
+
+func (n *node) text() string {
+	n.logs.mu.Lock()
+	defer n.logs.mu.Unlock()
+	return n.logs.w.(*bytes.Buffer).String()
+}
+
+func (n *node) lines() []map[string]any {
+	var ls []map[string]any
+	for line := range strings.SplitSeq(n.text(), "\n") {
+		var l map[string]any
+		if json.Unmarshal([]byte(line), &l) == nil {
+			ls = append(ls, l)
+		}
+	}
+	return ls
+}
+
+func (n *node) kill() {
+	if n.cmd.ProcessState == nil {
+		_ = n.cmd.Process.Kill()
+		_ = n.cmd.Wait()
+	}
+}
+
+// whoSaw returns the node that logged an upgrade from remote.
+func whoSaw(t *testing.T, nodes []*node, remote string) *node {
+	t.Helper()
+	var found *node
+	eventually(t, 5*time.Second, func() error {
+		for _, n := range nodes {
+			for _, l := range n.lines() {
+				if l["msg"] == "upgraded" && l["remote"] == remote {
+					found = n
+					return nil
+				}
+			}
+		}
+		return fmt.Errorf("no node logged an upgrade from %s", remote)
+	})
+	return found
+}
+
+// lb is a haproxy master process running deploy/haproxy.cfg.
+type lb struct {
+	cmd        *exec.Cmd
+	addr, sock string
+	logs       *syncWriter
+}
+
+// startHAProxy runs haproxy in master-worker mode on a listening socket the
+// test opened (fd@3), so no port is picked ahead and lost to another test.
+func startHAProxy(t *testing.T, bin string, nodes []*node) *lb {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	f, err := ln.(*net.TCPListener).File()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	defer ln.Close()
+	l := &lb{addr: ln.Addr().String(), sock: filepath.Join(t.TempDir(), "admin.sock"), logs: &syncWriter{w: &bytes.Buffer{}}}
+	l.cmd = exec.Command(bin, "-W", "-db", "-f", filepath.Join("..", "..", "deploy", "haproxy.cfg"))
+	l.cmd.Env = append(os.Environ(), "FANOUT_LB_BIND=fd@3", "HAPROXY_SOCKET="+l.sock, "HAPROXY_NO_SETUID=1",
+		"HAPROXY_MAXCONN=2000", "HAPROXY_HARD_STOP_AFTER=30s")
+	for i, n := range nodes {
+		_, port, _ := net.SplitHostPort(n.admin)
+		l.cmd.Env = append(l.cmd.Env, fmt.Sprintf("FANOUT_NODE%d=%s", i+1, n.addr), fmt.Sprintf("FANOUT_NODE%d_ADMIN=%s", i+1, port))
+	}
+	l.cmd.ExtraFiles = []*os.File{f}
+	l.cmd.Stdout, l.cmd.Stderr = l.logs, l.logs
+	// The master and its workers share a process group: one kill ends all.
+	l.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	if err := l.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		_ = syscall.Kill(-l.cmd.Process.Pid, syscall.SIGKILL)
+		_ = l.cmd.Wait()
+		if t.Failed() {
+			t.Logf("haproxy log:\n%s", l.text())
+		}
+	})
+	return l
+}
+
+func (l *lb) text() string {
+	l.logs.mu.Lock()
+	defer l.logs.mu.Unlock()
+	return l.logs.w.(*bytes.Buffer).String()
+}
+
+// waitServersUp waits until haproxy's health checks (/readyz) see n nodes
+// UP, asking its admin socket.
+func (l *lb) waitServersUp(t *testing.T, n int) {
+	t.Helper()
+	eventually(t, 15*time.Second, func() error {
+		stat, err := l.admin("show stat")
+		if err != nil {
+			return err
+		}
+		up := 0
+		for line := range strings.SplitSeq(stat, "\n") {
+			f := strings.Split(line, ",")
+			if len(f) > 17 && f[0] == "fanout" && strings.HasPrefix(f[1], "node") && f[17] == "UP" {
+				up++
+			}
+		}
+		if up != n {
+			return fmt.Errorf("%d of %d nodes UP:\n%s", up, n, stat)
+		}
+		return nil
+	})
+}
+
+func (l *lb) admin(cmd string) (string, error) {
+	c, err := net.DialTimeout("unix", l.sock, time.Second)
+	if err != nil {
+		return "", err
+	}
+	defer c.Close()
+	_ = c.SetDeadline(time.Now().Add(5 * time.Second))
+	if _, err := io.WriteString(c, cmd+"\n"); err != nil {
+		return "", err
+	}
+	b, err := io.ReadAll(c)
+	return string(b), err
+}
+
+// reload sends SIGUSR2 to the master (what `systemctl reload` does) and
+// waits for the new worker.
+func (l *lb) reload(t *testing.T) {
+	t.Helper()
+	before := strings.Count(l.text(), "Loading success")
+	if err := l.cmd.Process.Signal(syscall.SIGUSR2); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 15*time.Second, func() error {
+		if strings.Count(l.text(), "Loading success") <= before {
+			return fmt.Errorf("haproxy has not reloaded:\n%s", l.text())
+		}
+		return nil
+	})
+}
+
+// dialer dials from the loopback address src.
+func dialer(src string) *websocket.Dialer {
+	return &websocket.Dialer{
+		NetDialContext:   (&net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP(src)}}).DialContext,
+		HandshakeTimeout: 5 * time.Second,
+	}
+}
+
+// dialFrom opens a WebSocket from the loopback address src.
+func dialFrom(t *testing.T, src, url string, h http.Header) *websocket.Conn {
+	t.Helper()
+	c, resp, err := dialer(src).Dial(url, h)
+	if err != nil {
+		status := 0
+		if resp != nil {
+			status = resp.StatusCode
+		}
+		t.Fatalf("dial %s from %s: %v (status %d)", url, src, err, status)
+	}
+	t.Cleanup(func() { c.Close() })
+	return c
+}
+
+// publish posts data to channel news through n's HTTP API, from an address
+// n does not trust (so without a PROXY header).
+func publish(t *testing.T, n *node, data int) {
+	t.Helper()
+	hc := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{
+		DialContext: (&net.Dialer{LocalAddr: &net.TCPAddr{IP: net.IPv4(127, 0, 0, 5)}}).DialContext,
+	}}
+	req, _ := http.NewRequestWithContext(context.Background(), http.MethodPost, "http://"+n.addr+"/api/publish",
+		strings.NewReader(`{"channel":"news","data":`+strconv.Itoa(data)+`}`))
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("X-API-Key", "k")
+	resp, err := hc.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != 200 {
+		t.Fatalf("publish %d: %d %s", data, resp.StatusCode, body)
+	}
+}
+
+// expectOffsets checks that every connection receives these offsets, in
+// order, each carrying its offset as data.
+func expectOffsets(t *testing.T, conns []*websocket.Conn, offsets ...float64) {
+	t.Helper()
+	for i, c := range conns {
+		_ = c.SetReadDeadline(time.Now().Add(10 * time.Second))
+		for _, want := range offsets {
+			m := readJSON(t, c, "message")
+			if m["offset"] != want || m["data"] != want {
+				t.Fatalf("client %d got %v, want offset %v", i, m, want)
+			}
+		}
+	}
+}
+
+// eventually retries f until it returns nil or timeout passes.
+func eventually(t *testing.T, timeout time.Duration, f func() error) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for {
+		err := f()
+		if err == nil {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("still failing after %v: %v", timeout, err)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// TestDeploy_Nginx runs deploy/nginx.conf (its upstreams and port pointed at
+// a test node) in a real nginx: the node learns each client's own address
+// from X-Forwarded-For, so -max-conns-per-ip 1 refuses a second connection
+// from one client and admits another client's, whatever X-Forwarded-For the
+// clients themselves send.
+func TestDeploy_Nginx(t *testing.T) {
+	nginx := findTool(t, "nginx", "/usr/sbin/nginx", "nginx-light")
+	n := startNode(t, buildFanout(t), "-trusted-proxies", "127.0.0.1", "-forwarded-header", "X-Forwarded-For", "-max-conns-per-ip", "1")
+	addr := startNginx(t, nginx, n.addr)
+	spoof := func(v string) http.Header { return http.Header{"X-Forwarded-For": {v}} }
+	first := dialFrom(t, "127.0.0.40", "ws://"+addr+"/echo", spoof("6.6.6.6"))
+	if got := whoSaw(t, []*node{n}, "127.0.0.40:0"); got != n {
+		t.Fatal("the node did not see the client's address")
+	}
+	if _, resp, err := dialer("127.0.0.40").Dial("ws://"+addr+"/echo", spoof("7.7.7.7")); err == nil || resp == nil || resp.StatusCode != 429 {
+		t.Fatalf("second connection of 127.0.0.40 behind a forged X-Forwarded-For: %v, want 429", err)
+	}
+	dialFrom(t, "127.0.0.41", "ws://"+addr+"/echo", nil)
+	if err := first.WriteMessage(websocket.TextMessage, []byte("still here")); err != nil {
+		t.Fatal(err)
+	}
+	if _, p, err := first.ReadMessage(); err != nil || string(p) != "still here" {
+		t.Fatalf("echo through nginx: %q, %v", p, err)
+	}
+}
+
+// startNginx runs deploy/nginx.conf in the foreground with its upstreams
+// replaced by upstream and its port by a free one, and returns its address.
+func startNginx(t *testing.T, bin, upstream string) string {
+	t.Helper()
+	conf, err := os.ReadFile(filepath.Join("..", "..", "deploy", "nginx.conf"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	addr := freeAddr(t)
+	text := string(conf)
+	for _, r := range [][2]string{{"10.0.0.11:8080", upstream}, {"10.0.0.12:8080", upstream}, {"10.0.0.13:8080", upstream},
+		{"listen 80;", "listen " + addr + ";"}, {"pid /run/nginx.pid;", "pid " + dir + "/nginx.pid;"}} {
+		if !strings.Contains(text, r[0]) {
+			t.Fatalf("deploy/nginx.conf no longer has %q", r[0])
+		}
+		text = strings.ReplaceAll(text, r[0], r[1])
+	}
+	path := filepath.Join(dir, "nginx.conf")
+	if err := os.WriteFile(path, []byte(text), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	logs := &syncWriter{w: &bytes.Buffer{}}
+	cmd := exec.Command(bin, "-c", path, "-p", dir, "-e", "stderr", "-g", "daemon off;")
+	cmd.Stdout, cmd.Stderr = logs, logs
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
+		_ = cmd.Wait()
+		if t.Failed() {
+			t.Logf("nginx log:\n%s", logs.w.(*bytes.Buffer).String())
+		}
+	})
+	eventually(t, 10*time.Second, func() error {
+		c, err := net.DialTimeout("tcp", addr, time.Second)
+		if err == nil {
+			c.Close()
+		}
+		return err
+	})
+	return addr
+}

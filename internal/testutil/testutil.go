@@ -1,0 +1,115 @@
+// Package testutil holds what the tests of several packages share: waiting
+// for a condition, dialing a real client, and checking that a package's
+// tests leave no goroutine or file descriptor behind. Only tests import it.
+package testutil
+
+import (
+	"encoding/json"
+	"fmt"
+	"os"
+	"runtime"
+	"testing"
+	"time"
+
+	"github.com/gorilla/websocket"
+)
+
+// Eventually retries f until it returns nil, failing tb with f's last error
+// once timeout has passed. Tests wait with it instead of sleeping.
+func Eventually(tb testing.TB, timeout time.Duration, f func() error) {
+	tb.Helper()
+	deadline := time.Now().Add(timeout)
+	for {
+		err := f()
+		if err == nil {
+			return
+		}
+		if time.Now().After(deadline) {
+			tb.Fatalf("still failing after %v: %v", timeout, err)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// DialGorilla opens a gorilla/websocket client to url, closed at cleanup,
+// with a read deadline that fails a stuck test rather than hanging it.
+func DialGorilla(tb testing.TB, url string) *websocket.Conn {
+	tb.Helper()
+	c, resp, err := websocket.DefaultDialer.Dial(url, nil)
+	if err != nil {
+		tb.Fatalf("dial %s: %v", url, err)
+	}
+	resp.Body.Close()
+	tb.Cleanup(func() { c.Close() })
+	_ = c.SetReadDeadline(time.Now().Add(20 * time.Second))
+	return c
+}
+
+// Event is any server message of the channel protocol.
+type Event struct {
+	Type      string          `json:"type"`
+	Op        string          `json:"op"`
+	Channel   string          `json:"channel"`
+	Epoch     string          `json:"epoch"`
+	Offset    uint64          `json:"offset"`
+	Since     *uint64         `json:"since"`
+	First     *uint64         `json:"first"`
+	Delivered *int            `json:"delivered"`
+	Reason    string          `json:"reason"`
+	ID        json.RawMessage `json:"id"`
+	Data      json.RawMessage `json:"data"`
+}
+
+// ReadEvent reads the next message from c, which must be a JSON text
+// message.
+func ReadEvent(tb testing.TB, c *websocket.Conn) Event {
+	tb.Helper()
+	op, p, err := c.ReadMessage()
+	if err != nil {
+		tb.Fatalf("read: %v", err)
+	}
+	var e Event
+	if op != websocket.TextMessage || json.Unmarshal(p, &e) != nil {
+		tb.Fatalf("want a JSON text message, got %d %q", op, p)
+	}
+	return e
+}
+
+// SendJSON sends s as a text message.
+func SendJSON(tb testing.TB, c *websocket.Conn, s string) {
+	tb.Helper()
+	if err := c.WriteMessage(websocket.TextMessage, []byte(s)); err != nil {
+		tb.Fatal(err)
+	}
+}
+
+// Main runs a package's tests from TestMain and fails them if they leave
+// goroutines or file descriptors behind once everything has shut down.
+func Main(m *testing.M) {
+	fds := countFDs()
+	goroutines := runtime.NumGoroutine()
+	code := m.Run()
+	if code == 0 {
+		deadline := time.Now().Add(10 * time.Second)
+		for {
+			g, f := runtime.NumGoroutine(), countFDs()
+			if g <= goroutines+2 && f <= fds {
+				break
+			}
+			if time.Now().After(deadline) {
+				fmt.Fprintf(os.Stderr, "leak: %d goroutines (%d at start), %d fds (%d at start)\n", g, goroutines, f, fds)
+				buf := make([]byte, 1<<20)
+				os.Stderr.Write(buf[:runtime.Stack(buf, true)])
+				code = 1
+				break
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+	}
+	os.Exit(code)
+}
+
+func countFDs() int {
+	entries, _ := os.ReadDir("/proc/self/fd")
+	return len(entries)
+}

@@ -1,0 +1,24 @@
+package pubsub
+
+import "errors"
+
+var (
+	// ErrChannelName is wrapped by CheckChannelName, Publish and Subscribe
+	// for a name that cannot be a channel.
+	ErrChannelName = errors.New("pubsub: bad channel name")
+
+	// ErrInvalidJSON is returned by Publish when data is not one JSON value.
+	ErrInvalidJSON = errors.New("pubsub: data is not valid JSON")
+
+	// ErrForbidden is returned by Subscribe, and for publish control
+	// messages, when the connection's token does not allow the channel.
+	ErrForbidden = errors.New("pubsub: not allowed by the token's claims")
+
+	// ErrSubscriptionLimit is wrapped by Subscribe when the connection
+	// already has Config.MaxChannelsPerConn channels.
+	ErrSubscriptionLimit = errors.New("pubsub: too many subscriptions for one connection")
+
+	// ErrTooManyChannels is wrapped by Publish and Subscribe when a new
+	// channel would pass Config.MaxChannels.
+	ErrTooManyChannels = errors.New("pubsub: too many channels")
+)

@@ -1,0 +1,89 @@
+package pubsub
+
+import (
+	"context"
+	"errors"
+	"net"
+	"testing"
+	"time"
+
+	"github.com/fanout-ws/fanout/frame"
+	"github.com/fanout-ws/fanout/internal/testutil"
+	"github.com/fanout-ws/fanout/server"
+)
+
+func TestMain(m *testing.M) { testutil.Main(m) }
+
+var (
+	eventually  = testutil.Eventually
+	dialGorilla = testutil.DialGorilla
+)
+
+// testNode is a server with channels on it, serving 127.0.0.1:0.
+type testNode struct {
+	*Node
+	srv  *server.Server
+	addr string
+}
+
+// channelRoutes routes /ws?channel=a&channel=b (since=&epoch= to resume)
+// to subscriptions on *n and every message to HandleControl, as cmd/fanout
+// does.
+func channelRoutes(cfg server.Config, n **Node) server.Config {
+	cfg.OnConnect = func(c *server.Conn, r *server.Request) error { return (*n).SubscribeQuery(c, r.Query()) }
+	cfg.OnMessage = func(c *server.Conn, op frame.OpCode, data []byte) { (*n).HandleControl(c, op, data) }
+	return cfg
+}
+
+// newNode returns a node with the channel routes on a server that is not
+// serving yet; both stop at cleanup.
+func newNode(t *testing.T, sc server.Config, pc Config) *testNode {
+	t.Helper()
+	tn := &testNode{}
+	srv, err := server.New(channelRoutes(sc, &tn.Node))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if tn.Node, err = New(srv, pc); err != nil {
+		t.Fatal(err)
+	}
+	tn.srv = srv
+	t.Cleanup(tn.Close) // registered first: runs after the server's shutdown
+	return tn
+}
+
+// serve serves tn on 127.0.0.1:0 until cleanup.
+func (tn *testNode) serve(t *testing.T) *testNode {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- tn.srv.Serve(ln) }()
+	<-tn.srv.Ready()
+	tn.addr = ln.Addr().String()
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		_ = tn.srv.Shutdown(ctx)
+		if err := <-done; !errors.Is(err, server.ErrServerClosed) {
+			t.Errorf("Serve returned %v, want ErrServerClosed", err)
+		}
+	})
+	return tn
+}
+
+// runChannels serves the channel routes with sc and pc.
+func runChannels(t *testing.T, sc server.Config, pc Config) *testNode {
+	t.Helper()
+	return newNode(t, sc, pc).serve(t)
+}
+
+// The channel protocol as a client sees it.
+type event = testutil.Event
+
+var (
+	readEvent = testutil.ReadEvent
+	sendJSON  = testutil.SendJSON
+)

@@ -1,0 +1,205 @@
+package pubsub
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/fanout-ws/fanout/server"
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// Defaults for Config. The flags of cmd/fanout and the README table read
+// these same constants.
+const (
+	DefaultHistorySize        = 100
+	DefaultHistoryTTL         = 5 * time.Minute
+	DefaultMaxChannels        = 100_000
+	DefaultMaxChannelsPerConn = 64
+)
+
+// Config controls a Node. Pass it by value to New, which applies the
+// defaults and validates it.
+type Config struct {
+	// Broker assigns channel offsets, keeps history and delivers every
+	// channel message to every node: a Redis broker joins several
+	// processes. Nil means a MemoryBroker of this node's own (HistorySize,
+	// HistoryTTL, MaxChannels).
+	Broker Broker
+
+	// HistorySize is how many recent messages each channel keeps for
+	// clients that resubscribe with a since offset. Zero means
+	// DefaultHistorySize (100). Negative disables history.
+	HistorySize int
+
+	// HistoryTTL is how long a channel's message stays in its history.
+	// Zero means DefaultHistoryTTL (5 min).
+	HistoryTTL time.Duration
+
+	// MaxChannels caps the channels that exist at once (a channel lives
+	// while it has subscribers or history); subscribing or publishing to a
+	// new one beyond it fails. Zero means DefaultMaxChannels (100,000).
+	MaxChannels int
+
+	// MaxChannelsPerConn caps one connection's subscriptions. Zero means
+	// DefaultMaxChannelsPerConn (64).
+	MaxChannelsPerConn int
+
+	// OnSubscribe runs before c joins channel (Node.Subscribe, a subscribe
+	// control message or a channel named at connect); a non-nil error
+	// refuses it with the error's text. Token claims are checked first
+	// (Conn.Allowed). It runs on a worker: do not block.
+	OnSubscribe func(c *server.Conn, channel string) error
+
+	// OnPublish runs before a publish control message from c reaches
+	// channel; a non-nil error refuses it with the error's text. data is
+	// the JSON value to publish, only valid during the call.
+	OnPublish func(c *server.Conn, channel string, data []byte) error
+
+	// Logger receives the node's logs. Nil means the server's.
+	Logger *slog.Logger
+
+	// Registerer receives the node's Prometheus metrics (channels,
+	// publications, control errors, API key failures). Nil means the
+	// server's Config.Registerer.
+	Registerer prometheus.Registerer
+}
+
+func (c Config) withDefaults(srv server.Config) Config {
+	setDefault(&c.HistorySize, DefaultHistorySize)
+	setDefault(&c.HistoryTTL, DefaultHistoryTTL)
+	setDefault(&c.MaxChannels, DefaultMaxChannels)
+	setDefault(&c.MaxChannelsPerConn, DefaultMaxChannelsPerConn)
+	if c.Logger == nil {
+		c.Logger = srv.Logger
+	}
+	if c.Registerer == nil {
+		c.Registerer = srv.Registerer
+	}
+	return c
+}
+
+func setDefault[T comparable](v *T, def T) {
+	var zero T
+	if *v == zero {
+		*v = def
+	}
+}
+
+// Validate reports every field that is out of range.
+func (c Config) Validate() error {
+	var errs []error
+	if c.MaxChannels < 0 {
+		errs = append(errs, fmt.Errorf("pubsub: MaxChannels (%d) must not be negative", c.MaxChannels))
+	}
+	if c.MaxChannelsPerConn < 0 {
+		errs = append(errs, fmt.Errorf("pubsub: MaxChannelsPerConn (%d) must not be negative", c.MaxChannelsPerConn))
+	}
+	if c.HistoryTTL < 0 {
+		errs = append(errs, fmt.Errorf("pubsub: HistoryTTL (%v) must not be negative", c.HistoryTTL))
+	}
+	return errors.Join(errs...)
+}
+
+// Node is this process's share of the channels: the channels its
+// connections subscribe to, each a server.Hub fed by the Broker, which
+// joins the nodes. Create it with New and stop it with Close; it is safe
+// for concurrent use.
+type Node struct {
+	srv    *server.Server
+	cfg    Config
+	broker Broker
+	log    *slog.Logger
+	// From the server's Config: what a client may be sent.
+	maxMessageBytes, sendQueueBytes int
+
+	chans    registry
+	pending  pendingSubs
+	touching atomic.Bool // a goroutine keeps channels alive in the broker (sweep)
+	stats    counters
+	lastWarn atomic.Int64
+
+	stop          context.CancelFunc
+	brokerStopped <-chan struct{}
+	swept         chan struct{} // closed when the sweeper has returned
+	wg            sync.WaitGroup
+	closeOnce     sync.Once
+}
+
+// New validates cfg and starts a node on srv: its broker delivers from now
+// on, and a sweeper forgets channels without subscribers. Close stops both.
+func New(srv *server.Server, cfg Config) (*Node, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	sc := srv.Config()
+	cfg = cfg.withDefaults(sc)
+	n := &Node{
+		srv:             srv,
+		cfg:             cfg,
+		broker:          cfg.Broker,
+		log:             cfg.Logger.With("component", "pubsub"),
+		maxMessageBytes: sc.MaxMessageBytes,
+		sendQueueBytes:  sc.SendQueueBytes,
+		chans:           registry{m: make(map[string]*channel), hubs: make(map[*server.Hub]struct{})},
+		pending:         pendingSubs{m: make(map[*server.Conn]int)},
+		swept:           make(chan struct{}),
+	}
+	if n.broker == nil {
+		n.broker = NewMemoryBroker(BrokerOptions{HistorySize: cfg.HistorySize, HistoryTTL: cfg.HistoryTTL, MaxChannels: cfg.MaxChannels})
+	}
+	if cfg.Registerer != nil {
+		if err := cfg.Registerer.Register(newMetrics(n)); err != nil {
+			return nil, fmt.Errorf("pubsub: register metrics: %w", err)
+		}
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	n.stop = cancel
+	n.brokerStopped = n.broker.Start(ctx, n.deliver, n.resync)
+	go n.sweeper(ctx)
+	return n, nil
+}
+
+// Close stops the broker's deliveries to this node and the sweeper, and
+// waits for them. Later calls do nothing.
+func (n *Node) Close() {
+	n.closeOnce.Do(func() {
+		n.stop()
+		<-n.brokerStopped
+		<-n.swept
+		n.wg.Wait()
+	})
+}
+
+// Ready reports whether the broker is connected and delivering.
+func (n *Node) Ready() bool { return n.broker.Ready() }
+
+// sweeper runs sweep once a second until ctx is done.
+func (n *Node) sweeper(ctx context.Context) {
+	defer close(n.swept)
+	t := time.NewTicker(time.Second)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			n.sweep()
+		}
+	}
+}
+
+// warnSampled logs at Warn at most once a second; the rest are counted in
+// metrics only.
+func (n *Node) warnSampled(msg string, args ...any) {
+	now := time.Now().UnixNano()
+	last := n.lastWarn.Load()
+	if now-last < int64(time.Second) || !n.lastWarn.CompareAndSwap(last, now) {
+		return
+	}
+	n.log.Warn(msg, args...)
+}
