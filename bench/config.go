@@ -44,6 +44,8 @@ type Config struct {
 	PerProcess    int           // connections one process may hold before Run starts workers (default: open-files limit - 500)
 	Timeout       time.Duration // hard stop for the whole run (default 10 minutes)
 	CAFile        string        // wss: PEM file of the CA to trust
+	Deflate       bool          // offer permessage-deflate (no context takeover) and inflate compressed frames
+	JSONPayload   bool          // broadcast: the payload after its 16-byte stamp is JSON text (realistic to compress), not zeros
 	Insecure      bool          // wss: skip certificate verification (loopback benchmarks only)
 }
 

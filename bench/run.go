@@ -29,6 +29,7 @@ type Result struct {
 	Failed        int64   // churn: failed handshakes
 	Misrouted     int64   `json:",omitempty"` // channel mode: deliveries of a channel the subscriber is not on
 	Malformed     int64   `json:",omitempty"` // channel mode: message frames the generator could not read
+	WireBytes     float64 `json:",omitempty"` // bytes subscribers read per delivery while measuring: frames as they went on the wire
 	PublishedPS   float64 `json:",omitempty"` // broadcast: messages published per second of measurement
 	TargetPS      float64 `json:",omitempty"` // broadcast: publishes per second asked for (Rate x streams)
 	PublishErrors int64   `json:",omitempty"` // channel mode: messages refused (API status, WebSocket error reply) or failed
@@ -243,6 +244,9 @@ func run(ctx context.Context, cfg Config, progress io.Writer) (Result, error) {
 func (r *Result) fill(s snapshot) {
 	cfg := r.Config
 	r.Deliveries, r.Lost, r.Reordered, r.Disconnected, r.Failed = s.Received, s.Lost, s.Reordered, s.Closed, s.Failed
+	if s.Received > 0 {
+		r.WireBytes = float64(s.RxBytes) / float64(s.Received)
+	}
 	r.Misrouted, r.Malformed = s.Misrouted, s.Malformed
 	switch cfg.Scenario {
 	case ScenarioBroadcast, ScenarioSlow:

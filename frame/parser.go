@@ -41,19 +41,19 @@ type Message struct {
 type Parser struct {
 	// Role says whose frames are parsed, and so whether they are masked.
 	Role Role
-	// MaxMessageBytes limits the payload of one data message, all its
-	// fragments together, in bytes. Each frame's declared length is checked
-	// against it before any of its payload is buffered. Zero or negative
-	// means DefaultMaxMessageBytes. Control frames are limited to
-	// MaxControlPayload instead.
-	MaxMessageBytes int
 	// Deflate accepts messages compressed with permessage-deflate (RFC
 	// 7692): RSV1 on the first frame of a data message. Set it once the
 	// extension is negotiated with client_no_context_takeover: each message
 	// is inflated on its own, with a pooled inflater, so nothing is kept
 	// between messages. A compressed message's inflated size is limited by
 	// MaxMessageBytes too; its text is UTF-8 checked once inflated.
-	Deflate bool
+	Deflate bool // next to Role: fills its padding, the Parser stays 96 bytes
+	// MaxMessageBytes limits the payload of one data message, all its
+	// fragments together, in bytes. Each frame's declared length is checked
+	// against it before any of its payload is buffered. Zero or negative
+	// means DefaultMaxMessageBytes. Control frames are limited to
+	// MaxControlPayload instead.
+	MaxMessageBytes int
 
 	err    *ProtocolError // sticky: returned by every Parse after it
 	msg    *[]byte        // pooled: data message gathered so far; nil while no byte is

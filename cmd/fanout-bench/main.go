@@ -94,6 +94,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs.DurationVar(&cfg.Timeout, "timeout", 10*time.Minute, "hard stop for the whole run")
 	fs.StringVar(&cfg.CAFile, "ca-file", "", "wss: PEM file of the CA to trust")
 	fs.BoolVar(&cfg.Insecure, "insecure", false, "wss: skip certificate verification (loopback benchmarks only)")
+	fs.BoolVar(&cfg.Deflate, "deflate", false, "offer permessage-deflate as browsers do and inflate compressed frames; the JSON output's WireBytes is bytes read per delivery")
+	fs.BoolVar(&cfg.JSONPayload, "json-payload", false, "broadcast: fill the payload after its 16-byte stamp with order-book JSON (compresses about 3x) instead of zeros")
 	fs.StringVar(&serverCmd, "server-cmd", "", "start this server (argv, no shell) before the run and stop it after; its PID is sampled")
 	fs.StringVar(&vsCmd, "vs-cmd", "", "with -server-cmd: a second server, run alternately; prints ratios vs-cmd / server-cmd")
 	fs.IntVar(&rounds, "rounds", 2, "with -vs-cmd: alternating rounds")

@@ -92,6 +92,9 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 	fs.IntVar(&c.ReadBufferBytes, "read-buffer-bytes", server.DefaultReadBufferBytes, "size of the pooled buffer one read fills")
 	fs.IntVar(&c.MaxRequestBytes, "max-request-bytes", server.DefaultMaxRequestBytes, "maximum upgrade request size; larger gets 431")
 	fs.IntVar(&c.HubBacklogBytes, "hub-backlog-bytes", server.DefaultHubBacklogBytes, "broadcast bytes one hub shard may hold while its flush catches up; beyond it broadcasts are dropped and counted")
+	fs.StringVar(&c.Compression, "compression", server.DefaultCompression, "permessage-deflate with clients that offer it: on (each broadcast compressed once for all) or off")
+	fs.IntVar(&c.CompressionMinBytes, "compression-min-bytes", server.DefaultCompressionMinBytes, "send messages shorter than this uncompressed (negative compresses all)")
+	fs.IntVar(&c.CompressionLevel, "compression-level", server.DefaultCompressionLevel, "flate level, 1 (fastest) to 9 (smallest)")
 	fs.Float64Var(&c.MessageRate, "message-rate", 0, "messages per second one connection may send (token bucket); 0 disables")
 	fs.IntVar(&c.MessageBurst, "message-burst", 0, "bucket size for -message-rate (0 means 1)")
 	fs.Float64Var(&c.ByteRate, "byte-rate", 0, "payload bytes per second one connection may send; 0 disables")
@@ -377,8 +380,9 @@ func printable(o *options) map[string]any {
 		"handshake_timeout": c.HandshakeTimeout.String(), "ping_interval": c.PingInterval.String(),
 		"idle_timeout": c.IdleTimeout.String(), "close_timeout": c.CloseTimeout.String(),
 		"read_buffer_bytes": c.ReadBufferBytes, "max_request_bytes": c.MaxRequestBytes,
-		"hub_backlog_bytes": c.HubBacklogBytes,
-		"shutdown_timeout":  o.shutdownTimeout.String(), "log_level": o.logLevel,
+		"hub_backlog_bytes": c.HubBacklogBytes, "compression": c.Compression,
+		"compression_min_bytes": c.CompressionMinBytes, "compression_level": c.CompressionLevel,
+		"shutdown_timeout": o.shutdownTimeout.String(), "log_level": o.logLevel,
 		"log_format": o.logFormat, "admin_addr": o.adminAddr, "allowed_origins": c.AllowedOrigins,
 		"message_rate": c.MessageRate, "message_burst": c.MessageBurst, "byte_rate": c.ByteRate, "byte_burst": c.ByteBurst,
 		"rate_limit_close": c.RateLimitClose, "auth_required": o.authRequired,
