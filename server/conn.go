@@ -67,13 +67,10 @@ type Conn struct {
 	viaProxy  bool        // the peer is a trusted proxy: admitted once the client's address is known (proxy.go)
 	proxyDone bool        // the PROXY header, if any, is handled
 	parked    bool        // a write waits for EPOLLOUT that could not be armed before registration
+	zbits     uint8       // permessage-deflate window the client allowed, in bits (0: none); set before OnConnect, then only read, without mu
 	limits    *connLimits // per-connection rate limits, nil when off
 	claims    map[string]any
 	attached  *[]func(bool) // DeferUntilAttached's calls, run by track (or by destroy, with false)
-
-	// zbits is the permessage-deflate window, in bits, the client allowed
-	// the server (0: not negotiated). Set before OnConnect, then only read.
-	zbits uint8
 
 	// Owned by the worker that holds the read event.
 	parser  frame.Parser
