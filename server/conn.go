@@ -129,14 +129,9 @@ func (c *Conn) SendPrepared(ps ...*frame.Prepared) error {
 	w := writers.Get().(*writer)
 	defer writers.Put(w)
 	defer c.srv.flushStats(w)
-	frames := make([][]byte, 0, min(len(ps), iovMax))
 	for len(ps) > 0 {
 		n := min(len(ps), iovMax)
-		frames = frames[:0]
-		for _, p := range ps[:n] {
-			frames = append(frames, c.frameBytes(p))
-		}
-		if err := c.writeFrames(w, frames, false); err != nil {
+		if err := c.writePrepared(w, ps[:n]); err != nil {
 			return err
 		}
 		ps = ps[n:]

@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"net/http"
 
-	"github.com/fanout-ws/fanout/frame"
 	"github.com/gobwas/httphead"
 	"github.com/gobwas/ws/wsflate"
 )
@@ -77,28 +76,4 @@ func (c *Conn) negotiateHeader(h http.Header) (accepted httphead.Option) {
 		}
 	}
 	return accepted
-}
-
-// frameBytes picks the bytes c gets for p: the compressed twin (built once
-// for all receivers) when c negotiated permessage-deflate and p fits the
-// window c allowed, else the plain frame.
-func (c *Conn) frameBytes(p *frame.Prepared) []byte {
-	if c.zbits == 0 || (c.zbits < maxWindowBits && p.PayloadLen() > 1<<c.zbits) {
-		return p.Bytes()
-	}
-	return p.Compressed(&c.srv.deflater)
-}
-
-// frameList returns the bytes c gets for frames: w.plain, the batch as
-// plain frames, unless c negotiated compression; then w.sel, filled with
-// c's variant of each.
-func (c *Conn) frameList(w *writer, frames []*frame.Prepared) [][]byte {
-	if c.zbits == 0 {
-		return w.plain
-	}
-	w.sel = w.sel[:0]
-	for _, p := range frames {
-		w.sel = append(w.sel, c.frameBytes(p))
-	}
-	return w.sel
 }

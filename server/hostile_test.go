@@ -17,6 +17,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"net/netip"
 	"strings"
 	"sync"
@@ -361,4 +362,42 @@ func TestHostile_RateCountsControlFrames(t *testing.T) {
 		}
 		return nil
 	})
+}
+
+// Finding 12: a Sec-WebSocket-Key that is not the base64 of 16 bytes, and
+// a repeated Sec-WebSocket-Key or Host, get 400 (RFC 6455 4.2.1, 11.3.1),
+// on Serve's listener and behind Handler.
+func TestHostile_HandshakeStrictness(t *testing.T) {
+	t.Parallel()
+	_, addr := runServer(t, Config{})
+	s2, err := New(Config{OnConnect: func(*Conn, *Request) error { return nil }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	hs := httptest.NewServer(s2.Handler())
+	t.Cleanup(func() { hs.Close(); _ = s2.Close() })
+	const good = "dGhlIHNhbXBsZSBub25jZQ=="
+	req := func(lines ...string) string {
+		return "GET /echo HTTP/1.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Version: 13\r\n" + strings.Join(lines, "\r\n") + "\r\n\r\n"
+	}
+	for _, tc := range []struct {
+		name, req string
+		want      int
+	}{
+		{"valid", req("Host: x", "Sec-WebSocket-Key: "+good), 101},
+		{"24 chars, not 16 bytes", req("Host: x", "Sec-WebSocket-Key: AAAAAAAAAAAAAAAAAAAAAAAA"), 400},
+		{"24 chars, not base64", req("Host: x", "Sec-WebSocket-Key: !!!!!!!!!!!!!!!!!!!!!!!!"), 400},
+		{"two keys", req("Host: x", "Sec-WebSocket-Key: "+good, "Sec-WebSocket-Key: "+good), 400},
+		{"two hosts", req("Host: x", "Host: y", "Sec-WebSocket-Key: "+good), 400},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			for _, a := range []string{addr, hs.Listener.Addr().String()} {
+				c := dialRaw(t, a)
+				c.send([]byte(tc.req))
+				if status, _ := c.readResponse(); status != tc.want {
+					t.Fatalf("%s: status %d, want %d", a, status, tc.want)
+				}
+			}
+		})
+	}
 }

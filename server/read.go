@@ -33,12 +33,14 @@ func (s *Server) serveRead(c *Conn) {
 			if !c.consume(buf[:n]) {
 				return
 			}
-			if n < len(buf) && c.sock.tls == nil { // drained; a one-shot re-arm fires again if more arrived
-				c.armRead()
+			if c.sock.tls == nil && (n < len(buf) || c.hubBehind() != nil) {
+				// Drained (a one-shot re-arm fires again if more arrived),
+				// or a hub is behind: the kernel keeps the rest.
+				c.readOn()
 				return
 			}
 		case err == unix.EAGAIN:
-			c.armRead()
+			c.readOn()
 			return
 		case err == nil: // EOF
 			c.peerGone(nil)
@@ -48,7 +50,7 @@ func (s *Server) serveRead(c *Conn) {
 			return
 		}
 	}
-	c.armRead()
+	c.readOn()
 }
 
 func (s *Server) getReadBuf() *[]byte {
@@ -57,6 +59,41 @@ func (s *Server) getReadBuf() *[]byte {
 	}
 	b := make([]byte, s.cfg.ReadBufferBytes)
 	return &b
+}
+
+// readOn re-arms c's read, unless a hub c belongs to is behind: then c is
+// parked in that hub until it catches up, so the publishers among its
+// members are pushed back by TCP instead of the hub dropping their
+// messages. The caller holds a socket reference; for TLS, tls.Conn must
+// hold no decrypted bytes (epoll cannot see them).
+func (c *Conn) readOn() {
+	if h := c.hubBehind(); h != nil && h.park(c) {
+		return
+	}
+	c.armRead()
+}
+
+// hubBehind returns a hub of c's that is behind, or nil.
+func (c *Conn) hubBehind() *Hub {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for _, h := range c.hubs {
+		if h.behind.Load() > 0 {
+			return h
+		}
+	}
+	return nil
+}
+
+// resumeRead re-arms the read of a parked connection. Its silence while
+// parked was the server's doing, so the idle clock starts again.
+func (c *Conn) resumeRead() {
+	if !c.sock.acquire() {
+		return
+	}
+	c.lastRead.Store(c.srv.now())
+	c.armRead()
+	c.sock.release()
 }
 
 // armRead re-arms the one-shot read interest unless c is closed. The caller

@@ -43,7 +43,7 @@ type Server struct {
 	startErr  error
 	poller    *poller.Poller
 	reads     *ants.PoolWithFuncGeneric[*Conn]
-	writes    *ants.PoolWithFuncGeneric[flusher]
+	writes    flushQueue
 	conns     []atomic.Pointer[Conn] // by fd
 	ping      []byte                 // the shared ping frame
 	metrics   *metrics
@@ -67,10 +67,6 @@ type Server struct {
 	wg        sync.WaitGroup
 	closed    bool
 }
-
-// flusher is a unit of write work: a hub shard with pending broadcasts or a
-// connection whose socket became writable.
-type flusher interface{ flush(w *writer) }
 
 // New copies cfg, applies defaults and validates it. It does no I/O.
 func New(cfg Config) (*Server, error) {
@@ -134,25 +130,11 @@ func (s *Server) startEngine() error {
 		p.Close()
 		return err
 	}
-	// Writes may be scheduled from read workers and user goroutines: never
-	// block them, run the flush inline when the pool is saturated.
-	s.writes, err = ants.NewPoolWithFuncGeneric(s.cfg.Workers, s.runFlush, append(opts, ants.WithNonblocking(true))...)
-	if err != nil {
-		s.reads.Release()
-		p.Close()
-		return err
-	}
+	s.startWriters(s.cfg.Workers)
 	s.wg.Add(1)
 	go s.sweep()
 	s.startHTTP()
 	return nil
-}
-
-func (s *Server) runFlush(f flusher) {
-	w := writers.Get().(*writer)
-	f.flush(w)
-	s.flushStats(w)
-	writers.Put(w)
 }
 
 // now is the coarse clock (ns) used for timeouts.
@@ -165,14 +147,6 @@ func (s *Server) dispatchRead(c *Conn) {
 	}
 	if err := s.reads.Invoke(c); err != nil {
 		c.destroy(ReasonServerShutdown) // the pool is released: shutting down
-	}
-}
-
-// dispatchWrite runs f on the write pool, or inline when it is saturated.
-func (s *Server) dispatchWrite(f flusher) {
-	if err := s.writes.Invoke(f); err != nil {
-		s.stats.poolSaturated.Add(1)
-		s.runFlush(f)
 	}
 }
 
@@ -504,7 +478,7 @@ func (s *Server) teardown() {
 	}
 	s.poller.Close()
 	_ = s.reads.ReleaseTimeout(5 * time.Second)
-	_ = s.writes.ReleaseTimeout(5 * time.Second)
+	s.stopWriters()
 	s.wg.Wait()
 }
 

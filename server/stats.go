@@ -22,6 +22,9 @@ type counters struct {
 	authFailures     atomic.Uint64
 	invalidMessages  atomic.Uint64
 	broadcastDrops   atomic.Uint64
+	publishersPaused atomic.Uint64
+	framesOffered    atomic.Uint64
+	perWrite         [writeBuckets]atomic.Uint64
 	compressedConns  atomic.Uint64
 	inflateErrors    atomic.Uint64
 	closed           [reasonCount]atomic.Uint64
@@ -48,6 +51,14 @@ type Stats struct {
 	AuthFailures     uint64 // upgrades answered 401
 	InvalidMessages  uint64 // messages refused by Config.CheckMessage
 	BroadcastDrops   uint64 // broadcast frames a hub shard refused (backlog full)
+	PublishersPaused uint64 // reads stopped because a hub the reader belongs to was behind
+	// FramesPerWrite counts writev calls by the frames they offered:
+	// [i] counts calls with at most 2^i frames (and more than 2^(i-1));
+	// the last bucket holds everything above. Under load the mass moves
+	// up: queued and pending frames share a syscall.
+	FramesPerWrite [writeBuckets]uint64
+	FramesOffered  uint64 // frames offered to writev calls, the sum behind FramesPerWrite
+	// permessage-deflate
 	CompressedConns  uint64 // upgrades that negotiated permessage-deflate
 	CompressCalls    uint64 // messages compressed: at most one per broadcast, whatever the receivers
 	CompressBytesIn  uint64 // their payload bytes before compression
@@ -78,9 +89,14 @@ func (s *Server) Stats() Stats {
 		AuthFailures:     s.stats.authFailures.Load(),
 		InvalidMessages:  s.stats.invalidMessages.Load(),
 		BroadcastDrops:   s.stats.broadcastDrops.Load(),
+		PublishersPaused: s.stats.publishersPaused.Load(),
+		FramesOffered:    s.stats.framesOffered.Load(),
 		CompressedConns:  s.stats.compressedConns.Load(),
 		InflateErrors:    s.stats.inflateErrors.Load(),
 		Closed:           make(map[string]uint64),
+	}
+	for i := range st.FramesPerWrite {
+		st.FramesPerWrite[i] = s.stats.perWrite[i].Load()
 	}
 	z := s.deflater.Stats()
 	st.CompressCalls, st.CompressBytesIn, st.CompressBytesOut = z.Calls, z.BytesIn, z.BytesOut

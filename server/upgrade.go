@@ -2,6 +2,7 @@ package server
 
 import (
 	"bytes"
+	"encoding/base64"
 	"errors"
 	"fmt"
 	"net/http"
@@ -119,6 +120,10 @@ func (h *handshakeIO) Write(p []byte) (int, error) { return h.w.Write(p) }
 // request and queues the 101 ahead of anything OnConnect sent.
 func (c *Conn) upgrade(head []byte) bool {
 	s := c.srv
+	if err := checkKeyAndHost(headerValues(head, "Sec-WebSocket-Key"), len(headerValues(head, "Host"))); err != nil {
+		c.failHandshake(err, httpError(http.StatusBadRequest, err.Error()))
+		return false
+	}
 	req := Request{Header: make(http.Header), RemoteAddr: c.remote}
 	var rejected error
 	u := ws.Upgrader{
@@ -166,11 +171,26 @@ func (c *Conn) upgrade(head []byte) bool {
 	c.state = stateOpen
 	c.protocol = hs.Protocol
 	c.connected = true
-	c.q = append([][]byte{hio.w.Bytes()}, c.q...)
-	c.qBytes += hio.w.Len()
+	c.pushFrontLocked(hio.w.Bytes())
 	c.mu.Unlock()
 	c.releaseNow()
 	return true
+}
+
+// checkKeyAndHost applies what gobwas/ws does not check of RFC 6455 4.1
+// and 4.2.1: exactly one Host and one Sec-WebSocket-Key, the key being the
+// base64 of 16 bytes (a 24-character string is not enough).
+func checkKeyAndHost(keys []string, hosts int) error {
+	switch {
+	case hosts != 1:
+		return fmt.Errorf("server: %d Host header fields, want one", hosts)
+	case len(keys) != 1:
+		return fmt.Errorf("server: %d Sec-WebSocket-Key header fields, want one", len(keys))
+	}
+	if b, err := base64.StdEncoding.Strict().DecodeString(keys[0]); err != nil || len(b) != 16 {
+		return errors.New("server: Sec-WebSocket-Key is not the base64 of 16 bytes")
+	}
+	return nil
 }
 
 // onConnect checks the origin, then runs OnConnect, if any.
@@ -244,6 +264,11 @@ func (s *Server) Handler() http.Handler {
 func (s *Server) serveHTTP(w http.ResponseWriter, r *http.Request) {
 	if err := s.start(); err != nil || s.shutting.Load() {
 		http.Error(w, "server shutting down", http.StatusServiceUnavailable)
+		return
+	}
+	if err := checkKeyAndHost(r.Header.Values("Sec-WebSocket-Key"), 1); err != nil { // net/http refuses a second Host
+		s.stats.handshakesFailed.Add(1)
+		http.Error(w, err.Error(), http.StatusBadRequest)
 		return
 	}
 	remote := s.clientOf(r)
