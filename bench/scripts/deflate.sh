@@ -6,10 +6,10 @@
 # PreparedMessage, a rate sweep, idle memory with compression negotiated,
 # and compress calls per broadcast from Fanout's own metrics. Loopback
 # only; every run stops by itself. Raw JSON goes to bench/results/<date>-<commit>-deflate/.
-#   bench/scripts/deflate.sh [idle|rate5|gorilla|sweep|calls]   (each part under 10 minutes)
+#   bench/scripts/deflate.sh [idle|rate5|gorilla|uws|sweep|calls]   (each part under 10 minutes)
 set -euo pipefail
 cd "$(dirname "$0")/../.."
-what=${1:?part: idle, rate5, gorilla, sweep or calls}
+what=${1:?part: idle, rate5, gorilla, uws, sweep or calls}
 export SKIP_NODE=1
 port=9470
 eval "$(PORT=$port bench/peers/start.sh)"
@@ -18,7 +18,7 @@ mkdir -p "$out"
 url=ws://127.0.0.1:$port/ws
 log() { tee -a "$out/$1.md"; }
 msg="-deflate -json-payload -size 1024"
-ON="$FANOUT" OFF="$FANOUT -compression off" GZ="$GORILLA -compression"
+ON="$FANOUT" OFF="$FANOUT -compression off" GZ="$GORILLA -compression" UZ="$UWS --compression"
 
 case $what in
 idle) # RSS per idle connection with compression negotiated, and with it off
@@ -34,6 +34,10 @@ gorilla) # 19,000 x 5 msg/s: Fanout against the gorilla hub, both compressing
 	$BENCH -url $url -scenario broadcast -conns 19000 -msg-rate 5 $msg -duration 10s -settle 3s \
 		-server-cmd "$ON" -label fanout-on -vs-cmd "$GZ" -vs-label gorilla-compression -rounds 2 \
 		-json "$out/broadcast-19000-5-vs-gorilla.json" | log gorilla ;;
+uws) # 19,000 x 5 msg/s: Fanout against uWebSockets.js with its shared compressor
+	$BENCH -url $url -scenario broadcast -conns 19000 -msg-rate 5 $msg -duration 10s -settle 3s \
+		-server-cmd "$ON" -label fanout-on -vs-cmd "$UZ" -vs-label uws-shared-compressor -rounds 2 \
+		-json "$out/broadcast-19000-5-vs-uws.json" | log uws ;;
 sweep) # 19,000 subscribers at higher rates, compression on and off
 	for rate in ${RATES:-20 40}; do
 		$BENCH -url $url -scenario broadcast -conns 19000 -msg-rate "$rate" $msg -duration 10s -settle 3s \
