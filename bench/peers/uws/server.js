@@ -13,8 +13,9 @@ import uWS from 'uwebsockets';
 
 const port = Number(process.argv[2] || 8083);
 const topic = 'room';
+const compress = process.argv.includes('--compression');
 const common = {
-  compression: process.argv.includes('--compression') ? uWS.SHARED_COMPRESSOR : uWS.DISABLED,
+  compression: compress ? uWS.SHARED_COMPRESSOR : uWS.DISABLED,
   maxPayloadLength: 64 * 1024,
   maxBackpressure: 1 << 20,
   closeOnBackpressureLimit: true,
@@ -25,11 +26,11 @@ const app = uWS.App()
   .ws('/ws', {
     ...common,
     open: (ws) => ws.subscribe(topic),
-    message: (ws, msg, isBinary) => app.publish(topic, msg, isBinary),
+    message: (ws, msg, isBinary) => app.publish(topic, msg, isBinary, compress), // compress: uWS compresses only when asked
   })
   .ws('/echo', {
     ...common,
-    message: (ws, msg, isBinary) => ws.send(msg, isBinary),
+    message: (ws, msg, isBinary) => ws.send(msg, isBinary, compress),
   })
   .any('/*', (res) => res.writeStatus('404 Not Found').end());
 
