@@ -70,6 +70,7 @@ type Conn struct {
 	zbits     uint8       // permessage-deflate window the client allowed, in bits (0: none); set before OnConnect, then only read, without mu
 	limits    *connLimits // per-connection rate limits, nil when off
 	claims    map[string]any
+	expires   int64         // when the token expires (Server.now units), or 0
 	attached  *[]func(bool) // DeferUntilAttached's calls, run by track (or by destroy, with false)
 
 	// Owned by the worker that holds the read event.
