@@ -8,10 +8,11 @@
 // whose send queue passes 1 MiB (uWS's default would skip its messages).
 // With --compression it negotiates permessage-deflate with uWS's shared
 // compressor (one compression per publish for every subscriber).
-// Usage: node server.js [port] [--compression]
+// Usage: node server.js [port] [--compression] (port 0: any free port; the
+// line "listening on 127.0.0.1:PORT" names it)
 import uWS from 'uwebsockets';
 
-const port = Number(process.argv[2] || 8083);
+const port = Number(process.argv[2] ?? 8083);
 const topic = 'room';
 const compress = process.argv.includes('--compression');
 const common = {
@@ -39,7 +40,7 @@ app.listen('127.0.0.1', port, (token) => {
     console.error(`uWS peer: cannot listen on 127.0.0.1:${port}`);
     process.exit(1);
   }
-  console.log(`uWebSockets.js peer listening on 127.0.0.1:${port}`);
+  console.log(`uWebSockets.js peer listening on 127.0.0.1:${uWS.us_socket_local_port(token)}`);
 });
 process.on('SIGTERM', () => process.exit(0));
 process.on('SIGINT', () => process.exit(0));
