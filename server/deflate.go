@@ -62,18 +62,17 @@ func (c *Conn) negotiate(offer httphead.Option) (httphead.Option, error) {
 	return resp, nil
 }
 
-// negotiateHeader runs negotiate over a request's Sec-WebSocket-Extensions
-// headers (the Handler path, which must know the outcome before OnConnect)
-// and returns the accepted response, if any.
-func (c *Conn) negotiateHeader(h http.Header) (accepted httphead.Option) {
+// deflateOffers negotiates over a request's Sec-WebSocket-Extensions
+// headers (the Handler path, which must know the outcome before OnConnect):
+// the first acceptable offer wins.
+func deflateOffers(h http.Header) (httphead.Option, uint8) {
 	for _, v := range h.Values("Sec-WebSocket-Extensions") {
 		opts, _ := httphead.ParseOptions([]byte(v), nil)
 		for _, o := range opts {
-			if c.zbits != 0 {
-				return accepted
+			if resp, bits := negotiateDeflate(o); bits != 0 {
+				return resp, bits
 			}
-			accepted, _ = c.negotiate(o)
 		}
 	}
-	return accepted
+	return httphead.Option{}, 0
 }

@@ -10,9 +10,9 @@ import (
 	"time"
 )
 
-// MemoryBroker is the in-process Broker, what a Server uses when
+// MemoryBroker is the in-process Broker, what a Node uses when
 // Config.Broker is nil: offsets and history live in this process's memory,
-// and a publish is delivered to every Server that runs on it (usually one)
+// and a publish is delivered to every Node that runs on it (usually one)
 // before Publish returns. Safe for concurrent use.
 type MemoryBroker struct {
 	size int
@@ -41,17 +41,18 @@ type memChannel struct {
 
 // BrokerOptions tunes a broker.
 type BrokerOptions struct {
-	// HistorySize and HistoryTTL are as in Config; give both the same
-	// values. Zero means the defaults; a negative size keeps no history.
+	// HistorySize and HistoryTTL bound each channel's history, as in
+	// Config, whose zero values take the broker's (HistoryLimits). Zero
+	// means the defaults; a negative size keeps no history.
 	HistorySize int
 	HistoryTTL  time.Duration
 	// MaxChannels caps the channels a MemoryBroker keeps. Zero means
 	// DefaultMaxChannels.
 	MaxChannels int
-	// Prefix starts every key and topic of a RedisBroker. Zero means
+	// Prefix starts every key and topic of a Redis broker. Zero means
 	// "fanout:".
 	Prefix string
-	// Logger receives a RedisBroker's reconnection logs. Nil discards them.
+	// Logger receives a Redis broker's reconnection logs. Nil discards them.
 	Logger *slog.Logger
 }
 
@@ -65,6 +66,9 @@ func NewMemoryBroker(o BrokerOptions) *MemoryBroker {
 		nodes: make(map[*func(Message)]struct{}),
 	}
 }
+
+// HistoryLimits reports the history each channel keeps.
+func (b *MemoryBroker) HistoryLimits() (size int, ttl time.Duration) { return b.size, b.ttl }
 
 // Ready is always true.
 func (b *MemoryBroker) Ready() bool { return true }
@@ -83,16 +87,7 @@ func (b *MemoryBroker) Start(ctx context.Context, deliver func(Message), _ func(
 			delete(b.nodes, &deliver)
 			b.nodeMu.Unlock()
 		}()
-		t := time.NewTicker(time.Second)
-		defer t.Stop()
-		for {
-			select {
-			case <-ctx.Done():
-				return
-			case <-t.C:
-				b.sweep(time.Now())
-			}
-		}
+		everySecond(ctx, func() { b.sweep(time.Now()) })
 	}()
 	return stopped
 }
