@@ -78,6 +78,9 @@ func TestAdmin_MetricsAndProbes(t *testing.T) {
 	if code, _ := get(base + "/healthz"); code != 200 {
 		t.Fatalf("/healthz %d", code)
 	}
+	if err := run(ctx, []string{"probe", base + "/readyz"}, io.Discard, io.Discard, nil); err != nil {
+		t.Fatalf("probe of a ready node: %v", err)
+	}
 	c, _, err := websocket.DefaultDialer.Dial("ws://"+addr+"/ws", nil)
 	if err != nil {
 		t.Fatal(err)
@@ -132,6 +135,9 @@ func TestAdmin_MetricsAndProbes(t *testing.T) {
 	eventually(t, 2*time.Second, func() error {
 		if code, _ := get(base + "/readyz"); code != http.StatusServiceUnavailable {
 			return fmt.Errorf("/readyz still %d during shutdown", code)
+		}
+		if run(context.Background(), []string{"probe", base + "/readyz"}, io.Discard, io.Discard, nil) == nil {
+			return fmt.Errorf("probe succeeded during shutdown")
 		}
 		return nil
 	})

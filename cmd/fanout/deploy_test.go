@@ -144,7 +144,7 @@ func startNode(t *testing.T, bin string, args ...string) *node {
 			t.Logf("node %s log:\n%s", n.addr, n.text())
 		}
 	})
-	eventually(t, 10*time.Second, func() error {
+	testutil.Eventually(t, 10*time.Second, func() error {
 		for _, l := range n.lines() {
 			switch l["msg"] {
 			case "fanout":
@@ -187,7 +187,7 @@ func (n *node) kill() {
 func whoSaw(t *testing.T, nodes []*node, remote string) *node {
 	t.Helper()
 	var found *node
-	eventually(t, 5*time.Second, func() error {
+	testutil.Eventually(t, 5*time.Second, func() error {
 		for _, n := range nodes {
 			for _, l := range n.lines() {
 				if l["msg"] == "upgraded" && l["remote"] == remote {
@@ -255,7 +255,7 @@ func (l *lb) text() string {
 // UP, asking its admin socket.
 func (l *lb) waitServersUp(t *testing.T, n int) {
 	t.Helper()
-	eventually(t, 15*time.Second, func() error {
+	testutil.Eventually(t, 15*time.Second, func() error {
 		stat, err := l.admin("show stat")
 		if err != nil {
 			return err
@@ -296,7 +296,7 @@ func (l *lb) reload(t *testing.T) {
 	if err := l.cmd.Process.Signal(syscall.SIGUSR2); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, 15*time.Second, func() error {
+	testutil.Eventually(t, 15*time.Second, func() error {
 		if strings.Count(l.text(), "Loading success") <= before {
 			return fmt.Errorf("haproxy has not reloaded:\n%s", l.text())
 		}
@@ -426,7 +426,7 @@ func startNginx(t *testing.T, bin, upstream string) string {
 			t.Logf("nginx log:\n%s", logs.String())
 		}
 	})
-	eventually(t, 10*time.Second, func() error {
+	testutil.Eventually(t, 10*time.Second, func() error {
 		c, err := net.DialTimeout("tcp", addr, time.Second)
 		if err == nil {
 			c.Close()

@@ -70,7 +70,7 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 	fs.BoolVar(&o.printConfig, "print-config", false, "print the effective configuration as JSON and exit")
 	fs.BoolVar(&o.checkConfig, "check-config", false, "validate the configuration and exit")
 	fs.Usage = func() {
-		fmt.Fprintf(fs.Output(), "Usage: fanout [flags]\n\nServes /ws (a chat room; with ?channel=name, channels), /echo, the demo page at / and the HTTP API at /api/.\nEvery flag can also be set as FANOUT_<NAME> (e.g. FANOUT_MAX_CONNS=5000); flags win.\n\n")
+		fmt.Fprintf(fs.Output(), "Usage: fanout [flags]\n       fanout probe URL   (exit 0 when URL answers 200: a container health check)\n\nServes /ws (a chat room; with ?channel=name, channels), /echo, the demo page at / and the HTTP API at /api/.\nEvery flag can also be set as FANOUT_<NAME> (e.g. FANOUT_MAX_CONNS=5000); flags win.\n\n")
 		fs.PrintDefaults()
 	}
 	if err := setFromEnv(fs); err != nil {

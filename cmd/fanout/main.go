@@ -53,6 +53,9 @@ type listening struct{ addr, admin string }
 // the server until ctx is done. bound, if not nil, learns the addresses
 // once they accept connections.
 func run(ctx context.Context, args []string, stdout, stderr io.Writer, bound func(listening)) error {
+	if len(args) > 0 && args[0] == "probe" {
+		return probe(ctx, args[1:])
+	}
 	o, err := parseFlags(args, stderr)
 	if err != nil {
 		return err
@@ -216,6 +219,29 @@ func (o *options) serve(ctx context.Context, app *chatServer, reg *prometheus.Re
 	}
 	if err := <-errc; !errors.Is(err, server.ErrServerClosed) {
 		return err
+	}
+	return nil
+}
+
+// probe is the container health check, for images without a shell or
+// curl: `fanout probe URL` succeeds when URL answers 200 within 2 s.
+func probe(ctx context.Context, args []string) error {
+	if len(args) != 1 {
+		return errors.New("usage: fanout probe URL (e.g. http://127.0.0.1:9090/readyz)")
+	}
+	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, args[0], nil)
+	if err != nil {
+		return err
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return err
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("probe %s: %s", args[0], resp.Status)
 	}
 	return nil
 }
