@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"maps"
 	"net/http"
 	"net/netip"
 	"net/url"
@@ -216,6 +217,9 @@ func rejectionFor(err error) error {
 	var re *RejectError
 	if errors.As(err, &re) {
 		status, reason = re.Status, re.Reason
+		if re.Header != nil {
+			return ws.RejectConnectionError(ws.RejectionStatus(status), ws.RejectionReason(reason), ws.RejectionHeader(ws.HandshakeHeaderHTTP(re.Header)))
+		}
 	}
 	return ws.RejectConnectionError(ws.RejectionStatus(status), ws.RejectionReason(reason))
 }
@@ -275,6 +279,7 @@ func (s *Server) serveHTTP(w http.ResponseWriter, r *http.Request) {
 		var re *RejectError
 		if errors.As(err, &re) {
 			status, reason = re.Status, re.Reason
+			maps.Copy(w.Header(), re.Header)
 		}
 		s.stats.handshakesFailed.Add(1)
 		http.Error(w, reason, status)
