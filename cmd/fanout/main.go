@@ -125,7 +125,9 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 	p := &o.channels
 	fs.IntVar(&p.HistorySize, "history-size", pubsub.DefaultHistorySize, "messages each channel keeps for clients that resubscribe with since=<offset> (negative disables)")
 	fs.DurationVar(&p.HistoryTTL, "history-ttl", pubsub.DefaultHistoryTTL, "how long a channel message stays in history")
-	fs.IntVar(&p.MaxChannels, "max-channels", pubsub.DefaultMaxChannels, "channels that may exist at once (with subscribers or history)")
+	fs.Int64Var(&p.HistoryMaxBytes, "history-max-bytes", pubsub.DefaultHistoryMaxBytes, "memory all channels' history may take together (message bytes plus per-message overhead); the oldest messages go first")
+	fs.IntVar(&p.MaxChannels, "max-channels", pubsub.DefaultMaxChannels, "channels that may exist at once (with subscribers or history); at most half of them made by publishes alone")
+	fs.Float64Var(&p.ChannelCreateRate, "channel-create-rate", pubsub.DefaultChannelCreateRate, "new channels one connection may make per second, with a burst of -max-channels-per-conn (negative disables)")
 	fs.IntVar(&p.MaxChannelsPerConn, "max-channels-per-conn", pubsub.DefaultMaxChannelsPerConn, "subscriptions one connection may hold")
 	fs.StringVar(&o.apiKey, "api-key", "", "key for the HTTP API (POST /api/publish, GET /api/channels) as \"Authorization: Bearer <key>\" or X-API-Key; empty disables the API")
 	fs.StringVar(&o.broker, "broker", "", "message broker joining several fanout nodes, redis://[user:password@]host:port/db; empty keeps channels in this process")
@@ -245,7 +247,10 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		defer pprof.StopCPUProfile()
 	}
 	if o.broker != "" {
-		b, err := redis.New(o.broker, pubsub.BrokerOptions{HistorySize: o.channels.HistorySize, HistoryTTL: o.channels.HistoryTTL, Logger: logger})
+		b, err := redis.New(o.broker, pubsub.BrokerOptions{
+			HistorySize: o.channels.HistorySize, HistoryTTL: o.channels.HistoryTTL, HistoryMaxBytes: o.channels.HistoryMaxBytes,
+			MaxChannels: o.channels.MaxChannels, Logger: logger,
+		})
 		if err != nil {
 			return fmt.Errorf("-broker: %w", err)
 		}
@@ -385,6 +390,7 @@ func printable(o *options) map[string]any {
 		"jwt_secret_set": o.jwtSecret != "", "jwt_public_key": o.jwtPublicKey,
 		"tls_cert": o.tlsCert, "tls_key": o.tlsKey, "max_conns_per_ip": c.MaxConnsPerIP, "handshake_rate_per_ip": c.HandshakeRatePerIP,
 		"history_size": p.HistorySize, "history_ttl": p.HistoryTTL.String(), "max_channels": p.MaxChannels,
+		"history_max_bytes": p.HistoryMaxBytes, "channel_create_rate": p.ChannelCreateRate,
 		"max_channels_per_conn": p.MaxChannelsPerConn, "api_key_set": o.apiKey != "",
 		"broker": redactURL(o.broker), "reuseport": o.reusePort,
 		"trusted_proxies": c.TrustedProxies, "proxy_protocol": c.ProxyProtocol.String(), "forwarded_header": c.ForwardedHeader,

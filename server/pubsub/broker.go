@@ -15,7 +15,12 @@ import (
 //
 // The server calls Publish and History from its workers, so an
 // implementation should fail fast (ErrBrokerUnavailable) rather than wait
-// while it is disconnected.
+// while it is disconnected. Every implementation keeps the bounds of
+// BrokerOptions (channel caps, history size, TTL and byte budget) for all
+// nodes together, and returns an error that wraps ErrTooManyChannels when
+// a channel cap refuses a publish or a read: the node tells clients "too
+// many channels" (503), not "broker unavailable". History is a read by a
+// subscriber: it marks the channel as one with subscribers.
 type Broker interface {
 	// Start makes deliver receive every channel message published on any
 	// node, in order per channel, until ctx is done, reconnecting by

@@ -30,7 +30,7 @@ type Config struct {
 	// Broker assigns channel offsets, keeps history and delivers every
 	// channel message to every node: a Redis broker joins several
 	// processes. Nil means a MemoryBroker of this node's own (HistorySize,
-	// HistoryTTL, MaxChannels).
+	// HistoryTTL, HistoryMaxBytes, MaxChannels).
 	Broker Broker
 
 	// HistorySize is how many recent messages each channel keeps for

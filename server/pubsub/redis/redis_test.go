@@ -39,7 +39,7 @@ type node struct {
 // cleanup.
 func runNode(t *testing.T, url string, cfg pubsub.Config) *node {
 	t.Helper()
-	b, err := New(url, pubsub.BrokerOptions{HistorySize: cfg.HistorySize, HistoryTTL: cfg.HistoryTTL})
+	b, err := New(url, pubsub.BrokerOptions{HistorySize: cfg.HistorySize, HistoryTTL: cfg.HistoryTTL, HistoryMaxBytes: cfg.HistoryMaxBytes, MaxChannels: cfg.MaxChannels})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -230,8 +230,10 @@ func TestRedis_Restart(t *testing.T) {
 	var p pubsub.Publication
 	eventually(t, 5*time.Second, func() (err error) { p, err = b.Publish("live", []byte(`"after"`)); return err })
 	for i, c := range subs {
-		if e := readEvent(t, c); e.Type != "gap" || !strings.Contains(e.Reason, "epoch") {
-			t.Fatalf("subscriber %d: got %+v, want an epoch gap", i, e)
+		// The notice carries the new epoch and the offset counting restarts
+		// from, so a client resets its last offset (README's rule).
+		if e := readEvent(t, c); e.Type != "gap" || !strings.Contains(e.Reason, "epoch") || e.Epoch != p.Epoch || e.First == nil || *e.First != 1 {
+			t.Fatalf("subscriber %d: got %+v, want an epoch gap to %s from offset 1", i, e, p.Epoch)
 		}
 		if e := readEvent(t, c); e.Type != "message" || e.Offset != p.Offset || string(e.Data) != `"after"` {
 			t.Fatalf("subscriber %d: got %+v, want offset %d", i, e, p.Offset)
