@@ -55,51 +55,69 @@ func Compare(ctx context.Context, cfg Config, cmdA, cmdB string, rounds int, pro
 		}
 		return b / a
 	}
-	c.P99Ratio = ratio(func(r Result) float64 { return float64(r.P99us) })
-	c.P50Ratio = ratio(func(r Result) float64 { return float64(r.P50us) })
+	c.P99Ratio = ratio(func(r Result) float64 { return r.P99ms })
+	c.P50Ratio = ratio(func(r Result) float64 { return r.P50ms })
 	c.RSSRatio = ratio(func(r Result) float64 { return r.RSSPerConn })
 	c.ThroughputRatio = ratio(func(r Result) float64 { return r.DeliveriesPS })
 	return c, nil
 }
 
-// RunServer starts command, waits until it accepts on the first target's
-// address, runs cfg with its PID sampled, and stops it with SIGTERM.
+// RunServer starts command (restricted to cfg.PinServer when set, its
+// output appended to cfg.ServerLog), waits until it accepts on the first
+// target's address, runs cfg with its PID sampled, and stops it with
+// SIGINT.
 func RunServer(ctx context.Context, cfg Config, command string, progress io.Writer) (Result, error) {
 	argv := strings.Fields(command)
 	if len(argv) == 0 {
 		return Result{}, errors.New("bench: empty server command")
 	}
 	cmd := exec.CommandContext(ctx, argv[0], argv[1:]...)
-	cmd.Stdout, cmd.Stderr = io.Discard, os.Stderr
-	if err := cmd.Start(); err != nil {
+	if cfg.ServerLog != "" {
+		f, err := os.OpenFile(cfg.ServerLog, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+		if err != nil {
+			return Result{}, fmt.Errorf("bench: server log: %w", err)
+		}
+		defer f.Close()
+		fmt.Fprintf(f, "== %s %s\n", time.Now().UTC().Format(time.RFC3339), command)
+		cmd.Stdout, cmd.Stderr = f, f
+	}
+	if err := startPinned(cmd, cfg.PinServer); err != nil {
 		return Result{}, fmt.Errorf("bench: start %q: %w", command, err)
 	}
-	defer func() {
-		_ = cmd.Process.Signal(os.Interrupt)
-		done := make(chan struct{})
-		go func() { _ = cmd.Wait(); close(done) }()
-		select {
-		case <-done:
-		case <-time.After(15 * time.Second):
-			_ = cmd.Process.Kill()
-			<-done
-		}
-	}()
-	addr := hostOf(cfg.URLs[0])
+	defer stopServer(cmd)
+	if err := waitAccepting(hostOf(cfg.URLs[0])); err != nil {
+		return Result{}, fmt.Errorf("bench: %q is not accepting: %w", command, err)
+	}
+	cfg.ServerPIDs = append([]int{cmd.Process.Pid}, cfg.ServerPIDs...)
+	return Run(ctx, cfg, progress)
+}
+
+// waitAccepting dials addr until it accepts, for up to 10 s.
+func waitAccepting(addr string) error {
 	deadline := time.Now().Add(10 * time.Second)
 	for {
 		nc, err := net.DialTimeout("tcp", addr, time.Second)
 		if err == nil {
-			nc.Close()
-			break
+			return nc.Close()
 		}
 		if time.Now().After(deadline) {
-			return Result{}, fmt.Errorf("bench: %q is not accepting on %s: %w", command, addr, err)
+			return err
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
-	cfg.ServerPIDs = append([]int{cmd.Process.Pid}, cfg.ServerPIDs...)
-	return Run(ctx, cfg, progress)
+}
+
+// stopServer interrupts cmd and kills it if it has not exited in 15 s.
+func stopServer(cmd *exec.Cmd) {
+	_ = cmd.Process.Signal(os.Interrupt)
+	done := make(chan struct{})
+	go func() { _ = cmd.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(15 * time.Second):
+		_ = cmd.Process.Kill()
+		<-done
+	}
 }
 
 func median(rs []Result, f func(Result) float64) float64 {

@@ -20,31 +20,35 @@ const (
 // Config describes one run. The zero value of each optional field means
 // the default named beside it.
 type Config struct {
-	URLs          []string      // targets; connections are spread over them round-robin
-	Scenario      string        // one of the Scenario constants
-	Conns         int           // connections to hold (subscribers, echo clients, or concurrent churners)
-	DialRate      int           // new connections per second during the ramp (default 5000)
-	SourceIPs     int           // spread source addresses over 127.0.0.2 .. 127.0.0.(1+SourceIPs); 0: kernel's choice
-	SourceAddrs   []string      // source addresses to spread over instead (e.g. a real interface's); overrides SourceIPs
-	Duration      time.Duration // measurement time (default 10s)
-	Settle        time.Duration // wait after the ramp before measuring
-	Drain         time.Duration // broadcast/echo: time allowed for the last messages (default 3s)
-	Rate          float64       // broadcast: messages/s per publisher, or per channel when Channels > 0; echo: messages/s in all
-	Publishers    int           // broadcast: publisher connections, spread over URLs (default: one per URL)
-	Size          int           // payload bytes, at least 16 (send time and sequence); with Channels, the published data's bytes (at least MinChannelData)
-	Channels      int           // broadcast: spread subscribers over this many channels (subscriber i on ChannelPrefix + i mod Channels); 0: the plain /ws room
-	ChannelPrefix string        // channel names are this prefix and the channel's number (default "c")
-	PublishURL    string        // with Channels: publish through this HTTP API endpoint (POST /api/publish) instead of WebSocket publish messages
-	APIKey        string        // with PublishURL: sent as "Authorization: Bearer <key>"
-	Batch         int           // with PublishURL: messages per request, sent as one JSON array (default 1: one object per request)
-	SlowFrac      float64       // slow: fraction of subscribers that never read (default 0.01)
-	Stalled       int           // slow: clients stuck mid-handshake plus mid-frame (default 1000)
-	ServerPIDs    []int         // sample these processes' RSS and CPU from /proc
-	BrokerPIDs    []int         // sample these processes' CPU and RSS too, apart from the servers' (a Redis broker)
-	PerProcess    int           // connections one process may hold before Run starts workers (default: open-files limit - 500)
-	Timeout       time.Duration // hard stop for the whole run (default 10 minutes)
-	CAFile        string        // wss: PEM file of the CA to trust
-	Insecure      bool          // wss: skip certificate verification (loopback benchmarks only)
+	URLs          []string      `json:"urls"`                     // targets; connections are spread over them round-robin
+	Scenario      string        `json:"scenario"`                 // one of the Scenario constants
+	Conns         int           `json:"conns"`                    // connections to hold (subscribers, echo clients, or concurrent churners)
+	DialRate      int           `json:"dial_per_s"`               // new connections per second during the ramp (default 5000)
+	SourceIPs     int           `json:"source_ips"`               // spread source addresses over 127.0.0.2 .. 127.0.0.(1+SourceIPs); 0: kernel's choice
+	SourceAddrs   []string      `json:"source_addrs,omitempty"`   // source addresses to spread over instead (e.g. a real interface's); overrides SourceIPs
+	Duration      time.Duration `json:"duration_ns"`              // measurement time (default 10s)
+	Settle        time.Duration `json:"settle_ns"`                // wait after the ramp before measuring
+	Drain         time.Duration `json:"drain_ns"`                 // broadcast/echo: time allowed for the last messages (default 3s)
+	Rate          float64       `json:"msg_per_s"`                // broadcast: messages/s per publisher, or per channel when Channels > 0; echo: messages/s in all (unless ClosedLoop)
+	ClosedLoop    bool          `json:"closed_loop,omitempty"`    // echo: each connection sends its next message when the reply to the last arrives; Rate is unused
+	Publishers    int           `json:"publishers"`               // broadcast: publisher connections, spread over URLs (default: one per URL)
+	Size          int           `json:"size_bytes"`               // payload bytes, at least 16 (send time and sequence); with Channels, the published data's bytes (at least MinChannelData)
+	Channels      int           `json:"channels,omitempty"`       // broadcast: spread subscribers over this many channels (subscriber i on ChannelPrefix + i mod Channels); 0: the plain /ws room
+	ChannelPrefix string        `json:"channel_prefix,omitempty"` // channel names are this prefix and the channel's number (default "c")
+	PublishURL    string        `json:"publish_url,omitempty"`    // with Channels: publish through this HTTP API endpoint (POST /api/publish) instead of WebSocket publish messages
+	APIKey        string        `json:"-"`                        // with PublishURL: sent as "Authorization: Bearer <key>"; never written out (workers do not publish)
+	Batch         int           `json:"batch,omitempty"`          // with PublishURL: messages per request, sent as one JSON array (default 1: one object per request)
+	SlowFrac      float64       `json:"slow_frac,omitempty"`      // slow: fraction of subscribers that never read (default 0.01)
+	Stalled       int           `json:"stalled,omitempty"`        // slow: clients stuck mid-handshake plus mid-frame (default 1000)
+	ServerPIDs    []int         `json:"server_pids,omitempty"`    // sample these processes' RSS and CPU from /proc
+	BrokerPIDs    []int         `json:"broker_pids,omitempty"`    // sample these processes' CPU and RSS too, apart from the servers' (a Redis broker)
+	PinServer     []int         `json:"pin_server,omitempty"`     // CPUs to restrict the servers to (RunServer starts them so; ServerPIDs are pinned by Run); nil: unpinned
+	MetricsURL    string        `json:"metrics_url,omitempty"`    // the server's Prometheus /metrics: write syscalls and frames are read from it before and after measuring
+	PerProcess    int           `json:"per_process,omitempty"`    // connections one process may hold before Run starts workers (default: open-files limit - 500)
+	Timeout       time.Duration `json:"timeout_ns"`               // hard stop for the whole run (default 10 minutes)
+	CAFile        string        `json:"ca_file,omitempty"`        // wss: PEM file of the CA to trust
+	Insecure      bool          `json:"insecure,omitempty"`       // wss: skip certificate verification (loopback benchmarks only)
+	ServerLog     string        `json:"server_log,omitempty"`     // RunServer: the server's stdout and stderr are appended to this file (empty: discarded)
 }
 
 func (c Config) withDefaults() Config {
@@ -99,7 +103,7 @@ func (c Config) Validate() error {
 	if c.Size < headerBytes && c.Channels == 0 {
 		errs = append(errs, fmt.Errorf("bench: Size (%d) must be at least %d to carry the send time and sequence", c.Size, headerBytes))
 	}
-	if (c.Scenario == ScenarioBroadcast || c.Scenario == ScenarioEcho || c.Scenario == ScenarioSlow) && c.Rate <= 0 {
+	if (c.Scenario == ScenarioBroadcast || c.Scenario == ScenarioEcho || c.Scenario == ScenarioSlow) && c.Rate <= 0 && !c.ClosedLoop {
 		errs = append(errs, fmt.Errorf("bench: Rate (%v) must be positive for %s", c.Rate, c.Scenario))
 	}
 	for _, a := range c.SourceAddrs {
@@ -112,6 +116,9 @@ func (c Config) Validate() error {
 			errs = append(errs, fmt.Errorf("bench: wss targets support the idle and churn scenarios only (got %s)", c.Scenario))
 			break
 		}
+	}
+	if c.ClosedLoop && c.Scenario != ScenarioEcho {
+		errs = append(errs, fmt.Errorf("bench: ClosedLoop is for the echo scenario (got %s)", c.Scenario))
 	}
 	errs = append(errs, c.validateChannels()...)
 	if c.SlowFrac < 0 || c.SlowFrac >= 1 {

@@ -37,6 +37,8 @@ type group struct {
 	readers   sync.WaitGroup
 	stopSend  chan struct{}
 	senders   sync.WaitGroup
+	loopUntil atomic.Int64  // closed-loop echo: replies are answered until this time (Unix ns); 0: no loop
+	echoSeq   atomic.Uint64 // echo: the last sequence number sent
 }
 
 // client is one connection of a group.
@@ -277,6 +279,9 @@ func (c *client) consume(data []byte) bool {
 			}
 			g.st.received.Add(1)
 			g.st.record(c.id, time.Since(sent))
+			if until := g.loopUntil.Load(); until != 0 && time.Now().UnixNano() < until {
+				g.sendEcho(c)
+			}
 		case frame.OpPing:
 			c.write(frame.AppendClientFrame(nil, frame.OpPong, m.Payload, maskKey()))
 		case frame.OpClose:
@@ -339,12 +344,20 @@ func (c *client) write(b []byte) bool {
 
 // startEcho sends rate messages per second, round-robin over the group's
 // connections, until the measurement time is over (the drain that follows
-// lets the last replies arrive) or stopSenders.
+// lets the last replies arrive) or stopSenders. In closed loop each
+// connection sends one message and consume sends the next on each reply.
 func (g *group) startEcho(rate float64) {
 	end := time.Now().Add(g.cfg.Duration)
 	g.mu.Lock()
 	conns := append([]*client(nil), g.conns...)
 	g.mu.Unlock()
+	if g.cfg.ClosedLoop {
+		g.loopUntil.Store(end.UnixNano())
+		for _, c := range conns {
+			g.sendEcho(c)
+		}
+		return
+	}
 	if len(conns) == 0 || rate <= 0 {
 		return
 	}
@@ -353,23 +366,26 @@ func (g *group) startEcho(rate float64) {
 		defer g.senders.Done()
 		interval := time.Duration(float64(time.Second) / rate)
 		next := time.Now()
-		var seq uint64
 		for i := 0; time.Now().Before(end); i++ {
 			select {
 			case <-g.stopSend:
 				return
 			default:
 			}
-			seq++
-			if conns[i%len(conns)].write(clientMessage(g.cfg.Size, seq)) {
-				g.st.sent.Add(1)
-			}
+			g.sendEcho(conns[i%len(conns)])
 			next = next.Add(interval)
 			if wait := time.Until(next); wait > 0 {
 				time.Sleep(wait)
 			}
 		}
 	}()
+}
+
+// sendEcho sends c the next echo message.
+func (g *group) sendEcho(c *client) {
+	if c.write(clientMessage(g.cfg.Size, g.echoSeq.Add(1))) {
+		g.st.sent.Add(1)
+	}
 }
 
 // startChurn runs concurrent connect/close loops recording handshake
@@ -405,6 +421,7 @@ func (g *group) startChurn(ctx context.Context) {
 }
 
 func (g *group) stopSenders() {
+	g.loopUntil.Store(0)
 	close(g.stopSend)
 	g.senders.Wait()
 }

@@ -11,6 +11,8 @@ import (
 	"os"
 	"os/exec"
 	"strings"
+	"sync"
+	"sync/atomic"
 )
 
 // local is a member in this process.
@@ -36,7 +38,10 @@ func (l *local) ready() (int, int, error) {
 	return c, f, nil
 }
 
-func (l *local) progress() (int, int) { return l.g.connected() }
+func (l *local) progress() snapshot {
+	c, f := l.g.connected()
+	return l.g.st.snapshot(c, f, nil)
+}
 
 func (l *local) start() error {
 	l.g.st.reset()
@@ -69,12 +74,15 @@ type assignment struct {
 
 // remote is a member in a worker process, driven over its stdin/stdout
 // with one line per step: "ready C F" from the worker, "start" from Run
-// answered by "started", and "stop" answered by the worker's snapshot as
-// one JSON line.
+// answered by "started", "live" (any time after ready) answered by the
+// worker's snapshot so far as one JSON line, and "stop" answered by its
+// final snapshot the same way.
 type remote struct {
-	cmd *exec.Cmd
-	in  io.WriteCloser
-	out *bufio.Reader
+	cmd     *exec.Cmd
+	in      io.WriteCloser
+	out     *bufio.Reader
+	isReady atomic.Bool
+	mu      sync.Mutex // one request and its answer at a time, after ready
 }
 
 func startWorker(ctx context.Context, cfg Config, first, n int) (member, error) {
@@ -109,14 +117,39 @@ func (r *remote) ready() (int, int, error) {
 	if _, err := fmt.Sscanf(line, "ready %d %d", &c, &f); err != nil {
 		return 0, 0, fmt.Errorf("bench: worker said %q", strings.TrimSpace(line))
 	}
+	r.isReady.Store(true)
 	return c, f, nil
 }
 
-func (r *remote) progress() (int, int) { return 0, 0 }
+// progress is the worker's snapshot so far (nothing during its ramp).
+func (r *remote) progress() snapshot {
+	if !r.isReady.Load() {
+		return snapshot{}
+	}
+	s, _ := r.ask("live")
+	return s
+}
+
+// ask sends a request whose answer is a snapshot.
+func (r *remote) ask(req string) (snapshot, error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	var s snapshot
+	if _, err := io.WriteString(r.in, req+"\n"); err != nil {
+		return s, err
+	}
+	line, err := r.out.ReadBytes('\n')
+	if err != nil {
+		return s, err
+	}
+	return s, json.Unmarshal(line, &s)
+}
 
 // start returns once the worker measures, so that nothing published
 // before is missed.
 func (r *remote) start() error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
 	if _, err := io.WriteString(r.in, "start\n"); err != nil {
 		return err
 	}
@@ -127,17 +160,7 @@ func (r *remote) start() error {
 	return nil
 }
 
-func (r *remote) stop() (snapshot, error) {
-	var s snapshot
-	if _, err := io.WriteString(r.in, "stop\n"); err != nil {
-		return s, err
-	}
-	line, err := r.out.ReadBytes('\n')
-	if err != nil {
-		return s, err
-	}
-	return s, json.Unmarshal(line, &s)
-}
+func (r *remote) stop() (snapshot, error) { return r.ask("stop") }
 
 func (r *remote) close() {
 	r.in.Close()
@@ -169,15 +192,23 @@ func RunWorker(ctx context.Context, stdin io.Reader, stdout io.Writer) error {
 				return err
 			}
 			fmt.Fprintln(stdout, "started")
+		case "live":
+			if err := writeLine(stdout, m.progress()); err != nil {
+				return err
+			}
 		case "stop":
 			s, err := m.stop()
 			if err != nil {
 				return err
 			}
-			b, _ := json.Marshal(s)
-			_, err = stdout.Write(append(b, '\n'))
-			return err
+			return writeLine(stdout, s)
 		}
 	}
 	return sc.Err()
+}
+
+func writeLine(w io.Writer, s snapshot) error {
+	b, _ := json.Marshal(s)
+	_, err := w.Write(append(b, '\n'))
+	return err
 }

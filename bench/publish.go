@@ -3,8 +3,6 @@ package bench
 import (
 	"context"
 	"encoding/binary"
-	"fmt"
-	"io"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -67,118 +65,125 @@ func (c Config) owned(p int) []int {
 // room: one stream per publisher, spread over the target URLs
 // round-robin; with Channels: every channel gets cfg.Rate, so deliveries
 // per second are Rate x subscribers whatever the number of channels). It
-// then waits cfg.Drain for the last deliveries. Publisher p starts p/P of
-// its interval late, so the publishers' messages are evenly spread in time.
-func publish(ctx context.Context, cfg Config, progress io.Writer) (pubReport, error) {
+// then waits cfg.Drain for the last deliveries.
+func publish(ctx context.Context, cfg Config, lv *live) (pubReport, error) {
 	rep := pubReport{api: hdrhistogram.New(1, maxLatency, 3)}
-	sent := make([]atomic.Int64, cfg.streams())
-	var errCount atomic.Int64
-	senders := make([]sender, cfg.Publishers)
+	senders := make([]sender, 0, cfg.Publishers)
 	defer func() {
 		for _, s := range senders {
-			if s != nil {
-				s.close()
-			}
+			s.close()
 		}
 	}()
-	for p := range senders {
+	for p := range cfg.Publishers {
 		s, err := newSender(ctx, cfg, p)
 		if err != nil {
 			return rep, err
 		}
-		senders[p] = s
+		senders = append(senders, s)
 	}
+	pr := &pubRun{cfg: cfg, sent: make([]atomic.Int64, cfg.streams()), published: &lv.published,
+		stop: make(chan struct{}), end: time.Now().Add(cfg.Duration)}
 	var wg sync.WaitGroup
 	fatal := make(chan error, cfg.Publishers)
-	stop := make(chan struct{})
-	end := time.Now().Add(cfg.Duration)
 	for p, s := range senders {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			owned := cfg.owned(p)
-			batch := min(cfg.Batch, len(owned))
-			seq := make([]uint64, len(owned))
-			items := make([]item, batch)
-			interval := time.Duration(float64(time.Second) * float64(batch) / (cfg.Rate * float64(len(owned))))
-			// Publishers start out of phase, so that together they
-			// publish evenly spread in time rather than in bursts of
-			// one message each.
-			next := time.Now().Add(interval * time.Duration(p) / time.Duration(cfg.Publishers))
-			time.Sleep(time.Until(next))
-			for pos := 0; time.Now().Before(end) && ctx.Err() == nil; {
-				select {
-				case <-stop:
-					return
-				default:
-				}
-				for i := range items {
-					k := (pos + i) % len(owned)
-					items[i] = item{stream: owned[k], seq: seq[k] + 1}
-				}
-				err := s.send(items)
-				switch {
-				case isFatal(err):
-					fatal <- err
-					return
-				case err != nil:
-					errCount.Add(int64(len(items)))
-				default:
-					for i, it := range items {
-						if it.failed { // its sequence number is sent again
-							errCount.Add(1)
-							continue
-						}
-						seq[(pos+i)%len(owned)]++
-						sent[it.stream].Add(1)
-					}
-				}
-				pos = (pos + batch) % len(owned)
-				next = next.Add(interval)
-				if wait := time.Until(next); wait > 0 {
-					time.Sleep(wait)
-				}
+			if err := pr.loop(ctx, p, s); err != nil {
+				fatal <- err
 			}
 		}()
 	}
-	total := func() (n int64) {
-		for i := range sent {
-			n += sent[i].Load()
-		}
-		return n
-	}
 	done := make(chan struct{})
 	go func() { wg.Wait(); close(done) }()
-	tick := time.NewTicker(time.Second)
-	defer tick.Stop()
-	for {
+	select {
+	case err := <-fatal:
+		close(pr.stop)
+		<-done
+		return rep, err
+	case <-done:
+	}
+	lv.setPhase("drain")
+	sleep(ctx, cfg.Drain)
+	pr.report(&rep, senders)
+	return rep, nil
+}
+
+// pubRun is the publishers' shared state.
+type pubRun struct {
+	cfg       Config
+	sent      []atomic.Int64 // per stream: messages accepted
+	published *atomic.Int64  // all streams, for the progress line
+	errs      atomic.Int64
+	stop      chan struct{}
+	end       time.Time
+}
+
+// loop is publisher p: it sends its streams' messages through s until the
+// measurement ends, and returns only a fatal error. Publisher p starts
+// p/P of its interval late, so that together the publishers' messages
+// are evenly spread in time rather than sent in bursts.
+func (pr *pubRun) loop(ctx context.Context, p int, s sender) error {
+	cfg := pr.cfg
+	owned := cfg.owned(p)
+	batch := min(cfg.Batch, len(owned))
+	seq := make([]uint64, len(owned))
+	items := make([]item, batch)
+	interval := time.Duration(float64(time.Second) * float64(batch) / (cfg.Rate * float64(len(owned))))
+	next := time.Now().Add(interval * time.Duration(p) / time.Duration(cfg.Publishers))
+	time.Sleep(time.Until(next))
+	for pos := 0; time.Now().Before(pr.end) && ctx.Err() == nil; {
 		select {
-		case err := <-fatal:
-			close(stop)
-			<-done
-			return rep, err
-		case <-done:
-			fmt.Fprintf(progress, "\rpublished %d; draining %v  ", total(), cfg.Drain)
-			sleep(ctx, cfg.Drain)
-			rep.sent = make([]int64, len(sent))
-			for i := range sent {
-				rep.sent[i] = sent[i].Load()
-			}
-			rep.errors = errCount.Load()
-			for _, s := range senders {
-				s.close() // WebSocket senders count error replies until closed
-				if a, ok := s.(*apiSender); ok {
-					rep.requests += a.requests
-					rep.delivered += a.delivered
-					rep.api.Merge(a.rtt)
+		case <-pr.stop:
+			return nil
+		default:
+		}
+		for i := range items {
+			k := (pos + i) % len(owned)
+			items[i] = item{stream: owned[k], seq: seq[k] + 1}
+		}
+		err := s.send(items)
+		switch {
+		case isFatal(err):
+			return err
+		case err != nil:
+			pr.errs.Add(int64(len(items)))
+		default:
+			for i, it := range items {
+				if it.failed { // its sequence number is sent again
+					pr.errs.Add(1)
+					continue
 				}
-				if w, ok := s.(*wsSender); ok {
-					rep.errors += w.refused.Load()
-				}
+				seq[(pos+i)%len(owned)]++
+				pr.sent[it.stream].Add(1)
+				pr.published.Add(1)
 			}
-			return rep, nil
-		case <-tick.C:
-			fmt.Fprintf(progress, "\rpublished %d  ", total())
+		}
+		pos = (pos + batch) % len(owned)
+		next = next.Add(interval)
+		if wait := time.Until(next); wait > 0 {
+			time.Sleep(wait)
+		}
+	}
+	return nil
+}
+
+// report closes the senders and collects what they did into rep.
+func (pr *pubRun) report(rep *pubReport, senders []sender) {
+	rep.sent = make([]int64, len(pr.sent))
+	for i := range pr.sent {
+		rep.sent[i] = pr.sent[i].Load()
+	}
+	rep.errors = pr.errs.Load()
+	for _, s := range senders {
+		s.close() // WebSocket senders count error replies until closed
+		if a, ok := s.(*apiSender); ok {
+			rep.requests += a.requests
+			rep.delivered += a.delivered
+			rep.api.Merge(a.rtt)
+		}
+		if w, ok := s.(*wsSender); ok {
+			rep.errors += w.refused.Load()
 		}
 	}
 }

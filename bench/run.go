@@ -12,63 +12,20 @@ import (
 	"github.com/HdrHistogram/hdrhistogram-go"
 )
 
-// Result is every figure of one run, with its configuration.
-type Result struct {
-	Config        Config
-	Processes     int // load generator processes used
-	Connected     int
-	DialErrors    int
-	RampSeconds   float64
-	Sent          int64   // broadcast: messages published (all publishers); echo: messages sent; churn: handshakes
-	Deliveries    int64   // broadcast: messages received by subscribers; echo: replies
-	DeliveriesPS  float64 // per second of measurement
-	Missing       int64   // broadcast: Sent*subscribers - Deliveries; echo: Sent - Deliveries
-	Lost          int64   // sequence gaps seen by subscribers
-	Reordered     int64
-	Disconnected  int64   // connections the server closed
-	Failed        int64   // churn: failed handshakes
-	Misrouted     int64   `json:",omitempty"` // channel mode: deliveries of a channel the subscriber is not on
-	Malformed     int64   `json:",omitempty"` // channel mode: message frames the generator could not read
-	PublishedPS   float64 `json:",omitempty"` // broadcast: messages published per second of measurement
-	TargetPS      float64 `json:",omitempty"` // broadcast: publishes per second asked for (Rate x streams)
-	PublishErrors int64   `json:",omitempty"` // channel mode: messages refused (API status, WebSocket error reply) or failed
-	Requests      int64   `json:",omitempty"` // API: requests answered with results (200, or 503 for a batch refused in part)
-	APIDelivered  int64   `json:",omitempty"` // API: sum of the "delivered" counts in the answers
-	APIP50us      int64   `json:",omitempty"` // API: request round trip percentiles as the publisher saw them
-	APIP99us      int64   `json:",omitempty"`
-	APIMaxUS      int64   `json:",omitempty"`
-	P50us, P90us  int64
-	P99us, P999us int64
-	MaxUS         int64
-	ServerRSSBase int64   // all sampled servers, before connecting
-	ServerRSS     int64   // after the ramp and settle
-	ServerRSSEnd  int64   // after measuring (and draining)
-	ServerRSSPeak int64   // the sampled servers' peak RSS (VmHWM) at the end
-	RSSPerConn    float64 // (ServerRSS-ServerRSSBase)/Connected
-	ServerCPU     float64 // server CPU seconds per second while measuring
-	GeneratorCPU  float64 // this process's CPU seconds per second while measuring (workers not included)
-	MachineCPU    float64 // all cores' busy seconds per second while measuring: what is not server or generator is other load
-	BrokerCPU     float64 `json:",omitempty"` // Config.BrokerPIDs' CPU seconds per second while measuring (part of MachineCPU, not of ServerCPU)
-	BrokerRSSEnd  int64   `json:",omitempty"` // Config.BrokerPIDs' RSS after measuring
-	Clean         *Result `json:",omitempty"` // slow: the clean run it is compared with
-
-	pub pubReport
-}
-
 // member is a share of the connections: in this process or in a worker
 // process of the load generator.
 type member interface {
 	ready() (connected, dialErrors int, err error) // ramp finished
-	progress() (connected, dialErrors int)         // so far (0, 0 for worker processes)
+	progress() snapshot                            // so far: connections, and while measuring counters and latencies
 	start() error                                  // begin measuring (and sending, for echo and churn)
 	stop() (snapshot, error)                       // end measuring, report
 	close()
 }
 
 // Run executes cfg and stops by itself after cfg.Timeout at the latest.
-// Progress lines go to progress (nil for none). When cfg.Conns is more than
-// one process can hold, Run starts worker processes of the current
-// executable (see RunWorker) and merges their results.
+// A progress line goes to progress every second (nil for none). When
+// cfg.Conns is more than one process can hold, Run starts worker processes
+// of the current executable (see RunWorker) and merges their results.
 func Run(ctx context.Context, cfg Config, progress io.Writer) (Result, error) {
 	if err := cfg.Validate(); err != nil {
 		return Result{}, err
@@ -95,137 +52,50 @@ func Run(ctx context.Context, cfg Config, progress io.Writer) (Result, error) {
 
 func run(ctx context.Context, cfg Config, progress io.Writer) (Result, error) {
 	res := Result{Config: cfg}
+	progress = &lockedWriter{w: progress}
+	for _, pid := range cfg.ServerPIDs {
+		if len(cfg.PinServer) > 0 {
+			if err := PinProcess(pid, cfg.PinServer); err != nil {
+				return res, err
+			}
+		}
+	}
 	base, err := sampleAll(cfg.ServerPIDs)
 	if err != nil {
 		return res, err
 	}
 	res.ServerRSSBase = base.RSSBytes
-
-	per := cfg.PerProcess
-	if per <= 0 {
-		var rl syscall.Rlimit
-		_ = syscall.Getrlimit(syscall.RLIMIT_NOFILE, &rl)
-		per = int(rl.Cur) - 500
-	}
-	shares := split(cfg.Conns, per)
-	res.Processes = len(shares)
-	var members []member
+	members, err := startMembers(ctx, cfg)
 	defer func() {
 		for _, m := range members {
 			m.close()
 		}
 	}()
-	start := time.Now()
-	first := 0
-	for _, n := range shares {
-		var m member
-		if len(shares) == 1 {
-			m, err = newLocal(ctx, cfg, first, n)
-		} else {
-			m, err = startWorker(ctx, cfg, first, n)
-		}
-		if err != nil {
-			return res, err
-		}
-		members = append(members, m)
-		first += n
-	}
-	stopTicker := make(chan struct{})
-	go func() { // live ramp line: in-process members report as they go
-		t := time.NewTicker(time.Second)
-		defer t.Stop()
-		for {
-			select {
-			case <-stopTicker:
-				return
-			case <-t.C:
-				c, f := 0, 0
-				for _, m := range members {
-					mc, mf := m.progress()
-					c, f = c+mc, f+mf
-				}
-				fmt.Fprintf(progress, "\rconnecting: %d/%d connected, %d failed, %.0fs  ", c, cfg.Conns, f, time.Since(start).Seconds())
-			}
-		}
-	}()
-	for _, m := range members {
-		c, f, err := m.ready()
-		if err != nil {
-			close(stopTicker)
-			return res, err
-		}
-		res.Connected += c
-		res.DialErrors += f
-	}
-	close(stopTicker)
-	res.RampSeconds = time.Since(start).Seconds()
-	fmt.Fprintf(progress, "connected %d/%d (%d failed) in %.1fs over %d process(es)\n", res.Connected, cfg.Conns, res.DialErrors, res.RampSeconds, len(members))
-	if res.Connected == 0 && cfg.Scenario != ScenarioChurn {
-		return res, fmt.Errorf("bench: none of %d connections succeeded (is the server at %s up?)", cfg.Conns, cfg.URLs[0])
-	}
-	sleep(ctx, cfg.Settle)
-
-	before, _ := sampleAll(cfg.ServerPIDs)
-	res.ServerRSS = before.RSSBytes
-	broker0, err := sampleAll(cfg.BrokerPIDs)
 	if err != nil {
 		return res, err
 	}
-	if res.Connected > 0 {
-		res.RSSPerConn = float64(res.ServerRSS-res.ServerRSSBase) / float64(res.Connected)
+	res.Processes = len(members)
+	lv := startLive(cfg, progress, members)
+	defer lv.stop()
+	if err := ramp(cfg, members, &res, progress); err != nil {
+		return res, err
+	}
+	lv.setPhase("settle")
+	sleep(ctx, cfg.Settle)
+	w, err := openWindow(cfg, &res)
+	if err != nil {
+		return res, err
 	}
 	for _, m := range members {
 		if err := m.start(); err != nil {
 			return res, err
 		}
 	}
-	self0, _ := sampleProc(os.Getpid())
-	machine0 := machineTicks()
-	t0 := time.Now()
-	switch cfg.Scenario {
-	case ScenarioBroadcast, ScenarioSlow:
-		rep, err := publish(ctx, cfg, progress)
-		if err != nil {
-			return res, err
-		}
-		res.pub = rep
-	default:
-		tick := time.NewTicker(time.Second)
-		end := time.After(cfg.Duration)
-	wait:
-		for {
-			select {
-			case <-ctx.Done():
-				break wait
-			case <-end:
-				break wait
-			case <-tick.C:
-				fmt.Fprintf(progress, "\r%s: %.0fs  ", cfg.Scenario, time.Since(t0).Seconds())
-			}
-		}
-		tick.Stop()
-		if cfg.Scenario == ScenarioEcho {
-			sleep(ctx, cfg.Drain)
-		}
+	lv.setPhase("measure")
+	if err := measure(ctx, cfg, &res, lv); err != nil {
+		return res, err
 	}
-	elapsed := time.Since(t0)
-	after, _ := sampleAll(cfg.ServerPIDs)
-	res.ServerRSSEnd, res.ServerRSSPeak = after.RSSBytes, after.PeakBytes
-	if cfg.Scenario == ScenarioIdle {
-		res.ServerRSS = after.RSSBytes
-		if res.Connected > 0 {
-			res.RSSPerConn = float64(res.ServerRSS-res.ServerRSSBase) / float64(res.Connected)
-		}
-	}
-	res.ServerCPU = float64(after.CPUTicks-before.CPUTicks) / 100 / elapsed.Seconds()
-	if broker1, err := sampleAll(cfg.BrokerPIDs); err == nil && len(cfg.BrokerPIDs) > 0 {
-		res.BrokerCPU = float64(broker1.CPUTicks-broker0.CPUTicks) / 100 / elapsed.Seconds()
-		res.BrokerRSSEnd = broker1.RSSBytes
-	}
-	self1, _ := sampleProc(os.Getpid())
-	res.GeneratorCPU = float64(self1.CPUTicks-self0.CPUTicks) / 100 / elapsed.Seconds()
-	res.MachineCPU = float64(machineTicks()-machine0) / 100 / elapsed.Seconds()
-
+	after := w.close(cfg, &res)
 	var total snapshot
 	for _, m := range members {
 		s, err := m.stop()
@@ -234,9 +104,142 @@ func run(ctx context.Context, cfg Config, progress io.Writer) (Result, error) {
 		}
 		total.merge(s)
 	}
-	fmt.Fprintln(progress)
 	res.fill(total)
+	res.perDelivery(w.metrics, after)
+	res.Series = lv.stop()
 	return res, nil
+}
+
+// startMembers divides cfg.Conns into shares one process can hold and
+// starts a member for each: this process alone, or worker processes.
+func startMembers(ctx context.Context, cfg Config) ([]member, error) {
+	per := cfg.PerProcess
+	if per <= 0 {
+		var rl syscall.Rlimit
+		_ = syscall.Getrlimit(syscall.RLIMIT_NOFILE, &rl)
+		per = int(rl.Cur) - 500
+	}
+	shares := split(cfg.Conns, per)
+	var members []member
+	first := 0
+	for _, n := range shares {
+		var m member
+		var err error
+		if len(shares) == 1 {
+			m, err = newLocal(ctx, cfg, first, n)
+		} else {
+			m, err = startWorker(ctx, cfg, first, n)
+		}
+		if err != nil {
+			return members, err
+		}
+		members = append(members, m)
+		first += n
+	}
+	return members, nil
+}
+
+// ramp waits for every member's connections.
+func ramp(cfg Config, members []member, res *Result, progress io.Writer) error {
+	start := time.Now()
+	for _, m := range members {
+		c, f, err := m.ready()
+		if err != nil {
+			return err
+		}
+		res.Connected += c
+		res.DialErrors += f
+	}
+	res.RampS = time.Since(start).Seconds()
+	fmt.Fprintf(progress, "connected %d/%d (%d failed) in %.1fs over %d process(es)\n", res.Connected, cfg.Conns, res.DialErrors, res.RampS, len(members))
+	if res.Connected == 0 && cfg.Scenario != ScenarioChurn {
+		return fmt.Errorf("bench: none of %d connections succeeded (is the server at %s up?)", cfg.Conns, cfg.URLs[0])
+	}
+	return nil
+}
+
+// measure drives the scenario for cfg.Duration and its drain.
+func measure(ctx context.Context, cfg Config, res *Result, lv *live) error {
+	switch cfg.Scenario {
+	case ScenarioBroadcast, ScenarioSlow:
+		rep, err := publish(ctx, cfg, lv)
+		res.pub = rep
+		return err
+	}
+	sleep(ctx, cfg.Duration)
+	if cfg.Scenario == ScenarioEcho {
+		lv.setPhase("drain")
+		sleep(ctx, cfg.Drain)
+	}
+	return nil
+}
+
+// window is what was sampled when measuring began.
+type window struct {
+	t0                   time.Time
+	server, broker, self procSample
+	machine              int64
+	metrics              series
+}
+
+func openWindow(cfg Config, res *Result) (*window, error) {
+	w := &window{}
+	w.server, _ = sampleAll(cfg.ServerPIDs)
+	res.ServerRSS = w.server.RSSBytes
+	var err error
+	if w.broker, err = sampleAll(cfg.BrokerPIDs); err != nil {
+		return nil, err
+	}
+	if cfg.MetricsURL != "" {
+		if w.metrics, err = scrape(cfg.MetricsURL); err != nil {
+			return nil, err
+		}
+	}
+	if res.Connected > 0 {
+		res.RSSPerConn = float64(res.ServerRSS-res.ServerRSSBase) / float64(res.Connected)
+	}
+	w.self, _ = sampleProc(os.Getpid())
+	w.machine = machineTicks()
+	w.t0 = time.Now()
+	return w, nil
+}
+
+// close samples the end of the window into res and returns the server's
+// metrics then (nil without Config.MetricsURL).
+func (w *window) close(cfg Config, res *Result) series {
+	secs := time.Since(w.t0).Seconds()
+	after, _ := sampleAll(cfg.ServerPIDs)
+	res.ServerRSSEnd, res.ServerRSSPeak = after.RSSBytes, after.PeakBytes
+	if cfg.Scenario == ScenarioIdle {
+		res.ServerRSS = after.RSSBytes
+		if res.Connected > 0 {
+			res.RSSPerConn = float64(res.ServerRSS-res.ServerRSSBase) / float64(res.Connected)
+		}
+	}
+	res.ServerCPUS = float64(after.CPUTicks-w.server.CPUTicks) / 100
+	res.ServerCPU = res.ServerCPUS / secs
+	if broker, err := sampleAll(cfg.BrokerPIDs); err == nil && len(cfg.BrokerPIDs) > 0 {
+		res.BrokerCPU = float64(broker.CPUTicks-w.broker.CPUTicks) / 100 / secs
+		res.BrokerRSSEnd = broker.RSSBytes
+	}
+	self, _ := sampleProc(os.Getpid())
+	res.GeneratorCPU = float64(self.CPUTicks-w.self.CPUTicks) / 100 / secs
+	res.MachineCPU = float64(machineTicks()-w.machine) / 100 / secs
+	if cfg.MetricsURL == "" {
+		return nil
+	}
+	m, _ := scrape(cfg.MetricsURL)
+	return m
+}
+
+// perDelivery computes the costs per delivery once deliveries are known.
+func (r *Result) perDelivery(before, after series) {
+	if r.Deliveries > 0 {
+		r.CPUPerDeliv = r.ServerCPUS * 1e6 / float64(r.Deliveries)
+	}
+	if before != nil && after != nil {
+		r.Writes = writePath(before, after, r.Deliveries)
+	}
 }
 
 // fill computes the result's figures from the merged snapshot.
@@ -268,7 +271,7 @@ func (r *Result) fill(s snapshot) {
 		r.TargetPS = cfg.Rate * float64(cfg.streams())
 		r.PublishErrors, r.Requests, r.APIDelivered = r.pub.errors, r.pub.requests, r.pub.delivered
 		if h := r.pub.api; h != nil && h.TotalCount() > 0 {
-			r.APIP50us, r.APIP99us, r.APIMaxUS = h.ValueAtQuantile(50), h.ValueAtQuantile(99), h.Max()
+			r.APIP50ms, r.APIP99ms, r.APIMaxMS = float64(h.ValueAtQuantile(50))/1000, float64(h.ValueAtQuantile(99))/1000, float64(h.Max())/1000
 		}
 	case ScenarioEcho:
 		r.Sent = s.Sent
@@ -281,9 +284,10 @@ func (r *Result) fill(s snapshot) {
 	if s.Hist != nil {
 		h := hdrhistogram.Import(s.Hist)
 		if h.TotalCount() > 0 {
-			r.P50us, r.P90us = h.ValueAtQuantile(50), h.ValueAtQuantile(90)
-			r.P99us, r.P999us = h.ValueAtQuantile(99), h.ValueAtQuantile(99.9)
-			r.MaxUS = h.Max()
+			ms := func(q float64) float64 { return float64(h.ValueAtQuantile(q)) / 1000 }
+			r.P50ms, r.P90ms, r.P99ms, r.P999ms = ms(50), ms(90), ms(99), ms(99.9)
+			r.MaxMS = float64(h.Max()) / 1000
+			r.Percentiles = percentiles(h)
 		}
 	}
 }
@@ -333,20 +337,4 @@ func sleep(ctx context.Context, d time.Duration) {
 	case <-ctx.Done():
 	case <-time.After(d):
 	}
-}
-
-// isTerminal reports whether f is a character device (a live progress line
-// makes sense there).
-func isTerminal(f *os.File) bool {
-	st, err := f.Stat()
-	return err == nil && st.Mode()&os.ModeCharDevice != 0
-}
-
-// Progress returns where Run should print progress: stderr on a terminal
-// unless quiet.
-func Progress(quiet bool) io.Writer {
-	if quiet || !isTerminal(os.Stderr) {
-		return nil
-	}
-	return os.Stderr
 }

@@ -52,6 +52,7 @@ type Parser struct {
 	msg    *[]byte        // pooled: data message gathered so far; nil while no byte is
 	ctl    *[]byte        // pooled: control frame split across calls
 	remain int64          // payload bytes of the current frame not yet consumed
+	frames uint64         // headers accepted since the last Reset
 	msgLen int64          // declared bytes of the open data message, current frame included
 	utf8   UTF8           // validator of the open text message
 	key    [4]byte        // current frame's masking key
@@ -204,8 +205,15 @@ func (p *Parser) readHeader(b []byte) (int, *ProtocolError) {
 	}
 	p.op, p.fin, p.masked, p.key, p.keyPos = h.op, h.fin, h.masked, h.key, 0
 	p.remain, p.inBody = h.length, true
+	p.frames++
 	return used, nil
 }
+
+// Frames is the number of frames whose header Parse has accepted since the
+// last Reset: data frames (each fragment of a message) and control frames.
+// Rate limits charge frames with it, since a message's fragments and the
+// control frames between them never surface one by one.
+func (p *Parser) Frames() uint64 { return p.frames }
 
 // check applies the rules of sections 5.1-5.5 to a decoded header, and the
 // size limit, then opens or continues the data message.

@@ -623,3 +623,26 @@ func BenchmarkParserSplit(b *testing.B) {
 		})
 	}
 }
+
+// Frames counts every accepted header: fragments and the control frames
+// between them, not only the messages Parse returns.
+func TestParser_Frames(t *testing.T) {
+	t.Parallel()
+	in := append(append(clientFrame(false, OpText, []byte("a")), clientFrame(true, OpPing, nil)...),
+		append(clientFrame(false, OpContinuation, nil), clientFrame(true, OpContinuation, []byte("b"))...)...)
+	p := &Parser{}
+	var got []OpCode
+	for len(in) > 0 {
+		m, n, err := p.Parse(in)
+		if err != nil {
+			t.Fatal(err)
+		}
+		in = in[n:]
+		if m.Op != 0 {
+			got = append(got, m.Op)
+		}
+	}
+	if len(got) != 2 || p.Frames() != 4 {
+		t.Fatalf("messages %v and %d frames, want [ping text] and 4", got, p.Frames())
+	}
+}

@@ -54,9 +54,10 @@ type Config struct {
 	// writes. Zero means DefaultPollers() (GOMAXPROCS).
 	Pollers int
 
-	// MaxConns caps open connections, handshakes included; beyond it the
-	// server answers 503. It is further capped by the open-files limit.
-	// Zero means DefaultMaxConns.
+	// MaxConns caps open connections, handshakes and plain HTTP included;
+	// beyond it the server answers 503 as soon as it accepts the socket. It
+	// is further capped by the open-files limit less a reserve of 256 (for
+	// listeners, brokers and refused sockets). Zero means DefaultMaxConns.
 	MaxConns int
 
 	// MaxMessageBytes caps the payload of one message, fragments included;
@@ -70,7 +71,9 @@ type Config struct {
 	SendQueueBytes int
 
 	// HandshakeTimeout bounds the time from accept to a complete upgrade
-	// request. Zero means DefaultHandshakeTimeout (5 s).
+	// request (TLS handshake included), and each plain HTTP request handed
+	// to HTTPHandler (head and body) and its keep-alive idle time. Zero
+	// means DefaultHandshakeTimeout (5 s).
 	HandshakeTimeout time.Duration
 
 	// PingInterval is how long a connection may stay silent before the
@@ -83,8 +86,8 @@ type Config struct {
 	// disables it.
 	IdleTimeout time.Duration
 
-	// CloseTimeout bounds the wait for the peer's close frame after the
-	// server sent its own. Zero means DefaultCloseTimeout (3 s).
+	// CloseTimeout bounds the wait for the peer's close frame (or EOF)
+	// after the server sent its own. Zero means DefaultCloseTimeout (3 s).
 	CloseTimeout time.Duration
 
 	// ReadBufferBytes is the size of the pooled buffer one read fills.
@@ -103,8 +106,11 @@ type Config struct {
 
 	// HTTPHandler serves the requests that reach Serve's listener and are
 	// not WebSocket upgrades (a web page, an API): the connection leaves
-	// the poller for net/http, still counted against MaxConns. Nil answers
-	// them 426 Upgrade Required.
+	// the poller for net/http, still counted against MaxConns and
+	// MaxConnsPerIP until it closes. Each request must arrive whole within
+	// HandshakeTimeout and its answer be written within 30 s; a keep-alive
+	// connection idles at most HandshakeTimeout. Nil answers them 426
+	// Upgrade Required.
 	HTTPHandler http.Handler
 
 	// TLS, when set, makes Serve speak wss: the TLS handshake runs on a
@@ -124,21 +130,31 @@ type Config struct {
 	// pass. Empty allows every origin.
 	AllowedOrigins []string
 
-	// MessageRate caps the messages per second one connection may send
-	// (token bucket of MessageBurst). Zero disables it.
+	// MessageRate caps the frames per second one connection may send:
+	// every data frame (each fragment of a message) and every ping, pong
+	// and close frame costs one token of a bucket of MessageBurst. A
+	// message is let through when the bucket holds min(its frames,
+	// MessageBurst) tokens and then costs all its frames, so the bucket can
+	// go into debt and a flood is paid back at the rate. Over the rate a
+	// message is dropped and a ping gets no pong (or, with RateLimitClose,
+	// the connection is closed); a close frame always passes. Zero
+	// disables it.
 	MessageRate float64
 	// MessageBurst is the bucket size for MessageRate. Zero means 1.
 	MessageBurst int
-	// ByteRate caps the payload bytes per second one connection may send
-	// (token bucket of max(ByteBurst, MaxMessageBytes)). Zero disables it.
+	// ByteRate caps the payload bytes per second one connection may send,
+	// data messages and control frames alike, with the same debt rule as
+	// MessageRate (a bucket of max(ByteBurst, MaxMessageBytes)). Zero
+	// disables it.
 	ByteRate float64
 	// ByteBurst is the bucket size for ByteRate, at least MaxMessageBytes.
 	ByteBurst int
 	// RateLimitClose closes a connection over its rate with 1008; otherwise
 	// the message is dropped and counted.
 	RateLimitClose bool
-	// MaxConnsPerIP caps concurrent connections from one source address;
-	// more get 429. Zero disables it.
+	// MaxConnsPerIP caps concurrent connections from one source address
+	// (plain HTTP ones included); more get 429 as soon as they are
+	// accepted. Zero disables it.
 	MaxConnsPerIP int
 	// HandshakeRatePerIP caps upgrade requests per second from one source
 	// address; more get 429. Zero disables it.

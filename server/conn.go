@@ -25,6 +25,15 @@ const (
 	stateClosed                     // deregistered, fd released
 )
 
+// closeAfter is what the server does once its close frame is written.
+type closeAfter uint8
+
+const (
+	closeWait closeAfter = iota // wait for the peer's close frame
+	closeFin                    // close the socket: the peer's close was answered
+	closeShut                   // shut the write side and drain reads (Conn.drain)
+)
+
 // Conn is one WebSocket connection. Its methods are safe for concurrent use.
 // A Conn owns no goroutine, and no buffer while idle.
 type Conn struct {
@@ -38,19 +47,22 @@ type Conn struct {
 
 	mu        sync.Mutex
 	state     connState
-	writing   bool     // a goroutine owns the socket for writing (or waits for EPOLLOUT)
-	finAfter  bool     // close the socket once the queue is flushed
-	q         [][]byte // frames (or their unwritten tails) waiting for the socket
-	qBytes    int      // bytes in q
-	deadline  int64    // handshake or close-handshake deadline, Server.now() units
-	lastPing  int64    // when the last ping was sent
+	writing   bool       // a goroutine owns the socket for writing (or waits for EPOLLOUT)
+	finAfter  bool       // close the socket once the queue is flushed
+	shutAfter bool       // shut the write side once the queue is flushed, and drain reads
+	then      closeAfter // what the close frame being sent is followed by: writeFrames sets finAfter or shutAfter as it takes the frame
+	q         [][]byte   // frames (or their unwritten tails) waiting for the socket
+	qBytes    int        // bytes in q
+	deadline  int64      // handshake or close-handshake deadline, Server.now() units
+	lastPing  int64      // when the last ping was sent
 	code      frame.CloseCode
 	reason    CloseReason
 	hubs      []*Hub
 	data      any
 	protocol  string
 	connected bool        // OnConnect accepted it: OnClose is owed
-	refuse    int         // HTTP status to answer instead of upgrading (503, 429), or 0
+	refuse    int         // HTTP status a trusted proxy's client is refused with (429), or 0
+	refused   bool        // answered at accept and lingering: counted in Server.refusing, not in live
 	admitted  bool        // counted by the per-IP limits: release on close
 	viaProxy  bool        // the peer is a trusted proxy: admitted once the client's address is known (proxy.go)
 	proxyDone bool        // the PROXY header, if any, is handled
@@ -110,19 +122,14 @@ func (c *Conn) Send(op frame.OpCode, data []byte) error {
 // frame for c cannot come between them.
 func (c *Conn) SendPrepared(ps ...*frame.Prepared) error {
 	if len(ps) == 1 {
-		return c.write(ps[0].Bytes(), false)
+		return c.write(c.frameBytes(ps[0]), false)
 	}
 	w := writers.Get().(*writer)
 	defer writers.Put(w)
 	defer c.srv.flushStats(w)
-	frames := make([][]byte, 0, min(len(ps), iovMax))
 	for len(ps) > 0 {
 		n := min(len(ps), iovMax)
-		frames = frames[:0]
-		for _, p := range ps[:n] {
-			frames = append(frames, p.Bytes())
-		}
-		if err := c.writeFrames(w, frames, false); err != nil {
+		if err := c.writePrepared(w, ps[:n]); err != nil {
 			return err
 		}
 		ps = ps[n:]
@@ -181,9 +188,11 @@ func (c *Conn) isOpen() bool {
 }
 
 // closeWith queues a close frame behind the pending messages and moves c to
-// closing. With fin the socket closes as soon as the frame is written
-// (protocol errors, timeouts); otherwise the server waits for the peer's
-// close frame until Config.CloseTimeout.
+// closing. With fin (protocol errors, policy, timeouts) the server shuts
+// its side of the socket as soon as the frame is written and reads on,
+// discarding, until the peer's close frame or EOF (drain); otherwise it
+// waits for the peer's close frame. Either way Config.CloseTimeout bounds
+// the wait.
 func (c *Conn) closeWith(code frame.CloseCode, text string, reason CloseReason, fin bool) error {
 	c.mu.Lock()
 	if c.state != stateOpen {
@@ -193,7 +202,10 @@ func (c *Conn) closeWith(code frame.CloseCode, text string, reason CloseReason, 
 	c.state = stateClosing
 	c.code, c.reason = code, reason
 	c.deadline = c.srv.now() + int64(c.srv.cfg.CloseTimeout)
-	c.finAfter = fin
+	c.then = closeWait
+	if fin {
+		c.then = closeShut
+	}
 	c.mu.Unlock()
 	return c.write(frame.AppendFrame(nil, frame.OpClose, frame.AppendClosePayload(nil, code, text)), true)
 }
@@ -211,7 +223,7 @@ func (c *Conn) onCloseFrame(code frame.CloseCode) {
 		c.state = stateClosing
 		c.code, c.reason = code, ReasonClientClosed
 		c.deadline = c.srv.now() + int64(c.srv.cfg.CloseTimeout)
-		c.finAfter = true
+		c.then = closeFin
 		c.mu.Unlock()
 		_ = c.write(frame.AppendFrame(nil, frame.OpClose, frame.AppendClosePayload(nil, code, "")), true)
 	default:

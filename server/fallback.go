@@ -5,8 +5,10 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/netip"
 	"os"
 	"sync"
+	"time"
 
 	"golang.org/x/sys/unix"
 )
@@ -14,7 +16,11 @@ import (
 // Requests on Serve's listener that are not WebSocket upgrades go to
 // Config.HTTPHandler: the connection leaves the poller for a net/http server
 // fed by httpListener, with the bytes the poller already read replayed in
-// front of the socket. It keeps its slot in MaxConns until it closes.
+// front of the socket. It keeps its slot in MaxConns and in MaxConnsPerIP
+// until it closes, and the net/http server bounds its life: each request
+// must arrive whole, body included, within HandshakeTimeout, its answer be
+// written within httpWriteTimeout, and a keep-alive connection may idle for
+// HandshakeTimeout.
 
 // wantsUpgrade reports whether a request head asks for a WebSocket upgrade.
 func wantsUpgrade(head []byte) bool {
@@ -52,15 +58,22 @@ func (l *httpListener) Close() error {
 
 func (l *httpListener) Addr() net.Addr { return l.addr() }
 
+// httpWriteTimeout bounds the writing of one plain HTTP answer (the demo
+// page, an API reply): past it a client that does not read is cut off.
+const httpWriteTimeout = 30 * time.Second
+
 // plainConn replays the bytes read before the hand-off, reports the
 // client's address (a PROXY header's, behind a trusted proxy) and gives the
-// connection's MaxConns slot back when closed.
+// connection's slots back when closed: MaxConns, and MaxConnsPerIP when it
+// was counted there.
 type plainConn struct {
 	net.Conn
-	pre    []byte
-	remote net.Addr
-	srv    *Server
-	once   sync.Once
+	pre      []byte
+	remote   net.Addr
+	srv      *Server
+	ip       netip.Addr
+	admitted bool
+	once     sync.Once
 }
 
 func (c *plainConn) RemoteAddr() net.Addr { return c.remote }
@@ -76,7 +89,12 @@ func (c *plainConn) Read(p []byte) (int, error) {
 
 func (c *plainConn) Close() error {
 	err := c.Conn.Close()
-	c.once.Do(c.srv.releaseSlot)
+	c.once.Do(func() {
+		if c.admitted {
+			c.srv.release(c.ip)
+		}
+		c.srv.releaseSlot()
+	})
 	return err
 }
 
@@ -91,6 +109,10 @@ func (c *Conn) toHTTP() {
 		err error
 	)
 	s.live.Add(1) // the HTTP connection's slot, taken before destroy gives back the WebSocket one
+	c.mu.Lock()
+	admitted := c.admitted
+	c.admitted = false // its per-IP count goes to the HTTP connection
+	c.mu.Unlock()
 	if t := c.sock.tls; t != nil {
 		// Go owns a TLS connection's fd: keep it open across destroy and
 		// give tls.Conn its blocking transport back.
@@ -110,10 +132,13 @@ func (c *Conn) toHTTP() {
 	if err != nil {
 		s.log.Error("plain HTTP hand-off failed", "remote", c.remote.String(), "err", err)
 		c.destroy(ReasonIOError)
+		if admitted {
+			s.release(c.remote.Addr())
+		}
 		s.releaseSlot()
 		return
 	}
-	pc := &plainConn{Conn: nc, pre: pre, remote: net.TCPAddrFromAddrPort(c.remote), srv: s}
+	pc := &plainConn{Conn: nc, pre: pre, remote: net.TCPAddrFromAddrPort(c.remote), srv: s, ip: c.remote.Addr(), admitted: admitted}
 	select {
 	case s.httpLn.conns <- pc:
 	case <-s.httpLn.done:
@@ -130,7 +155,10 @@ func (s *Server) startHTTP() {
 	s.httpSrv = &http.Server{
 		Handler:           s.cfg.HTTPHandler,
 		ReadHeaderTimeout: s.cfg.HandshakeTimeout,
-		IdleTimeout:       max(s.cfg.IdleTimeout, s.cfg.HandshakeTimeout),
+		ReadTimeout:       s.cfg.HandshakeTimeout,
+		WriteTimeout:      httpWriteTimeout,
+		IdleTimeout:       s.cfg.HandshakeTimeout,
+		MaxHeaderBytes:    s.cfg.MaxRequestBytes,
 		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelDebug),
 	}
 	s.wg.Add(1)

@@ -180,8 +180,8 @@ func (c *rawClient) next() (ws.Header, []byte, error) {
 	return h, p, err
 }
 
-// expectClose reads until a close frame, returns its code, and checks that
-// the server then closes the TCP connection.
+// expectClose reads until a close frame, returns its code, answers it and
+// checks that the server then closes the TCP connection.
 func (c *rawClient) expectClose() frame.CloseCode {
 	c.t.Helper()
 	for {
@@ -196,6 +196,7 @@ func (c *rawClient) expectClose() frame.CloseCode {
 		if perr != nil {
 			c.t.Fatalf("server close payload invalid: %v", perr)
 		}
+		_, _ = c.nc.Write(clientFrame(true, ws.OpClose, p)) // answer, as RFC 6455 5.5.1 asks
 		c.expectEOF()
 		return code
 	}

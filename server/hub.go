@@ -14,18 +14,37 @@ import (
 // over every core.
 const hubShardFDs = 256
 
+// hubPauseBytes is the backlog (frameCost-charged bytes pending or being
+// flushed) past which a hub shard is behind: the hub's members stop being
+// read until every shard is back under half of it. It is a lag, not a
+// memory bound: about 800 small frames or two 64 KiB messages, enough for
+// each flush to fill writevs, short enough to keep latency under overload
+// bounded. HubBacklogBytes, the drop bound, stays above it.
+const hubPauseBytes = 128 << 10
+
 // Hub is a set of connections that receive the same broadcasts (a room or
 // a channel). Members are grouped in shards by fd range; a shard exists only
 // once one of its fds joins, so an empty hub costs a few hundred bytes and a
-// hub of k members O(k). Broadcast serializes a message once and hands one
-// flush task per non-empty shard to the write pool; each flush writes every
-// member's share of pending frames with one writev. Safe for concurrent use.
+// hub of k members O(k). Broadcast serializes a message once and appends it
+// to every non-empty shard; a shard with pending frames has one flush task
+// queued on the write pool, which gives each member everything pending in
+// one writev. Broadcast never writes. Safe for concurrent use.
+//
+// When a shard falls behind (hubPauseBytes), readers stop reading the
+// hub's members (the publishers among them) until it catches up: TCP
+// pushes back on the publisher instead of the hub dropping. Only a
+// publisher outside the hub can push a shard to HubBacklogBytes, past
+// which its broadcasts are dropped for that shard.
 type Hub struct {
 	s      *Server
 	shards []atomic.Pointer[hubShard] // by fd / hubShardFDs
 	count  atomic.Int64               // members with a socket
 	refs   atomic.Int64               // conns that joined and have not left
 	drops  atomic.Uint64
+	behind atomic.Int32 // shards over the pause bound
+
+	pauseMu sync.Mutex
+	paused  []*Conn // members whose reads wait for the hub to catch up
 }
 
 type hubShard struct {
@@ -35,11 +54,13 @@ type hubShard struct {
 	// members is replaced, not modified in place, while a flush may be
 	// iterating it (scheduled); otherwise only mu's holder sees it.
 	members   []*Conn
-	pending   [][]byte // frames waiting for this shard's flush
-	pendBytes int
-	pendSince time.Time // when pending last went from empty to non-empty
-	spare     [][]byte
-	scheduled bool // a flush task owns the shard
+	pending   []*frame.Prepared // frames waiting for this shard's flush
+	backlog   int               // frameCost of pending and of the batch being flushed
+	pendSince time.Time         // when pending last went from empty to non-empty
+	spare     []*frame.Prepared
+	scheduled bool          // a flush task owns the shard
+	behind    bool          // backlog passed the pause bound (counted in Hub.behind)
+	idle      chan struct{} // made by drain, closed when scheduled ends
 }
 
 // NewHub returns an empty hub whose broadcasts run on s's write pool.
@@ -160,9 +181,11 @@ func (h *Hub) Broadcast(op frame.OpCode, data []byte) {
 	h.BroadcastPrepared(frame.NewPrepared(op, data))
 }
 
-// BroadcastPrepared sends p to every member. It never blocks on a socket.
+// BroadcastPrepared sends p to every member. It never blocks on a socket
+// and never writes: the shards' flush tasks do.
 func (h *Hub) BroadcastPrepared(p *frame.Prepared) {
-	b := p.Bytes()
+	cost := frameCost(p.Len())
+	limit, pause := h.s.cfg.HubBacklogBytes, h.pauseBytes()
 	h.s.stats.broadcasts.Add(1)
 	for i := range h.shards {
 		sh := h.shards[i].Load()
@@ -174,7 +197,7 @@ func (h *Hub) BroadcastPrepared(p *frame.Prepared) {
 			sh.mu.Unlock()
 			continue
 		}
-		if sh.pendBytes+len(b) > h.s.cfg.HubBacklogBytes {
+		if sh.backlog+cost > limit {
 			sh.mu.Unlock()
 			h.drops.Add(1)
 			h.s.stats.broadcastDrops.Add(1)
@@ -183,8 +206,12 @@ func (h *Hub) BroadcastPrepared(p *frame.Prepared) {
 		if len(sh.pending) == 0 {
 			sh.pendSince = time.Now()
 		}
-		sh.pending = append(sh.pending, b)
-		sh.pendBytes += len(b)
+		sh.pending = append(sh.pending, p)
+		sh.backlog += cost
+		if !sh.behind && sh.backlog > pause {
+			sh.behind = true
+			h.behind.Add(1)
+		}
 		start := !sh.scheduled
 		sh.scheduled = true
 		sh.mu.Unlock()
@@ -194,19 +221,27 @@ func (h *Hub) BroadcastPrepared(p *frame.Prepared) {
 	}
 }
 
+// pauseBytes is the shard backlog past which the hub's members stop being
+// read: hubPauseBytes, kept below the drop bound.
+func (h *Hub) pauseBytes() int { return min(hubPauseBytes, h.s.cfg.HubBacklogBytes/2) }
+
 // flush delivers the shard's pending frames to each member, oldest first,
 // until nothing is pending. Only the task that set scheduled runs it.
 func (sh *hubShard) flush(w *writer) {
+	h := sh.h
 	for {
 		sh.mu.Lock()
 		batch := sh.pending
 		if len(batch) == 0 {
 			sh.scheduled = false
+			if sh.idle != nil {
+				close(sh.idle)
+				sh.idle = nil
+			}
 			sh.mu.Unlock()
 			return
 		}
 		sh.pending, sh.spare = sh.spare[:0], nil
-		sh.pendBytes = 0
 		since := sh.pendSince
 		members := sh.members
 		sh.mu.Unlock()
@@ -214,14 +249,50 @@ func (sh *hubShard) flush(w *writer) {
 		for i := 0; i < len(batch); i += iovMax {
 			chunk := batch[i:min(i+iovMax, len(batch))]
 			for _, c := range members {
-				_ = c.writeFrames(w, chunk, false)
+				_ = c.writePrepared(w, chunk)
 			}
 		}
-		sh.h.s.metrics.fanout.Observe(time.Since(since).Seconds())
+		h.s.metrics.fanout.Observe(time.Since(since).Seconds())
+		cost := 0
+		for _, p := range batch {
+			cost += frameCost(p.Len())
+		}
 		clear(batch)
 		sh.mu.Lock()
 		sh.spare = batch[:0]
+		sh.backlog -= cost
+		caughtUp := sh.behind && sh.backlog <= h.pauseBytes()/2
+		if caughtUp {
+			sh.behind = false
+		}
 		sh.mu.Unlock()
+		if caughtUp && h.behind.Add(-1) == 0 {
+			h.resume()
+		}
+	}
+}
+
+// park stops reading c, a member whose read task just ended, while h is
+// behind; it reports false if h caught up meanwhile (read c on).
+func (h *Hub) park(c *Conn) bool {
+	h.pauseMu.Lock()
+	defer h.pauseMu.Unlock()
+	if h.behind.Load() == 0 { // checked under pauseMu: resume takes it after the count reaches 0
+		return false
+	}
+	h.paused = append(h.paused, c)
+	h.s.stats.publishersPaused.Add(1)
+	return true
+}
+
+// resume re-arms the reads of the members parked while h was behind.
+func (h *Hub) resume() {
+	h.pauseMu.Lock()
+	paused := h.paused
+	h.paused = nil
+	h.pauseMu.Unlock()
+	for _, c := range paused {
+		c.resumeRead()
 	}
 }
 
@@ -235,9 +306,13 @@ func (h *Hub) drain() {
 		sh := h.shards[i].Load()
 		for sh != nil {
 			sh.mu.Lock()
-			if sh.scheduled {
+			if sh.scheduled { // a flush task owns it; it ends when pending is empty
+				if sh.idle == nil {
+					sh.idle = make(chan struct{})
+				}
+				idle := sh.idle
 				sh.mu.Unlock()
-				time.Sleep(time.Millisecond) // a flush task owns it; it ends when pending is empty
+				<-idle
 				continue
 			}
 			if len(sh.pending) == 0 {

@@ -49,14 +49,30 @@ func BenchmarkBroadcastMetrics(b *testing.B) {
 					}
 				}()
 			}
-			benchBroadcastWith(b, 1000, 32, reg)
+			benchBroadcastWith(b, 1000, 32, reg, 0)
 		})
 	}
 }
 
-func benchBroadcast(b *testing.B, subs, size int) { benchBroadcastWith(b, subs, size, nil) }
+// BenchmarkHubFlushBurst broadcasts bursts of messages to 1,000 loopback
+// subscribers and waits for each burst to arrive before the next. Since a
+// broadcast only appends to the hub and the flush takes everything
+// pending, the frames per writev grow with the burst (reported as
+// frames/write) and the writes per delivery fall.
+func BenchmarkHubFlushBurst(b *testing.B) {
+	for _, burst := range []int{1, 16, 256} {
+		b.Run("subs=1000/burst="+strconv.Itoa(burst), func(b *testing.B) {
+			benchBroadcastWith(b, 1000, 64, nil, burst)
+		})
+	}
+}
 
-func benchBroadcastWith(b *testing.B, subs, size int, reg *prometheus.Registry) {
+func benchBroadcast(b *testing.B, subs, size int) { benchBroadcastWith(b, subs, size, nil, 0) }
+
+// benchBroadcastWith broadcasts b.N messages of size bytes to subs
+// subscribers; with burst > 0 it waits for every burst of that many to
+// arrive before sending the next.
+func benchBroadcastWith(b *testing.B, subs, size int, reg *prometheus.Registry, burst int) {
 	cfg := Config{SendQueueBytes: 64 << 20, MaxMessageBytes: 1 << 20, PingInterval: -1, IdleTimeout: -1}
 	if reg != nil {
 		cfg.Registerer = reg
@@ -123,17 +139,23 @@ func benchBroadcastWith(b *testing.B, subs, size int, reg *prometheus.Registry) 
 	b.SetBytes(int64(size) * int64(subs))
 	b.ReportAllocs()
 	b.ResetTimer()
+	arrived := func(msgs int) {
+		for received.Load() < int64(msgs)*int64(subs)*frameLen {
+			time.Sleep(50 * time.Microsecond)
+		}
+	}
 	for i := 0; i < b.N; i++ {
 		hub.Broadcast(frame.OpBinary, payload)
+		if burst > 0 && (i+1)%burst == 0 {
+			arrived(i + 1)
+		}
 	}
-	want := int64(b.N) * int64(subs) * frameLen
-	for received.Load() < want {
-		time.Sleep(50 * time.Microsecond)
-	}
+	arrived(b.N)
 	b.StopTimer()
 	after := s.Stats()
 	deliveries := float64(b.N) * float64(subs)
 	b.ReportMetric(deliveries/b.Elapsed().Seconds(), "deliveries/s")
 	b.ReportMetric(float64(after.Broadcasts-before.Broadcasts)/float64(b.N), "serializations/msg")
 	b.ReportMetric(float64(after.WriteCalls-before.WriteCalls)/deliveries, "writes/delivery")
+	b.ReportMetric(float64(after.FramesOffered-before.FramesOffered)/float64(after.WriteCalls-before.WriteCalls), "frames/write")
 }

@@ -11,9 +11,12 @@ import (
 )
 
 // connLimits are one connection's token buckets, allocated only when a
-// per-connection rate is configured.
+// per-connection rate is configured. Only the connection's read worker
+// uses them.
 type connLimits struct {
-	msgs, bytes *rate.Limiter
+	frames, bytes *bucket
+	charged       uint64 // parser frames already charged
+	over          bool   // a frame of the open data message was over the rate: drop it
 }
 
 func (s *Server) newConnLimits() *connLimits {
@@ -22,24 +25,64 @@ func (s *Server) newConnLimits() *connLimits {
 	}
 	l := &connLimits{}
 	if s.cfg.MessageRate > 0 {
-		l.msgs = rate.NewLimiter(rate.Limit(s.cfg.MessageRate), max(1, s.cfg.MessageBurst))
+		l.frames = newBucket(s.cfg.MessageRate, max(1, s.cfg.MessageBurst))
 	}
 	if s.cfg.ByteRate > 0 {
-		l.bytes = rate.NewLimiter(rate.Limit(s.cfg.ByteRate), max(s.cfg.MaxMessageBytes, s.cfg.ByteBurst))
+		l.bytes = newBucket(s.cfg.ByteRate, max(s.cfg.MaxMessageBytes, s.cfg.ByteBurst))
 	}
 	return l
 }
 
-// allow spends tokens for one message of n bytes. Only the connection's read
-// worker calls it.
-func (l *connLimits) allow(now time.Time, n int) bool {
-	if l.msgs != nil && !l.msgs.AllowN(now, 1) {
-		return false
+// allow charges what p parsed since the last call, m being what that Parse
+// returned: one MessageRate token per frame (fragments and control frames
+// included) and m's payload in ByteRate tokens. It reports whether m may be
+// acted on; for a data message still in fragments (m.Op 0) it reports
+// whether those fragments were within the rate, and a message with a
+// fragment over it is refused when it completes.
+func (l *connLimits) allow(now time.Time, p *frame.Parser, m frame.Message) bool {
+	n := p.Frames() - l.charged
+	l.charged = p.Frames()
+	ok := n == 0 || l.frames == nil || l.frames.spend(now, float64(n))
+	if ok && len(m.Payload) > 0 && l.bytes != nil {
+		ok = l.bytes.spend(now, float64(len(m.Payload)))
 	}
-	return l.bytes == nil || l.bytes.AllowN(now, n)
+	switch m.Op {
+	case frame.OpContinuation:
+		l.over = l.over || !ok
+	case frame.OpText, frame.OpBinary:
+		ok = ok && !l.over
+		l.over = false
+	}
+	return ok
 }
 
-// rateLimited handles a message over the connection's rate: dropped and
+// bucket is a token bucket that may go into debt: a charge of n is let
+// through when the bucket holds min(n, burst) tokens and then costs all n,
+// so a message of more frames than the burst still passes at the rate but
+// pays for every frame, and a flood leaves its sender in debt for as long
+// as it would take to earn what it sent.
+type bucket struct {
+	rate, burst, tokens float64
+	last                time.Time
+}
+
+func newBucket(rate float64, burst int) *bucket {
+	return &bucket{rate: rate, burst: float64(burst), tokens: float64(burst)}
+}
+
+func (b *bucket) spend(now time.Time, n float64) bool {
+	if !b.last.IsZero() {
+		b.tokens = min(b.burst, b.tokens+now.Sub(b.last).Seconds()*b.rate)
+	}
+	b.last = now
+	if b.tokens < min(n, b.burst) {
+		return false
+	}
+	b.tokens -= n
+	return true
+}
+
+// rateLimited handles a frame over the connection's rate: dropped and
 // counted, or the connection closed with 1008 (Config.RateLimitClose).
 // It returns false when c is being closed.
 func (c *Conn) rateLimited() bool {

@@ -9,10 +9,11 @@ import (
 // so metrics add no work per delivery. The one histogram is observed once
 // per shard flush, not per connection.
 type metrics struct {
-	s       *Server
-	fanout  prometheus.Histogram
-	descs   map[string]*prometheus.Desc
-	reasons *prometheus.Desc
+	s        *Server
+	fanout   prometheus.Histogram
+	descs    map[string]*prometheus.Desc
+	reasons  *prometheus.Desc
+	perWrite *prometheus.Desc
 }
 
 func newMetrics(s *Server) *metrics {
@@ -26,6 +27,8 @@ func newMetrics(s *Server) *metrics {
 		descs: map[string]*prometheus.Desc{},
 		reasons: prometheus.NewDesc("fanout_connections_closed_total",
 			"Connections closed, by reason.", []string{"reason"}, nil),
+		perWrite: prometheus.NewDesc("fanout_frames_per_write",
+			"Frames offered to each writev; rises with load as pending and queued frames share a syscall.", nil, nil),
 	}
 	for name, help := range map[string]string{
 		"fanout_connections_open":               "Open connections, handshakes included.",
@@ -48,6 +51,7 @@ func newMetrics(s *Server) *metrics {
 		"fanout_handshakes_rejected_ip_total":   "Upgrades answered 429 by the per-IP connection or handshake limits.",
 		"fanout_auth_failures_total":            "Upgrades answered 401: missing, malformed, expired or wrongly signed tokens.",
 		"fanout_invalid_messages_total":         "Messages refused by the application's validator (closed with 1008).",
+		"fanout_publishers_paused_total":        "Read tasks that stopped reading a connection because a hub it belongs to was behind (TCP backpressure).",
 	} {
 		m.descs[name] = prometheus.NewDesc(name, help, nil, nil)
 	}
@@ -60,6 +64,7 @@ func (m *metrics) Describe(ch chan<- *prometheus.Desc) {
 		ch <- d
 	}
 	ch <- m.reasons
+	ch <- m.perWrite
 	m.fanout.Describe(ch)
 }
 
@@ -92,8 +97,21 @@ func (m *metrics) Collect(ch chan<- prometheus.Metric) {
 	counter("fanout_handshakes_rejected_ip_total", st.RejectedIP)
 	counter("fanout_auth_failures_total", st.AuthFailures)
 	counter("fanout_invalid_messages_total", st.InvalidMessages)
+	counter("fanout_publishers_paused_total", st.PublishersPaused)
+	ch <- framesPerWrite(m.perWrite, st.FramesPerWrite, st.FramesOffered)
 	for r := ReasonNone + 1; r < reasonCount; r++ {
 		ch <- prometheus.MustNewConstMetric(m.reasons, prometheus.CounterValue, float64(st.Closed[r.String()]), r.String())
 	}
 	m.fanout.Collect(ch)
+}
+
+// framesPerWrite turns Stats.FramesPerWrite into a cumulative histogram.
+func framesPerWrite(d *prometheus.Desc, counts [writeBuckets]uint64, offered uint64) prometheus.Metric {
+	buckets := make(map[float64]uint64, writeBuckets)
+	var total uint64
+	for i, n := range counts {
+		total += n
+		buckets[float64(uint(1)<<i)] = total
+	}
+	return prometheus.MustNewConstHistogram(d, total, float64(offered), buckets)
 }

@@ -33,12 +33,14 @@ func (s *Server) serveRead(c *Conn) {
 			if !c.consume(buf[:n]) {
 				return
 			}
-			if n < len(buf) && c.sock.tls == nil { // drained; a one-shot re-arm fires again if more arrived
-				c.armRead()
+			if c.sock.tls == nil && (n < len(buf) || c.hubBehind() != nil) {
+				// Drained (a one-shot re-arm fires again if more arrived),
+				// or a hub is behind: the kernel keeps the rest.
+				c.readOn()
 				return
 			}
 		case err == unix.EAGAIN:
-			c.armRead()
+			c.readOn()
 			return
 		case err == nil: // EOF
 			c.peerGone(nil)
@@ -48,7 +50,7 @@ func (s *Server) serveRead(c *Conn) {
 			return
 		}
 	}
-	c.armRead()
+	c.readOn()
 }
 
 func (s *Server) getReadBuf() *[]byte {
@@ -57,6 +59,41 @@ func (s *Server) getReadBuf() *[]byte {
 	}
 	b := make([]byte, s.cfg.ReadBufferBytes)
 	return &b
+}
+
+// readOn re-arms c's read, unless a hub c belongs to is behind: then c is
+// parked in that hub until it catches up, so the publishers among its
+// members are pushed back by TCP instead of the hub dropping their
+// messages. The caller holds a socket reference; for TLS, tls.Conn must
+// hold no decrypted bytes (epoll cannot see them).
+func (c *Conn) readOn() {
+	if h := c.hubBehind(); h != nil && h.park(c) {
+		return
+	}
+	c.armRead()
+}
+
+// hubBehind returns a hub of c's that is behind, or nil.
+func (c *Conn) hubBehind() *Hub {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for _, h := range c.hubs {
+		if h.behind.Load() > 0 {
+			return h
+		}
+	}
+	return nil
+}
+
+// resumeRead re-arms the read of a parked connection. Its silence while
+// parked was the server's doing, so the idle clock starts again.
+func (c *Conn) resumeRead() {
+	if !c.sock.acquire() {
+		return
+	}
+	c.lastRead.Store(c.srv.now())
+	c.armRead()
+	c.sock.release()
 }
 
 // armRead re-arms the one-shot read interest unless c is closed. The caller
@@ -103,40 +140,43 @@ func (c *Conn) consume(data []byte) bool {
 		ok = c.consumeFrames(rest)
 		c.releaseRequest() // rest lived in the request buffer
 		return ok
-	case stateOpen, stateClosing:
+	case stateOpen:
 		c.srv.stats.bytesIn.Add(uint64(len(data)))
 		return c.consumeFrames(data)
+	case stateClosing:
+		c.srv.stats.bytesIn.Add(uint64(len(data)))
+		return c.drain(data)
 	default:
 		return false
 	}
 }
 
-// consumeFrames parses data and acts on every complete message.
+// consumeFrames parses data and acts on every complete message. When it
+// closes c it goes on reading, in drain.
 func (c *Conn) consumeFrames(data []byte) bool {
 	s := c.srv
 	for len(data) > 0 {
 		m, n, err := c.parser.Parse(data)
 		data = data[n:]
 		if err != nil {
-			c.protocolError(err)
-			return false
+			return c.protocolError(err)
+		}
+		if c.limits != nil && m.Op != frame.OpClose && !c.limits.allow(time.Now(), &c.parser, m) {
+			if !c.rateLimited() {
+				return c.drain(data)
+			}
+			continue // dropped: a ping over the rate gets no pong
 		}
 		switch m.Op {
 		case frame.OpContinuation: // need more bytes
 		case frame.OpText, frame.OpBinary:
 			s.stats.messagesIn.Add(1)
-			if c.limits != nil && !c.limits.allow(time.Now(), len(m.Payload)) {
-				if !c.rateLimited() {
-					return false
-				}
-				continue
-			}
 			if s.cfg.CheckMessage != nil {
 				if err := s.cfg.CheckMessage(c, m.Op, m.Payload); err != nil {
 					s.stats.invalidMessages.Add(1)
 					s.connError(c, err)
 					_ = c.closeWith(frame.ClosePolicyViolation, err.Error(), ReasonInvalidMessage, true)
-					return false
+					return c.drain(data)
 				}
 			}
 			if c.isOpen() && s.cfg.OnMessage != nil {
@@ -159,8 +199,33 @@ func (c *Conn) consumeFrames(data []byte) bool {
 	return true
 }
 
-// protocolError fails the connection with the close code err carries.
-func (c *Conn) protocolError(err error) {
+// drain reads a closing connection: the server has sent its close frame
+// (and shut its side of a plain socket), so everything but the peer's close
+// frame is discarded until that frame, EOF or Config.CloseTimeout. Reading
+// on, rather than closing with unread bytes, keeps the kernel from
+// resetting the connection before the close frame reaches the peer.
+// Bytes that do not parse (after a protocol error, or a refused request)
+// are discarded whole.
+func (c *Conn) drain(data []byte) bool {
+	for len(data) > 0 {
+		m, n, err := c.parser.Parse(data)
+		if err != nil {
+			break
+		}
+		data = data[n:]
+		if m.Op == frame.OpClose {
+			c.parser.Reset()
+			c.destroy(ReasonNone)
+			return false
+		}
+	}
+	c.parser.Parse(nil)
+	return true
+}
+
+// protocolError fails the connection with the close code err carries. It
+// returns whether c is to be read on (drained).
+func (c *Conn) protocolError(err error) bool {
 	defer c.parser.Reset()
 	code := frame.CloseProtocolError
 	var pe *frame.ProtocolError
@@ -174,5 +239,7 @@ func (c *Conn) protocolError(err error) {
 	}
 	if c.closeWith(code, reason, ReasonProtocolError, true) != nil {
 		c.destroy(ReasonProtocolError) // already closing: stop here
+		return false
 	}
+	return true
 }

@@ -19,7 +19,7 @@ const (
 	ReasonServerShutdown               // Server.Shutdown or Server.Close
 	ReasonIOError                      // a read or write failed
 	ReasonOverCapacity                 // over Config.MaxConns
-	ReasonRateLimited                  // over Config.MessageRate or ByteRate with RateLimitClose
+	ReasonRateLimited                  // over Config.MessageRate or ByteRate with RateLimitClose, or refused by a per-IP limit
 	ReasonInvalidMessage               // refused by Config.CheckMessage
 	ReasonPlainHTTP                    // not an upgrade: handed to Config.HTTPHandler
 	reasonCount

@@ -20,15 +20,17 @@ import (
 	"github.com/panjf2000/ants/v2"
 )
 
-// fdReserve is kept free below the open-files limit for listeners, epoll
-// instances, log files and the dup taken during accept.
-const fdReserve = 64
+// fdReserve is kept free below the open-files limit for listeners (the
+// admin listener too), epoll instances, log files, broker connections, the
+// dups taken during accept and refused sockets (at most half of it).
+const fdReserve = 256
 
 // Server is a WebSocket server on an epoll netpoller and two bounded worker
 // pools. Create it with New; it is safe for concurrent use.
 type Server struct {
 	clock     atomic.Int64 // coarse time in ns, advanced by the sweeper
 	live      atomic.Int64 // open connections, handshakes included
+	refusing  atomic.Int64 // refused sockets lingering after their answer (refuse.go)
 	nextID    atomic.Uint64
 	shutting  atomic.Bool
 	lastWarn  atomic.Int64
@@ -41,7 +43,7 @@ type Server struct {
 	startErr  error
 	poller    *poller.Poller
 	reads     *ants.PoolWithFuncGeneric[*Conn]
-	writes    *ants.PoolWithFuncGeneric[flusher]
+	writes    flushQueue
 	conns     []atomic.Pointer[Conn] // by fd
 	ping      []byte                 // the shared ping frame
 	metrics   *metrics
@@ -64,10 +66,6 @@ type Server struct {
 	wg        sync.WaitGroup
 	closed    bool
 }
-
-// flusher is a unit of write work: a hub shard with pending broadcasts or a
-// connection whose socket became writable.
-type flusher interface{ flush(w *writer) }
 
 // New copies cfg, applies defaults and validates it. It does no I/O.
 func New(cfg Config) (*Server, error) {
@@ -130,25 +128,11 @@ func (s *Server) startEngine() error {
 		p.Close()
 		return err
 	}
-	// Writes may be scheduled from read workers and user goroutines: never
-	// block them, run the flush inline when the pool is saturated.
-	s.writes, err = ants.NewPoolWithFuncGeneric(s.cfg.Workers, s.runFlush, append(opts, ants.WithNonblocking(true))...)
-	if err != nil {
-		s.reads.Release()
-		p.Close()
-		return err
-	}
+	s.startWriters(s.cfg.Workers)
 	s.wg.Add(1)
 	go s.sweep()
 	s.startHTTP()
 	return nil
-}
-
-func (s *Server) runFlush(f flusher) {
-	w := writers.Get().(*writer)
-	f.flush(w)
-	s.flushStats(w)
-	writers.Put(w)
 }
 
 // now is the coarse clock (ns) used for timeouts.
@@ -161,14 +145,6 @@ func (s *Server) dispatchRead(c *Conn) {
 	}
 	if err := s.reads.Invoke(c); err != nil {
 		c.destroy(ReasonServerShutdown) // the pool is released: shutting down
-	}
-}
-
-// dispatchWrite runs f on the write pool, or inline when it is saturated.
-func (s *Server) dispatchWrite(f flusher) {
-	if err := s.writes.Invoke(f); err != nil {
-		s.stats.poolSaturated.Add(1)
-		s.runFlush(f)
 	}
 }
 
@@ -234,17 +210,27 @@ func (s *Server) Serve(ln net.Listener) error {
 	}
 }
 
-// accept adopts a fresh socket and waits on the poller for its request.
+// accept adopts a fresh socket and waits on the poller for its request, or
+// refuses it at once.
 func (s *Server) accept(nc net.Conn) {
 	s.stats.accepted.Add(1)
 	remote := addrPort(nc.RemoteAddr())
+	viaProxy := s.trusted(remote.Addr())
+	if status := s.admission(remote.Addr(), viaProxy); status != 0 {
+		s.refuse(nc, remote, status)
+		return
+	}
 	fd, err := poller.Detach(nc)
 	if err != nil {
+		if !viaProxy {
+			s.release(remote.Addr())
+		}
 		s.warnSampled("accept: cannot take socket", "err", err)
 		return
 	}
-	c := s.newConn(fd, remote)
-	s.admitAtAccept(c)
+	c := s.newConn(fd, remote, false)
+	c.viaProxy = viaProxy
+	c.admitted = !viaProxy
 	c.deadline = s.now() + int64(s.cfg.HandshakeTimeout)
 	if err := s.register(c); err != nil {
 		s.log.Error("register", "err", err)
@@ -252,30 +238,18 @@ func (s *Server) accept(nc net.Conn) {
 	}
 }
 
-// admitAtAccept decides what the capacity and per-IP limits allow a new
-// connection. A refused connection's request is still read (so closing
-// sends FIN, not RST) and answered with the status; the fd reserve covers
-// these. A trusted proxy's connection waits for its client's address
-// (admitClient).
-func (s *Server) admitAtAccept(c *Conn) {
-	c.viaProxy = s.trusted(c.remote.Addr())
-	switch {
-	case s.live.Load() > int64(s.ceiling):
-		c.refuse = http.StatusServiceUnavailable
-	case c.viaProxy:
-	default:
-		c.refuse = s.admit(c.remote.Addr())
-		c.admitted = c.refuse == 0
-	}
-}
-
-func (s *Server) newConn(fd int, remote netip.AddrPort) *Conn {
-	c := &Conn{srv: s, id: s.nextID.Add(1), remote: remote, writing: true, limits: s.newConnLimits()}
+// newConn makes the Conn for fd. An admitted one takes a slot in MaxConns;
+// a refused one counts in refusing instead.
+func (s *Server) newConn(fd int, remote netip.AddrPort, refused bool) *Conn {
+	c := &Conn{srv: s, id: s.nextID.Add(1), remote: remote, writing: true, refused: refused}
 	c.sock.fd = int32(fd)
 	c.parser.Role = frame.ServerSide
 	c.parser.MaxMessageBytes = s.cfg.MaxMessageBytes
 	c.lastRead.Store(s.now())
-	s.live.Add(1)
+	if !refused {
+		c.limits = s.newConnLimits()
+		s.live.Add(1)
+	}
 	return c
 }
 
@@ -328,6 +302,10 @@ func (s *Server) connClosed(c *Conn, code frame.CloseCode, reason CloseReason, c
 	s.log.Debug("closed", "conn", c.id, "remote", c.RemoteAddr().String(), "code", int(code), "reason", reason.String())
 	if connected && s.cfg.OnClose != nil {
 		s.cfg.OnClose(c, code, reason)
+	}
+	if c.refused {
+		s.refusing.Add(-1)
+		return
 	}
 	s.releaseSlot()
 }
@@ -415,9 +393,13 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	}
 	s.log.Info("shutdown begun", "live", s.live.Load())
 	s.closeListeners()
-	if s.httpSrv != nil {
-		_ = s.httpSrv.Shutdown(ctx) // closes idle keep-alives, lets requests in flight finish
-	}
+	httpDone := make(chan struct{})
+	go func() { // beside the WebSocket closes: a stuck request must not hold back their 1001
+		defer close(httpDone)
+		if s.httpSrv != nil {
+			_ = s.httpSrv.Shutdown(ctx) // closes idle keep-alives, lets requests in flight finish
+		}
+	}()
 	var err error
 	if s.poller != nil {
 		s.mu.Lock()
@@ -447,6 +429,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 			err = ctx.Err()
 		}
 	}
+	<-httpDone
 	s.teardown()
 	s.log.Info("shutdown finished", "err", err)
 	return err
@@ -493,7 +476,7 @@ func (s *Server) teardown() {
 	}
 	s.poller.Close()
 	_ = s.reads.ReleaseTimeout(5 * time.Second)
-	_ = s.writes.ReleaseTimeout(5 * time.Second)
+	s.stopWriters()
 	s.wg.Wait()
 }
 

@@ -59,6 +59,18 @@ func (s *sock) close() {
 	}
 }
 
+// shutWrite sends FIN once the server's close frame is written, so the peer
+// sees it and EOF while its late frames are still read (drained), not
+// answered with a reset. A TLS socket keeps its write side: the close
+// frame's ciphertext may still be pending.
+func (s *sock) shutWrite() {
+	if s.tls != nil || !s.acquire() {
+		return
+	}
+	defer s.release()
+	_ = unix.Shutdown(int(s.fd), unix.SHUT_WR)
+}
+
 // read does one non-blocking read. It returns unix.EAGAIN when nothing is
 // there and (0, nil) at EOF.
 func (s *sock) read(p []byte) (int, error) {

@@ -22,6 +22,9 @@ type counters struct {
 	authFailures     atomic.Uint64
 	invalidMessages  atomic.Uint64
 	broadcastDrops   atomic.Uint64
+	publishersPaused atomic.Uint64
+	framesOffered    atomic.Uint64
+	perWrite         [writeBuckets]atomic.Uint64
 	closed           [reasonCount]atomic.Uint64
 }
 
@@ -46,7 +49,14 @@ type Stats struct {
 	AuthFailures     uint64 // upgrades answered 401
 	InvalidMessages  uint64 // messages refused by Config.CheckMessage
 	BroadcastDrops   uint64 // broadcast frames a hub shard refused (backlog full)
-	Closed           map[string]uint64
+	PublishersPaused uint64 // reads stopped because a hub the reader belongs to was behind
+	// FramesPerWrite counts writev calls by the frames they offered:
+	// [i] counts calls with at most 2^i frames (and more than 2^(i-1));
+	// the last bucket holds everything above. Under load the mass moves
+	// up: queued and pending frames share a syscall.
+	FramesPerWrite [writeBuckets]uint64
+	FramesOffered  uint64 // frames offered to writev calls, the sum behind FramesPerWrite
+	Closed         map[string]uint64
 }
 
 // Stats returns a snapshot of the counters.
@@ -71,7 +81,12 @@ func (s *Server) Stats() Stats {
 		AuthFailures:     s.stats.authFailures.Load(),
 		InvalidMessages:  s.stats.invalidMessages.Load(),
 		BroadcastDrops:   s.stats.broadcastDrops.Load(),
+		PublishersPaused: s.stats.publishersPaused.Load(),
+		FramesOffered:    s.stats.framesOffered.Load(),
 		Closed:           make(map[string]uint64),
+	}
+	for i := range st.FramesPerWrite {
+		st.FramesPerWrite[i] = s.stats.perWrite[i].Load()
 	}
 	for r := range s.stats.closed {
 		if n := s.stats.closed[r].Load(); n > 0 {

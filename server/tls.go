@@ -163,13 +163,24 @@ func (s *Server) acceptTLS(nc net.Conn) {
 	defer s.wg.Done()
 	s.stats.accepted.Add(1)
 	remote := addrPort(nc.RemoteAddr())
+	viaProxy := s.trusted(remote.Addr())
+	if status := s.admission(remote.Addr(), viaProxy); status != 0 {
+		s.refuseTLS(nc, remote, status)
+		return
+	}
 	sc, ok := nc.(syscall.Conn)
 	if !ok {
+		if !viaProxy {
+			s.release(remote.Addr())
+		}
 		nc.Close()
 		return
 	}
 	rc, err := sc.SyscallConn()
 	if err != nil {
+		if !viaProxy {
+			s.release(remote.Addr())
+		}
 		nc.Close()
 		return
 	}
@@ -177,10 +188,11 @@ func (s *Server) acceptTLS(nc net.Conn) {
 	_ = rc.Control(func(f uintptr) { fd = int(f) })
 	raw := &tlsRaw{Conn: nc, rc: rc}
 	tc := tls.Server(raw, s.cfg.TLS)
-	c := s.newConn(fd, remote)
+	c := s.newConn(fd, remote, false)
+	c.viaProxy = viaProxy
+	c.admitted = !viaProxy
 	c.sock.tls = &tlsIO{tc: tc, raw: raw}
 	c.deadline = s.now() + int64(s.cfg.HandshakeTimeout)
-	s.admitAtAccept(c)
 	if err := s.track(c); err != nil {
 		c.destroy(ReasonIOError)
 		return

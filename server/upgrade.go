@@ -2,6 +2,7 @@ package server
 
 import (
 	"bytes"
+	"encoding/base64"
 	"errors"
 	"fmt"
 	"maps"
@@ -63,17 +64,9 @@ func (c *Conn) collectRequest(data []byte) (rest []byte, ok bool) {
 		return nil, true
 	}
 	c.admitClient(c.request[:end])
-	switch c.refuse {
-	case 0:
-	case http.StatusServiceUnavailable:
-		c.srv.stats.rejectedCapacity.Add(1)
-		c.srv.warnSampled("over capacity; answered 503", "remote", c.remote.String(), "max_conns", c.srv.ceiling)
-		c.failHandshake(errors.New("over capacity"), httpError(c.refuse, "too many connections"))
-		return nil, false
-	default:
-		c.srv.stats.rejectedIP.Add(1)
-		c.srv.warnSampled("per-IP limit; answered 429", "remote", c.remote.String())
-		c.failHandshake(errors.New("per-IP limit"), httpError(c.refuse, "too many connections or handshakes from this address"))
+	if c.refuse != 0 { // a trusted proxy's client over its per-IP limit
+		c.srv.stats.handshakesFailed.Add(1)
+		c.failHandshake(errors.New("per-IP limit"), c.srv.refusal(c.refuse, c.remote))
 		return nil, false
 	}
 	if c.srv.cfg.HTTPHandler != nil && !wantsUpgrade(c.request[:end]) {
@@ -127,6 +120,10 @@ func (h *handshakeIO) Write(p []byte) (int, error) { return h.w.Write(p) }
 // request and queues the 101 ahead of anything OnConnect sent.
 func (c *Conn) upgrade(head []byte) bool {
 	s := c.srv
+	if err := checkKeyAndHost(headerValues(head, "Sec-WebSocket-Key"), len(headerValues(head, "Host"))); err != nil {
+		c.failHandshake(err, httpError(http.StatusBadRequest, err.Error()))
+		return false
+	}
 	req := Request{Header: make(http.Header), RemoteAddr: c.remote}
 	var rejected error
 	u := ws.Upgrader{
@@ -170,11 +167,26 @@ func (c *Conn) upgrade(head []byte) bool {
 	c.state = stateOpen
 	c.protocol = hs.Protocol
 	c.connected = true
-	c.q = append([][]byte{hio.w.Bytes()}, c.q...)
-	c.qBytes += hio.w.Len()
+	c.pushFrontLocked(hio.w.Bytes())
 	c.mu.Unlock()
 	c.releaseNow()
 	return true
+}
+
+// checkKeyAndHost applies what gobwas/ws does not check of RFC 6455 4.1
+// and 4.2.1: exactly one Host and one Sec-WebSocket-Key, the key being the
+// base64 of 16 bytes (a 24-character string is not enough).
+func checkKeyAndHost(keys []string, hosts int) error {
+	switch {
+	case hosts != 1:
+		return fmt.Errorf("server: %d Host header fields, want one", hosts)
+	case len(keys) != 1:
+		return fmt.Errorf("server: %d Sec-WebSocket-Key header fields, want one", len(keys))
+	}
+	if b, err := base64.StdEncoding.Strict().DecodeString(keys[0]); err != nil || len(b) != 16 {
+		return errors.New("server: Sec-WebSocket-Key is not the base64 of 16 bytes")
+	}
+	return nil
 }
 
 // onConnect checks the origin, then runs OnConnect, if any.
@@ -253,6 +265,11 @@ func (s *Server) serveHTTP(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "server shutting down", http.StatusServiceUnavailable)
 		return
 	}
+	if err := checkKeyAndHost(r.Header.Values("Sec-WebSocket-Key"), 1); err != nil { // net/http refuses a second Host
+		s.stats.handshakesFailed.Add(1)
+		http.Error(w, err.Error(), http.StatusBadRequest)
+		return
+	}
 	remote := s.clientOf(r)
 	if s.live.Load() >= int64(s.ceiling) {
 		s.stats.rejectedCapacity.Add(1)
@@ -272,7 +289,7 @@ func (s *Server) serveHTTP(w http.ResponseWriter, r *http.Request) {
 			req.Protocols = append(req.Protocols, strings.TrimSpace(p))
 		}
 	}
-	c := s.newConn(-1, remote)
+	c := s.newConn(-1, remote, false)
 	c.admitted = true // released by destroy
 	if err := s.onConnect(c, req); err != nil {
 		status, reason := http.StatusForbidden, "forbidden"

@@ -2,7 +2,10 @@ package server
 
 import (
 	"errors"
+	"math/bits"
 	"sync"
+
+	"github.com/fanout-ws/fanout/frame"
 
 	"golang.org/x/sys/unix"
 )
@@ -10,14 +13,44 @@ import (
 // writer is per-task scratch for gather writes, so the write path allocates
 // nothing per delivery.
 type writer struct {
-	iov  []unix.Iovec
-	bufs [][]byte
-	one  [1][]byte
+	iov   []unix.Iovec
+	bufs  [][]byte // writeQueue's view of c.q
+	batch [][]byte // a hub flush's frames for one member
+	one   [1][]byte
 
 	// Counted per task and added to the server's counters once, so
 	// deliveries do not contend on shared atomics.
-	calls, bytes, frames uint64
+	calls, bytes, frames, offered uint64
+	perWrite                      [writeBuckets]uint64 // writev calls by frames offered
 }
+
+func newWriter() *writer {
+	return &writer{iov: make([]unix.Iovec, 0, iovMax), bufs: make([][]byte, 0, 64)}
+}
+
+// writeBuckets is the number of buckets of the frames-per-write histogram:
+// bucket i counts the writev calls that offered at most 2^i frames (and
+// more than 2^(i-1)); 2^10 is iovMax.
+const writeBuckets = 11
+
+// wrote records one writev call that offered frames frames.
+func (w *writer) wrote(frames int) {
+	w.calls++
+	w.offered += uint64(frames)
+	w.perWrite[min(bits.Len(uint(max(frames, 1)-1)), writeBuckets-1)]++
+}
+
+// frameOverhead is what one queued frame costs beyond its bytes: its slice
+// header in a queue (with the slack of a growing slice) and, for a frame
+// made for one connection (a pong, an echo), its allocation's header and
+// the Prepared around it. Queue bounds charge it so that they bound memory,
+// not payload: an empty frame is charged about 100 bytes, not 2.
+const frameOverhead = 96
+
+// frameCost is what a queued frame of n bytes is charged against
+// SendQueueBytes and HubBacklogBytes: its bytes, the allocator's size-class
+// rounding (at most an eighth) and frameOverhead.
+func frameCost(n int) int { return n + n/8 + frameOverhead }
 
 // flushStats adds w's counts to s and resets them.
 func (s *Server) flushStats(w *writer) {
@@ -25,13 +58,33 @@ func (s *Server) flushStats(w *writer) {
 		s.stats.writeCalls.Add(w.calls)
 		s.stats.bytesOut.Add(w.bytes)
 		s.stats.framesOut.Add(w.frames)
-		w.calls, w.bytes, w.frames = 0, 0, 0
+		s.stats.framesOffered.Add(w.offered)
+		for i, n := range w.perWrite {
+			if n > 0 {
+				s.stats.perWrite[i].Add(n)
+			}
+		}
+		w.calls, w.bytes, w.frames, w.offered, w.perWrite = 0, 0, 0, 0, [writeBuckets]uint64{}
 	}
 }
 
-var writers = sync.Pool{New: func() any {
-	return &writer{iov: make([]unix.Iovec, 0, iovMax), bufs: make([][]byte, 0, 64)}
-}}
+var writers = sync.Pool{New: func() any { return newWriter() }}
+
+// frameBytes returns the bytes of p that c receives: the one place that
+// picks a prepared message's variant for a connection.
+func (c *Conn) frameBytes(p *frame.Prepared) []byte { return p.Bytes() }
+
+// writePrepared sends c its variant of each of ps (at most iovMax) with one
+// writev, behind whatever c's queue holds.
+func (c *Conn) writePrepared(w *writer, ps []*frame.Prepared) error {
+	for _, p := range ps {
+		w.batch = append(w.batch, c.frameBytes(p))
+	}
+	err := c.writeFrames(w, w.batch, false)
+	clear(w.batch)
+	w.batch = w.batch[:0]
+	return err
+}
 
 // write sends one frame to c; a close frame is let through while closing.
 func (c *Conn) write(b []byte, isClose bool) error {
@@ -53,18 +106,15 @@ func (c *Conn) writeFrames(w *writer, frames [][]byte, isClose bool) error {
 		c.mu.Unlock()
 		return ErrClosed
 	}
+	if isClose { // set with the frame, so no flush of earlier frames acts on it first
+		c.finAfter, c.shutAfter = c.then == closeFin, c.then == closeShut
+	}
 	if c.writing {
 		for _, b := range frames {
 			c.q = append(c.q, b)
-			c.qBytes += len(b)
+			c.qBytes += frameCost(len(b))
 		}
-		slow := c.qBytes > c.srv.cfg.SendQueueBytes && !isClose
-		c.mu.Unlock()
-		if slow {
-			c.evictSlow()
-			return ErrClosed
-		}
-		return nil
+		return c.checkQueueLocked(isClose)
 	}
 	c.writing = true
 	c.mu.Unlock()
@@ -74,7 +124,7 @@ func (c *Conn) writeFrames(w *writer, frames [][]byte, isClose bool) error {
 		total += len(b)
 	}
 	n, err := c.sock.writev(w.iov, frames)
-	w.calls++
+	w.wrote(len(frames))
 	if err != nil && err != unix.EAGAIN {
 		c.ioError(err)
 		return err
@@ -84,7 +134,7 @@ func (c *Conn) writeFrames(w *writer, frames [][]byte, isClose bool) error {
 		w.frames += uint64(len(frames))
 		c.tlsBacklog()
 		c.mu.Lock()
-		if len(c.q) == 0 && !c.finAfter { // the common case: give the socket back
+		if len(c.q) == 0 && !c.finAfter && !c.shutAfter { // the common case: give the socket back
 			c.writing = false
 			c.mu.Unlock()
 			return nil
@@ -111,15 +161,31 @@ func (c *Conn) writeFrames(w *writer, frames [][]byte, isClose bool) error {
 		c.mu.Unlock()
 		return nil
 	}
-	c.q = append(rest, c.q...)
-	c.qBytes += total - n
+	c.pushFrontLocked(rest...)
+	if err := c.checkQueueLocked(isClose); err != nil {
+		return err
+	}
+	c.armWrite() // the kernel took less than offered: the socket is full
+	return nil
+}
+
+// pushFrontLocked puts frames ahead of c's queue, charging each frameCost.
+func (c *Conn) pushFrontLocked(frames ...[]byte) {
+	for _, b := range frames {
+		c.qBytes += frameCost(len(b))
+	}
+	c.q = append(frames, c.q...)
+}
+
+// checkQueueLocked unlocks c.mu and evicts c if its queue passed
+// SendQueueBytes (a close frame is always let through).
+func (c *Conn) checkQueueLocked(isClose bool) error {
 	slow := c.qBytes > c.srv.cfg.SendQueueBytes && !isClose
 	c.mu.Unlock()
 	if slow {
 		c.evictSlow()
 		return ErrClosed
 	}
-	c.armWrite() // the kernel took less than offered: the socket is full
 	return nil
 }
 
@@ -142,7 +208,7 @@ func (c *Conn) writeQueue(w *writer) bool {
 		c.mu.Unlock()
 
 		n, err := c.sock.writev(w.iov, w.bufs)
-		w.calls++
+		w.wrote(len(w.bufs))
 		offered := 0
 		for _, b := range w.bufs {
 			offered += len(b)
@@ -176,19 +242,21 @@ func (c *Conn) flush(w *writer) {
 // consumeLocked drops n written bytes from the head of c.q and returns how
 // many frames that completed.
 func (c *Conn) consumeLocked(n int) (frames int) {
-	c.qBytes -= n
 	for n > 0 && len(c.q) > 0 {
-		if n < len(c.q[0]) {
-			c.q[0] = c.q[0][n:]
+		head := c.q[0]
+		if n < len(head) {
+			c.qBytes -= frameCost(len(head)) - frameCost(len(head)-n)
+			c.q[0] = head[n:]
 			return frames
 		}
-		n -= len(c.q[0])
+		n -= len(head)
+		c.qBytes -= frameCost(len(head))
 		c.q[0] = nil
 		c.q = c.q[1:]
 		frames++
 	}
 	if len(c.q) == 0 {
-		c.q = nil // an idle connection keeps no queue
+		c.q, c.qBytes = nil, 0 // an idle connection keeps no queue
 	}
 	return frames
 }
@@ -206,12 +274,17 @@ func (c *Conn) release(w *writer) {
 		}
 		c.writing = false
 		fin := c.finAfter && c.state == stateClosing
+		shut := c.shutAfter && c.state == stateClosing
+		c.shutAfter = false
 		c.mu.Unlock()
 		if fin && c.sock.tls != nil && c.sock.tls.raw.pendingBytes() > 0 {
 			return // flushTLS closes once the close frame's ciphertext is out
 		}
 		if fin {
 			c.destroy(ReasonNone)
+		}
+		if shut {
+			c.sock.shutWrite()
 		}
 		return
 	}

@@ -1,7 +1,11 @@
 #!/usr/bin/env bash
 # Builds the benchmark peers and Fanout into $BIN (default /tmp/fanout-peers)
 # and prints the server commands for fanout-bench -server-cmd / -vs-cmd.
-# SKIP_NODE=1 skips installing the Node peer's dependencies.
+# SKIP_NODE=1 skips installing the Node peers' dependencies (ws, uwebsockets).
+# Peers: gorilla (goroutine-per-connection hub), Node ws (textbook chat),
+# uWebSockets.js (npm uwebsockets 3.0.6, a republish of uWebSockets.js v20;
+# app.publish on one topic) and nbio (nbhttp engine). All serve /ws (every
+# message to every client, the sender included) and /echo.
 #   eval "$(bench/peers/start.sh)"; fanout-bench -url ws://127.0.0.1:9400/ws -server-cmd "$FANOUT" -vs-cmd "$GORILLA"
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -10,9 +14,15 @@ mkdir -p "$bin"
 go build -o "$bin/fanout" ./cmd/fanout
 go build -o "$bin/fanout-bench" ./cmd/fanout-bench
 go build -o "$bin/gorilla" ./bench/peers/gorilla
-[ -n "${SKIP_NODE:-}" ] || [ -d bench/peers/node/node_modules/ws ] || npm ci --prefix bench/peers/node --no-audit --no-fund >&2
+go build -o "$bin/nbio" ./bench/peers/nbio
+if [ -z "${SKIP_NODE:-}" ]; then
+	[ -d bench/peers/node/node_modules/ws ] || npm ci --prefix bench/peers/node --no-audit --no-fund >&2
+	[ -d bench/peers/uws/node_modules/uwebsockets ] || npm ci --prefix bench/peers/uws --no-audit --no-fund >&2
+fi
 port=${PORT:-9400}
 echo "FANOUT='$bin/fanout -addr 127.0.0.1:$port -log-level warn'"
 echo "GORILLA='$bin/gorilla -addr 127.0.0.1:$port'"
 echo "NODEWS='node $(pwd)/bench/peers/node/server.js $port'"
+echo "UWS='node $(pwd)/bench/peers/uws/server.js $port'"
+echo "NBIO='$bin/nbio -addr 127.0.0.1:$port'"
 echo "BENCH='$bin/fanout-bench'"

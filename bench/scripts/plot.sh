@@ -2,7 +2,8 @@
 # Plots the idle memory curve (RSS per connection against connections, one
 # line per server) from a results directory written by report.sh:
 #   bench/scripts/plot.sh bench/results/<date>-<commit>   # -> memory.png there
-# Needs gnuplot (Debian: gnuplot-nox) and python3.
+# Needs gnuplot (Debian: gnuplot-nox) and python3. Reads fanout-bench's
+# snake_case JSON; a single run's own charts come from fanout-bench -plot.
 set -euo pipefail
 dir=${1:?results directory}
 python3 - "$dir" <<'PY'
@@ -10,9 +11,9 @@ import glob, json, os, sys
 d = sys.argv[1]
 rows = {}
 for f in glob.glob(os.path.join(d, "idle-*-*.json")):
-    r = json.load(open(f))
+    r = json.load(open(f))["result"]
     server = os.path.basename(f).rsplit("-", 1)[1][:-5]
-    rows.setdefault(server, []).append((r["Connected"], r["RSSPerConn"] / 1024))
+    rows.setdefault(server, []).append((r["connected"], r["rss_per_conn_bytes"] / 1024))
 for server, pts in rows.items():
     with open(os.path.join(d, f"memory-{server}.dat"), "w") as out:
         for n, kib in sorted(pts):

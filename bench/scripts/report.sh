@@ -6,10 +6,15 @@
 # The broker target: 100,000 connections over six processes sharing one port
 # (SO_REUSEPORT) joined by a Redis it starts, then one node with and without
 # Redis at 19,000 (BENCHMARKS.md, issue 6).
+# The peers target: issue 9's pinned table against uWebSockets.js, nbio,
+# gorilla and Node ws (bench/scripts/peers.sh, which takes the rest of the
+# arguments; not part of all).
 #   bench/scripts/report.sh [memory|broadcast|slow|tls|100k|channels|broker|all]
+#   bench/scripts/report.sh peers [ROUND [PART...]]
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 what=${1:-all}
+[[ $what != peers ]] || exec bench/scripts/peers.sh "${@:2}"
 [[ $what == channels || $what == broker ]] && export SKIP_NODE=1 # only Fanout runs there
 eval "$(PORT=9400 bench/peers/start.sh)"
 out="bench/results/$(date -u +%Y-%m-%d)-$(git rev-parse --short HEAD)"
@@ -196,7 +201,7 @@ if [[ $what == all || $what == broker ]]; then
 		kill "$sp"; wait "$sp" 2>/dev/null || true
 		{
 			echo "redis CPU over the whole fanout-bench run (ramp, settle, measure, drain): $((r1 - r0)) ticks in $(echo "$t1 - $t0" | bc) s = $(echo "scale=4; ($r1 - $r0) / 100 / ($t1 - $t0)" | bc) cores"
-			echo "redis CPU over the measured window (fanout-bench -broker-pid): $(jq .BrokerCPU "$out/$name.json") cores"
+			echo "redis CPU over the measured window (fanout-bench -broker-pid): $(jq .result.broker_cpu_cores "$out/$name.json") cores"
 			redis-cli -p "$rport" info commandstats
 			redis-cli -p "$rport" info memory | grep -E '^used_memory(_human)?:'
 		} | tr -d '\r' >"$out/$name-redis.txt"

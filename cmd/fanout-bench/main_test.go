@@ -144,14 +144,14 @@ func TestSmoke_Scenarios(t *testing.T) {
 					t.Fatalf("idle result %+v", res)
 				}
 			case "broadcast":
-				if res.Connected != 300 || res.Sent == 0 || res.Missing != 0 || res.Lost != 0 || res.Reordered != 0 || res.P99us <= 0 {
+				if res.Connected != 300 || res.Sent == 0 || res.Missing != 0 || res.Lost != 0 || res.Reordered != 0 || res.P99ms <= 0 {
 					t.Fatalf("broadcast result %+v", res)
 				}
 				if res.Deliveries != res.Sent*300 || res.Sent < 40 {
 					t.Fatalf("%d deliveries for %d messages to 300 subscribers", res.Deliveries, res.Sent)
 				}
 			case "echo":
-				if res.Sent < 400 || res.Missing != 0 || res.P99us <= 0 {
+				if res.Sent < 400 || res.Missing != 0 || res.P99ms <= 0 {
 					t.Fatalf("echo result %+v", res)
 				}
 			case "churn":
@@ -159,12 +159,13 @@ func TestSmoke_Scenarios(t *testing.T) {
 					t.Fatalf("churn result %+v", res)
 				}
 			case "slow":
-				if res.Clean == nil || res.Clean.Missing != 0 || res.Lost != 0 || res.P99us <= 0 {
+				if res.Clean == nil || res.Clean.Missing != 0 || res.Lost != 0 || res.P99ms <= 0 {
 					t.Fatalf("slow result %+v", res)
 				}
 			}
-			if !strings.HasPrefix(stdout, "| smoke |") {
-				t.Fatalf("markdown row %q", stdout)
+			header, rest, _ := strings.Cut(stdout, "\n")
+			if !strings.HasPrefix(header, "| server | ") || !strings.Contains(rest, "\n| smoke |") {
+				t.Fatalf("table without its header or row: %q", stdout)
 			}
 		})
 	}
@@ -173,8 +174,8 @@ func TestSmoke_Scenarios(t *testing.T) {
 func TestHelp_DocumentsEveryFlag(t *testing.T) {
 	var errOut bytes.Buffer
 	_ = run(context.Background(), []string{"-h"}, &bytes.Buffer{}, &errOut)
-	for _, f := range []string{"-publishers", "-source-addrs", "-vs-label", "-url", "-scenario", "-conns", "-rate", "-source-ips", "-duration", "-msg-rate", "-size", "-server-pid", "-broker-pid", "-json", "-server-cmd", "-vs-cmd", "-rounds", "-per-process", "-slow-frac", "-stalled", "-timeout", "-channels", "-channel-prefix", "-publish-url", "-api-key", "-batch"} {
-		if !strings.Contains(errOut.String(), f+" ") {
+	for _, f := range []string{"-publishers", "-source-addrs", "-vs-label", "-url", "-scenario", "-conns", "-rate", "-source-ips", "-duration", "-msg-rate", "-size", "-server-pid", "-broker-pid", "-json", "-server-cmd", "-vs-cmd", "-rounds", "-per-process", "-slow-frac", "-stalled", "-timeout", "-channels", "-channel-prefix", "-publish-url", "-api-key", "-batch", "-pin-server", "-pin-client", "-ceiling", "-ceiling-p99", "-metrics-url", "-plot", "-quiet", "-server-log", "-closed-loop"} {
+		if !strings.Contains(errOut.String(), f+" ") && !strings.Contains(errOut.String(), f+"\n") {
 			t.Errorf("-h does not document %s", f)
 		}
 	}
@@ -189,13 +190,16 @@ func runJSON(t *testing.T, args ...string) (bench.Result, string) {
 	if err := run(context.Background(), append(args, "-json", out), &stdout, os.Stderr); err != nil {
 		t.Fatalf("%v: %v", args, err)
 	}
-	var res bench.Result
+	var doc document
 	b, err := os.ReadFile(out)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := json.Unmarshal(b, &res); err != nil {
+	if err := json.Unmarshal(b, &doc); err != nil {
 		t.Fatal(err)
 	}
-	return res, stdout.String()
+	if doc.Result == nil {
+		t.Fatalf("no result in %s", b)
+	}
+	return *doc.Result, stdout.String()
 }

@@ -32,7 +32,15 @@ func freeAddr(t *testing.T) string {
 // listener: no port is picked ahead and lost to another test meanwhile.
 func startRun(t *testing.T, ctx context.Context, args ...string) (addr, admin string, done <-chan error) {
 	t.Helper()
-	logs := &syncWriter{w: &bytes.Buffer{}}
+	addr, admin, done, _ = startRunLogs(t, ctx, args...)
+	return addr, admin, done
+}
+
+// startRunLogs is startRun that also returns what run logged, for a test to
+// read once the addresses are known.
+func startRunLogs(t *testing.T, ctx context.Context, args ...string) (addr, admin string, done <-chan error, logs *syncWriter) {
+	t.Helper()
+	logs = &syncWriter{w: &bytes.Buffer{}}
 	errc := make(chan error, 1)
 	go func() {
 		errc <- run(ctx, append([]string{"-addr", "127.0.0.1:0", "-log-format", "json"}, args...), &bytes.Buffer{}, logs)
@@ -65,7 +73,7 @@ func startRun(t *testing.T, ctx context.Context, args ...string) (addr, admin st
 			}
 		}
 	}
-	return addr, admin, errc
+	return addr, admin, errc, logs
 }
 
 func get(url string) (int, string) {

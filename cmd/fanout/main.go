@@ -200,24 +200,36 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if err := errors.Join(o.cfg.Validate(), o.channels.Validate()); err != nil {
 		return err
 	}
-	if o.checkConfig {
-		fmt.Fprintln(stdout, "configuration ok")
-		return nil
-	}
 	if o.printConfig {
 		enc := json.NewEncoder(stdout)
 		enc.SetIndent("", "  ")
 		return enc.Encode(printable(o))
 	}
-	o.cfg.Logger = logger
+	// Everything start would fail on is checked here, -check-config included.
 	if err := o.configureAuth(); err != nil {
 		return err
 	}
-	var certs *certReloader
-	if o.tlsCert != "" || o.tlsKey != "" {
-		if certs, err = newCertReloader(o.tlsCert, o.tlsKey); err != nil {
-			return err
+	certs, err := o.loadCerts()
+	if err != nil {
+		return err
+	}
+	if o.broker != "" {
+		b, err := redis.New(o.broker, pubsub.BrokerOptions{
+			HistorySize: o.channels.HistorySize, HistoryTTL: o.channels.HistoryTTL, HistoryMaxBytes: o.channels.HistoryMaxBytes,
+			MaxChannels: o.channels.MaxChannels, Logger: logger,
+		})
+		if err != nil {
+			return fmt.Errorf("-broker: %w", err)
 		}
+		defer b.Close()
+		o.channels.Broker = b
+	}
+	if o.checkConfig {
+		fmt.Fprintln(stdout, "configuration ok")
+		return nil
+	}
+	o.cfg.Logger = logger
+	if certs != nil {
 		o.cfg.TLS = &tls.Config{GetCertificate: certs.get, MinVersion: tls.VersionTLS12}
 		hup := make(chan os.Signal, 1)
 		signal.Notify(hup, syscall.SIGHUP)
@@ -246,17 +258,6 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		}
 		defer pprof.StopCPUProfile()
 	}
-	if o.broker != "" {
-		b, err := redis.New(o.broker, pubsub.BrokerOptions{
-			HistorySize: o.channels.HistorySize, HistoryTTL: o.channels.HistoryTTL, HistoryMaxBytes: o.channels.HistoryMaxBytes,
-			MaxChannels: o.channels.MaxChannels, Logger: logger,
-		})
-		if err != nil {
-			return fmt.Errorf("-broker: %w", err)
-		}
-		defer b.Close()
-		o.channels.Broker = b
-	}
 	app, err := newChatServer(o.cfg, o.channels, o.apiKey)
 	if err != nil {
 		return err
@@ -277,7 +278,10 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 			return fmt.Errorf("-admin-addr: %w", err)
 		}
 		logger.Info("admin listener", "addr", admin.Addr().String(), "paths", "/metrics /healthz /readyz /debug/pprof/")
-		hs := &http.Server{Handler: adminMux(app, reg), ReadHeaderTimeout: 5 * time.Second}
+		if ta, ok := admin.Addr().(*net.TCPAddr); !ok || !ta.IP.IsLoopback() {
+			logger.Warn("admin listener is not on a loopback address: metrics and profiles are open to the network; bind -admin-addr to 127.0.0.1 or firewall it", "addr", admin.Addr().String())
+		}
+		hs := &http.Server{Handler: adminMux(app, reg, args), ReadHeaderTimeout: 5 * time.Second}
 		go func() { _ = hs.Serve(admin) }()
 		defer hs.Close()
 	}
@@ -317,6 +321,39 @@ func listen(addr string, reusePort bool) (net.Listener, error) {
 	return lc.Listen(context.Background(), "tcp", addr)
 }
 
+// secretFlags take values that nothing the process serves or logs may show.
+var secretFlags = []string{"api-key", "jwt-secret"}
+
+// redactArgs hides the values of secretFlags and a broker URL's password in
+// a command line (-name value, -name=value, with one or two dashes), for
+// /debug/pprof/cmdline. Prefer FANOUT_API_KEY and FANOUT_JWT_SECRET: the
+// kernel shows every process's arguments to local users.
+func redactArgs(args []string) []string {
+	out := slices.Clone(args)
+	for i := 0; i < len(out); i++ {
+		name, value, hasValue := strings.Cut(strings.TrimLeft(out[i], "-"), "=")
+		if !strings.HasPrefix(out[i], "-") {
+			continue
+		}
+		var hide func(string) string
+		switch {
+		case slices.Contains(secretFlags, name):
+			hide = func(string) string { return "REDACTED" }
+		case name == "broker":
+			hide = redactURL
+		default:
+			continue
+		}
+		if hasValue {
+			out[i] = out[i][:len(out[i])-len(value)] + hide(value)
+		} else if i+1 < len(out) {
+			i++
+			out[i] = hide(out[i])
+		}
+	}
+	return out
+}
+
 // redactURL hides a password in a broker URL for logs.
 func redactURL(s string) string {
 	u, err := url.Parse(s)
@@ -331,6 +368,19 @@ func redactURL(s string) string {
 type certReloader struct {
 	certFile, keyFile string
 	cert              atomic.Pointer[tls.Certificate]
+}
+
+// loadCerts loads -tls-cert and -tls-key, if set; they go together.
+func (o *options) loadCerts() (*certReloader, error) {
+	switch {
+	case o.tlsCert == "" && o.tlsKey == "":
+		return nil, nil
+	case o.tlsKey == "":
+		return nil, errors.New("-tls-cert needs -tls-key (the certificate's private key file)")
+	case o.tlsCert == "":
+		return nil, errors.New("-tls-key needs -tls-cert (the certificate file)")
+	}
+	return newCertReloader(o.tlsCert, o.tlsKey)
 }
 
 func newCertReloader(certFile, keyFile string) (*certReloader, error) {
@@ -400,7 +450,7 @@ func printable(o *options) map[string]any {
 // adminMux serves operators, off the public port: Prometheus metrics,
 // liveness, readiness (false once shutdown begins, or while the broker is
 // disconnected) and pprof.
-func adminMux(app *chatServer, reg *prometheus.Registry) *http.ServeMux {
+func adminMux(app *chatServer, reg *prometheus.Registry, args []string) *http.ServeMux {
 	mux := http.NewServeMux()
 	mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
 	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) { fmt.Fprintln(w, "ok") })
@@ -412,7 +462,10 @@ func adminMux(app *chatServer, reg *prometheus.Registry) *http.ServeMux {
 		fmt.Fprintln(w, "ready")
 	})
 	mux.HandleFunc("/debug/pprof/", pprofhttp.Index)
-	mux.HandleFunc("/debug/pprof/cmdline", pprofhttp.Cmdline)
+	mux.HandleFunc("/debug/pprof/cmdline", func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+		fmt.Fprint(w, strings.Join(append([]string{os.Args[0]}, redactArgs(args)...), "\x00"))
+	})
 	mux.HandleFunc("/debug/pprof/profile", pprofhttp.Profile)
 	mux.HandleFunc("/debug/pprof/symbol", pprofhttp.Symbol)
 	mux.HandleFunc("/debug/pprof/trace", pprofhttp.Trace)

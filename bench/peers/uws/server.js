@@ -1,0 +1,42 @@
+// uWebSockets.js as a benchmark peer, the way its pub/sub is meant to be
+// used: every /ws socket subscribes to one topic and each message is
+// app.publish'ed to it (app.publish reaches every subscriber, the sender
+// included; ws.publish would skip the sender). /echo echoes.
+// The npm package `uwebsockets` 3.0.6 pinned here is a republish of
+// uWebSockets.js v20 (its source_commit file names the upstream commit).
+// A socket more than 1 MiB behind is closed, as Fanout evicts a client
+// whose send queue passes 1 MiB (uWS's default would skip its messages).
+// Usage: node server.js [port]
+import uWS from 'uwebsockets';
+
+const port = Number(process.argv[2] || 8083);
+const topic = 'room';
+const common = {
+  compression: uWS.DISABLED,
+  maxPayloadLength: 64 * 1024,
+  maxBackpressure: 1 << 20,
+  closeOnBackpressureLimit: true,
+  idleTimeout: 0, // the load generator does not ping
+};
+
+const app = uWS.App()
+  .ws('/ws', {
+    ...common,
+    open: (ws) => ws.subscribe(topic),
+    message: (ws, msg, isBinary) => app.publish(topic, msg, isBinary),
+  })
+  .ws('/echo', {
+    ...common,
+    message: (ws, msg, isBinary) => ws.send(msg, isBinary),
+  })
+  .any('/*', (res) => res.writeStatus('404 Not Found').end());
+
+app.listen('127.0.0.1', port, (token) => {
+  if (!token) {
+    console.error(`uWS peer: cannot listen on 127.0.0.1:${port}`);
+    process.exit(1);
+  }
+  console.log(`uWebSockets.js peer listening on 127.0.0.1:${port}`);
+});
+process.on('SIGTERM', () => process.exit(0));
+process.on('SIGINT', () => process.exit(0));

@@ -1,0 +1,225 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"image/png"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/fanout-ws/fanout/frame"
+	"github.com/fanout-ws/fanout/server"
+)
+
+// smokeArgs is a short broadcast against url.
+func smokeArgs(url string, extra ...string) []string {
+	return append([]string{"-url", url, "-conns", "100", "-duration", "2s", "-settle", "0s", "-drain", "1s",
+		"-msg-rate", "20", "-server-pid", strconv.Itoa(os.Getpid()), "-label", "smoke"}, extra...)
+}
+
+// Progress lines reach stderr when it is a pipe (a buffer here), once a
+// second with the live figures; -quiet silences them.
+func TestReport_ProgressUnderPipe(t *testing.T) {
+	url := chatServer(t) + "/ws"
+	var stderr bytes.Buffer
+	if err := run(context.Background(), smokeArgs(url), &bytes.Buffer{}, &stderr); err != nil {
+		t.Fatal(err)
+	}
+	var measured bool
+	for line := range strings.Lines(stderr.String()) {
+		if strings.Contains(line, " measure ") {
+			measured = true
+			for _, want := range []string{"connected 100/100", "sent ", "delivered ", "/s", "p50 ", "p99 ", "server ", "cores", "MiB"} {
+				if !strings.Contains(line, want) {
+					t.Errorf("progress line %q lacks %q", line, want)
+				}
+			}
+		}
+	}
+	if !measured {
+		t.Fatalf("no progress line while measuring in %q", stderr.String())
+	}
+	stderr.Reset()
+	if err := run(context.Background(), smokeArgs(url, "-quiet"), &bytes.Buffer{}, &stderr); err != nil {
+		t.Fatal(err)
+	}
+	if stderr.Len() != 0 {
+		t.Fatalf("-quiet printed %q", stderr.String())
+	}
+}
+
+// The JSON document has snake_case keys with units, the series, the HDR
+// percentiles, the command line and the environment, and neither the API
+// key given by flag nor the one from the environment.
+func TestReport_JSONHasNoSecret(t *testing.T) {
+	const flagKey, envKey = stubKey, "env-secret-8d1e7b"
+	t.Setenv("FANOUT_API_KEY", envKey)
+	wsURL, publishURL := newChannelStub(t)
+	out := filepath.Join(t.TempDir(), "r.json")
+	args := smokeArgs(wsURL, "-channels", "4", "-publish-url", publishURL, "-api-key", flagKey, "-json", out)
+	if err := run(context.Background(), args, &bytes.Buffer{}, &bytes.Buffer{}); err != nil {
+		t.Fatal(err)
+	}
+	b, err := os.ReadFile(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if bytes.Contains(b, []byte(flagKey)) || bytes.Contains(b, []byte(envKey)) {
+		t.Fatalf("the JSON carries an API key:\n%s", b)
+	}
+	for _, key := range []string{`"command_line"`, `"environment"`, `"[redacted]"`, `"p99_ms"`, `"p99_9_ms"`, `"deliveries_per_s"`,
+		`"percentiles"`, `"series"`, `"t_s"`, `"server_cpu_cores"`, `"rss_per_conn_bytes"`, `"cpu_model"`, `"FANOUT_API_KEY": "[redacted]"`} {
+		if !bytes.Contains(b, []byte(key)) {
+			t.Errorf("the JSON lacks %s", key)
+		}
+	}
+	for _, goName := range []string{`"P99us"`, `"DeliveriesPS"`, `"Config"`, `"APIKey"`} {
+		if bytes.Contains(b, []byte(goName)) {
+			t.Errorf("the JSON still has the Go field name %s", goName)
+		}
+	}
+}
+
+func TestRedactArgs(t *testing.T) {
+	for _, tc := range []struct{ name, in, want string }{
+		{"separate value", "fanout-bench -api-key abc -conns 5", "fanout-bench -api-key [redacted] -conns 5"},
+		{"joined value", "fanout-bench --api-key=abc", "fanout-bench --api-key=[redacted]"},
+		{"url password", "fanout-bench -url ws://u:pw@127.0.0.1/ws", "fanout-bench -url ws://u:xxxxx@127.0.0.1/ws"},
+		{"nothing secret", "fanout-bench -conns 5 -label key", "fanout-bench -conns 5 -label key"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if got := strings.Join(redactArgs(strings.Fields(tc.in)), " "); got != tc.want {
+				t.Fatalf("got %q, want %q", got, tc.want)
+			}
+		})
+	}
+	if got := redactArgs([]string{"-server-cmd", "fanout -api-key abc"}); got[1] != "fanout -api-key [redacted]" {
+		t.Fatalf("server command not redacted: %q", got)
+	}
+}
+
+// -plot writes decodable PNGs: the latency, deliveries and p99 charts, and
+// for idle the RSS against connections.
+func TestReport_PlotsArePNG(t *testing.T) {
+	url := chatServer(t) + "/ws"
+	for _, tc := range []struct {
+		scenario string
+		files    []string
+	}{
+		{"broadcast", []string{"latency.png", "deliveries.png", "p99.png"}},
+		{"idle", []string{"rss.png"}},
+	} {
+		t.Run(tc.scenario, func(t *testing.T) {
+			dir, doc := t.TempDir(), filepath.Join(t.TempDir(), "r.json")
+			args := smokeArgs(url, "-scenario", tc.scenario, "-plot", dir, "-rate", "50", "-json", doc)
+			if err := run(context.Background(), args, &bytes.Buffer{}, &bytes.Buffer{}); err != nil {
+				t.Fatal(err)
+			}
+			checkPNGs(t, dir, tc.files)
+			// -replot draws earlier runs together without running.
+			again := t.TempDir()
+			if err := run(context.Background(), []string{"-replot", doc + "," + doc, "-plot", again}, &bytes.Buffer{}, &bytes.Buffer{}); err != nil {
+				t.Fatal(err)
+			}
+			checkPNGs(t, again, tc.files)
+		})
+	}
+}
+
+// With -metrics-url, the server's writev and frame counters over the
+// window give writes per delivery (a real server with its Prometheus
+// registry served on loopback).
+func TestReport_WritePathFromMetrics(t *testing.T) {
+	reg := prometheus.NewRegistry()
+	var hub *server.Hub
+	srv, err := server.New(server.Config{
+		Registerer: reg,
+		OnConnect:  func(c *server.Conn, _ *server.Request) error { return hub.Join(c) },
+		OnMessage:  func(_ *server.Conn, op frame.OpCode, data []byte) { hub.Broadcast(op, data) },
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	hub = srv.NewHub()
+	addr := serve(t, srv)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	admin := &http.Server{Handler: promhttp.HandlerFor(reg, promhttp.HandlerOpts{})}
+	go func() { _ = admin.Serve(ln) }()
+	t.Cleanup(func() { _ = admin.Close() })
+	out := filepath.Join(t.TempDir(), "r.json")
+	args := smokeArgs("ws://"+addr+"/ws", "-metrics-url", "http://"+ln.Addr().String()+"/metrics", "-json", out)
+	var stdout bytes.Buffer
+	if err := run(context.Background(), args, &stdout, &bytes.Buffer{}); err != nil {
+		t.Fatal(err)
+	}
+	var doc document
+	b, _ := os.ReadFile(out)
+	if err := json.Unmarshal(b, &doc); err != nil || doc.Result == nil || doc.Result.Writes == nil {
+		t.Fatalf("no write path in %s (%v)", b, err)
+	}
+	w, r := doc.Result.Writes, doc.Result
+	// Every delivery is a frame written; the publisher's copies are frames
+	// the generator does not count as deliveries.
+	if w.WriteSyscalls <= 0 || w.FramesOut < r.Deliveries || w.FramesPerWrite < 1 || w.WritesPerDelivery <= 0 {
+		t.Fatalf("write path %+v for %d deliveries", *w, r.Deliveries)
+	}
+	if !strings.Contains(stdout.String(), "writes/delivery") {
+		t.Fatalf("no writes per delivery in %q", stdout.String())
+	}
+}
+
+// The ceiling search raises the rate while the server keeps up and
+// reports the last rate kept up.
+func TestCeiling_RaisesWhileKeptUp(t *testing.T) {
+	url := chatServer(t) + "/ws"
+	var stdout bytes.Buffer
+	args := smokeArgs(url, "-conns", "50", "-duration", "1s", "-ceiling", "-ceiling-factor", "2", "-ceiling-max-phases", "2")
+	if err := run(context.Background(), args, &stdout, &bytes.Buffer{}); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(stdout.String(), "ceiling: 40 msg/s per publisher (2000 deliveries/s offered) kept up") ||
+		strings.Count(stdout.String(), "| yes |") != 2 {
+		t.Fatalf("ceiling output:\n%s", stdout.String())
+	}
+}
+
+// Closed-loop echo keeps one message in flight per connection and gets
+// every reply back.
+func TestEcho_ClosedLoop(t *testing.T) {
+	res, _ := runJSON(t, "-url", chatServer(t)+"/echo", "-scenario", "echo", "-closed-loop", "-conns", "10",
+		"-duration", "1s", "-settle", "0s", "-drain", "1s", "-quiet")
+	if res.Sent < 100 || res.Missing != 0 || res.Deliveries != res.Sent || res.P99ms <= 0 {
+		t.Fatalf("closed-loop echo: sent %d, replies %d, missing %d, p99 %v ms", res.Sent, res.Deliveries, res.Missing, res.P99ms)
+	}
+}
+
+// checkPNGs decodes each file in dir as a PNG of a useful size.
+func checkPNGs(t *testing.T, dir string, files []string) {
+	t.Helper()
+	for _, name := range files {
+		f, err := os.Open(filepath.Join(dir, name))
+		if err != nil {
+			t.Fatal(err)
+		}
+		img, err := png.Decode(f)
+		f.Close()
+		if err != nil {
+			t.Fatalf("%s: %v", name, err)
+		}
+		if b := img.Bounds(); b.Dx() < 100 || b.Dy() < 100 {
+			t.Fatalf("%s is %v", name, b)
+		}
+	}
+}

@@ -1,0 +1,94 @@
+package main
+
+// Hostile-client and operator checks at the command level (issue #10; the
+// engine's suite is server/hostile_test.go).
+
+import (
+	"bytes"
+	"context"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+)
+
+// Finding 13: -check-config fails, naming the flag, on what would stop the
+// server at start.
+func TestHostile_CheckConfigCatchesStartFailures(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	cert, key := filepath.Join(dir, "cert.pem"), filepath.Join(dir, "key.pem")
+	writeCert(t, cert, key, "check")
+	garbage := filepath.Join(dir, "garbage.pem")
+	if err := os.WriteFile(garbage, []byte("not a key"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	missing := filepath.Join(dir, "missing.pem")
+	for _, tc := range []struct {
+		name string
+		args []string
+		want string // in the error; "" means "configuration ok"
+	}{
+		{"valid tls", []string{"-tls-cert", cert, "-tls-key", key}, ""},
+		{"missing cert file", []string{"-tls-cert", missing, "-tls-key", key}, "-tls-cert"},
+		{"cert without key", []string{"-tls-cert", cert}, "-tls-cert needs -tls-key"},
+		{"key without cert", []string{"-tls-key", key}, "-tls-key needs -tls-cert"},
+		{"missing public key", []string{"-jwt-public-key", missing}, "-jwt-public-key"},
+		{"unparsable public key", []string{"-jwt-public-key", garbage}, "neither an RSA nor an ECDSA"},
+		{"auth required without keys", []string{"-auth-required"}, "-auth-required needs"},
+		{"bad broker url", []string{"-broker", "http://nowhere"}, "-broker"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var out bytes.Buffer
+			err := run(context.Background(), append([]string{"-check-config"}, tc.args...), &out, &bytes.Buffer{})
+			switch {
+			case tc.want == "" && (err != nil || !strings.Contains(out.String(), "configuration ok")):
+				t.Fatalf("got %v %q, want configuration ok", err, out.String())
+			case tc.want != "" && (err == nil || !strings.Contains(err.Error(), tc.want)):
+				t.Fatalf("got %v (%q), want an error naming %q", err, out.String(), tc.want)
+			}
+		})
+	}
+}
+
+// Finding 11: secrets never show on the admin listener, and an admin
+// listener open to the network is warned about.
+func TestHostile_AdminHidesSecrets(t *testing.T) {
+	t.Parallel()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	_, admin, done, logs := startRunLogs(t, ctx, "-admin-addr", "0.0.0.0:0", "-api-key", "sekrit-api", "-jwt-secret=sekrit-jwt")
+	port := admin[strings.LastIndex(admin, ":"):]
+	for _, path := range []string{"/debug/pprof/cmdline", "/metrics", "/debug/pprof/"} {
+		status, body := get("http://127.0.0.1" + port + path)
+		if status != 200 || strings.Contains(body, "sekrit") {
+			t.Fatalf("%s: %d, secrets shown: %v", path, status, strings.Contains(body, "sekrit"))
+		}
+		if path == "/debug/pprof/cmdline" && strings.Count(body, "REDACTED") != 2 {
+			t.Fatalf("cmdline %q, want both secrets REDACTED", body)
+		}
+	}
+	logs.mu.Lock()
+	text := logs.w.(*bytes.Buffer).String()
+	logs.mu.Unlock()
+	if !strings.Contains(text, "admin listener is not on a loopback address") || strings.Contains(text, "sekrit") {
+		t.Fatalf("logs: want the non-loopback warning and no secret:\n%s", text)
+	}
+	cancel()
+	select {
+	case <-done:
+	case <-time.After(15 * time.Second):
+		t.Fatal("run did not return")
+	}
+}
+
+func TestRedactArgs(t *testing.T) {
+	t.Parallel()
+	got := redactArgs([]string{"-api-key", "a", "--jwt-secret=b", "-addr", ":1", "-broker", "redis://u:pw@h:6379/0", "--api-key=c", "-jwt-secret"})
+	want := []string{"-api-key", "REDACTED", "--jwt-secret=REDACTED", "-addr", ":1", "-broker", "redis://u:xxxxx@h:6379/0", "--api-key=REDACTED", "-jwt-secret"}
+	if !slices.Equal(got, want) {
+		t.Fatalf("got %q\nwant %q", got, want)
+	}
+}
