@@ -26,11 +26,16 @@ import (
 // channel. A publish runs one Lua script that increments the channel's
 // offset, appends to its history stream (MAXLEN history size) and
 // PUBLISHes, atomically, so offsets are gap-free and in order on every
-// node. Keys, with {channel} as the cluster hash tag:
+// node. Keys:
 //
 //	<prefix>{<channel>}:meta   hash: epoch, offset (expires after the history TTL without use)
 //	<prefix>{<channel>}:hist   stream of the last messages, IDs <offset>-1
 //	<prefix>msg:<channel>      the pub/sub topic
+//
+// and the global keys of the channel cap and the history byte budget
+// (budgetLua), which the scripts touch beside a channel's own: every key
+// must live on one Redis (a primary, with replicas or Sentinel; not a
+// Cluster).
 //
 // A plain "PUBLISH <prefix>msg:<channel> <JSON>" from any Redis client
 // reaches every node's subscribers too, without an offset or history.
