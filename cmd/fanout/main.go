@@ -127,7 +127,7 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 	fs.DurationVar(&p.HistoryTTL, "history-ttl", pubsub.DefaultHistoryTTL, "how long a channel message stays in history")
 	fs.Int64Var(&p.HistoryMaxBytes, "history-max-bytes", pubsub.DefaultHistoryMaxBytes, "memory all channels' history may take together (message bytes plus per-message overhead); the oldest messages go first")
 	fs.IntVar(&p.MaxChannels, "max-channels", pubsub.DefaultMaxChannels, "channels that may exist at once (with subscribers or history); at most half of them made by publishes alone")
-	fs.Float64Var(&p.ChannelCreateRate, "channel-create-rate", pubsub.DefaultChannelCreateRate, "new channels one connection may make per second, with a burst of -max-channels-per-conn (negative disables)")
+	fs.Float64Var(&p.ChannelCreateRate, "channel-create-rate", pubsub.DefaultChannelCreateRate, "new channels one connection may make per second, and history replays it may ask for, with a burst of -max-channels-per-conn (negative disables)")
 	fs.IntVar(&p.MaxChannelsPerConn, "max-channels-per-conn", pubsub.DefaultMaxChannelsPerConn, "subscriptions one connection may hold")
 	fs.StringVar(&o.apiKey, "api-key", "", "key for the HTTP API (POST /api/publish, GET /api/channels) as \"Authorization: Bearer <key>\" or X-API-Key; empty disables the API")
 	fs.StringVar(&o.broker, "broker", "", "message broker joining several fanout nodes, redis://[user:password@]host:port/db; empty keeps channels in this process")

@@ -253,7 +253,16 @@ func (n *Node) join(c *server.Conn, name string, since *Position, id json.RawMes
 		// megabytes out.
 		since = nil
 	}
+	giveBack := func() {}
+	if since != nil { // a broker read and maybe half a send queue out
+		if giveBack, err = n.replays.reserve(c); err != nil {
+			return err
+		}
+	}
 	top, kept, err := n.position(ch, since)
+	if err != nil || len(kept) == 0 {
+		giveBack()
+	}
 	if err != nil {
 		return err
 	}

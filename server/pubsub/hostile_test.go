@@ -214,10 +214,11 @@ func TestHostile_HistoryMemory(t *testing.T) {
 
 // Finding 8: resubscribing with since=0 to a channel already joined answers
 // with the position alone: a thousand such requests cost a thousand small
-// replies, not a thousand replays of the whole history.
+// replies, not a thousand replays of the whole history (17 MB here). Leaving
+// and joining again replays at most at ChannelCreateRate.
 func TestHostile_ReplayAmplification(t *testing.T) {
 	s := runChannels(t, server.Config{}, Config{})
-	payload := []byte(`"` + strings.Repeat("r", 1000) + `"`)
+	payload := []byte(`"` + strings.Repeat("r", 100) + `"`) // 64 replays fit one send queue
 	for range DefaultHistorySize {
 		if _, err := s.Publish("replayed", payload); err != nil {
 			t.Fatal(err)
@@ -255,5 +256,35 @@ func TestHostile_ReplayAmplification(t *testing.T) {
 	}
 	if e := readEvent(t, c); e.Offset != DefaultHistorySize+1 {
 		t.Fatalf("after the repeats: %+v, want the live message once", e)
+	}
+
+	// Leaving and joining again replays each time, at most at
+	// ChannelCreateRate after a burst of MaxChannelsPerConn.
+	const cycles = 200
+	start := time.Now()
+	sent = pipeline(c, func(i int) string {
+		if i%2 == 0 {
+			return `{"op":"unsubscribe","channel":"replayed"}`
+		}
+		return `{"op":"subscribe","channel":"replayed","since":0}`
+	}, 2*cycles)
+	replays := 0
+	for answered := 0; answered < cycles; {
+		switch e := readEvent(t, c); e.Type {
+		case "subscribed":
+			answered++
+			replays++
+		case "error":
+			if !strings.HasPrefix(e.Reason, "too many history replays") {
+				t.Fatalf("cycle: %+v", e)
+			}
+			answered++
+		}
+	}
+	if err := <-sent; err != nil {
+		t.Fatal(err)
+	}
+	if limit := DefaultMaxChannelsPerConn + int(DefaultChannelCreateRate*time.Since(start).Seconds()) + 1; replays > limit {
+		t.Fatalf("%d replays in %d leave-and-join cycles, want at most %d", replays, cycles, limit)
 	}
 }

@@ -8,14 +8,16 @@ import (
 	"github.com/fanout-ws/fanout/server"
 )
 
-// creators limits how fast each connection makes new channels
-// (Config.ChannelCreateRate): a token bucket per connection, forgotten
-// once it has refilled, so the map holds only the recent creators.
-type creators struct {
+// connRate limits how often each connection does something costly (makes
+// a new channel, has history replayed): a token bucket per connection,
+// forgotten once it has refilled, so the map holds only recent users.
+type connRate struct {
 	mu        sync.Mutex
 	m         map[*server.Conn]*bucket
 	perSecond float64 // 0: no limit
 	burst     float64
+	refusal   string // what a refusal says, after ErrTooManyChannels or ErrTooManyReplays
+	err       error
 }
 
 type bucket struct {
@@ -23,23 +25,23 @@ type bucket struct {
 	at     time.Time // of the last refill
 }
 
-func newCreators(perSecond float64, burst int) creators {
+func newConnRate(perSecond float64, burst int, err error, refusal string) connRate {
 	if perSecond < 0 {
-		return creators{}
+		return connRate{}
 	}
-	return creators{m: make(map[*server.Conn]*bucket), perSecond: perSecond, burst: float64(max(1, burst))}
+	return connRate{m: make(map[*server.Conn]*bucket), perSecond: perSecond, burst: float64(max(1, burst)), err: err, refusal: refusal}
 }
 
 // refill brings k's tokens up to now. cr.mu is held.
-func (cr *creators) refill(k *bucket, now time.Time) {
+func (cr *connRate) refill(k *bucket, now time.Time) {
 	k.tokens = min(cr.burst, k.tokens+now.Sub(k.at).Seconds()*cr.perSecond)
 	k.at = now
 }
 
-// reserve spends one of c's tokens for a new channel; giveBack returns it
-// when no channel was made after all. A nil c (the server's own calls) is
+// reserve spends one of c's tokens; giveBack returns it when the costly
+// thing did not happen after all. A nil c (the server's own calls) is
 // not limited.
-func (cr *creators) reserve(c *server.Conn) (giveBack func(), err error) {
+func (cr *connRate) reserve(c *server.Conn) (giveBack func(), err error) {
 	if cr.perSecond == 0 || c == nil {
 		return func() {}, nil
 	}
@@ -53,7 +55,7 @@ func (cr *creators) reserve(c *server.Conn) (giveBack func(), err error) {
 	}
 	cr.refill(k, now)
 	if k.tokens < 1 {
-		return nil, fmt.Errorf("%w: this connection makes new channels faster than %g a second", ErrTooManyChannels, cr.perSecond)
+		return nil, fmt.Errorf("%w: "+cr.refusal, cr.err, cr.perSecond)
 	}
 	k.tokens--
 	return func() {
@@ -64,7 +66,7 @@ func (cr *creators) reserve(c *server.Conn) (giveBack func(), err error) {
 }
 
 // sweep forgets the buckets that have refilled.
-func (cr *creators) sweep(now time.Time) {
+func (cr *connRate) sweep(now time.Time) {
 	cr.mu.Lock()
 	defer cr.mu.Unlock()
 	for c, k := range cr.m {

@@ -57,8 +57,9 @@ type Config struct {
 
 	// ChannelCreateRate caps how many new channels one connection may make
 	// per second (by a subscribe to a channel this node does not carry, or
-	// a publish that starts a channel), with a burst of MaxChannelsPerConn.
-	// Zero means DefaultChannelCreateRate (10). Negative disables.
+	// a publish that starts a channel), with a burst of MaxChannelsPerConn;
+	// subscribes with since that replay history are capped alike. Zero
+	// means DefaultChannelCreateRate (10). Negative disables.
 	ChannelCreateRate float64
 
 	// MaxChannelsPerConn caps one connection's subscriptions. Zero means
@@ -140,7 +141,8 @@ type Node struct {
 
 	chans    registry
 	pending  pendingSubs
-	creators creators
+	creators connRate    // new channels per connection
+	replays  connRate    // history replays per connection
 	touching atomic.Bool // a goroutine keeps channels alive in the broker (sweep)
 	stats    counters
 	lastWarn atomic.Int64
@@ -169,8 +171,11 @@ func New(srv *server.Server, cfg Config) (*Node, error) {
 		sendQueueBytes:  sc.SendQueueBytes,
 		chans:           registry{m: make(map[string]*channel), hubs: make(map[*server.Hub]struct{})},
 		pending:         pendingSubs{m: make(map[*server.Conn]int)},
-		creators:        newCreators(cfg.ChannelCreateRate, cfg.MaxChannelsPerConn),
-		swept:           make(chan struct{}),
+		creators:        newConnRate(cfg.ChannelCreateRate, cfg.MaxChannelsPerConn, ErrTooManyChannels, "this connection makes new channels faster than %g a second"),
+		// A replay may be half the send queue: a connection recovers all its
+		// channels at once, then at the rate of new channels.
+		replays: newConnRate(cfg.ChannelCreateRate, cfg.MaxChannelsPerConn, ErrTooManyReplays, "more than %g a second on this connection"),
+		swept:   make(chan struct{}),
 	}
 	if n.broker == nil {
 		n.broker = NewMemoryBroker(BrokerOptions{HistorySize: cfg.HistorySize, HistoryTTL: cfg.HistoryTTL, HistoryMaxBytes: cfg.HistoryMaxBytes, MaxChannels: cfg.MaxChannels})
@@ -213,6 +218,7 @@ func (n *Node) sweeper(ctx context.Context) {
 		case now := <-t.C:
 			n.sweep()
 			n.creators.sweep(now)
+			n.replays.sweep(now)
 		}
 	}
 }
