@@ -16,7 +16,10 @@ import (
 // from "Authorization: Bearer <jwt>", the "token" query parameter, or a
 // Sec-WebSocket-Protocol entry "bearer.<jwt>" (browsers cannot set headers;
 // offer it beside a real subprotocol such as "fanout"). A missing, malformed,
-// expired or wrongly signed token gets 401 before the upgrade.
+// expired or wrongly signed token gets 401 before the upgrade. A token must
+// carry "exp": one without it is refused, and a connection is closed with
+// 1008 "token expired" when its token expires (the client reconnects with a
+// fresh one).
 type Auth struct {
 	// HMACSecret verifies HS256 tokens. Empty disables HS256.
 	HMACSecret []byte
@@ -24,11 +27,39 @@ type Auth struct {
 	// tokens. Nil disables them.
 	PublicKey crypto.PublicKey
 	// Required refuses connections without a token. Otherwise they are
-	// anonymous: Conn.Subject is "" and Conn.Allowed is true.
+	// anonymous: Conn.Subject is "" and Conn.Allowed follows
+	// AnonymousSubscribe and AnonymousPublish.
 	Required bool
+	// Audience, when set, must be one of the token's "aud" values.
+	Audience string
+	// Issuer, when set, must be the token's "iss".
+	Issuer string
+	// AnonymousSubscribe and AnonymousPublish list the channels (path.Match
+	// patterns) an anonymous connection may subscribe and publish to. Nil
+	// allows every channel, more than a token with subscribe or publish
+	// claims may do: the server warns at start. An empty, non-nil list
+	// allows none.
+	AnonymousSubscribe, AnonymousPublish []string
 }
 
 func (a *Auth) enabled() bool { return a != nil && (len(a.HMACSecret) > 0 || a.PublicKey != nil) }
+
+// anonymousWide reports whether anonymous connections may use every
+// channel while tokens are checked: then a restricted token may do less
+// than no token.
+func (a *Auth) anonymousWide() bool {
+	return a.enabled() && !a.Required && (a.AnonymousSubscribe == nil || a.AnonymousPublish == nil)
+}
+
+// anonymous returns the patterns an anonymous connection has for action,
+// and whether it is limited to them.
+func (a *Auth) anonymous(action string) ([]string, bool) {
+	if !a.enabled() {
+		return nil, false
+	}
+	list := map[string][]string{"subscribe": a.AnonymousSubscribe, "publish": a.AnonymousPublish}[action]
+	return list, list != nil
+}
 
 // errUnauthorized is the 401 every authentication failure gets; the reason
 // goes to the log only.
@@ -60,11 +91,31 @@ func (a *Auth) authenticate(r *Request) (jwt.MapClaims, error) {
 			return a.HMACSecret, nil
 		}
 		return a.PublicKey, nil
-	}, jwt.WithValidMethods(methods), jwt.WithExpirationRequired())
+	}, a.parserOptions(methods)...)
 	if err != nil {
 		return nil, fmt.Errorf("%w: %w", errUnauthorized, err)
 	}
 	return claims, nil
+}
+
+func (a *Auth) parserOptions(methods []string) []jwt.ParserOption {
+	opts := []jwt.ParserOption{jwt.WithValidMethods(methods), jwt.WithExpirationRequired()}
+	if a.Audience != "" {
+		opts = append(opts, jwt.WithAudience(a.Audience))
+	}
+	if a.Issuer != "" {
+		opts = append(opts, jwt.WithIssuer(a.Issuer))
+	}
+	return opts
+}
+
+// expiry is when claims' token expires, in Server.now units (0: never;
+// authenticate requires "exp", so only a hook's claims lack it).
+func expiry(claims jwt.MapClaims) int64 {
+	if t, err := claims.GetExpirationTime(); err == nil && t != nil {
+		return t.UnixNano()
+	}
+	return 0
 }
 
 // bearerToken finds the token in the header, the query or the offered
@@ -99,25 +150,35 @@ func (c *Conn) Claims() map[string]any {
 	return c.claims
 }
 
-// Allowed reports whether c's token permits action ("subscribe" or
-// "publish") on channel: the claim named action lists path.Match patterns
-// of channels. A token without that claim, and an anonymous connection,
-// are allowed everything.
+// Allowed reports whether c may do action ("subscribe" or "publish") on
+// channel: a token's claim named action lists path.Match patterns of
+// channels (a token without that claim is allowed everything); an
+// anonymous connection has Auth.AnonymousSubscribe or AnonymousPublish
+// (everything when that is nil, or when the server checks no tokens).
 func (c *Conn) Allowed(action, channel string) bool {
 	claims := c.Claims()
 	if claims == nil {
-		return true
+		list, limited := c.srv.cfg.Auth.anonymous(action)
+		return !limited || matchAny(list, channel)
 	}
 	v, ok := claims[action]
 	if !ok {
 		return true
 	}
-	list, _ := v.([]any)
-	for _, p := range list {
+	var list []string
+	vs, _ := v.([]any)
+	for _, p := range vs {
 		if s, ok := p.(string); ok {
-			if m, _ := path.Match(s, channel); m {
-				return true
-			}
+			list = append(list, s)
+		}
+	}
+	return matchAny(list, channel)
+}
+
+func matchAny(patterns []string, name string) bool {
+	for _, p := range patterns {
+		if m, _ := path.Match(p, name); m {
+			return true
 		}
 	}
 	return false

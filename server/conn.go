@@ -69,6 +69,7 @@ type Conn struct {
 	parked    bool        // a write waits for EPOLLOUT that could not be armed before registration
 	limits    *connLimits // per-connection rate limits, nil when off
 	claims    map[string]any
+	expires   int64         // when the token expires (Server.now units), or 0
 	attached  *[]func(bool) // DeferUntilAttached's calls, run by track (or by destroy, with false)
 
 	// Owned by the worker that holds the read event.

@@ -22,6 +22,7 @@ const (
 	ReasonRateLimited                  // over Config.MessageRate or ByteRate with RateLimitClose, or refused by a per-IP limit
 	ReasonInvalidMessage               // refused by Config.CheckMessage
 	ReasonPlainHTTP                    // not an upgrade: handed to Config.HTTPHandler
+	ReasonTokenExpired                 // the token's exp passed (closed with 1008 "token expired")
 	reasonCount
 )
 
@@ -42,6 +43,7 @@ var reasonNames = [...]string{
 	ReasonRateLimited:      "rate_limited",
 	ReasonInvalidMessage:   "invalid_message",
 	ReasonPlainHTTP:        "plain_http",
+	ReasonTokenExpired:     "token_expired",
 }
 
 func (r CloseReason) String() string {

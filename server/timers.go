@@ -1,6 +1,10 @@
 package server
 
-import "time"
+import (
+	"time"
+
+	"github.com/fanout-ws/fanout/frame"
+)
 
 // sweep is the one shared timer: each tick it advances the coarse clock and
 // walks the fd table for handshake, close and idle deadlines and due pings.
@@ -39,7 +43,7 @@ func (s *Server) sweepInterval() time.Duration {
 
 func (s *Server) checkTimers(c *Conn, now int64) {
 	c.mu.Lock()
-	st, deadline, lastPing := c.state, c.deadline, c.lastPing
+	st, deadline, lastPing, expires := c.state, c.deadline, c.lastPing, c.expires
 	c.mu.Unlock()
 	switch st {
 	case stateHandshake:
@@ -54,6 +58,8 @@ func (s *Server) checkTimers(c *Conn, now int64) {
 	case stateOpen:
 		idle := now - c.lastRead.Load()
 		switch {
+		case expires > 0 && now >= expires:
+			_ = c.closeWith(frame.ClosePolicyViolation, "token expired", ReasonTokenExpired, true)
 		case s.cfg.IdleTimeout > 0 && idle > int64(s.cfg.IdleTimeout):
 			_ = c.closeWith(1001, "idle timeout", ReasonIdleTimeout, true)
 		case s.cfg.PingInterval > 0 && idle > int64(s.cfg.PingInterval) && now-lastPing > int64(s.cfg.PingInterval):

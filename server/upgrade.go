@@ -12,7 +12,6 @@ import (
 	"strings"
 	"sync"
 
-	"github.com/fanout-ws/fanout/poller"
 	"github.com/gobwas/ws"
 )
 
@@ -204,6 +203,7 @@ func (s *Server) onConnect(c *Conn, r *Request) error {
 		}
 		c.mu.Lock()
 		c.claims = claims
+		c.expires = expiry(claims)
 		c.mu.Unlock()
 	}
 	if s.cfg.OnConnect == nil {
@@ -255,7 +255,10 @@ func (c *Conn) failHandshake(err error, resp []byte) {
 
 // Handler returns an http.Handler that upgrades requests with
 // ws.HTTPUpgrader (for an existing net/http mux) and hands the hijacked
-// connection to the same poller and pools as Serve.
+// connection to the same poller and pools as Serve. Behind an HTTPS server
+// the hijacked connection is a *tls.Conn whose socket Go's TLS stack keeps:
+// it is bridged to the poller through a socket pair by two goroutines (see
+// hijackedSocket); Serve with Config.TLS avoids that cost.
 func (s *Server) Handler() http.Handler {
 	return http.HandlerFunc(s.serveHTTP)
 }
@@ -319,7 +322,7 @@ func (s *Server) serveHTTP(w http.ResponseWriter, r *http.Request) {
 		early, _ = rw.Reader.Peek(rw.Reader.Buffered())
 		early = bytes.Clone(early)
 	}
-	fd, err := poller.Detach(nc)
+	fd, err := s.hijackedSocket(nc)
 	if err != nil {
 		s.log.Error("hijacked connection has no socket", "err", err)
 		c.destroy(ReasonIOError)

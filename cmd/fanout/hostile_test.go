@@ -12,6 +12,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/gorilla/websocket"
 )
 
 // Finding 13: -check-config fails, naming the flag, on what would stop the
@@ -91,4 +93,30 @@ func TestRedactArgs(t *testing.T) {
 	if !slices.Equal(got, want) {
 		t.Fatalf("got %q\nwant %q", got, want)
 	}
+}
+
+// Finding 10 at the command level: -anonymous-subscribe limits what a
+// client without a token may join, through the real channel routes.
+func TestHostile_AnonymousPermissions(t *testing.T) {
+	t.Parallel()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	addr, _, done, logs := startRunLogs(t, ctx, "-jwt-secret", "s3cret-for-test", "-anonymous-subscribe", "public/*", "-anonymous-publish", "")
+	for query, want := range map[string]int{"channel=public/news": 101, "channel=private": 403} {
+		c, resp, err := websocket.DefaultDialer.Dial("ws://"+addr+"/ws?"+query, nil)
+		if c != nil {
+			c.Close()
+		}
+		if resp == nil || resp.StatusCode != want {
+			t.Fatalf("%s: %v %v, want %d", query, resp, err, want)
+		}
+	}
+	logs.mu.Lock()
+	warned := strings.Contains(logs.w.(*bytes.Buffer).String(), "anonymous clients may")
+	logs.mu.Unlock()
+	if warned {
+		t.Fatal("warned about anonymous access although it is explicit")
+	}
+	cancel()
+	<-done
 }

@@ -62,6 +62,10 @@ type options struct {
 	jwtSecret       string
 	jwtPublicKey    string
 	authRequired    bool
+	jwtAudience     string
+	jwtIssuer       string
+	anonSubscribe   []string // nil: every channel
+	anonPublish     []string
 	tlsCert         string
 	tlsKey          string
 	printConfig     bool
@@ -136,7 +140,11 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 	fs.StringVar(&o.tlsKey, "tls-key", "", "PEM private key file for -tls-cert")
 	fs.StringVar(&o.jwtSecret, "jwt-secret", "", "verify HS256 JWTs with this secret (token from Authorization: Bearer, ?token= or a \"bearer.<jwt>\" subprotocol entry)")
 	fs.StringVar(&o.jwtPublicKey, "jwt-public-key", "", "PEM file with an RSA or ECDSA public key: verify RS256/ES256 JWTs")
-	fs.BoolVar(&o.authRequired, "auth-required", false, "refuse connections without a valid token (401); otherwise they are anonymous")
+	fs.BoolVar(&o.authRequired, "auth-required", false, "refuse connections without a valid token (401); otherwise they are anonymous. Tokens must carry exp; a connection is closed with 1008 \"token expired\" when it passes")
+	fs.StringVar(&o.jwtAudience, "jwt-audience", "", "require this value in the token's aud")
+	fs.StringVar(&o.jwtIssuer, "jwt-issuer", "", "require this value as the token's iss")
+	fs.Func("anonymous-subscribe", "with JWT auth, comma-separated channel patterns (path.Match) anonymous clients may subscribe to; empty allows none. Unset allows every channel (warned at start)", patterns(&o.anonSubscribe))
+	fs.Func("anonymous-publish", "with JWT auth, comma-separated channel patterns anonymous clients may publish to; empty allows none. Unset allows every channel (warned at start)", patterns(&o.anonPublish))
 	fs.Func("allowed-origins", "comma-separated Origin patterns browsers may connect from (path.Match syntax, e.g. https://*.example.com); others get 403. Empty allows all", func(v string) error {
 		c.AllowedOrigins = nil
 		for p := range strings.SplitSeq(v, ",") {
@@ -399,6 +407,20 @@ func (r *certReloader) reload() error {
 
 func (r *certReloader) get(*tls.ClientHelloInfo) (*tls.Certificate, error) { return r.cert.Load(), nil }
 
+// patterns sets *dst from a comma-separated list; an empty value makes it
+// empty but not nil (nothing allowed).
+func patterns(dst *[]string) func(string) error {
+	return func(v string) error {
+		*dst = []string{}
+		for p := range strings.SplitSeq(v, ",") {
+			if p = strings.TrimSpace(p); p != "" {
+				*dst = append(*dst, p)
+			}
+		}
+		return nil
+	}
+}
+
 // configureAuth turns the JWT flags into server.Auth.
 func (o *options) configureAuth() error {
 	if o.jwtSecret == "" && o.jwtPublicKey == "" {
@@ -407,7 +429,8 @@ func (o *options) configureAuth() error {
 		}
 		return nil
 	}
-	a := &server.Auth{HMACSecret: []byte(o.jwtSecret), Required: o.authRequired}
+	a := &server.Auth{HMACSecret: []byte(o.jwtSecret), Required: o.authRequired, Audience: o.jwtAudience, Issuer: o.jwtIssuer,
+		AnonymousSubscribe: o.anonSubscribe, AnonymousPublish: o.anonPublish}
 	if o.jwtPublicKey != "" {
 		pemBytes, err := os.ReadFile(o.jwtPublicKey)
 		if err != nil {
@@ -437,7 +460,8 @@ func printable(o *options) map[string]any {
 		"log_format": o.logFormat, "admin_addr": o.adminAddr, "allowed_origins": c.AllowedOrigins,
 		"message_rate": c.MessageRate, "message_burst": c.MessageBurst, "byte_rate": c.ByteRate, "byte_burst": c.ByteBurst,
 		"rate_limit_close": c.RateLimitClose, "auth_required": o.authRequired,
-		"jwt_secret_set": o.jwtSecret != "", "jwt_public_key": o.jwtPublicKey,
+		"jwt_secret_set": o.jwtSecret != "", "jwt_public_key": o.jwtPublicKey, "jwt_audience": o.jwtAudience, "jwt_issuer": o.jwtIssuer,
+		"anonymous_subscribe": o.anonSubscribe, "anonymous_publish": o.anonPublish,
 		"tls_cert": o.tlsCert, "tls_key": o.tlsKey, "max_conns_per_ip": c.MaxConnsPerIP, "handshake_rate_per_ip": c.HandshakeRatePerIP,
 		"history_size": p.HistorySize, "history_ttl": p.HistoryTTL.String(), "max_channels": p.MaxChannels,
 		"history_max_bytes": p.HistoryMaxBytes, "channel_create_rate": p.ChannelCreateRate,
