@@ -7,7 +7,10 @@
 #   ceiling                                5,000 subscribers, rate raised until the server stops keeping up
 #   echo                                   100 clients in a closed loop on /echo
 # Fanout runs with -admin-addr so writes per delivery come from its metrics.
-# Raw JSON, tables and plots go to bench/results/<date>-<commit>/peers/.
+# Raw JSON, tables and charts (every server of a part and round on one
+# chart: fanout-bench -replot) go to bench/results/<date>-<commit>/peers/,
+# <commit> being Fanout's: FANOUT_REF=<commit> measures the server built
+# from that commit (the generator and peers stay those of the work tree).
 #   bench/scripts/peers.sh                     # everything (about 50 minutes)
 #   bench/scripts/peers.sh 1 t19000x20 echo    # round 1, two parts
 # RUNNER prefixes each part (all servers of one part and round), e.g. a
@@ -17,9 +20,18 @@ set -euo pipefail
 self=$(realpath "$0")
 cd "$(dirname "$self")/../.."
 port=${PORT:-9400}
+export BIN=${BIN:-/tmp/fanout-peers-$(basename "$PWD")} # per work tree: others build theirs
 eval "$(PORT=$port bench/peers/start.sh)"
+ref=$(git rev-parse --short "${FANOUT_REF:-HEAD}")
+if [[ -n ${FANOUT_REF:-} ]]; then
+	src=$(mktemp -d)
+	git archive "$ref" | tar -x -C "$src"
+	(cd "$src" && go build -o "$BIN/fanout-$ref" ./cmd/fanout)
+	rm -rf "$src"
+	FANOUT="$BIN/fanout-$ref ${FANOUT#* }"
+fi
 FANOUT="$FANOUT -admin-addr 127.0.0.1:$((port + 1))"
-out="bench/results/$(date -u +%Y-%m-%d)-$(git rev-parse --short HEAD)/peers"
+out="bench/results/$(date -u +%Y-%m-%d)-$ref/peers"
 mkdir -p "$out"
 servers=${SERVERS:-fanout uws nbio gorilla node}
 rounds=${ROUNDS:-2}
@@ -38,21 +50,25 @@ one() {
 	esac
 	[[ $s != fanout ]] || args+=(-metrics-url "http://127.0.0.1:$((port + 1))/metrics")
 	$BENCH "${args[@]}" "${pin[@]}" -size 64 -duration 10s -settle 2s -server-cmd "${cmd[$s]}" -label "$s" \
-		-server-log "$out/$name-server.log" -json "$out/$name.json" -plot "$out/plots/$name" 2>"$out/$name-progress.txt" |
+		-server-log "$out/$name-server.log" -json "$out/$name.json" 2>"$out/$name-progress.txt" |
 		tee -a "$out/$part.md"
 }
 
 # part ROUND PART: every server in turn (the ceiling: the servers in $SERVERS).
 part() {
-	local s
-	for s in $servers; do one "$s" "$2" "$1"; done
+	local s jsons=()
+	for s in $servers; do
+		one "$s" "$2" "$1"
+		jsons+=("$out/$2-$s-r$1.json")
+	done
+	$BENCH -replot "$(IFS=,; echo "${jsons[*]}")" -plot "$out/plots/$2-r$1${SERVERS:+-${servers// /-}}"
 }
 
 if [[ ${1:-} == part ]]; then # a call made through RUNNER
 	part "$2" "$3"
 	exit
 fi
-echo "# $(date -u +%FT%TZ) commit $(git rev-parse --short HEAD), $(nproc) cores, $(go version | cut -d' ' -f3), node $(node --version), ulimit -n $(ulimit -n), server CPU ${SERVER_CPU:-0}, generator CPU ${CLIENT_CPU:-1}" | tee -a "$out/README.md"
+echo "# $(date -u +%FT%TZ) Fanout $ref, generator and peers $(git rev-parse --short HEAD), $(nproc) cores, $(go version | cut -d' ' -f3), node $(node --version), ulimit -n $(ulimit -n), server CPU ${SERVER_CPU:-0}, generator CPU ${CLIENT_CPU:-1}" | tee -a "$out/README.md"
 only=("${@:2}")
 [[ ${#only[@]} -gt 0 ]] || only=(t19000x2 t19000x5 t19000x20 t5000x76 echo ceiling)
 for round in ${1:-$(seq "$rounds")}; do

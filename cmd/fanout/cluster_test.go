@@ -75,3 +75,36 @@ func TestRun_ReusePortWithRedisBroker(t *testing.T) {
 		}
 	}
 }
+
+// -broker rabbitmq-stream:// makes a RabbitMQ broker: with nothing
+// listening there the node serves, but /readyz answers 503 and a publish
+// through the API is refused (the broker's own tests run a real RabbitMQ).
+func TestRun_RabbitMQBrokerDown(t *testing.T) {
+	down := freeAddr(t) // nothing listens there
+	ctx, cancel := context.WithCancel(context.Background())
+	addr, admin, done := startRun(t, ctx, "-admin-addr", "127.0.0.1:0", "-api-key", "k",
+		"-broker", "rabbitmq-stream://guest:secret@"+down+"/?stream=fanout-test")
+	defer func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("run: %v", err)
+		}
+	}()
+	if code, body := get("http://" + admin + "/readyz"); code != 503 {
+		t.Fatalf("/readyz with RabbitMQ down: %d %s", code, body)
+	}
+	req, _ := http.NewRequest(http.MethodPost, "http://"+addr+"/api/publish", strings.NewReader(`{"channel":"a","data":1}`))
+	req.Header.Set("X-API-Key", "k")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != 503 {
+		t.Fatalf("publish with RabbitMQ down: %d, want 503", resp.StatusCode)
+	}
+	var out bytes.Buffer
+	if err := run(context.Background(), []string{"-check-config", "-broker", "rabbitmq-stream://h:5552/?max-age=1s"}, &out, io.Discard); err == nil || !strings.Contains(err.Error(), "max-age") {
+		t.Fatalf("a max-age shorter than the history TTL: %v", err)
+	}
+}

@@ -31,6 +31,7 @@ import (
 	"github.com/fanout-ws/fanout/frame"
 	"github.com/fanout-ws/fanout/server"
 	"github.com/fanout-ws/fanout/server/pubsub"
+	"github.com/fanout-ws/fanout/server/pubsub/rabbitmq"
 	"github.com/fanout-ws/fanout/server/pubsub/redis"
 	"github.com/golang-jwt/jwt/v5"
 	"github.com/prometheus/client_golang/prometheus"
@@ -134,7 +135,7 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 	fs.Float64Var(&p.ChannelCreateRate, "channel-create-rate", pubsub.DefaultChannelCreateRate, "new channels one connection may make per second, and history replays it may ask for, with a burst of -max-channels-per-conn (negative disables)")
 	fs.IntVar(&p.MaxChannelsPerConn, "max-channels-per-conn", pubsub.DefaultMaxChannelsPerConn, "subscriptions one connection may hold")
 	fs.StringVar(&o.apiKey, "api-key", "", "key for the HTTP API (POST /api/publish, GET /api/channels) as \"Authorization: Bearer <key>\" or X-API-Key; empty disables the API")
-	fs.StringVar(&o.broker, "broker", "", "message broker joining several fanout nodes, redis://[user:password@]host:port/db; empty keeps channels in this process")
+	fs.StringVar(&o.broker, "broker", "", "message broker joining several fanout nodes: redis://[user:password@]host:port/db, or a RabbitMQ stream, rabbitmq-stream://user:password@host:5552/vhost[?stream=fanout&max-age=6m&max-length-bytes=N&history-max-bytes=N]; empty keeps channels in this process")
 	fs.BoolVar(&o.reusePort, "reuseport", false, "listen with SO_REUSEPORT so several fanout processes share -addr (the kernel balances accepts)")
 	fs.StringVar(&o.tlsCert, "tls-cert", "", "PEM certificate (chain) file: serve wss; reloaded on SIGHUP without dropping connections")
 	fs.StringVar(&o.tlsKey, "tls-key", "", "PEM private key file for -tls-cert")
@@ -222,14 +223,14 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 	if o.broker != "" {
-		b, err := redis.New(o.broker, pubsub.BrokerOptions{
+		b, closeBroker, err := newBroker(o.broker, pubsub.BrokerOptions{
 			HistorySize: o.channels.HistorySize, HistoryTTL: o.channels.HistoryTTL, HistoryMaxBytes: o.channels.HistoryMaxBytes,
 			MaxChannels: o.channels.MaxChannels, Logger: logger,
 		})
 		if err != nil {
 			return fmt.Errorf("-broker: %w", err)
 		}
-		defer b.Close()
+		defer closeBroker()
 		o.channels.Broker = b
 	}
 	if o.checkConfig {
@@ -360,6 +361,23 @@ func redactArgs(args []string) []string {
 		}
 	}
 	return out
+}
+
+// newBroker returns the broker that -broker's URL scheme names, and what
+// closes it once the node has stopped.
+func newBroker(rawURL string, o pubsub.BrokerOptions) (pubsub.Broker, func(), error) {
+	if strings.HasPrefix(rawURL, "rabbitmq-stream://") || strings.HasPrefix(rawURL, "rabbitmq-stream+tls://") {
+		b, err := rabbitmq.New(rawURL, o)
+		if err != nil {
+			return nil, nil, err
+		}
+		return b, func() {}, nil // its connection ends with the node
+	}
+	b, err := redis.New(rawURL, o)
+	if err != nil {
+		return nil, nil, err
+	}
+	return b, func() { _ = b.Close() }, nil
 }
 
 // redactURL hides a password in a broker URL for logs.

@@ -8,6 +8,7 @@ package main
 import (
 	"flag"
 	"log"
+	"net"
 	"net/http"
 	"sync"
 
@@ -97,6 +98,10 @@ func main() {
 			}
 		}
 	})
-	log.Printf("gorilla hub listening on %s", *addr)
-	log.Fatal(http.ListenAndServe(*addr, nil))
+	ln, err := net.Listen("tcp", *addr)
+	if err != nil {
+		log.Fatal(err)
+	}
+	log.Printf("gorilla hub listening on %s", ln.Addr()) // port 0: the one the kernel chose
+	log.Fatal(http.Serve(ln, nil))
 }

@@ -11,6 +11,7 @@ import (
 	"context"
 	"flag"
 	"log"
+	"net"
 	"net/http"
 	"os"
 	"os/signal"
@@ -76,17 +77,25 @@ func main() {
 	mux := http.NewServeMux()
 	mux.HandleFunc("/ws", upgrade(r.upgrader()))
 	mux.HandleFunc("/echo", upgrade(echoUpgrader()))
+	var bound net.Addr
 	engine := nbhttp.NewEngine(nbhttp.Config{
 		Network:            "tcp",
 		Addrs:              []string{*addr},
 		Handler:            mux,
 		MaxWriteBufferSize: 1 << 20,
 		MaxLoad:            1 << 20,
+		Listen: func(network, addr string) (net.Listener, error) { // port 0: note the one the kernel chose
+			ln, err := net.Listen(network, addr)
+			if err == nil {
+				bound = ln.Addr()
+			}
+			return ln, err
+		},
 	})
 	if err := engine.Start(); err != nil {
 		log.Fatalf("nbio peer: %v", err)
 	}
-	log.Printf("nbio peer listening on %s", *addr)
+	log.Printf("nbio peer listening on %s", bound)
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	<-ctx.Done()

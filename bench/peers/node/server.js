@@ -1,10 +1,11 @@
 // The textbook chat server on Node's `ws` package, as a benchmark peer:
 // /ws sends every message to every client whose readyState is OPEN, /echo
-// echoes. Usage: node server.js [port]
+// echoes. Usage: node server.js [port] (0: any free port; the line
+// "listening on 127.0.0.1:PORT" names it)
 import { createServer } from 'node:http';
 import { WebSocketServer, WebSocket } from 'ws';
 
-const port = Number(process.argv[2] || 8082);
+const port = Number(process.argv[2] ?? 8082);
 const http = createServer((req, res) => { res.writeHead(404); res.end(); });
 const room = new WebSocketServer({ noServer: true, perMessageDeflate: false });
 const echo = new WebSocketServer({ noServer: true, perMessageDeflate: false });
@@ -27,6 +28,6 @@ echo.on('connection', (ws) => {
   ws.on('message', (data, isBinary) => ws.send(data, { binary: isBinary }));
 });
 
-http.listen(port, '127.0.0.1', () => console.log(`node ws peer listening on 127.0.0.1:${port}`));
+http.listen(port, '127.0.0.1', () => console.log(`node ws peer listening on 127.0.0.1:${http.address().port}`));
 process.on('SIGTERM', () => process.exit(0));
 process.on('SIGINT', () => process.exit(0));

@@ -6,10 +6,11 @@
 // uWebSockets.js v20 (its source_commit file names the upstream commit).
 // A socket more than 1 MiB behind is closed, as Fanout evicts a client
 // whose send queue passes 1 MiB (uWS's default would skip its messages).
-// Usage: node server.js [port]
+// Usage: node server.js [port] (0: any free port; the line "listening on
+// 127.0.0.1:PORT" names it)
 import uWS from 'uwebsockets';
 
-const port = Number(process.argv[2] || 8083);
+const port = Number(process.argv[2] ?? 8083);
 const topic = 'room';
 const common = {
   compression: uWS.DISABLED,
@@ -36,7 +37,7 @@ app.listen('127.0.0.1', port, (token) => {
     console.error(`uWS peer: cannot listen on 127.0.0.1:${port}`);
     process.exit(1);
   }
-  console.log(`uWebSockets.js peer listening on 127.0.0.1:${port}`);
+  console.log(`uWebSockets.js peer listening on 127.0.0.1:${uWS.us_socket_local_port(token)}`);
 });
 process.on('SIGTERM', () => process.exit(0));
 process.on('SIGINT', () => process.exit(0));

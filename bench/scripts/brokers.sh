@@ -1,0 +1,117 @@
+#!/usr/bin/env bash
+# Redis against RabbitMQ as Fanout's broker, in one run (issue 14): three
+# fanout nodes on one address (-reuseport) joined by each broker in turn,
+# 19,000 subscribers over 1,000 channels (1 msg/s each) and on one channel
+# (5 msg/s), 64-byte messages published through the HTTP API (10
+# publishers; one for one channel). fanout-bench gives publish-to-delivery latency, the API's
+# round trip, and the broker's CPU and RSS over the measured window
+# (-broker-pid). Loopback only; every run stops by itself. Raw JSON and logs
+# go to bench/results/<date>-<commit>-brokers/.
+#   bench/scripts/brokers.sh [ROUNDS [FIRST]]   (default 1 round, numbered from 1; about 4
+#   minutes a round; even rounds run RabbitMQ first)
+#   CONNS=300 DURATION=3s bench/scripts/brokers.sh   (a smoke test)
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+rounds=${1:-1} first=${2:-1}
+out="bench/results/$(date -u +%Y-%m-%d)-$(git rev-parse --short HEAD)-brokers"
+mkdir -p "$out"
+tmp=$(mktemp -d)
+go build -o "$tmp/fanout" ./cmd/fanout
+go build -o "$tmp/fanout-bench" ./cmd/fanout-bench
+log() { tee -a "$out/README.md"; }
+pids=()
+stop() { # SIGTERM, up to 10 s each, then SIGKILL
+	local p
+	for p in "$@"; do kill "$p" 2>/dev/null || true; done
+	for p in "$@"; do
+		for _ in $(seq 100); do kill -0 "$p" 2>/dev/null || break; sleep 0.1; done
+		kill -9 "$p" 2>/dev/null || true
+	done
+}
+cleanup() {
+	stop "${pids[@]}" ${rpid:+"$rpid"} ${qpid:+"$qpid"}
+	[[ -z ${epmd:-} ]] || epmd -port "$epmd" -kill >/dev/null 2>&1 || true
+	rm -rf "$tmp"
+}
+trap cleanup EXIT
+free_port() { # below the ephemeral range, so no outgoing connection takes it meanwhile
+	local p
+	for p in $(shuf -i 20000-29999 -n 100); do
+		ss -ltnH "sport = :$p" | grep -q . || { echo "$p"; return; }
+	done
+	return 1
+}
+wait_quiet() { # at most 60 s for under 0.15 busy cores over 3 s
+	local start=$SECONDS a b
+	while ((SECONDS - start < 60)); do
+		a=$(awk '/^cpu /{print $2+$3+$4+$7+$8+$9}' /proc/stat); sleep 3
+		b=$(awk '/^cpu /{print $2+$3+$4+$7+$8+$9}' /proc/stat)
+		((b - a < 45)) && return
+	done
+	echo "machine still busy after 60 s; measuring anyway" >&2
+}
+echo "# $(date -u +%FT%TZ) commit $(git rev-parse --short HEAD), $(nproc) cores, $(go version | cut -d' ' -f3), ulimit -n $(ulimit -n)" | log
+
+# Redis without persistence, as in report.sh's broker target.
+rport=$(free_port)
+redis-server --bind 127.0.0.1 --port "$rport" --save '' --appendonly no --logfile "$tmp/redis.log" &
+rpid=$!
+for _ in $(seq 100); do [[ $(redis-cli -p "$rport" ping 2>/dev/null) == PONG ]] && break; sleep 0.1; done
+echo "redis-server $(redis-server --version | cut -d' ' -f3) pid $rpid, --save '' --appendonly no" | log
+
+# RabbitMQ with the stream plugin only (no AMQP listener), its own data
+# directory, node name, epmd and ports, Debian's defaults otherwise.
+sport=$(free_port) dport=$(free_port) epmd=$(free_port)
+mkdir -p "$tmp/rmq"
+printf 'listeners.tcp = none\nstream.listeners.tcp.1 = 127.0.0.1:%s\nstream.advertised_host = 127.0.0.1\nstream.advertised_port = %s\nloopback_users = none\n' \
+	"$sport" "$sport" >"$tmp/rmq/rabbitmq.conf"
+echo '[rabbitmq_stream].' >"$tmp/rmq/enabled_plugins"
+: >"$tmp/rmq/env.conf"
+epmd -port "$epmd" -address 127.0.0.1 -daemon
+HOME=$tmp/rmq RABBITMQ_NODENAME=fanout-bench-$sport@localhost RABBITMQ_NODE_IP_ADDRESS=127.0.0.1 RABBITMQ_DIST_PORT=$dport \
+	ERL_EPMD_PORT=$epmd RABBITMQ_MNESIA_BASE=$tmp/rmq/data RABBITMQ_LOG_BASE=$tmp/rmq/log RABBITMQ_LOGS=- \
+	RABBITMQ_CONFIG_FILE=$tmp/rmq/rabbitmq.conf RABBITMQ_ENABLED_PLUGINS_FILE=$tmp/rmq/enabled_plugins \
+	RABBITMQ_CONF_ENV_FILE=$tmp/rmq/env.conf RABBITMQ_PID_FILE=$tmp/rmq/pid \
+	/usr/lib/rabbitmq/bin/rabbitmq-server >"$out/rabbitmq.log" 2>&1 &
+qpid=$!
+for _ in $(seq 600); do (echo >/dev/tcp/127.0.0.1/"$sport") 2>/dev/null && break; sleep 0.1; done
+beam=$(cat "$tmp/rmq/pid")
+echo "rabbitmq-server $(dpkg-query -W -f '${Version}' rabbitmq-server) beam pid $beam, rabbitmq_stream plugin, default settings" | log
+
+port=$(free_port) key=bench
+addr=127.0.0.1:$port
+admins=($(free_port) $(free_port) $(free_port))
+run() { # run BROKER NAME CHANNELS MSG/S
+	local broker=$1 name=$2 k=$3 rate=$4 url bpid i
+	case $broker in
+	redis) url=redis://127.0.0.1:$rport/0 bpid=$rpid; redis-cli -p "$rport" flushall >/dev/null ;;
+	rabbitmq) url="rabbitmq-stream://guest:guest@127.0.0.1:$sport/?stream=$name" bpid=$beam ;;
+	esac
+	pids=()
+	for i in 0 1 2; do
+		"$tmp/fanout" -log-level info -api-key $key -addr "$addr" -reuseport -broker "$url" \
+			-admin-addr "127.0.0.1:${admins[$i]}" >"$out/$name-node$i.log" 2>&1 &
+		pids+=($!)
+	done
+	for i in 0 1 2; do
+		for _ in $(seq 300); do curl -fs "http://127.0.0.1:${admins[$i]}/readyz" >/dev/null && break; sleep 0.1; done
+	done
+	wait_quiet
+	"$tmp/fanout-bench" -url "ws://$addr/ws" -scenario broadcast -conns "${CONNS:-19000}" -rate 5000 -channels "$k" -publishers $((k < 10 ? k : 10)) \
+		-msg-rate "$rate" -size 64 -publish-url "http://$addr/api/publish" -api-key $key -duration "${DURATION:-20s}" -settle 5s -drain 5s \
+		-server-pid "$(IFS=,; echo "${pids[*]}")" -broker-pid "$bpid" -label "fanout x3 $broker" -json "$out/$name.json" | log
+	stop "${pids[@]}"
+	pids=()
+	jq -r --arg n "$name" '.result | "\($n): p50 \(.p50_ms) ms, p99 \(.p99_ms) ms, API p50 \(.api_p50_ms) ms p99 \(.api_p99_ms) ms, published/s \(.published_per_s), missing \(.missing), lost \(.lost), publish errors \(.publish_errors // 0), broker CPU \(.broker_cpu_cores) cores, broker RSS \(.broker_rss_end_bytes / 1048576 | floor) MiB, servers CPU \(.server_cpu_cores) cores"' "$out/$name.json" | log
+}
+for round in $(seq "$first" $((first + rounds - 1))); do
+	order="redis rabbitmq"
+	((round % 2)) || order="rabbitmq redis"
+	for spec in 1000:1 1:5; do
+		k=${spec%%:*} rate=${spec##*:}
+		for broker in $order; do
+			run "$broker" "k$k-$broker-$round" "$k" "$rate"
+		done
+	done
+done
+echo "raw results in $out" | log

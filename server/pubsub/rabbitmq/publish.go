@@ -1,0 +1,115 @@
+package rabbitmq
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/fanout-ws/fanout/server/pubsub"
+	"github.com/rabbitmq/rabbitmq-stream-go-client/pkg/amqp"
+	"github.com/rabbitmq/rabbitmq-stream-go-client/pkg/message"
+)
+
+// Publish proposes data at channel's next offset and returns once this
+// node has read the proposal back from the stream, proposing again while
+// other nodes' proposals win.
+func (b *Broker) Publish(ctx context.Context, channel string, data []byte) (pubsub.Position, error) {
+	for {
+		p, err := b.propose(kindPublish, channel, data)
+		if err != nil {
+			return pubsub.Position{}, err
+		}
+		r, err := b.send(ctx, p)
+		if err != nil {
+			return pubsub.Position{}, err
+		}
+		if r.accepted {
+			return pubsub.Position{Offset: p.offset, Epoch: p.epoch}, nil
+		}
+	}
+}
+
+// History returns channel's position and the kept messages after after.
+// A channel this node has not seen used for half the TTL is touched
+// through the stream first, so that every node keeps it alive (or agrees
+// on its new epoch).
+func (b *Broker) History(ctx context.Context, channel string, after uint64, limit int) (pubsub.Position, []pubsub.Message, error) {
+	now := time.Now().UnixMilli()
+	b.mu.Lock()
+	if st := b.st.live(channel, now); st != nil && now-st.last < b.st.ttl/2 && b.prod != nil {
+		defer b.mu.Unlock()
+		top, msgs := b.st.history(channel, st, after, limit, now)
+		return top, msgs, nil
+	}
+	b.mu.Unlock()
+	p, err := b.propose(kindTouch, channel, nil)
+	if err != nil {
+		return pubsub.Position{}, nil, err
+	}
+	r, err := b.send(ctx, p)
+	if err != nil {
+		return pubsub.Position{}, nil, err
+	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if st := b.st.chans[channel]; st != nil && st.epoch == r.pos.Epoch {
+		top, msgs := b.st.history(channel, st, after, limit, time.Now().UnixMilli())
+		return top, msgs, nil
+	}
+	return r.pos, nil, nil
+}
+
+// propose builds this node's next proposal for channel from its state.
+func (b *Broker) propose(kind byte, channel string, data []byte) (*proposal, error) {
+	p := &proposal{kind: kind, node: b.node, seq: b.seq.Add(1), at: time.Now().UnixMilli(), channel: channel, data: data}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.prod == nil || !b.ready.Load() {
+		return nil, pubsub.ErrBrokerUnavailable
+	}
+	st := b.st.live(channel, p.at)
+	switch {
+	case st == nil && b.st.chans[channel] == nil && len(b.st.chans) >= b.max:
+		return nil, fmt.Errorf("%w (%d)", pubsub.ErrTooManyChannels, b.max)
+	case st == nil:
+		p.epoch, p.offset = pubsub.NewEpoch(), 0
+		if kind == kindPublish {
+			p.offset = 1
+		}
+	case kind == kindPublish:
+		p.epoch, p.offset = st.epoch, max(st.offset, st.pending)+1
+		st.pending = p.offset
+	default:
+		p.epoch, p.offset = st.epoch, st.offset
+	}
+	return p, nil
+}
+
+// send writes p to the stream and waits until this node reads it back.
+func (b *Broker) send(ctx context.Context, p *proposal) (result, error) {
+	w := make(chan result, 1)
+	b.mu.Lock()
+	prod := b.prod
+	if prod == nil {
+		b.mu.Unlock()
+		return result{}, pubsub.ErrBrokerUnavailable
+	}
+	b.waiters[p.seq] = w
+	b.mu.Unlock()
+	forget := func() {
+		b.mu.Lock()
+		delete(b.waiters, p.seq)
+		b.mu.Unlock()
+	}
+	if err := prod.BatchSend([]message.StreamMessage{amqp.NewMessage(p.encode())}); err != nil {
+		forget()
+		return result{}, fmt.Errorf("%w: %v", pubsub.ErrBrokerUnavailable, err)
+	}
+	select {
+	case r := <-w:
+		return r, r.err
+	case <-ctx.Done():
+		forget()
+		return result{}, fmt.Errorf("%w: %v", pubsub.ErrBrokerUnavailable, ctx.Err())
+	}
+}

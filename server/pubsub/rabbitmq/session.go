@@ -1,0 +1,141 @@
+package rabbitmq
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/fanout-ws/fanout/server/pubsub"
+	"github.com/rabbitmq/rabbitmq-stream-go-client/pkg/amqp"
+	"github.com/rabbitmq/rabbitmq-stream-go-client/pkg/message"
+	"github.com/rabbitmq/rabbitmq-stream-go-client/pkg/stream"
+)
+
+// session connects, rebuilds the state from the stream's last TTL, says
+// hello, and consumes until the connection or ctx ends. resync runs once
+// the hello is read back.
+func (b *Broker) session(ctx context.Context, resync func()) error {
+	env, err := stream.NewEnvironment(stream.NewEnvironmentOptions().SetUri(b.uri).SetRPCTimeout(5 * time.Second))
+	if err != nil {
+		return err
+	}
+	defer env.Close()
+	if err := env.DeclareStream(b.name, b.retention); err != nil && !errors.Is(err, stream.StreamAlreadyExists) {
+		return err
+	}
+	sess := &session{hello: b.seq.Add(1)}
+	b.mu.Lock()
+	b.st = newState(b.ttl, b.size, b.maxBytes)
+	b.mu.Unlock()
+	defer b.end(sess)
+
+	from := time.Now().Add(-b.ttl - clockSkew).UnixMilli()
+	cons, err := env.NewConsumer(b.name, func(_ stream.ConsumerContext, m *amqp.Message) { b.handle(sess, m, resync) },
+		stream.NewConsumerOptions().SetOffset(stream.OffsetSpecification{}.Timestamp(from)).SetClientProvidedName("fanout-"+b.node))
+	if err != nil {
+		return err
+	}
+	prod, err := env.NewProducer(b.name, stream.NewProducerOptions().SetClientProvidedName("fanout-"+b.node))
+	if err != nil {
+		return err
+	}
+	consClosed, prodClosed := cons.NotifyClose(), prod.NotifyClose() // each call replaces the last
+	b.mu.Lock()
+	b.prod = prod
+	b.mu.Unlock()
+	hello := proposal{kind: kindHello, node: b.node, seq: sess.hello, at: time.Now().UnixMilli()}
+	if err := prod.BatchSend([]message.StreamMessage{amqp.NewMessage(hello.encode())}); err != nil {
+		return err
+	}
+	sweep := time.NewTicker(time.Second)
+	defer sweep.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case e := <-consClosed:
+			return fmt.Errorf("consumer closed: %v", e.Err)
+		case e := <-prodClosed:
+			return fmt.Errorf("producer closed: %v", e.Err)
+		case now := <-sweep.C:
+			b.mu.Lock()
+			b.st.sweep(now.UnixMilli(), clockSkew.Milliseconds())
+			b.mu.Unlock()
+		}
+	}
+}
+
+// end stops sess's deliveries and fails the proposals still waiting.
+func (b *Broker) end(sess *session) {
+	b.ready.Store(false)
+	b.handling.Lock()
+	sess.closed = true
+	b.handling.Unlock()
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.prod = nil
+	for seq, w := range b.waiters {
+		w <- result{err: pubsub.ErrBrokerUnavailable}
+		delete(b.waiters, seq)
+	}
+}
+
+// handle applies one stream message. Before this session's hello is read
+// back the messages only rebuild the state: subscribers already had them,
+// or get them from history when resync catches their channels up.
+func (b *Broker) handle(sess *session, m *amqp.Message, resync func()) {
+	b.handling.Lock()
+	defer b.handling.Unlock()
+	if sess.closed {
+		return
+	}
+	p, ok := decode(m.GetData())
+	if !ok {
+		if sess.live {
+			b.external(m)
+		}
+		return
+	}
+	if p.kind == kindHello {
+		if p.node == b.node && p.seq == sess.hello {
+			sess.live = true
+			b.ready.Store(true)
+			b.log.Info("rabbitmq broker connected", "stream", b.name)
+			resync()
+		}
+		return
+	}
+	b.mu.Lock()
+	st, accepted := b.st.apply(&p)
+	var w chan result
+	if p.node == b.node {
+		if w = b.waiters[p.seq]; w != nil {
+			delete(b.waiters, p.seq)
+		}
+		if !accepted && p.kind == kindPublish {
+			st.pending = 0 // what this node proposed after it fails too
+		}
+	}
+	pos := pubsub.Position{Offset: st.offset, Epoch: st.epoch}
+	b.mu.Unlock()
+	if w != nil {
+		w <- result{accepted: accepted, pos: pos}
+	}
+	if accepted && sess.live {
+		b.out <- pubsub.Message{Channel: p.channel, Position: pubsub.Position{Offset: p.offset, Epoch: p.epoch}, Data: p.data}
+	}
+}
+
+// external delivers a message written to the stream by another client: a
+// JSON body with the application property "channel". It has no offset.
+func (b *Broker) external(m *amqp.Message) {
+	channel, _ := m.ApplicationProperties["channel"].(string)
+	data := m.GetData()
+	if pubsub.CheckChannelName(channel) != nil || !json.Valid(data) {
+		b.log.Warn("rabbitmq broker: dropped a stream message that is neither Fanout's nor JSON with a channel property")
+		return
+	}
+	b.out <- pubsub.Message{Channel: channel, Data: data}
+}
