@@ -1,8 +1,9 @@
 package frame
 
-// DefaultMaxMessageBytes is the message size limit of a Parser whose
-// MaxMessageBytes is zero.
-const DefaultMaxMessageBytes = 1 << 20
+// DefaultParserMessageBytes is the message size limit of a Parser whose
+// MaxMessageBytes is zero. The server sets its own limit on every Parser
+// (server.DefaultParserMessageBytes, 64 KiB, unless configured).
+const DefaultParserMessageBytes = 1 << 20
 
 // Role says which side's frames a Parser reads (RFC 6455 section 5.1).
 type Role uint8
@@ -35,7 +36,7 @@ type Message struct {
 // Parser decodes a stream of frames incrementally (RFC 6455 sections 5 and
 // 8): it takes bytes as they are read and never blocks, waits or asks for
 // more than it has. The zero value parses client frames with a limit of
-// DefaultMaxMessageBytes. Role and MaxMessageBytes are set before the first
+// DefaultParserMessageBytes. Role and MaxMessageBytes are set before the first
 // Parse. A Parser is not safe for concurrent use; it holds no buffer
 // between messages, so an idle connection costs only the struct.
 type Parser struct {
@@ -44,7 +45,7 @@ type Parser struct {
 	// MaxMessageBytes limits the payload of one data message, all its
 	// fragments together, in bytes. Each frame's declared length is checked
 	// against it before any of its payload is buffered. Zero or negative
-	// means DefaultMaxMessageBytes. Control frames are limited to
+	// means DefaultParserMessageBytes. Control frames are limited to
 	// MaxControlPayload instead.
 	MaxMessageBytes int
 
@@ -260,7 +261,7 @@ func (p *Parser) limit() int {
 	if p.MaxMessageBytes > 0 {
 		return p.MaxMessageBytes
 	}
-	return DefaultMaxMessageBytes
+	return DefaultParserMessageBytes
 }
 
 // gather appends payload bytes of a data message to its pooled buffer. The

@@ -39,16 +39,17 @@ func (s *Server) admission(ip netip.Addr, viaProxy bool) int {
 	return s.admit(ip)
 }
 
-// refusal counts a refused connection and returns its answer.
-func (s *Server) refusal(status int, remote netip.AddrPort) []byte {
+// refusal counts and logs a connection refused with status (by admission)
+// and returns the text of its answer.
+func (s *Server) refusal(status int, remote netip.AddrPort) string {
 	if status == http.StatusServiceUnavailable {
 		s.stats.rejectedCapacity.Add(1)
 		s.warnSampled("over capacity; answered 503", "remote", remote.String(), "max_conns", s.ceiling)
-		return httpError(status, "too many connections")
+		return "too many connections"
 	}
 	s.stats.rejectedIP.Add(1)
 	s.warnSampled("per-IP limit; answered 429", "remote", remote.String())
-	return httpError(status, "too many connections or handshakes from this address")
+	return "too many connections or handshakes from this address"
 }
 
 // refuse answers a refused plain socket at once, half-closes it and lets it
@@ -56,7 +57,7 @@ func (s *Server) refusal(status int, remote netip.AddrPort) []byte {
 // refuseLinger passes.
 func (s *Server) refuse(nc net.Conn, remote netip.AddrPort, status int) {
 	s.stats.handshakesFailed.Add(1)
-	resp := s.refusal(status, remote)
+	resp := httpError(status, s.refusal(status, remote))
 	if s.refusing.Add(1) > maxRefusing {
 		s.refusing.Add(-1)
 		_, _ = nc.Write(resp) // a fresh socket's send buffer takes it whole
@@ -92,7 +93,7 @@ func (s *Server) refuse(nc net.Conn, remote netip.AddrPort, status int) {
 func (s *Server) refuseTLS(nc net.Conn, remote netip.AddrPort, status int) {
 	defer nc.Close()
 	s.stats.handshakesFailed.Add(1)
-	resp := s.refusal(status, remote)
+	resp := httpError(status, s.refusal(status, remote))
 	if s.refusing.Add(1) > maxRefusing {
 		s.refusing.Add(-1)
 		return

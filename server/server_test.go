@@ -10,6 +10,7 @@ import (
 	"runtime"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -128,6 +129,32 @@ func TestServer_OverCapacity503(t *testing.T) {
 	if s.Stats().RejectedCapacity != 1 {
 		t.Fatalf("RejectedCapacity = %d", s.Stats().RejectedCapacity)
 	}
+	eventually(t, 5*time.Second, func() error {
+		if n := s.Stats().Closed[ReasonOverCapacity.String()]; n != 1 {
+			return fmt.Errorf("closed for over_capacity: %d, want 1", n)
+		}
+		return nil
+	})
+}
+
+// Behind Handler the same admission answers 503 over capacity.
+func TestServer_HandlerOverCapacity503(t *testing.T) {
+	t.Parallel()
+	s, err := New(Config{MaxConns: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	hs := httptest.NewServer(s.Handler())
+	t.Cleanup(func() { hs.Close(); _ = s.Close() })
+	url := "ws" + strings.TrimPrefix(hs.URL, "http")
+	dialGorilla(t, url)
+	_, resp, err := websocket.DefaultDialer.Dial(url, nil)
+	if err == nil || resp == nil || resp.StatusCode != 503 {
+		t.Fatalf("second connection: %v %v, want 503", resp, err)
+	}
+	if st := s.Stats(); st.RejectedCapacity != 1 || st.HandshakesFailed != 1 {
+		t.Fatalf("RejectedCapacity %d, HandshakesFailed %d; want 1, 1", st.RejectedCapacity, st.HandshakesFailed)
+	}
 }
 
 // A frame sent in the same write as the request must not be lost, even
@@ -196,7 +223,14 @@ func TestServer_IdleTimeout(t *testing.T) {
 func TestServer_PongKeepsAlive(t *testing.T) {
 	t.Parallel()
 	_, addr := runServer(t, Config{PingInterval: 30 * time.Millisecond, IdleTimeout: 100 * time.Millisecond})
-	c := dialGorilla(t, "ws://"+addr+"/echo") // gorilla answers pings by default
+	c := dialGorilla(t, "ws://"+addr+"/echo")
+	var pings atomic.Int32
+	var first atomic.Int64                     // when the first ping arrived, unix ns
+	c.SetPingHandler(func(data string) error { // answers, as gorilla's default does, and counts
+		first.CompareAndSwap(0, time.Now().UnixNano())
+		pings.Add(1)
+		return c.WriteControl(websocket.PongMessage, []byte(data), time.Now().Add(time.Second))
+	})
 	go func() {
 		for {
 			if _, _, err := c.ReadMessage(); err != nil {
@@ -204,7 +238,12 @@ func TestServer_PongKeepsAlive(t *testing.T) {
 			}
 		}
 	}()
-	time.Sleep(400 * time.Millisecond) // four idle timeouts
+	eventually(t, 20*time.Second, func() error { // pinged on for four idle timeouts
+		if f := first.Load(); f == 0 || time.Since(time.Unix(0, f)) < 400*time.Millisecond || pings.Load() < 4 {
+			return fmt.Errorf("%d pings so far", pings.Load())
+		}
+		return nil
+	})
 	if err := c.WriteMessage(websocket.TextMessage, []byte("still here")); err != nil {
 		t.Fatalf("connection closed although it answered pings: %v", err)
 	}

@@ -59,31 +59,60 @@ type Stats struct {
 	Closed         map[string]uint64
 }
 
+// counterTable is the one list of the server's counters: each row ties an
+// atomic in counters to its Stats field and its Prometheus metric. Adding
+// a counter is a field in each struct and a row here. (The frames-per-write
+// histogram, FramesPerWrite and FramesOffered, is exported beside it.)
+var counterTable = [...]struct {
+	metric, help string
+	live         func(*counters) *atomic.Uint64
+	stat         func(*Stats) *uint64
+}{
+	{"fanout_connections_accepted_total", "Sockets accepted or hijacked.",
+		func(c *counters) *atomic.Uint64 { return &c.accepted }, func(s *Stats) *uint64 { return &s.Accepted }},
+	{"fanout_handshakes_upgraded_total", "Completed WebSocket handshakes.",
+		func(c *counters) *atomic.Uint64 { return &c.upgraded }, func(s *Stats) *uint64 { return &s.Upgraded }},
+	{"fanout_handshakes_failed_total", "Bad, rejected or timed-out upgrade requests.",
+		func(c *counters) *atomic.Uint64 { return &c.handshakesFailed }, func(s *Stats) *uint64 { return &s.HandshakesFailed }},
+	{"fanout_handshakes_over_capacity_total", "Upgrade requests answered 503 because of MaxConns.",
+		func(c *counters) *atomic.Uint64 { return &c.rejectedCapacity }, func(s *Stats) *uint64 { return &s.RejectedCapacity }},
+	{"fanout_messages_in_total", "Text and binary messages received.",
+		func(c *counters) *atomic.Uint64 { return &c.messagesIn }, func(s *Stats) *uint64 { return &s.MessagesIn }},
+	{"fanout_bytes_in_total", "Bytes read from sockets after the handshake.",
+		func(c *counters) *atomic.Uint64 { return &c.bytesIn }, func(s *Stats) *uint64 { return &s.BytesIn }},
+	{"fanout_frames_out_total", "Frames fully written to sockets (deliveries).",
+		func(c *counters) *atomic.Uint64 { return &c.framesOut }, func(s *Stats) *uint64 { return &s.FramesOut }},
+	{"fanout_bytes_out_total", "Bytes written to sockets.",
+		func(c *counters) *atomic.Uint64 { return &c.bytesOut }, func(s *Stats) *uint64 { return &s.BytesOut }},
+	{"fanout_write_syscalls_total", "writev calls; below frames_out when queued frames coalesce.",
+		func(c *counters) *atomic.Uint64 { return &c.writeCalls }, func(s *Stats) *uint64 { return &s.WriteCalls }},
+	{"fanout_broadcasts_total", "Hub broadcasts (each serialized once).",
+		func(c *counters) *atomic.Uint64 { return &c.broadcasts }, func(s *Stats) *uint64 { return &s.Broadcasts }},
+	{"fanout_broadcast_drops_total", "Broadcast frames a hub shard refused because its backlog was full.",
+		func(c *counters) *atomic.Uint64 { return &c.broadcastDrops }, func(s *Stats) *uint64 { return &s.BroadcastDrops }},
+	{"fanout_slow_consumer_evictions_total", "Connections closed because their send queue passed SendQueueBytes.",
+		func(c *counters) *atomic.Uint64 { return &c.slowConsumers }, func(s *Stats) *uint64 { return &s.SlowConsumers }},
+	{"fanout_pool_saturated_total", "Events that found a worker pool busy.",
+		func(c *counters) *atomic.Uint64 { return &c.poolSaturated }, func(s *Stats) *uint64 { return &s.PoolSaturated }},
+	{"fanout_connection_errors_total", "Connection errors reported to OnError.",
+		func(c *counters) *atomic.Uint64 { return &c.errors }, func(s *Stats) *uint64 { return &s.Errors }},
+	{"fanout_rate_limited_total", "Messages over a connection's message or byte rate.",
+		func(c *counters) *atomic.Uint64 { return &c.rateLimited }, func(s *Stats) *uint64 { return &s.RateLimited }},
+	{"fanout_handshakes_rejected_ip_total", "Upgrades answered 429 by the per-IP connection or handshake limits.",
+		func(c *counters) *atomic.Uint64 { return &c.rejectedIP }, func(s *Stats) *uint64 { return &s.RejectedIP }},
+	{"fanout_auth_failures_total", "Upgrades answered 401: missing, malformed, expired or wrongly signed tokens.",
+		func(c *counters) *atomic.Uint64 { return &c.authFailures }, func(s *Stats) *uint64 { return &s.AuthFailures }},
+	{"fanout_invalid_messages_total", "Messages refused by the application's validator (closed with 1008).",
+		func(c *counters) *atomic.Uint64 { return &c.invalidMessages }, func(s *Stats) *uint64 { return &s.InvalidMessages }},
+	{"fanout_publishers_paused_total", "Read tasks that stopped reading a connection because a hub it belongs to was behind (TCP backpressure).",
+		func(c *counters) *atomic.Uint64 { return &c.publishersPaused }, func(s *Stats) *uint64 { return &s.PublishersPaused }},
+}
+
 // Stats returns a snapshot of the counters.
 func (s *Server) Stats() Stats {
-	st := Stats{
-		Live:             int(s.live.Load()),
-		Accepted:         s.stats.accepted.Load(),
-		Upgraded:         s.stats.upgraded.Load(),
-		HandshakesFailed: s.stats.handshakesFailed.Load(),
-		RejectedCapacity: s.stats.rejectedCapacity.Load(),
-		MessagesIn:       s.stats.messagesIn.Load(),
-		BytesIn:          s.stats.bytesIn.Load(),
-		FramesOut:        s.stats.framesOut.Load(),
-		BytesOut:         s.stats.bytesOut.Load(),
-		WriteCalls:       s.stats.writeCalls.Load(),
-		Broadcasts:       s.stats.broadcasts.Load(),
-		SlowConsumers:    s.stats.slowConsumers.Load(),
-		PoolSaturated:    s.stats.poolSaturated.Load(),
-		Errors:           s.stats.errors.Load(),
-		RateLimited:      s.stats.rateLimited.Load(),
-		RejectedIP:       s.stats.rejectedIP.Load(),
-		AuthFailures:     s.stats.authFailures.Load(),
-		InvalidMessages:  s.stats.invalidMessages.Load(),
-		BroadcastDrops:   s.stats.broadcastDrops.Load(),
-		PublishersPaused: s.stats.publishersPaused.Load(),
-		FramesOffered:    s.stats.framesOffered.Load(),
-		Closed:           make(map[string]uint64),
+	st := Stats{Live: int(s.live.Load()), FramesOffered: s.stats.framesOffered.Load(), Closed: make(map[string]uint64)}
+	for _, row := range counterTable {
+		*row.stat(&st) = row.live(&s.stats).Load()
 	}
 	for i := range st.FramesPerWrite {
 		st.FramesPerWrite[i] = s.stats.perWrite[i].Load()

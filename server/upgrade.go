@@ -65,7 +65,7 @@ func (c *Conn) collectRequest(data []byte) (rest []byte, ok bool) {
 	c.admitClient(c.request[:end])
 	if c.refuse != 0 { // a trusted proxy's client over its per-IP limit
 		c.srv.stats.handshakesFailed.Add(1)
-		c.failHandshake(errors.New("per-IP limit"), c.srv.refusal(c.refuse, c.remote))
+		c.failHandshake(errors.New("per-IP limit"), httpError(c.refuse, c.srv.refusal(c.refuse, c.remote)))
 		return nil, false
 	}
 	if c.srv.cfg.HTTPHandler != nil && !wantsUpgrade(c.request[:end]) {
@@ -133,9 +133,7 @@ func (c *Conn) upgrade(head []byte) bool {
 			return nil
 		},
 		ProtocolCustom: func(v []byte) (string, bool) {
-			for p := range strings.SplitSeq(string(v), ",") {
-				req.Protocols = append(req.Protocols, strings.TrimSpace(p))
-			}
+			req.Protocols = appendProtocols(req.Protocols, string(v))
 			return s.selectProtocol(req.Protocols), true
 		},
 		OnBeforeUpgrade: func() (ws.HandshakeHeader, error) {
@@ -212,6 +210,17 @@ func (s *Server) onConnect(c *Conn, r *Request) error {
 	return s.cfg.OnConnect(c, r)
 }
 
+// appendProtocols appends the entries of one Sec-WebSocket-Protocol
+// header value.
+func appendProtocols(dst []string, v string) []string {
+	for p := range strings.SplitSeq(v, ",") {
+		dst = append(dst, strings.TrimSpace(p))
+	}
+	return dst
+}
+
+// selectProtocol picks the first of Config.Subprotocols that the client
+// offered, or "".
 func (s *Server) selectProtocol(offered []string) string {
 	for _, want := range s.cfg.Subprotocols {
 		for _, p := range offered {
@@ -223,15 +232,22 @@ func (s *Server) selectProtocol(offered []string) string {
 	return ""
 }
 
-// rejectionFor maps an OnConnect error to the HTTP status gobwas/ws writes.
-func rejectionFor(err error) error {
-	status, reason := http.StatusForbidden, "forbidden"
+// rejection is the HTTP status and text for an error from onConnect: a
+// RejectError's own, or 403.
+func rejection(err error) (status int, reason string) {
 	var re *RejectError
 	if errors.As(err, &re) {
-		status, reason = re.Status, re.Reason
-		if re.Header != nil {
-			return ws.RejectConnectionError(ws.RejectionStatus(status), ws.RejectionReason(reason), ws.RejectionHeader(ws.HandshakeHeaderHTTP(re.Header)))
-		}
+		return re.Status, re.Reason
+	}
+	return http.StatusForbidden, "forbidden"
+}
+
+// rejectionFor maps an OnConnect error to the HTTP status gobwas/ws writes.
+func rejectionFor(err error) error {
+	status, reason := rejection(err)
+	var re *RejectError
+	if errors.As(err, &re) && re.Header != nil {
+		return ws.RejectConnectionError(ws.RejectionStatus(status), ws.RejectionReason(reason), ws.RejectionHeader(ws.HandshakeHeaderHTTP(re.Header)))
 	}
 	return ws.RejectConnectionError(ws.RejectionStatus(status), ws.RejectionReason(reason))
 }
@@ -264,46 +280,8 @@ func (s *Server) Handler() http.Handler {
 }
 
 func (s *Server) serveHTTP(w http.ResponseWriter, r *http.Request) {
-	if err := s.start(); err != nil || s.shutting.Load() {
-		http.Error(w, "server shutting down", http.StatusServiceUnavailable)
-		return
-	}
-	if err := checkKeyAndHost(r.Header.Values("Sec-WebSocket-Key"), 1); err != nil { // net/http refuses a second Host
-		s.stats.handshakesFailed.Add(1)
-		http.Error(w, err.Error(), http.StatusBadRequest)
-		return
-	}
-	remote := s.clientOf(r)
-	if s.live.Load() >= int64(s.ceiling) {
-		s.stats.rejectedCapacity.Add(1)
-		http.Error(w, "too many connections", http.StatusServiceUnavailable)
-		return
-	}
-	s.stats.accepted.Add(1)
-	if status := s.admit(remote.Addr()); status != 0 {
-		s.stats.rejectedIP.Add(1)
-		s.warnSampled("per-IP limit; answered 429", "remote", remote.String())
-		http.Error(w, "too many connections or handshakes from this address", status)
-		return
-	}
-	req := &Request{URI: r.RequestURI, Host: r.Host, Header: r.Header, RemoteAddr: remote}
-	for _, v := range r.Header.Values("Sec-WebSocket-Protocol") {
-		for p := range strings.SplitSeq(v, ",") {
-			req.Protocols = append(req.Protocols, strings.TrimSpace(p))
-		}
-	}
-	c := s.newConn(-1, remote, false)
-	c.admitted = true // released by destroy
-	if err := s.onConnect(c, req); err != nil {
-		status, reason := http.StatusForbidden, "forbidden"
-		var re *RejectError
-		if errors.As(err, &re) {
-			status, reason = re.Status, re.Reason
-			maps.Copy(w.Header(), re.Header)
-		}
-		s.stats.handshakesFailed.Add(1)
-		http.Error(w, reason, status)
-		c.destroy(ReasonHandshakeFailed)
+	c, req := s.admitHTTP(w, r)
+	if c == nil {
 		return
 	}
 	proto := s.selectProtocol(req.Protocols)
@@ -329,7 +307,54 @@ func (s *Server) serveHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	s.stats.upgraded.Add(1)
-	s.log.Debug("upgraded", "conn", c.id, "remote", remote.String(), "uri", r.RequestURI)
+	s.log.Debug("upgraded", "conn", c.id, "remote", c.remote.String(), "uri", r.RequestURI)
+	s.attachHijacked(c, fd, proto, early)
+}
+
+// admitHTTP runs a Handler request through the checks and the admission
+// Serve's connections get, then onConnect, and answers a refusal itself. It
+// returns the connection to upgrade, or nil.
+func (s *Server) admitHTTP(w http.ResponseWriter, r *http.Request) (*Conn, *Request) {
+	if err := s.start(); err != nil || s.shutting.Load() {
+		http.Error(w, "server shutting down", http.StatusServiceUnavailable)
+		return nil, nil
+	}
+	if err := checkKeyAndHost(r.Header.Values("Sec-WebSocket-Key"), 1); err != nil { // net/http refuses a second Host
+		s.stats.handshakesFailed.Add(1)
+		http.Error(w, err.Error(), http.StatusBadRequest)
+		return nil, nil
+	}
+	s.stats.accepted.Add(1)
+	remote := s.clientOf(r) // a trusted proxy's client already
+	if status := s.admission(remote.Addr(), false); status != 0 {
+		s.stats.handshakesFailed.Add(1)
+		http.Error(w, s.refusal(status, remote), status)
+		return nil, nil
+	}
+	c := s.newConn(-1, remote, false)
+	c.admitted = true // released by destroy
+	req := &Request{URI: r.RequestURI, Host: r.Host, Header: r.Header, RemoteAddr: remote}
+	for _, v := range r.Header.Values("Sec-WebSocket-Protocol") {
+		req.Protocols = appendProtocols(req.Protocols, v)
+	}
+	if err := s.onConnect(c, req); err != nil {
+		s.stats.handshakesFailed.Add(1)
+		status, text := rejection(err)
+		if re := (*RejectError)(nil); errors.As(err, &re) {
+			maps.Copy(w.Header(), re.Header)
+		}
+		http.Error(w, text, status)
+		c.destroy(ReasonHandshakeFailed)
+		return nil, nil
+	}
+	return c, req
+}
+
+// attachHijacked hands an upgraded Handler connection's socket to the
+// poller. Bytes that came with the request (early) will not be reported
+// by the poller: they are parsed before the fd is armed, while this
+// goroutine alone owns the parser.
+func (s *Server) attachHijacked(c *Conn, fd int, proto string, early []byte) {
 	c.sock.fd = int32(fd)
 	c.mu.Lock()
 	c.state = stateOpen
@@ -341,9 +366,6 @@ func (s *Server) serveHTTP(w http.ResponseWriter, r *http.Request) {
 		c.destroy(ReasonIOError)
 		return
 	}
-	// Bytes that came with the request will not be reported by the poller:
-	// parse them before the fd is armed, while this goroutine alone owns
-	// the parser.
 	readOn := len(early) == 0 || c.consume(early)
 	c.releaseNow() // flush the 101's followers: what OnConnect and early frames queued
 	if !readOn {

@@ -3,77 +3,46 @@ package main
 import (
 	"bytes"
 	"context"
-	"encoding/json"
 	"fmt"
 	"io"
 	"net"
 	"net/http"
-	"slices"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/fanout-ws/fanout/internal/testutil"
 	"github.com/golang-jwt/jwt/v5"
 	"github.com/gorilla/websocket"
 )
 
-func freeAddr(t *testing.T) string {
+// startRun runs run() with args (on 127.0.0.1:0 unless args name -addr)
+// and returns the addresses it reports: no port is picked ahead and lost
+// to another test meanwhile. done yields run's result once ctx is done.
+func startRun(t *testing.T, ctx context.Context, args ...string) (addrs listening, done <-chan error) {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().String()
+	addrs, done, _ = startRunLogs(t, ctx, args...)
+	return addrs, done
 }
 
-// startRun runs run() with args on 127.0.0.1:0 (JSON logs) and returns the
-// addresses it logged for the server and, with -admin-addr, the admin
-// listener: no port is picked ahead and lost to another test meanwhile.
-func startRun(t *testing.T, ctx context.Context, args ...string) (addr, admin string, done <-chan error) {
+// startRunLogs is startRun that also returns what run logged, for a test
+// to read once it serves.
+func startRunLogs(t *testing.T, ctx context.Context, args ...string) (addrs listening, done <-chan error, logs *testutil.SyncBuffer) {
 	t.Helper()
-	addr, admin, done, _ = startRunLogs(t, ctx, args...)
-	return addr, admin, done
-}
-
-// startRunLogs is startRun that also returns what run logged, for a test to
-// read once the addresses are known.
-func startRunLogs(t *testing.T, ctx context.Context, args ...string) (addr, admin string, done <-chan error, logs *syncWriter) {
-	t.Helper()
-	logs = &syncWriter{w: &bytes.Buffer{}}
+	logs = &testutil.SyncBuffer{}
+	bound := make(chan listening, 1)
 	errc := make(chan error, 1)
 	go func() {
-		errc <- run(ctx, append([]string{"-addr", "127.0.0.1:0", "-log-format", "json"}, args...), &bytes.Buffer{}, logs)
+		errc <- run(ctx, append([]string{"-addr", "127.0.0.1:0"}, args...), &bytes.Buffer{}, logs, func(l listening) { bound <- l })
 	}()
-	wantAdmin := slices.Contains(args, "-admin-addr")
-	deadline := time.Now().Add(10 * time.Second)
-	for addr == "" || (wantAdmin && admin == "") {
-		select {
-		case err := <-errc:
-			t.Fatalf("run ended early: %v", err)
-		default:
-		}
-		if time.Now().After(deadline) {
-			t.Fatal("run logged no listening address")
-		}
-		time.Sleep(10 * time.Millisecond)
-		logs.mu.Lock()
-		text := logs.w.(*bytes.Buffer).String()
-		logs.mu.Unlock()
-		for line := range strings.SplitSeq(text, "\n") {
-			var l struct{ Msg, Addr string }
-			if json.Unmarshal([]byte(line), &l) != nil {
-				continue
-			}
-			switch l.Msg {
-			case "fanout":
-				addr = l.Addr
-			case "admin listener":
-				admin = l.Addr
-			}
-		}
+	select {
+	case addrs = <-bound:
+	case err := <-errc:
+		t.Fatalf("run ended early: %v", err)
+	case <-time.After(10 * time.Second):
+		t.Fatal("run reported no address")
 	}
-	return addr, admin, errc, logs
+	return addrs, errc, logs
 }
 
 func get(url string) (int, string) {
@@ -100,20 +69,17 @@ func metric(page, name string) string {
 // a readiness probe that turns 503 once shutdown begins.
 func TestAdmin_MetricsAndProbes(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
-	addr, admin, done := startRun(t, ctx, "-admin-addr", "127.0.0.1:0", "-shutdown-timeout", "3s", "-close-timeout", "2s")
+	addrs, done := startRun(t, ctx, "-admin-addr", "127.0.0.1:0", "-shutdown-timeout", "3s", "-close-timeout", "2s")
+	addr, admin := addrs.addr, addrs.admin
 	base := "http://" + admin
-	deadline := time.Now().Add(5 * time.Second)
-	for {
-		if code, _ := get(base + "/readyz"); code == 200 {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatal("/readyz never became ready")
-		}
-		time.Sleep(10 * time.Millisecond)
+	if code, _ := get(base + "/readyz"); code != 200 { // ready once run reports its addresses
+		t.Fatalf("/readyz %d", code)
 	}
 	if code, _ := get(base + "/healthz"); code != 200 {
 		t.Fatalf("/healthz %d", code)
+	}
+	if err := run(ctx, []string{"probe", base + "/readyz"}, io.Discard, io.Discard, nil); err != nil {
+		t.Fatalf("probe of a ready node: %v", err)
 	}
 	c, _, err := websocket.DefaultDialer.Dial("ws://"+addr+"/ws", nil)
 	if err != nil {
@@ -130,13 +96,13 @@ func TestAdmin_MetricsAndProbes(t *testing.T) {
 	// The flush histogram is observed after the shard's writes return, so
 	// the client may read the message a moment before the sample lands.
 	var page string
-	for deadline := time.Now().Add(5 * time.Second); ; {
+	eventually(t, 5*time.Second, func() error {
 		_, page = get(base + "/metrics")
-		if got := metric(page, "fanout_broadcast_flush_seconds_count"); (got != "" && got != "0") || time.Now().After(deadline) {
-			break
+		if got := metric(page, "fanout_broadcast_flush_seconds_count"); got == "" || got == "0" {
+			return fmt.Errorf("broadcast flush histogram count %q", got)
 		}
-		time.Sleep(10 * time.Millisecond)
-	}
+		return nil
+	})
 	for name, want := range map[string]string{
 		"fanout_connections_open":          "1",
 		"fanout_handshakes_upgraded_total": "1",
@@ -146,9 +112,6 @@ func TestAdmin_MetricsAndProbes(t *testing.T) {
 		if got := metric(page, name); got != want {
 			t.Errorf("%s = %q, want %s", name, got, want)
 		}
-	}
-	if got := metric(page, "fanout_broadcast_flush_seconds_count"); got == "" || got == "0" {
-		t.Errorf("broadcast flush histogram count %q", got)
 	}
 	if !strings.Contains(page, `fanout_connections_closed_total{reason="slow_consumer"} 0`) || !strings.Contains(page, "go_goroutines") {
 		t.Error("metrics page lacks close reasons or Go runtime metrics")
@@ -169,17 +132,15 @@ func TestAdmin_MetricsAndProbes(t *testing.T) {
 		t.Fatal(err)
 	}
 	cancel()
-	deadline = time.Now().Add(2 * time.Second)
-	for {
-		code, _ := get(base + "/readyz")
-		if code == http.StatusServiceUnavailable {
-			break
+	eventually(t, 2*time.Second, func() error {
+		if code, _ := get(base + "/readyz"); code != http.StatusServiceUnavailable {
+			return fmt.Errorf("/readyz still %d during shutdown", code)
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("/readyz still %d during shutdown", code)
+		if run(context.Background(), []string{"probe", base + "/readyz"}, io.Discard, io.Discard, nil) == nil {
+			return fmt.Errorf("probe succeeded during shutdown")
 		}
-		time.Sleep(10 * time.Millisecond)
-	}
+		return nil
+	})
 	if err := <-done; err != nil {
 		t.Fatalf("run: %v", err)
 	}
@@ -189,7 +150,8 @@ func TestAdmin_MetricsAndProbes(t *testing.T) {
 // refused with 1008 and reaches nobody; a missing token gets 401.
 func TestAuth_RoomClaims(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
-	addr, _, done := startRun(t, ctx, "-jwt-secret", "s3cret", "-auth-required")
+	addrs, done := startRun(t, ctx, "-jwt-secret", "s3cret", "-auth-required")
+	addr := addrs.addr
 	defer func() { cancel(); <-done }()
 	token := func(claims jwt.MapClaims) string {
 		claims["exp"] = time.Now().Add(time.Hour).Unix()
@@ -200,14 +162,7 @@ func TestAuth_RoomClaims(t *testing.T) {
 		return s
 	}
 	dial := func(tok string) (*websocket.Conn, *http.Response, error) {
-		deadline := time.Now().Add(5 * time.Second)
-		for {
-			c, resp, err := websocket.DefaultDialer.Dial("ws://"+addr+"/ws?token="+tok, nil)
-			if resp != nil || time.Now().After(deadline) {
-				return c, resp, err
-			}
-			time.Sleep(10 * time.Millisecond)
-		}
+		return websocket.DefaultDialer.Dial("ws://"+addr+"/ws?token="+tok, nil)
 	}
 	if _, resp, _ := dial(""); resp == nil || resp.StatusCode != 401 {
 		t.Fatalf("no token: %v, want 401", resp)

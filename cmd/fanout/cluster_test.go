@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"io"
 	"net/http"
 	"strconv"
@@ -19,33 +20,28 @@ import (
 // message published through either reaches all of them.
 func TestRun_ReusePortWithRedisBroker(t *testing.T) {
 	r := redistest.Start(t)
-	addr := freeAddr(t)
-	admins := []string{freeAddr(t), freeAddr(t)}
 	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, len(admins))
-	for _, admin := range admins {
-		go func() {
-			done <- run(ctx, []string{"-addr", addr, "-reuseport", "-broker", r.URL(), "-admin-addr", admin, "-api-key", "k"},
-				&bytes.Buffer{}, &syncWriter{w: io.Discard})
-		}()
-	}
+	args := []string{"-reuseport", "-broker", r.URL(), "-admin-addr", "127.0.0.1:0", "-api-key", "k"}
+	first, done1 := startRun(t, ctx, args...)
+	addr := first.addr
+	second, done2 := startRun(t, ctx, append(args, "-addr", addr)...) // the last -addr wins
 	defer func() {
 		cancel()
-		for range admins {
+		for _, done := range []<-chan error{done1, done2} {
 			if err := <-done; err != nil {
 				t.Errorf("run: %v", err)
 			}
 		}
 	}()
-	for _, admin := range admins { // ready only once the broker is subscribed
-		deadline := time.Now().Add(10 * time.Second)
-		for code, _ := get("http://" + admin + "/readyz"); code != 200; code, _ = get("http://" + admin + "/readyz") {
-			if time.Now().After(deadline) {
-				t.Fatalf("%s never ready", admin)
+	admins := []string{first.admin, second.admin}
+	eventually(t, 10*time.Second, func() error { // ready only once the broker is subscribed
+		for _, admin := range admins {
+			if code, _ := get("http://" + admin + "/readyz"); code != 200 {
+				return fmt.Errorf("%s not ready: %d", admin, code)
 			}
-			time.Sleep(20 * time.Millisecond)
 		}
-	}
+		return nil
+	})
 	const clients = 40
 	var conns []*websocket.Conn
 	for range clients {
@@ -82,8 +78,9 @@ func TestRun_ReusePortWithRedisBroker(t *testing.T) {
 func TestRun_RabbitMQBrokerDown(t *testing.T) {
 	down := freeAddr(t) // nothing listens there
 	ctx, cancel := context.WithCancel(context.Background())
-	addr, admin, done := startRun(t, ctx, "-admin-addr", "127.0.0.1:0", "-api-key", "k",
+	addrs, done := startRun(t, ctx, "-admin-addr", "127.0.0.1:0", "-api-key", "k",
 		"-broker", "rabbitmq-stream://guest:secret@"+down+"/?stream=fanout-test")
+	addr, admin := addrs.addr, addrs.admin
 	defer func() {
 		cancel()
 		if err := <-done; err != nil {
@@ -104,7 +101,7 @@ func TestRun_RabbitMQBrokerDown(t *testing.T) {
 		t.Fatalf("publish with RabbitMQ down: %d, want 503", resp.StatusCode)
 	}
 	var out bytes.Buffer
-	if err := run(context.Background(), []string{"-check-config", "-broker", "rabbitmq-stream://h:5552/?max-age=1s"}, &out, io.Discard); err == nil || !strings.Contains(err.Error(), "max-age") {
+	if err := run(context.Background(), []string{"-check-config", "-broker", "rabbitmq-stream://h:5552/?max-age=1s"}, &out, io.Discard, nil); err == nil || !strings.Contains(err.Error(), "max-age") {
 		t.Fatalf("a max-age shorter than the history TTL: %v", err)
 	}
 }

@@ -3,7 +3,6 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -20,6 +19,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/fanout-ws/fanout/internal/testutil"
 	"github.com/fanout-ws/fanout/server/pubsub/redis/redistest"
 	"github.com/gorilla/websocket"
 )
@@ -126,12 +126,12 @@ func buildFanout(t *testing.T) string {
 type node struct {
 	cmd         *exec.Cmd
 	addr, admin string
-	logs        *syncWriter
+	logs        *testutil.SyncBuffer
 }
 
 func startNode(t *testing.T, bin string, args ...string) *node {
 	t.Helper()
-	n := &node{logs: &syncWriter{w: &bytes.Buffer{}}}
+	n := &node{logs: &testutil.SyncBuffer{}}
 	n.cmd = exec.Command(bin, append([]string{"-addr", "127.0.0.1:0", "-admin-addr", "127.0.0.1:0",
 		"-log-format", "json", "-log-level", "debug"}, args...)...)
 	n.cmd.Stderr = n.logs
@@ -144,7 +144,7 @@ func startNode(t *testing.T, bin string, args ...string) *node {
 			t.Logf("node %s log:\n%s", n.addr, n.text())
 		}
 	})
-	eventually(t, 10*time.Second, func() error {
+	testutil.Eventually(t, 10*time.Second, func() error {
 		for _, l := range n.lines() {
 			switch l["msg"] {
 			case "fanout":
@@ -162,9 +162,7 @@ func startNode(t *testing.T, bin string, args ...string) *node {
 }
 
 func (n *node) text() string {
-	n.logs.mu.Lock()
-	defer n.logs.mu.Unlock()
-	return n.logs.w.(*bytes.Buffer).String()
+	return n.logs.String()
 }
 
 func (n *node) lines() []map[string]any {
@@ -189,7 +187,7 @@ func (n *node) kill() {
 func whoSaw(t *testing.T, nodes []*node, remote string) *node {
 	t.Helper()
 	var found *node
-	eventually(t, 5*time.Second, func() error {
+	testutil.Eventually(t, 5*time.Second, func() error {
 		for _, n := range nodes {
 			for _, l := range n.lines() {
 				if l["msg"] == "upgraded" && l["remote"] == remote {
@@ -207,7 +205,7 @@ func whoSaw(t *testing.T, nodes []*node, remote string) *node {
 type lb struct {
 	cmd        *exec.Cmd
 	addr, sock string
-	logs       *syncWriter
+	logs       *testutil.SyncBuffer
 }
 
 // startHAProxy runs haproxy in master-worker mode on a listening socket the
@@ -224,7 +222,7 @@ func startHAProxy(t *testing.T, bin string, nodes []*node) *lb {
 	}
 	defer f.Close()
 	defer ln.Close()
-	l := &lb{addr: ln.Addr().String(), sock: filepath.Join(t.TempDir(), "admin.sock"), logs: &syncWriter{w: &bytes.Buffer{}}}
+	l := &lb{addr: ln.Addr().String(), sock: filepath.Join(t.TempDir(), "admin.sock"), logs: &testutil.SyncBuffer{}}
 	l.cmd = exec.Command(bin, "-W", "-db", "-f", filepath.Join("..", "..", "deploy", "haproxy.cfg"))
 	l.cmd.Env = append(os.Environ(), "FANOUT_LB_BIND=fd@3", "HAPROXY_SOCKET="+l.sock, "HAPROXY_NO_SETUID=1",
 		"HAPROXY_MAXCONN=2000", "HAPROXY_HARD_STOP_AFTER=30s")
@@ -250,16 +248,14 @@ func startHAProxy(t *testing.T, bin string, nodes []*node) *lb {
 }
 
 func (l *lb) text() string {
-	l.logs.mu.Lock()
-	defer l.logs.mu.Unlock()
-	return l.logs.w.(*bytes.Buffer).String()
+	return l.logs.String()
 }
 
 // waitServersUp waits until haproxy's health checks (/readyz) see n nodes
 // UP, asking its admin socket.
 func (l *lb) waitServersUp(t *testing.T, n int) {
 	t.Helper()
-	eventually(t, 15*time.Second, func() error {
+	testutil.Eventually(t, 15*time.Second, func() error {
 		stat, err := l.admin("show stat")
 		if err != nil {
 			return err
@@ -300,7 +296,7 @@ func (l *lb) reload(t *testing.T) {
 	if err := l.cmd.Process.Signal(syscall.SIGUSR2); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, 15*time.Second, func() error {
+	testutil.Eventually(t, 15*time.Second, func() error {
 		if strings.Count(l.text(), "Loading success") <= before {
 			return fmt.Errorf("haproxy has not reloaded:\n%s", l.text())
 		}
@@ -368,22 +364,6 @@ func expectOffsets(t *testing.T, conns []*websocket.Conn, offsets ...float64) {
 	}
 }
 
-// eventually retries f until it returns nil or timeout passes.
-func eventually(t *testing.T, timeout time.Duration, f func() error) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for {
-		err := f()
-		if err == nil {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("still failing after %v: %v", timeout, err)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-}
-
 // TestDeploy_Nginx runs deploy/nginx.conf (its upstreams and port pointed at
 // a test node) in a real nginx: the node learns each client's own address
 // from X-Forwarded-For, so -max-conns-per-ip 1 refuses a second connection
@@ -432,7 +412,7 @@ func startNginx(t *testing.T, bin, upstream string) string {
 	if err := os.WriteFile(path, []byte(text), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	logs := &syncWriter{w: &bytes.Buffer{}}
+	logs := &testutil.SyncBuffer{}
 	cmd := exec.Command(bin, "-c", path, "-p", dir, "-e", "stderr", "-g", "daemon off;")
 	cmd.Stdout, cmd.Stderr = logs, logs
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
@@ -443,10 +423,10 @@ func startNginx(t *testing.T, bin, upstream string) string {
 		_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
 		_ = cmd.Wait()
 		if t.Failed() {
-			t.Logf("nginx log:\n%s", logs.w.(*bytes.Buffer).String())
+			t.Logf("nginx log:\n%s", logs.String())
 		}
 	})
-	eventually(t, 10*time.Second, func() error {
+	testutil.Eventually(t, 10*time.Second, func() error {
 		c, err := net.DialTimeout("tcp", addr, time.Second)
 		if err == nil {
 			c.Close()

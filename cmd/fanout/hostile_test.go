@@ -44,7 +44,7 @@ func TestHostile_CheckConfigCatchesStartFailures(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			var out bytes.Buffer
-			err := run(context.Background(), append([]string{"-check-config"}, tc.args...), &out, &bytes.Buffer{})
+			err := run(context.Background(), append([]string{"-check-config"}, tc.args...), &out, &bytes.Buffer{}, nil)
 			switch {
 			case tc.want == "" && (err != nil || !strings.Contains(out.String(), "configuration ok")):
 				t.Fatalf("got %v %q, want configuration ok", err, out.String())
@@ -61,8 +61,8 @@ func TestHostile_AdminHidesSecrets(t *testing.T) {
 	t.Parallel()
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	_, admin, done, logs := startRunLogs(t, ctx, "-admin-addr", "0.0.0.0:0", "-api-key", "sekrit-api", "-jwt-secret=sekrit-jwt")
-	port := admin[strings.LastIndex(admin, ":"):]
+	addrs, done, logs := startRunLogs(t, ctx, "-admin-addr", "0.0.0.0:0", "-api-key", "sekrit-api", "-jwt-secret=sekrit-jwt")
+	port := addrs.admin[strings.LastIndex(addrs.admin, ":"):]
 	for _, path := range []string{"/debug/pprof/cmdline", "/metrics", "/debug/pprof/"} {
 		status, body := get("http://127.0.0.1" + port + path)
 		if status != 200 || strings.Contains(body, "sekrit") {
@@ -72,9 +72,7 @@ func TestHostile_AdminHidesSecrets(t *testing.T) {
 			t.Fatalf("cmdline %q, want both secrets REDACTED", body)
 		}
 	}
-	logs.mu.Lock()
-	text := logs.w.(*bytes.Buffer).String()
-	logs.mu.Unlock()
+	text := logs.String()
 	if !strings.Contains(text, "admin listener is not on a loopback address") || strings.Contains(text, "sekrit") {
 		t.Fatalf("logs: want the non-loopback warning and no secret:\n%s", text)
 	}
@@ -101,7 +99,8 @@ func TestHostile_AnonymousPermissions(t *testing.T) {
 	t.Parallel()
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	addr, _, done, logs := startRunLogs(t, ctx, "-jwt-secret", "s3cret-for-test", "-anonymous-subscribe", "public/*", "-anonymous-publish", "")
+	addrs, done, logs := startRunLogs(t, ctx, "-jwt-secret", "s3cret-for-test", "-anonymous-subscribe", "public/*", "-anonymous-publish", "")
+	addr := addrs.addr
 	for query, want := range map[string]int{"channel=public/news": 101, "channel=private": 403} {
 		c, resp, err := websocket.DefaultDialer.Dial("ws://"+addr+"/ws?"+query, nil)
 		if c != nil {
@@ -111,9 +110,7 @@ func TestHostile_AnonymousPermissions(t *testing.T) {
 			t.Fatalf("%s: %v %v, want %d", query, resp, err, want)
 		}
 	}
-	logs.mu.Lock()
-	warned := strings.Contains(logs.w.(*bytes.Buffer).String(), "anonymous clients may")
-	logs.mu.Unlock()
+	warned := strings.Contains(logs.String(), "anonymous clients may")
 	if warned {
 		t.Fatal("warned about anonymous access although it is explicit")
 	}

@@ -7,21 +7,34 @@ import (
 	"errors"
 	"flag"
 	"fmt"
-	"io"
 	"net"
 	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
+	"github.com/fanout-ws/fanout/internal/testutil"
 	"github.com/fanout-ws/fanout/server"
 	"github.com/fanout-ws/fanout/server/pubsub"
 	"github.com/gorilla/websocket"
 )
+
+var eventually = testutil.Eventually
+
+// freeAddr picks a loopback address for a process that must be told its
+// port (nginx); run itself reports what it bound (startRun).
+func freeAddr(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().String()
+}
 
 // testAPIKey is the HTTP API key of startChat's server.
 const testAPIKey = "interop-key"
@@ -55,13 +68,12 @@ func startChat(t *testing.T) (*server.Server, string) {
 // waitIdle waits for the clients' closes to be processed.
 func waitIdle(t *testing.T, srv *server.Server) {
 	t.Helper()
-	deadline := time.Now().Add(5 * time.Second)
-	for srv.Live() != 0 {
-		if time.Now().After(deadline) {
-			t.Fatalf("%d connections still open after the client finished", srv.Live())
+	eventually(t, 5*time.Second, func() error {
+		if n := srv.Live(); n != 0 {
+			return fmt.Errorf("%d connections still open after the client finished", n)
 		}
-		time.Sleep(10 * time.Millisecond)
-	}
+		return nil
+	})
 }
 
 // needTool skips without the tool, except in CI, which must install it.
@@ -140,7 +152,7 @@ func TestRun_FlagsEnvAndConfig(t *testing.T) {
 	t.Setenv("FANOUT_MAX_CONNS", "1234")
 	t.Setenv("FANOUT_WORKERS", "7")
 	var out, errOut bytes.Buffer
-	if err := run(context.Background(), []string{"-workers", "9", "-print-config"}, &out, &errOut); err != nil {
+	if err := run(context.Background(), []string{"-workers", "9", "-print-config"}, &out, &errOut, nil); err != nil {
 		t.Fatal(err, errOut.String())
 	}
 	var cfg map[string]any
@@ -150,12 +162,12 @@ func TestRun_FlagsEnvAndConfig(t *testing.T) {
 	if cfg["max_conns"] != 1234.0 || cfg["workers"] != 9.0 {
 		t.Fatalf("env then flags: got max_conns=%v workers=%v, want 1234 (env) and 9 (flag wins)", cfg["max_conns"], cfg["workers"])
 	}
-	if err := run(context.Background(), []string{"-check-config", "-proxy-protocol", "optional"}, &out, &errOut); err == nil || !strings.Contains(err.Error(), "TrustedProxies") {
+	if err := run(context.Background(), []string{"-check-config", "-proxy-protocol", "optional"}, &out, &errOut, nil); err == nil || !strings.Contains(err.Error(), "TrustedProxies") {
 		t.Fatalf("-proxy-protocol without -trusted-proxies: %v", err)
 	}
 	out.Reset()
 	t.Setenv("FANOUT_PROXY_PROTOCOL", "required")
-	if err := run(context.Background(), []string{"-trusted-proxies", "10.1.2.3, 192.0.2.0/24", "-print-config"}, &out, &errOut); err != nil {
+	if err := run(context.Background(), []string{"-trusted-proxies", "10.1.2.3, 192.0.2.0/24", "-print-config"}, &out, &errOut, nil); err != nil {
 		t.Fatal(err, errOut.String())
 	}
 	cfg = nil
@@ -166,11 +178,11 @@ func TestRun_FlagsEnvAndConfig(t *testing.T) {
 		t.Fatalf("proxy settings: %v %v %v", cfg["trusted_proxies"], cfg["proxy_protocol"], cfg["forwarded_header"])
 	}
 
-	err := run(context.Background(), []string{"-check-config", "-ping-interval", "10s", "-idle-timeout", "5s"}, &out, &errOut)
+	err := run(context.Background(), []string{"-check-config", "-ping-interval", "10s", "-idle-timeout", "5s"}, &out, &errOut, nil)
 	if err == nil || !strings.Contains(err.Error(), "IdleTimeout") {
 		t.Fatalf("inconsistent timeouts: %v", err)
 	}
-	if err := run(context.Background(), []string{"-h"}, &out, &errOut); !errors.Is(err, flag.ErrHelp) {
+	if err := run(context.Background(), []string{"-h"}, &out, &errOut, nil); !errors.Is(err, flag.ErrHelp) {
 		t.Fatalf("-h: %v", err)
 	}
 	if !strings.Contains(errOut.String(), "-send-queue-bytes") {
@@ -181,24 +193,8 @@ func TestRun_FlagsEnvAndConfig(t *testing.T) {
 // The binary serves until SIGTERM-like cancellation and exits cleanly.
 func TestRun_ServesAndStops(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := ln.Addr().String()
-	ln.Close()
-	done := make(chan error, 1)
-	var errOut bytes.Buffer
-	go func() { done <- run(ctx, []string{"-addr", addr}, &bytes.Buffer{}, &syncWriter{w: &errOut}) }()
-	var c *websocket.Conn
-	deadline := time.Now().Add(5 * time.Second)
-	for {
-		c, _, err = websocket.DefaultDialer.Dial("ws://"+addr+"/echo", nil)
-		if err == nil || time.Now().After(deadline) {
-			break
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	addrs, done := startRun(t, ctx)
+	c, _, err := websocket.DefaultDialer.Dial("ws://"+addrs.addr+"/echo", nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -211,18 +207,6 @@ func TestRun_ServesAndStops(t *testing.T) {
 	if _, _, err := c.ReadMessage(); !websocket.IsCloseError(err, 1001) {
 		t.Fatalf("client got %v, want close 1001", err)
 	}
-}
-
-// syncWriter serialises writes from the server's goroutines.
-type syncWriter struct {
-	mu sync.Mutex
-	w  io.Writer
-}
-
-func (s *syncWriter) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.w.Write(p)
 }
 
 // One port serves the chat room, channels (also from a chat-room

@@ -10,7 +10,7 @@ import (
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/pem"
-	"io"
+	"fmt"
 	"math/big"
 	"net"
 	"os"
@@ -61,23 +61,14 @@ func TestTLS_ReloadAndNode(t *testing.T) {
 	dir := t.TempDir()
 	certFile, keyFile := filepath.Join(dir, "cert.pem"), filepath.Join(dir, "key.pem")
 	pool1 := writeCert(t, certFile, keyFile, "first")
-	addr := freeAddr(t)
 	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() {
-		done <- run(ctx, []string{"-addr", addr, "-tls-cert", certFile, "-tls-key", keyFile}, &bytes.Buffer{}, &syncWriter{w: io.Discard})
-	}()
+	addrs, done := startRun(t, ctx, "-tls-cert", certFile, "-tls-key", keyFile)
+	addr := addrs.addr
 	defer func() { cancel(); <-done }()
 	dial := func(pool *x509.CertPool) (*websocket.Conn, error) {
 		d := websocket.Dialer{TLSClientConfig: &tls.Config{RootCAs: pool}}
-		deadline := time.Now().Add(5 * time.Second)
-		for {
-			c, _, err := d.Dial("wss://"+addr+"/echo", nil)
-			if err == nil || time.Now().After(deadline) {
-				return c, err
-			}
-			time.Sleep(10 * time.Millisecond)
-		}
+		c, _, err := d.Dial("wss://"+addr+"/echo", nil)
+		return c, err
 	}
 	old, err := dial(pool1)
 	if err != nil {
@@ -103,18 +94,14 @@ func TestTLS_ReloadAndNode(t *testing.T) {
 	if err := syscall.Kill(os.Getpid(), syscall.SIGHUP); err != nil {
 		t.Fatal(err)
 	}
-	deadline := time.Now().Add(5 * time.Second)
-	for {
+	eventually(t, 5*time.Second, func() error { // the reload runs on its own goroutine
 		c, err := dial(pool2)
-		if err == nil {
-			c.Close()
-			break
+		if err != nil {
+			return fmt.Errorf("the new certificate is not served after SIGHUP: %w", err)
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("the new certificate is not served after SIGHUP: %v", err)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+		c.Close()
+		return nil
+	})
 	if err := old.WriteMessage(websocket.TextMessage, []byte("still here")); err != nil {
 		t.Fatal(err)
 	}

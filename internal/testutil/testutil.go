@@ -4,10 +4,12 @@
 package testutil
 
 import (
+	"bytes"
 	"encoding/json"
 	"fmt"
 	"os"
 	"runtime"
+	"sync"
 	"testing"
 	"time"
 
@@ -45,19 +47,14 @@ func DialGorilla(tb testing.TB, url string) *websocket.Conn {
 	return c
 }
 
-// Event is any server message of the channel protocol.
+// Event is any server message of the channel protocol (JSON keys match
+// the field names case-insensitively).
 type Event struct {
-	Type      string          `json:"type"`
-	Op        string          `json:"op"`
-	Channel   string          `json:"channel"`
-	Epoch     string          `json:"epoch"`
-	Offset    uint64          `json:"offset"`
-	Since     *uint64         `json:"since"`
-	First     *uint64         `json:"first"`
-	Delivered *int            `json:"delivered"`
-	Reason    string          `json:"reason"`
-	ID        json.RawMessage `json:"id"`
-	Data      json.RawMessage `json:"data"`
+	Type, Op, Channel, Epoch, Reason string
+	Offset                           uint64
+	Since, First                     *uint64
+	Delivered                        *int
+	ID, Data                         json.RawMessage
 }
 
 // ReadEvent reads the next message from c, which must be a JSON text
@@ -81,6 +78,26 @@ func SendJSON(tb testing.TB, c *websocket.Conn, s string) {
 	if err := c.WriteMessage(websocket.TextMessage, []byte(s)); err != nil {
 		tb.Fatal(err)
 	}
+}
+
+// SyncBuffer collects what several goroutines write (a server's logs, a
+// child process's output) for a test to read.
+type SyncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *SyncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+// String returns everything written so far.
+func (s *SyncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
 }
 
 // Main runs a package's tests from TestMain and fails them if they leave

@@ -10,17 +10,35 @@ import (
 
 // Broker gives each channel message its offset, keeps channel history
 // where every node can read it, and delivers every message to every node.
-// MemoryBroker (the default) keeps all of it in one process; RedisBroker
-// joins several.
+// MemoryBroker (the default) keeps all of it in one process; the Redis
+// broker (package pubsub/redis) joins several processes.
 //
-// The server calls Publish and History from its workers, so an
-// implementation should fail fast (ErrBrokerUnavailable) rather than wait
-// while it is disconnected. Every implementation keeps the bounds of
-// BrokerOptions (channel caps, history size, TTL and byte budget) for all
-// nodes together, and returns an error that wraps ErrTooManyChannels when
-// a channel cap refuses a publish or a read: the node tells clients "too
-// many channels" (503), not "broker unavailable". History is a read by a
-// subscriber: it marks the channel as one with subscribers.
+// What a Node relies on, for an implementation to provide:
+//   - Offsets count from 1 per channel, without gaps, in one order that
+//     every node sees; Start delivers each channel's messages in that order.
+//   - An epoch names one run of a channel's offsets: when the broker loses
+//     a channel's offsets or history (a restart without persistence, an
+//     expiry after the history TTL without use), it starts a new epoch
+//     (NewEpoch) and offsets restart at 1. Publish and History create the
+//     channel, in a new epoch, if it does not exist.
+//   - History keeps at most the configured number of messages per channel,
+//     none older than the TTL; a History call counts as use of the channel.
+//   - A Node calls Publish and History from worker goroutines that must not
+//     block: fail fast (ErrBrokerUnavailable, or a wrapped error) while
+//     disconnected rather than wait.
+//   - After a reconnection, when messages may have been missed, call
+//     resync: the Node then catches every channel up from History.
+//
+// A broker may also report the history it keeps (HistoryLimits() (int,
+// time.Duration)); a Node then takes those limits instead of repeating them
+// in its Config.
+//
+// Every implementation also keeps the bounds of BrokerOptions (channel
+// caps, history byte budget) for all nodes together, and returns an error
+// that wraps ErrTooManyChannels when a channel cap refuses a publish or a
+// read: the node tells clients "too many channels" (503), not "broker
+// unavailable". A History call is a read by a subscriber: it marks the
+// channel as one with subscribers.
 type Broker interface {
 	// Start makes deliver receive every channel message published on any
 	// node, in order per channel, until ctx is done, reconnecting by
@@ -44,7 +62,9 @@ type Broker interface {
 	Ready() bool
 }
 
-// Message is a channel message as a broker carries it. Offset 0 marks one
+// Message is a channel message as a broker carries it (not a WebSocket
+// message, frame.Message: subscribers receive it wrapped in a JSON
+// envelope, built once per node). Offset 0 marks one
 // injected from outside Fanout (a plain PUBLISH to the broker): it has no
 // place in history and reaches subscribers without an offset.
 type Message struct {

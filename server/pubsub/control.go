@@ -88,14 +88,11 @@ func parseControl(op frame.OpCode, data []byte, m *control) error {
 	if op != frame.OpText || !IsControl(data) {
 		return errNotControl
 	}
-	dec := json.NewDecoder(bytes.NewReader(data))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(m); err != nil {
-		*m = control{}
+	if err := decodeStrict(data, m); err != nil {
+		if !errors.Is(err, errTrailingJSON) { // m holds the first value
+			*m = control{}
+		}
 		return fmt.Errorf("bad control message: %w", err)
-	}
-	if dec.More() {
-		return errors.New("bad control message: more than one JSON value")
 	}
 	if len(m.ID) > 0 {
 		var id int64
@@ -159,4 +156,20 @@ func reasonOf(err error) string {
 		return re.Reason
 	}
 	return strings.TrimPrefix(strings.TrimPrefix(err.Error(), "pubsub: "), "server: ")
+}
+
+var errTrailingJSON = errors.New("more than one JSON value")
+
+// decodeStrict decodes exactly one JSON value with no unknown fields: the
+// control protocol and the HTTP API read client JSON only through it.
+func decodeStrict(b []byte, v any) error {
+	dec := json.NewDecoder(bytes.NewReader(b))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		return err
+	}
+	if dec.More() {
+		return errTrailingJSON
+	}
+	return nil
 }

@@ -11,9 +11,9 @@ import (
 	"time"
 )
 
-// MemoryBroker is the in-process Broker, what a Server uses when
+// MemoryBroker is the in-process Broker, what a Node uses when
 // Config.Broker is nil: offsets and history live in this process's memory,
-// and a publish is delivered to every Server that runs on it (usually one)
+// and a publish is delivered to every Node that runs on it (usually one)
 // before Publish returns. Safe for concurrent use.
 type MemoryBroker struct {
 	ttl       time.Duration
@@ -57,8 +57,9 @@ type memChannel struct {
 // A publish or read that would pass a channel cap fails with
 // ErrTooManyChannels, never wrapped in another sentinel.
 type BrokerOptions struct {
-	// HistorySize and HistoryTTL are as in Config; give both the same
-	// values. Zero means the defaults; a negative size keeps no history.
+	// HistorySize and HistoryTTL bound each channel's history, as in
+	// Config, whose zero values take the broker's (HistoryLimits). Zero
+	// means the defaults; a negative size keeps no history.
 	HistorySize int
 	HistoryTTL  time.Duration
 	// HistoryMaxBytes caps the memory of every channel's history together.
@@ -67,10 +68,10 @@ type BrokerOptions struct {
 	// MaxChannels caps the channels a broker keeps. Zero means
 	// DefaultMaxChannels.
 	MaxChannels int
-	// Prefix starts every key and topic of a RedisBroker. Zero means
+	// Prefix starts every key and topic of a Redis broker. Zero means
 	// "fanout:".
 	Prefix string
-	// Logger receives a RedisBroker's reconnection logs. Nil discards them.
+	// Logger receives a Redis broker's reconnection logs. Nil discards them.
 	Logger *slog.Logger
 }
 
@@ -91,6 +92,9 @@ func NewMemoryBroker(o BrokerOptions) *MemoryBroker {
 	return b
 }
 
+// HistoryLimits reports the history each channel keeps.
+func (b *MemoryBroker) HistoryLimits() (size int, ttl time.Duration) { return b.hist.size, b.ttl }
+
 // Ready is always true.
 func (b *MemoryBroker) Ready() bool { return true }
 
@@ -108,16 +112,7 @@ func (b *MemoryBroker) Start(ctx context.Context, deliver func(Message), _ func(
 			delete(b.nodes, &deliver)
 			b.nodeMu.Unlock()
 		}()
-		t := time.NewTicker(time.Second)
-		defer t.Stop()
-		for {
-			select {
-			case <-ctx.Done():
-				return
-			case <-t.C:
-				b.sweep(time.Now())
-			}
-		}
+		everySecond(ctx, func() { b.sweep(time.Now()) })
 	}()
 	return stopped
 }

@@ -34,12 +34,13 @@ type Config struct {
 	Broker Broker
 
 	// HistorySize is how many recent messages each channel keeps for
-	// clients that resubscribe with a since offset. Zero means
-	// DefaultHistorySize (100). Negative disables history.
+	// clients that resubscribe with a since offset. Zero means the
+	// broker's (BrokerOptions.HistorySize), or DefaultHistorySize (100).
+	// Negative disables history.
 	HistorySize int
 
 	// HistoryTTL is how long a channel's message stays in its history.
-	// Zero means DefaultHistoryTTL (5 min).
+	// Zero means the broker's, or DefaultHistoryTTL (5 min).
 	HistoryTTL time.Duration
 
 	// HistoryMaxBytes caps the memory the history of all channels takes
@@ -127,6 +128,28 @@ func (c Config) Validate() error {
 	return errors.Join(errs...)
 }
 
+// historyLimiter is a Broker that reports the history it keeps
+// (MemoryBroker and the Redis broker do).
+type historyLimiter interface {
+	HistoryLimits() (size int, ttl time.Duration)
+}
+
+// historyFromBroker takes HistorySize and HistoryTTL from a broker that
+// reports them, so they are set in one place; a different value set here
+// as well is an error, not a silent mismatch.
+func (c *Config) historyFromBroker() error {
+	h, ok := c.Broker.(historyLimiter)
+	if !ok {
+		return nil
+	}
+	size, ttl := h.HistoryLimits()
+	if c.HistorySize != 0 && c.HistorySize != size || c.HistoryTTL != 0 && c.HistoryTTL != ttl {
+		return fmt.Errorf("pubsub: HistorySize and HistoryTTL (%d, %v) differ from the broker's (%d, %v): set them on the broker only", c.HistorySize, c.HistoryTTL, size, ttl)
+	}
+	c.HistorySize, c.HistoryTTL = size, ttl
+	return nil
+}
+
 // Node is this process's share of the channels: the channels its
 // connections subscribe to, each a server.Hub fed by the Broker, which
 // joins the nodes. Create it with New and stop it with Close; it is safe
@@ -160,6 +183,9 @@ func New(srv *server.Server, cfg Config) (*Node, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
+	if err := cfg.historyFromBroker(); err != nil {
+		return nil, err
+	}
 	sc := srv.Config()
 	cfg = cfg.withDefaults(sc)
 	n := &Node{
@@ -188,7 +214,15 @@ func New(srv *server.Server, cfg Config) (*Node, error) {
 	ctx, cancel := context.WithCancel(context.Background())
 	n.stop = cancel
 	n.brokerStopped = n.broker.Start(ctx, n.deliver, n.resync)
-	go n.sweeper(ctx)
+	go func() {
+		defer close(n.swept)
+		everySecond(ctx, func() {
+			now := time.Now()
+			n.sweep()
+			n.creators.sweep(now)
+			n.replays.sweep(now)
+		})
+	}()
 	return n, nil
 }
 
@@ -206,19 +240,16 @@ func (n *Node) Close() {
 // Ready reports whether the broker is connected and delivering.
 func (n *Node) Ready() bool { return n.broker.Ready() }
 
-// sweeper runs sweep once a second until ctx is done.
-func (n *Node) sweeper(ctx context.Context) {
-	defer close(n.swept)
+// everySecond runs f once a second until ctx is done.
+func everySecond(ctx context.Context, f func()) {
 	t := time.NewTicker(time.Second)
 	defer t.Stop()
 	for {
 		select {
 		case <-ctx.Done():
 			return
-		case now := <-t.C:
-			n.sweep()
-			n.creators.sweep(now)
-			n.replays.sweep(now)
+		case <-t.C:
+			f()
 		}
 	}
 }

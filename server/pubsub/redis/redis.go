@@ -1,9 +1,3 @@
-// Package redis is a pubsub.Broker on Redis, in a package of its own so
-// that only programs that use it link go-redis.
-//
-// Each node holds one pattern subscription and delivers what it receives
-// to its pubsub.Node; a publish runs one Lua script that numbers the
-// message, keeps it in the channel's history stream and publishes it.
 package redis
 
 import (
@@ -84,6 +78,9 @@ func New(url string, o pubsub.BrokerOptions) (*Broker, error) {
 
 // Close closes the Redis connections.
 func (b *Broker) Close() error { return b.rdb.Close() }
+
+// HistoryLimits reports the history each channel keeps.
+func (b *Broker) HistoryLimits() (size int, ttl time.Duration) { return b.size, b.ttl }
 
 // Ready reports whether the pattern subscription is live.
 func (b *Broker) Ready() bool { return b.ready.Load() }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net"
 	"strconv"
 	"strings"
@@ -32,20 +33,23 @@ var (
 // node is a server with channels on a Redis broker.
 type node struct {
 	*pubsub.Node
-	srv *server.Server
+	srv  *server.Server
+	logs *testutil.SyncBuffer // the broker's
 }
 
 // runNode serves channels on 127.0.0.1:0 with a Broker on url until
 // cleanup.
 func runNode(t *testing.T, url string, cfg pubsub.Config) *node {
 	t.Helper()
-	b, err := New(url, pubsub.BrokerOptions{HistorySize: cfg.HistorySize, HistoryTTL: cfg.HistoryTTL, HistoryMaxBytes: cfg.HistoryMaxBytes, MaxChannels: cfg.MaxChannels})
+	logs := &testutil.SyncBuffer{}
+	b, err := New(url, pubsub.BrokerOptions{HistorySize: cfg.HistorySize, HistoryTTL: cfg.HistoryTTL, HistoryMaxBytes: cfg.HistoryMaxBytes, MaxChannels: cfg.MaxChannels, Logger: slog.New(slog.NewTextHandler(logs, nil))})
 	if err != nil {
 		t.Fatal(err)
 	}
 	cfg.Broker = b
-	t.Cleanup(func() { _ = b.Close() }) // registered first, so it runs last
-	n := &node{}
+	cfg.HistorySize, cfg.HistoryTTL = 0, 0 // the broker's
+	t.Cleanup(func() { _ = b.Close() })    // registered first, so it runs last
+	n := &node{logs: logs}
 	srv, err := server.New(server.Config{
 		OnConnect: func(c *server.Conn, r *server.Request) error { return n.SubscribeQuery(c, r.Query()) },
 		OnMessage: func(c *server.Conn, op frame.OpCode, data []byte) { n.HandleControl(c, op, data) },
@@ -181,7 +185,12 @@ func TestRedis_NotUpAtStart(t *testing.T) {
 	r := redistest.Start(t)
 	r.Stop()
 	s := runNode(t, r.URL(), pubsub.Config{})
-	time.Sleep(200 * time.Millisecond)
+	eventually(t, 5*time.Second, func() error { // it tried, and failed, to connect
+		if n := strings.Count(s.logs.String(), "redis broker disconnected; retrying"); n < 2 {
+			return fmt.Errorf("%d failed connection attempts logged", n)
+		}
+		return nil
+	})
 	if s.Ready() {
 		t.Fatal("ready without Redis")
 	}
