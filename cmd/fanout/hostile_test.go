@@ -4,12 +4,19 @@ package main
 // engine's suite is server/hostile_test.go).
 
 import (
+	"bufio"
 	"bytes"
 	"context"
+	"encoding/json"
+	"io"
+	"net"
 	"os"
+	"os/exec"
+	"os/signal"
 	"path/filepath"
 	"slices"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -116,4 +123,98 @@ func TestHostile_AnonymousPermissions(t *testing.T) {
 	}
 	cancel()
 	<-done
+}
+
+// Finding 5, fd reserve: with an open-files limit of 400 (a child process:
+// the limit is per process), a flood of silent sockets fills the
+// connection ceiling and the refusal cap, yet the admin listener keeps
+// answering, an over-capacity client gets 503 at once, and the server
+// serves again once the flood leaves.
+func TestHostile_FDReserveUnderFlood(t *testing.T) {
+	if os.Getenv("FANOUT_HOSTILE_CHILD") == "1" {
+		if err := syscall.Setrlimit(syscall.RLIMIT_NOFILE, &syscall.Rlimit{Cur: 400, Max: 400}); err != nil {
+			t.Fatal(err)
+		}
+		ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM)
+		defer stop()
+		if err := run(ctx, []string{"-addr", "127.0.0.1:0", "-admin-addr", "127.0.0.1:0", "-log-format", "json", "-handshake-timeout", "3s"}, io.Discard, os.Stderr, nil); err != nil {
+			t.Fatal(err)
+		}
+		return
+	}
+	t.Parallel()
+	cmd := exec.Command(os.Args[0], "-test.run=^TestHostile_FDReserveUnderFlood$")
+	cmd.Env = append(os.Environ(), "FANOUT_HOSTILE_CHILD=1")
+	stderr, err := cmd.StderrPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = cmd.Process.Kill(); _ = cmd.Wait() }()
+	var addr, admin string
+	sc := bufio.NewScanner(stderr)
+	for (addr == "" || admin == "") && sc.Scan() {
+		var l struct{ Msg, Addr string }
+		if json.Unmarshal(sc.Bytes(), &l) == nil {
+			switch l.Msg {
+			case "fanout":
+				addr = l.Addr
+			case "admin listener":
+				admin = l.Addr
+			}
+		}
+	}
+	go func() { _, _ = io.Copy(io.Discard, stderr) }()
+	if addr == "" || admin == "" {
+		t.Fatal("the child logged no addresses")
+	}
+	// Ceiling 400-256 = 144 slots, then 128 lingering refusals, then
+	// refusals closed at once: 500 sockets go past all three.
+	var flood []net.Conn
+	for i := range 500 {
+		d := net.Dialer{LocalAddr: &net.TCPAddr{IP: net.IPv4(127, 0, 1, byte(1+i%200))}}
+		nc, err := d.Dial("tcp", addr)
+		if err != nil {
+			t.Fatalf("dial %d: %v", i, err)
+		}
+		flood = append(flood, nc)
+	}
+	defer func() {
+		for _, nc := range flood {
+			nc.Close()
+		}
+	}()
+	for range 20 {
+		if status, body := get("http://" + admin + "/healthz"); status != 200 {
+			t.Fatalf("admin listener during the flood: %d %s", status, body)
+		}
+	}
+	nc, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	_ = nc.SetReadDeadline(time.Now().Add(2 * time.Second))
+	if line, err := bufio.NewReader(nc).ReadString('\n'); err != nil || !strings.Contains(line, "503") {
+		t.Fatalf("over capacity: %q %v, want 503 without sending a request", line, err)
+	}
+	for _, nc := range flood {
+		nc.Close()
+	}
+	flood = nil
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		c, _, err := websocket.DefaultDialer.Dial("ws://"+addr+"/echo", nil)
+		if err == nil {
+			c.Close()
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no upgrade after the flood left: %v", err)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	_ = cmd.Process.Signal(syscall.SIGTERM)
 }
