@@ -34,11 +34,14 @@ lint:
 race:
 	$(GO) test -race -shuffle=on -count=1 -timeout 20m ./...
 
+# One target per go test -fuzz call: Go fuzzes a single target at a time.
+FUZZ_TARGETS = FuzzParser FuzzInflate
+
 fuzz:
-	$(GO) test -run='^$$' -fuzz=FuzzParser -fuzztime=30s -fuzzminimizetime=10s ./frame
+	@for t in $(FUZZ_TARGETS); do $(GO) test -run='^$$' -fuzz=^$$t$$ -fuzztime=30s -fuzzminimizetime=10s ./frame || exit 1; done
 
 fuzz-long:
-	$(GO) test -run='^$$' -fuzz=FuzzParser -fuzztime=10m -fuzzminimizetime=10s ./frame
+	@for t in $(FUZZ_TARGETS); do $(GO) test -run='^$$' -fuzz=^$$t$$ -fuzztime=10m -fuzzminimizetime=10s ./frame || exit 1; done
 
 bench:
 	$(GO) test -run='^$$' -bench=. -benchmem ./...

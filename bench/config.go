@@ -48,6 +48,8 @@ type Config struct {
 	Timeout       time.Duration `json:"timeout_ns"`               // hard stop for the whole run (default 10 minutes)
 	CAFile        string        `json:"ca_file,omitempty"`        // wss: PEM file of the CA to trust
 	Insecure      bool          `json:"insecure,omitempty"`       // wss: skip certificate verification (loopback benchmarks only)
+	Deflate       bool          `json:"deflate,omitempty"`        // offer permessage-deflate (no context takeover) and inflate compressed frames
+	JSONPayload   bool          `json:"json_payload,omitempty"`   // broadcast: the payload after its 16-byte stamp is JSON text (realistic to compress), not zeros
 	ServerLog     string        `json:"server_log,omitempty"`     // RunServer: the server's stdout and stderr are appended to this file (empty: discarded)
 }
 

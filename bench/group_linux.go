@@ -119,7 +119,7 @@ func (g *group) connect(ctx context.Context) {
 				g.hold(fd)
 				return
 			}
-			c := &client{g: g, fd: fd, id: idx, p: frame.Parser{Role: frame.ClientSide, MaxMessageBytes: 16 << 20}}
+			c := &client{g: g, fd: fd, id: idx, p: frame.Parser{Role: frame.ClientSide, MaxMessageBytes: 16 << 20, Deflate: g.cfg.Deflate}}
 			if g.cfg.Channels > 0 {
 				c.ch = idx % g.cfg.Channels
 			}
@@ -210,6 +210,9 @@ func (g *group) read() {
 		for i := 0; alive && i < 8; i++ {
 			n, err := unix.Read(c.fd, buf)
 			if n > 0 {
+				if g.measuring.Load() {
+					g.st.rxBytes.Add(int64(n))
+				}
 				if alive = c.consume(buf[:n]); !alive {
 					break // killed: the fd is closed
 				}

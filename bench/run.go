@@ -247,6 +247,9 @@ func (r *Result) fill(s snapshot) {
 	cfg := r.Config
 	r.Deliveries, r.Lost, r.Reordered, r.Disconnected, r.Failed = s.Received, s.Lost, s.Reordered, s.Closed, s.Failed
 	r.Misrouted, r.Malformed = s.Misrouted, s.Malformed
+	if s.Received > 0 {
+		r.WireBytes = float64(s.RxBytes) / float64(s.Received)
+	}
 	switch cfg.Scenario {
 	case ScenarioBroadcast, ScenarioSlow:
 		var want float64

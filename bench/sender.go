@@ -44,6 +44,9 @@ func newWSSender(ctx context.Context, cfg Config, p int) (*wsSender, error) {
 		return nil, fmt.Errorf("bench: publisher %d for %s: %w", p, hostOf(target), err)
 	}
 	s := &wsSender{cfg: cfg, p: p, target: target, nc: nc, payload: make([]byte, cfg.Size)}
+	if cfg.JSONPayload {
+		fillJSON(s.payload[headerBytes:])
+	}
 	s.read.Add(1)
 	go s.readReplies(rest)
 	return s, nil
@@ -53,7 +56,7 @@ func newWSSender(ctx context.Context, cfg Config, p int) (*wsSender, error) {
 // broadcasts, publish acknowledgements) and counts error replies.
 func (s *wsSender) readReplies(rest []byte) {
 	defer s.read.Done()
-	p := frame.Parser{Role: frame.ClientSide, MaxMessageBytes: 16 << 20}
+	p := frame.Parser{Role: frame.ClientSide, MaxMessageBytes: 16 << 20, Deflate: s.cfg.Deflate}
 	buf := make([]byte, 32<<10)
 	data := rest
 	for {

@@ -15,6 +15,7 @@ const maxLatency = int64(time.Minute / time.Microsecond)
 // 3 significant digits), sharded to keep reader workers off one lock.
 type stats struct {
 	received  atomic.Int64 // broadcast deliveries or echo replies while measuring
+	rxBytes   atomic.Int64 // bytes subscribers read from their sockets while measuring (frames as sent: compressed or not)
 	sent      atomic.Int64 // echo: messages sent while measuring; churn: handshakes
 	lost      atomic.Int64 // sequence gaps
 	reordered atomic.Int64
@@ -46,6 +47,7 @@ func (s *stats) record(shard int, d time.Duration) {
 
 func (s *stats) reset() {
 	s.received.Store(0)
+	s.rxBytes.Store(0)
 	s.sent.Store(0)
 	s.lost.Store(0)
 	s.reordered.Store(0)
@@ -65,6 +67,7 @@ type snapshot struct {
 	Received, Sent, Lost      int64
 	Reordered, Closed, Failed int64
 	Misrouted, Malformed      int64
+	RxBytes                   int64
 	Subs                      []int `json:",omitempty"` // channel mode: connected subscribers per channel
 	Hist                      *hdrhistogram.Snapshot
 }
@@ -80,7 +83,7 @@ func (s *stats) snapshot(connected, dialErrors int, subs []int) snapshot {
 		Connected: connected, DialErrors: dialErrors,
 		Received: s.received.Load(), Sent: s.sent.Load(), Lost: s.lost.Load(),
 		Reordered: s.reordered.Load(), Closed: s.closed.Load(), Failed: s.failed.Load(),
-		Misrouted: s.misrouted.Load(), Malformed: s.malformed.Load(), Subs: subs,
+		Misrouted: s.misrouted.Load(), Malformed: s.malformed.Load(), RxBytes: s.rxBytes.Load(), Subs: subs,
 		Hist: h.Export(),
 	}
 }
@@ -97,6 +100,7 @@ func (a *snapshot) merge(o snapshot) {
 	a.Failed += o.Failed
 	a.Misrouted += o.Misrouted
 	a.Malformed += o.Malformed
+	a.RxBytes += o.RxBytes
 	for len(a.Subs) < len(o.Subs) {
 		a.Subs = append(a.Subs, 0)
 	}

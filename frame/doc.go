@@ -1,8 +1,9 @@
 // Package frame is Fanout's RFC 6455 codec: opcodes and close codes,
 // frame headers, masking, incremental UTF-8 validation, an incremental
 // Parser for the frames a peer sends, and Prepared messages serialized once
-// for many receivers. It does no I/O, starts no goroutines, logs nothing
-// and imports only the standard library.
+// for many receivers, with their permessage-deflate twins (RFC 7692). It
+// does no I/O, starts no goroutines, logs nothing and imports only the
+// standard library and klauspost/compress's flate.
 //
 // The data path, inbound and outbound:
 //
@@ -17,6 +18,11 @@
 //	         a fragmented message       arrive; a split control frame has its own buffer
 //
 //	broadcast ─▶ NewPrepared(op, payload) ─▶ one immutable frame ─▶ Bytes() written to every conn
+//	                                          └─ Compressed(d): deflated once, on first use ─▶ written to
+//	                                             every conn that negotiated permessage-deflate
+//
+//	RSV1 data message (Parser.Deflate) ─▶ inflated whole with a pooled inflater, bounded by
+//	                                     MaxMessageBytes as it inflates, then UTF-8 checked
 //
 // Buffer lifetimes:
 //

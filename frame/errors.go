@@ -25,8 +25,11 @@ var (
 	// ErrMasked: a ClientSide Parser read a frame with the mask bit set
 	// (section 5.1). Close code 1002.
 	ErrMasked = protocolError(CloseProtocolError, "masked server frame")
-	// ErrReservedBits: RSV1, RSV2 or RSV3 is set; Fanout negotiates no
-	// extension that would give them a meaning (section 5.2). Close code 1002.
+	// ErrReservedBits: RSV2 or RSV3 is set, which no extension Fanout
+	// negotiates gives a meaning (section 5.2), or RSV1 is set where
+	// permessage-deflate does not allow it: without the extension, on a
+	// control frame or on a continuation frame (RFC 7692 section 6). Close
+	// code 1002.
 	ErrReservedBits = protocolError(CloseProtocolError, "reserved bits set")
 	// ErrReservedOpCode: the opcode is one of 0x3-0x7 or 0xB-0xF (section
 	// 5.2). Close code 1002.
@@ -56,6 +59,13 @@ var (
 	// even mid-frame, or at its end if a sequence is left unfinished. Close
 	// code 1007.
 	ErrInvalidUTF8 = protocolError(CloseInvalidPayload, "invalid UTF-8")
+	// ErrInflatedTooBig: a compressed message inflates past the Parser's
+	// MaxMessageBytes. It is reported as soon as inflating passes the limit,
+	// so memory never grows past it (a "zip bomb"). Close code 1009.
+	ErrInflatedTooBig = protocolError(CloseMessageTooBig, "message too big once inflated")
+	// ErrBadDeflate: a compressed message (RSV1) is not valid DEFLATE
+	// data (RFC 7692 section 7.2.2). Close code 1007.
+	ErrBadDeflate = protocolError(CloseInvalidPayload, "invalid compressed data")
 	// ErrCloseLength: a close frame carries a payload of exactly one byte,
 	// too short for a status code (section 5.5.1). Close code 1002.
 	ErrCloseLength = protocolError(CloseProtocolError, "close payload of one byte")

@@ -42,6 +42,13 @@ type Message struct {
 type Parser struct {
 	// Role says whose frames are parsed, and so whether they are masked.
 	Role Role
+	// Deflate accepts messages compressed with permessage-deflate (RFC
+	// 7692): RSV1 on the first frame of a data message. Set it once the
+	// extension is negotiated with client_no_context_takeover: each message
+	// is inflated on its own, with a pooled inflater, so nothing is kept
+	// between messages. A compressed message's inflated size is limited by
+	// MaxMessageBytes too; its text is UTF-8 checked once inflated.
+	Deflate bool // next to Role: fills its padding, the Parser stays 96 bytes
 	// MaxMessageBytes limits the payload of one data message, all its
 	// fragments together, in bytes. Each frame's declared length is checked
 	// against it before any of its payload is buffered. Zero or negative
@@ -66,6 +73,7 @@ type Parser struct {
 	fin    bool
 	masked bool
 	inBody bool // header decoded, payload pending
+	zipped bool // the open data message is compressed
 }
 
 // Bits of Parser.recyc.
@@ -121,7 +129,7 @@ func (p *Parser) Parse(data []byte) (m Message, n int, err error) {
 		if p.op.IsControl() {
 			return p.control(chunk, n)
 		}
-		if p.msgOp == OpText && !p.utf8.Write(chunk) {
+		if p.msgOp == OpText && !p.zipped && !p.utf8.Write(chunk) {
 			return m, n, p.fail(ErrInvalidUTF8) // fail fast, mid-frame if need be (section 8.1)
 		}
 		if p.remain > 0 || !p.fin {
@@ -138,7 +146,7 @@ func (p *Parser) Parse(data []byte) (m Message, n int, err error) {
 			continue // the next fragment's header
 		}
 		p.inBody = false
-		if p.msgOp == OpText && !p.utf8.Complete() {
+		if p.msgOp == OpText && !p.zipped && !p.utf8.Complete() {
 			return m, n, p.fail(ErrInvalidUTF8)
 		}
 		// msg is nil when no byte of the message came before chunk: then
@@ -149,7 +157,12 @@ func (p *Parser) Parse(data []byte) (m Message, n int, err error) {
 			m.Payload = *p.msg
 			p.recyc |= recycMsg
 		}
-		p.msgOp, p.msgLen = 0, 0
+		if p.zipped {
+			if err := p.inflate(&m); err != nil {
+				return Message{}, n, p.fail(err)
+			}
+		}
+		p.msgOp, p.msgLen, p.zipped = 0, 0, false
 		return m, n, nil
 	}
 }
@@ -220,7 +233,7 @@ func (p *Parser) Frames() uint64 { return p.frames }
 // size limit, then opens or continues the data message.
 func (p *Parser) check(h *header) *ProtocolError {
 	switch {
-	case h.rsv != 0:
+	case h.rsv != 0 && (h.rsv != bitRsv1>>4 || !p.Deflate || h.op.IsControl() || h.op == OpContinuation):
 		return ErrReservedBits
 	case !h.op.known():
 		return ErrReservedOpCode
@@ -251,6 +264,7 @@ func (p *Parser) check(h *header) *ProtocolError {
 	}
 	if h.op != OpContinuation {
 		p.msgOp = h.op
+		p.zipped = h.rsv != 0
 		p.utf8.Reset()
 	}
 	p.msgLen += h.length
@@ -279,6 +293,28 @@ func (p *Parser) gather(b []byte) {
 		p.msg = nb
 	}
 	*p.msg = append(*p.msg, b...)
+}
+
+// inflate replaces m's compressed payload with its inflated bytes, in a
+// pooled buffer that recycle returns like a gathered message's.
+func (p *Parser) inflate(m *Message) *ProtocolError {
+	out, err := inflate(m.Payload, p.limit())
+	if err != nil {
+		return err
+	}
+	if p.msg != nil {
+		putBuf(p.msg)
+	}
+	p.msg = out
+	p.recyc |= recycMsg
+	m.Payload = *out
+	if m.Op == OpText {
+		var u UTF8
+		if !u.Write(m.Payload) || !u.Complete() {
+			return ErrInvalidUTF8
+		}
+	}
+	return nil
 }
 
 // recycle returns the buffers behind the last returned message.
@@ -318,11 +354,11 @@ func (p *Parser) fail(err *ProtocolError) error {
 }
 
 // Reset drops all state, an error included, and returns pooled buffers; a
-// Payload returned before is no longer valid. Role and MaxMessageBytes are
-// kept.
+// Payload returned before is no longer valid. Role, MaxMessageBytes and
+// Deflate are kept.
 func (p *Parser) Reset() {
 	p.release()
-	*p = Parser{Role: p.Role, MaxMessageBytes: p.MaxMessageBytes}
+	*p = Parser{Role: p.Role, MaxMessageBytes: p.MaxMessageBytes, Deflate: p.Deflate}
 }
 
 // Idle reports whether p is between messages and holds no buffer: no

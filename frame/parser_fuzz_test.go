@@ -12,17 +12,19 @@ import (
 // seed (NATS FuzzParser): a one-shot parse, a chunked one and, for short
 // inputs, a byte-at-a-time one must give the same messages and the same
 // error, never panic, and deliver only messages within the limits. The top
-// bit of seed picks the Role. Seeds live in testdata/fuzz/FuzzParser.
+// bit of seed picks the Role, the next one Deflate (RSV1 messages
+// inflated). Seeds live in testdata/fuzz/FuzzParser.
 func FuzzParser(f *testing.F) {
 	f.Add(clientFrame(true, OpText, []byte("hello")), uint64(1))
 	f.Add(cat(clientFrame(false, OpText, []byte("fr")), clientFrame(true, OpPing, []byte("p")), clientFrame(true, OpContinuation, []byte("ag"))), uint64(7))
 	f.Add(clientFrame(true, OpClose, []byte{0x03, 0xe8, 'b', 'y', 'e'}), uint64(3))
 	f.Add(clientFrame(true, OpBinary, make([]byte, 300)), uint64(11))
 	f.Add(AppendFrame(nil, OpText, []byte("server")), uint64(1)<<63|5)
+	f.Add(compressedClientFrame(true, OpText, stdDeflate([]byte("zipped zipped zipped"))), uint64(1)<<62|3)
 	f.Fuzz(func(t *testing.T, stream []byte, seed uint64) {
 		const limit = 1 << 12
-		role := Role(seed >> 63)
-		newParser := func() *Parser { return &Parser{Role: role, MaxMessageBytes: limit} }
+		role, deflate := Role(seed>>63), seed>>62&1 != 0
+		newParser := func() *Parser { return &Parser{Role: role, MaxMessageBytes: limit, Deflate: deflate} }
 
 		p1 := newParser()
 		one, oneErr := parseAll(p1, bytes.Clone(stream), nil)

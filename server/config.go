@@ -30,6 +30,16 @@ const (
 	DefaultReadBufferBytes  = 32 << 10
 	DefaultMaxRequestBytes  = 8 << 10
 	DefaultHubBacklogBytes  = 64 << 20
+
+	DefaultCompression         = CompressionOn
+	DefaultCompressionMinBytes = 256
+	DefaultCompressionLevel    = frame.DefaultDeflateLevel
+)
+
+// Values of Config.Compression.
+const (
+	CompressionOn  = "on"  // negotiate permessage-deflate with clients that offer it
+	CompressionOff = "off" // never negotiate it
 )
 
 // DefaultWorkers is the default size of each worker pool: workers never block
@@ -104,6 +114,22 @@ type Config struct {
 	// not per subscriber). Past it a broadcast is dropped for that shard and
 	// counted in Hub.Drops. Zero means DefaultHubBacklogBytes (64 MiB).
 	HubBacklogBytes int
+
+	// Compression says whether permessage-deflate (RFC 7692) is negotiated
+	// with clients that offer it: CompressionOn or CompressionOff. A
+	// broadcast is compressed once, on first need, and the same frame goes
+	// to every receiver that negotiated it; no connection keeps compression
+	// state. Zero means DefaultCompression ("on").
+	Compression string
+
+	// CompressionMinBytes: messages shorter than this are sent
+	// uncompressed. Zero means DefaultCompressionMinBytes (256). Negative
+	// compresses every message.
+	CompressionMinBytes int
+
+	// CompressionLevel is the flate level, 1 (fastest) to 9 (smallest).
+	// Zero means DefaultCompressionLevel (5).
+	CompressionLevel int
 
 	// HTTPHandler serves the requests that reach Serve's listener and are
 	// not WebSocket upgrades (a web page, an API): the connection leaves
@@ -233,6 +259,9 @@ func (c Config) withDefaults() Config {
 	setDefault(&c.ReadBufferBytes, DefaultReadBufferBytes)
 	setDefault(&c.MaxRequestBytes, DefaultMaxRequestBytes)
 	setDefault(&c.HubBacklogBytes, DefaultHubBacklogBytes)
+	setDefault(&c.Compression, DefaultCompression)
+	setDefault(&c.CompressionMinBytes, DefaultCompressionMinBytes)
+	setDefault(&c.CompressionLevel, DefaultCompressionLevel)
 	setDefault(&c.ForwardedHeader, HeaderXForwardedFor)
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)
@@ -268,6 +297,12 @@ func (c Config) Validate() error {
 	positive("MessageBurst", c.MessageBurst)
 	positive("ByteBurst", c.ByteBurst)
 	positive("MaxConnsPerIP", c.MaxConnsPerIP)
+	if c.Compression != CompressionOn && c.Compression != CompressionOff {
+		errs = append(errs, fmt.Errorf("server: Compression (%q) must be %q or %q", c.Compression, CompressionOn, CompressionOff))
+	}
+	if c.CompressionLevel < 1 || c.CompressionLevel > 9 {
+		errs = append(errs, fmt.Errorf("server: CompressionLevel (%d) must be 1 to 9", c.CompressionLevel))
+	}
 	if c.MessageRate < 0 || c.ByteRate < 0 || c.HandshakeRatePerIP < 0 {
 		errs = append(errs, fmt.Errorf("server: MessageRate (%v), ByteRate (%v) and HandshakeRatePerIP (%v) must not be negative", c.MessageRate, c.ByteRate, c.HandshakeRatePerIP))
 	}

@@ -67,6 +67,7 @@ type Conn struct {
 	viaProxy  bool        // the peer is a trusted proxy: admitted once the client's address is known (proxy.go)
 	proxyDone bool        // the PROXY header, if any, is handled
 	parked    bool        // a write waits for EPOLLOUT that could not be armed before registration
+	zbits     uint8       // permessage-deflate window the client allowed, in bits (0: none); set before OnConnect, then only read, without mu
 	limits    *connLimits // per-connection rate limits, nil when off
 	claims    map[string]any
 	expires   int64         // when the token expires (Server.now units), or 0
@@ -120,7 +121,8 @@ func (c *Conn) Send(op frame.OpCode, data []byte) error {
 
 // SendPrepared queues messages serialized once for many receivers, in
 // order and, up to the writev limit, with one write: another goroutine's
-// frame for c cannot come between them.
+// frame for c cannot come between them. Each goes in the variant c
+// negotiated (compressed or not).
 func (c *Conn) SendPrepared(ps ...*frame.Prepared) error {
 	if len(ps) == 1 {
 		return c.write(c.frameBytes(ps[0]), false)
@@ -167,6 +169,9 @@ func runAttached(fs *[]func(bool), attached bool) {
 		f(attached)
 	}
 }
+
+// Compressed reports whether c negotiated permessage-deflate.
+func (c *Conn) Compressed() bool { return c.zbits != 0 }
 
 // Hubs lists the hubs c has joined and not left.
 func (c *Conn) Hubs() []*Hub {

@@ -15,6 +15,7 @@ type metrics struct {
 	counters  [len(counterTable)]*prometheus.Desc
 	reasons   *prometheus.Desc
 	perWrite  *prometheus.Desc
+	compress  [3]*prometheus.Desc // frame.Deflater's counts: calls, bytes in, bytes out
 }
 
 func newMetrics(s *Server) *metrics {
@@ -35,6 +36,11 @@ func newMetrics(s *Server) *metrics {
 	for i, row := range counterTable {
 		m.counters[i] = prometheus.NewDesc(row.metric, row.help, nil, nil)
 	}
+	m.compress = [3]*prometheus.Desc{
+		prometheus.NewDesc("fanout_compress_calls_total", "Messages compressed; one per broadcast at most, whatever the number of receivers.", nil, nil),
+		prometheus.NewDesc("fanout_compress_bytes_in_total", "Payload bytes given to the compressor.", nil, nil),
+		prometheus.NewDesc("fanout_compress_bytes_out_total", "Payload bytes the compressor returned.", nil, nil),
+	}
 	return m
 }
 
@@ -47,6 +53,9 @@ func (m *metrics) Describe(ch chan<- *prometheus.Desc) {
 	}
 	ch <- m.reasons
 	ch <- m.perWrite
+	for _, d := range m.compress {
+		ch <- d
+	}
 	m.fanout.Describe(ch)
 }
 
@@ -59,6 +68,9 @@ func (m *metrics) Collect(ch chan<- prometheus.Metric) {
 		ch <- prometheus.MustNewConstMetric(m.counters[i], prometheus.CounterValue, float64(*row.stat(&st)))
 	}
 	ch <- framesPerWrite(m.perWrite, st.FramesPerWrite, st.FramesOffered)
+	for i, v := range [3]uint64{st.CompressCalls, st.CompressBytesIn, st.CompressBytesOut} {
+		ch <- prometheus.MustNewConstMetric(m.compress[i], prometheus.CounterValue, float64(v))
+	}
 	for r := ReasonNone + 1; r < reasonCount; r++ {
 		ch <- prometheus.MustNewConstMetric(m.reasons, prometheus.CounterValue, float64(st.Closed[r.String()]), r.String())
 	}

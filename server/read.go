@@ -232,6 +232,9 @@ func (c *Conn) protocolError(err error) bool {
 	if errors.As(err, &pe) {
 		code = pe.Code
 	}
+	if pe == frame.ErrBadDeflate || pe == frame.ErrInflatedTooBig {
+		c.srv.stats.inflateErrors.Add(1)
+	}
 	c.srv.connError(c, err)
 	reason := ""
 	if pe != nil {

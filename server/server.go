@@ -47,6 +47,7 @@ type Server struct {
 	conns     []atomic.Pointer[Conn] // by fd
 	ping      []byte                 // the shared ping frame
 	metrics   *metrics
+	deflater  frame.Deflater // compresses each broadcast once for every receiver that negotiated it
 
 	ipLimits ipLimits
 	httpLn   *httpListener // plain HTTP requests, for Config.HTTPHandler
@@ -83,6 +84,7 @@ func New(cfg Config) (*Server, error) {
 		stop:      make(chan struct{}),
 		ping:      frame.AppendFrame(nil, frame.OpPing, nil),
 	}
+	s.deflater.Level, s.deflater.MinBytes = cfg.CompressionLevel, cfg.CompressionMinBytes
 	s.clock.Store(timeNow())
 	var rl syscall.Rlimit
 	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &rl); err != nil {

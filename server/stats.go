@@ -25,6 +25,8 @@ type counters struct {
 	publishersPaused atomic.Uint64
 	framesOffered    atomic.Uint64
 	perWrite         [writeBuckets]atomic.Uint64
+	compressedConns  atomic.Uint64
+	inflateErrors    atomic.Uint64
 	closed           [reasonCount]atomic.Uint64
 }
 
@@ -56,7 +58,13 @@ type Stats struct {
 	// up: queued and pending frames share a syscall.
 	FramesPerWrite [writeBuckets]uint64
 	FramesOffered  uint64 // frames offered to writev calls, the sum behind FramesPerWrite
-	Closed         map[string]uint64
+	// permessage-deflate
+	CompressedConns  uint64 // upgrades that negotiated permessage-deflate
+	InflateErrors    uint64 // compressed messages refused: invalid DEFLATE or inflated past MaxMessageBytes
+	CompressCalls    uint64 // messages compressed: at most one per broadcast, whatever the receivers (frame.Deflater's count)
+	CompressBytesIn  uint64 // their payload bytes before compression
+	CompressBytesOut uint64 // and after
+	Closed           map[string]uint64
 }
 
 // counterTable is the one list of the server's counters: each row ties an
@@ -104,6 +112,10 @@ var counterTable = [...]struct {
 		func(c *counters) *atomic.Uint64 { return &c.authFailures }, func(s *Stats) *uint64 { return &s.AuthFailures }},
 	{"fanout_invalid_messages_total", "Messages refused by the application's validator (closed with 1008).",
 		func(c *counters) *atomic.Uint64 { return &c.invalidMessages }, func(s *Stats) *uint64 { return &s.InvalidMessages }},
+	{"fanout_handshakes_compressed_total", "Upgrades that negotiated permessage-deflate.",
+		func(c *counters) *atomic.Uint64 { return &c.compressedConns }, func(s *Stats) *uint64 { return &s.CompressedConns }},
+	{"fanout_inflate_errors_total", "Compressed messages refused: invalid DEFLATE data or inflated past MaxMessageBytes.",
+		func(c *counters) *atomic.Uint64 { return &c.inflateErrors }, func(s *Stats) *uint64 { return &s.InflateErrors }},
 	{"fanout_publishers_paused_total", "Read tasks that stopped reading a connection because a hub it belongs to was behind (TCP backpressure).",
 		func(c *counters) *atomic.Uint64 { return &c.publishersPaused }, func(s *Stats) *uint64 { return &s.PublishersPaused }},
 }
@@ -117,6 +129,8 @@ func (s *Server) Stats() Stats {
 	for i := range st.FramesPerWrite {
 		st.FramesPerWrite[i] = s.stats.perWrite[i].Load()
 	}
+	z := s.deflater.Stats()
+	st.CompressCalls, st.CompressBytesIn, st.CompressBytesOut = z.Calls, z.BytesIn, z.BytesOut
 	for r := range s.stats.closed {
 		if n := s.stats.closed[r].Load(); n > 0 {
 			st.Closed[CloseReason(r).String()] = n

@@ -11,6 +11,7 @@ import (
 	"strings"
 	"sync"
 
+	"github.com/gobwas/httphead"
 	"github.com/gobwas/ws"
 )
 
@@ -135,6 +136,7 @@ func (c *Conn) upgrade(head []byte) bool {
 			req.Protocols = appendProtocols(req.Protocols, string(v))
 			return s.selectProtocol(req.Protocols), true
 		},
+		Negotiate: c.negotiate,
 		OnBeforeUpgrade: func() (ws.HandshakeHeader, error) {
 			if err := s.onConnect(c, &req); err != nil {
 				rejected = err
@@ -158,6 +160,9 @@ func (c *Conn) upgrade(head []byte) bool {
 		return false
 	}
 	s.stats.upgraded.Add(1)
+	if c.zbits != 0 {
+		s.stats.compressedConns.Add(1)
+	}
 	s.log.Debug("upgraded", "conn", c.id, "remote", c.remote.String(), "uri", req.URI)
 	c.mu.Lock()
 	c.state = stateOpen
@@ -280,7 +285,18 @@ func (s *Server) serveHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	proto := s.selectProtocol(req.Protocols)
-	u := ws.HTTPUpgrader{Protocol: func(p string) bool { return p == proto }}
+	var ext httphead.Option // answered once, to the first offer
+	if c.zbits != 0 {
+		ext, _ = deflateOffers(r.Header)
+	}
+	u := ws.HTTPUpgrader{
+		Protocol: func(p string) bool { return p == proto },
+		Negotiate: func(httphead.Option) (httphead.Option, error) {
+			resp := ext
+			ext = httphead.Option{}
+			return resp, nil
+		},
+	}
 	nc, rw, _, err := u.Upgrade(r, w)
 	if err != nil {
 		if nc != nil {
@@ -302,6 +318,9 @@ func (s *Server) serveHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	s.stats.upgraded.Add(1)
+	if c.zbits != 0 {
+		s.stats.compressedConns.Add(1)
+	}
 	s.log.Debug("upgraded", "conn", c.id, "remote", c.remote.String(), "uri", r.RequestURI)
 	s.attachHijacked(c, fd, proto, early)
 }
@@ -327,7 +346,11 @@ func (s *Server) admitHTTP(w http.ResponseWriter, r *http.Request) (*Conn, *Requ
 		return nil, nil
 	}
 	c := s.newConn(-1, remote, false)
-	c.admitted = true // released by destroy
+	c.admitted = true                       // released by destroy
+	if s.cfg.Compression == CompressionOn { // before OnConnect, which may join hubs
+		_, c.zbits = deflateOffers(r.Header)
+		c.parser.Deflate = c.zbits != 0
+	}
 	req := &Request{URI: r.RequestURI, Host: r.Host, Header: r.Header, RemoteAddr: remote}
 	for _, v := range r.Header.Values("Sec-WebSocket-Protocol") {
 		req.Protocols = appendProtocols(req.Protocols, v)

@@ -71,8 +71,15 @@ func (s *Server) flushStats(w *writer) {
 var writers = sync.Pool{New: func() any { return newWriter() }}
 
 // frameBytes returns the bytes of p that c receives: the one place that
-// picks a prepared message's variant for a connection.
-func (c *Conn) frameBytes(p *frame.Prepared) []byte { return p.Bytes() }
+// picks a prepared message's variant for a connection. A connection that
+// negotiated permessage-deflate gets the compressed twin (built once for
+// all receivers) when p fits the window it allowed (deflate.go).
+func (c *Conn) frameBytes(p *frame.Prepared) []byte {
+	if c.zbits == 0 || (c.zbits < maxWindowBits && p.PayloadLen() > 1<<c.zbits) {
+		return p.Bytes()
+	}
+	return p.Compressed(&c.srv.deflater)
+}
 
 // writePrepared sends c its variant of each of ps (at most iovMax) with one
 // writev, behind whatever c's queue holds.

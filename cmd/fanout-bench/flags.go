@@ -102,6 +102,8 @@ func (o *options) scenarioFlags(fs *flag.FlagSet) {
 	fs.DurationVar(&c.Timeout, "timeout", 10*time.Minute, "hard stop for the whole run")
 	fs.StringVar(&c.CAFile, "ca-file", "", "wss: PEM file of the CA to trust")
 	fs.BoolVar(&c.Insecure, "insecure", false, "wss: skip certificate verification (loopback benchmarks only)")
+	fs.BoolVar(&c.Deflate, "deflate", false, "offer permessage-deflate as browsers do and inflate compressed frames; the JSON's wire_bytes_per_delivery is bytes read per delivery")
+	fs.BoolVar(&c.JSONPayload, "json-payload", false, "broadcast: fill the payload after its 16-byte stamp with order-book JSON (compresses about 3x) instead of zeros")
 	fs.BoolVar(&o.ceiling, "ceiling", false, "broadcast: raise -msg-rate by -ceiling-factor phase by phase until the server stops keeping up (anything missing, lost, reordered or disconnected after the drain, publishers held back, or p99 over -ceiling-p99), bisect -ceiling-refine times, and report the highest rate kept up")
 	fs.Float64Var(&o.search.Factor, "ceiling-factor", 1.5, "-ceiling: rate multiplier between phases")
 	fs.DurationVar(&o.search.MaxP99, "ceiling-p99", time.Second, "-ceiling: highest p99 that counts as keeping up")

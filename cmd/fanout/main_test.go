@@ -104,8 +104,27 @@ func TestInterop_Node(t *testing.T) {
 	_, wsErr := os.Stat("testdata/interop/node_modules/ws")
 	needTool(t, err == nil && wsErr == nil, "node and `npm ci --prefix cmd/fanout/testdata/interop`")
 	srv, url := startChat(t)
-	runClient(t, "node", filepath.Join("testdata", "interop", "client.mjs"), url)
+	var tally wireTally
+	runClient(t, "node", filepath.Join("testdata", "interop", "client.mjs"), wireTap(t, strings.TrimPrefix(url, "ws://"), &tally))
 	waitIdle(t, srv)
+	checkCompressed(t, srv, &tally)
+}
+
+// checkCompressed asserts that a client that offers permessage-deflate got
+// it: compressed frames (RSV1) went on the wire both ways, and each
+// compressed broadcast was compressed once.
+func checkCompressed(t *testing.T, srv *server.Server, tally *wireTally) {
+	t.Helper()
+	st := srv.Stats()
+	t.Logf("wire: server sent %d data frames, %d compressed; client sent %d, %d compressed; %d compress calls, %d -> %d bytes",
+		tally.serverFrames.Load(), tally.serverCompressed.Load(), tally.clientFrames.Load(), tally.clientCompressed.Load(),
+		st.CompressCalls, st.CompressBytesIn, st.CompressBytesOut)
+	if st.CompressedConns == 0 || tally.serverCompressed.Load() == 0 || tally.clientCompressed.Load() == 0 {
+		t.Fatal("permessage-deflate was not used on the wire both ways")
+	}
+	if st.CompressCalls == 0 || st.CompressBytesOut >= st.CompressBytesIn {
+		t.Fatalf("%d compress calls, %d -> %d bytes", st.CompressCalls, st.CompressBytesIn, st.CompressBytesOut)
+	}
 }
 
 func TestInterop_Python(t *testing.T) {
@@ -113,8 +132,10 @@ func TestInterop_Python(t *testing.T) {
 	err := exec.Command(py, "-c", "import websockets").Run()
 	needTool(t, err == nil, "apt-get install python3-websockets")
 	srv, url := startChat(t)
-	runClient(t, py, filepath.Join("testdata", "interop", "client.py"), url, testAPIKey)
+	var tally wireTally
+	runClient(t, py, filepath.Join("testdata", "interop", "client.py"), wireTap(t, strings.TrimPrefix(url, "ws://"), &tally), testAPIKey)
 	waitIdle(t, srv)
+	checkCompressed(t, srv, &tally)
 }
 
 func TestInterop_Gorilla(t *testing.T) {

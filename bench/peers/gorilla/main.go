@@ -2,7 +2,9 @@
 // with gorilla/websocket, one reader and one writer goroutine per
 // connection and a buffered channel per client. /ws broadcasts every message
 // to every client, /echo echoes. A client whose channel is full is dropped,
-// as in gorilla's chat example.
+// as in gorilla's chat example. With -compression it negotiates
+// permessage-deflate and broadcasts a PreparedMessage, which gorilla
+// compresses once per message for all the clients that negotiated it.
 package main
 
 import (
@@ -18,6 +20,7 @@ import (
 type message struct {
 	op   int
 	data []byte
+	pm   *websocket.PreparedMessage // with -compression: built once, shared by every writer
 }
 
 type client struct {
@@ -57,7 +60,9 @@ var upgrader = websocket.Upgrader{ReadBufferSize: 1024, WriteBufferSize: 1024, C
 func main() {
 	addr := flag.String("addr", ":8081", "listen address")
 	queue := flag.Int("queue", 256, "per-client send channel capacity")
+	compression := flag.Bool("compression", false, "negotiate permessage-deflate and broadcast PreparedMessages")
 	flag.Parse()
+	upgrader.EnableCompression = *compression
 	h := &hub{clients: make(map[*client]struct{})}
 	http.HandleFunc("/ws", func(w http.ResponseWriter, r *http.Request) {
 		conn, err := upgrader.Upgrade(w, r, nil)
@@ -70,7 +75,11 @@ func main() {
 		h.mu.Unlock()
 		go func() { // writer
 			for m := range c.send {
-				if err := conn.WriteMessage(m.op, m.data); err != nil {
+				write := func() error { return conn.WriteMessage(m.op, m.data) }
+				if m.pm != nil {
+					write = func() error { return conn.WritePreparedMessage(m.pm) }
+				}
+				if err := write(); err != nil {
 					break
 				}
 			}
@@ -82,7 +91,13 @@ func main() {
 			if err != nil {
 				return
 			}
-			h.broadcast(message{op, data})
+			m := message{op: op, data: data}
+			if *compression {
+				if m.pm, err = websocket.NewPreparedMessage(op, data); err != nil {
+					return
+				}
+			}
+			h.broadcast(m)
 		}
 	})
 	http.HandleFunc("/echo", func(w http.ResponseWriter, r *http.Request) {

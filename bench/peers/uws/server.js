@@ -6,14 +6,17 @@
 // uWebSockets.js v20 (its source_commit file names the upstream commit).
 // A socket more than 1 MiB behind is closed, as Fanout evicts a client
 // whose send queue passes 1 MiB (uWS's default would skip its messages).
-// Usage: node server.js [port] (0: any free port; the line "listening on
-// 127.0.0.1:PORT" names it)
+// With --compression it negotiates permessage-deflate with uWS's shared
+// compressor (one compression per publish for every subscriber).
+// Usage: node server.js [port] [--compression] (port 0: any free port; the
+// line "listening on 127.0.0.1:PORT" names it)
 import uWS from 'uwebsockets';
 
 const port = Number(process.argv[2] ?? 8083);
 const topic = 'room';
+const compress = process.argv.includes('--compression');
 const common = {
-  compression: uWS.DISABLED,
+  compression: compress ? uWS.SHARED_COMPRESSOR : uWS.DISABLED,
   maxPayloadLength: 64 * 1024,
   maxBackpressure: 1 << 20,
   closeOnBackpressureLimit: true,
@@ -24,11 +27,11 @@ const app = uWS.App()
   .ws('/ws', {
     ...common,
     open: (ws) => ws.subscribe(topic),
-    message: (ws, msg, isBinary) => app.publish(topic, msg, isBinary),
+    message: (ws, msg, isBinary) => app.publish(topic, msg, isBinary, compress), // compress: uWS compresses only when asked
   })
   .ws('/echo', {
     ...common,
-    message: (ws, msg, isBinary) => ws.send(msg, isBinary),
+    message: (ws, msg, isBinary) => ws.send(msg, isBinary, compress),
   })
   .any('/*', (res) => res.writeStatus('404 Not Found').end());
 

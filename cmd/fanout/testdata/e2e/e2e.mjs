@@ -32,9 +32,12 @@ async function freePort() {
   return port;
 }
 
+let adminPort = 0; // the server's /metrics
+
 async function startServer(port) {
   const out = fs.openSync(serverLog, 'a');
-  const child = spawn(bin, ['-addr', `127.0.0.1:${port}`], { stdio: ['ignore', out, out] });
+  adminPort = await freePort();
+  const child = spawn(bin, ['-addr', `127.0.0.1:${port}`, '-admin-addr', `127.0.0.1:${adminPort}`], { stdio: ['ignore', out, out] });
   fs.closeSync(out);
   server = child;
   let exited = null;
@@ -106,6 +109,13 @@ function check(cond, msg) {
   if (!cond) throw new Error(msg);
 }
 
+// metric reads one counter from the server's Prometheus endpoint.
+async function metric(name) {
+  const text = await (await fetch(`http://127.0.0.1:${adminPort}/metrics`)).text();
+  const line = text.split('\n').find((l) => l.startsWith(name + ' '));
+  return line ? Number(line.split(' ')[1]) : NaN;
+}
+
 // --- the test ---
 
 let browser = null;
@@ -120,6 +130,14 @@ async function main() {
   const consoleErrors = [];
   for (const label of ['A', 'B']) {
     const ctx = await browser.newContext({ viewport: { width: 800, height: 640 } });
+    // Keep every WebSocket the page opens, to read what it negotiated.
+    await ctx.addInitScript(() => {
+      const Native = window.WebSocket;
+      window.sockets = [];
+      window.WebSocket = class extends Native {
+        constructor(...args) { super(...args); window.sockets.push(this); }
+      };
+    });
     const page = await ctx.newPage();
     page.setDefaultTimeout(wait);
     page.on('console', (m) => { if (m.type() === 'error') consoleErrors.push(`${label}: ${m.text()}`); });
@@ -148,6 +166,21 @@ async function main() {
   await waitForMessage(A, 'A', 'hello from ann');
   await waitForMessage(B, 'B', 'hi ann, bob here <b>&amp;</b>');
   log('messages exchanged both ways');
+
+  // 1b. The browser negotiated permessage-deflate, and a message long enough
+  // to compress arrives intact (the server counts the compressed broadcast).
+  for (const [page, label] of [[A, 'A'], [B, 'B']]) {
+    const ext = await page.evaluate(() => window.sockets.at(-1).extensions);
+    check(ext.includes('permessage-deflate') && ext.includes('server_no_context_takeover'), `page ${label} negotiated "${ext}"`);
+  }
+  const callsBefore = await metric('fanout_compress_calls_total');
+  const long = 'compressible '.repeat(40) + 'end';
+  await send(A, 'A', long);
+  await waitForMessage(B, 'B', long);
+  const calls = await metric('fanout_compress_calls_total');
+  check(calls > callsBefore, `compress calls ${callsBefore} -> ${calls}: the long message went uncompressed`);
+  check(await metric('fanout_handshakes_compressed_total') >= 2, 'fewer than 2 compressed handshakes');
+  log(`both pages negotiated permessage-deflate; a ${long.length}-byte message arrived compressed (${calls - callsBefore} compress calls)`);
 
   // 2. Network drop on A: B publishes three messages; A gets exactly those when it reconnects.
   await A.evaluate(() => window.fanout.disconnect());

@@ -1,5 +1,7 @@
 // Interop check with Node's `ws` package: broadcast on /ws, echo on /echo,
-// ping/pong and a clean 1000 close. Usage: node client.mjs ws://127.0.0.1:PORT
+// ping/pong and a clean 1000 close, with permessage-deflate negotiated (the
+// Go test counts the compressed frames on the wire).
+// Usage: node client.mjs ws://127.0.0.1:PORT
 import WebSocket from 'ws';
 
 const base = process.argv[2];
@@ -7,8 +9,11 @@ const fail = (msg) => { console.error('FAIL:', msg); process.exit(1); };
 setTimeout(() => fail('timed out after 20 s'), 20000).unref();
 
 const open = (url) => new Promise((resolve, reject) => {
-  const ws = new WebSocket(url);
-  ws.once('open', () => resolve(ws));
+  const ws = new WebSocket(url, { perMessageDeflate: true });
+  ws.once('open', () => {
+    if (!ws.extensions.includes('permessage-deflate')) reject(new Error(`extensions "${ws.extensions}"`));
+    resolve(ws);
+  });
   ws.once('error', reject);
 });
 const next = (ws) => new Promise((resolve) => ws.once('message', (data, isBinary) => resolve({ data, isBinary })));
@@ -26,6 +31,9 @@ async function broadcast() {
     ws.send(bin);
     want.push('txt:' + Buffer.from(text).toString('hex'), 'bin:' + bin.toString('hex'));
   }
+  const json = feed(2000); // compressed once by the server for all three
+  clients[0].send(json);
+  want.push('txt:' + Buffer.from(json).toString('hex'));
   const deadline = Date.now() + 10000;
   while (got.some((g) => g.length < want.length) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 10));
   for (const [i, g] of got.entries()) {
@@ -34,12 +42,23 @@ async function broadcast() {
   await Promise.all(clients.map((ws) => { const c = closed(ws); ws.close(1000); return c; }));
 }
 
+// feed is a JSON message of about n bytes, like a score or price feed.
+const feed = (n) => {
+  const rows = [];
+  for (let i = 0; JSON.stringify(rows).length < n; i++) rows.push({ team: `t${i % 40}`, score: (i * 7) % 101 });
+  return JSON.stringify({ channel: 'scores', data: rows });
+};
+
 async function echo() {
   const ws = await open(base + '/echo');
   const big = Buffer.alloc(60 * 1024, 7);
   ws.send(big);
   let m = await next(ws);
   if (!m.isBinary || !Buffer.from(m.data).equals(big)) fail('60 KiB binary echo differs');
+  const json = feed(3000); // compressed both ways
+  ws.send(json);
+  m = await next(ws);
+  if (m.isBinary || m.data.toString() !== json) fail('compressed JSON echo differs');
   const text = 'héllo €𝄞';
   ws.send(text);
   m = await next(ws);

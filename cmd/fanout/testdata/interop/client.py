@@ -1,6 +1,8 @@
 """Interop check with Python's websockets (Debian python3-websockets):
 broadcast on /ws, echo on /echo, ping/pong and a clean 1000 close; channels
 fed by the HTTP API and by control messages, and recovery with since=.
+websockets offers permessage-deflate by default; the Go test counts the
+compressed frames on the wire.
 Usage: python3 client.py ws://127.0.0.1:PORT API_KEY"""
 import asyncio
 import json
@@ -34,6 +36,12 @@ async def echo(base):
         await ws.send(big)
         if await ws.recv() != big:
             raise SystemExit("FAIL: 60 KiB binary echo differs")
+        if not any(e.name == "permessage-deflate" for e in ws.extensions):
+            raise SystemExit(f"FAIL: extensions {ws.extensions!r}")
+        feed = json.dumps({"channel": "scores", "data": [{"team": f"t{i % 40}", "score": i * 7 % 101} for i in range(100)]})
+        await ws.send(feed)
+        if await ws.recv() != feed:
+            raise SystemExit("FAIL: compressed JSON echo differs")
         text = "héllo €𝄞"
         await ws.send(text)
         if await ws.recv() != text:
