@@ -26,8 +26,9 @@ var (
 
 // RejectError rejects an upgrade from Config.OnConnect with an HTTP status.
 type RejectError struct {
-	Status int    // HTTP status, e.g. 401, 403, 404
-	Reason string // short text for the response body and the log
+	Status int         // HTTP status, e.g. 401, 403, 404
+	Reason string      // short text for the response body and the log
+	Header http.Header // extra response fields, e.g. Retry-After with a 503; may be nil
 }
 
 // Reject returns a *RejectError for OnConnect.

@@ -5,6 +5,7 @@ import (
 	"encoding/base64"
 	"errors"
 	"fmt"
+	"maps"
 	"net/http"
 	"net/netip"
 	"net/url"
@@ -249,6 +250,10 @@ func rejection(err error) (status int, reason string) {
 // rejectionFor maps an OnConnect error to the HTTP status gobwas/ws writes.
 func rejectionFor(err error) error {
 	status, reason := rejection(err)
+	var re *RejectError
+	if errors.As(err, &re) && re.Header != nil {
+		return ws.RejectConnectionError(ws.RejectionStatus(status), ws.RejectionReason(reason), ws.RejectionHeader(ws.HandshakeHeaderHTTP(re.Header)))
+	}
 	return ws.RejectConnectionError(ws.RejectionStatus(status), ws.RejectionReason(reason))
 }
 
@@ -358,6 +363,9 @@ func (s *Server) admitHTTP(w http.ResponseWriter, r *http.Request) (*Conn, *Requ
 	if err := s.onConnect(c, req); err != nil {
 		s.stats.handshakesFailed.Add(1)
 		status, text := rejection(err)
+		if re := (*RejectError)(nil); errors.As(err, &re) {
+			maps.Copy(w.Header(), re.Header)
+		}
 		http.Error(w, text, status)
 		c.destroy(ReasonHandshakeFailed)
 		return nil, nil

@@ -163,7 +163,10 @@ func (o *options) configureBroker(logger *slog.Logger) (closeBroker func(), err 
 	if o.broker == "" {
 		return func() {}, nil
 	}
-	b, closeBroker, err := newBroker(o.broker, pubsub.BrokerOptions{HistorySize: o.channels.HistorySize, HistoryTTL: o.channels.HistoryTTL, Logger: logger})
+	b, closeBroker, err := newBroker(o.broker, pubsub.BrokerOptions{
+		HistorySize: o.channels.HistorySize, HistoryTTL: o.channels.HistoryTTL, HistoryMaxBytes: o.channels.HistoryMaxBytes,
+		MaxChannels: o.channels.MaxChannels, Logger: logger,
+	})
 	if err != nil {
 		return nil, fmt.Errorf("-broker: %w", err)
 	}

@@ -136,6 +136,9 @@ func (n *Node) apiPublish(w http.ResponseWriter, r *http.Request) {
 	}
 	switch {
 	case batch:
+		if status == http.StatusServiceUnavailable {
+			w.Header().Set("Retry-After", retryAfterSeconds)
+		}
 		apiJSON(w, status, map[string]any{"results": results})
 	case status != http.StatusOK:
 		apiError(w, status, results[0].Error)
@@ -178,5 +181,8 @@ func apiJSON(w http.ResponseWriter, status int, v any) {
 }
 
 func apiError(w http.ResponseWriter, status int, reason string) {
+	if status == http.StatusServiceUnavailable {
+		w.Header().Set("Retry-After", retryAfterSeconds)
+	}
 	apiJSON(w, status, map[string]string{"error": reason})
 }

@@ -32,6 +32,13 @@ import (
 // A broker may also report the history it keeps (HistoryLimits() (int,
 // time.Duration)); a Node then takes those limits instead of repeating them
 // in its Config.
+//
+// Every implementation also keeps the bounds of BrokerOptions (channel
+// caps, history byte budget) for all nodes together, and returns an error
+// that wraps ErrTooManyChannels when a channel cap refuses a publish or a
+// read: the node tells clients "too many channels" (503), not "broker
+// unavailable". A History call is a read by a subscriber: it marks the
+// channel as one with subscribers.
 type Broker interface {
 	// Start makes deliver receive every channel message published on any
 	// node, in order per channel, until ctx is done, reconnecting by
@@ -105,23 +112,22 @@ func (n *Node) deliver(m Message) {
 
 // catchUp delivers from the broker's history what ch's subscribers missed
 // before upTo (the broker's latest position when upTo is zero), and tells
-// them with a gap notice what history cannot give back. ch.mu is held.
+// them with a gap notice what history cannot give back, or that the
+// channel's epoch changed. ch.mu is held.
 func (n *Node) catchUp(ch *channel, upTo Position) {
 	ctx, cancel := context.WithTimeout(context.Background(), brokerTimeout)
 	defer cancel()
 	b := n.broker
-	after := ch.offset
-	top, msgs, err := b.History(ctx, ch.name, after, max(n.cfg.HistorySize, 0))
-	if err == nil && top.Epoch != ch.epoch {
-		if ch.epoch != "" {
-			n.gapNotice(ch, nil, "the channel's history changed epoch (broker restart or expiry); offsets restarted")
-		}
-		ch.epoch, ch.offset, after = top.Epoch, 0, 0
-		top, msgs, err = b.History(ctx, ch.name, 0, max(n.cfg.HistorySize, 0))
+	after, limit := ch.offset, max(n.cfg.HistorySize, 0)
+	top, msgs, err := b.History(ctx, ch.name, after, limit)
+	newEpoch := err == nil && top.Epoch != ch.epoch
+	if newEpoch { // offsets restarted: all of the new epoch is news
+		after = 0
+		top, msgs, err = b.History(ctx, ch.name, 0, limit)
 	}
 	if err != nil {
 		n.log.Warn("broker history unavailable; subscribers may miss messages", "channel", ch.name, "err", err)
-		n.gapNotice(ch, nil, "messages may be lost: the broker's history is unavailable")
+		n.gapNotice(ch, reply{Reason: "messages may be lost: the broker's history is unavailable"})
 		if upTo.Epoch != "" {
 			ch.epoch, ch.offset = upTo.Epoch, upTo.Offset-1
 		}
@@ -132,12 +138,18 @@ func (n *Node) catchUp(ch *channel, upTo Position) {
 	} else {
 		upTo.Offset-- // upTo itself is delivered by the caller
 	}
-	if first := uint64(len(msgs)); first == 0 && upTo.Offset > after || first > 0 && msgs[0].Offset > after+1 {
-		from := upTo.Offset + 1
-		if len(msgs) > 0 {
-			from = msgs[0].Offset
-		}
-		n.gapNotice(ch, &from, "history does not reach back; messages before first are lost")
+	first := upTo.Offset + 1 // the oldest offset subscribers get from here
+	if len(msgs) > 0 {
+		first = msgs[0].Offset
+	}
+	switch {
+	case newEpoch && ch.epoch != "":
+		n.gapNotice(ch, reply{Epoch: top.Epoch, First: &first, Reason: gapEpoch})
+	case !newEpoch && first > after+1:
+		n.gapNotice(ch, reply{First: &first, Reason: gapLost})
+	}
+	if newEpoch {
+		ch.epoch, ch.offset = top.Epoch, 0
 	}
 	for _, m := range msgs {
 		if m.Offset > upTo.Offset {
@@ -149,11 +161,21 @@ func (n *Node) catchUp(ch *channel, upTo Position) {
 	ch.offset = max(ch.offset, upTo.Offset)
 }
 
+// The reasons of gap notices. Each notice has first, the next offset the
+// client gets; one with epoch tells that offsets went back (a reset): the
+// client adopts the epoch and counts from first again.
+const (
+	gapEpoch = "epoch changed: the channel's history restarted (server or broker restart, or expiry); offsets restart at first"
+	gapAhead = "since is ahead of the channel's offset; offsets continue at first"
+	gapLost  = "history does not reach back to since; messages before first are lost"
+)
+
 // gapNotice tells every subscriber of ch on this node that messages after
-// ch.offset were lost (up to first, when known).
-func (n *Node) gapNotice(ch *channel, first *uint64, reason string) {
+// ch.offset were lost: g's first, epoch and reason.
+func (n *Node) gapNotice(ch *channel, g reply) {
 	since := ch.offset
-	ch.hub.BroadcastPrepared(frame.NewPrepared(frame.OpText, replyPayload(reply{Type: "gap", Channel: ch.name, Since: &since, First: first, Reason: reason})))
+	g.Type, g.Channel, g.Since = "gap", ch.name, &since
+	ch.hub.BroadcastPrepared(frame.NewPrepared(frame.OpText, replyPayload(g)))
 }
 
 // resync catches every channel with subscribers up after the broker

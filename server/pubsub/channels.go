@@ -114,14 +114,21 @@ func (n *Node) Publish(channel string, data []byte) (Publication, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), brokerTimeout)
 	defer cancel()
 	pos, err := b.Publish(ctx, channel, data)
-	switch {
-	case errors.Is(err, ErrTooManyChannels):
-		return Publication{}, err
-	case err != nil:
-		return Publication{}, fmt.Errorf("%w: %v", ErrBrokerUnavailable, err)
+	if err != nil {
+		return Publication{}, brokerError(err)
 	}
 	n.stats.publications.Add(1)
 	return Publication{Channel: channel, Offset: pos.Offset, Epoch: pos.Epoch, Delivered: n.localSubscribers(channel)}, nil
+}
+
+// brokerError is what Publish and Subscribe return for a broker call's
+// err: a channel cap as it is, anything else as ErrBrokerUnavailable (a
+// client may retry later).
+func brokerError(err error) error {
+	if errors.Is(err, ErrTooManyChannels) {
+		return err
+	}
+	return fmt.Errorf("%w: %w", ErrBrokerUnavailable, err)
 }
 
 // localSubscribers counts channel's subscribers on this node.
@@ -235,12 +242,27 @@ func (n *Node) deferJoin(c *server.Conn, name string, since *Position, id json.R
 // join subscribes c, checks done: under the channel's lock it queues the
 // reply and what c missed, then joins the hub.
 func (n *Node) join(c *server.Conn, name string, since *Position, id json.RawMessage) error {
-	ch, err := n.lockChannel(name)
+	ch, err := n.lockChannel(name, c)
 	if err != nil {
 		return err
 	}
 	defer ch.mu.Unlock()
+	if since != nil && slices.Contains(c.Hubs(), ch.hub) {
+		// Joined already: c has had every message since, and replaying
+		// history on every such request would turn a few bytes in into
+		// megabytes out.
+		since = nil
+	}
+	giveBack := func() {}
+	if since != nil { // a broker read and maybe half a send queue out
+		if giveBack, err = n.replays.reserve(c); err != nil {
+			return err
+		}
+	}
 	top, kept, err := n.position(ch, since)
+	if err != nil || len(kept) == 0 {
+		giveBack()
+	}
 	if err != nil {
 		return err
 	}
@@ -259,7 +281,7 @@ func (n *Node) join(c *server.Conn, name string, since *Position, id json.RawMes
 
 // position returns ch's latest position and, for a subscriber at since,
 // the kept messages from the broker's history it may replay. ch.mu is held.
-func (n *Node) position(ch *channel, since *Position) (Position, []replayed, error) {
+func (n *Node) position(ch *channel, since *Position) (Position, []Message, error) {
 	b := n.broker
 	if !b.Ready() {
 		return Position{}, nil, ErrBrokerUnavailable
@@ -284,22 +306,12 @@ func (n *Node) position(ch *channel, since *Position) (Position, []replayed, err
 		}
 	}
 	if err != nil {
-		return Position{}, nil, fmt.Errorf("%w: %v", ErrBrokerUnavailable, err)
+		return Position{}, nil, brokerError(err)
 	}
 	if ch.epoch == "" { // this node's first subscriber: deliveries continue from here
 		ch.epoch, ch.offset = top.Epoch, top.Offset
 	}
-	kept := make([]replayed, len(msgs))
-	for i, m := range msgs {
-		kept[i] = replayed{offset: m.Offset, frame: messageFrame(m)}
-	}
-	return top, kept, nil
-}
-
-// replayed is a history message framed for one subscriber's recovery.
-type replayed struct {
-	offset uint64
-	frame  *frame.Prepared
+	return top, msgs, nil
 }
 
 // replayFrom returns the offset after which a subscriber at since can
@@ -307,9 +319,9 @@ type replayed struct {
 func replayFrom(since, top Position) (uint64, string) {
 	switch {
 	case since.Epoch != "" && since.Epoch != top.Epoch:
-		return 0, "the channel's history changed epoch (server or broker restart, or expiry); offsets restarted"
+		return 0, gapEpoch
 	case since.Offset > top.Offset:
-		return 0, "since is ahead of the channel's offset"
+		return 0, gapAhead
 	}
 	return since.Offset, ""
 }
@@ -318,29 +330,31 @@ func replayFrom(since, top Position) (uint64, string) {
 // (messages after replayFrom's offset, oldest first): a gap notice if they
 // cannot cover it all, then the messages, at most half of
 // Config.SendQueueBytes of them (the newest).
-func (n *Node) replay(name string, since, top Position, kept []replayed, frames []*frame.Prepared) []*frame.Prepared {
+func (n *Node) replay(name string, since, top Position, kept []Message, frames []*frame.Prepared) []*frame.Prepared {
 	from, reason := replayFrom(since, top)
 	budget := n.sendQueueBytes / 2
-	for i := len(kept) - 1; i >= 0; i-- {
-		if budget -= len(kept[i].frame.Bytes()); budget < 0 {
+	for i := len(kept) - 1; i >= 0; i-- { // trimmed before any frame is built
+		if budget -= envelopeBytes(name, kept[i].Data); budget < 0 {
 			kept = kept[i+1:]
 			break
 		}
 	}
-	gap := reply{Type: "gap", Channel: name, Since: &since.Offset, Reason: reason}
 	first := top.Offset + 1 // the oldest offset sent
 	if len(kept) > 0 {
-		first = kept[0].offset
+		first = kept[0].Offset
 	}
-	if reason == "" && first > from+1 {
-		gap.First = &first
-		gap.Reason = "history does not reach back to since; messages before first are lost"
+	gap := reply{Type: "gap", Channel: name, Since: &since.Offset, First: &first, Reason: reason}
+	switch {
+	case reason != "": // offsets went back: a reset, told with the epoch
+		gap.Epoch = top.Epoch
+	case first > from+1:
+		gap.Reason = gapLost
 	}
 	if gap.Reason != "" {
 		frames = append(frames, replyFrame(gap))
 	}
-	for _, e := range kept {
-		frames = append(frames, e.frame)
+	for _, m := range kept {
+		frames = append(frames, messageFrame(m))
 	}
 	return frames
 }
@@ -391,8 +405,9 @@ type registry struct {
 	hubs map[*server.Hub]struct{}
 }
 
-// lockChannel returns channel name, created if need be, with its mu held.
-func (n *Node) lockChannel(name string) (*channel, error) {
+// lockChannel returns channel name, created if need be (within c's
+// ChannelCreateRate), with its mu held.
+func (n *Node) lockChannel(name string, c *server.Conn) (*channel, error) {
 	for {
 		n.chans.mu.RLock()
 		ch := n.chans.m[name]
@@ -403,6 +418,10 @@ func (n *Node) lockChannel(name string) (*channel, error) {
 				if len(n.chans.m) >= n.cfg.MaxChannels {
 					n.chans.mu.Unlock()
 					return nil, fmt.Errorf("%w (%d)", ErrTooManyChannels, n.cfg.MaxChannels)
+				}
+				if _, err := n.creators.reserve(c); err != nil {
+					n.chans.mu.Unlock()
+					return nil, err
 				}
 				ch = &channel{name: name, hub: n.srv.NewHub(), touched: time.Now().UnixNano()} // epoch and offset: the broker's, at the first subscribe
 				n.chans.m[name] = ch

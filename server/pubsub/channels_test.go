@@ -178,13 +178,13 @@ func TestChannels_Recovery(t *testing.T) {
 	expectMessages(c, 7, 10)
 
 	c = subscribe(`{"op":"subscribe","channel":"feed","since":2,"epoch":"another"}`)
-	if e := readEvent(t, c); e.Type != "gap" || e.First != nil || !strings.Contains(e.Reason, "epoch") {
-		t.Fatalf("got %+v, want an epoch gap", e)
+	if e := readEvent(t, c); e.Type != "gap" || e.First == nil || *e.First != 7 || e.Epoch != last.Epoch || !strings.Contains(e.Reason, "epoch") {
+		t.Fatalf("got %+v, want an epoch gap to %s from 7", e, last.Epoch)
 	}
 	expectMessages(c, 7, 10)
 
 	c = subscribe(`{"op":"subscribe","channel":"feed","since":99}`)
-	if e := readEvent(t, c); e.Type != "gap" || !strings.Contains(e.Reason, "ahead") {
+	if e := readEvent(t, c); e.Type != "gap" || !strings.Contains(e.Reason, "ahead") || e.Epoch != last.Epoch || e.First == nil || *e.First != 7 {
 		t.Fatalf("got %+v, want a gap for since ahead", e)
 	}
 	expectMessages(c, 7, 10)

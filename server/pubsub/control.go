@@ -134,7 +134,18 @@ func (n *Node) publishFrom(c *server.Conn, channel string, data []byte) (Publica
 			return Publication{}, err
 		}
 	}
-	return n.Publish(channel, data)
+	giveBack := func() {}
+	if n.localSubscribers(channel) == 0 { // may start a channel
+		var err error
+		if giveBack, err = n.creators.reserve(c); err != nil {
+			return Publication{}, err
+		}
+	}
+	p, err := n.Publish(channel, data)
+	if err != nil || p.Offset != 1 {
+		giveBack() // no channel started
+	}
+	return p, err
 }
 
 // reasonOf is the text a client sees for err: a RejectError's reason, or

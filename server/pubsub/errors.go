@@ -21,4 +21,8 @@ var (
 	// ErrTooManyChannels is wrapped by Publish and Subscribe when a new
 	// channel would pass Config.MaxChannels.
 	ErrTooManyChannels = errors.New("pubsub: too many channels")
+
+	// ErrTooManyReplays is wrapped by Subscribe when a connection asks for
+	// history replays faster than Config.ChannelCreateRate.
+	ErrTooManyReplays = errors.New("pubsub: too many history replays")
 )

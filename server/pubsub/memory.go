@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"maps"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -15,38 +16,56 @@ import (
 // and a publish is delivered to every Node that runs on it (usually one)
 // before Publish returns. Safe for concurrent use.
 type MemoryBroker struct {
-	size int
-	ttl  time.Duration
-	max  int
+	ttl       time.Duration
+	max       int
+	maxUnread int
 
 	mu     sync.RWMutex
 	chans  map[string]*memChannel
+	unread int // channels in chans made by a publish and not read since (mu)
+
+	// histMu guards every channel's stream (epoch, offset, last, hist) and
+	// the history they share; it is never held while taking another lock,
+	// so a node may read history under its own channel lock while a
+	// publish waits to deliver to it.
+	histMu sync.Mutex
+	hist   history
+
 	nodes  map[*func(Message)]struct{}
 	nodeMu sync.RWMutex
 }
 
 // memChannel is one channel's stream. pubMu orders its publishes and their
-// delivery; histMu guards the stream for readers, and is never held while
-// taking another lock, so a node may read history under its own channel
-// lock while a publish waits to deliver to it.
+// delivery.
 type memChannel struct {
 	pubMu  sync.Mutex
-	dead   bool // swept: look the name up again (pubMu)
-	histMu sync.RWMutex
+	dead   bool        // swept: look the name up again (pubMu)
+	unread atomic.Bool // made by a publish, not read since: counted in unread
+
 	epoch  string
 	offset uint64
 	last   time.Time // of the last publish or history read
-	hist   history
+	hist   entryList // this channel's kept messages, oldest first
 }
 
-// BrokerOptions tunes a broker.
+// BrokerOptions tunes a broker. Every Broker keeps to the same contract
+// with them: at most MaxChannels channels, at most half of them made by
+// publishes alone (never read by a subscriber, so a publisher cannot lock
+// subscribers out), at most HistorySize messages per channel, none older
+// than HistoryTTL, and at most HistoryMaxBytes of history in all, counted
+// with a per-message overhead and evicted oldest first across channels.
+// A publish or read that would pass a channel cap fails with
+// ErrTooManyChannels, never wrapped in another sentinel.
 type BrokerOptions struct {
 	// HistorySize and HistoryTTL bound each channel's history, as in
 	// Config, whose zero values take the broker's (HistoryLimits). Zero
 	// means the defaults; a negative size keeps no history.
 	HistorySize int
 	HistoryTTL  time.Duration
-	// MaxChannels caps the channels a MemoryBroker keeps. Zero means
+	// HistoryMaxBytes caps the memory of every channel's history together.
+	// Zero means DefaultHistoryMaxBytes.
+	HistoryMaxBytes int64
+	// MaxChannels caps the channels a broker keeps. Zero means
 	// DefaultMaxChannels.
 	MaxChannels int
 	// Prefix starts every key and topic of a Redis broker. Zero means
@@ -56,19 +75,25 @@ type BrokerOptions struct {
 	Logger *slog.Logger
 }
 
+// MaxUnreadChannels is how many of max channels may be made by publishes
+// alone, for brokers.
+func MaxUnreadChannels(maxChannels int) int { return max(1, maxChannels/2) }
+
 // NewMemoryBroker returns an empty in-process broker.
 func NewMemoryBroker(o BrokerOptions) *MemoryBroker {
-	return &MemoryBroker{
-		size:  cmp.Or(o.HistorySize, DefaultHistorySize),
+	b := &MemoryBroker{
 		ttl:   cmp.Or(o.HistoryTTL, DefaultHistoryTTL),
 		max:   cmp.Or(o.MaxChannels, DefaultMaxChannels),
 		chans: make(map[string]*memChannel),
 		nodes: make(map[*func(Message)]struct{}),
+		hist:  history{size: cmp.Or(o.HistorySize, DefaultHistorySize), maxBytes: cmp.Or(o.HistoryMaxBytes, DefaultHistoryMaxBytes)},
 	}
+	b.maxUnread = MaxUnreadChannels(b.max)
+	return b
 }
 
 // HistoryLimits reports the history each channel keeps.
-func (b *MemoryBroker) HistoryLimits() (size int, ttl time.Duration) { return b.size, b.ttl }
+func (b *MemoryBroker) HistoryLimits() (size int, ttl time.Duration) { return b.hist.size, b.ttl }
 
 // Ready is always true.
 func (b *MemoryBroker) Ready() bool { return true }
@@ -92,8 +117,9 @@ func (b *MemoryBroker) Start(ctx context.Context, deliver func(Message), _ func(
 	return stopped
 }
 
-// channel returns name's stream, created if need be.
-func (b *MemoryBroker) channel(name string) (*memChannel, error) {
+// channel returns name's stream, created if need be: by a publish, or by a
+// read.
+func (b *MemoryBroker) channel(name string, byPublish bool) (*memChannel, error) {
 	b.mu.RLock()
 	ch := b.chans[name]
 	b.mu.RUnlock()
@@ -102,13 +128,21 @@ func (b *MemoryBroker) channel(name string) (*memChannel, error) {
 	}
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	if ch = b.chans[name]; ch == nil {
-		if len(b.chans) >= b.max {
-			return nil, fmt.Errorf("%w (%d)", ErrTooManyChannels, b.max)
-		}
-		ch = &memChannel{epoch: NewEpoch(), last: time.Now()}
-		b.chans[name] = ch
+	if ch = b.chans[name]; ch != nil {
+		return ch, nil
 	}
+	switch {
+	case len(b.chans) >= b.max:
+		return nil, fmt.Errorf("%w (%d)", ErrTooManyChannels, b.max)
+	case byPublish && b.unread >= b.maxUnread:
+		return nil, fmt.Errorf("%w: %d without subscribers", ErrTooManyChannels, b.maxUnread)
+	}
+	ch = &memChannel{epoch: NewEpoch(), last: time.Now()}
+	if byPublish {
+		ch.unread.Store(true)
+		b.unread++
+	}
+	b.chans[name] = ch
 	return ch, nil
 }
 
@@ -116,7 +150,7 @@ func (b *MemoryBroker) channel(name string) (*memChannel, error) {
 // returns.
 func (b *MemoryBroker) Publish(_ context.Context, channel string, data []byte) (Position, error) {
 	for {
-		ch, err := b.channel(channel)
+		ch, err := b.channel(channel, true)
 		if err != nil {
 			return Position{}, err
 		}
@@ -125,15 +159,15 @@ func (b *MemoryBroker) Publish(_ context.Context, channel string, data []byte) (
 			ch.pubMu.Unlock()
 			continue
 		}
+		b.histMu.Lock()
 		now := time.Now()
-		ch.histMu.Lock()
 		ch.offset++
 		ch.last = now
 		m := Message{Channel: channel, Position: Position{Offset: ch.offset, Epoch: ch.epoch}, Data: data}
-		if b.size > 0 {
-			ch.hist.push(histEntry{offset: m.Offset, at: now.UnixNano(), data: data}, b.size)
+		if b.hist.size > 0 {
+			b.hist.push(&histEntry{ch: ch, offset: m.Offset, at: now.UnixNano(), data: data})
 		}
-		ch.histMu.Unlock()
+		b.histMu.Unlock()
 		b.nodeMu.RLock()
 		for deliver := range b.nodes {
 			(*deliver)(m)
@@ -145,33 +179,50 @@ func (b *MemoryBroker) Publish(_ context.Context, channel string, data []byte) (
 }
 
 // History returns channel's position and, up to limit, the messages after
-// after that are younger than the TTL.
+// after that are younger than the TTL. A read marks the channel as one
+// with subscribers.
 func (b *MemoryBroker) History(_ context.Context, channel string, after uint64, limit int) (Position, []Message, error) {
-	ch, err := b.channel(channel)
+	ch, err := b.channel(channel, false)
 	if err != nil {
 		return Position{}, nil, err
 	}
-	ch.histMu.Lock() // also refreshes last
-	defer ch.histMu.Unlock()
+	if ch.unread.Load() {
+		b.mu.Lock()
+		if ch.unread.CompareAndSwap(true, false) {
+			b.unread--
+		}
+		b.mu.Unlock()
+	}
+	b.histMu.Lock() // also refreshes last
+	defer b.histMu.Unlock()
 	ch.last = time.Now()
 	top := Position{Offset: ch.offset, Epoch: ch.epoch}
 	if limit <= 0 {
 		return top, nil, nil
 	}
-	var msgs []Message
-	for _, e := range ch.hist.after(after, ch.last.Add(-b.ttl).UnixNano()) {
-		if len(msgs) == limit {
-			break
-		}
-		msgs = append(msgs, Message{Channel: channel, Position: Position{Offset: e.offset, Epoch: ch.epoch}, Data: e.data})
+	kept := afterOffset(&ch.hist, after, ch.last.Add(-b.ttl).UnixNano(), limit)
+	msgs := make([]Message, len(kept))
+	for i, e := range kept {
+		msgs[i] = Message{Channel: channel, Position: Position{Offset: e.offset, Epoch: ch.epoch}, Data: e.data}
 	}
 	return top, msgs, nil
+}
+
+// HistoryBytes is the memory history holds now, within
+// BrokerOptions.HistoryMaxBytes.
+func (b *MemoryBroker) HistoryBytes() int64 {
+	b.histMu.Lock()
+	defer b.histMu.Unlock()
+	return b.hist.bytes
 }
 
 // sweep drops expired history and forgets channels unused for the TTL:
 // their next message starts a new epoch.
 func (b *MemoryBroker) sweep(now time.Time) {
 	cutoff := now.Add(-b.ttl)
+	b.histMu.Lock()
+	b.hist.expire(cutoff.UnixNano())
+	b.histMu.Unlock()
 	b.mu.RLock()
 	chans := maps.Clone(b.chans)
 	b.mu.RUnlock()
@@ -179,14 +230,16 @@ func (b *MemoryBroker) sweep(now time.Time) {
 		// b.mu is not held here: a publish holds pubMu while it delivers,
 		// and delivery may wait for a node that is reading history.
 		ch.pubMu.Lock()
-		ch.histMu.Lock()
-		ch.hist.expire(cutoff.UnixNano())
-		ch.dead = ch.hist.len() == 0 && ch.last.Before(cutoff)
-		ch.histMu.Unlock()
+		b.histMu.Lock()
+		ch.dead = ch.hist.len == 0 && ch.last.Before(cutoff)
+		b.histMu.Unlock()
 		ch.pubMu.Unlock()
 		if ch.dead {
 			b.mu.Lock()
 			delete(b.chans, name)
+			if ch.unread.Swap(false) {
+				b.unread--
+			}
 			b.mu.Unlock()
 		}
 	}

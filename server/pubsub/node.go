@@ -20,6 +20,8 @@ const (
 	DefaultHistoryTTL         = 5 * time.Minute
 	DefaultMaxChannels        = 100_000
 	DefaultMaxChannelsPerConn = 64
+	DefaultHistoryMaxBytes    = 64 << 20
+	DefaultChannelCreateRate  = 10.0
 )
 
 // Config controls a Node. Pass it by value to New, which applies the
@@ -28,7 +30,7 @@ type Config struct {
 	// Broker assigns channel offsets, keeps history and delivers every
 	// channel message to every node: a Redis broker joins several
 	// processes. Nil means a MemoryBroker of this node's own (HistorySize,
-	// HistoryTTL, MaxChannels).
+	// HistoryTTL, HistoryMaxBytes, MaxChannels).
 	Broker Broker
 
 	// HistorySize is how many recent messages each channel keeps for
@@ -41,10 +43,25 @@ type Config struct {
 	// Zero means the broker's, or DefaultHistoryTTL (5 min).
 	HistoryTTL time.Duration
 
+	// HistoryMaxBytes caps the memory the history of all channels takes
+	// together (message bytes plus a per-message overhead); beyond it the
+	// oldest messages of any channel go first. Zero means
+	// DefaultHistoryMaxBytes (64 MiB).
+	HistoryMaxBytes int64
+
 	// MaxChannels caps the channels that exist at once (a channel lives
 	// while it has subscribers or history); subscribing or publishing to a
-	// new one beyond it fails. Zero means DefaultMaxChannels (100,000).
+	// new one beyond it fails with ErrTooManyChannels. At most half of them
+	// may be made by publishes alone, so publishers cannot lock subscribers
+	// out. Zero means DefaultMaxChannels (100,000).
 	MaxChannels int
+
+	// ChannelCreateRate caps how many new channels one connection may make
+	// per second (by a subscribe to a channel this node does not carry, or
+	// a publish that starts a channel), with a burst of MaxChannelsPerConn;
+	// subscribes with since that replay history are capped alike. Zero
+	// means DefaultChannelCreateRate (10). Negative disables.
+	ChannelCreateRate float64
 
 	// MaxChannelsPerConn caps one connection's subscriptions. Zero means
 	// DefaultMaxChannelsPerConn (64).
@@ -75,6 +92,8 @@ func (c Config) withDefaults(srv server.Config) Config {
 	setDefault(&c.HistoryTTL, DefaultHistoryTTL)
 	setDefault(&c.MaxChannels, DefaultMaxChannels)
 	setDefault(&c.MaxChannelsPerConn, DefaultMaxChannelsPerConn)
+	setDefault(&c.HistoryMaxBytes, DefaultHistoryMaxBytes)
+	setDefault(&c.ChannelCreateRate, DefaultChannelCreateRate)
 	if c.Logger == nil {
 		c.Logger = srv.Logger
 	}
@@ -99,6 +118,9 @@ func (c Config) Validate() error {
 	}
 	if c.MaxChannelsPerConn < 0 {
 		errs = append(errs, fmt.Errorf("pubsub: MaxChannelsPerConn (%d) must not be negative", c.MaxChannelsPerConn))
+	}
+	if c.HistoryMaxBytes < 0 {
+		errs = append(errs, fmt.Errorf("pubsub: HistoryMaxBytes (%d) must not be negative", c.HistoryMaxBytes))
 	}
 	if c.HistoryTTL < 0 {
 		errs = append(errs, fmt.Errorf("pubsub: HistoryTTL (%v) must not be negative", c.HistoryTTL))
@@ -142,6 +164,8 @@ type Node struct {
 
 	chans    registry
 	pending  pendingSubs
+	creators connRate    // new channels per connection
+	replays  connRate    // history replays per connection
 	touching atomic.Bool // a goroutine keeps channels alive in the broker (sweep)
 	stats    counters
 	lastWarn atomic.Int64
@@ -173,10 +197,14 @@ func New(srv *server.Server, cfg Config) (*Node, error) {
 		sendQueueBytes:  sc.SendQueueBytes,
 		chans:           registry{m: make(map[string]*channel), hubs: make(map[*server.Hub]struct{})},
 		pending:         pendingSubs{m: make(map[*server.Conn]int)},
-		swept:           make(chan struct{}),
+		creators:        newConnRate(cfg.ChannelCreateRate, cfg.MaxChannelsPerConn, ErrTooManyChannels, "this connection makes new channels faster than %g a second"),
+		// A replay may be half the send queue: a connection recovers all its
+		// channels at once, then at the rate of new channels.
+		replays: newConnRate(cfg.ChannelCreateRate, cfg.MaxChannelsPerConn, ErrTooManyReplays, "more than %g a second on this connection"),
+		swept:   make(chan struct{}),
 	}
 	if n.broker == nil {
-		n.broker = NewMemoryBroker(BrokerOptions{HistorySize: cfg.HistorySize, HistoryTTL: cfg.HistoryTTL, MaxChannels: cfg.MaxChannels})
+		n.broker = NewMemoryBroker(BrokerOptions{HistorySize: cfg.HistorySize, HistoryTTL: cfg.HistoryTTL, HistoryMaxBytes: cfg.HistoryMaxBytes, MaxChannels: cfg.MaxChannels})
 	}
 	if cfg.Registerer != nil {
 		if err := cfg.Registerer.Register(newMetrics(n)); err != nil {
@@ -188,7 +216,12 @@ func New(srv *server.Server, cfg Config) (*Node, error) {
 	n.brokerStopped = n.broker.Start(ctx, n.deliver, n.resync)
 	go func() {
 		defer close(n.swept)
-		everySecond(ctx, n.sweep)
+		everySecond(ctx, func() {
+			now := time.Now()
+			n.sweep()
+			n.creators.sweep(now)
+			n.replays.sweep(now)
+		})
 	}()
 	return n, nil
 }

@@ -5,7 +5,7 @@
 //   const fo = new Fanout();              // ws(s)://<this host>/ws, subprotocol "fanout"
 //   fo.on('status', (s) => ...);          // {state, attempt, delay, code, reason}
 //   fo.on('message', (m) => ...);         // {channel, offset, epoch, data, recovered}
-//   fo.on('gap', (g) => ...);             // {channel, since, first, reason, reset, local}
+//   fo.on('gap', (g) => ...);             // {channel, since, first, epoch, reason, reset, local}
 //   fo.subscribe('lobby');                // Promise<{channel, epoch, offset}>
 //   fo.publish('lobby', {name: 'ann', text: 'hi'});   // Promise<{channel, offset}>
 //   fo.connect();
@@ -52,12 +52,12 @@
 //            true for history replayed by a resubscribe. offset is undefined for a
 //            message published straight into the broker (a plain Redis PUBLISH):
 //            it has no place in the channel's order and cannot be recovered.
-//   gap      {channel, since, first, reason, reset, local}. Messages after `since`
-//            are lost: up to first-1 when the history no longer reaches back; or,
-//            when reset is true (first undefined), any of them, because the channel's
-//            history was replaced (new epoch: server restart or expiry) and offsets
-//            start again. local is true when the client saw offsets skip without a
-//            notice from the server.
+//   gap      {channel, since, first, epoch, reason, reset, local}. Messages after
+//            `since` are lost: up to first-1 when the history no longer reaches back;
+//            or, when reset is true, any of them, because the channel's history was
+//            replaced (new epoch: server or broker restart, or expiry) and offsets
+//            start again at first (in epoch). local is true when the client saw
+//            offsets skip without a notice from the server.
 //   subscribed  {channel, epoch, offset} on every (re)subscribe.
 //   error    {op, channel, id, reason} from the server, or {reason} for a frame
 //            this client could not use.
@@ -314,14 +314,18 @@ export class Fanout {
   _gap(m) {
     const ch = this._channels.get(m.channel);
     if (!ch || !ch.live) return;
-    const reset = !Number.isInteger(m.first);
+    const first = Number.isInteger(m.first) ? m.first : undefined;
+    // With an epoch, offsets went back (a broker restart, an expired
+    // channel): adopt it and count again from first.
+    const reset = typeof m.epoch === 'string' || first === undefined;
     if (reset) {
-      ch.offset = 0; // what the server kept follows, counted from its start
-    } else if (m.first - 1 > ch.offset) {
-      ch.offset = m.first - 1; // lost: do not report them again as skipped
+      if (typeof m.epoch === 'string') ch.epoch = m.epoch;
+      ch.offset = first === undefined ? 0 : first - 1;
+    } else if (first - 1 > ch.offset) {
+      ch.offset = first - 1; // lost: do not report them again as skipped
     }
     this._emit('gap', {
-      channel: m.channel, since: m.since, first: reset ? undefined : m.first,
+      channel: m.channel, since: m.since, first, epoch: ch.epoch,
       reason: m.reason, reset, local: false,
     });
   }

@@ -20,11 +20,16 @@ import (
 // channel. A publish runs one Lua script that increments the channel's
 // offset, appends to its history stream (MAXLEN history size) and
 // PUBLISHes, atomically, so offsets are gap-free and in order on every
-// node. Keys, with {channel} as the cluster hash tag:
+// node. Keys:
 //
 //	<prefix>{<channel>}:meta   hash: epoch, offset (expires after the history TTL without use)
 //	<prefix>{<channel>}:hist   stream of the last messages, IDs <offset>-1
 //	<prefix>msg:<channel>      the pub/sub topic
+//
+// and the global keys of the channel cap and the history byte budget
+// (budgetLua), which the scripts touch beside a channel's own: every key
+// must live on one Redis (a primary, with replicas or Sentinel; not a
+// Cluster).
 //
 // A plain "PUBLISH <prefix>msg:<channel> <JSON>" from any Redis client
 // reaches every node's subscribers too, without an offset or history.
@@ -34,7 +39,10 @@ type Broker struct {
 	size   int
 	ttl    time.Duration
 	log    *slog.Logger
-	ready  atomic.Bool
+	// The contract of pubsub.BrokerOptions, kept in Redis for every node.
+	maxBytes    int64
+	maxChannels int
+	ready       atomic.Bool
 }
 
 // internalMark starts the pub/sub payload of a message published through
@@ -54,11 +62,13 @@ func New(url string, o pubsub.BrokerOptions) (*Broker, error) {
 	opt.DialTimeout, opt.ReadTimeout, opt.WriteTimeout = time.Second, time.Second, time.Second
 	opt.MaxRetries = 1
 	b := &Broker{
-		rdb:    goredis.NewClient(opt),
-		prefix: cmp.Or(o.Prefix, "fanout:"),
-		size:   cmp.Or(o.HistorySize, pubsub.DefaultHistorySize),
-		ttl:    cmp.Or(o.HistoryTTL, pubsub.DefaultHistoryTTL),
-		log:    o.Logger,
+		rdb:         goredis.NewClient(opt),
+		prefix:      cmp.Or(o.Prefix, "fanout:"),
+		size:        cmp.Or(o.HistorySize, pubsub.DefaultHistorySize),
+		ttl:         cmp.Or(o.HistoryTTL, pubsub.DefaultHistoryTTL),
+		maxBytes:    cmp.Or(o.HistoryMaxBytes, pubsub.DefaultHistoryMaxBytes),
+		maxChannels: cmp.Or(o.MaxChannels, pubsub.DefaultMaxChannels),
+		log:         o.Logger,
 	}
 	if b.log == nil {
 		b.log = slog.New(slog.DiscardHandler)
@@ -161,50 +171,141 @@ func parsePayload(channel, payload string) (pubsub.Message, bool) {
 	return pubsub.Message{Channel: channel, Position: pubsub.Position{Offset: offset, Epoch: epoch}, Data: []byte(data)}, true
 }
 
-// publishScript: KEYS meta, hist; ARGV data, history size, ttl ms, now ms,
-// a new epoch (used when the channel has none), topic.
-var publishScript = goredis.NewScript(`
+// budgetLua is shared by the scripts: the channel cap and the history
+// byte budget over all channels, kept in global keys beside each
+// channel's own (so a RedisBroker needs one Redis, not a Cluster):
+//
+//	<prefix>chans    sorted set: every channel, scored by when it expires (ms)
+//	<prefix>unread   sorted set: the channels made by a publish and not read since
+//	<prefix>holders  sorted set: the channels with history, scored by their oldest entry (ms)
+//	<prefix>bytes    hash: each holder's history bytes
+//	<prefix>total    the history bytes of all channels
+//
+// A channel's keys expire by themselves; reap forgets the expired ones in
+// the global keys first, so the counts never drift. ARGV[1..6] of every
+// script: prefix, channel, now ms, ttl ms, max channels, new epoch.
+const budgetLua = `
+local P, C, NOW, TTL = ARGV[1], ARGV[2], tonumber(ARGV[3]), tonumber(ARGV[4])
+local CHANS, UNREAD, HOLDERS, BYTES, TOTAL = P .. 'chans', P .. 'unread', P .. 'holders', P .. 'bytes', P .. 'total'
+local function histKey(c) return P .. '{' .. c .. '}:hist' end
+local function forgetBytes(c)
+  local b = tonumber(redis.call('HGET', BYTES, c) or '0')
+  redis.call('DECRBY', TOTAL, b)
+  redis.call('HDEL', BYTES, c)
+  redis.call('ZREM', HOLDERS, c)
+end
+local function reap()
+  for _, c in ipairs(redis.call('ZRANGEBYSCORE', CHANS, '-inf', NOW, 'LIMIT', 0, 100)) do
+    forgetBytes(c)
+    redis.call('DEL', histKey(c), P .. '{' .. c .. '}:meta')
+    redis.call('ZREM', CHANS, c)
+    redis.call('ZREM', UNREAD, c)
+  end
+end
+-- trimOldest drops c's oldest history entry.
+local function trimOldest(c, overhead)
+  local h = histKey(c)
+  local e = redis.call('XRANGE', h, '-', '+', 'COUNT', 1)[1]
+  if not e then forgetBytes(c) return end
+  redis.call('XDEL', h, e[1])
+  local cost = #e[2][4] + overhead
+  redis.call('DECRBY', TOTAL, cost)
+  if redis.call('HINCRBY', BYTES, c, -cost) <= 0 or redis.call('XLEN', h) == 0 then
+    forgetBytes(c)
+    return
+  end
+  local head = redis.call('XRANGE', h, '-', '+', 'COUNT', 1)[1]
+  redis.call('ZADD', HOLDERS, head[2][2], c)
+end
+-- newChannel starts C's epoch, within the channel cap.
+local function newChannel(meta)
+  if redis.call('ZSCORE', CHANS, C) == false and redis.call('ZCARD', CHANS) >= tonumber(ARGV[5]) then
+    return redis.error_reply('fanout: too many channels (' .. ARGV[5] .. ')')
+  end
+  forgetBytes(C)
+  redis.call('DEL', histKey(C))
+  redis.call('HSET', meta, 'epoch', ARGV[6], 'offset', 0)
+  return ARGV[6]
+end
+`
+
+// publishScript: KEYS meta, hist; ARGV as in budgetLua, then data, history
+// size, topic, max channels made by publishes, history max bytes, entry
+// overhead.
+var publishScript = goredis.NewScript(budgetLua + `
+reap()
 local epoch = redis.call('HGET', KEYS[1], 'epoch')
 if not epoch then
-  epoch = ARGV[5]
-  redis.call('HSET', KEYS[1], 'epoch', epoch, 'offset', 0)
-  redis.call('DEL', KEYS[2])
+  if redis.call('ZSCORE', CHANS, C) == false then
+    if redis.call('ZCARD', UNREAD) >= tonumber(ARGV[10]) then
+      return redis.error_reply('fanout: too many channels: ' .. ARGV[10] .. ' without subscribers')
+    end
+    redis.call('ZADD', UNREAD, NOW + TTL, C)
+  end
+  epoch = newChannel(KEYS[1])
+  if type(epoch) == 'table' then return epoch end
 end
+redis.call('ZADD', CHANS, NOW + TTL, C)
+redis.call('ZADD', UNREAD, 'XX', NOW + TTL, C)
 local off = redis.call('HINCRBY', KEYS[1], 'offset', 1)
-redis.call('PEXPIRE', KEYS[1], ARGV[3])
-if tonumber(ARGV[2]) > 0 then
-  redis.call('XADD', KEYS[2], 'MAXLEN', ARGV[2], off .. '-1', 't', ARGV[4], 'd', ARGV[1])
-  redis.call('PEXPIRE', KEYS[2], ARGV[3])
+redis.call('PEXPIRE', KEYS[1], TTL)
+local size, overhead = tonumber(ARGV[8]), tonumber(ARGV[12])
+if size > 0 then
+  redis.call('XADD', KEYS[2], off .. '-1', 't', NOW, 'd', ARGV[7])
+  redis.call('PEXPIRE', KEYS[2], TTL)
+  local cost = #ARGV[7] + overhead
+  redis.call('HINCRBY', BYTES, C, cost)
+  redis.call('INCRBY', TOTAL, cost)
+  redis.call('ZADD', HOLDERS, 'NX', NOW, C)
+  while redis.call('XLEN', KEYS[2]) > size do trimOldest(C, overhead) end
+  local maxBytes = tonumber(ARGV[11])
+  while tonumber(redis.call('GET', TOTAL) or '0') > maxBytes do
+    local victim = redis.call('ZRANGE', HOLDERS, 0, 0)[1]
+    if not victim then break end
+    trimOldest(victim, overhead)
+  end
 end
-redis.call('PUBLISH', ARGV[6], '\0fo1 ' .. epoch .. ' ' .. off .. ' ' .. ARGV[1])
+redis.call('PUBLISH', ARGV[9], '\0fo1 ' .. epoch .. ' ' .. off .. ' ' .. ARGV[7])
 return {epoch, off}
 `)
 
+// redisEntryOverhead approximates what a history entry costs Redis beside
+// its data: the stream entry's ID, its "t" field and listpack headers.
+const redisEntryOverhead = 64
+
+// budgetArgs are the first ARGV of every script (see budgetLua).
+func (b *Broker) budgetArgs(channel string) []any {
+	return []any{b.prefix, channel, time.Now().UnixMilli(), b.ttl.Milliseconds(), b.maxChannels, pubsub.NewEpoch()}
+}
+
 // Publish appends data to channel's stream and publishes it.
 func (b *Broker) Publish(ctx context.Context, channel string, data []byte) (pubsub.Position, error) {
-	now := time.Now()
-	res, err := publishScript.Run(ctx, b.rdb, b.keys(channel),
-		data, b.size, b.ttl.Milliseconds(), now.UnixMilli(), pubsub.NewEpoch(), b.topic(channel)).Slice()
+	args := append(b.budgetArgs(channel), data, b.size, b.topic(channel), pubsub.MaxUnreadChannels(b.maxChannels), b.maxBytes, redisEntryOverhead)
+	res, err := publishScript.Run(ctx, b.rdb, b.keys(channel), args...).Slice()
 	if err != nil {
-		return pubsub.Position{}, err
+		return pubsub.Position{}, scriptError(err)
 	}
 	return scriptPosition(res)
 }
 
-// historyScript: KEYS meta, hist; ARGV after, limit, oldest ms kept, ttl
-// ms, a new epoch (used when the channel has none).
-var historyScript = goredis.NewScript(`
+// historyScript: KEYS meta, hist; ARGV as in budgetLua, then after, limit,
+// oldest ms kept.
+var historyScript = goredis.NewScript(budgetLua + `
+reap()
 local epoch = redis.call('HGET', KEYS[1], 'epoch')
 if not epoch then
-  epoch = ARGV[5]
-  redis.call('HSET', KEYS[1], 'epoch', epoch, 'offset', 0)
+  epoch = newChannel(KEYS[1])
+  if type(epoch) == 'table' then return epoch end
 end
-redis.call('PEXPIRE', KEYS[1], ARGV[4])
+redis.call('ZADD', CHANS, NOW + TTL, C)
+redis.call('ZREM', UNREAD, C)
+redis.call('PEXPIRE', KEYS[1], TTL)
+redis.call('PEXPIRE', KEYS[2], TTL)
 local top = redis.call('HGET', KEYS[1], 'offset')
 local out = {epoch, tonumber(top)}
-if tonumber(ARGV[2]) > 0 then
-  local oldest = tonumber(ARGV[3])
-  for _, e in ipairs(redis.call('XRANGE', KEYS[2], '(' .. ARGV[1] .. '-1', '+', 'COUNT', ARGV[2])) do
+if tonumber(ARGV[8]) > 0 then
+  local oldest = tonumber(ARGV[9])
+  for _, e in ipairs(redis.call('XRANGE', KEYS[2], '(' .. ARGV[7] .. '-1', '+', 'COUNT', ARGV[8])) do
     if tonumber(e[2][2]) >= oldest then
       table.insert(out, e[1])
       table.insert(out, e[2][4])
@@ -217,10 +318,10 @@ return out
 // History returns channel's position and the kept messages after after.
 func (b *Broker) History(ctx context.Context, channel string, after uint64, limit int) (pubsub.Position, []pubsub.Message, error) {
 	oldest := time.Now().Add(-b.ttl).UnixMilli()
-	res, err := historyScript.Run(ctx, b.rdb, b.keys(channel),
-		after, limit, oldest, b.ttl.Milliseconds(), pubsub.NewEpoch()).Slice()
+	args := append(b.budgetArgs(channel), after, limit, oldest)
+	res, err := historyScript.Run(ctx, b.rdb, b.keys(channel), args...).Slice()
 	if err != nil {
-		return pubsub.Position{}, nil, err
+		return pubsub.Position{}, nil, scriptError(err)
 	}
 	top, err := scriptPosition(res)
 	if err != nil {
@@ -237,6 +338,15 @@ func (b *Broker) History(ctx context.Context, channel string, after uint64, limi
 		msgs = append(msgs, pubsub.Message{Channel: channel, Position: pubsub.Position{Offset: off, Epoch: top.Epoch}, Data: []byte(data)})
 	}
 	return top, msgs, nil
+}
+
+// scriptError is a script's error as the Broker contract wants it: a
+// channel cap as pubsub.ErrTooManyChannels.
+func scriptError(err error) error {
+	if rest, ok := strings.CutPrefix(err.Error(), "fanout: too many channels"); ok {
+		return fmt.Errorf("%w%s", pubsub.ErrTooManyChannels, rest)
+	}
+	return err
 }
 
 // scriptPosition reads the {epoch, offset} head of a script's reply.

@@ -42,7 +42,7 @@ type node struct {
 func runNode(t *testing.T, url string, cfg pubsub.Config) *node {
 	t.Helper()
 	logs := &testutil.SyncBuffer{}
-	b, err := New(url, pubsub.BrokerOptions{HistorySize: cfg.HistorySize, HistoryTTL: cfg.HistoryTTL, Logger: slog.New(slog.NewTextHandler(logs, nil))})
+	b, err := New(url, pubsub.BrokerOptions{HistorySize: cfg.HistorySize, HistoryTTL: cfg.HistoryTTL, HistoryMaxBytes: cfg.HistoryMaxBytes, MaxChannels: cfg.MaxChannels, Logger: slog.New(slog.NewTextHandler(logs, nil))})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -239,8 +239,10 @@ func TestRedis_Restart(t *testing.T) {
 	var p pubsub.Publication
 	eventually(t, 5*time.Second, func() (err error) { p, err = b.Publish("live", []byte(`"after"`)); return err })
 	for i, c := range subs {
-		if e := readEvent(t, c); e.Type != "gap" || !strings.Contains(e.Reason, "epoch") {
-			t.Fatalf("subscriber %d: got %+v, want an epoch gap", i, e)
+		// The notice carries the new epoch and the offset counting restarts
+		// from, so a client resets its last offset (README's rule).
+		if e := readEvent(t, c); e.Type != "gap" || !strings.Contains(e.Reason, "epoch") || e.Epoch != p.Epoch || e.First == nil || *e.First != 1 {
+			t.Fatalf("subscriber %d: got %+v, want an epoch gap to %s from offset 1", i, e, p.Epoch)
 		}
 		if e := readEvent(t, c); e.Type != "message" || e.Offset != p.Offset || string(e.Data) != `"after"` {
 			t.Fatalf("subscriber %d: got %+v, want offset %d", i, e, p.Offset)
