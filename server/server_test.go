@@ -222,7 +222,10 @@ func TestServer_IdleTimeout(t *testing.T) {
 // A client that answers pings stays connected past the idle timeout.
 func TestServer_PongKeepsAlive(t *testing.T) {
 	t.Parallel()
-	_, addr := runServer(t, Config{PingInterval: 30 * time.Millisecond, IdleTimeout: 100 * time.Millisecond})
+	// The idle timeout leaves the pong 350 ms to come back: a loaded machine
+	// (race detector, packages in parallel) took more than the 70 ms it had.
+	const idle = 400 * time.Millisecond
+	_, addr := runServer(t, Config{PingInterval: 50 * time.Millisecond, IdleTimeout: idle})
 	c := dialGorilla(t, "ws://"+addr+"/echo")
 	var pings atomic.Int32
 	var first atomic.Int64                     // when the first ping arrived, unix ns
@@ -239,7 +242,7 @@ func TestServer_PongKeepsAlive(t *testing.T) {
 		}
 	}()
 	eventually(t, 20*time.Second, func() error { // pinged on for four idle timeouts
-		if f := first.Load(); f == 0 || time.Since(time.Unix(0, f)) < 400*time.Millisecond || pings.Load() < 4 {
+		if f := first.Load(); f == 0 || time.Since(time.Unix(0, f)) < 4*idle || pings.Load() < 4 {
 			return fmt.Errorf("%d pings so far", pings.Load())
 		}
 		return nil
