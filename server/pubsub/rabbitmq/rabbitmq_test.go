@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"net"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -13,10 +12,10 @@ import (
 	"testing"
 	"time"
 
-	"github.com/fanout-ws/fanout/frame"
 	"github.com/fanout-ws/fanout/internal/testutil"
 	"github.com/fanout-ws/fanout/server"
 	"github.com/fanout-ws/fanout/server/pubsub"
+	"github.com/fanout-ws/fanout/server/pubsub/pubsubtest"
 	"github.com/gorilla/websocket"
 	"github.com/rabbitmq/rabbitmq-stream-go-client/pkg/amqp"
 	"github.com/rabbitmq/rabbitmq-stream-go-client/pkg/message"
@@ -45,46 +44,17 @@ func runNode(t *testing.T, url string, cfg pubsub.Config) *node {
 	}
 	cfg.Broker = b
 	n := &node{}
-	srv, err := server.New(server.Config{
-		OnConnect: func(c *server.Conn, r *server.Request) error { return n.SubscribeQuery(c, r.Query()) },
-		OnMessage: func(c *server.Conn, op frame.OpCode, data []byte) { n.HandleControl(c, op, data) },
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	n.srv = srv
-	if n.Node, err = pubsub.New(srv, cfg); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(n.Close)
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	done := make(chan error, 1)
-	go func() { done <- srv.Serve(ln) }()
-	<-srv.Ready()
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		_ = srv.Shutdown(ctx)
-		if err := <-done; !errors.Is(err, server.ErrServerClosed) {
-			t.Errorf("Serve returned %v, want ErrServerClosed", err)
-		}
-	})
+	n.Node, n.srv = pubsubtest.Serve(t, cfg)
 	return n
 }
 
 func waitReady(t *testing.T, nodes ...*node) {
 	t.Helper()
-	eventually(t, 20*time.Second, func() error {
-		for i, n := range nodes {
-			if !n.Ready() {
-				return fmt.Errorf("node %d not ready", i)
-			}
-		}
-		return nil
-	})
+	ns := make([]*pubsub.Node, len(nodes))
+	for i, n := range nodes {
+		ns[i] = n.Node
+	}
+	pubsubtest.WaitReady(t, 20*time.Second, ns...)
 }
 
 func dialNode(t *testing.T, n *node, query string) *websocket.Conn {
