@@ -13,7 +13,9 @@ import (
 )
 
 const (
-	readEvents  = netpoll.EPOLLIN | netpoll.EPOLLRDHUP | netpoll.EPOLLONESHOT
+	// Reads are edge-triggered: an event for every arrival, and no
+	// epoll_ctl per read pass. The Handler serialises its own reads.
+	readEvents  = netpoll.EPOLLIN | netpoll.EPOLLRDHUP | netpoll.EPOLLET
 	writeEvents = netpoll.EPOLLOUT | netpoll.EPOLLONESHOT
 )
 
@@ -62,7 +64,8 @@ func New(n, maxFD int, onError func(error)) (*Poller, error) {
 	return p, nil
 }
 
-// Register adds fd with read interest armed once, and returns its token.
+// Register adds fd with edge-triggered read interest (an event at once if
+// it is already readable), and returns its token.
 // Write interest is added lazily by ArmWrite.
 func (p *Poller) Register(fd int, h Handler) (Token, error) {
 	if p.closed.Load() {
@@ -81,7 +84,8 @@ func (p *Poller) Register(fd int, h Handler) (Token, error) {
 	return Token{FD: int32(fd), Gen: gen}, nil
 }
 
-// ArmRead re-arms the one-shot read interest of t.
+// ArmRead asks for a read event now if t's fd is readable, though no new
+// edge came: for a reader that stopped before draining the socket.
 func (p *Poller) ArmRead(t Token) error {
 	fd := int(t.FD)
 	if t.Gen == 0 || p.slots[fd].gen.Load() != t.Gen {

@@ -64,7 +64,7 @@ func expectNone(t *testing.T, ch chan Event, what string) {
 	}
 }
 
-func TestPoller_ReadOneShot(t *testing.T) {
+func TestPoller_ReadEdgeTriggered(t *testing.T) {
 	t.Parallel()
 	p := newPoller(t)
 	a, b := pair(t)
@@ -77,11 +77,13 @@ func TestPoller_ReadOneShot(t *testing.T) {
 	if ev := expect(t, r.read, "read"); ev&EventRead == 0 {
 		t.Fatalf("event %#x without EventRead", ev)
 	}
-	expectNone(t, r.read, "second read before re-arm")
+	expectNone(t, r.read, "second read without new data")
+	unix.Write(b, []byte("more"))
+	expect(t, r.read, "read for new data, the old still unread")
 	if err := p.ArmRead(tok); err != nil {
 		t.Fatal(err)
 	}
-	expect(t, r.read, "read after re-arm with unread data")
+	expect(t, r.read, "read after ArmRead with unread data")
 	buf := make([]byte, 16)
 	unix.Read(a, buf)
 	if err := p.ArmRead(tok); err != nil {

@@ -38,6 +38,7 @@ const (
 // A Conn owns no goroutine, and no buffer while idle.
 type Conn struct {
 	lastRead atomic.Int64 // Server.now() of the last bytes received
+	reading  atomic.Int32 // readIdle, readBusy or readAgain (read.go)
 	sock     sock
 
 	srv    *Server
@@ -292,7 +293,10 @@ func (c *Conn) tok() poller.Token {
 type pollHandler Conn
 
 func (h *pollHandler) Readable(poller.Event) { (*Conn)(h).srv.dispatchRead((*Conn)(h)) }
-func (h *pollHandler) Writable(poller.Event) { (*Conn)(h).srv.dispatchWrite((*Conn)(h)) }
+func (h *pollHandler) Writable(poller.Event) {
+	(*Conn)(h).srv.dispatchWrite((*Conn)(h))
+	yieldToWorkers()
+}
 
 // timeNow is the clock behind Server.now, in nanoseconds.
 func timeNow() int64 { return time.Now().UnixNano() }

@@ -14,7 +14,10 @@ import (
 const maxReadsPerEvent = 4
 
 // serveRead is the read pool's task: read what the socket has without
-// blocking, parse it, re-arm. It owns c's parser until it returns.
+// blocking, parse it, and end once the socket is drained. Reads are
+// edge-triggered: an event that arrives while the task runs only asks it
+// to read on (claimRead), so c's parser has one owner and a pass needs no
+// epoll_ctl.
 func (s *Server) serveRead(c *Conn) {
 	if !c.sock.acquire() {
 		return
@@ -33,15 +36,21 @@ func (s *Server) serveRead(c *Conn) {
 			if !c.consume(buf[:n]) {
 				return
 			}
-			if c.sock.tls == nil && (n < len(buf) || c.hubBehind() != nil) {
-				// Drained (a one-shot re-arm fires again if more arrived),
-				// or a hub is behind: the kernel keeps the rest.
-				c.readOn()
+			if c.sock.tls != nil {
+				continue
+			}
+			if n == len(buf) && c.hubBehind() == nil {
+				continue // more may wait: read it in this pass
+			}
+			// Drained (a short read), or a hub is behind: the kernel
+			// keeps the rest.
+			if !c.readDone(n < len(buf)) {
 				return
 			}
 		case err == unix.EAGAIN:
-			c.readOn()
-			return
+			if !c.readDone(true) {
+				return
+			}
 		case err == nil: // EOF
 			c.peerGone(nil)
 			return
@@ -50,7 +59,56 @@ func (s *Server) serveRead(c *Conn) {
 			return
 		}
 	}
-	c.readOn()
+	// Out of budget with bytes still waiting: yield the worker, and have
+	// epoll report the rest as a new event.
+	if h := c.hubBehind(); h != nil && h.park(c) {
+		return
+	}
+	c.rearmRead()
+}
+
+// The read states of a connection, in Conn.reading.
+const (
+	readIdle  = iota // no task: an event starts one
+	readBusy         // a task reads c (or c is parked in a hub)
+	readAgain        // and an event arrived since: the task reads on
+)
+
+// claimRead is called for each read event: it reports whether the event
+// starts a task, or only tells the running one to read on.
+func (c *Conn) claimRead() bool {
+	for {
+		switch c.reading.Load() {
+		case readIdle:
+			if c.reading.CompareAndSwap(readIdle, readBusy) {
+				return true
+			}
+		case readBusy:
+			if c.reading.CompareAndSwap(readBusy, readAgain) {
+				return false
+			}
+		default:
+			return false
+		}
+	}
+}
+
+// readDone ends a read pass: c is parked while a hub of its is behind (its
+// publishers pushed back by TCP instead of the hub dropping), else the
+// task ends, unless an event arrived during the pass or the socket was not
+// drained. It reports whether to read on.
+func (c *Conn) readDone(drained bool) bool {
+	if h := c.hubBehind(); h != nil && h.park(c) {
+		return false
+	}
+	if !drained {
+		return true
+	}
+	if c.reading.CompareAndSwap(readBusy, readIdle) {
+		return false
+	}
+	c.reading.Store(readBusy) // readAgain: an event came during the pass
+	return true
 }
 
 func (s *Server) getReadBuf() *[]byte {
@@ -59,18 +117,6 @@ func (s *Server) getReadBuf() *[]byte {
 	}
 	b := make([]byte, s.cfg.ReadBufferBytes)
 	return &b
-}
-
-// readOn re-arms c's read, unless a hub c belongs to is behind: then c is
-// parked in that hub until it catches up, so the publishers among its
-// members are pushed back by TCP instead of the hub dropping their
-// messages. The caller holds a socket reference; for TLS, tls.Conn must
-// hold no decrypted bytes (epoll cannot see them).
-func (c *Conn) readOn() {
-	if h := c.hubBehind(); h != nil && h.park(c) {
-		return
-	}
-	c.armRead()
 }
 
 // hubBehind returns a hub of c's that is behind, or nil.
@@ -85,20 +131,23 @@ func (c *Conn) hubBehind() *Hub {
 	return nil
 }
 
-// resumeRead re-arms the read of a parked connection. Its silence while
-// parked was the server's doing, so the idle clock starts again.
+// resumeRead reads a parked connection again. Its silence while parked
+// was the server's doing, so the idle clock starts again.
 func (c *Conn) resumeRead() {
 	if !c.sock.acquire() {
 		return
 	}
 	c.lastRead.Store(c.srv.now())
-	c.armRead()
+	c.rearmRead()
 	c.sock.release()
 }
 
-// armRead re-arms the one-shot read interest unless c is closed. The caller
-// holds a socket reference, so the fd number cannot be reused meanwhile.
-func (c *Conn) armRead() {
+// rearmRead ends the ownership of c's reads by a task that left bytes
+// unread, or by a hub c was parked in: no new edge would report those
+// bytes, so epoll is asked for an event now if the socket is readable. The
+// caller owns c's parser (reset here if c is closed) and holds a socket
+// reference, so the fd number cannot be reused meanwhile.
+func (c *Conn) rearmRead() {
 	c.mu.Lock()
 	closed := c.state == stateClosed
 	c.mu.Unlock()
@@ -106,8 +155,8 @@ func (c *Conn) armRead() {
 		c.parser.Reset()
 		return
 	}
+	c.reading.Store(readIdle) // from here another task may own the parser
 	if err := c.srv.poller.ArmRead(c.tok()); err != nil {
-		c.parser.Reset()
 		c.destroy(ReasonIOError)
 	}
 }

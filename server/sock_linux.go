@@ -73,6 +73,13 @@ func (s *sock) shutWrite() {
 
 // read does one non-blocking read. It returns unix.EAGAIN when nothing is
 // there and (0, nil) at EOF.
+//
+// read and sendIovec use RawSyscall: every socket here is non-blocking
+// (poller.Detach, the bridge's socketpair), so the call returns in
+// microseconds whatever the peer does, and skipping entersyscall and
+// exitsyscall keeps the P: sysmon never hands it to another thread
+// mid-call, and no thread wakes to take it. Measured on one pinned core
+// (issue 9): 19,000 x 5/s broadcast server CPU -9%, echo round trips +10%.
 func (s *sock) read(p []byte) (int, error) {
 	if !s.acquire() {
 		return 0, net.ErrClosed
@@ -81,12 +88,19 @@ func (s *sock) read(p []byte) (int, error) {
 	if s.tls != nil {
 		return s.tls.read(p)
 	}
+	if len(p) == 0 {
+		return 0, nil
+	}
 	for {
-		n, err := unix.Read(int(s.fd), p)
-		if err == unix.EINTR {
+		n, _, errno := unix.RawSyscall(unix.SYS_READ, uintptr(s.fd), uintptr(unsafe.Pointer(&p[0])), uintptr(len(p)))
+		switch errno {
+		case 0:
+			return int(n), nil
+		case unix.EINTR:
 			continue
+		default:
+			return 0, errno
 		}
-		return max(n, 0), err
 	}
 }
 
@@ -113,13 +127,29 @@ func (s *sock) writev(iov []unix.Iovec, bufs [][]byte) (int, error) {
 		return 0, nil
 	}
 	for {
-		n, _, errno := unix.Syscall(unix.SYS_WRITEV, uintptr(s.fd), uintptr(unsafe.Pointer(&iov[0])), uintptr(len(iov)))
+		n, errno := sendIovec(s.fd, iov)
 		if errno == unix.EINTR {
 			continue
 		}
 		if errno != 0 {
 			return 0, errno
 		}
-		return int(n), nil
+		return n, nil
 	}
+}
+
+// sendIovec sends iov (at least one buffer) with send(2) or sendmsg(2),
+// straight to the socket layer (writev(2)'s file layer, vfs_writev and
+// fdget_pos, was 6% of a broadcast's kernel samples; end to end the change
+// is within noise). MSG_NOSIGNAL: a closed peer is EPIPE, not a signal.
+// A raw syscall, like read's.
+func sendIovec(fd int32, iov []unix.Iovec) (int, unix.Errno) {
+	if len(iov) == 1 {
+		n, _, errno := unix.RawSyscall6(unix.SYS_SENDTO, uintptr(fd), uintptr(unsafe.Pointer(iov[0].Base)), uintptr(iov[0].Len), unix.MSG_NOSIGNAL, 0, 0)
+		return int(n), errno
+	}
+	msg := unix.Msghdr{Iov: &iov[0]}
+	msg.SetIovlen(len(iov))
+	n, _, errno := unix.RawSyscall(unix.SYS_SENDMSG, uintptr(fd), uintptr(unsafe.Pointer(&msg)), unix.MSG_NOSIGNAL)
+	return int(n), errno
 }
