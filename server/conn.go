@@ -295,7 +295,7 @@ type pollHandler Conn
 func (h *pollHandler) Readable(poller.Event) { (*Conn)(h).srv.dispatchRead((*Conn)(h)) }
 func (h *pollHandler) Writable(poller.Event) {
 	(*Conn)(h).srv.dispatchWrite((*Conn)(h))
-	yieldToWorkers()
+	(*Conn)(h).srv.yieldToWorkers()
 }
 
 // timeNow is the clock behind Server.now, in nanoseconds.

@@ -19,6 +19,7 @@ type flushQueue struct {
 	items  []flusher
 	head   int
 	idle   int // workers waiting in wake
+	n      int // workers
 	closed bool
 }
 
@@ -29,6 +30,7 @@ type flusher interface{ flush(w *writer) }
 // startWriters starts n write workers, tracked by s.wg.
 func (s *Server) startWriters(n int) {
 	s.writes.wake.L = &s.writes.mu
+	s.writes.n = n
 	s.wg.Add(n)
 	for range n {
 		go s.writeWorker()
@@ -88,4 +90,11 @@ func (s *Server) stopWriters() {
 	q.closed = true
 	q.wake.Broadcast()
 	q.mu.Unlock()
+}
+
+// busy reports whether a write worker is flushing or work is queued.
+func (q *flushQueue) busy() bool {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	return q.head < len(q.items) || q.idle < q.n
 }

@@ -464,3 +464,21 @@ func echoPayload(i, j int) []byte {
 	copy(b, fmt.Sprintf("%d/%d", i, j))
 	return b
 }
+
+// The pools are sized apart: many readers (OnMessage may be slow), one
+// write worker per core (a flush never blocks; more only take turns).
+func TestConfig_WorkerPools(t *testing.T) {
+	s, err := New(Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, want := s.Config().WriteWorkers, runtime.GOMAXPROCS(0); got != want {
+		t.Errorf("default WriteWorkers %d, want GOMAXPROCS %d", got, want)
+	}
+	if got, want := s.Config().Workers, 8*runtime.GOMAXPROCS(0); got != want {
+		t.Errorf("default Workers %d, want %d", got, want)
+	}
+	if (Config{WriteWorkers: -1}).Validate() == nil {
+		t.Error("WriteWorkers -1 validated")
+	}
+}

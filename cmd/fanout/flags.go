@@ -90,7 +90,8 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 func bindServerFlags(fs *flag.FlagSet, c *server.Config) {
 	fs.Var(listFlag[string]{&c.AllowedOrigins, identity}, "allowed-origins", "comma-separated Origin patterns browsers may connect from (path.Match syntax, e.g. https://*.example.com); others get 403. Empty allows all")
 	fs.StringVar(&c.Addr, "addr", server.DefaultAddr, "TCP address to listen on")
-	fs.IntVar(&c.Workers, "workers", server.DefaultWorkers(), "size of each worker pool (reads, writes)")
+	fs.IntVar(&c.Workers, "workers", server.DefaultWorkers(), "size of the read pool (reads, parsing, OnMessage)")
+	fs.IntVar(&c.WriteWorkers, "write-workers", server.DefaultWriteWorkers(), "write workers (hub flushes, writable sockets); writes never block, one per core")
 	fs.IntVar(&c.Pollers, "pollers", server.DefaultPollers(), "epoll instances per direction")
 	fs.IntVar(&c.MaxConns, "max-conns", server.DefaultMaxConns, "maximum open connections (capped by the open-files limit); beyond it 503")
 	fs.IntVar(&c.MaxMessageBytes, "max-message-bytes", server.DefaultMaxMessageBytes, "maximum message payload in bytes; larger ones close with 1009")
