@@ -60,7 +60,7 @@ func (c *client) Writable(poller.Event) {}
 func newGroup(cfg Config, first, n int) (*group, error) {
 	var rl syscall.Rlimit
 	_ = syscall.Getrlimit(syscall.RLIMIT_NOFILE, &rl)
-	pl, err := poller.New(runtime.GOMAXPROCS(0), int(rl.Cur), nil)
+	pl, err := poller.New(runtime.GOMAXPROCS(0), int(rl.Cur), poller.OneShot, nil)
 	if err != nil {
 		return nil, err
 	}

@@ -13,9 +13,7 @@ import (
 )
 
 const (
-	// Reads are edge-triggered: an event for every arrival, and no
-	// epoll_ctl per read pass. The Handler serialises its own reads.
-	readEvents  = netpoll.EPOLLIN | netpoll.EPOLLRDHUP | netpoll.EPOLLET
+	readEvents  = netpoll.EPOLLIN | netpoll.EPOLLRDHUP
 	writeEvents = netpoll.EPOLLOUT | netpoll.EPOLLONESHOT
 )
 
@@ -29,6 +27,7 @@ type slot struct {
 // Poller spreads fds over several read and write epoll instances. It is safe
 // for concurrent use.
 type Poller struct {
+	readEv netpoll.EpollEvent // readEvents and the ReadMode's flag
 	read   []*netpoll.Epoll
 	write  []*netpoll.Epoll
 	slots  []slot
@@ -36,9 +35,9 @@ type Poller struct {
 }
 
 // New starts n read and n write epoll instances (each with its own wait
-// goroutine, owned by easygo) and sizes the fd table to maxFD. onError
-// receives epoll_wait failures; nil ignores them.
-func New(n, maxFD int, onError func(error)) (*Poller, error) {
+// goroutine, owned by easygo) reporting reads in mode, and sizes the fd
+// table to maxFD. onError receives epoll_wait failures; nil ignores them.
+func New(n, maxFD int, mode ReadMode, onError func(error)) (*Poller, error) {
 	if n < 1 {
 		n = 1
 	}
@@ -46,7 +45,10 @@ func New(n, maxFD int, onError func(error)) (*Poller, error) {
 	if onError == nil {
 		cfg.OnWaitError = func(error) {}
 	}
-	p := &Poller{slots: make([]slot, maxFD)}
+	p := &Poller{slots: make([]slot, maxFD), readEv: readEvents | netpoll.EPOLLET}
+	if mode == OneShot {
+		p.readEv = readEvents | netpoll.EPOLLONESHOT
+	}
 	for range n {
 		r, err := netpoll.EpollCreate(cfg)
 		if err != nil {
@@ -64,8 +66,8 @@ func New(n, maxFD int, onError func(error)) (*Poller, error) {
 	return p, nil
 }
 
-// Register adds fd with edge-triggered read interest (an event at once if
-// it is already readable), and returns its token.
+// Register adds fd with read interest (an event at once if it is already
+// readable), and returns its token.
 // Write interest is added lazily by ArmWrite.
 func (p *Poller) Register(fd int, h Handler) (Token, error) {
 	if p.closed.Load() {
@@ -77,21 +79,22 @@ func (p *Poller) Register(fd int, h Handler) (Token, error) {
 	s := &p.slots[fd]
 	gen := s.gen.Add(1)
 	s.inWrite.Store(false)
-	if err := p.read[fd%len(p.read)].Add(fd, readEvents, guard(s, gen, h.Readable)); err != nil {
+	if err := p.read[fd%len(p.read)].Add(fd, p.readEv, guard(s, gen, h.Readable)); err != nil {
 		s.gen.Add(1)
 		return Token{}, wrapErr("epoll_ctl add", err)
 	}
 	return Token{FD: int32(fd), Gen: gen}, nil
 }
 
-// ArmRead asks for a read event now if t's fd is readable, though no new
-// edge came: for a reader that stopped before draining the socket.
+// ArmRead asks for a read event now if t's fd is readable: in OneShot mode
+// it re-arms the read interest; in EdgeTriggered mode it reports bytes a
+// reader left unread, which no new edge would.
 func (p *Poller) ArmRead(t Token) error {
 	fd := int(t.FD)
 	if t.Gen == 0 || p.slots[fd].gen.Load() != t.Gen {
 		return ErrStale
 	}
-	return wrapErr("epoll_ctl mod", p.read[fd%len(p.read)].Mod(fd, readEvents))
+	return wrapErr("epoll_ctl mod", p.read[fd%len(p.read)].Mod(fd, p.readEv))
 }
 
 // ArmWrite arms one-shot write interest for t, adding the fd to its write

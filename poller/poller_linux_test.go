@@ -33,9 +33,11 @@ func pair(t *testing.T) (int, int) {
 	return fds[0], fds[1]
 }
 
-func newPoller(t *testing.T) *Poller {
+func newPoller(t *testing.T) *Poller { t.Helper(); return newPollerMode(t, EdgeTriggered) }
+
+func newPollerMode(t *testing.T, mode ReadMode) *Poller {
 	t.Helper()
-	p, err := New(2, 4096, nil)
+	p, err := New(2, 4096, mode, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -84,6 +86,31 @@ func TestPoller_ReadEdgeTriggered(t *testing.T) {
 		t.Fatal(err)
 	}
 	expect(t, r.read, "read after ArmRead with unread data")
+	buf := make([]byte, 16)
+	unix.Read(a, buf)
+	if err := p.ArmRead(tok); err != nil {
+		t.Fatal(err)
+	}
+	expectNone(t, r.read, "read with nothing to read")
+}
+
+func TestPoller_ReadOneShot(t *testing.T) {
+	t.Parallel()
+	p := newPollerMode(t, OneShot)
+	a, b := pair(t)
+	r := newRecorder()
+	tok, err := p.Register(a, r)
+	if err != nil {
+		t.Fatal(err)
+	}
+	unix.Write(b, []byte("hi"))
+	expect(t, r.read, "read")
+	unix.Write(b, []byte("more"))
+	expectNone(t, r.read, "second read before re-arm, new data or not")
+	if err := p.ArmRead(tok); err != nil {
+		t.Fatal(err)
+	}
+	expect(t, r.read, "read after re-arm with unread data")
 	buf := make([]byte, 16)
 	unix.Read(a, buf)
 	if err := p.ArmRead(tok); err != nil {
@@ -230,7 +257,7 @@ func TestPoller_HangUp(t *testing.T) {
 
 func TestPoller_Limits(t *testing.T) {
 	t.Parallel()
-	p, err := New(1, 8, nil)
+	p, err := New(1, 8, EdgeTriggered, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -272,7 +299,7 @@ func TestDeps(t *testing.T) {
 }
 
 func BenchmarkPoller_ArmRead(b *testing.B) {
-	p, err := New(1, 4096, nil)
+	p, err := New(1, 4096, EdgeTriggered, nil)
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -8,7 +8,9 @@ import "net"
 type Poller struct{}
 
 // New returns ErrUnsupported off Linux.
-func New(n, maxFD int, onError func(error)) (*Poller, error) { return nil, ErrUnsupported }
+func New(n, maxFD int, mode ReadMode, onError func(error)) (*Poller, error) {
+	return nil, ErrUnsupported
+}
 
 // Register returns ErrUnsupported off Linux.
 func (p *Poller) Register(fd int, h Handler) (Token, error) { return Token{}, ErrUnsupported }
