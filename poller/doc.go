@@ -3,11 +3,13 @@
 //
 // It wraps easygo's exported netpoll.Epoll on raw file descriptors: the
 // caller registers the socket's own fd (no dup, no os.File), so a connection
-// costs exactly one descriptor. Each fd is armed one-shot: after an event it
-// stays silent until the owner re-arms it, so at most one worker handles a
-// socket at a time.
+// costs exactly one descriptor. Reads are reported in the Poller's ReadMode:
+// EdgeTriggered (the server: an event per arrival, no epoll_ctl per read,
+// the handler keeps one reader per socket itself) or OneShot (the load
+// generator: silent after an event until the owner calls ArmRead). Write
+// interest is always one-shot.
 //
-//	fd ──Register──▶ read epoll  (EPOLLIN|EPOLLRDHUP|EPOLLONESHOT) ──▶ Handler.Readable
+//	fd ──Register──▶ read epoll  (EPOLLIN|EPOLLRDHUP, |EPOLLET or |EPOLLONESHOT) ──▶ Handler.Readable
 //	   ──ArmWrite──▶ write epoll (EPOLLOUT|EPOLLONESHOT, added lazily) ─▶ Handler.Writable
 //
 // Reads and writes live in separate epoll sets because an EPOLL_CTL_MOD

@@ -285,7 +285,7 @@ func (h *Hub) park(c *Conn) bool {
 	return true
 }
 
-// resume re-arms the reads of the members parked while h was behind.
+// resume reads again the members parked while h was behind.
 func (h *Hub) resume() {
 	h.pauseMu.Lock()
 	paused := h.paused
