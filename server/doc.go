@@ -1,6 +1,7 @@
 // Package server is Fanout's WebSocket engine: RFC 6455 over an epoll
-// netpoller, a bounded read pool and one write worker per core, with no goroutine and no buffer
-// per idle connection. It knows nothing of channels, history or brokers:
+// netpoller, a bounded read pool and one write worker per core, with no
+// goroutine and no buffer per idle connection. It knows nothing of
+// channels, history or brokers:
 // package server/pubsub builds those on the API exported here (Server,
 // Conn, Hub, frame.Prepared and the Config hooks).
 //
