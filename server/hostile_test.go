@@ -27,6 +27,7 @@ import (
 	"time"
 
 	"github.com/fanout-ws/fanout/frame"
+	"github.com/fanout-ws/fanout/internal/testutil"
 	"github.com/gobwas/ws"
 	"github.com/golang-jwt/jwt/v5"
 	"github.com/gorilla/websocket"
@@ -408,31 +409,13 @@ func TestHostile_HandshakeStrictness(t *testing.T) {
 	}
 }
 
-// lockedBuffer is a log sink safe to read while the server writes.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  strings.Builder
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
-
 // Finding 10: anonymous clients get only their explicit permissions, aud
 // and iss are checked, a connection is closed with 1008 when its token
 // expires, and wide anonymous access is warned about at start.
 func TestHostile_AuthEdges(t *testing.T) {
 	t.Parallel()
 	secret := []byte("hostile-test-secret")
-	logs := &lockedBuffer{}
+	logs := &testutil.SyncBuffer{}
 	cfg := Config{
 		Logger: slog.New(slog.NewTextHandler(logs, nil)),
 		Auth: &Auth{HMACSecret: secret, Audience: "fanout", Issuer: "https://issuer.example",
@@ -490,7 +473,7 @@ func TestHostile_AuthEdges(t *testing.T) {
 		t.Fatalf("at token expiry the client saw %v, want 1008 \"token expired\"", err)
 	}
 
-	wide := &lockedBuffer{}
+	wide := &testutil.SyncBuffer{}
 	runServer(t, Config{Logger: slog.New(slog.NewTextHandler(wide, nil)), Auth: &Auth{HMACSecret: secret}})
 	if !strings.Contains(wide.String(), "anonymous clients may subscribe or publish to every channel") {
 		t.Fatalf("no warning for wide anonymous access; logs:\n%s", wide.String())

@@ -45,21 +45,6 @@ func streamURL(t *testing.T) string {
 	return rmq.URL(strings.NewReplacer("/", "-", "#", "-").Replace(t.Name()) + "-" + pubsub.NewEpoch())
 }
 
-func eventually(t *testing.T, timeout time.Duration, f func() error) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for {
-		err := f()
-		if err == nil {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatal(err)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-}
-
 func waitBrokers(t *testing.T, nodes ...*bnode) {
 	t.Helper()
 	eventually(t, 20*time.Second, func() error {

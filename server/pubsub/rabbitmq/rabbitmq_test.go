@@ -24,6 +24,7 @@ import (
 
 var (
 	dialGorilla = testutil.DialGorilla
+	eventually  = testutil.Eventually
 	readEvent   = testutil.ReadEvent
 	sendJSON    = testutil.SendJSON
 )
