@@ -56,7 +56,7 @@ func scrape(url string) (series, error) {
 // WritePath is what the server's metrics say about its writes over the
 // measured window.
 type WritePath struct {
-	WriteSyscalls     int64   `json:"write_syscalls"`      // writev calls
+	WriteSyscalls     int64   `json:"write_syscalls"`      // the server's write syscalls
 	FramesOut         int64   `json:"frames_out"`          // frames fully written
 	FramesPerWrite    float64 `json:"frames_per_write"`    // FramesOut / WriteSyscalls
 	WritesPerDelivery float64 `json:"writes_per_delivery"` // WriteSyscalls / deliveries the generator counted

@@ -31,7 +31,7 @@ func newMetrics(s *Server) *metrics {
 		reasons: prometheus.NewDesc("fanout_connections_closed_total",
 			"Connections closed, by reason.", []string{"reason"}, nil),
 		perWrite: prometheus.NewDesc("fanout_frames_per_write",
-			"Frames offered to each writev; rises with load as pending and queued frames share a syscall.", nil, nil),
+			"Frames offered to each write syscall; rises with load as pending and queued frames share a syscall.", nil, nil),
 	}
 	for i, row := range counterTable {
 		m.counters[i] = prometheus.NewDesc(row.metric, row.help, nil, nil)

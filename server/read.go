@@ -36,15 +36,9 @@ func (s *Server) serveRead(c *Conn) {
 			if !c.consume(buf[:n]) {
 				return
 			}
-			if c.sock.tls != nil {
-				continue
-			}
-			if n == len(buf) && c.hubBehind() == nil {
-				continue // more may wait: read it in this pass
-			}
-			// Drained (a short read), or a hub is behind: the kernel
-			// keeps the rest.
-			if !c.readDone(n < len(buf)) {
+			// A plain socket is drained when a read comes back short;
+			// TLS reads on until it would block.
+			if c.sock.tls == nil && !c.readDone(n < len(buf)) {
 				return
 			}
 		case err == unix.EAGAIN:
@@ -61,10 +55,9 @@ func (s *Server) serveRead(c *Conn) {
 	}
 	// Out of budget with bytes still waiting: yield the worker, and have
 	// epoll report the rest as a new event.
-	if h := c.hubBehind(); h != nil && h.park(c) {
-		return
+	if !c.parkIfBehind() {
+		c.rearmRead()
 	}
-	c.rearmRead()
 }
 
 // The read states of a connection, in Conn.reading.
@@ -93,12 +86,12 @@ func (c *Conn) claimRead() bool {
 	}
 }
 
-// readDone ends a read pass: c is parked while a hub of its is behind (its
-// publishers pushed back by TCP instead of the hub dropping), else the
-// task ends, unless an event arrived during the pass or the socket was not
-// drained. It reports whether to read on.
+// readDone follows each read: c is parked while a hub of its is behind,
+// else reading goes on while the socket may hold more; once it is drained
+// the task ends, unless an event arrived during the pass. It reports
+// whether to read on.
 func (c *Conn) readDone(drained bool) bool {
-	if h := c.hubBehind(); h != nil && h.park(c) {
+	if c.parkIfBehind() {
 		return false
 	}
 	if !drained {
@@ -117,6 +110,15 @@ func (s *Server) getReadBuf() *[]byte {
 	}
 	b := make([]byte, s.cfg.ReadBufferBytes)
 	return &b
+}
+
+// parkIfBehind stops reading c while a hub of its is behind, so the
+// publishers among its members are pushed back by TCP instead of the hub
+// dropping their messages; the hub resumes c once it caught up. It
+// reports whether c was parked.
+func (c *Conn) parkIfBehind() bool {
+	h := c.hubBehind()
+	return h != nil && h.park(c)
 }
 
 // hubBehind returns a hub of c's that is behind, or nil.

@@ -78,7 +78,7 @@ func (s *Server) refuse(nc net.Conn, remote netip.AddrPort, status int) {
 	c.deadline = s.now() + int64(refuseLinger)
 	w := writers.Get().(*writer)
 	w.one[0] = resp
-	_, _ = c.sock.writev(w.iov, w.one[:])
+	_, _ = c.sock.send(w.iov, w.one[:])
 	w.one[0] = nil
 	writers.Put(w)
 	_ = unix.Shutdown(fd, unix.SHUT_WR)

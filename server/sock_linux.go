@@ -104,9 +104,9 @@ func (s *sock) read(p []byte) (int, error) {
 	}
 }
 
-// writev does one non-blocking gather write of bufs (at most iovMax of
+// send does one non-blocking gather write of bufs (at most iovMax of
 // them) using iov as scratch, and returns the bytes written.
-func (s *sock) writev(iov []unix.Iovec, bufs [][]byte) (int, error) {
+func (s *sock) send(iov []unix.Iovec, bufs [][]byte) (int, error) {
 	if !s.acquire() {
 		return 0, net.ErrClosed
 	}

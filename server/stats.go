@@ -41,7 +41,7 @@ type Stats struct {
 	BytesIn          uint64 // bytes read from sockets after the handshake
 	FramesOut        uint64 // frames fully written (deliveries)
 	BytesOut         uint64 // bytes written to sockets
-	WriteCalls       uint64 // writev syscalls made
+	WriteCalls       uint64 // gather writes made (send or sendmsg calls)
 	Broadcasts       uint64 // Hub.Broadcast calls (one serialization each)
 	SlowConsumers    uint64 // connections evicted for a full send queue
 	PoolSaturated    uint64 // events that found a worker pool full
@@ -52,12 +52,12 @@ type Stats struct {
 	InvalidMessages  uint64 // messages refused by Config.CheckMessage
 	BroadcastDrops   uint64 // broadcast frames a hub shard refused (backlog full)
 	PublishersPaused uint64 // reads stopped because a hub the reader belongs to was behind
-	// FramesPerWrite counts writev calls by the frames they offered:
+	// FramesPerWrite counts write syscalls by the frames they offered:
 	// [i] counts calls with at most 2^i frames (and more than 2^(i-1));
 	// the last bucket holds everything above. Under load the mass moves
 	// up: queued and pending frames share a syscall.
 	FramesPerWrite [writeBuckets]uint64
-	FramesOffered  uint64 // frames offered to writev calls, the sum behind FramesPerWrite
+	FramesOffered  uint64 // frames offered to write syscalls, the sum behind FramesPerWrite
 	// permessage-deflate
 	CompressedConns  uint64 // upgrades that negotiated permessage-deflate
 	InflateErrors    uint64 // compressed messages refused: invalid DEFLATE or inflated past MaxMessageBytes
@@ -92,7 +92,7 @@ var counterTable = [...]struct {
 		func(c *counters) *atomic.Uint64 { return &c.framesOut }, func(s *Stats) *uint64 { return &s.FramesOut }},
 	{"fanout_bytes_out_total", "Bytes written to sockets.",
 		func(c *counters) *atomic.Uint64 { return &c.bytesOut }, func(s *Stats) *uint64 { return &s.BytesOut }},
-	{"fanout_write_syscalls_total", "writev calls; below frames_out when queued frames coalesce.",
+	{"fanout_write_syscalls_total", "Write syscalls (send, sendmsg); below frames_out when queued frames coalesce.",
 		func(c *counters) *atomic.Uint64 { return &c.writeCalls }, func(s *Stats) *uint64 { return &s.WriteCalls }},
 	{"fanout_broadcasts_total", "Hub broadcasts (each serialized once).",
 		func(c *counters) *atomic.Uint64 { return &c.broadcasts }, func(s *Stats) *uint64 { return &s.Broadcasts }},

@@ -267,7 +267,7 @@ func (c *Conn) failHandshake(err error, resp []byte) {
 	if len(resp) > 0 {
 		w := writers.Get().(*writer)
 		w.one[0] = resp
-		_, _ = c.sock.writev(w.iov, w.one[:])
+		_, _ = c.sock.send(w.iov, w.one[:])
 		w.one[0] = nil
 		writers.Put(w)
 	}

@@ -21,7 +21,7 @@ type writer struct {
 	// Counted per task and added to the server's counters once, so
 	// deliveries do not contend on shared atomics.
 	calls, bytes, frames, offered uint64
-	perWrite                      [writeBuckets]uint64 // writev calls by frames offered
+	perWrite                      [writeBuckets]uint64 // write syscalls by frames offered
 }
 
 func newWriter() *writer {
@@ -29,7 +29,7 @@ func newWriter() *writer {
 }
 
 // writeBuckets is the number of buckets of the frames-per-write histogram:
-// bucket i counts the writev calls that offered at most 2^i frames (and
+// bucket i counts the write syscalls that offered at most 2^i frames (and
 // more than 2^(i-1)); 2^10 is iovMax.
 const writeBuckets = 11
 
@@ -130,7 +130,7 @@ func (c *Conn) writeFrames(w *writer, frames [][]byte, isClose bool) error {
 	for _, b := range frames {
 		total += len(b)
 	}
-	n, err := c.sock.writev(w.iov, frames)
+	n, err := c.sock.send(w.iov, frames)
 	w.wrote(len(frames))
 	if err != nil && err != unix.EAGAIN {
 		c.ioError(err)
@@ -214,7 +214,7 @@ func (c *Conn) writeQueue(w *writer) bool {
 		w.bufs = append(w.bufs[:0], c.q[:min(len(c.q), iovMax)]...)
 		c.mu.Unlock()
 
-		n, err := c.sock.writev(w.iov, w.bufs)
+		n, err := c.sock.send(w.iov, w.bufs)
 		w.wrote(len(w.bufs))
 		offered := 0
 		for _, b := range w.bufs {
