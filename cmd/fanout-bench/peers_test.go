@@ -10,21 +10,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/fanout-ws/fanout/internal/testutil"
 	"github.com/gorilla/websocket"
 )
-
-// needTool fails in CI (make deps installs what the tests need) and skips
-// elsewhere.
-func needTool(t *testing.T, ok bool, hint string) {
-	t.Helper()
-	if ok {
-		return
-	}
-	if os.Getenv("CI") == "true" {
-		t.Fatalf("missing in CI: %s", hint)
-	}
-	t.Skipf("missing: %s", hint)
-}
 
 var listening = regexp.MustCompile(`listening on (127\.0\.0\.1:\d+)`)
 
@@ -71,7 +59,7 @@ func TestPeers_Contract(t *testing.T) {
 		t.Skip("builds and runs the peers")
 	}
 	goTool, err := exec.LookPath("go")
-	needTool(t, err == nil, "go")
+	testutil.NeedTool(t, err == nil, "go")
 	_, nodeErr := exec.LookPath("node")
 	dir, peers := t.TempDir(), "../../bench/peers"
 	for _, p := range []string{"gorilla", "nbio"} {
@@ -92,7 +80,7 @@ func TestPeers_Contract(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			if tc.module != "" {
 				_, modErr := os.Stat(tc.module)
-				needTool(t, nodeErr == nil && modErr == nil, "node and make deps ("+tc.module+")")
+				testutil.NeedTool(t, nodeErr == nil && modErr == nil, "node and make deps ("+tc.module+")")
 			}
 			addr, pid := startPeer(t, tc.argv...)
 			checkSenderGetsItsOwn(t, "ws://"+addr+"/ws")

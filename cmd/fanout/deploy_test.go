@@ -108,7 +108,7 @@ func findTool(t *testing.T, name, path, pkg string) string {
 			return found
 		}
 	}
-	needTool(t, false, "apt-get install "+pkg+" (make deps)")
+	testutil.NeedTool(t, false, "apt-get install "+pkg+" (make deps)")
 	return ""
 }
 

@@ -12,6 +12,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/fanout-ws/fanout/internal/testutil"
 )
 
 // chromiumPath is Debian's chromium, which `make deps` installs.
@@ -29,11 +31,11 @@ func TestBrowser_ChatAndRecovery(t *testing.T) {
 	_, pwErr := os.Stat(filepath.Join("testdata", "e2e", "node_modules", "playwright-core"))
 	switch {
 	case nodeErr != nil:
-		needBrowser(t, "node")
+		testutil.NeedTool(t, false, "node")
 	case chromiumErr != nil:
-		needBrowser(t, chromiumPath+" (apt-get install chromium, or make deps)")
+		testutil.NeedTool(t, false, chromiumPath+" (apt-get install chromium, or make deps)")
 	case pwErr != nil:
-		needBrowser(t, "playwright-core (npm ci --prefix cmd/fanout/testdata/e2e, or make deps)")
+		testutil.NeedTool(t, false, "playwright-core (npm ci --prefix cmd/fanout/testdata/e2e, or make deps)")
 	}
 
 	tmp := t.TempDir()
@@ -72,16 +74,6 @@ func TestBrowser_ChatAndRecovery(t *testing.T) {
 	if err != nil {
 		t.Fatalf("e2e.mjs: %v", err)
 	}
-}
-
-// needBrowser skips when a tool the browser test needs is missing, except in
-// CI (CI set to anything), which must have installed it.
-func needBrowser(t *testing.T, why string) {
-	t.Helper()
-	if os.Getenv("CI") != "" {
-		t.Fatalf("missing in CI: %s", why)
-	}
-	t.Skipf("missing: %s", why)
 }
 
 // lineLogger passes the script's output to t.Log a line at a time, as it comes.

@@ -76,18 +76,6 @@ func waitIdle(t *testing.T, srv *server.Server) {
 	})
 }
 
-// needTool skips without the tool, except in CI, which must install it.
-func needTool(t *testing.T, ok bool, hint string) {
-	t.Helper()
-	if ok {
-		return
-	}
-	if os.Getenv("CI") == "true" {
-		t.Fatalf("missing in CI: %s", hint)
-	}
-	t.Skipf("missing: %s", hint)
-}
-
 func runClient(t *testing.T, name string, args ...string) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
@@ -102,7 +90,7 @@ func runClient(t *testing.T, name string, args ...string) {
 func TestInterop_Node(t *testing.T) {
 	_, err := exec.LookPath("node")
 	_, wsErr := os.Stat("testdata/interop/node_modules/ws")
-	needTool(t, err == nil && wsErr == nil, "node and `npm ci --prefix cmd/fanout/testdata/interop`")
+	testutil.NeedTool(t, err == nil && wsErr == nil, "node and `npm ci --prefix cmd/fanout/testdata/interop`")
 	srv, url := startChat(t)
 	var tally wireTally
 	runClient(t, "node", filepath.Join("testdata", "interop", "client.mjs"), wireTap(t, strings.TrimPrefix(url, "ws://"), &tally))
@@ -130,7 +118,7 @@ func checkCompressed(t *testing.T, srv *server.Server, tally *wireTally) {
 func TestInterop_Python(t *testing.T) {
 	py := "/usr/bin/python3" // Debian's, where python3-websockets installs
 	err := exec.Command(py, "-c", "import websockets").Run()
-	needTool(t, err == nil, "apt-get install python3-websockets")
+	testutil.NeedTool(t, err == nil, "apt-get install python3-websockets")
 	srv, url := startChat(t)
 	var tally wireTally
 	runClient(t, py, filepath.Join("testdata", "interop", "client.py"), wireTap(t, strings.TrimPrefix(url, "ws://"), &tally), testAPIKey)

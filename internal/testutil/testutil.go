@@ -80,6 +80,20 @@ func SendJSON(tb testing.TB, c *websocket.Conn, s string) {
 	}
 }
 
+// NeedTool returns if ok; otherwise it skips tb, naming the missing tool
+// and how to install it, except in CI (CI set), which must have installed
+// every tool the tests use (make deps), so there it fails.
+func NeedTool(tb testing.TB, ok bool, hint string) {
+	tb.Helper()
+	if ok {
+		return
+	}
+	if os.Getenv("CI") != "" {
+		tb.Fatalf("missing in CI: %s", hint)
+	}
+	tb.Skipf("missing: %s", hint)
+}
+
 // SyncBuffer collects what several goroutines write (a server's logs, a
 // child process's output) for a test to read.
 type SyncBuffer struct {

@@ -7,11 +7,13 @@ import (
 	"bytes"
 	"fmt"
 	"net"
-	"os"
+
 	"os/exec"
 	"strconv"
 	"testing"
 	"time"
+
+	"github.com/fanout-ws/fanout/internal/testutil"
 )
 
 // Server is one redis-server process; Stop and Start restart it on the
@@ -39,12 +41,8 @@ func StartPersistent(tb testing.TB) *Server {
 
 func start(tb testing.TB, dir string) *Server {
 	tb.Helper()
-	if _, err := exec.LookPath("redis-server"); err != nil {
-		if os.Getenv("CI") != "" {
-			tb.Fatal("redis-server missing in CI (apt-get install redis-server)")
-		}
-		tb.Skip("redis-server not on PATH (apt-get install redis-server)")
-	}
+	_, err := exec.LookPath("redis-server")
+	testutil.NeedTool(tb, err == nil, "redis-server on PATH (apt-get install redis-server)")
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		tb.Fatal(err)
