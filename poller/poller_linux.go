@@ -79,8 +79,15 @@ func (p *Poller) Register(fd int, h Handler) (Token, error) {
 	s := &p.slots[fd]
 	gen := s.gen.Add(1)
 	s.inWrite.Store(false)
-	if err := p.read[fd%len(p.read)].Add(fd, p.readEv, guard(s, gen, h.Readable)); err != nil {
+	ep := p.read[fd%len(p.read)]
+	if err := ep.Add(fd, p.readEv, guard(s, gen, h.Readable)); err != nil {
 		s.gen.Add(1)
+		if err != netpoll.ErrRegistered && err != netpoll.ErrClosed {
+			// easygo keeps the callback of an Add whose epoll_ctl failed
+			// (EBADF, say), and would refuse the next socket given this
+			// fd number with ErrRegistered: drop it.
+			_ = ep.Del(fd)
+		}
 		return Token{}, wrapErr("epoll_ctl add", err)
 	}
 	return Token{FD: int32(fd), Gen: gen}, nil

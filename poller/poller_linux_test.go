@@ -113,6 +113,34 @@ func TestPoller_ReadModes(t *testing.T) {
 	}
 }
 
+// A Register that fails in epoll_ctl (the fd was closed) must not leave
+// the fd number taken: the next socket given that number registers. Not
+// parallel: it reuses an fd number, which another test could take.
+func TestPoller_FailedRegisterFreesTheNumber(t *testing.T) {
+	p := newPoller(t)
+	c, d := pair(t)
+	// a is a number that was a socket and is closed: c's, duplicated and
+	// closed. Registering it fails; then c is placed on that number again.
+	a, err := unix.Dup(c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	unix.Close(a)
+	if _, err := p.Register(a, newRecorder()); err == nil {
+		t.Fatal("Register of a closed fd succeeded")
+	}
+	if err := unix.Dup2(c, a); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { unix.Close(a) })
+	r := newRecorder()
+	if _, err := p.Register(a, r); err != nil {
+		t.Fatalf("Register of a new socket with a failed Register's number: %v", err)
+	}
+	unix.Write(d, []byte("hi"))
+	expect(t, r.read, "read on the new socket")
+}
+
 func TestPoller_WriteInterest(t *testing.T) {
 	t.Parallel()
 	p := newPoller(t)

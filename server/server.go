@@ -313,9 +313,16 @@ func (s *Server) track(c *Conn) error {
 
 // arm registers c's fd with the poller, read interest armed. c.mu is held
 // across the epoll_ctl so that an event firing at once finds c.token set:
-// a worker that read a zero token could not deregister the fd.
+// a worker that read a zero token could not deregister the fd. A c closed
+// before it was armed (a hijacked connection's client can be served, and
+// gone, while the hijacking goroutine still writes) is not registered: its
+// fd is closed, and the number may already be another connection's.
 func (s *Server) arm(c *Conn) error {
 	c.mu.Lock()
+	if c.state == stateClosed {
+		c.mu.Unlock()
+		return nil
+	}
 	t, err := s.poller.Register(int(c.sock.fd), (*pollHandler)(c))
 	c.token = t
 	parked := c.parked && err == nil
