@@ -8,7 +8,7 @@ require (
 	github.com/gobwas/ws v1.5.0
 	github.com/golang-jwt/jwt/v5 v5.3.1
 	github.com/gorilla/websocket v1.5.3
-	github.com/klauspost/compress v1.20.4
+	github.com/klauspost/compress v1.20.5
 	github.com/lesismal/nbio v1.6.8
 	github.com/mailru/easygo v0.0.0-20190618140210-3c14a0dc985f
 	github.com/panjf2000/ants/v2 v2.12.1

@@ -9,7 +9,6 @@ import (
 	"net/netip"
 	"path"
 	"runtime"
-	"slices"
 	"time"
 
 	"github.com/fanout-ws/fanout/frame"
@@ -343,13 +342,6 @@ func (c Config) Validate() error {
 	for _, p := range c.AllowedOrigins {
 		if _, err := path.Match(p, ""); err != nil {
 			errs = append(errs, fmt.Errorf("server: AllowedOrigins pattern %q: %w", p, err))
-		}
-	}
-	if c.Auth != nil {
-		for _, p := range append(slices.Clone(c.Auth.AnonymousSubscribe), c.Auth.AnonymousPublish...) {
-			if _, err := path.Match(p, ""); err != nil {
-				errs = append(errs, fmt.Errorf("server: Auth anonymous channel pattern %q: %w", p, err))
-			}
 		}
 	}
 	if c.MaxRequestBytes > 0 && c.MaxRequestBytes < 256 {

@@ -370,8 +370,9 @@ func (o *options) configureAuth() error {
 		}
 		return nil
 	}
-	a := &server.Auth{HMACSecret: []byte(o.jwtSecret), Required: o.authRequired, Audience: o.jwtAudience, Issuer: o.jwtIssuer,
-		AnonymousSubscribe: o.anonSubscribe, AnonymousPublish: o.anonPublish}
+	a := &server.Auth{HMACSecret: []byte(o.jwtSecret), Required: o.authRequired, Audience: o.jwtAudience, Issuer: o.jwtIssuer}
+	// Without tokens every client is anonymous: the lists apply only beside them.
+	o.channels.AnonymousSubscribe, o.channels.AnonymousPublish = o.anonSubscribe, o.anonPublish
 	if o.jwtPublicKey != "" {
 		pemBytes, err := os.ReadFile(o.jwtPublicKey)
 		if err != nil {
@@ -431,10 +432,11 @@ type chatServer struct {
 // in its query, /echo echoes, and plain HTTP requests reach the demo page
 // and the API. The caller closes its node once the server has shut down.
 func newChatServer(cfg server.Config, channels pubsub.Config, apiKey string) (*chatServer, error) {
-	var (
-		r   room
-		app chatServer
-	)
+	node, err := pubsub.New(channels)
+	if err != nil {
+		return nil, err
+	}
+	r := &room{}
 	cfg.Subprotocols = append(cfg.Subprotocols, "fanout") // offered beside "bearer.<jwt>" by browsers
 	cfg.OnConnect = func(c *server.Conn, req *server.Request) error {
 		switch req.Path() {
@@ -445,12 +447,12 @@ func newChatServer(cfg server.Config, channels pubsub.Config, apiKey string) (*c
 			q := req.Query()
 			if len(q["channel"]) > 0 || slices.Contains(req.Protocols, "fanout") {
 				c.SetData(inChannels)
-				return app.node.SubscribeQuery(c, q)
+				return node.SubscribeQuery(c, q)
 			}
-			if !c.Allowed("subscribe", "ws") {
+			if !node.Allowed(c, pubsub.ActionSubscribe, "ws") {
 				return server.Reject(403, "token does not allow subscribing to ws")
 			}
-			c.SetData(&r)
+			c.SetData(r)
 			return r.hub.Join(c)
 		case "/echo":
 			return nil
@@ -460,18 +462,18 @@ func newChatServer(cfg server.Config, channels pubsub.Config, apiKey string) (*c
 	}
 	cfg.OnMessage = func(c *server.Conn, op frame.OpCode, data []byte) {
 		switch c.Data() {
-		case &r:
+		case r:
 			if op == frame.OpText && pubsub.IsControl(data) {
-				app.node.HandleControl(c, op, data)
+				node.HandleControl(c, op, data)
 				return
 			}
-			if !c.Allowed("publish", "ws") {
+			if !node.Allowed(c, pubsub.ActionPublish, "ws") {
 				_ = c.Close(frame.ClosePolicyViolation, "not allowed to publish")
 				return
 			}
 			r.hub.Broadcast(op, data)
 		case inChannels:
-			app.node.HandleControl(c, op, data)
+			node.HandleControl(c, op, data)
 		default:
 			_ = c.Send(op, data)
 		}
@@ -484,17 +486,15 @@ func newChatServer(cfg server.Config, channels pubsub.Config, apiKey string) (*c
 			http.Error(w, "this is a WebSocket endpoint", http.StatusUpgradeRequired)
 		})
 	}
-	var api http.Handler // needs the node: set below, before anything is served
-	mux.Handle("/api/", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { api.ServeHTTP(w, r) }))
+	mux.Handle("/api/", node.APIHandler(apiKey))
 	cfg.HTTPHandler = mux
-	var err error
-	if app.srv, err = server.New(cfg); err != nil {
+	srv, err := server.New(cfg)
+	if err != nil {
 		return nil, err
 	}
-	if app.node, err = pubsub.New(app.srv, channels); err != nil {
+	if err := node.Start(srv); err != nil {
 		return nil, err
 	}
-	api = app.node.APIHandler(apiKey)
-	r.hub = app.srv.NewHub()
-	return &app, nil
+	r.hub = srv.NewHub()
+	return &chatServer{srv: srv, node: node}, nil
 }

@@ -180,7 +180,7 @@ func (n *Node) subscribe(c *server.Conn, name string, since *Position, id json.R
 	if err := CheckChannelName(name); err != nil {
 		return err
 	}
-	if !c.Allowed("subscribe", name) {
+	if !n.Allowed(c, ActionSubscribe, name) {
 		return ErrForbidden
 	}
 	if n.cfg.OnSubscribe != nil {
