@@ -70,7 +70,7 @@ func TestHostile_AdminHidesSecrets(t *testing.T) {
 	t.Parallel()
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	addrs, done, logs := startRunLogs(t, ctx, "-admin-addr", "0.0.0.0:0", "-api-key", "sekrit-api", "-jwt-secret=sekrit-jwt")
+	addrs, done, logs := startRunLogs(t, ctx, "-admin-addr", "0.0.0.0:0", "-api-key", "sekrit-api-key-0123", "-jwt-secret=sekrit-jwt")
 	port := addrs.admin[strings.LastIndex(addrs.admin, ":"):]
 	for _, path := range []string{"/debug/pprof/cmdline", "/metrics", "/debug/pprof/"} {
 		status, body := get("http://127.0.0.1" + port + path)

@@ -64,7 +64,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, bound fun
 	if err != nil {
 		return err
 	}
-	if err := errors.Join(o.cfg.Validate(), o.channels.Validate()); err != nil {
+	if err := errors.Join(o.cfg.Validate(), o.channels.Validate(), checkAPIKey(o.apiKey)); err != nil {
 		return err
 	}
 	if o.printConfig {
@@ -265,6 +265,20 @@ func listen(addr string, reusePort bool) (net.Listener, error) {
 		}
 	}
 	return lc.Listen(context.Background(), "tcp", addr)
+}
+
+// minAPIKeyBytes is the shortest -api-key accepted: the HTTP API faces the
+// same clients as /ws, and a short key is guessed.
+const minAPIKeyBytes = 16
+
+// checkAPIKey refuses an -api-key that does not protect the API: shorter
+// than minAPIKeyBytes. Every key the documentation shows is shorter
+// (TestRun_APIKeyRefused checks), so a copied example is refused too.
+func checkAPIKey(key string) error {
+	if key != "" && len(key) < minAPIKeyBytes {
+		return fmt.Errorf("-api-key: %d bytes, want at least %d random ones (empty turns the HTTP API off)", len(key), minAPIKeyBytes)
+	}
+	return nil
 }
 
 // secretFlags take values that nothing the process serves or logs may show.
