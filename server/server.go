@@ -117,9 +117,6 @@ func (s *Server) startEngine() error {
 	if s.ceiling < s.cfg.MaxConns {
 		s.log.Info("connection ceiling set by the open-files limit", "max_conns", s.cfg.MaxConns, "open_files_limit", s.fdLimit, "ceiling", s.ceiling)
 	}
-	if s.cfg.Auth.anonymousWide() {
-		s.log.Warn("tokens are checked but anonymous clients may subscribe or publish to every channel, more than a restricted token; limit them with Auth.AnonymousSubscribe and AnonymousPublish (-anonymous-subscribe, -anonymous-publish) or require tokens")
-	}
 	p, err := poller.New(s.cfg.Pollers, s.fdLimit, poller.EdgeTriggered, func(err error) { s.log.Error("epoll wait", "err", err) })
 	if err != nil {
 		return err

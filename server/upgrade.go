@@ -209,7 +209,7 @@ func (s *Server) onConnect(c *Conn, r *Request) error {
 		s.warnSampled("origin rejected", "remote", r.RemoteAddr.String(), "origin", r.Header.Get("Origin"))
 		return errOrigin
 	}
-	if s.cfg.Auth.enabled() {
+	if s.cfg.Auth.Checks() {
 		claims, err := s.cfg.Auth.authenticate(r)
 		if err != nil {
 			s.stats.authFailures.Add(1)

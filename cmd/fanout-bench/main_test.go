@@ -174,7 +174,7 @@ func TestSmoke_Scenarios(t *testing.T) {
 func TestHelp_DocumentsEveryFlag(t *testing.T) {
 	var errOut bytes.Buffer
 	_ = run(context.Background(), []string{"-h"}, &bytes.Buffer{}, &errOut)
-	for _, f := range []string{"-publishers", "-source-addrs", "-vs-label", "-url", "-scenario", "-conns", "-rate", "-source-ips", "-duration", "-msg-rate", "-size", "-server-pid", "-broker-pid", "-json", "-server-cmd", "-vs-cmd", "-rounds", "-per-process", "-slow-frac", "-stalled", "-timeout", "-channels", "-channel-prefix", "-publish-url", "-api-key", "-batch", "-pin-server", "-pin-client", "-ceiling", "-ceiling-p99", "-metrics-url", "-plot", "-quiet", "-server-log", "-closed-loop"} {
+	for _, f := range []string{"-publishers", "-source-addrs", "-vs-label", "-url", "-scenario", "-conns", "-rate", "-source-ips", "-duration", "-msg-rate", "-size", "-server-pid", "-broker-pid", "-json", "-server-cmd", "-vs-cmd", "-rounds", "-per-process", "-slow-frac", "-stalled", "-timeout", "-channels", "-channel-prefix", "-publish-url", "-api-key", "-batch", "-pin-server", "-pin-client", "-ceiling", "-ceiling-p99", "-metrics-url", "-quiet", "-server-log", "-closed-loop"} {
 		if !strings.Contains(errOut.String(), f+" ") && !strings.Contains(errOut.String(), f+"\n") {
 			t.Errorf("-h does not document %s", f)
 		}

@@ -62,8 +62,8 @@ func TestPeers_Contract(t *testing.T) {
 	testutil.NeedTool(t, err == nil, "go")
 	_, nodeErr := exec.LookPath("node")
 	dir, peers := t.TempDir(), "../../bench/peers"
-	for _, p := range []string{"gorilla", "nbio"} {
-		if out, err := exec.Command(goTool, "build", "-o", filepath.Join(dir, p), filepath.Join(peers, p)).CombinedOutput(); err != nil {
+	for _, p := range []string{"gorilla", "nbio"} { // bench/peers is a module of its own
+		if out, err := exec.Command(goTool, "build", "-C", peers, "-o", filepath.Join(dir, p), "./"+p).CombinedOutput(); err != nil {
 			t.Fatalf("build %s: %v\n%s", p, err, out)
 		}
 	}
