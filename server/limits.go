@@ -107,12 +107,24 @@ type ipState struct {
 	handshakes *rate.Limiter
 }
 
+// ipKey is what the per-IP limits count ip as: an IPv4 address (mapped or
+// not) is itself, an IPv6 address its Config.IPv6PrefixBits prefix.
+func (s *Server) ipKey(ip netip.Addr) netip.Addr {
+	ip = ip.Unmap()
+	if !ip.Is6() {
+		return ip
+	}
+	p, _ := ip.WithZone("").Prefix(s.cfg.IPv6PrefixBits) // bits are validated: 1 to 128
+	return p.Addr()
+}
+
 // admit counts a new connection from ip, or returns the HTTP status that
 // refuses it (429). Every admitted connection must be released once.
 func (s *Server) admit(ip netip.Addr) int {
 	if s.cfg.MaxConnsPerIP <= 0 && s.cfg.HandshakeRatePerIP <= 0 {
 		return 0
 	}
+	ip = s.ipKey(ip)
 	l := &s.ipLimits
 	l.mu.Lock()
 	defer l.mu.Unlock()
@@ -144,6 +156,7 @@ func (s *Server) release(ip netip.Addr) {
 	if s.cfg.MaxConnsPerIP <= 0 && s.cfg.HandshakeRatePerIP <= 0 {
 		return
 	}
+	ip = s.ipKey(ip)
 	l := &s.ipLimits
 	l.mu.Lock()
 	defer l.mu.Unlock()
