@@ -436,6 +436,11 @@ type (
 
 var inChannels = &channelsMode{}
 
+// errRoomSubscribe refuses a subscribe from a chat-room connection: a
+// connection is in the room or has channels, never both, or a room member
+// could send it raw messages that pose as its channels' messages.
+var errRoomSubscribe = errors.New("the chat room has no channels: subscribe on /ws?channel=... or with the fanout subprotocol")
+
 // chatServer is the engine and the channels on it.
 type chatServer struct {
 	srv  *server.Server
@@ -446,11 +451,17 @@ type chatServer struct {
 // in its query, /echo echoes, and plain HTTP requests reach the demo page
 // and the API. The caller closes its node once the server has shut down.
 func newChatServer(cfg server.Config, channels pubsub.Config, apiKey string) (*chatServer, error) {
+	r := &room{}
+	channels.OnSubscribe = func(c *server.Conn, _ string) error {
+		if c.Data() == r {
+			return errRoomSubscribe
+		}
+		return nil
+	}
 	node, err := pubsub.New(channels)
 	if err != nil {
 		return nil, err
 	}
-	r := &room{}
 	cfg.Subprotocols = append(cfg.Subprotocols, "fanout") // offered beside "bearer.<jwt>" by browsers
 	cfg.OnConnect = func(c *server.Conn, req *server.Request) error {
 		switch req.Path() {
@@ -478,7 +489,7 @@ func newChatServer(cfg server.Config, channels pubsub.Config, apiKey string) (*c
 		switch c.Data() {
 		case r:
 			if op == frame.OpText && pubsub.IsControl(data) {
-				node.HandleControl(c, op, data)
+				node.HandleControl(c, op, data) // publishes; subscribes are refused
 				return
 			}
 			if !node.Allowed(c, pubsub.ActionPublish, "ws") {
