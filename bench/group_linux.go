@@ -9,6 +9,7 @@ import (
 	"math/rand/v2"
 	"net"
 	"runtime"
+	"runtime/debug"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -107,6 +108,9 @@ func (g *group) connect(ctx context.Context) {
 	if g.cfg.Scenario == ScenarioSlow {
 		g.stall(ctx, d)
 	}
+	// The ramp's garbage (TLS handshakes, dial goroutines' stacks) goes
+	// back to the OS, so that RSS shows what the connections keep.
+	debug.FreeOSMemory()
 }
 
 // open dials connection idx and registers it with the poller, or holds
@@ -266,6 +270,7 @@ func (c *client) readPlain(buf []byte) bool {
 // which no readiness event would announce. rxBytes counts the frames'
 // bytes, before TLS. It returns false once c is dead.
 func (c *client) readTLS(buf []byte) bool {
+	c.tc.NetConn().(*sock).drained = false
 	for {
 		n, err := c.tc.Read(buf)
 		if n > 0 {

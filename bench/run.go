@@ -65,6 +65,7 @@ func run(ctx context.Context, cfg Config, progress io.Writer) (Result, error) {
 		return res, err
 	}
 	res.ServerRSSBase = base.RSSBytes
+	self, _ := sampleProc(os.Getpid())
 	members, err := startMembers(ctx, cfg)
 	defer func() {
 		for _, m := range members {
@@ -85,6 +86,9 @@ func run(ctx context.Context, cfg Config, progress io.Writer) (Result, error) {
 	w, err := openWindow(cfg, &res)
 	if err != nil {
 		return res, err
+	}
+	if res.Processes == 1 && res.Connected > 0 {
+		res.GeneratorRSSPerConn = float64(w.self.RSSBytes-self.RSSBytes) / float64(res.Connected)
 	}
 	for _, m := range members {
 		if err := m.start(); err != nil {
