@@ -56,8 +56,34 @@ type Result struct {
 	Writes              *WritePath `json:"write_path,omitempty"`                   // from Config.MetricsURL
 	Series              []Sample   `json:"series,omitempty"`                       // one sample per second of the whole run
 	Clean               *Result    `json:"clean,omitempty"`                        // slow: the clean run it is compared with
+	Storm               *Storm     `json:"storm,omitempty"`                        // broadcast with Config.Churners: the reconnect storm beside the deliveries
 
 	pub pubReport
+}
+
+// Storm is what a broadcast's churners did while the publishers sent:
+// each opened a connection (TCP, TLS over wss, WebSocket upgrade) and
+// closed it, again and again. The deliveries' latency in the same Result
+// is the established subscribers' during the storm.
+type Storm struct {
+	Churners     int     `json:"churners"`
+	Handshakes   int64   `json:"handshakes"`       // connections opened and closed
+	HandshakesPS float64 `json:"handshakes_per_s"` // per second of publishing
+	Failed       int64   `json:"failed"`
+	P50ms        float64 `json:"p50_ms"` // connect to 101, as a churner waited for it
+	P99ms        float64 `json:"p99_ms"`
+	MaxMS        float64 `json:"max_ms"`
+}
+
+// newStorm summarises the churners' merged snapshot s.
+func newStorm(cfg Config, s *snapshot) *Storm {
+	st := &Storm{Churners: cfg.Churners, Handshakes: s.Sent, Failed: s.Failed, HandshakesPS: float64(s.Sent) / cfg.Duration.Seconds()}
+	if s.Hist != nil {
+		if h := hdrhistogram.Import(s.Hist); h.TotalCount() > 0 {
+			st.P50ms, st.P99ms, st.MaxMS = float64(h.ValueAtQuantile(50))/1000, float64(h.ValueAtQuantile(99))/1000, float64(h.Max())/1000
+		}
+	}
+	return st
 }
 
 // Point is one line of an HDR percentile distribution: Count of the
@@ -134,6 +160,9 @@ func (r Result) Summary() string {
 		r.Sent, r.Deliveries, r.DeliveriesPS, r.Missing, r.Lost, r.Reordered, r.Disconnected, r.ServerCPU, r.ServerCPUS, r.GeneratorCPU, r.MachineCPU)
 	if r.TargetPS > 0 {
 		fmt.Fprintf(&b, "; published %.0f/s of %.0f/s asked", r.PublishedPS, r.TargetPS)
+	}
+	if s := r.Storm; s != nil {
+		fmt.Fprintf(&b, "; storm: %d churners, %.0f handshakes/s (%d failed), handshake p50 %.1f ms p99 %.1f ms", s.Churners, s.HandshakesPS, s.Failed, s.P50ms, s.P99ms)
 	}
 	if r.GeneratorRSSPerConn > 0 {
 		fmt.Fprintf(&b, "; generator RSS %.0f B/conn", r.GeneratorRSSPerConn)

@@ -251,6 +251,9 @@ func (r *Result) fill(s snapshot) {
 	cfg := r.Config
 	r.Deliveries, r.Lost, r.Reordered, r.Disconnected, r.Failed = s.Received, s.Lost, s.Reordered, s.Closed, s.Failed
 	r.Misrouted, r.Malformed = s.Misrouted, s.Malformed
+	if s.Storm != nil {
+		r.Storm = newStorm(cfg, s.Storm)
+	}
 	if s.Received > 0 {
 		r.WireBytes = float64(s.RxBytes) / float64(s.Received)
 	}

@@ -97,6 +97,7 @@ func (o *options) scenarioFlags(fs *flag.FlagSet) {
 	fs.IntVar(&c.Batch, "batch", 1, "with -publish-url: messages per request, sent as one JSON array (the API's batch form) for the publisher's next channels in turn; 1 sends one JSON object per request")
 	fs.Float64Var(&c.SlowFrac, "slow-frac", 0.01, "slow: fraction of subscribers that never read")
 	fs.IntVar(&c.Stalled, "stalled", 1000, "slow: clients stuck mid-handshake and mid-frame (half each)")
+	fs.IntVar(&c.Churners, "churners", 0, "broadcast: also run this many connect/close loops (TCP, TLS for wss, upgrade, close) while publishing, on top of -conns: a reconnect storm; the JSON's storm holds handshakes/s and their latency, and p99 is the established subscribers' during it")
 	fs.IntVar(&c.PerProcess, "per-process", 0, "connections per load-generator process (default: open-files limit - 500)")
 	fs.DurationVar(&c.Timeout, "timeout", 10*time.Minute, "hard stop for the whole run")
 	fs.StringVar(&c.CAFile, "ca-file", "", "wss: PEM file of the CA to trust")
