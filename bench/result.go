@@ -168,7 +168,7 @@ func (r Result) Summary() string {
 		fmt.Fprintf(&b, "; generator RSS %.0f B/conn", r.GeneratorRSSPerConn)
 	}
 	if w := r.Writes; w != nil {
-		fmt.Fprintf(&b, "; server writes: %d writev, %d frames, %.2f frames/write, %.3f writes/delivery", w.WriteSyscalls, w.FramesOut, w.FramesPerWrite, w.WritesPerDelivery)
+		fmt.Fprintf(&b, "; server writes: %s", w)
 	}
 	return b.String()
 }

@@ -121,7 +121,7 @@ func (o *options) serverFlags(fs *flag.FlagSet) {
 	fs.IntVar(&o.rounds, "rounds", 2, "with -vs-cmd: alternating rounds")
 	fs.Var((*cpuList)(&c.PinServer), "pin-server", "restrict the server to these CPUs (e.g. 0 or 0-1): -server-cmd starts it so (a Go server's GOMAXPROCS follows), -server-pid processes are pinned thread by thread, like taskset -a -p")
 	fs.Var(&o.pinClient, "pin-client", "restrict this generator and its worker processes to these CPUs (e.g. 1), GOMAXPROCS sized to them")
-	fs.StringVar(&c.MetricsURL, "metrics-url", "", "the server's Prometheus metrics (Fanout: http://<-admin-addr>/metrics): write syscalls and frames over the measured window give writes per delivery and frames per write")
+	fs.StringVar(&c.MetricsURL, "metrics-url", "", "the server's Prometheus metrics (Fanout: http://<-admin-addr>/metrics): write syscalls, frames and (over wss, when the server counts them) TLS records over the measured window give writes per delivery, frames per write and records per write")
 }
 
 func (o *options) outputFlags(fs *flag.FlagSet) {
