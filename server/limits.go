@@ -91,7 +91,7 @@ func (c *Conn) rateLimited() bool {
 	if !s.cfg.RateLimitClose {
 		return true
 	}
-	s.warnSampled("rate limit exceeded; closing", "conn", c.id, "remote", c.remote.String())
+	s.warnSampled("rate limit exceeded; closing", "conn", c.id, "remote", c.slot.addr().String())
 	_ = c.closeWith(frame.ClosePolicyViolation, "rate limit exceeded", ReasonRateLimited, true)
 	return false
 }
@@ -107,12 +107,24 @@ type ipState struct {
 	handshakes *rate.Limiter
 }
 
-// admit counts a new connection from ip, or returns the HTTP status that
+// ipKey is what the per-IP limits count ip as: an IPv4 address (mapped or
+// not) is itself, an IPv6 address its Config.IPv6PrefixBits prefix.
+func (s *Server) ipKey(ip netip.Addr) netip.Addr {
+	ip = ip.Unmap()
+	if !ip.Is6() {
+		return ip
+	}
+	p, _ := ip.WithZone("").Prefix(s.cfg.IPv6PrefixBits) // bits are validated: 1 to 128
+	return p.Addr()
+}
+
+// ipAdmit counts a new connection from ip, or returns the HTTP status that
 // refuses it (429). Every admitted connection must be released once.
-func (s *Server) admit(ip netip.Addr) int {
+func (s *Server) ipAdmit(ip netip.Addr) int {
 	if s.cfg.MaxConnsPerIP <= 0 && s.cfg.HandshakeRatePerIP <= 0 {
 		return 0
 	}
+	ip = s.ipKey(ip)
 	l := &s.ipLimits
 	l.mu.Lock()
 	defer l.mu.Unlock()
@@ -137,13 +149,14 @@ func (s *Server) admit(ip netip.Addr) int {
 	return 0
 }
 
-// release forgets one admitted connection from ip; an address with none
+// ipRelease forgets one admitted connection from ip; an address with none
 // left and a full bucket is dropped from the map (the sweeper drops the
 // rest later).
-func (s *Server) release(ip netip.Addr) {
+func (s *Server) ipRelease(ip netip.Addr) {
 	if s.cfg.MaxConnsPerIP <= 0 && s.cfg.HandshakeRatePerIP <= 0 {
 		return
 	}
+	ip = s.ipKey(ip)
 	l := &s.ipLimits
 	l.mu.Lock()
 	defer l.mu.Unlock()

@@ -64,7 +64,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, bound fun
 	if err != nil {
 		return err
 	}
-	if err := errors.Join(o.cfg.Validate(), o.channels.Validate()); err != nil {
+	if err := errors.Join(o.cfg.Validate(), o.channels.Validate(), checkAPIKey(o.apiKey)); err != nil {
 		return err
 	}
 	if o.printConfig {
@@ -267,6 +267,20 @@ func listen(addr string, reusePort bool) (net.Listener, error) {
 	return lc.Listen(context.Background(), "tcp", addr)
 }
 
+// minAPIKeyBytes is the shortest -api-key accepted: the HTTP API faces the
+// same clients as /ws, and a short key is guessed.
+const minAPIKeyBytes = 16
+
+// checkAPIKey refuses an -api-key that does not protect the API: shorter
+// than minAPIKeyBytes. Every key the documentation shows is shorter
+// (TestRun_APIKeyRefused checks), so a copied example is refused too.
+func checkAPIKey(key string) error {
+	if key != "" && len(key) < minAPIKeyBytes {
+		return fmt.Errorf("-api-key: %d bytes, want at least %d random ones (empty turns the HTTP API off)", len(key), minAPIKeyBytes)
+	}
+	return nil
+}
+
 // secretFlags take values that nothing the process serves or logs may show.
 var secretFlags = []string{"api-key", "jwt-secret"}
 
@@ -370,8 +384,9 @@ func (o *options) configureAuth() error {
 		}
 		return nil
 	}
-	a := &server.Auth{HMACSecret: []byte(o.jwtSecret), Required: o.authRequired, Audience: o.jwtAudience, Issuer: o.jwtIssuer,
-		AnonymousSubscribe: o.anonSubscribe, AnonymousPublish: o.anonPublish}
+	a := &server.Auth{HMACSecret: []byte(o.jwtSecret), Required: o.authRequired, Audience: o.jwtAudience, Issuer: o.jwtIssuer}
+	// Without tokens every client is anonymous: the lists apply only beside them.
+	o.channels.AnonymousSubscribe, o.channels.AnonymousPublish = o.anonSubscribe, o.anonPublish
 	if o.jwtPublicKey != "" {
 		pemBytes, err := os.ReadFile(o.jwtPublicKey)
 		if err != nil {
@@ -421,6 +436,11 @@ type (
 
 var inChannels = &channelsMode{}
 
+// errRoomSubscribe refuses a subscribe from a chat-room connection: a
+// connection is in the room or has channels, never both, or a room member
+// could send it raw messages that pose as its channels' messages.
+var errRoomSubscribe = errors.New("the chat room has no channels: subscribe on /ws?channel=... or with the fanout subprotocol")
+
 // chatServer is the engine and the channels on it.
 type chatServer struct {
 	srv  *server.Server
@@ -431,10 +451,17 @@ type chatServer struct {
 // in its query, /echo echoes, and plain HTTP requests reach the demo page
 // and the API. The caller closes its node once the server has shut down.
 func newChatServer(cfg server.Config, channels pubsub.Config, apiKey string) (*chatServer, error) {
-	var (
-		r   room
-		app chatServer
-	)
+	r := &room{}
+	channels.OnSubscribe = func(c *server.Conn, _ string) error {
+		if c.Data() == r {
+			return errRoomSubscribe
+		}
+		return nil
+	}
+	node, err := pubsub.New(channels)
+	if err != nil {
+		return nil, err
+	}
 	cfg.Subprotocols = append(cfg.Subprotocols, "fanout") // offered beside "bearer.<jwt>" by browsers
 	cfg.OnConnect = func(c *server.Conn, req *server.Request) error {
 		switch req.Path() {
@@ -445,12 +472,12 @@ func newChatServer(cfg server.Config, channels pubsub.Config, apiKey string) (*c
 			q := req.Query()
 			if len(q["channel"]) > 0 || slices.Contains(req.Protocols, "fanout") {
 				c.SetData(inChannels)
-				return app.node.SubscribeQuery(c, q)
+				return node.SubscribeQuery(c, q)
 			}
-			if !c.Allowed("subscribe", "ws") {
+			if !node.Allowed(c, pubsub.ActionSubscribe, "ws") {
 				return server.Reject(403, "token does not allow subscribing to ws")
 			}
-			c.SetData(&r)
+			c.SetData(r)
 			return r.hub.Join(c)
 		case "/echo":
 			return nil
@@ -460,18 +487,18 @@ func newChatServer(cfg server.Config, channels pubsub.Config, apiKey string) (*c
 	}
 	cfg.OnMessage = func(c *server.Conn, op frame.OpCode, data []byte) {
 		switch c.Data() {
-		case &r:
+		case r:
 			if op == frame.OpText && pubsub.IsControl(data) {
-				app.node.HandleControl(c, op, data)
+				node.HandleControl(c, op, data) // publishes; subscribes are refused
 				return
 			}
-			if !c.Allowed("publish", "ws") {
+			if !node.Allowed(c, pubsub.ActionPublish, "ws") {
 				_ = c.Close(frame.ClosePolicyViolation, "not allowed to publish")
 				return
 			}
 			r.hub.Broadcast(op, data)
 		case inChannels:
-			app.node.HandleControl(c, op, data)
+			node.HandleControl(c, op, data)
 		default:
 			_ = c.Send(op, data)
 		}
@@ -484,17 +511,15 @@ func newChatServer(cfg server.Config, channels pubsub.Config, apiKey string) (*c
 			http.Error(w, "this is a WebSocket endpoint", http.StatusUpgradeRequired)
 		})
 	}
-	var api http.Handler // needs the node: set below, before anything is served
-	mux.Handle("/api/", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { api.ServeHTTP(w, r) }))
+	mux.Handle("/api/", node.APIHandler(apiKey))
 	cfg.HTTPHandler = mux
-	var err error
-	if app.srv, err = server.New(cfg); err != nil {
+	srv, err := server.New(cfg)
+	if err != nil {
 		return nil, err
 	}
-	if app.node, err = pubsub.New(app.srv, channels); err != nil {
+	if err := node.Start(srv); err != nil {
 		return nil, err
 	}
-	api = app.node.APIHandler(apiKey)
-	r.hub = app.srv.NewHub()
-	return &app, nil
+	r.hub = srv.NewHub()
+	return &chatServer{srv: srv, node: node}, nil
 }
