@@ -37,7 +37,7 @@ func TestDeploy_HAProxy(t *testing.T) {
 	bin := buildFanout(t)
 	var nodes []*node
 	for range 3 {
-		nodes = append(nodes, startNode(t, bin, "-broker", r.URL(), "-api-key", "k",
+		nodes = append(nodes, startNode(t, bin, "-broker", r.URL(), "-api-key", testAPIKey,
 			"-trusted-proxies", "127.0.0.1", "-proxy-protocol", "required"))
 	}
 	lb := startHAProxy(t, haproxy, nodes)
@@ -337,7 +337,7 @@ func publish(t *testing.T, n *node, data int) {
 	req, _ := http.NewRequestWithContext(context.Background(), http.MethodPost, "http://"+n.addr+"/api/publish",
 		strings.NewReader(`{"channel":"news","data":`+strconv.Itoa(data)+`}`))
 	req.Header.Set("Content-Type", "application/json")
-	req.Header.Set("X-API-Key", "k")
+	req.Header.Set("X-API-Key", testAPIKey)
 	resp, err := hc.Do(req)
 	if err != nil {
 		t.Fatal(err)

@@ -65,7 +65,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, bound fun
 	if err != nil {
 		return err
 	}
-	if err := errors.Join(o.cfg.Validate(), o.channels.Validate()); err != nil {
+	if err := errors.Join(o.cfg.Validate(), o.channels.Validate(), checkAPIKey(o.apiKey)); err != nil {
 		return err
 	}
 	if o.printConfig {
@@ -296,6 +296,20 @@ func listen(addr string, reusePort bool) (net.Listener, error) {
 	return lc.Listen(context.Background(), "tcp", addr)
 }
 
+// minAPIKeyBytes is the shortest -api-key accepted: the HTTP API faces the
+// same clients as /ws, and a short key is guessed.
+const minAPIKeyBytes = 16
+
+// checkAPIKey refuses an -api-key that does not protect the API: shorter
+// than minAPIKeyBytes. Every key the documentation shows is shorter
+// (TestRun_APIKeyRefused checks), so a copied example is refused too.
+func checkAPIKey(key string) error {
+	if key != "" && len(key) < minAPIKeyBytes {
+		return fmt.Errorf("-api-key: %d bytes, want at least %d random ones (empty turns the HTTP API off)", len(key), minAPIKeyBytes)
+	}
+	return nil
+}
+
 // secretFlags take values that nothing the process serves or logs may show.
 var secretFlags = []string{"api-key", "jwt-secret"}
 
@@ -457,6 +471,11 @@ type (
 
 var inChannels = &channelsMode{}
 
+// errRoomSubscribe refuses a subscribe from a chat-room connection: a
+// connection is in the room or has channels, never both, or a room member
+// could send it raw messages that pose as its channels' messages.
+var errRoomSubscribe = errors.New("the chat room has no channels: subscribe on /ws?channel=... or with the fanout subprotocol")
+
 // chatServer is the engine and the channels on it.
 type chatServer struct {
 	srv  *server.Server
@@ -467,11 +486,17 @@ type chatServer struct {
 // in its query, /echo echoes, and plain HTTP requests reach the demo page
 // and the API. The caller closes its node once the server has shut down.
 func newChatServer(cfg server.Config, channels pubsub.Config, apiKey string) (*chatServer, error) {
+	r := &room{}
+	channels.OnSubscribe = func(c *server.Conn, _ string) error {
+		if c.Data() == r {
+			return errRoomSubscribe
+		}
+		return nil
+	}
 	node, err := pubsub.New(channels)
 	if err != nil {
 		return nil, err
 	}
-	r := &room{}
 	cfg.Subprotocols = append(cfg.Subprotocols, "fanout") // offered beside "bearer.<jwt>" by browsers
 	cfg.OnConnect = func(c *server.Conn, req *server.Request) error {
 		switch req.Path() {
@@ -499,7 +524,7 @@ func newChatServer(cfg server.Config, channels pubsub.Config, apiKey string) (*c
 		switch c.Data() {
 		case r:
 			if op == frame.OpText && pubsub.IsControl(data) {
-				node.HandleControl(c, op, data)
+				node.HandleControl(c, op, data) // publishes; subscribes are refused
 				return
 			}
 			if !node.Allowed(c, pubsub.ActionPublish, "ws") {

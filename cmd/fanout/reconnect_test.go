@@ -159,7 +159,7 @@ func TestFanoutJS_BackoffSpreadsOut(t *testing.T) {
 	)
 	r := redistest.Start(t)
 	bin := buildFanout(t)
-	args := []string{"-broker", r.URL(), "-api-key", "k"}
+	args := []string{"-broker", r.URL(), "-api-key", testAPIKey}
 	a := startNode(t, bin, args...)
 	publisher := startNode(t, bin, args...)
 	js := startJSClients(t, "ws://"+a.addr+"/ws", clients, base, maxWait)
