@@ -3,6 +3,7 @@
 package main
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"net/http"
@@ -188,4 +189,42 @@ func inOwnNetns(t *testing.T) bool {
 		t.Fatalf("%v", err)
 	}
 	return false
+}
+
+// POST /admin/drain drains as SIGTERM does: /readyz answers 503 at once,
+// the clients get 1012 with the hint, and run returns once they are gone.
+func TestAdmin_DrainRequest(t *testing.T) {
+	addrs, done := startRun(t, context.Background(), "-admin-addr", "127.0.0.1:0", "-drain-grace", "1s", "-drain-duration", "200ms")
+	c := dialWS(t, "ws://"+addrs.addr+"/echo")
+	base := "http://" + addrs.admin
+	if code, _ := get(base + "/admin/drain"); code != http.StatusMethodNotAllowed {
+		t.Fatalf("GET /admin/drain: %d, want 405", code)
+	}
+	resp, err := http.Post(base+"/admin/drain", "", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusAccepted {
+		t.Fatalf("POST /admin/drain: %d, want 202", resp.StatusCode)
+	}
+	testutil.Eventually(t, 500*time.Millisecond, func() error { // well within the grace
+		if code, _ := get(base + "/readyz"); code != http.StatusServiceUnavailable {
+			return fmt.Errorf("/readyz %d after POST /admin/drain, want 503", code)
+		}
+		return nil
+	})
+	closes := make(chan drainClose, 1)
+	watchClose(c, closes)
+	if d := <-closes; d.code != 1012 || d.text != "server restart; retry-ms=1000" {
+		t.Fatalf("close %d %q, want 1012 with the hint", d.code, d.text)
+	}
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("run: %v", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("run still serving 10 s after the drain request")
+	}
 }
