@@ -35,6 +35,7 @@ type Server struct {
 	refusing  atomic.Int64 // refused sockets lingering after their answer (admission.go)
 	nextID    atomic.Uint64
 	shutting  atomic.Bool
+	draining  atomic.Bool // Drain began: not ready (drain.go)
 	lastWarn  atomic.Int64
 	stats     counters
 	cfg       Config
@@ -349,13 +350,14 @@ func (s *Server) Addr() net.Addr {
 // Ready is closed once Serve listens.
 func (s *Server) Ready() <-chan struct{} { return s.ready }
 
-// Accepting reports whether Serve is listening and Shutdown has not begun:
-// what a readiness probe should report (with the readiness of whatever
-// the application built on the server, such as a pub/sub broker).
+// Accepting reports whether Serve is listening and neither Drain nor
+// Shutdown has begun: what a readiness probe should report (with the
+// readiness of whatever the application built on the server, such as a
+// pub/sub broker).
 func (s *Server) Accepting() bool {
 	select {
 	case <-s.ready:
-		return !s.shutting.Load()
+		return !s.shutting.Load() && !s.draining.Load()
 	default:
 		return false
 	}
@@ -395,12 +397,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	}()
 	var err error
 	if s.poller != nil {
-		s.mu.Lock()
-		hubs := slices.Collect(maps.Keys(s.hubs))
-		s.mu.Unlock()
-		for _, h := range hubs {
-			h.drain()
-		}
+		s.flushHubs()
 		s.eachConn(func(c *Conn) {
 			if c.isOpen() {
 				_ = c.closeWith(frame.CloseGoingAway, "server shutdown", ReasonServerShutdown, false)
@@ -471,6 +468,16 @@ func (s *Server) teardown() {
 	_ = s.reads.ReleaseTimeout(5 * time.Second)
 	s.stopWriters()
 	s.wg.Wait()
+}
+
+// flushHubs queues every pending broadcast on its members' connections.
+func (s *Server) flushHubs() {
+	s.mu.Lock()
+	hubs := slices.Collect(maps.Keys(s.hubs))
+	s.mu.Unlock()
+	for _, h := range hubs {
+		h.drain()
+	}
 }
 
 func (s *Server) eachConn(f func(*Conn)) {
