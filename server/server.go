@@ -273,6 +273,7 @@ func (s *Server) newConn(fd int, remote netip.AddrPort, refused bool) *Conn {
 	c.sock.fd = int32(fd)
 	c.parser.Role = frame.ServerSide
 	c.parser.MaxMessageBytes = s.cfg.MaxMessageBytes
+	c.parser.DeferInflate = true // consumeFrames charges the rate limits first
 	c.lastRead.Store(s.now())
 	if !refused {
 		c.limits = s.newConnLimits()
