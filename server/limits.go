@@ -110,7 +110,7 @@ func (c *Conn) rateLimited() bool {
 	if !s.cfg.RateLimitClose {
 		return true
 	}
-	s.warnSampled("rate limit exceeded; closing", "conn", c.id, "remote", c.remote.String())
+	s.warnSampled("rate limit exceeded; closing", "conn", c.id, "remote", c.slot.addr().String())
 	_ = c.closeWith(frame.ClosePolicyViolation, "rate limit exceeded", ReasonRateLimited, true)
 	return false
 }
@@ -137,9 +137,9 @@ func (s *Server) ipKey(ip netip.Addr) netip.Addr {
 	return p.Addr()
 }
 
-// admit counts a new connection from ip, or returns the HTTP status that
+// ipAdmit counts a new connection from ip, or returns the HTTP status that
 // refuses it (429). Every admitted connection must be released once.
-func (s *Server) admit(ip netip.Addr) int {
+func (s *Server) ipAdmit(ip netip.Addr) int {
 	if s.cfg.MaxConnsPerIP <= 0 && s.cfg.HandshakeRatePerIP <= 0 {
 		return 0
 	}
@@ -168,10 +168,10 @@ func (s *Server) admit(ip netip.Addr) int {
 	return 0
 }
 
-// release forgets one admitted connection from ip; an address with none
+// ipRelease forgets one admitted connection from ip; an address with none
 // left and a full bucket is dropped from the map (the sweeper drops the
 // rest later).
-func (s *Server) release(ip netip.Addr) {
+func (s *Server) ipRelease(ip netip.Addr) {
 	if s.cfg.MaxConnsPerIP <= 0 && s.cfg.HandshakeRatePerIP <= 0 {
 		return
 	}
