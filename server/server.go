@@ -243,6 +243,7 @@ func (s *Server) newConn(fd int, sl slot, viaProxy bool) *Conn {
 	c.deadline = s.now() + int64(s.cfg.HandshakeTimeout)
 	c.parser.Role = frame.ServerSide
 	c.parser.MaxMessageBytes = s.cfg.MaxMessageBytes
+	c.parser.DeferInflate = true // consumeFrames charges the rate limits first
 	c.lastRead.Store(s.now())
 	c.limits = s.newConnLimits()
 	return c
