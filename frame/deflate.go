@@ -162,11 +162,13 @@ func (s *inflateSrc) ReadByte() (byte, error) {
 	return c, nil
 }
 
-var inflaters = sync.Pool{New: func() any {
+var inflaters = sync.Pool{New: func() any { return newInflater() }}
+
+func newInflater() *inflater {
 	f := &inflater{}
 	f.r = flate.NewReader(&f.src)
 	return f
-}}
+}
 
 // inflate decompresses the payload of a compressed message (section
 // 7.2.2) into a pooled buffer. The output is bounded while it is produced:
@@ -176,6 +178,12 @@ var inflaters = sync.Pool{New: func() any {
 func inflate(in []byte, limit int) (*[]byte, *ProtocolError) {
 	f := inflaters.Get().(*inflater)
 	defer inflaters.Put(f)
+	return f.inflate(in, limit)
+}
+
+// inflate is the package inflate with one inflater, whatever it inflated
+// before: nothing of an earlier message may change what in inflates to.
+func (f *inflater) inflate(in []byte, limit int) (*[]byte, *ProtocolError) {
 	f.src = inflateSrc{p: in, tail: deflateTail + finalBlock}
 	if err := f.r.(flate.Resetter).Reset(&f.src, nil); err != nil {
 		return nil, ErrBadDeflate

@@ -154,8 +154,8 @@ func TestParser_Deflate(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
-			for _, chunk := range []int{0, 1, 7} {
-				p := &Parser{MaxMessageBytes: 1 << 16, Deflate: !tc.off}
+			for _, chunk := range []int{0, 1, 7, -1} { // -1: whole, DeferInflate
+				p := &Parser{MaxMessageBytes: 1 << 16, Deflate: !tc.off, DeferInflate: chunk < 0}
 				var chunks func() int
 				if chunk > 0 {
 					chunks = func() int { return chunk }
@@ -173,6 +173,41 @@ func TestParser_Deflate(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// With DeferInflate, Parse returns a compressed message as it arrived and
+// Inflate inflates it, with the limits Parse applies otherwise.
+func TestParser_DeferInflate(t *testing.T) {
+	t.Parallel()
+	json := tickJSON(3000)
+	z := stdDeflate(json)
+	p := &Parser{MaxMessageBytes: 1 << 16, Deflate: true, DeferInflate: true}
+	stream := cat(compressedClientFrame(true, OpText, z), clientFrame(true, OpText, []byte("plain")),
+		compressedClientFrame(true, OpBinary, stdDeflate(make([]byte, 1<<17))))
+	m, n, err := p.Parse(stream)
+	if err != nil || !bytes.Equal(m.Payload, z) {
+		t.Fatalf("Parse: %d bytes, %v; want the %d compressed ones", len(m.Payload), err, len(z))
+	}
+	if err := p.Inflate(&m); err != nil || !bytes.Equal(m.Payload, json) {
+		t.Fatalf("Inflate: %d bytes, %v; want %d", len(m.Payload), err, len(json))
+	}
+	if err := p.Inflate(&m); err != nil || !bytes.Equal(m.Payload, json) {
+		t.Fatalf("a second Inflate changed the message: %v", err)
+	}
+	stream = stream[n:]
+	m, n, err = p.Parse(stream)
+	if err != nil || p.Inflate(&m) != nil || string(m.Payload) != "plain" {
+		t.Fatalf("plain message: %q, %v", m.Payload, err)
+	}
+	if m, _, err = p.Parse(stream[n:]); err != nil || len(m.Payload) > 1<<10 {
+		t.Fatalf("a bomb is not inflated by Parse: %d bytes, %v", len(m.Payload), err)
+	}
+	if err := p.Inflate(&m); err != ErrInflatedTooBig {
+		t.Fatalf("Inflate of a bomb: %v, want ErrInflatedTooBig", err)
+	}
+	if _, _, err := p.Parse(stream); err != ErrInflatedTooBig {
+		t.Fatalf("Parse after a failed Inflate: %v, want the error again", err)
 	}
 }
 
@@ -208,4 +243,87 @@ func TestInflate_ExactLimit(t *testing.T) {
 			putBuf(out)
 		}
 	}
+}
+
+// An inflater is pooled across connections, so nothing of one message may
+// change what the next inflates to. The second message below has an empty
+// distance table: inflating it alone is corrupt input (its one match has no
+// distance code), and it must stay so after a message whose distance table
+// would decode it.
+func TestInflate_NothingCarriedOver(t *testing.T) {
+	t.Parallel()
+	const limit = 1 << 12
+	withDist, noDist := matchBlock(1), matchBlock(0)
+	if out, err := stdInflate(withDist, limit); err != nil || string(out) != "aaaa" {
+		t.Fatalf("compress/flate: %q, %v", out, err)
+	}
+	if _, err := stdInflate(noDist, limit); err == nil {
+		t.Fatal("compress/flate inflates a match without a distance table")
+	}
+	for _, before := range [][]byte{withDist, stdDeflate(tickJSON(1024)), stdDeflate(randomBytes(300, 1))} {
+		f := newInflater()
+		if out, err := f.inflate(before, limit); err != nil {
+			t.Fatalf("first message: %v", err)
+		} else {
+			putBuf(out)
+		}
+		if out, err := f.inflate(noDist, limit); err == nil {
+			t.Errorf("after %x…: inflated %q from a message that is corrupt alone", before[:4], *out)
+			putBuf(out)
+		}
+	}
+}
+
+// matchBlock is a dynamic-Huffman DEFLATE block (RFC 1951 section 3.2.7)
+// whose literal table codes 'a', end of block and a length-3 match, and
+// whose distance table has one code, distance 1, of distBits bits (1) or
+// none (0). Its data: 'a', a match (length 3, distance code bit 0), end.
+func matchBlock(distBits uint) []byte {
+	var w bitWriter
+	w.bits(0, 1)  // BFINAL: the message tail ends it
+	w.bits(2, 2)  // BTYPE: dynamic Huffman
+	w.bits(1, 5)  // HLIT: 258 literal/length codes
+	w.bits(0, 5)  // HDIST: 1 distance code
+	w.bits(14, 4) // HCLEN: 18 code length codes, up to symbol 1
+	// Code length code lengths in their order 16 17 18 0 8 7 9 6 10 5 11 4
+	// 12 3 13 2 14 1: symbols 0, 1, 2 and 18 get 2 bits each (codes 00, 01,
+	// 10, 11).
+	for _, l := range []uint64{0, 0, 2, 2, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 2, 0, 2} {
+		w.bits(l, 3)
+	}
+	w.code(3, 2).bits(97-11, 7)  // 97 zeros (18)
+	w.code(1, 2)                 // 'a': 1 bit
+	w.code(3, 2).bits(138-11, 7) // 138 zeros
+	w.code(3, 2).bits(20-11, 7)  // 20 zeros, up to 255
+	w.code(2, 2).code(2, 2)      // end of block and length 3: 2 bits each
+	w.code(uint64(distBits), 2)  // distance code 0
+	// Data: 'a' is 0, end of block 10, length 3 is 11; distance code 0.
+	w.code(0, 1).code(3, 2).code(0, 1).code(2, 2)
+	w.bits(0, 3) // the sync flush's stored block, whose LEN is the tail
+	return w.b
+}
+
+// bitWriter packs DEFLATE's bit stream: fields from the least significant
+// bit, Huffman codes from their most significant bit.
+type bitWriter struct {
+	b []byte
+	n uint
+}
+
+func (w *bitWriter) bits(v uint64, n uint) *bitWriter {
+	for i := range n {
+		if w.n%8 == 0 {
+			w.b = append(w.b, 0)
+		}
+		w.b[len(w.b)-1] |= byte(v>>i&1) << (w.n % 8)
+		w.n++
+	}
+	return w
+}
+
+func (w *bitWriter) code(c uint64, n uint) *bitWriter {
+	for i := n; i > 0; i-- {
+		w.bits(c>>(i-1)&1, 1)
+	}
+	return w
 }

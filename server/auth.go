@@ -6,7 +6,6 @@ import (
 	"crypto/rsa"
 	"fmt"
 	"net/http"
-	"path"
 	"strings"
 
 	"github.com/golang-jwt/jwt/v5"
@@ -27,39 +26,18 @@ type Auth struct {
 	// tokens. Nil disables them.
 	PublicKey crypto.PublicKey
 	// Required refuses connections without a token. Otherwise they are
-	// anonymous: Conn.Subject is "" and Conn.Allowed follows
-	// AnonymousSubscribe and AnonymousPublish.
+	// anonymous: Conn.Subject is "" and Conn.Claims nil (package pubsub
+	// decides what anonymous connections may do on channels).
 	Required bool
 	// Audience, when set, must be one of the token's "aud" values.
 	Audience string
 	// Issuer, when set, must be the token's "iss".
 	Issuer string
-	// AnonymousSubscribe and AnonymousPublish list the channels (path.Match
-	// patterns) an anonymous connection may subscribe and publish to. Nil
-	// allows every channel, more than a token with subscribe or publish
-	// claims may do: the server warns at start. An empty, non-nil list
-	// allows none.
-	AnonymousSubscribe, AnonymousPublish []string
 }
 
-func (a *Auth) enabled() bool { return a != nil && (len(a.HMACSecret) > 0 || a.PublicKey != nil) }
-
-// anonymousWide reports whether anonymous connections may use every
-// channel while tokens are checked: then a restricted token may do less
-// than no token.
-func (a *Auth) anonymousWide() bool {
-	return a.enabled() && !a.Required && (a.AnonymousSubscribe == nil || a.AnonymousPublish == nil)
-}
-
-// anonymous returns the patterns an anonymous connection has for action,
-// and whether it is limited to them.
-func (a *Auth) anonymous(action string) ([]string, bool) {
-	if !a.enabled() {
-		return nil, false
-	}
-	list := map[string][]string{"subscribe": a.AnonymousSubscribe, "publish": a.AnonymousPublish}[action]
-	return list, list != nil
-}
+// Checks reports whether a verifies tokens (a key is set); when it does
+// not, every connection is anonymous.
+func (a *Auth) Checks() bool { return a != nil && (len(a.HMACSecret) > 0 || a.PublicKey != nil) }
 
 // errUnauthorized is the 401 every authentication failure gets; the reason
 // goes to the log only.
@@ -143,43 +121,10 @@ func (c *Conn) Subject() string {
 }
 
 // Claims are the verified token's claims, or nil for an anonymous
-// connection. Do not modify them.
+// connection: what an application (package pubsub's channel permissions)
+// authorizes with. Do not modify them.
 func (c *Conn) Claims() map[string]any {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	return c.claims
-}
-
-// Allowed reports whether c may do action ("subscribe" or "publish") on
-// channel: a token's claim named action lists path.Match patterns of
-// channels (a token without that claim is allowed everything); an
-// anonymous connection has Auth.AnonymousSubscribe or AnonymousPublish
-// (everything when that is nil, or when the server checks no tokens).
-func (c *Conn) Allowed(action, channel string) bool {
-	claims := c.Claims()
-	if claims == nil {
-		list, limited := c.srv.cfg.Auth.anonymous(action)
-		return !limited || matchAny(list, channel)
-	}
-	v, ok := claims[action]
-	if !ok {
-		return true
-	}
-	var list []string
-	vs, _ := v.([]any)
-	for _, p := range vs {
-		if s, ok := p.(string); ok {
-			list = append(list, s)
-		}
-	}
-	return matchAny(list, channel)
-}
-
-func matchAny(patterns []string, name string) bool {
-	for _, p := range patterns {
-		if m, _ := path.Match(p, name); m {
-			return true
-		}
-	}
-	return false
 }

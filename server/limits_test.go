@@ -134,3 +134,32 @@ func TestCheckMessage_RefusedNeverBroadcast(t *testing.T) {
 		t.Fatalf("first message seen by the other client: %q %v (the refused one must not be broadcast)", p, err)
 	}
 }
+
+// Per-IP limits count an IPv6 client by its prefix (IPv6PrefixBits, /64 by
+// default): one host holds a whole /64, so counting each address would let
+// it past MaxConnsPerIP 2^64 times. Clients come through a trusted proxy
+// (X-Forwarded-For), as loopback has one IPv6 address.
+func TestLimits_PerIPv6Prefix(t *testing.T) {
+	t.Parallel()
+	if (Config{IPv6PrefixBits: 129}).Validate() == nil || (Config{IPv6PrefixBits: -1}).Validate() == nil {
+		t.Fatal("IPv6PrefixBits outside 1-128 accepted")
+	}
+	for _, tc := range []struct {
+		bits    int
+		clients []string
+		want    []int
+	}{
+		{0, []string{"2001:db8:1:2::1", "2001:db8:1:2:ffff::9", "2001:db8:1:2::3", "2001:db8:1:3::1"}, []int{101, 101, 429, 101}},
+		{48, []string{"2001:db8:1:2::1", "2001:db8:1:3::1", "2001:db8:1:4::1", "2001:db8:2::1"}, []int{101, 101, 429, 101}},
+		{128, []string{"2001:db8::1", "2001:db8::2", "2001:db8::3"}, []int{101, 101, 101}},
+		{0, []string{"192.0.2.1", "::ffff:192.0.2.1", "192.0.2.1", "192.0.2.2"}, []int{101, 101, 429, 101}},
+	} {
+		_, addr := runServer(t, whoamiConfig(Config{MaxConnsPerIP: 2, IPv6PrefixBits: tc.bits}))
+		for i, client := range tc.clients {
+			c := dialFrom(t, proxyIP, addr)
+			if _, status := c.seenAs(nil, "X-Forwarded-For: "+client+"\r\n"); status != tc.want[i] {
+				t.Fatalf("/%d: connection %d from %s: status %d, want %d", tc.bits, i, client, status, tc.want[i])
+			}
+		}
+	}
+}

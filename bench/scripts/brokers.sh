@@ -78,7 +78,7 @@ for _ in $(seq 600); do (echo >/dev/tcp/127.0.0.1/"$sport") 2>/dev/null && break
 beam=$(cat "$tmp/rmq/pid")
 echo "rabbitmq-server $(dpkg-query -W -f '${Version}' rabbitmq-server) beam pid $beam, rabbitmq_stream plugin, default settings" | log
 
-port=$(free_port) key=bench
+port=$(free_port) key=bench-api-key-0123456
 addr=127.0.0.1:$port
 admins=($(free_port) $(free_port) $(free_port))
 run() { # run BROKER NAME CHANNELS MSG/S

@@ -15,7 +15,7 @@ mkdir -p "$out" /tmp/fanout-bench-bin
 bin=/tmp/fanout-bench-bin
 go build -o $bin/fanout ./cmd/fanout
 go build -o $bin/fanout-bench ./cmd/fanout-bench
-go build -o $bin/gorilla ./bench/peers/gorilla
+go build -C bench/peers -o $bin/gorilla ./gorilla
 
 start() { # name -> sets pid, port
 	case $1 in

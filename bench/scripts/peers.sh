@@ -8,7 +8,7 @@
 #   echo                                   100 clients in a closed loop on /echo
 # Fanout runs with -admin-addr so writes per delivery come from its metrics.
 # Raw JSON, tables and charts (every server of a part and round on one
-# chart: fanout-bench -replot) go to bench/results/<date>-<commit>/peers/,
+# chart: bench/plot) go to bench/results/<date>-<commit>/peers/,
 # <commit> being Fanout's: FANOUT_REF=<commit> measures the server built
 # from that commit (the generator and peers stay those of the work tree).
 #   bench/scripts/peers.sh                     # everything (about 50 minutes)
@@ -61,7 +61,7 @@ part() {
 		one "$s" "$2" "$1"
 		jsons+=("$out/$2-$s-r$1.json")
 	done
-	$BENCH -replot "$(IFS=,; echo "${jsons[*]}")" -plot "$out/plots/$2-r$1${SERVERS:+-${servers// /-}}"
+	$PLOT -o "$out/plots/$2-r$1${SERVERS:+-${servers// /-}}" "${jsons[@]}"
 }
 
 if [[ ${1:-} == part ]]; then # a call made through RUNNER

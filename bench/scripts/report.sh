@@ -76,8 +76,8 @@ if [[ $what == all || $what == channels ]]; then
 	# publisher is the baseline. Fresh server per run; configurations
 	# alternate; each run first waits for the machine to be quiet, since
 	# other work on a shared box skews latency (MachineCPU in the JSON).
-	FANOUT_API="$FANOUT -api-key bench"
-	api="-publish-url http://127.0.0.1:9400/api/publish -api-key bench"
+	FANOUT_API="$FANOUT -api-key bench-api-key-0123456"
+	api="-publish-url http://127.0.0.1:9400/api/publish -api-key bench-api-key-0123456"
 	configs=(
 		"room|"
 		"k1-ws|-channels 1 -publishers 1"
@@ -132,7 +132,7 @@ if [[ $what == all || $what == broker ]]; then
 	# script also records Redis CPU over the whole run (ramp included) and
 	# its command statistics in <run>-redis.txt, each node's connection count
 	# during the run in <run>-spread.txt and its fanout_* metrics after it.
-	fbin=${FANOUT%% *} key=bench port=9460
+	fbin=${FANOUT%% *} key=bench-api-key-0123456 port=9460
 	big=${BROKER_CONNS:-100000} single=${SINGLE_CONNS:-19000} # smaller for a smoke test
 	# channels:publishers:msg/s per channel at 100k; parts to run
 	specs=${BROKER_SPECS:-1:1:1 10:10:1 1:1:0.5} parts=${BROKER_PARTS:-idle big single}

@@ -46,17 +46,16 @@ func (c *cpuList) Set(v string) (err error) {
 
 // options is the command line.
 type options struct {
-	cfg                      bench.Config
-	urls, sources            list
-	pids, brokerPIDs         list
-	jsonPath, plotDir, label string
-	vsLabel, serverCmd       string
-	vsCmd                    string
-	rounds                   int
-	quiet, ceiling           bool
-	pinClient                cpuList
-	replot                   list
-	search                   bench.CeilingSearch
+	cfg                bench.Config
+	urls, sources      list
+	pids, brokerPIDs   list
+	jsonPath, label    string
+	vsLabel, serverCmd string
+	vsCmd              string
+	rounds             int
+	quiet, ceiling     bool
+	pinClient          cpuList
+	search             bench.CeilingSearch
 }
 
 func parse(args []string, stderr io.Writer) (*options, error) {
@@ -125,9 +124,7 @@ func (o *options) serverFlags(fs *flag.FlagSet) {
 }
 
 func (o *options) outputFlags(fs *flag.FlagSet) {
-	fs.StringVar(&o.jsonPath, "json", "", "write every figure, the per-second series, the command line and the environment as one JSON document to this file (snake_case keys, units in the names, no secrets)")
-	fs.StringVar(&o.plotDir, "plot", "", "write PNG charts to this directory: latency percentiles, deliveries/s and p99 over time, and for idle RSS against connections")
-	fs.Var(&o.replot, "replot", "with -plot: draw the runs of these earlier -json files together (comma-separated) instead of running")
+	fs.StringVar(&o.jsonPath, "json", "", "write every figure, the per-second series, the command line and the environment as one JSON document to this file (snake_case keys, units in the names, no secrets); bench/plot draws such files as charts")
 	fs.BoolVar(&o.quiet, "quiet", false, "no progress line on stderr")
 	fs.StringVar(&o.label, "label", "", "server name in the table (default: the -server-cmd program's name)")
 	fs.StringVar(&o.vsLabel, "vs-label", "", "name of the -vs-cmd server (default: its program's name)")

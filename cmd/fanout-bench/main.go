@@ -8,10 +8,10 @@
 // It prints a progress line every second on stderr (-quiet silences it)
 // and a Markdown table with its header on stdout; -json writes every
 // figure, the per-second series, the command line and the environment;
-// -plot writes PNG charts. -pin-server and -pin-client restrict the server
-// and the generator to CPUs (sched_setaffinity, as taskset does);
-// -ceiling raises the publish rate phase by phase until the server stops
-// keeping up.
+// bench/plot draws those documents as charts. -pin-server and -pin-client
+// restrict the server and the generator to CPUs (sched_setaffinity, as
+// taskset does); -ceiling raises the publish rate phase by phase until the
+// server stops keeping up.
 package main
 
 import (
@@ -63,9 +63,6 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	if len(o.replot) > 0 {
-		return replot(o.plotDir, o.replot)
-	}
 	if len(o.pinClient) > 0 {
 		if err := bench.PinSelf(o.pinClient); err != nil {
 			return err
@@ -87,12 +84,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 	if o.jsonPath != "" {
-		if err := writeJSON(o.jsonPath, doc); err != nil {
-			return err
-		}
-	}
-	if o.plotDir != "" {
-		return writePlots(o.plotDir, plotRuns(doc))
+		return writeJSON(o.jsonPath, doc)
 	}
 	return nil
 }

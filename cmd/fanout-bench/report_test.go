@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -17,6 +18,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/fanout-ws/fanout/frame"
+	"github.com/fanout-ws/fanout/internal/testutil"
 	"github.com/fanout-ws/fanout/server"
 )
 
@@ -107,9 +109,19 @@ func TestRedactArgs(t *testing.T) {
 	}
 }
 
-// -plot writes decodable PNGs: the latency, deliveries and p99 charts, and
-// for idle the RSS against connections.
+// bench/plot (a module of its own) draws the generator's -json documents
+// as decodable PNGs: the latency, deliveries and p99 charts, and for idle
+// the RSS against connections; several documents go on the same charts.
 func TestReport_PlotsArePNG(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds bench/plot")
+	}
+	goTool, err := exec.LookPath("go")
+	testutil.NeedTool(t, err == nil, "go")
+	plotter := filepath.Join(t.TempDir(), "plot")
+	if out, err := exec.Command(goTool, "build", "-C", "../../bench/plot", "-o", plotter, ".").CombinedOutput(); err != nil {
+		t.Fatalf("build bench/plot: %v\n%s", err, out)
+	}
 	url := chatServer(t) + "/ws"
 	for _, tc := range []struct {
 		scenario string
@@ -120,17 +132,14 @@ func TestReport_PlotsArePNG(t *testing.T) {
 	} {
 		t.Run(tc.scenario, func(t *testing.T) {
 			dir, doc := t.TempDir(), filepath.Join(t.TempDir(), "r.json")
-			args := smokeArgs(url, "-scenario", tc.scenario, "-plot", dir, "-rate", "50", "-json", doc)
+			args := smokeArgs(url, "-scenario", tc.scenario, "-rate", "50", "-json", doc)
 			if err := run(context.Background(), args, &bytes.Buffer{}, &bytes.Buffer{}); err != nil {
 				t.Fatal(err)
 			}
-			checkPNGs(t, dir, tc.files)
-			// -replot draws earlier runs together without running.
-			again := t.TempDir()
-			if err := run(context.Background(), []string{"-replot", doc + "," + doc, "-plot", again}, &bytes.Buffer{}, &bytes.Buffer{}); err != nil {
-				t.Fatal(err)
+			if out, err := exec.Command(plotter, "-o", dir, doc, doc).CombinedOutput(); err != nil {
+				t.Fatalf("plot: %v\n%s", err, out)
 			}
-			checkPNGs(t, again, tc.files)
+			checkPNGs(t, dir, tc.files)
 		})
 	}
 }

@@ -21,7 +21,7 @@ import (
 func TestRun_ReusePortWithRedisBroker(t *testing.T) {
 	r := redistest.Start(t)
 	ctx, cancel := context.WithCancel(context.Background())
-	args := []string{"-reuseport", "-broker", r.URL(), "-admin-addr", "127.0.0.1:0", "-api-key", "k"}
+	args := []string{"-reuseport", "-broker", r.URL(), "-admin-addr", "127.0.0.1:0", "-api-key", testAPIKey}
 	first, done1 := startRun(t, ctx, args...)
 	addr := first.addr
 	second, done2 := startRun(t, ctx, append(args, "-addr", addr)...) // the last -addr wins
@@ -56,7 +56,7 @@ func TestRun_ReusePortWithRedisBroker(t *testing.T) {
 		}
 	}
 	req, _ := http.NewRequest(http.MethodPost, "http://"+addr+"/api/publish", strings.NewReader(`{"channel":"all","data":"everyone"}`))
-	req.Header.Set("X-API-Key", "k")
+	req.Header.Set("X-API-Key", testAPIKey)
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		t.Fatal(err)
@@ -78,7 +78,7 @@ func TestRun_ReusePortWithRedisBroker(t *testing.T) {
 func TestRun_RabbitMQBrokerDown(t *testing.T) {
 	down := freeAddr(t) // nothing listens there
 	ctx, cancel := context.WithCancel(context.Background())
-	addrs, done := startRun(t, ctx, "-admin-addr", "127.0.0.1:0", "-api-key", "k",
+	addrs, done := startRun(t, ctx, "-admin-addr", "127.0.0.1:0", "-api-key", testAPIKey,
 		"-broker", "rabbitmq-stream://guest:secret@"+down+"/?stream=fanout-test")
 	addr, admin := addrs.addr, addrs.admin
 	defer func() {
@@ -91,7 +91,7 @@ func TestRun_RabbitMQBrokerDown(t *testing.T) {
 		t.Fatalf("/readyz with RabbitMQ down: %d %s", code, body)
 	}
 	req, _ := http.NewRequest(http.MethodPost, "http://"+addr+"/api/publish", strings.NewReader(`{"channel":"a","data":1}`))
-	req.Header.Set("X-API-Key", "k")
+	req.Header.Set("X-API-Key", testAPIKey)
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		t.Fatal(err)

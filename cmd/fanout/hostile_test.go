@@ -10,6 +10,7 @@ import (
 	"encoding/json"
 	"io"
 	"net"
+	"net/http"
 	"os"
 	"os/exec"
 	"os/signal"
@@ -20,6 +21,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/fanout-ws/fanout/server/pubsub"
 	"github.com/gorilla/websocket"
 )
 
@@ -68,7 +70,7 @@ func TestHostile_AdminHidesSecrets(t *testing.T) {
 	t.Parallel()
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	addrs, done, logs := startRunLogs(t, ctx, "-admin-addr", "0.0.0.0:0", "-api-key", "sekrit-api", "-jwt-secret=sekrit-jwt")
+	addrs, done, logs := startRunLogs(t, ctx, "-admin-addr", "0.0.0.0:0", "-api-key", "sekrit-api-key-0123", "-jwt-secret=sekrit-jwt")
 	port := addrs.admin[strings.LastIndex(addrs.admin, ":"):]
 	for _, path := range []string{"/debug/pprof/cmdline", "/metrics", "/debug/pprof/"} {
 		status, body := get("http://127.0.0.1" + port + path)
@@ -137,7 +139,7 @@ func TestHostile_FDReserveUnderFlood(t *testing.T) {
 		}
 		ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM)
 		defer stop()
-		if err := run(ctx, []string{"-addr", "127.0.0.1:0", "-admin-addr", "127.0.0.1:0", "-log-format", "json", "-handshake-timeout", "3s"}, io.Discard, os.Stderr, nil); err != nil {
+		if err := run(ctx, []string{"-addr", "127.0.0.1:0", "-admin-addr", "127.0.0.1:0", "-log-format", "json", "-handshake-timeout", "3s", "-drain-duration", "0"}, io.Discard, os.Stderr, nil); err != nil {
 			t.Fatal(err)
 		}
 		return
@@ -217,4 +219,48 @@ func TestHostile_FDReserveUnderFlood(t *testing.T) {
 		time.Sleep(50 * time.Millisecond)
 	}
 	_ = cmd.Process.Signal(syscall.SIGTERM)
+}
+
+// Issue 24, finding 13: a chat-room member cannot forge channel messages
+// to room clients, because a room connection has no channels: its
+// subscribes are refused (channels need /ws?channel= or the fanout
+// subprotocol), so a forged {"type":"message",...} from the room never
+// sits beside real ones. Before the fix the victim's subscribe was
+// accepted and the forged offset made its client drop every real message.
+func TestHostile_RoomCannotForgeChannelMessages(t *testing.T) {
+	t.Parallel()
+	_, url := startChat(t)
+	victim, attacker := dialWS(t, url+"/ws"), dialWS(t, url+"/ws")
+	if err := victim.WriteMessage(websocket.TextMessage, []byte(`{"op":"subscribe","channel":"prices","id":1}`)); err != nil {
+		t.Fatal(err)
+	}
+	if m := readJSON(t, victim, "error"); !strings.Contains(m["reason"].(string), "chat room has no channels") {
+		t.Fatalf("room client's subscribe: %v, want refused", m)
+	}
+	forged := `{"type":"message","channel":"prices","offset":1000000000,"data":"forged"}`
+	if err := attacker.WriteMessage(websocket.TextMessage, []byte(forged)); err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []*websocket.Conn{attacker, victim} { // the room is a room: raw chat
+		if _, p, err := c.ReadMessage(); err != nil || string(p) != forged {
+			t.Fatalf("room: %q %v", p, err)
+		}
+	}
+	sub := dialWS(t, url+"/ws?channel=prices")
+	readJSON(t, sub, "subscribed")
+	req, _ := http.NewRequest(http.MethodPost, strings.Replace(url, "ws://", "http://", 1)+"/api/publish", strings.NewReader(`{"channel":"prices","data":"real"}`))
+	req.Header.Set("Authorization", "Bearer "+testAPIKey)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var pub pubsub.Publication
+	_ = json.NewDecoder(resp.Body).Decode(&pub)
+	resp.Body.Close()
+	if pub.Delivered != 1 {
+		t.Fatalf("publish reached %d connections, want the channel subscriber alone", pub.Delivered)
+	}
+	if m := readJSON(t, sub, "message"); m["data"] != "real" || m["offset"] != 1.0 {
+		t.Fatalf("subscriber got %v", m)
+	}
 }

@@ -17,6 +17,7 @@ import (
 	"runtime/pprof"
 	"slices"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"syscall"
 	"time"
@@ -64,7 +65,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, bound fun
 	if err != nil {
 		return err
 	}
-	if err := errors.Join(o.cfg.Validate(), o.channels.Validate()); err != nil {
+	if err := errors.Join(o.cfg.Validate(), o.channels.Validate(), checkAPIKey(o.apiKey)); err != nil {
 		return err
 	}
 	if o.printConfig {
@@ -174,8 +175,8 @@ func (o *options) configureBroker(logger *slog.Logger) (closeBroker func(), err 
 	return closeBroker, nil
 }
 
-// serve listens, serves app (and the admin listener) until ctx is done,
-// then shuts down gracefully within -shutdown-timeout.
+// serve listens, serves app (and the admin listener) until ctx is done or
+// POST /admin/drain, then stops (see stop).
 func (o *options) serve(ctx context.Context, app *chatServer, reg *prometheus.Registry, logger *slog.Logger, args []string, bound func(listening)) error {
 	ln, err := listen(o.cfg.Addr, o.reusePort)
 	if err != nil {
@@ -184,6 +185,9 @@ func (o *options) serve(ctx context.Context, app *chatServer, reg *prometheus.Re
 	logger.Info("fanout", "addr", ln.Addr().String(), "routes", "/ws (chat room, or channels with ?channel=), /echo, / (demo page), /api/ (publish API)",
 		"api", o.apiKey != "", "broker", redactURL(o.broker), "reuseport", o.reusePort, "workers", o.cfg.Workers, "max_conns_effective", app.srv.Ceiling())
 	addrs := listening{addr: ln.Addr().String()}
+	drainReq := make(chan struct{})
+	var drainOnce sync.Once
+	drain := func() { drainOnce.Do(func() { close(drainReq) }) }
 	if o.adminAddr != "" {
 		admin, err := net.Listen("tcp", o.adminAddr)
 		if err != nil {
@@ -195,7 +199,7 @@ func (o *options) serve(ctx context.Context, app *chatServer, reg *prometheus.Re
 		if ta, ok := admin.Addr().(*net.TCPAddr); !ok || !ta.IP.IsLoopback() {
 			logger.Warn("admin listener is not on a loopback address: metrics and profiles are open to the network; bind -admin-addr to 127.0.0.1 or firewall it", "addr", addrs.admin)
 		}
-		hs := &http.Server{Handler: adminMux(app, reg, args), ReadHeaderTimeout: 5 * time.Second}
+		hs := &http.Server{Handler: adminMux(app, reg, args, drain), ReadHeaderTimeout: 5 * time.Second}
 		go func() { _ = hs.Serve(admin) }()
 		defer hs.Close()
 	}
@@ -213,11 +217,36 @@ func (o *options) serve(ctx context.Context, app *chatServer, reg *prometheus.Re
 	case err := <-errc:
 		return err
 	case <-ctx.Done():
+		logger.Info("signal received; draining (a second signal closes at once)")
+	case <-drainReq:
+		logger.Info("drain requested on the admin listener; draining (a signal closes at once)")
 	}
-	logger.Info("signal received; draining", "timeout", o.shutdownTimeout)
+	return o.stop(app.srv, errc, logger)
+}
+
+// stop drains the server, -drain-grace then closes paced over
+// -drain-duration (none when 0), unless a signal cuts it short; then shuts
+// down, sending 1001 to whoever is left, within -shutdown-timeout.
+func (o *options) stop(srv *server.Server, errc <-chan error, logger *slog.Logger) error {
+	if o.drainDuration > 0 {
+		again := make(chan os.Signal, 1)
+		signal.Notify(again, os.Interrupt, syscall.SIGTERM)
+		defer signal.Stop(again)
+		dctx, cancel := context.WithCancel(context.Background())
+		go func() {
+			select {
+			case <-again:
+				logger.Info("second signal: closing every connection now")
+				cancel()
+			case <-dctx.Done():
+			}
+		}()
+		_ = srv.Drain(dctx, o.drainGrace, o.drainDuration)
+		cancel()
+	}
 	sctx, cancel := context.WithTimeout(context.Background(), o.shutdownTimeout)
 	defer cancel()
-	if err := app.srv.Shutdown(sctx); err != nil {
+	if err := srv.Shutdown(sctx); err != nil {
 		logger.Warn("shutdown cut connections", "err", err)
 	}
 	if err := <-errc; !errors.Is(err, server.ErrServerClosed) {
@@ -265,6 +294,20 @@ func listen(addr string, reusePort bool) (net.Listener, error) {
 		}
 	}
 	return lc.Listen(context.Background(), "tcp", addr)
+}
+
+// minAPIKeyBytes is the shortest -api-key accepted: the HTTP API faces the
+// same clients as /ws, and a short key is guessed.
+const minAPIKeyBytes = 16
+
+// checkAPIKey refuses an -api-key that does not protect the API: shorter
+// than minAPIKeyBytes. Every key the documentation shows is shorter
+// (TestRun_APIKeyRefused checks), so a copied example is refused too.
+func checkAPIKey(key string) error {
+	if key != "" && len(key) < minAPIKeyBytes {
+		return fmt.Errorf("-api-key: %d bytes, want at least %d random ones (empty turns the HTTP API off)", len(key), minAPIKeyBytes)
+	}
+	return nil
 }
 
 // secretFlags take values that nothing the process serves or logs may show.
@@ -370,8 +413,9 @@ func (o *options) configureAuth() error {
 		}
 		return nil
 	}
-	a := &server.Auth{HMACSecret: []byte(o.jwtSecret), Required: o.authRequired, Audience: o.jwtAudience, Issuer: o.jwtIssuer,
-		AnonymousSubscribe: o.anonSubscribe, AnonymousPublish: o.anonPublish}
+	a := &server.Auth{HMACSecret: []byte(o.jwtSecret), Required: o.authRequired, Audience: o.jwtAudience, Issuer: o.jwtIssuer}
+	// Without tokens every client is anonymous: the lists apply only beside them.
+	o.channels.AnonymousSubscribe, o.channels.AnonymousPublish = o.anonSubscribe, o.anonPublish
 	if o.jwtPublicKey != "" {
 		pemBytes, err := os.ReadFile(o.jwtPublicKey)
 		if err != nil {
@@ -388,10 +432,16 @@ func (o *options) configureAuth() error {
 }
 
 // adminMux serves operators, off the public port: Prometheus metrics,
-// liveness, readiness (false once shutdown begins, or while the broker is
-// disconnected) and pprof.
-func adminMux(app *chatServer, reg *prometheus.Registry, args []string) *http.ServeMux {
+// liveness, readiness (false once a drain or shutdown begins, or while the
+// broker is disconnected), POST /admin/drain (drain, as SIGTERM does) and
+// pprof.
+func adminMux(app *chatServer, reg *prometheus.Registry, args []string, drain func()) *http.ServeMux {
 	mux := http.NewServeMux()
+	mux.HandleFunc("POST /admin/drain", func(w http.ResponseWriter, _ *http.Request) {
+		drain()
+		w.WriteHeader(http.StatusAccepted)
+		fmt.Fprintln(w, "draining")
+	})
 	mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
 	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) { fmt.Fprintln(w, "ok") })
 	mux.HandleFunc("/readyz", func(w http.ResponseWriter, _ *http.Request) {
@@ -421,6 +471,11 @@ type (
 
 var inChannels = &channelsMode{}
 
+// errRoomSubscribe refuses a subscribe from a chat-room connection: a
+// connection is in the room or has channels, never both, or a room member
+// could send it raw messages that pose as its channels' messages.
+var errRoomSubscribe = errors.New("the chat room has no channels: subscribe on /ws?channel=... or with the fanout subprotocol")
+
 // chatServer is the engine and the channels on it.
 type chatServer struct {
 	srv  *server.Server
@@ -431,10 +486,17 @@ type chatServer struct {
 // in its query, /echo echoes, and plain HTTP requests reach the demo page
 // and the API. The caller closes its node once the server has shut down.
 func newChatServer(cfg server.Config, channels pubsub.Config, apiKey string) (*chatServer, error) {
-	var (
-		r   room
-		app chatServer
-	)
+	r := &room{}
+	channels.OnSubscribe = func(c *server.Conn, _ string) error {
+		if c.Data() == r {
+			return errRoomSubscribe
+		}
+		return nil
+	}
+	node, err := pubsub.New(channels)
+	if err != nil {
+		return nil, err
+	}
 	cfg.Subprotocols = append(cfg.Subprotocols, "fanout") // offered beside "bearer.<jwt>" by browsers
 	cfg.OnConnect = func(c *server.Conn, req *server.Request) error {
 		switch req.Path() {
@@ -445,12 +507,12 @@ func newChatServer(cfg server.Config, channels pubsub.Config, apiKey string) (*c
 			q := req.Query()
 			if len(q["channel"]) > 0 || slices.Contains(req.Protocols, "fanout") {
 				c.SetData(inChannels)
-				return app.node.SubscribeQuery(c, q)
+				return node.SubscribeQuery(c, q)
 			}
-			if !c.Allowed("subscribe", "ws") {
+			if !node.Allowed(c, pubsub.ActionSubscribe, "ws") {
 				return server.Reject(403, "token does not allow subscribing to ws")
 			}
-			c.SetData(&r)
+			c.SetData(r)
 			return r.hub.Join(c)
 		case "/echo":
 			return nil
@@ -460,18 +522,18 @@ func newChatServer(cfg server.Config, channels pubsub.Config, apiKey string) (*c
 	}
 	cfg.OnMessage = func(c *server.Conn, op frame.OpCode, data []byte) {
 		switch c.Data() {
-		case &r:
+		case r:
 			if op == frame.OpText && pubsub.IsControl(data) {
-				app.node.HandleControl(c, op, data)
+				node.HandleControl(c, op, data) // publishes; subscribes are refused
 				return
 			}
-			if !c.Allowed("publish", "ws") {
+			if !node.Allowed(c, pubsub.ActionPublish, "ws") {
 				_ = c.Close(frame.ClosePolicyViolation, "not allowed to publish")
 				return
 			}
 			r.hub.Broadcast(op, data)
 		case inChannels:
-			app.node.HandleControl(c, op, data)
+			node.HandleControl(c, op, data)
 		default:
 			_ = c.Send(op, data)
 		}
@@ -484,17 +546,15 @@ func newChatServer(cfg server.Config, channels pubsub.Config, apiKey string) (*c
 			http.Error(w, "this is a WebSocket endpoint", http.StatusUpgradeRequired)
 		})
 	}
-	var api http.Handler // needs the node: set below, before anything is served
-	mux.Handle("/api/", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { api.ServeHTTP(w, r) }))
+	mux.Handle("/api/", node.APIHandler(apiKey))
 	cfg.HTTPHandler = mux
-	var err error
-	if app.srv, err = server.New(cfg); err != nil {
+	srv, err := server.New(cfg)
+	if err != nil {
 		return nil, err
 	}
-	if app.node, err = pubsub.New(app.srv, channels); err != nil {
+	if err := node.Start(srv); err != nil {
 		return nil, err
 	}
-	api = app.node.APIHandler(apiKey)
-	r.hub = app.srv.NewHub()
-	return &app, nil
+	r.hub = srv.NewHub()
+	return &chatServer{srv: srv, node: node}, nil
 }

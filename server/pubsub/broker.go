@@ -1,12 +1,6 @@
 package pubsub
 
-import (
-	"context"
-	"errors"
-	"time"
-
-	"github.com/fanout-ws/fanout/frame"
-)
+import "context"
 
 // Broker gives each channel message its offset, keeps channel history
 // where every node can read it, and delivers every message to every node.
@@ -73,125 +67,9 @@ type Message struct {
 	Data []byte
 }
 
-// ErrBrokerUnavailable is returned by Publish and Subscribe while the
-// broker is disconnected: nothing is accepted that could not be delivered.
-var ErrBrokerUnavailable = errors.New("pubsub: broker unavailable")
-
-// brokerTimeout bounds one broker call made on a worker.
-const brokerTimeout = 2 * time.Second
-
-// deliver hands a broker message to this node's subscribers of its
-// channel. It runs on the broker's delivery goroutine, in order per
-// channel; a hole in the offsets (messages missed while the broker
-// reconnected) is filled from history first.
-func (n *Node) deliver(m Message) {
-	n.chans.mu.RLock()
-	ch := n.chans.m[m.Channel]
-	n.chans.mu.RUnlock()
-	if ch == nil {
-		return // no subscriber here
-	}
-	ch.mu.Lock()
-	defer ch.mu.Unlock()
-	if ch.dead {
-		return
-	}
-	if m.Offset == 0 { // injected from outside: no place in the stream
-		ch.hub.BroadcastPrepared(messageFrame(m))
-		return
-	}
-	if m.Epoch != ch.epoch || m.Offset > ch.offset+1 {
-		n.catchUp(ch, m.Position)
-	}
-	if m.Epoch != ch.epoch || m.Offset <= ch.offset {
-		return // delivered already, by the catch-up
-	}
-	ch.hub.BroadcastPrepared(messageFrame(m))
-	ch.offset = m.Offset
-}
-
-// catchUp delivers from the broker's history what ch's subscribers missed
-// before upTo (the broker's latest position when upTo is zero), and tells
-// them with a gap notice what history cannot give back, or that the
-// channel's epoch changed. ch.mu is held.
-func (n *Node) catchUp(ch *channel, upTo Position) {
-	ctx, cancel := context.WithTimeout(context.Background(), brokerTimeout)
-	defer cancel()
-	b := n.broker
-	after, limit := ch.offset, max(n.cfg.HistorySize, 0)
-	top, msgs, err := b.History(ctx, ch.name, after, limit)
-	newEpoch := err == nil && top.Epoch != ch.epoch
-	if newEpoch { // offsets restarted: all of the new epoch is news
-		after = 0
-		top, msgs, err = b.History(ctx, ch.name, 0, limit)
-	}
-	if err != nil {
-		n.log.Warn("broker history unavailable; subscribers may miss messages", "channel", ch.name, "err", err)
-		n.gapNotice(ch, reply{Reason: "messages may be lost: the broker's history is unavailable"})
-		if upTo.Epoch != "" {
-			ch.epoch, ch.offset = upTo.Epoch, upTo.Offset-1
-		}
-		return
-	}
-	if upTo.Offset == 0 || upTo.Epoch != top.Epoch {
-		upTo = top
-	} else {
-		upTo.Offset-- // upTo itself is delivered by the caller
-	}
-	first := upTo.Offset + 1 // the oldest offset subscribers get from here
-	if len(msgs) > 0 {
-		first = msgs[0].Offset
-	}
-	switch {
-	case newEpoch && ch.epoch != "":
-		n.gapNotice(ch, reply{Epoch: top.Epoch, First: &first, Reason: gapEpoch})
-	case !newEpoch && first > after+1:
-		n.gapNotice(ch, reply{First: &first, Reason: gapLost})
-	}
-	if newEpoch {
-		ch.epoch, ch.offset = top.Epoch, 0
-	}
-	for _, m := range msgs {
-		if m.Offset > upTo.Offset {
-			break
-		}
-		ch.hub.BroadcastPrepared(messageFrame(m))
-		ch.offset = m.Offset
-	}
-	ch.offset = max(ch.offset, upTo.Offset)
-}
-
-// The reasons of gap notices. Each notice has first, the next offset the
-// client gets; one with epoch tells that offsets went back (a reset): the
-// client adopts the epoch and counts from first again.
-const (
-	gapEpoch = "epoch changed: the channel's history restarted (server or broker restart, or expiry); offsets restart at first"
-	gapAhead = "since is ahead of the channel's offset; offsets continue at first"
-	gapLost  = "history does not reach back to since; messages before first are lost"
-)
-
-// gapNotice tells every subscriber of ch on this node that messages after
-// ch.offset were lost: g's first, epoch and reason.
-func (n *Node) gapNotice(ch *channel, g reply) {
-	since := ch.offset
-	g.Type, g.Channel, g.Since = "gap", ch.name, &since
-	ch.hub.BroadcastPrepared(frame.NewPrepared(frame.OpText, replyPayload(g)))
-}
-
-// resync catches every channel with subscribers up after the broker
-// reconnected.
-func (n *Node) resync() {
-	n.chans.mu.RLock()
-	list := make([]*channel, 0, len(n.chans.m))
-	for _, ch := range n.chans.m {
-		list = append(list, ch)
-	}
-	n.chans.mu.RUnlock()
-	for _, ch := range list {
-		ch.mu.Lock()
-		if !ch.dead && ch.epoch != "" {
-			n.catchUp(ch, Position{})
-		}
-		ch.mu.Unlock()
-	}
+// Position is where a subscriber left a channel: the last offset it
+// received, in the channel history called Epoch.
+type Position struct {
+	Offset uint64
+	Epoch  string // "" trusts Offset without checking the epoch
 }

@@ -456,21 +456,15 @@ func publishUntilStopped(s *Node, channel string, pause time.Duration) (stop fun
 // different value on the node is refused rather than silently kept.
 func TestNode_HistoryFromBroker(t *testing.T) {
 	t.Parallel()
-	srv, err := server.New(server.Config{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer srv.Close()
 	b := NewMemoryBroker(BrokerOptions{HistorySize: 7, HistoryTTL: time.Minute})
-	n, err := New(srv, Config{Broker: b})
+	n, err := New(Config{Broker: b})
 	if err != nil {
 		t.Fatal(err)
 	}
-	n.Close()
 	if n.cfg.HistorySize != 7 || n.cfg.HistoryTTL != time.Minute {
 		t.Fatalf("node history %d %v, want the broker's 7 1m0s", n.cfg.HistorySize, n.cfg.HistoryTTL)
 	}
-	if _, err := New(srv, Config{Broker: b, HistorySize: 100}); err == nil || !strings.Contains(err.Error(), "differ from the broker's") {
+	if _, err := New(Config{Broker: b, HistorySize: 100}); err == nil || !strings.Contains(err.Error(), "differ from the broker's") {
 		t.Fatalf("mismatched history: %v", err)
 	}
 }

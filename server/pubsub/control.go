@@ -126,7 +126,7 @@ func (n *Node) publishFrom(c *server.Conn, channel string, data []byte) (Publica
 	if err := CheckChannelName(channel); err != nil {
 		return Publication{}, err
 	}
-	if !c.Allowed("publish", channel) {
+	if !n.Allowed(c, ActionPublish, channel) {
 		return Publication{}, ErrForbidden
 	}
 	if n.cfg.OnPublish != nil {

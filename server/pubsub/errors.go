@@ -3,6 +3,10 @@ package pubsub
 import "errors"
 
 var (
+	// ErrBrokerUnavailable is returned by Publish and Subscribe while the
+	// broker is disconnected: nothing is accepted that could not be delivered.
+	ErrBrokerUnavailable = errors.New("pubsub: broker unavailable")
+
 	// ErrChannelName is wrapped by CheckChannelName, Publish and Subscribe
 	// for a name that cannot be a channel.
 	ErrChannelName = errors.New("pubsub: bad channel name")

@@ -17,7 +17,10 @@ import (
 // message is serialized once and carries its offset in the channel, which a
 // client can resume from after a reconnect.
 func ExampleNode_Publish() {
-	var node *pubsub.Node
+	node, err := pubsub.New(pubsub.Config{})
+	if err != nil {
+		panic(err)
+	}
 	s, err := server.New(server.Config{
 		OnConnect: func(c *server.Conn, r *server.Request) error {
 			return node.Subscribe(c, r.Query().Get("channel"), nil)
@@ -27,7 +30,7 @@ func ExampleNode_Publish() {
 	if err != nil {
 		panic(err)
 	}
-	if node, err = pubsub.New(s, pubsub.Config{}); err != nil {
+	if err := node.Start(s); err != nil {
 		panic(err)
 	}
 	defer node.Close()

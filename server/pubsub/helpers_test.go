@@ -27,11 +27,11 @@ type testNode struct {
 }
 
 // channelRoutes routes /ws?channel=a&channel=b (since=&epoch= to resume)
-// to subscriptions on *n and every message to HandleControl, as cmd/fanout
+// to subscriptions on n and every message to HandleControl, as cmd/fanout
 // does.
-func channelRoutes(cfg server.Config, n **Node) server.Config {
-	cfg.OnConnect = func(c *server.Conn, r *server.Request) error { return (*n).SubscribeQuery(c, r.Query()) }
-	cfg.OnMessage = func(c *server.Conn, op frame.OpCode, data []byte) { (*n).HandleControl(c, op, data) }
+func channelRoutes(cfg server.Config, n *Node) server.Config {
+	cfg.OnConnect = func(c *server.Conn, r *server.Request) error { return n.SubscribeQuery(c, r.Query()) }
+	cfg.OnMessage = func(c *server.Conn, op frame.OpCode, data []byte) { n.HandleControl(c, op, data) }
 	return cfg
 }
 
@@ -39,15 +39,18 @@ func channelRoutes(cfg server.Config, n **Node) server.Config {
 // serving yet; both stop at cleanup.
 func newNode(t *testing.T, sc server.Config, pc Config) *testNode {
 	t.Helper()
-	tn := &testNode{}
-	srv, err := server.New(channelRoutes(sc, &tn.Node))
+	n, err := New(pc)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if tn.Node, err = New(srv, pc); err != nil {
+	srv, err := server.New(channelRoutes(sc, n))
+	if err != nil {
 		t.Fatal(err)
 	}
-	tn.srv = srv
+	if err := n.Start(srv); err != nil {
+		t.Fatal(err)
+	}
+	tn := &testNode{Node: n, srv: srv}
 	t.Cleanup(tn.Close) // registered first: runs after the server's shutdown
 	return tn
 }

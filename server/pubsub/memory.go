@@ -1,10 +1,8 @@
 package pubsub
 
 import (
-	"cmp"
 	"context"
 	"fmt"
-	"log/slog"
 	"maps"
 	"sync"
 	"sync/atomic"
@@ -48,45 +46,15 @@ type memChannel struct {
 	hist   entryList // this channel's kept messages, oldest first
 }
 
-// BrokerOptions tunes a broker. Every Broker keeps to the same contract
-// with them: at most MaxChannels channels, at most half of them made by
-// publishes alone (never read by a subscriber, so a publisher cannot lock
-// subscribers out), at most HistorySize messages per channel, none older
-// than HistoryTTL, and at most HistoryMaxBytes of history in all, counted
-// with a per-message overhead and evicted oldest first across channels.
-// A publish or read that would pass a channel cap fails with
-// ErrTooManyChannels, never wrapped in another sentinel.
-type BrokerOptions struct {
-	// HistorySize and HistoryTTL bound each channel's history, as in
-	// Config, whose zero values take the broker's (HistoryLimits). Zero
-	// means the defaults; a negative size keeps no history.
-	HistorySize int
-	HistoryTTL  time.Duration
-	// HistoryMaxBytes caps the memory of every channel's history together.
-	// Zero means DefaultHistoryMaxBytes.
-	HistoryMaxBytes int64
-	// MaxChannels caps the channels a broker keeps. Zero means
-	// DefaultMaxChannels.
-	MaxChannels int
-	// Prefix starts every key and topic of a Redis broker. Zero means
-	// "fanout:".
-	Prefix string
-	// Logger receives a Redis broker's reconnection logs. Nil discards them.
-	Logger *slog.Logger
-}
-
-// MaxUnreadChannels is how many of max channels may be made by publishes
-// alone, for brokers.
-func MaxUnreadChannels(maxChannels int) int { return max(1, maxChannels/2) }
-
 // NewMemoryBroker returns an empty in-process broker.
 func NewMemoryBroker(o BrokerOptions) *MemoryBroker {
+	o = o.WithDefaults()
 	b := &MemoryBroker{
-		ttl:   cmp.Or(o.HistoryTTL, DefaultHistoryTTL),
-		max:   cmp.Or(o.MaxChannels, DefaultMaxChannels),
+		ttl:   o.HistoryTTL,
+		max:   o.MaxChannels,
 		chans: make(map[string]*memChannel),
 		nodes: make(map[*func(Message)]struct{}),
-		hist:  history{size: cmp.Or(o.HistorySize, DefaultHistorySize), maxBytes: cmp.Or(o.HistoryMaxBytes, DefaultHistoryMaxBytes)},
+		hist:  history{size: o.HistorySize, maxBytes: o.HistoryMaxBytes},
 	}
 	b.maxUnread = MaxUnreadChannels(b.max)
 	return b

@@ -1,10 +1,13 @@
 package pubsub
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
 	"log/slog"
+	"path"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -67,10 +70,17 @@ type Config struct {
 	// DefaultMaxChannelsPerConn (64).
 	MaxChannelsPerConn int
 
+	// AnonymousSubscribe and AnonymousPublish list the channels (path.Match
+	// patterns) a connection without a token may subscribe and publish to
+	// (Allowed). Nil allows every channel, more than a token with subscribe
+	// or publish claims may do: Start warns when the server checks tokens.
+	// An empty, non-nil list allows none.
+	AnonymousSubscribe, AnonymousPublish []string
+
 	// OnSubscribe runs before c joins channel (Node.Subscribe, a subscribe
 	// control message or a channel named at connect); a non-nil error
 	// refuses it with the error's text. Token claims are checked first
-	// (Conn.Allowed). It runs on a worker: do not block.
+	// (Allowed). It runs on a worker: do not block.
 	OnSubscribe func(c *server.Conn, channel string) error
 
 	// OnPublish runs before a publish control message from c reaches
@@ -87,19 +97,13 @@ type Config struct {
 	Registerer prometheus.Registerer
 }
 
-func (c Config) withDefaults(srv server.Config) Config {
+func (c Config) withDefaults() Config {
 	setDefault(&c.HistorySize, DefaultHistorySize)
 	setDefault(&c.HistoryTTL, DefaultHistoryTTL)
 	setDefault(&c.MaxChannels, DefaultMaxChannels)
 	setDefault(&c.MaxChannelsPerConn, DefaultMaxChannelsPerConn)
 	setDefault(&c.HistoryMaxBytes, DefaultHistoryMaxBytes)
 	setDefault(&c.ChannelCreateRate, DefaultChannelCreateRate)
-	if c.Logger == nil {
-		c.Logger = srv.Logger
-	}
-	if c.Registerer == nil {
-		c.Registerer = srv.Registerer
-	}
 	return c
 }
 
@@ -124,6 +128,11 @@ func (c Config) Validate() error {
 	}
 	if c.HistoryTTL < 0 {
 		errs = append(errs, fmt.Errorf("pubsub: HistoryTTL (%v) must not be negative", c.HistoryTTL))
+	}
+	for _, p := range append(slices.Clone(c.AnonymousSubscribe), c.AnonymousPublish...) {
+		if _, err := path.Match(p, ""); err != nil {
+			errs = append(errs, fmt.Errorf("pubsub: anonymous channel pattern %q: %w", p, err))
+		}
 	}
 	return errors.Join(errs...)
 }
@@ -152,8 +161,9 @@ func (c *Config) historyFromBroker() error {
 
 // Node is this process's share of the channels: the channels its
 // connections subscribe to, each a server.Hub fed by the Broker, which
-// joins the nodes. Create it with New and stop it with Close; it is safe
-// for concurrent use.
+// joins the nodes. Create it with New, before its Server (whose hooks call
+// its methods), start it on the Server with Start, and stop it with Close;
+// it is safe for concurrent use.
 type Node struct {
 	srv    *server.Server
 	cfg    Config
@@ -170,6 +180,7 @@ type Node struct {
 	stats    counters
 	lastWarn atomic.Int64
 
+	started       atomic.Bool
 	stop          context.CancelFunc
 	brokerStopped <-chan struct{}
 	swept         chan struct{} // closed when the sweeper has returned
@@ -177,40 +188,56 @@ type Node struct {
 	closeOnce     sync.Once
 }
 
-// New validates cfg and starts a node on srv: its broker delivers from now
-// on, and a sweeper forgets channels without subscribers. Close stops both.
-func New(srv *server.Server, cfg Config) (*Node, error) {
+// New validates cfg and returns a node that does nothing until Start.
+// It does no I/O.
+func New(cfg Config) (*Node, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
 	if err := cfg.historyFromBroker(); err != nil {
 		return nil, err
 	}
-	sc := srv.Config()
-	cfg = cfg.withDefaults(sc)
+	cfg = cfg.withDefaults()
 	n := &Node{
-		srv:             srv,
-		cfg:             cfg,
-		broker:          cfg.Broker,
-		log:             cfg.Logger.With("component", "pubsub"),
-		maxMessageBytes: sc.MaxMessageBytes,
-		sendQueueBytes:  sc.SendQueueBytes,
-		chans:           registry{m: make(map[string]*channel), hubs: make(map[*server.Hub]struct{})},
-		pending:         pendingSubs{m: make(map[*server.Conn]int)},
-		creators:        newConnRate(cfg.ChannelCreateRate, cfg.MaxChannelsPerConn, ErrTooManyChannels, "this connection makes new channels faster than %g a second"),
+		cfg:      cfg,
+		broker:   cfg.Broker,
+		chans:    registry{m: make(map[string]*channel), hubs: make(map[*server.Hub]struct{})},
+		pending:  pendingSubs{m: make(map[*server.Conn]int)},
+		creators: newConnRate(cfg.ChannelCreateRate, cfg.MaxChannelsPerConn, ErrTooManyChannels, "this connection makes new channels faster than %g a second"),
 		// A replay may be half the send queue: a connection recovers all its
 		// channels at once, then at the rate of new channels.
 		replays: newConnRate(cfg.ChannelCreateRate, cfg.MaxChannelsPerConn, ErrTooManyReplays, "more than %g a second on this connection"),
 		swept:   make(chan struct{}),
+		stop:    func() {},
 	}
 	if n.broker == nil {
 		n.broker = NewMemoryBroker(BrokerOptions{HistorySize: cfg.HistorySize, HistoryTTL: cfg.HistoryTTL, HistoryMaxBytes: cfg.HistoryMaxBytes, MaxChannels: cfg.MaxChannels})
 	}
-	if cfg.Registerer != nil {
-		if err := cfg.Registerer.Register(newMetrics(n)); err != nil {
-			return nil, fmt.Errorf("pubsub: register metrics: %w", err)
+	return n, nil
+}
+
+// Start runs the node on srv, before srv serves: the broker delivers from
+// now on, and a sweeper forgets channels without subscribers. Close stops
+// both. The node logs to, and registers its metrics with, srv's Logger and
+// Registerer unless Config sets its own. Start works once.
+func (n *Node) Start(srv *server.Server) error {
+	if !n.started.CompareAndSwap(false, true) {
+		return errors.New("pubsub: node started twice")
+	}
+	sc := srv.Config()
+	n.srv = srv
+	n.maxMessageBytes, n.sendQueueBytes = sc.MaxMessageBytes, sc.SendQueueBytes
+	n.log = cmp.Or(n.cfg.Logger, sc.Logger).With("component", "pubsub")
+	reg := n.cfg.Registerer
+	if reg == nil {
+		reg = sc.Registerer
+	}
+	if reg != nil {
+		if err := reg.Register(newMetrics(n)); err != nil {
+			return fmt.Errorf("pubsub: register metrics: %w", err)
 		}
 	}
+	n.warnAnonymousWide(sc.Auth)
 	ctx, cancel := context.WithCancel(context.Background())
 	n.stop = cancel
 	n.brokerStopped = n.broker.Start(ctx, n.deliver, n.resync)
@@ -223,13 +250,16 @@ func New(srv *server.Server, cfg Config) (*Node, error) {
 			n.replays.sweep(now)
 		})
 	}()
-	return n, nil
+	return nil
 }
 
 // Close stops the broker's deliveries to this node and the sweeper, and
 // waits for them. Later calls do nothing.
 func (n *Node) Close() {
 	n.closeOnce.Do(func() {
+		if !n.started.Swap(true) {
+			return // never started
+		}
 		n.stop()
 		<-n.brokerStopped
 		<-n.swept

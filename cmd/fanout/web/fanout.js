@@ -12,17 +12,27 @@
 //
 // new Fanout(url?, options?)
 //   url      WebSocket URL; default ws: or wss: to location.host + '/ws'.
-//   options  minDelay (ms, default 250) and maxDelay (ms, default 10000): reconnect
-//            backoff bounds; connectTimeout (ms, default 10000): give up on an
+//   options  baseDelay (ms, default 1000) and maxDelay (ms, default 30000): reconnect
+//            backoff (see connect()); connectTimeout (ms, default 10000): give up on an
 //            opening socket; requestTimeout (ms, default 10000): reject a
 //            subscribe or publish with no reply; protocols (default ['fanout']);
 //            WebSocket (constructor, default globalThis.WebSocket).
 //
 // Methods
 //   connect()      open the socket and keep it open: after any unwanted close it
-//                  reconnects by itself, waiting min(maxDelay, minDelay*2^(n-1))
-//                  times a random factor in [0.5, 1] (never below minDelay)
-//                  before attempt n. The attempt count resets once a socket opens.
+//                  reconnects by itself with full-jitter exponential backoff:
+//                  before attempt n (1, 2, ...) it waits a delay drawn uniformly
+//                  from [0, min(maxDelay, baseDelay*2^(n-1))], so clients that
+//                  lost the same server spread out instead of returning together.
+//                  The attempt count resets once a socket opens. Two hints from
+//                  the server take precedence, each capped at maxDelay: a close
+//                  reason holding "retry-ms=N" (a draining server's 1012 Service
+//                  Restart) makes the window [0, N]; a refused upgrade's
+//                  Retry-After (seconds) is waited out first, then the window is
+//                  added. Browsers hide a refused upgrade's headers; a WebSocket
+//                  constructor that sets the socket's retryAfter property from
+//                  them (as cmd/fanout's Node adapter over the ws package does)
+//                  makes it count.
 //   disconnect()   close on purpose: state 'closed', no reconnect until connect().
 //                  Subscriptions and their positions are kept for the next connect().
 //   subscribe(channel, {since, epoch}?)   add a channel. It is (re)sent on every
@@ -70,8 +80,8 @@ const channelName = /^[A-Za-z0-9_\-.:@/=]{1,128}$/;
 export class Fanout {
   constructor(url, options = {}) {
     this.url = url ?? defaultURL();
-    this.minDelay = options.minDelay ?? 250;
-    this.maxDelay = Math.max(this.minDelay, options.maxDelay ?? 10000);
+    this.baseDelay = options.baseDelay ?? 1000;
+    this.maxDelay = Math.max(this.baseDelay, options.maxDelay ?? 30000);
     this.connectTimeout = options.connectTimeout ?? 10000;
     this.requestTimeout = options.requestTimeout ?? 10000;
     this.protocols = options.protocols ?? ['fanout'];
@@ -189,11 +199,21 @@ export class Fanout {
       this._failPending(new Error(`fanout: connection closed (${ev.code})`));
       if (!this._wanted) return;
       this._attempt++;
-      const cap = Math.min(this.maxDelay, this.minDelay * 2 ** (this._attempt - 1));
-      const delay = Math.round(Math.max(this.minDelay, cap * (0.5 + Math.random() / 2)));
+      const delay = this._backoff(ev.reason, ws.retryAfter);
       this._setStatus({ state: 'reconnecting', attempt: this._attempt, delay, code: ev.code, reason: ev.reason });
       this._timer = setTimeout(() => this._open(), delay);
     };
+  }
+
+  // _backoff is the wait before the next attempt (see connect()): full
+  // jitter, so siblings never share a schedule.
+  _backoff(reason, retryAfter) {
+    let window = Math.min(this.maxDelay, this.baseDelay * 2 ** (this._attempt - 1));
+    const hint = /(?:^|[\s;,])retry-ms=(\d+)/.exec(reason ?? '');
+    if (hint) window = Math.min(this.maxDelay, Number(hint[1]));
+    const after = Number.parseInt(retryAfter, 10); // delta-seconds; a date is not worth the parse
+    const floor = after > 0 ? Math.min(this.maxDelay, after * 1000) : 0;
+    return Math.round(floor + Math.random() * window);
   }
 
   _send(msg) {

@@ -21,7 +21,10 @@ import (
 // control messages. The Node closes after the server has shut down.
 func Serve(t *testing.T, cfg pubsub.Config) (*pubsub.Node, *server.Server) {
 	t.Helper()
-	var n *pubsub.Node
+	n, err := pubsub.New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
 	srv, err := server.New(server.Config{
 		OnConnect: func(c *server.Conn, r *server.Request) error { return n.SubscribeQuery(c, r.Query()) },
 		OnMessage: func(c *server.Conn, op frame.OpCode, data []byte) { n.HandleControl(c, op, data) },
@@ -29,7 +32,7 @@ func Serve(t *testing.T, cfg pubsub.Config) (*pubsub.Node, *server.Server) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if n, err = pubsub.New(srv, cfg); err != nil {
+	if err := n.Start(srv); err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(n.Close)

@@ -115,15 +115,16 @@ func New(rawURL string, o pubsub.BrokerOptions) (*Broker, error) {
 	}
 	q := u.Query()
 	u.RawQuery = ""
+	o = o.WithDefaults()
 	b := &Broker{
 		uri:      u.String(),
 		name:     cmp.Or(q.Get("stream"), DefaultStream),
-		ttl:      cmp.Or(o.HistoryTTL, pubsub.DefaultHistoryTTL),
-		size:     cmp.Or(o.HistorySize, pubsub.DefaultHistorySize),
-		max:      cmp.Or(o.MaxChannels, pubsub.DefaultMaxChannels),
-		maxBytes: cmp.Or(o.HistoryMaxBytes, pubsub.DefaultHistoryMaxBytes),
+		ttl:      o.HistoryTTL,
+		size:     o.HistorySize,
+		max:      o.MaxChannels,
+		maxBytes: o.HistoryMaxBytes,
 		node:     pubsub.NewEpoch(),
-		log:      cmp.Or(o.Logger, slog.New(slog.DiscardHandler)),
+		log:      o.Logger,
 		waiters:  make(map[uint64]chan result),
 	}
 	maxAge, err1 := duration(q.Get("max-age"), b.ttl+2*clockSkew)

@@ -1,7 +1,6 @@
 package redis
 
 import (
-	"cmp"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -61,17 +60,15 @@ func New(url string, o pubsub.BrokerOptions) (*Broker, error) {
 	// Redis that is down.
 	opt.DialTimeout, opt.ReadTimeout, opt.WriteTimeout = time.Second, time.Second, time.Second
 	opt.MaxRetries = 1
+	o = o.WithDefaults()
 	b := &Broker{
 		rdb:         goredis.NewClient(opt),
-		prefix:      cmp.Or(o.Prefix, "fanout:"),
-		size:        cmp.Or(o.HistorySize, pubsub.DefaultHistorySize),
-		ttl:         cmp.Or(o.HistoryTTL, pubsub.DefaultHistoryTTL),
-		maxBytes:    cmp.Or(o.HistoryMaxBytes, pubsub.DefaultHistoryMaxBytes),
-		maxChannels: cmp.Or(o.MaxChannels, pubsub.DefaultMaxChannels),
+		prefix:      o.Prefix,
+		size:        o.HistorySize,
+		ttl:         o.HistoryTTL,
+		maxBytes:    o.HistoryMaxBytes,
+		maxChannels: o.MaxChannels,
 		log:         o.Logger,
-	}
-	if b.log == nil {
-		b.log = slog.New(slog.DiscardHandler)
 	}
 	return b, nil
 }
