@@ -39,7 +39,8 @@ type node struct {
 // cleanup.
 func runNode(t *testing.T, url string, cfg pubsub.Config) *node {
 	t.Helper()
-	b, err := New(url, pubsub.BrokerOptions{HistorySize: cfg.HistorySize, HistoryTTL: cfg.HistoryTTL, Logger: testLogger()})
+	b, err := New(url, pubsub.BrokerOptions{HistorySize: cfg.HistorySize, HistoryTTL: cfg.HistoryTTL,
+		HistoryMaxBytes: cfg.HistoryMaxBytes, MaxChannels: cfg.MaxChannels, Logger: testLogger()})
 	if err != nil {
 		t.Fatal(err)
 	}
