@@ -16,6 +16,7 @@ import (
 	"github.com/fanout-ws/fanout/internal/testutil"
 	"github.com/fanout-ws/fanout/server"
 	"github.com/fanout-ws/fanout/server/pubsub"
+	"github.com/gobwas/ws"
 )
 
 // Deployment is one test's broker: a server of its own, or a stream or
@@ -58,6 +59,7 @@ var scenarios = []scenario{
 	{"ThreeNodes", false, threeNodes},
 	{"NodeKilledClientRecovers", false, nodeKilledClientRecovers},
 	{"ConcurrentPublishersInOrder", false, concurrentPublishersInOrder},
+	{"ChannelChurnLockout", false, channelChurnLockout},
 }
 
 // Run runs every scenario against s's broker, each in a subtest.
@@ -364,4 +366,46 @@ func restartKeepsHistory(t *testing.T, c *cluster) {
 			t.Fatalf("got %+v, want offset %d", e, off)
 		}
 	}
+}
+
+// Issue 24, finding 4: subscribe/unsubscribe churn cannot lock channels
+// out. Five connections subscribe to 64 new channels each (320 against a
+// cap of 300) and leave: once their channels have no subscriber and no
+// message they no longer count (Broker.Release), so a new subscriber gets
+// in within seconds, not after the history TTL.
+func channelChurnLockout(t *testing.T, c *cluster) {
+	n := c.nodes(t, 1, pubsub.Config{MaxChannels: 300})[0]
+	refused := 0
+	for a := range 5 {
+		cl := n.Dial(t, "")
+		for i := range 64 {
+			cl.Send(fmt.Sprintf(`{"op":"subscribe","channel":"churn-%d-%d"}`, a, i))
+		}
+		for range 64 {
+			switch e := cl.Read(); {
+			case e.Type == "error" && strings.HasPrefix(e.Reason, "too many channels"):
+				refused++
+			case e.Type != "subscribed":
+				t.Fatalf("attacker %d got %+v", a, e)
+			}
+		}
+		cl.Close()
+	}
+	if refused != 20 {
+		t.Fatalf("%d of 320 subscribes refused, want 20 (the cap is 300)", refused)
+	}
+	testutil.Eventually(t, 10*time.Second, func() error {
+		cl, err := TryDial(t, "ws://"+n.Addr+"/ws?channel=after-churn")
+		var status ws.StatusError
+		switch {
+		case errors.As(err, &status):
+			return fmt.Errorf("a new subscriber got %d", status)
+		case err != nil:
+			t.Fatal(err)
+		}
+		if e := cl.Read(); e.Type != "subscribed" {
+			t.Fatalf("new subscriber got %+v", e)
+		}
+		return nil
+	})
 }
