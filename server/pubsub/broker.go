@@ -57,7 +57,10 @@ type Broker interface {
 	// counts against MaxChannels: the broker forgets it when a new channel
 	// needs its place (a later use starts a new epoch), so subscribers who
 	// come and go cannot lock others out until the history TTL. A read
-	// (History) takes the release back.
+	// (History) takes the release back. Releases are not counted per node:
+	// when channels are full, one released here may be forgotten while
+	// another node still carries it; its subscribers then get a gap notice
+	// with the new epoch, and lose nothing (it kept no message).
 	Release(ctx context.Context, channel string) error
 
 	// Ready reports whether the broker is connected and delivering.
