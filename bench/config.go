@@ -4,7 +4,6 @@ import (
 	"errors"
 	"fmt"
 	"net"
-	"strings"
 	"time"
 )
 
@@ -111,12 +110,6 @@ func (c Config) Validate() error {
 	for _, a := range c.SourceAddrs {
 		if net.ParseIP(a) == nil {
 			errs = append(errs, fmt.Errorf("bench: source address %q is not an IP", a))
-		}
-	}
-	for _, u := range c.URLs {
-		if strings.HasPrefix(u, "wss://") && c.Scenario != ScenarioIdle && c.Scenario != ScenarioChurn {
-			errs = append(errs, fmt.Errorf("bench: wss targets support the idle and churn scenarios only (got %s)", c.Scenario))
-			break
 		}
 	}
 	if c.ClosedLoop && c.Scenario != ScenarioEcho {

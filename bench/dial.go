@@ -41,7 +41,7 @@ func (d dialer) dial(ctx context.Context, target string, index int) (net.Conn, [
 	if u.Scheme == "wss" {
 		cfg := d.tls.Clone()
 		cfg.ServerName = u.Hostname()
-		tc := tls.Client(nc, cfg)
+		tc := tls.Client(&sock{Conn: nc}, cfg) // a subscriber detaches it (see detach)
 		_ = tc.SetDeadline(time.Now().Add(10 * time.Second))
 		if err := tc.HandshakeContext(ctx); err != nil {
 			nc.Close()

@@ -9,6 +9,7 @@ import (
 	"math/rand/v2"
 	"net"
 	"runtime"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -31,8 +32,7 @@ type group struct {
 	measuring atomic.Bool
 	mu        sync.Mutex
 	conns     []*client
-	held      []int      // slow scenario: fds of silent and stalled clients
-	tlsConns  []net.Conn // idle over wss: held open, never read
+	held      []int // slow scenario: fds of silent and stalled clients
 	dialErrs  atomic.Int64
 	readers   sync.WaitGroup
 	stopSend  chan struct{}
@@ -47,7 +47,8 @@ type client struct {
 	fd   int
 	tok  poller.Token
 	id   int
-	ch   int // channel mode: the channel subscribed to
+	ch   int       // channel mode: the channel subscribed to
+	tc   *tls.Conn // wss: crypto/tls over the fd (a detached sock); nil for ws
 	p    frame.Parser
 	last []uint64   // highest sequence seen, per publisher
 	wmu  sync.Mutex // writes (pongs, echo sends), tok and dead
@@ -97,42 +98,7 @@ func (g *group) connect(ctx context.Context) {
 		go func(i int) {
 			defer wg.Done()
 			defer func() { <-sem }()
-			idx := g.first + i
-			nc, rest, err := d.dial(ctx, g.cfg.subscriberURL(idx), idx)
-			if err != nil {
-				g.dialErrs.Add(1)
-				return
-			}
-			if _, isTLS := nc.(*tls.Conn); isTLS { // idle over wss: held, not read
-				g.mu.Lock()
-				g.tlsConns = append(g.tlsConns, nc)
-				g.mu.Unlock()
-				return
-			}
-			fd, err := poller.Detach(nc)
-			if err != nil {
-				g.dialErrs.Add(1)
-				return
-			}
-			if i < silent { // never reads: the server must evict it, not wait for it
-				_ = unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_RCVBUF, 4096)
-				g.hold(fd)
-				return
-			}
-			c := &client{g: g, fd: fd, id: idx, p: frame.Parser{Role: frame.ClientSide, MaxMessageBytes: 16 << 20, Deflate: g.cfg.Deflate}}
-			if g.cfg.Channels > 0 {
-				c.ch = idx % g.cfg.Channels
-			}
-			if len(rest) > 0 && !c.consume(rest) {
-				return
-			}
-			g.mu.Lock()
-			g.conns = append(g.conns, c)
-			g.mu.Unlock()
-			c.wmu.Lock() // an event may fire before Register returns
-			c.tok, err = g.pl.Register(fd, c)
-			c.wmu.Unlock()
-			if err != nil {
+			if err := g.open(ctx, d, g.first+i, i < silent); err != nil {
 				g.dialErrs.Add(1)
 			}
 		}(i)
@@ -141,6 +107,46 @@ func (g *group) connect(ctx context.Context) {
 	if g.cfg.Scenario == ScenarioSlow {
 		g.stall(ctx, d)
 	}
+}
+
+// open dials connection idx and registers it with the poller, or holds
+// it unread when silent (it never reads: the server must evict it, not
+// wait for it).
+func (g *group) open(ctx context.Context, d dialer, idx int, silent bool) error {
+	nc, rest, err := d.dial(ctx, g.cfg.subscriberURL(idx), idx)
+	if err != nil {
+		return err
+	}
+	tc, _ := nc.(*tls.Conn)
+	fd, err := detach(nc)
+	if err != nil {
+		return err
+	}
+	if silent {
+		_ = unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_RCVBUF, 4096)
+		g.hold(fd)
+		return nil
+	}
+	c := &client{g: g, fd: fd, id: idx, tc: tc, p: frame.Parser{Role: frame.ClientSide, MaxMessageBytes: 16 << 20, Deflate: g.cfg.Deflate}}
+	if g.cfg.Channels > 0 {
+		c.ch = idx % g.cfg.Channels
+	}
+	if len(rest) > 0 && !c.consume(rest) {
+		return nil
+	}
+	// crypto/tls may hold whole records it read with the handshake, which
+	// no readiness event would announce: read them before registering.
+	if tc != nil && !c.readTLS(make([]byte, 4<<10)) {
+		c.kill()
+		return nil
+	}
+	g.mu.Lock()
+	g.conns = append(g.conns, c)
+	g.mu.Unlock()
+	c.wmu.Lock() // an event may fire before Register returns
+	c.tok, err = g.pl.Register(fd, c)
+	c.wmu.Unlock()
+	return err
 }
 
 // stall opens clients stuck mid-handshake and mid-frame.
@@ -153,7 +159,7 @@ func (g *group) stall(ctx context.Context, d dialer) {
 				continue
 			}
 			_, _ = nc.Write([]byte{0x82, 0xFE}) // half a frame header, then silence
-			if fd, err := poller.Detach(nc); err == nil {
+			if fd, err := detach(nc); err == nil {
 				g.hold(fd)
 			}
 			continue
@@ -162,7 +168,11 @@ func (g *group) stall(ctx context.Context, d dialer) {
 		if err != nil {
 			continue
 		}
-		_, _ = nc.Write([]byte("GET /ws HTTP/1.1\r\nHost: x\r\n")) // half a request
+		half := []byte("GET /ws HTTP/1.1\r\nHost: x\r\n") // half a request
+		if strings.HasPrefix(u, "wss:") {
+			half = []byte{0x16, 0x03, 0x01, 0x02, 0x00} // a ClientHello's record header, no body
+		}
+		_, _ = nc.Write(half)
 		if fd, err := poller.Detach(nc); err == nil {
 			g.hold(fd)
 		}
@@ -193,7 +203,7 @@ func (g *group) subsPerChannel() []int {
 func (g *group) connected() (int, int) {
 	g.mu.Lock()
 	defer g.mu.Unlock()
-	return len(g.conns) + len(g.tlsConns), int(g.dialErrs.Load())
+	return len(g.conns), int(g.dialErrs.Load())
 }
 
 // read drains readable sockets handed over by the poller.
@@ -207,27 +217,10 @@ func (g *group) read() {
 		c.wmu.Lock()
 		alive := !c.dead
 		c.wmu.Unlock()
-		for i := 0; alive && i < 8; i++ {
-			n, err := unix.Read(c.fd, buf)
-			if n > 0 {
-				if g.measuring.Load() {
-					g.st.rxBytes.Add(int64(n))
-				}
-				if alive = c.consume(buf[:n]); !alive {
-					break // killed: the fd is closed
-				}
-				if n < len(buf) {
-					break
-				}
-				continue
-			}
-			if err == unix.EAGAIN {
-				break
-			}
-			if err == unix.EINTR {
-				continue
-			}
-			alive = false // EOF or reset
+		if alive && c.tc != nil {
+			alive = c.readTLS(buf)
+		} else if alive {
+			alive = c.readPlain(buf)
 		}
 		if alive {
 			c.wmu.Lock()
@@ -236,6 +229,55 @@ func (g *group) read() {
 		}
 		if !alive {
 			c.kill() // no-op if consume already did
+		}
+	}
+}
+
+// readPlain reads c's socket until EAGAIN or a budget; it returns false
+// once c is dead.
+func (c *client) readPlain(buf []byte) bool {
+	for i := 0; i < 8; i++ {
+		n, err := unix.Read(c.fd, buf)
+		if n > 0 {
+			if c.g.measuring.Load() {
+				c.g.st.rxBytes.Add(int64(n))
+			}
+			if !c.consume(buf[:n]) {
+				return false // killed: the fd is closed
+			}
+			if n < len(buf) {
+				return true
+			}
+			continue
+		}
+		switch err {
+		case unix.EAGAIN:
+			return true
+		case unix.EINTR:
+			continue
+		}
+		return false // EOF or reset
+	}
+	return true
+}
+
+// readTLS reads c's records until the socket would block. It has no
+// budget: stopping earlier could leave whole records inside crypto/tls,
+// which no readiness event would announce. rxBytes counts the frames'
+// bytes, before TLS. It returns false once c is dead.
+func (c *client) readTLS(buf []byte) bool {
+	for {
+		n, err := c.tc.Read(buf)
+		if n > 0 {
+			if c.g.measuring.Load() {
+				c.g.st.rxBytes.Add(int64(n))
+			}
+			if !c.consume(buf[:n]) {
+				return false
+			}
+		}
+		if err != nil {
+			return err == errWouldBlock
 		}
 	}
 }
@@ -341,6 +383,10 @@ func (c *client) write(b []byte) bool {
 	if c.dead {
 		return false
 	}
+	if c.tc != nil { // a record is never cut: the sock waits for room
+		_, err := c.tc.Write(b)
+		return err == nil
+	}
 	n, err := unix.Write(c.fd, b)
 	return err == nil && n == len(b)
 }
@@ -445,9 +491,6 @@ func (g *group) close() {
 	}
 	for _, fd := range g.held {
 		_ = unix.Close(fd)
-	}
-	for _, nc := range g.tlsConns {
-		nc.Close()
 	}
 }
 

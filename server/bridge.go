@@ -20,8 +20,9 @@ const bridgeWriteTimeout = 30 * time.Second
 // behind an HTTPS server) cannot: Go's TLS stack owns its socket and
 // blocks on it, so the engine gets one end of a Unix socket pair and two
 // goroutines copy plaintext between the other end and the tls.Conn. That
-// costs two goroutines and two more fds per connection; for fan-out at
-// scale, serve wss with Config.TLS, which keeps TLS on the poller.
+// costs two goroutines and two more fds per connection (admission counts
+// them: bridgeFDs); for fan-out at scale, serve wss with Config.TLS, which
+// keeps TLS on the poller.
 func (s *Server) hijackedSocket(nc net.Conn) (int, error) {
 	tc, ok := nc.(*tls.Conn)
 	if !ok {

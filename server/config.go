@@ -31,6 +31,11 @@ const (
 	DefaultHubBacklogBytes  = 64 << 20
 	DefaultIPv6PrefixBits   = 64
 
+	// For Server.Drain (cmd/fanout's -drain-grace and -drain-duration):
+	// a few health checks' time, and the spread of the closes.
+	DefaultDrainGrace    = 5 * time.Second
+	DefaultDrainDuration = 30 * time.Second
+
 	DefaultCompression         = CompressionOn
 	DefaultCompressionMinBytes = 256
 	DefaultCompressionLevel    = frame.DefaultDeflateLevel

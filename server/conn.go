@@ -41,10 +41,10 @@ type Conn struct {
 	reading  atomic.Int32 // readIdle, readBusy or readAgain (read.go)
 	sock     sock
 
-	srv    *Server
-	id     uint64
-	remote netip.AddrPort
-	token  poller.Token
+	srv   *Server
+	id    uint64
+	slot  slot // the client's address and its places in the limits (admission.go)
+	token poller.Token
 
 	mu        sync.Mutex
 	state     connState
@@ -62,21 +62,19 @@ type Conn struct {
 	data      any
 	protocol  string
 	connected bool        // OnConnect accepted it: OnClose is owed
-	refuse    int         // HTTP status a trusted proxy's client is refused with (429), or 0
-	refused   bool        // answered at accept and lingering: counted in Server.refusing, not in live
-	admitted  bool        // counted by the per-IP limits: release on close
-	viaProxy  bool        // the peer is a trusted proxy: admitted once the client's address is known (proxy.go)
-	proxyDone bool        // the PROXY header, if any, is handled
 	parked    bool        // a write waits for EPOLLOUT that could not be armed before registration
 	zbits     uint8       // permessage-deflate window the client allowed, in bits (0: none); set before OnConnect, then only read, without mu
 	limits    *connLimits // per-connection rate limits, nil when off
 	claims    map[string]any
-	expires   int64         // when the token expires (Server.now units), or 0
-	attached  *[]func(bool) // DeferUntilAttached's calls, run by track (or by destroy, with false)
+	expires   int64 // when the token expires (Server.now units), or 0
+
+	// hs is the handshake's state, nil from the 101 on. Set and dropped
+	// under mu by its owner, the goroutine that runs the handshake, which
+	// alone reads it without mu.
+	hs *handshake
 
 	// Owned by the worker that holds the read event.
-	parser  frame.Parser
-	request []byte // pooled, while the upgrade request is incomplete
+	parser frame.Parser
 }
 
 // ID is unique per Server for the life of the process.
@@ -87,7 +85,7 @@ func (c *Conn) ID() uint64 { return c.id }
 func (c *Conn) RemoteAddr() netip.AddrPort {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	return c.remote
+	return c.slot.addr()
 }
 
 // Protocol is the negotiated subprotocol, or "".
@@ -151,22 +149,16 @@ func (c *Conn) SendPrepared(ps ...*frame.Prepared) error {
 func (c *Conn) DeferUntilAttached(f func(attached bool)) bool {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if c.sock.fd >= 0 || c.state == stateClosed {
+	if c.sock.fd >= 0 || c.state == stateClosed || c.hs == nil {
 		return false
 	}
-	if c.attached == nil {
-		c.attached = new([]func(bool))
-	}
-	*c.attached = append(*c.attached, f)
+	c.hs.attached = append(c.hs.attached, f)
 	return true
 }
 
 // runAttached runs the calls DeferUntilAttached kept.
-func runAttached(fs *[]func(bool), attached bool) {
-	if fs == nil {
-		return
-	}
-	for _, f := range *fs {
+func runAttached(fs []func(bool), attached bool) {
+	for _, f := range fs {
 		f(attached)
 	}
 }
@@ -257,14 +249,16 @@ func (c *Conn) destroy(reason CloseReason) {
 	c.q, c.qBytes = nil, 0
 	hubs := c.hubs
 	c.hubs = nil
-	attached := c.attached
-	c.attached = nil
-	code, why, connected, token, admitted, remote := c.code, c.reason, c.connected, c.token, c.admitted, c.remote
-	c.admitted = false
+	var attached []func(bool)
+	failed := c.hs != nil && c.reason.failsHandshake()
+	if c.hs != nil {
+		attached, c.hs.attached = c.hs.attached, nil
+	}
+	code, why, connected, token, sl := c.code, c.reason, c.connected, c.token, c.slot.take()
 	c.mu.Unlock()
 	runAttached(attached, false)
-	if admitted {
-		c.srv.release(remote.Addr())
+	if failed {
+		c.srv.handshakeFailed()
 	}
 
 	s := c.srv
@@ -279,7 +273,7 @@ func (c *Conn) destroy(reason CloseReason) {
 		s.conns[c.sock.fd].CompareAndSwap(c, nil)
 		c.sock.close()
 	}
-	s.connClosed(c, code, why, connected)
+	s.connClosed(c, code, why, connected, &sl)
 }
 
 // tok returns c's poller registration.

@@ -5,7 +5,6 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
-	"net/netip"
 	"os"
 	"sync"
 	"time"
@@ -64,19 +63,16 @@ const httpWriteTimeout = 30 * time.Second
 
 // plainConn replays the bytes read before the hand-off, reports the
 // client's address (a PROXY header's, behind a trusted proxy) and gives the
-// connection's slots back when closed: MaxConns, and MaxConnsPerIP when it
-// was counted there.
+// connection's slot back when closed.
 type plainConn struct {
 	net.Conn
-	pre      []byte
-	remote   net.Addr
-	srv      *Server
-	ip       netip.Addr
-	admitted bool
-	once     sync.Once
+	pre  []byte
+	srv  *Server
+	once sync.Once
+	slot slot
 }
 
-func (c *plainConn) RemoteAddr() net.Addr { return c.remote }
+func (c *plainConn) RemoteAddr() net.Addr { return net.TCPAddrFromAddrPort(c.slot.addr()) }
 
 func (c *plainConn) Read(p []byte) (int, error) {
 	if len(c.pre) > 0 {
@@ -89,29 +85,22 @@ func (c *plainConn) Read(p []byte) (int, error) {
 
 func (c *plainConn) Close() error {
 	err := c.Conn.Close()
-	c.once.Do(func() {
-		if c.admitted {
-			c.srv.release(c.ip)
-		}
-		c.srv.releaseSlot()
-	})
+	c.once.Do(func() { c.srv.releaseSlot(&c.slot) })
 	return err
 }
 
-// toHTTP moves c, whose request is not an upgrade, to Config.HTTPHandler.
-// It runs on the worker that owns c, during the handshake.
-func (c *Conn) toHTTP() {
+// toHTTP moves c, whose request is not an upgrade, to Config.HTTPHandler,
+// with its slot. It runs on the worker that owns c, during the handshake.
+func (c *Conn) toHTTP(hs *handshake) {
 	s := c.srv
-	pre := bytes.Clone(c.request)
-	c.releaseRequest()
+	pre := bytes.Clone(hs.request)
+	hs.releaseRequest()
 	var (
 		nc  net.Conn
 		err error
 	)
-	s.live.Add(1) // the HTTP connection's slot, taken before destroy gives back the WebSocket one
 	c.mu.Lock()
-	admitted := c.admitted
-	c.admitted = false // its per-IP count goes to the HTTP connection
+	sl := c.slot.take()
 	c.mu.Unlock()
 	if t := c.sock.tls; t != nil {
 		// Go owns a TLS connection's fd: keep it open across destroy and
@@ -130,15 +119,12 @@ func (c *Conn) toHTTP() {
 		}
 	}
 	if err != nil {
-		s.log.Error("plain HTTP hand-off failed", "remote", c.remote.String(), "err", err)
+		s.log.Error("plain HTTP hand-off failed", "remote", sl.addr().String(), "err", err)
 		c.destroy(ReasonIOError)
-		if admitted {
-			s.release(c.remote.Addr())
-		}
-		s.releaseSlot()
+		s.releaseSlot(&sl)
 		return
 	}
-	pc := &plainConn{Conn: nc, pre: pre, remote: net.TCPAddrFromAddrPort(c.remote), srv: s, ip: c.remote.Addr(), admitted: admitted}
+	pc := &plainConn{Conn: nc, pre: pre, srv: s, slot: sl}
 	select {
 	case s.httpLn.conns <- pc:
 	case <-s.httpLn.done:

@@ -1,6 +1,7 @@
 package server
 
 import (
+	"cmp"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -24,8 +25,9 @@ const hubPauseBytes = 128 << 10
 
 // Hub is a set of connections that receive the same broadcasts (a room or
 // a channel). Members are grouped in shards by fd range; a shard exists only
-// once one of its fds joins, so an empty hub costs a few hundred bytes and a
-// hub of k members O(k). Broadcast serializes a message once and appends it
+// once one of its fds joins and the hub lists only those, so a hub costs
+// O(k) for k members whatever the open-files limit (about 300 B with one:
+// TestHub_BytesPerChannel). Broadcast serializes a message once and appends it
 // to every non-empty shard; a shard with pending frames has one flush task
 // queued on the write pool, which gives each member everything pending in
 // one writev. Broadcast never writes. Safe for concurrent use.
@@ -36,19 +38,24 @@ const hubPauseBytes = 128 << 10
 // publisher outside the hub can push a shard to HubBacklogBytes, past
 // which its broadcasts are dropped for that shard.
 type Hub struct {
-	s      *Server
-	shards []atomic.Pointer[hubShard] // by fd / hubShardFDs
-	count  atomic.Int64               // members with a socket
-	refs   atomic.Int64               // conns that joined and have not left
-	drops  atomic.Uint64
-	behind atomic.Int32 // shards over the pause bound
+	s *Server
+	// shards lists the shards that exist, ordered by index (fd /
+	// hubShardFDs). A new shard replaces the list under shardMu; readers
+	// load it without a lock.
+	shards  atomic.Pointer[[]*hubShard]
+	shardMu sync.Mutex
+	count   atomic.Int64 // members with a socket
+	refs    atomic.Int64 // conns that joined and have not left
+	drops   atomic.Uint64
+	behind  atomic.Int32 // shards over the pause bound
 
 	pauseMu sync.Mutex
 	paused  []*Conn // members whose reads wait for the hub to catch up
 }
 
 type hubShard struct {
-	h *Hub
+	h     *Hub
+	index int // fd / hubShardFDs of its members
 
 	mu sync.Mutex
 	// members is replaced, not modified in place, while a flush may be
@@ -65,7 +72,7 @@ type hubShard struct {
 
 // NewHub returns an empty hub whose broadcasts run on s's write pool.
 func (s *Server) NewHub() *Hub {
-	h := &Hub{s: s, shards: make([]atomic.Pointer[hubShard], (s.fdLimit+hubShardFDs-1)/hubShardFDs)}
+	h := &Hub{s: s}
 	s.mu.Lock()
 	s.hubs[h] = struct{}{}
 	s.mu.Unlock()
@@ -131,13 +138,45 @@ func (h *Hub) Release() {
 // Config.HubBacklogBytes behind.
 func (h *Hub) Drops() uint64 { return h.drops.Load() }
 
-func (h *Hub) add(c *Conn) {
-	slot := &h.shards[int(c.sock.fd)/hubShardFDs]
-	sh := slot.Load()
-	if sh == nil {
-		slot.CompareAndSwap(nil, &hubShard{h: h})
-		sh = slot.Load()
+// shardList returns the shards that exist, ordered by index.
+func (h *Hub) shardList() []*hubShard {
+	if l := h.shards.Load(); l != nil {
+		return *l
 	}
+	return nil
+}
+
+// shard returns the shard of fd, or nil if it does not exist.
+func (h *Hub) shard(fd int) *hubShard {
+	l := h.shardList()
+	if i, ok := slices.BinarySearchFunc(l, fd/hubShardFDs, compareShard); ok {
+		return l[i]
+	}
+	return nil
+}
+
+func compareShard(sh *hubShard, index int) int { return cmp.Compare(sh.index, index) }
+
+// shardFor returns the shard of fd, making it if needed.
+func (h *Hub) shardFor(fd int) *hubShard {
+	if sh := h.shard(fd); sh != nil {
+		return sh
+	}
+	h.shardMu.Lock()
+	defer h.shardMu.Unlock()
+	l := h.shardList()
+	i, ok := slices.BinarySearchFunc(l, fd/hubShardFDs, compareShard)
+	if ok {
+		return l[i]
+	}
+	sh := &hubShard{h: h, index: fd / hubShardFDs}
+	l = slices.Insert(slices.Clip(l), i, sh) // a copy: readers keep the old list
+	h.shards.Store(&l)
+	return sh
+}
+
+func (h *Hub) add(c *Conn) {
+	sh := h.shardFor(int(c.sock.fd))
 	sh.mu.Lock()
 	defer sh.mu.Unlock()
 	if slices.Contains(sh.members, c) {
@@ -155,7 +194,7 @@ func (h *Hub) remove(c *Conn) {
 	if fd < 0 {
 		return
 	}
-	sh := h.shards[fd/hubShardFDs].Load()
+	sh := h.shard(fd)
 	if sh == nil {
 		return
 	}
@@ -187,11 +226,7 @@ func (h *Hub) BroadcastPrepared(p *frame.Prepared) {
 	cost := frameCost(p.Len())
 	limit, pause := h.s.cfg.HubBacklogBytes, h.pauseBytes()
 	h.s.stats.broadcasts.Add(1)
-	for i := range h.shards {
-		sh := h.shards[i].Load()
-		if sh == nil {
-			continue
-		}
+	for _, sh := range h.shardList() {
 		sh.mu.Lock()
 		if len(sh.members) == 0 {
 			sh.mu.Unlock()
@@ -302,9 +337,8 @@ func (h *Hub) drain() {
 	w := writers.Get().(*writer)
 	defer writers.Put(w)
 	defer h.s.flushStats(w)
-	for i := range h.shards {
-		sh := h.shards[i].Load()
-		for sh != nil {
+	for _, sh := range h.shardList() {
+		for {
 			sh.mu.Lock()
 			if sh.scheduled { // a flush task owns it; it ends when pending is empty
 				if sh.idle == nil {

@@ -175,13 +175,13 @@ func TestServer_IdleConnsOwnNothing(t *testing.T) {
 		held := 0
 		s.eachConn(func(c *Conn) {
 			c.mu.Lock()
-			if c.q != nil || c.request != nil || !c.parser.Idle() || c.writing {
+			if c.q != nil || c.hs != nil || !c.parser.Idle() || c.writing {
 				held++
 			}
 			c.mu.Unlock()
 		})
 		if held > 0 {
-			return fmt.Errorf("%d idle connections hold a queue, request or parser buffer", held)
+			return fmt.Errorf("%d idle connections hold a queue, handshake state or parser buffer", held)
 		}
 		return nil
 	})

@@ -56,6 +56,15 @@ func (l *connLimits) allow(now time.Time, p *frame.Parser, m frame.Message) bool
 	return ok
 }
 
+// chargeInflated charges the n bytes a message gained when inflated, after
+// allow let its compressed bytes through: the message is delivered, and
+// the debt refuses the next ones, uninflated, until it is earned back.
+func (l *connLimits) chargeInflated(now time.Time, n int) {
+	if n > 0 && l.bytes != nil {
+		l.bytes.charge(now, float64(n))
+	}
+}
+
 // bucket is a token bucket that may go into debt: a charge of n is let
 // through when the bucket holds min(n, burst) tokens and then costs all n,
 // so a message of more frames than the burst still passes at the rate but
@@ -71,15 +80,25 @@ func newBucket(rate float64, burst int) *bucket {
 }
 
 func (b *bucket) spend(now time.Time, n float64) bool {
-	if !b.last.IsZero() {
-		b.tokens = min(b.burst, b.tokens+now.Sub(b.last).Seconds()*b.rate)
-	}
-	b.last = now
+	b.refill(now)
 	if b.tokens < min(n, b.burst) {
 		return false
 	}
 	b.tokens -= n
 	return true
+}
+
+// charge takes n tokens, into debt if need be.
+func (b *bucket) charge(now time.Time, n float64) {
+	b.refill(now)
+	b.tokens -= n
+}
+
+func (b *bucket) refill(now time.Time) {
+	if !b.last.IsZero() {
+		b.tokens = min(b.burst, b.tokens+now.Sub(b.last).Seconds()*b.rate)
+	}
+	b.last = now
 }
 
 // rateLimited handles a frame over the connection's rate: dropped and
@@ -91,7 +110,7 @@ func (c *Conn) rateLimited() bool {
 	if !s.cfg.RateLimitClose {
 		return true
 	}
-	s.warnSampled("rate limit exceeded; closing", "conn", c.id, "remote", c.remote.String())
+	s.warnSampled("rate limit exceeded; closing", "conn", c.id, "remote", c.slot.addr().String())
 	_ = c.closeWith(frame.ClosePolicyViolation, "rate limit exceeded", ReasonRateLimited, true)
 	return false
 }
@@ -118,9 +137,9 @@ func (s *Server) ipKey(ip netip.Addr) netip.Addr {
 	return p.Addr()
 }
 
-// admit counts a new connection from ip, or returns the HTTP status that
+// ipAdmit counts a new connection from ip, or returns the HTTP status that
 // refuses it (429). Every admitted connection must be released once.
-func (s *Server) admit(ip netip.Addr) int {
+func (s *Server) ipAdmit(ip netip.Addr) int {
 	if s.cfg.MaxConnsPerIP <= 0 && s.cfg.HandshakeRatePerIP <= 0 {
 		return 0
 	}
@@ -149,10 +168,10 @@ func (s *Server) admit(ip netip.Addr) int {
 	return 0
 }
 
-// release forgets one admitted connection from ip; an address with none
+// ipRelease forgets one admitted connection from ip; an address with none
 // left and a full bucket is dropped from the map (the sweeper drops the
 // rest later).
-func (s *Server) release(ip netip.Addr) {
+func (s *Server) ipRelease(ip netip.Addr) {
 	if s.cfg.MaxConnsPerIP <= 0 && s.cfg.HandshakeRatePerIP <= 0 {
 		return
 	}

@@ -20,7 +20,7 @@ import (
 // header (Config.ForwardedHeader); from any other peer a forwarding header
 // is ignored and a PROXY header refused. Per-IP limits, logs and
 // Conn.RemoteAddr use the client's address, so a connection from a trusted
-// proxy is admitted once its request head is complete, not at accept.
+// proxy is admitted per IP once that address is known (admission.go).
 
 // ProxyProtocol says whether connections from trusted proxies start with a
 // PROXY protocol header (v1 text or v2 binary, as HAProxy's send-proxy and
@@ -129,68 +129,97 @@ func parseProxyHeader(h []byte) (netip.AddrPort, error) {
 }
 
 // takeProxyHeader handles a PROXY header at the start of the bytes
-// collected so far: from a trusted proxy it takes the client's address and
-// removes the header; from anyone else it refuses the connection. ready is
-// false while more bytes are needed; ok is false once c is closed.
-func (c *Conn) takeProxyHeader() (ready, ok bool) {
+// collected so far: from a trusted proxy it takes the client's address,
+// admits the client per IP and removes the header; from anyone else it
+// refuses the connection. ready is false while more bytes are needed; ok is
+// false once c is closed, or when a TLS connection's client was refused
+// (status: acceptTLS answers it).
+func (c *Conn) takeProxyHeader(hs *handshake) (ready, ok bool) {
 	s := c.srv
-	n := proxyHeaderLen(c.request)
+	n := proxyHeaderLen(hs.request)
 	switch {
-	case n < 0 && len(c.request) >= s.cfg.MaxRequestBytes:
+	case n < 0 && len(hs.request) >= s.cfg.MaxRequestBytes:
 		c.refuseProxy(errors.New("PROXY header too large"))
 		return false, false
 	case n < 0:
 		return false, true
-	case n > 0 && !c.viaProxy:
+	case n > 0 && !hs.viaProxy:
 		c.refuseProxy(errors.New("PROXY header from an untrusted peer"))
 		return false, false
-	case n == 0 && c.viaProxy && s.cfg.ProxyProtocol == ProxyProtocolRequired:
+	case n == 0 && hs.viaProxy && s.cfg.ProxyProtocol == ProxyProtocolRequired:
 		c.refuseProxy(errors.New("no PROXY header from a trusted proxy"))
 		return false, false
 	case n > 0:
-		client, err := parseProxyHeader(c.request[:n])
+		client, err := parseProxyHeader(hs.request[:n])
 		if err != nil {
 			c.refuseProxy(err)
 			return false, false
 		}
+		hs.request = append(hs.request[:0], hs.request[n:]...)
 		if client.IsValid() {
-			c.setRemote(client)
+			// The connection is this client's alone, plain HTTP included.
+			if hs.refuse = c.admitClient(client); hs.refuse != 0 {
+				if c.sock.tls == nil {
+					c.refuseClient(hs.refuse)
+				}
+				return false, false
+			}
 		}
-		c.request = append(c.request[:0], c.request[n:]...)
 	}
-	c.proxyDone = true
+	hs.proxyDone = true
 	return true, true
 }
 
 // refuseProxy closes a connection whose PROXY header is missing, invalid or
 // not allowed, without an answer: the peer may not even speak HTTP.
 func (c *Conn) refuseProxy(err error) {
-	c.srv.warnSampled("PROXY protocol; connection closed", "remote", c.remote.String(), "err", err.Error())
+	c.srv.warnSampled("PROXY protocol; connection closed", "remote", c.slot.addr().String(), "err", err.Error())
 	c.failHandshake(err, nil)
 }
 
-// admitClient runs the per-IP admission a connection from a trusted proxy
-// skipped at accept, once head (the complete request head) tells the
-// client's address. A plain HTTP request is not admitted per IP: a proxy's
-// keep-alive connection carries requests of many clients.
-func (c *Conn) admitClient(head []byte) {
+// admitForwarded admits per IP the client a trusted proxy names in a
+// forwarding header, once head (the complete request head) is known, for
+// an upgrade: a plain HTTP request is not admitted per IP, as a proxy's
+// keep-alive connection carries requests of many clients. It returns 0 or
+// the status that refuses the client.
+func (c *Conn) admitForwarded(hs *handshake, head []byte) int {
 	s := c.srv
-	if !c.viaProxy || c.refuse != 0 || !wantsUpgrade(head) {
-		return
+	h := s.cfg.ForwardedHeader
+	if !hs.viaProxy || h == HeaderNone || !wantsUpgrade(head) {
+		return 0
 	}
-	if h := s.cfg.ForwardedHeader; h != HeaderNone && s.trusted(c.remote.Addr()) {
-		c.setRemote(s.forwardedFor(c.remote, h, headerValues(head, h)))
+	peer := c.slot.addr() // the proxy's, or the one its PROXY header gave
+	if !s.trusted(peer.Addr()) {
+		return 0 // admitted already
 	}
-	c.refuse = s.admit(c.remote.Addr())
-	c.mu.Lock()
-	c.admitted = c.refuse == 0
-	c.mu.Unlock()
+	return c.admitClient(s.forwardedFor(peer, h, headerValues(head, h)))
 }
 
-func (c *Conn) setRemote(a netip.AddrPort) {
+// admitClient records the client a trusted proxy named for c and admits it
+// per IP, unless that address is itself a trusted proxy's. It returns 0
+// or the status that refuses the client.
+func (c *Conn) admitClient(client netip.AddrPort) int {
+	s := c.srv
+	sl := slotFor(client)
 	c.mu.Lock()
-	c.remote = a
+	c.slot.ip, c.slot.port = sl.ip, sl.port
 	c.mu.Unlock()
+	if s.trusted(sl.ip) {
+		return 0
+	}
+	if status := s.admitIP(&sl); status != 0 {
+		return status
+	}
+	c.mu.Lock()
+	closed := c.state == stateClosed
+	if !closed {
+		c.slot.held |= sl.held
+	}
+	c.mu.Unlock()
+	if closed {
+		s.releaseSlot(&sl)
+	}
+	return 0
 }
 
 // headerValues returns the values of every name: line of a request head.
@@ -266,25 +295,25 @@ func (s *Server) clientOf(r *http.Request) netip.AddrPort {
 
 // readProxyTLS reads a trusted proxy's PROXY header ahead of the TLS
 // ClientHello, on acceptTLS's goroutine under the handshake deadline. The
-// bytes read past it go back to crypto/tls through raw.
-func (c *Conn) readProxyTLS(nc net.Conn, raw *tlsRaw) bool {
+// bytes read past it go back to crypto/tls through raw. It returns false
+// once c is closed or its client refused (hs.refuse).
+func (c *Conn) readProxyTLS(hs *handshake, nc net.Conn, raw *tlsRaw) bool {
 	var buf [256]byte
-	for !c.proxyDone {
+	for !hs.proxyDone {
 		n, err := nc.Read(buf[:])
 		if n == 0 && err != nil {
-			c.srv.stats.handshakesFailed.Add(1)
-			c.releaseRequest()
-			c.destroy(ReasonHandshakeFailed)
+			c.endHandshake(nil, ReasonHandshakeFailed)
 			return false
 		}
-		c.request = append(c.request, buf[:n]...)
-		if ready, ok := c.takeProxyHeader(); !ok {
+		hs.request = append(hs.request, buf[:n]...)
+		if ready, ok := c.takeProxyHeader(hs); !ok {
+			raw.pre = bytes.Clone(hs.request)
 			return false
 		} else if ready {
 			break
 		}
 	}
-	raw.pre = bytes.Clone(c.request)
-	c.releaseRequest()
+	raw.pre = bytes.Clone(hs.request)
+	hs.releaseRequest()
 	return true
 }

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"net/http"
 	"net/http/httptest"
 	"net/netip"
 	"strings"
@@ -173,9 +174,10 @@ func TestProxy_StalledHeaderTimesOut(t *testing.T) {
 	}
 }
 
-// Per-IP limits count the client behind the proxy, not the proxy.
+// Per-IP limits count the client behind the proxy, not the proxy, and a
+// client refused there is one failed handshake (it was counted twice).
 func TestProxy_PerIPLimitUsesClient(t *testing.T) {
-	_, addr := runServer(t, whoamiConfig(Config{ProxyProtocol: ProxyProtocolOptional, MaxConnsPerIP: 1}))
+	s, addr := runServer(t, whoamiConfig(Config{ProxyProtocol: ProxyProtocolOptional, MaxConnsPerIP: 1}))
 	for i, tc := range []struct {
 		client string
 		status int
@@ -188,6 +190,53 @@ func TestProxy_PerIPLimitUsesClient(t *testing.T) {
 	c := dialFrom(t, proxyIP, addr)
 	if _, status := c.seenAs(nil, "X-Forwarded-For: 192.0.2.2\r\n"); status != 429 {
 		t.Fatalf("second connection of 192.0.2.2 through X-Forwarded-For: status %d, want 429", status)
+	}
+	if st := s.Stats(); st.HandshakesFailed != 2 || st.RejectedIP != 2 {
+		t.Fatalf("two clients refused: %d failed handshakes, %d refused per IP; want 2 and 2", st.HandshakesFailed, st.RejectedIP)
+	}
+}
+
+// A connection with a PROXY header belongs to the client it names, plain
+// HTTP included (finding 6 of issue 24): one address holding slow-body
+// requests gets 429 past MaxConnsPerIP at once, before its request is
+// read, and leaves room for other clients' upgrades.
+func TestProxy_PlainHTTPAdmittedPerIP(t *testing.T) {
+	const perIP = 3
+	body := make(chan struct{})
+	cfg := whoamiConfig(Config{ProxyProtocol: ProxyProtocolRequired, MaxConnsPerIP: perIP, MaxConns: 2 * perIP,
+		HTTPHandler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			body <- struct{}{}
+			_, _ = io.Copy(io.Discard, r.Body)
+		})})
+	s, addr := runServer(t, cfg)
+	for i := range perIP + 2 {
+		for _, v2 := range []bool{false, true} {
+			if v2 && i < perIP {
+				continue
+			}
+			c := dialFrom(t, proxyIP, addr)
+			prefix := proxyV1("192.0.2.1:1000")
+			if v2 {
+				prefix = proxyV2(t, "192.0.2.1:1000", false)
+			}
+			c.send(append(prefix, "POST /api/publish HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\nslow"...))
+			if i < perIP {
+				<-body // in the handler, reading the body slowly
+				continue
+			}
+			if status, _ := c.readResponse(); status != 429 {
+				t.Fatalf("slow request %d (v2 %v) from 192.0.2.1: status %d, want 429", i, v2, status)
+			}
+		}
+	}
+	for i := range perIP {
+		c := dialFrom(t, proxyIP, addr)
+		if got, status := c.seenAs(proxyV2(t, fmt.Sprintf("198.51.100.%d:1", i+1), false), ""); status != 101 {
+			t.Fatalf("upgrade %d of other clients: %q %d, want 101", i, got, status)
+		}
+	}
+	if n := s.peerCount("192.0.2.1"); n != perIP {
+		t.Fatalf("192.0.2.1 counts %d connections, want %d", n, perIP)
 	}
 }
 

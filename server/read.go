@@ -168,9 +168,10 @@ func (c *Conn) peerGone(err error) {
 	if err != nil && !errors.Is(err, unix.ECONNRESET) {
 		c.srv.connError(c, err)
 	}
+	hs := c.hs // read by the handshake's owner, which this is while it is set
 	c.destroy(ReasonPeerGone)
 	c.parser.Reset() // after destroy's lock: ordered after anyone who looked under c.mu
-	c.releaseRequest()
+	hs.releaseRequest()
 }
 
 // consume feeds bytes just read to the handshake or the frame parser. It
@@ -181,7 +182,8 @@ func (c *Conn) consume(data []byte) bool {
 	c.mu.Unlock()
 	switch st {
 	case stateHandshake:
-		rest, ok := c.collectRequest(data)
+		hs := c.hs
+		rest, ok := c.collectRequest(hs, data)
 		if !ok {
 			return false
 		}
@@ -189,7 +191,7 @@ func (c *Conn) consume(data []byte) bool {
 			return true
 		}
 		ok = c.consumeFrames(rest)
-		c.releaseRequest() // rest lived in the request buffer
+		hs.releaseRequest() // rest lived in the request buffer
 		return ok
 	case stateOpen:
 		c.srv.stats.bytesIn.Add(uint64(len(data)))
@@ -212,11 +214,20 @@ func (c *Conn) consumeFrames(data []byte) bool {
 		if err != nil {
 			return c.protocolError(err)
 		}
+		// A compressed message is charged as it arrived, and inflated only
+		// within the rate; then what it inflated to is charged too.
 		if c.limits != nil && m.Op != frame.OpClose && !c.limits.allow(time.Now(), &c.parser, m) {
 			if !c.rateLimited() {
 				return c.drain(data)
 			}
 			continue // dropped: a ping over the rate gets no pong
+		}
+		wire := len(m.Payload)
+		if err := c.parser.Inflate(&m); err != nil {
+			return c.protocolError(err)
+		}
+		if c.limits != nil {
+			c.limits.chargeInflated(time.Now(), len(m.Payload)-wire)
 		}
 		switch m.Op {
 		case frame.OpContinuation: // need more bytes

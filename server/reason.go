@@ -52,3 +52,11 @@ func (r CloseReason) String() string {
 	}
 	return "unknown"
 }
+
+// failsHandshake reports whether a connection closed in its handshake for
+// r counts as a failed handshake (Stats.HandshakesFailed). A refusal by
+// admission (ReasonOverCapacity, ReasonRateLimited) is counted when it is
+// decided, a client that leaves is not a failure.
+func (r CloseReason) failsHandshake() bool {
+	return r == ReasonHandshakeFailed || r == ReasonHandshakeTimeout
+}

@@ -31,9 +31,11 @@ const fdReserve = 256
 type Server struct {
 	clock     atomic.Int64 // coarse time in ns, advanced by the sweeper
 	live      atomic.Int64 // open connections, handshakes included
-	refusing  atomic.Int64 // refused sockets lingering after their answer (refuse.go)
+	bridged   atomic.Int64 // of which Handler connections behind HTTPS, bridgeFDs more sockets each
+	refusing  atomic.Int64 // refused sockets lingering after their answer (admission.go)
 	nextID    atomic.Uint64
 	shutting  atomic.Bool
+	draining  atomic.Bool // Drain began: not ready (drain.go)
 	lastWarn  atomic.Int64
 	stats     counters
 	cfg       Config
@@ -229,55 +231,21 @@ func (s *Server) Serve(ln net.Listener) error {
 			continue
 		}
 		backoff = 0
-		if s.cfg.TLS != nil {
-			s.wg.Add(1)
-			go s.acceptTLS(nc)
-			continue
-		}
 		s.accept(nc)
 	}
 }
 
-// accept adopts a fresh socket and waits on the poller for its request, or
-// refuses it at once.
-func (s *Server) accept(nc net.Conn) {
-	s.stats.accepted.Add(1)
-	remote := addrPort(nc.RemoteAddr())
-	viaProxy := s.trusted(remote.Addr())
-	if status := s.admission(remote.Addr(), viaProxy); status != 0 {
-		s.refuse(nc, remote, status)
-		return
-	}
-	fd, err := poller.Detach(nc)
-	if err != nil {
-		if !viaProxy {
-			s.release(remote.Addr())
-		}
-		s.warnSampled("accept: cannot take socket", "err", err)
-		return
-	}
-	c := s.newConn(fd, remote, false)
-	c.viaProxy = viaProxy
-	c.admitted = !viaProxy
-	c.deadline = s.now() + int64(s.cfg.HandshakeTimeout)
-	if err := s.register(c); err != nil {
-		s.log.Error("register", "err", err)
-		c.destroy(ReasonIOError)
-	}
-}
-
-// newConn makes the Conn for fd. An admitted one takes a slot in MaxConns;
-// a refused one counts in refusing instead.
-func (s *Server) newConn(fd int, remote netip.AddrPort, refused bool) *Conn {
-	c := &Conn{srv: s, id: s.nextID.Add(1), remote: remote, writing: true, refused: refused}
+// newConn makes the Conn for fd, holding sl; it starts in its handshake.
+func (s *Server) newConn(fd int, sl slot, viaProxy bool) *Conn {
+	c := &Conn{srv: s, id: s.nextID.Add(1), slot: sl, writing: true}
 	c.sock.fd = int32(fd)
+	c.hs = &handshake{viaProxy: viaProxy}
+	c.deadline = s.now() + int64(s.cfg.HandshakeTimeout)
 	c.parser.Role = frame.ServerSide
 	c.parser.MaxMessageBytes = s.cfg.MaxMessageBytes
+	c.parser.DeferInflate = true // consumeFrames charges the rate limits first
 	c.lastRead.Store(s.now())
-	if !refused {
-		c.limits = s.newConnLimits()
-		s.live.Add(1)
-	}
+	c.limits = s.newConnLimits()
 	return c
 }
 
@@ -298,8 +266,10 @@ func (s *Server) track(c *Conn) error {
 	s.conns[c.sock.fd].Store(c)
 	c.mu.Lock()
 	hubs := c.hubs
-	attached := c.attached
-	c.attached = nil
+	var attached []func(bool)
+	if c.hs != nil {
+		attached, c.hs.attached = c.hs.attached, nil
+	}
 	c.mu.Unlock()
 	for _, h := range hubs {
 		h.add(c)
@@ -331,25 +301,15 @@ func (s *Server) arm(c *Conn) error {
 	return err
 }
 
-// connClosed accounts for a destroyed connection and runs OnClose.
-func (s *Server) connClosed(c *Conn, code frame.CloseCode, reason CloseReason, connected bool) {
+// connClosed accounts for a destroyed connection, runs OnClose and then
+// gives back sl, the connection's slot.
+func (s *Server) connClosed(c *Conn, code frame.CloseCode, reason CloseReason, connected bool, sl *slot) {
 	s.stats.closed[min(int(reason), len(s.stats.closed)-1)].Add(1)
-	s.log.Debug("closed", "conn", c.id, "remote", c.RemoteAddr().String(), "code", int(code), "reason", reason.String())
+	s.log.Debug("closed", "conn", c.id, "remote", sl.addr().String(), "code", int(code), "reason", reason.String())
 	if connected && s.cfg.OnClose != nil {
 		s.cfg.OnClose(c, code, reason)
 	}
-	if c.refused {
-		s.refusing.Add(-1)
-		return
-	}
-	s.releaseSlot()
-}
-
-// releaseSlot gives back a connection's place in the live count.
-func (s *Server) releaseSlot() {
-	if s.live.Add(-1) == 0 && s.shutting.Load() {
-		s.signalIdle()
-	}
+	s.releaseSlot(sl)
 }
 
 func (s *Server) signalIdle() {
@@ -364,7 +324,7 @@ func (s *Server) signalIdle() {
 
 func (s *Server) connError(c *Conn, err error) {
 	s.stats.errors.Add(1)
-	s.log.Debug("connection error", "conn", c.id, "remote", c.remote.String(), "err", err)
+	s.log.Debug("connection error", "conn", c.id, "remote", c.slot.addr().String(), "err", err)
 	if s.cfg.OnError != nil {
 		s.cfg.OnError(c, err)
 	}
@@ -391,13 +351,14 @@ func (s *Server) Addr() net.Addr {
 // Ready is closed once Serve listens.
 func (s *Server) Ready() <-chan struct{} { return s.ready }
 
-// Accepting reports whether Serve is listening and Shutdown has not begun:
-// what a readiness probe should report (with the readiness of whatever
-// the application built on the server, such as a pub/sub broker).
+// Accepting reports whether Serve is listening and neither Drain nor
+// Shutdown has begun: what a readiness probe should report (with the
+// readiness of whatever the application built on the server, such as a
+// pub/sub broker).
 func (s *Server) Accepting() bool {
 	select {
 	case <-s.ready:
-		return !s.shutting.Load()
+		return !s.shutting.Load() && !s.draining.Load()
 	default:
 		return false
 	}
@@ -437,12 +398,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	}()
 	var err error
 	if s.poller != nil {
-		s.mu.Lock()
-		hubs := slices.Collect(maps.Keys(s.hubs))
-		s.mu.Unlock()
-		for _, h := range hubs {
-			h.drain()
-		}
+		s.flushHubs()
 		s.eachConn(func(c *Conn) {
 			if c.isOpen() {
 				_ = c.closeWith(frame.CloseGoingAway, "server shutdown", ReasonServerShutdown, false)
@@ -513,6 +469,16 @@ func (s *Server) teardown() {
 	_ = s.reads.ReleaseTimeout(5 * time.Second)
 	s.stopWriters()
 	s.wg.Wait()
+}
+
+// flushHubs queues every pending broadcast on its members' connections.
+func (s *Server) flushHubs() {
+	s.mu.Lock()
+	hubs := slices.Collect(maps.Keys(s.hubs))
+	s.mu.Unlock()
+	for _, h := range hubs {
+		h.drain()
+	}
 }
 
 func (s *Server) eachConn(f func(*Conn)) {

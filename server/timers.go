@@ -48,7 +48,6 @@ func (s *Server) checkTimers(c *Conn, now int64) {
 	switch st {
 	case stateHandshake:
 		if deadline > 0 && now > deadline {
-			s.stats.handshakesFailed.Add(1)
 			c.destroy(ReasonHandshakeTimeout)
 		}
 	case stateClosing:

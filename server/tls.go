@@ -156,55 +156,49 @@ func (t *tlsIO) write(bufs [][]byte) (int, error) {
 	return total, nil
 }
 
-// acceptTLS runs the TLS handshake and collects the upgrade request on a
-// goroutine of its own, bounded by HandshakeTimeout, then hands the
-// connection to the poller like any other.
-func (s *Server) acceptTLS(nc net.Conn) {
+// acceptTLS answers a socket that admission refused (status), or runs the
+// TLS handshake and collects the upgrade request on a goroutine of its own,
+// bounded by HandshakeTimeout, then hands the connection to the poller like
+// any other.
+func (s *Server) acceptTLS(nc net.Conn, sl slot, viaProxy bool, status int) {
 	defer s.wg.Done()
-	s.stats.accepted.Add(1)
-	remote := addrPort(nc.RemoteAddr())
-	viaProxy := s.trusted(remote.Addr())
-	if status := s.admission(remote.Addr(), viaProxy); status != 0 {
-		s.refuseTLS(nc, remote, status)
-		return
-	}
-	sc, ok := nc.(syscall.Conn)
-	if !ok {
-		if !viaProxy {
-			s.release(remote.Addr())
-		}
-		nc.Close()
-		return
-	}
-	rc, err := sc.SyscallConn()
-	if err != nil {
-		if !viaProxy {
-			s.release(remote.Addr())
-		}
-		nc.Close()
+	if status != 0 {
+		s.refuseTLS(nc, status)
 		return
 	}
 	fd := -1
-	_ = rc.Control(func(f uintptr) { fd = int(f) })
+	var rc syscall.RawConn
+	if sc, ok := nc.(syscall.Conn); ok {
+		rc, _ = sc.SyscallConn()
+	}
+	if rc != nil {
+		_ = rc.Control(func(f uintptr) { fd = int(f) })
+	}
+	if fd < 0 {
+		s.releaseSlot(&sl)
+		nc.Close()
+		return
+	}
 	raw := &tlsRaw{Conn: nc, rc: rc}
 	tc := tls.Server(raw, s.cfg.TLS)
-	c := s.newConn(fd, remote, false)
-	c.viaProxy = viaProxy
-	c.admitted = !viaProxy
+	c := s.newConn(fd, sl, viaProxy)
 	c.sock.tls = &tlsIO{tc: tc, raw: raw}
-	c.deadline = s.now() + int64(s.cfg.HandshakeTimeout)
 	if err := s.track(c); err != nil {
 		c.destroy(ReasonIOError)
 		return
 	}
 	_ = nc.SetDeadline(time.Now().Add(s.cfg.HandshakeTimeout))
-	if s.cfg.ProxyProtocol != ProxyProtocolOff && !c.readProxyTLS(nc, raw) {
+	hs := c.hs
+	if s.cfg.ProxyProtocol != ProxyProtocolOff && !c.readProxyTLS(hs, nc, raw) {
+		if hs.refuse != 0 { // its client is over a per-IP limit: answer over TLS
+			s.refuseTLS(raw, hs.refuse)
+			c.endHandshake(nil, ReasonRateLimited)
+		}
 		return
 	}
 	if err := tc.Handshake(); err != nil {
-		s.stats.handshakesFailed.Add(1)
-		s.log.Debug("tls handshake failed", "remote", c.remote.String(), "err", err)
-		c.destroy(ReasonHandshakeFailed)
+		s.log.Debug("tls handshake failed", "remote", c.slot.addr().String(), "err", err)
+		c.endHandshake(nil, ReasonHandshakeFailed)
 		return
 	}
 	// From here on the connection is non-blocking like any other: the

@@ -38,45 +38,56 @@ func (r *Request) Query() url.Values {
 	return v
 }
 
+// handshake is a connection's state until its 101, owned by the handshake
+// code (this file, proxy.go, tls.go) and dropped at the 101 so that an open
+// connection does not carry it.
+type handshake struct {
+	request   []byte       // pooled, while the upgrade request is incomplete
+	attached  []func(bool) // DeferUntilAttached's calls, run by track (or by destroy, with false); under Conn.mu
+	refuse    int          // the status admission refused a TLS connection's PROXY client with, answered by acceptTLS
+	viaProxy  bool         // the peer is a trusted proxy: its client is admitted per IP once known (admission.go)
+	proxyDone bool         // the PROXY header, if any, is handled
+}
+
 var requestBufs = sync.Pool{New: func() any { b := make([]byte, 0, 1024); return &b }}
 
 // collectRequest appends handshake bytes read without blocking. When the
 // request is complete it upgrades and returns the bytes that followed the
-// request (the first frame bytes, possibly empty but non-nil); while
-// incomplete it returns nil, true. ok is false once c is closed.
-func (c *Conn) collectRequest(data []byte) (rest []byte, ok bool) {
-	if c.request == nil {
-		c.request = (*requestBufs.Get().(*[]byte))[:0]
+// request (the first frame bytes, possibly empty but non-nil; they live in
+// hs's request buffer until hs.releaseRequest); while incomplete it returns
+// nil, true. ok is false once c is closed.
+func (c *Conn) collectRequest(hs *handshake, data []byte) (rest []byte, ok bool) {
+	if hs.request == nil {
+		hs.request = (*requestBufs.Get().(*[]byte))[:0]
 	}
 	limit := c.srv.cfg.MaxRequestBytes
-	c.request = append(c.request, data...) // bytes past the head are frames (or a body): keep them
-	if !c.proxyDone && c.srv.cfg.ProxyProtocol != ProxyProtocolOff {
-		if ready, ok := c.takeProxyHeader(); !ready {
+	hs.request = append(hs.request, data...) // bytes past the head are frames (or a body): keep them
+	if !hs.proxyDone && c.srv.cfg.ProxyProtocol != ProxyProtocolOff {
+		if ready, ok := c.takeProxyHeader(hs); !ready {
 			return nil, ok
 		}
 	}
-	end := headerEnd(c.request)
+	end := headerEnd(hs.request)
 	if end < 0 || end > limit {
-		if len(c.request) >= limit {
+		if len(hs.request) >= limit {
 			c.failHandshake(errors.New("request header too large"), httpError(http.StatusRequestHeaderFieldsTooLarge, "request header too large"))
 			return nil, false
 		}
 		return nil, true
 	}
-	c.admitClient(c.request[:end])
-	if c.refuse != 0 { // a trusted proxy's client over its per-IP limit
-		c.srv.stats.handshakesFailed.Add(1)
-		c.failHandshake(errors.New("per-IP limit"), httpError(c.refuse, c.srv.refusal(c.refuse, c.remote)))
+	head := hs.request[:end]
+	if status := c.admitForwarded(hs, head); status != 0 {
+		c.refuseClient(status)
 		return nil, false
 	}
-	if c.srv.cfg.HTTPHandler != nil && !wantsUpgrade(c.request[:end]) {
-		c.toHTTP()
+	if c.srv.cfg.HTTPHandler != nil && !wantsUpgrade(head) {
+		c.toHTTP(hs)
 		return nil, false
 	}
-	if !c.upgrade(c.request[:end]) {
+	if !c.upgrade(head) {
 		return nil, false
 	}
-	return c.request[end:len(c.request):len(c.request)], true
+	return hs.request[end:len(hs.request):len(hs.request)], true
 }
 
 // headerEnd returns the offset just past the blank line that ends an HTTP
@@ -91,10 +102,10 @@ func headerEnd(b []byte) int {
 	return -1
 }
 
-func (c *Conn) releaseRequest() {
-	if c.request != nil {
-		b := c.request[:0]
-		c.request = nil
+func (hs *handshake) releaseRequest() {
+	if hs != nil && hs.request != nil {
+		b := hs.request[:0]
+		hs.request = nil
 		requestBufs.Put(&b)
 	}
 }
@@ -124,7 +135,7 @@ func (c *Conn) upgrade(head []byte) bool {
 		c.failHandshake(err, httpError(http.StatusBadRequest, err.Error()))
 		return false
 	}
-	req := Request{Header: make(http.Header), RemoteAddr: c.remote}
+	req := Request{Header: make(http.Header), RemoteAddr: c.slot.addr()}
 	var rejected error
 	u := ws.Upgrader{
 		OnRequest: func(uri []byte) error { req.URI = string(uri); return nil },
@@ -164,9 +175,10 @@ func (c *Conn) upgrade(head []byte) bool {
 	if c.zbits != 0 {
 		s.stats.compressedConns.Add(1)
 	}
-	s.log.Debug("upgraded", "conn", c.id, "remote", c.remote.String(), "uri", req.URI)
+	s.log.Debug("upgraded", "conn", c.id, "remote", c.slot.addr().String(), "uri", req.URI)
 	c.mu.Lock()
 	c.state = stateOpen
+	c.hs = nil
 	c.protocol = hs.Protocol
 	c.connected = true
 	c.pushFrontLocked(hio.w.Bytes())
@@ -194,14 +206,14 @@ func checkKeyAndHost(keys []string, hosts int) error {
 // onConnect checks the origin, then runs OnConnect, if any.
 func (s *Server) onConnect(c *Conn, r *Request) error {
 	if !originAllowed(s.cfg.AllowedOrigins, r.Header.Get("Origin")) {
-		s.warnSampled("origin rejected", "remote", c.remote.String(), "origin", r.Header.Get("Origin"))
+		s.warnSampled("origin rejected", "remote", r.RemoteAddr.String(), "origin", r.Header.Get("Origin"))
 		return errOrigin
 	}
 	if s.cfg.Auth.Checks() {
 		claims, err := s.cfg.Auth.authenticate(r)
 		if err != nil {
 			s.stats.authFailures.Add(1)
-			s.warnSampled("authentication failed", "remote", c.remote.String(), "err", err.Error())
+			s.warnSampled("authentication failed", "remote", r.RemoteAddr.String(), "err", err.Error())
 			return errUnauthorized
 		}
 		c.mu.Lock()
@@ -260,18 +272,36 @@ func rejectionFor(err error) error {
 // failHandshake answers a bad upgrade request with resp (best effort, one
 // non-blocking write) and closes the socket.
 func (c *Conn) failHandshake(err error, resp []byte) {
-	s := c.srv
-	s.stats.handshakesFailed.Add(1)
-	s.log.Debug("handshake failed", "conn", c.id, "remote", c.remote.String(), "err", err)
-	c.releaseRequest()
-	if len(resp) > 0 {
-		w := writers.Get().(*writer)
-		w.one[0] = resp
-		_, _ = c.sock.send(w.iov, w.one[:])
-		w.one[0] = nil
-		writers.Put(w)
+	c.srv.log.Debug("handshake failed", "conn", c.id, "remote", c.slot.addr().String(), "err", err)
+	c.endHandshake(resp, ReasonHandshakeFailed)
+}
+
+// refuseClient answers a client that admission refused, once a trusted
+// proxy named it, and closes the socket.
+func (c *Conn) refuseClient(status int) {
+	reason := ReasonRateLimited
+	if status == http.StatusServiceUnavailable {
+		reason = ReasonOverCapacity
 	}
-	c.destroy(ReasonHandshakeFailed)
+	c.endHandshake(httpError(status, refusalText(status)), reason)
+}
+
+// endHandshake sends resp, if any, and closes c for reason.
+func (c *Conn) endHandshake(resp []byte, reason CloseReason) {
+	c.hs.releaseRequest()
+	if len(resp) > 0 {
+		c.sendNow(resp)
+	}
+	c.destroy(reason)
+}
+
+// sendNow makes one best-effort non-blocking write of a handshake answer.
+func (c *Conn) sendNow(b []byte) {
+	w := writers.Get().(*writer)
+	w.one[0] = b
+	_, _ = c.sock.send(w.iov, w.one[:])
+	w.one[0] = nil
+	writers.Put(w)
 }
 
 // Handler returns an http.Handler that upgrades requests with
@@ -307,7 +337,6 @@ func (s *Server) serveHTTP(w http.ResponseWriter, r *http.Request) {
 		if nc != nil {
 			nc.Close() // HTTPUpgrader hijacks before it validates
 		}
-		s.stats.handshakesFailed.Add(1)
 		c.destroy(ReasonHandshakeFailed)
 		return
 	}
@@ -326,42 +355,38 @@ func (s *Server) serveHTTP(w http.ResponseWriter, r *http.Request) {
 	if c.zbits != 0 {
 		s.stats.compressedConns.Add(1)
 	}
-	s.log.Debug("upgraded", "conn", c.id, "remote", c.remote.String(), "uri", r.RequestURI)
+	s.log.Debug("upgraded", "conn", c.id, "remote", c.slot.addr().String(), "uri", r.RequestURI)
 	s.attachHijacked(c, fd, proto, early)
 }
 
-// admitHTTP runs a Handler request through the checks and the admission
-// Serve's connections get, then onConnect, and answers a refusal itself. It
+// admitHTTP runs a Handler request through admission, then the checks
+// Serve's connections get and onConnect, and answers a refusal itself. It
 // returns the connection to upgrade, or nil.
 func (s *Server) admitHTTP(w http.ResponseWriter, r *http.Request) (*Conn, *Request) {
 	if err := s.start(); err != nil || s.shutting.Load() {
 		http.Error(w, "server shutting down", http.StatusServiceUnavailable)
 		return nil, nil
 	}
+	sl := slotFor(s.clientOf(r)) // a trusted proxy's client already
+	if status := s.admit(&sl, true, r.TLS != nil); status != 0 {
+		http.Error(w, refusalText(status), status)
+		return nil, nil
+	}
+	c := s.newConn(-1, sl, false)
 	if err := checkKeyAndHost(r.Header.Values("Sec-WebSocket-Key"), 1); err != nil { // net/http refuses a second Host
-		s.stats.handshakesFailed.Add(1)
 		http.Error(w, err.Error(), http.StatusBadRequest)
+		c.destroy(ReasonHandshakeFailed)
 		return nil, nil
 	}
-	s.stats.accepted.Add(1)
-	remote := s.clientOf(r) // a trusted proxy's client already
-	if status := s.admission(remote.Addr(), false); status != 0 {
-		s.stats.handshakesFailed.Add(1)
-		http.Error(w, s.refusal(status, remote), status)
-		return nil, nil
-	}
-	c := s.newConn(-1, remote, false)
-	c.admitted = true                       // released by destroy
 	if s.cfg.Compression == CompressionOn { // before OnConnect, which may join hubs
 		_, c.zbits = deflateOffers(r.Header)
 		c.parser.Deflate = c.zbits != 0
 	}
-	req := &Request{URI: r.RequestURI, Host: r.Host, Header: r.Header, RemoteAddr: remote}
+	req := &Request{URI: r.RequestURI, Host: r.Host, Header: r.Header, RemoteAddr: sl.addr()}
 	for _, v := range r.Header.Values("Sec-WebSocket-Protocol") {
 		req.Protocols = appendProtocols(req.Protocols, v)
 	}
 	if err := s.onConnect(c, req); err != nil {
-		s.stats.handshakesFailed.Add(1)
 		status, text := rejection(err)
 		if re := (*RejectError)(nil); errors.As(err, &re) {
 			maps.Copy(w.Header(), re.Header)
@@ -389,6 +414,9 @@ func (s *Server) attachHijacked(c *Conn, fd int, proto string, early []byte) {
 		c.destroy(ReasonIOError)
 		return
 	}
+	c.mu.Lock()
+	c.hs = nil // after track ran what waited for the socket
+	c.mu.Unlock()
 	readOn := len(early) == 0 || c.consume(early)
 	c.releaseNow() // flush the 101's followers: what OnConnect and early frames queued
 	if !readOn {

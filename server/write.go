@@ -331,7 +331,7 @@ func (c *Conn) armWrite() {
 // is dropped and OnClose sees 1006 with ReasonSlowConsumer.
 func (c *Conn) evictSlow() {
 	c.srv.stats.slowConsumers.Add(1)
-	c.srv.warnSampled("slow consumer evicted", "conn", c.id, "remote", c.remote.String(), "send_queue_bytes", c.srv.cfg.SendQueueBytes)
+	c.srv.warnSampled("slow consumer evicted", "conn", c.id, "remote", c.slot.addr().String(), "send_queue_bytes", c.srv.cfg.SendQueueBytes)
 	c.destroy(ReasonSlowConsumer)
 }
 

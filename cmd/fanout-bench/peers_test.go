@@ -2,11 +2,14 @@ package main
 
 import (
 	"bufio"
+	"crypto/tls"
+	"crypto/x509"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -53,7 +56,8 @@ func startPeer(t *testing.T, argv ...string) (addr string, pid int) {
 
 // Every peer keeps the contract the benchmarks rely on: /ws sends each
 // message to every client, the sender included, in order and without
-// loss, and /echo echoes.
+// loss, and /echo echoes; uWS.js does so over wss too (SSLApp), with the
+// certificate bench/peers/cert.sh makes for every server of a wss run.
 func TestPeers_Contract(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds and runs the peers")
@@ -62,6 +66,8 @@ func TestPeers_Contract(t *testing.T) {
 	testutil.NeedTool(t, err == nil, "go")
 	_, nodeErr := exec.LookPath("node")
 	dir, peers := t.TempDir(), "../../bench/peers"
+	certErr := exec.Command(filepath.Join(peers, "cert.sh"), dir).Run()
+	cert, key := filepath.Join(dir, "cert.pem"), filepath.Join(dir, "key.pem")
 	for _, p := range []string{"gorilla", "nbio"} { // bench/peers is a module of its own
 		if out, err := exec.Command(goTool, "build", "-C", peers, "-o", filepath.Join(dir, p), "./"+p).CombinedOutput(); err != nil {
 			t.Fatalf("build %s: %v\n%s", p, err, out)
@@ -76,22 +82,28 @@ func TestPeers_Contract(t *testing.T) {
 		{"nbio", []string{filepath.Join(dir, "nbio"), "-addr", "127.0.0.1:0"}, ""},
 		{"node-ws", []string{"node", filepath.Join(peers, "node", "server.js"), "0"}, filepath.Join(peers, "node", "node_modules", "ws")},
 		{"uws", []string{"node", filepath.Join(peers, "uws", "server.js"), "0"}, filepath.Join(peers, "uws", "node_modules", "uwebsockets")},
+		{"uws-tls", []string{"node", filepath.Join(peers, "uws", "server.js"), "0", "--cert", cert, "--key", key}, filepath.Join(peers, "uws", "node_modules", "uwebsockets")},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			if tc.module != "" {
 				_, modErr := os.Stat(tc.module)
 				testutil.NeedTool(t, nodeErr == nil && modErr == nil, "node and make deps ("+tc.module+")")
 			}
+			scheme, trust := "ws", []string{}
+			if strings.HasSuffix(tc.name, "-tls") {
+				testutil.NeedTool(t, certErr == nil, "openssl (bench/peers/cert.sh)")
+				scheme, trust = "wss", []string{"-ca-file", cert}
+			}
 			addr, pid := startPeer(t, tc.argv...)
-			checkSenderGetsItsOwn(t, "ws://"+addr+"/ws")
-			res, _ := runJSON(t, "-url", "ws://"+addr+"/ws", "-conns", "200", "-publishers", "2", "-msg-rate", "20",
-				"-duration", "1s", "-settle", "0s", "-drain", "1s", "-server-pid", strconv.Itoa(pid), "-quiet")
+			checkSenderGetsItsOwn(t, scheme+"://"+addr+"/ws", cert)
+			res, _ := runJSON(t, append([]string{"-url", scheme + "://" + addr + "/ws", "-conns", "200", "-publishers", "2", "-msg-rate", "20",
+				"-duration", "1s", "-settle", "0s", "-drain", "1s", "-server-pid", strconv.Itoa(pid), "-quiet"}, trust...)...)
 			if res.Connected != 200 || res.Sent < 30 || res.Missing != 0 || res.Lost != 0 || res.Reordered != 0 || res.Deliveries != res.Sent*200 {
 				t.Fatalf("room: %d connected, %d sent, %d delivered, %d missing, %d lost, %d reordered",
 					res.Connected, res.Sent, res.Deliveries, res.Missing, res.Lost, res.Reordered)
 			}
-			echo, _ := runJSON(t, "-url", "ws://"+addr+"/echo", "-scenario", "echo", "-closed-loop", "-conns", "10",
-				"-duration", "1s", "-settle", "0s", "-drain", "1s", "-quiet")
+			echo, _ := runJSON(t, append([]string{"-url", scheme + "://" + addr + "/echo", "-scenario", "echo", "-closed-loop", "-conns", "10",
+				"-duration", "1s", "-settle", "0s", "-drain", "1s", "-quiet"}, trust...)...)
 			if echo.Sent < 100 || echo.Missing != 0 {
 				t.Fatalf("echo: %d sent, %d missing", echo.Sent, echo.Missing)
 			}
@@ -99,10 +111,20 @@ func TestPeers_Contract(t *testing.T) {
 	}
 }
 
-// checkSenderGetsItsOwn sends one message on the room and reads it back.
-func checkSenderGetsItsOwn(t *testing.T, url string) {
+// checkSenderGetsItsOwn sends one message on the room and reads it back
+// (over wss, trusting the PEM certificate in cert).
+func checkSenderGetsItsOwn(t *testing.T, url, cert string) {
 	t.Helper()
-	c, _, err := websocket.DefaultDialer.Dial(url, nil)
+	d := *websocket.DefaultDialer
+	if strings.HasPrefix(url, "wss:") {
+		b, err := os.ReadFile(cert)
+		if err != nil {
+			t.Fatal(err)
+		}
+		d.TLSClientConfig = &tls.Config{RootCAs: x509.NewCertPool()}
+		d.TLSClientConfig.RootCAs.AppendCertsFromPEM(b)
+	}
+	c, _, err := d.Dial(url, nil)
 	if err != nil {
 		t.Fatal(err)
 	}

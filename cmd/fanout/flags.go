@@ -21,6 +21,8 @@ type options struct {
 	cfg             server.Config
 	channels        pubsub.Config
 	shutdownTimeout time.Duration
+	drainGrace      time.Duration
+	drainDuration   time.Duration
 	logLevel        string
 	logFormat       string
 	adminAddr       string
@@ -62,7 +64,9 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 	fs.StringVar(&o.jwtIssuer, "jwt-issuer", "", "require this value as the token's iss")
 	fs.Var(listFlag[string]{&o.anonSubscribe, identity}, "anonymous-subscribe", "with JWT auth, comma-separated channel patterns (path.Match) anonymous clients may subscribe to; empty allows none. Unset allows every channel (warned at start)")
 	fs.Var(listFlag[string]{&o.anonPublish, identity}, "anonymous-publish", "with JWT auth, comma-separated channel patterns anonymous clients may publish to; empty allows none. Unset allows every channel (warned at start)")
-	fs.DurationVar(&o.shutdownTimeout, "shutdown-timeout", 10*time.Second, "on SIGTERM/SIGINT, wait this long for close handshakes")
+	fs.DurationVar(&o.drainGrace, "drain-grace", server.DefaultDrainGrace, "on SIGTERM/SIGINT or POST /admin/drain, /readyz answers 503 at once and the listener keeps accepting this long (for the load balancer's health checks to notice), then closes")
+	fs.DurationVar(&o.drainDuration, "drain-duration", server.DefaultDrainDuration, "then close the connections in small batches spread over this long, with 1012 and a reconnect hint; 0 closes them all at once with 1001 and no grace, as does a second signal")
+	fs.DurationVar(&o.shutdownTimeout, "shutdown-timeout", 10*time.Second, "after the drain, wait this long for close handshakes")
 	fs.StringVar(&o.logLevel, "log-level", "info", "debug, info, warn or error")
 	fs.StringVar(&o.logFormat, "log-format", "text", "text or json")
 	fs.StringVar(&o.adminAddr, "admin-addr", "", "admin listener for /metrics (Prometheus), /healthz, /readyz and /debug/pprof, e.g. 127.0.0.1:9090; empty disables it. Keep it off the public port")

@@ -8,13 +8,23 @@
 // whose send queue passes 1 MiB (uWS's default would skip its messages).
 // With --compression it negotiates permessage-deflate with uWS's shared
 // compressor (one compression per publish for every subscriber).
-// Usage: node server.js [port] [--compression] (port 0: any free port; the
-// line "listening on 127.0.0.1:PORT" names it)
+// With --cert FILE --key FILE it serves wss through uWS.SSLApp (the same
+// PEM files as Fanout's -tls-cert/-tls-key: bench/peers/cert.sh makes them).
+// Usage: node server.js [port] [--compression] [--cert FILE --key FILE]
+// (port 0: any free port; the line "listening on 127.0.0.1:PORT" names it)
 import uWS from 'uwebsockets';
 
-const port = Number(process.argv[2] ?? 8083);
+const args = process.argv.slice(2);
+const flag = (name) => (args.includes(name) ? args[args.indexOf(name) + 1] : undefined);
+const port = Number(args[0] ?? 8083);
 const topic = 'room';
-const compress = process.argv.includes('--compression');
+const compress = args.includes('--compression');
+const cert = flag('--cert');
+const key = flag('--key');
+if (!cert !== !key) {
+  console.error('uWS peer: --cert and --key go together');
+  process.exit(2);
+}
 const common = {
   compression: compress ? uWS.SHARED_COMPRESSOR : uWS.DISABLED,
   maxPayloadLength: 64 * 1024,
@@ -23,7 +33,7 @@ const common = {
   idleTimeout: 0, // the load generator does not ping
 };
 
-const app = uWS.App()
+const app = (cert ? uWS.SSLApp({ cert_file_name: cert, key_file_name: key }) : uWS.App())
   .ws('/ws', {
     ...common,
     open: (ws) => ws.subscribe(topic),
@@ -40,7 +50,7 @@ app.listen('127.0.0.1', port, (token) => {
     console.error(`uWS peer: cannot listen on 127.0.0.1:${port}`);
     process.exit(1);
   }
-  console.log(`uWebSockets.js peer listening on 127.0.0.1:${uWS.us_socket_local_port(token)}`);
+  console.log(`uWebSockets.js peer${cert ? ' (TLS)' : ''} listening on 127.0.0.1:${uWS.us_socket_local_port(token)}`);
 });
 process.on('SIGTERM', () => process.exit(0));
 process.on('SIGINT', () => process.exit(0));
