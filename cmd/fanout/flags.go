@@ -53,7 +53,7 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 	bindServerFlags(fs, &o.cfg)
 	bindChannelFlags(fs, &o.channels)
 	fs.StringVar(&o.apiKey, "api-key", "", "key for the HTTP API (POST /api/publish, GET /api/channels) as \"Authorization: Bearer <key>\" or X-API-Key; empty disables the API")
-	fs.StringVar(&o.broker, "broker", "", "message broker joining several fanout nodes: redis://[user:password@]host:port/db, or a RabbitMQ stream, rabbitmq-stream://user:password@host:5552/vhost[?stream=fanout&max-age=6m&max-length-bytes=N&history-max-bytes=N]; empty keeps channels in this process")
+	fs.StringVar(&o.broker, "broker", "", "message broker joining several fanout nodes: redis://[user:password@]host:port/db, or a RabbitMQ stream, rabbitmq-stream://user:password@host:5552/vhost[?stream=fanout&max-age=6m&max-length-bytes=N]; empty keeps channels in this process")
 	fs.BoolVar(&o.reusePort, "reuseport", false, "listen with SO_REUSEPORT so several fanout processes share -addr (the kernel balances accepts)")
 	fs.StringVar(&o.tlsCert, "tls-cert", "", "PEM certificate (chain) file: serve wss; reloaded on SIGHUP without dropping connections")
 	fs.StringVar(&o.tlsKey, "tls-key", "", "PEM private key file for -tls-cert")

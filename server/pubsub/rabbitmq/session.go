@@ -17,7 +17,8 @@ import (
 // hello, and consumes until the connection or ctx ends. resync runs once
 // the hello is read back.
 func (b *Broker) session(ctx context.Context, resync func()) error {
-	env, err := stream.NewEnvironment(stream.NewEnvironmentOptions().SetUri(b.uri).SetRPCTimeout(5 * time.Second))
+	env, err := stream.NewEnvironment(stream.NewEnvironmentOptions().SetUri(b.uri).SetRPCTimeout(5 * time.Second).
+		SetReadBuffer(socketBufferBytes).SetWriteBuffer(socketBufferBytes))
 	if err != nil {
 		return err
 	}
