@@ -376,8 +376,10 @@ func restartKeepsHistory(t *testing.T, c *cluster) {
 func channelChurnLockout(t *testing.T, c *cluster) {
 	n := c.nodes(t, 1, pubsub.Config{MaxChannels: 300})[0]
 	refused := 0
-	for a := range 5 {
+	var attackers []*Client
+	for a := range 5 { // all subscribed at once, then all leave
 		cl := n.Dial(t, "")
+		attackers = append(attackers, cl)
 		for i := range 64 {
 			cl.Send(fmt.Sprintf(`{"op":"subscribe","channel":"churn-%d-%d"}`, a, i))
 		}
@@ -389,6 +391,8 @@ func channelChurnLockout(t *testing.T, c *cluster) {
 				t.Fatalf("attacker %d got %+v", a, e)
 			}
 		}
+	}
+	for _, cl := range attackers {
 		cl.Close()
 	}
 	if refused != 20 {

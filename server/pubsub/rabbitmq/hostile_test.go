@@ -116,7 +116,7 @@ func TestHostile_LargePublishesDoNotStall(t *testing.T) {
 		}
 		small = append(small, time.Since(start))
 	}
-	c, resp, err := websocket.DefaultDialer.Dial("ws://"+b.srv.Addr().String()+"/ws?channel=fresh", nil)
+	c, resp, err := websocket.DefaultDialer.Dial("ws://"+b.Addr+"/ws?channel=fresh", nil)
 	if err != nil {
 		close(stop)
 		t.Fatalf("a new subscriber under the flood: %v %v", err, resp)

@@ -6,8 +6,11 @@ import (
 	"time"
 
 	"github.com/fanout-ws/fanout/internal/testutil"
+	"github.com/fanout-ws/fanout/internal/wstest"
+	"github.com/fanout-ws/fanout/server"
 	"github.com/fanout-ws/fanout/server/pubsub"
 	"github.com/fanout-ws/fanout/server/pubsub/pubsubtest"
+	"github.com/gorilla/websocket"
 	"github.com/rabbitmq/rabbitmq-stream-go-client/pkg/amqp"
 	"github.com/rabbitmq/rabbitmq-stream-go-client/pkg/message"
 	"github.com/rabbitmq/rabbitmq-stream-go-client/pkg/stream"
@@ -44,6 +47,28 @@ func TestRabbitMQ_Conformance(t *testing.T) {
 			PublishExternal: func(t *testing.T, channel, data string) { publishExternal(t, url, channel, data) },
 		}
 	}})
+}
+
+// runNode serves channels on 127.0.0.1:0 with a Broker on url until
+// cleanup.
+func runNode(t *testing.T, url string, cfg pubsub.Config) *pubsubtest.Node {
+	t.Helper()
+	b, err := New(url, pubsub.BrokerOptions{HistorySize: cfg.HistorySize, HistoryTTL: cfg.HistoryTTL, HistoryMaxBytes: cfg.HistoryMaxBytes, MaxChannels: cfg.MaxChannels, Logger: testLogger()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.Broker = b
+	return pubsubtest.Serve(t, server.Config{}, cfg)
+}
+
+func waitReady(t *testing.T, nodes ...*pubsubtest.Node) {
+	t.Helper()
+	pubsubtest.WaitReady(t, 20*time.Second, nodes...)
+}
+
+func dialNode(t *testing.T, n *pubsubtest.Node, query string) *websocket.Conn {
+	t.Helper()
+	return wstest.DialGorilla(t, "ws://"+n.Addr+"/ws"+query)
 }
 
 // publishExternal writes a message to the stream as any stream client
