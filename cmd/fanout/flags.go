@@ -12,6 +12,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/fanout-ws/fanout/internal/redact"
 	"github.com/fanout-ws/fanout/server"
 	"github.com/fanout-ws/fanout/server/pubsub"
 )
@@ -117,6 +118,7 @@ func bindServerFlags(fs *flag.FlagSet, c *server.Config) {
 	fs.BoolVar(&c.RateLimitClose, "rate-limit-close", false, "close a connection over its rate with 1008 instead of dropping the message")
 	fs.IntVar(&c.MaxConnsPerIP, "max-conns-per-ip", 0, "concurrent connections per source address; more get 429; 0 disables")
 	fs.Float64Var(&c.HandshakeRatePerIP, "handshake-rate-per-ip", 0, "upgrade requests per second per source address; more get 429; 0 disables")
+	fs.Float64Var(&c.MaxHandshakeRate, "max-handshake-rate", 0, "new connections per second this node admits (token bucket, burst a tenth of a second's worth; counted at accept, before any TLS work); more get 503 with Retry-After: 1, so a reconnect storm cannot starve the open connections; 0 disables")
 	fs.IntVar(&c.IPv6PrefixBits, "ipv6-prefix", server.DefaultIPv6PrefixBits, "the per-IP limits count an IPv6 client by this prefix length (64, 56, 48; 128 counts each address)")
 	fs.Var(listFlag[netip.Prefix]{&c.TrustedProxies, parseProxy}, "trusted-proxies", "comma-separated addresses or CIDRs of the load balancers in front (10.0.0.0/8,192.0.2.7): only their PROXY headers and forwarding headers are believed; per-IP limits, logs and client addresses then use the client's own")
 	fs.TextVar(&c.ProxyProtocol, "proxy-protocol", server.ProxyProtocolOff, "PROXY protocol v1/v2 header from -trusted-proxies: off, optional or required (a header from any other peer closes the connection)")
@@ -219,7 +221,7 @@ func printConfig(w io.Writer, fs *flag.FlagSet) error {
 		case slices.Contains(secretFlags, f.Name):
 			key, v = key+"_set", f.Value.String() != ""
 		case f.Name == "broker":
-			v = redactURL(f.Value.String())
+			v = redact.URL(f.Value.String())
 		}
 		if d, ok := v.(time.Duration); ok {
 			v = d.String()

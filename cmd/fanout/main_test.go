@@ -363,3 +363,19 @@ func TestRun_APIKeyRefused(t *testing.T) {
 	}
 	t.Logf("%d example keys in the documentation, all refused", seen)
 }
+
+// A mistyped -broker URL is refused without showing its password: the
+// error goes to the terminal and to logs.
+func TestRun_BrokerURLPasswordHidden(t *testing.T) {
+	t.Parallel()
+	for _, u := range []string{
+		"redis://user:hunter2@host:badport/0", "redis://user:hunter2@[::1/0", "redis://user:hunter2@host:6379/zero",
+		"rabbitmq-stream://user:hunter2@host:x/v", "rabbitmq-stream://user:hunter2@[::1/v",
+	} {
+		var out, errOut bytes.Buffer
+		err := run(context.Background(), []string{"-check-config", "-broker", u}, &out, &errOut, nil)
+		if err == nil || strings.Contains(err.Error()+errOut.String(), "hunter2") {
+			t.Errorf("-broker %s: %v, want refused without the password", u, err)
+		}
+	}
+}
