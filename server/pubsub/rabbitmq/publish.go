@@ -37,7 +37,7 @@ func (b *Broker) Publish(ctx context.Context, channel string, data []byte) (pubs
 func (b *Broker) History(ctx context.Context, channel string, after uint64, limit int) (pubsub.Position, []pubsub.Message, error) {
 	now := time.Now().UnixMilli()
 	b.mu.Lock()
-	if st := b.st.live(channel, now); st != nil && now-st.last < b.st.ttl/2 && !st.released && b.prod != nil {
+	if st := b.st.live(channel, now); st != nil && st.read && !st.released && now-st.last < b.st.ttl/2 && b.prod != nil {
 		defer b.mu.Unlock()
 		top, msgs := b.st.history(channel, st, after, limit, now)
 		return top, msgs, nil
@@ -121,10 +121,12 @@ func (b *Broker) propose(kind byte, channel string, data []byte) (*proposal, err
 	if b.prod == nil || !b.ready.Load() {
 		return nil, pubsub.ErrBrokerUnavailable
 	}
-	st := b.st.live(channel, p.at)
+	st, old := b.st.live(channel, p.at), b.st.chans[channel]
 	switch {
-	case st == nil && b.st.chans[channel] == nil && len(b.st.chans) >= b.max:
+	case st == nil && old == nil && len(b.st.chans) >= b.max:
 		return nil, errFull
+	case st == nil && kind == kindPublish && (old == nil || old.read) && b.st.unread >= pubsub.MaxUnreadChannels(b.max):
+		return nil, fmt.Errorf("%w: %d without subscribers", pubsub.ErrTooManyChannels, pubsub.MaxUnreadChannels(b.max))
 	case st == nil:
 		p.epoch, p.offset = pubsub.NewEpoch(), 0
 		if kind == kindPublish {

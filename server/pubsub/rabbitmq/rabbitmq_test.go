@@ -53,7 +53,8 @@ func TestRabbitMQ_Conformance(t *testing.T) {
 // cleanup.
 func runNode(t *testing.T, url string, cfg pubsub.Config) *pubsubtest.Node {
 	t.Helper()
-	b, err := New(url, pubsub.BrokerOptions{HistorySize: cfg.HistorySize, HistoryTTL: cfg.HistoryTTL, HistoryMaxBytes: cfg.HistoryMaxBytes, MaxChannels: cfg.MaxChannels, Logger: testLogger()})
+	b, err := New(url, pubsub.BrokerOptions{HistorySize: cfg.HistorySize, HistoryTTL: cfg.HistoryTTL,
+		HistoryMaxBytes: cfg.HistoryMaxBytes, MaxChannels: cfg.MaxChannels, Logger: testLogger()})
 	if err != nil {
 		t.Fatal(err)
 	}

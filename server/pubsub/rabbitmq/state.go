@@ -15,20 +15,22 @@ type state struct {
 	size     int   // history entries kept per channel; 0 keeps none
 	maxBytes int64 // history budget of this node, bytes
 
-	chans map[string]*chanState
-	fifo  []*entry // every kept message, in stream order, oldest first
-	bytes int64    // charged by the entries in fifo
+	chans  map[string]*chanState
+	unread int      // channels in chans made by a publish and never touched
+	fifo   []*entry // every kept message, in stream order, oldest first
+	bytes  int64    // charged by the entries in fifo
 }
 
 type chanState struct {
 	epoch   string
 	offset  uint64
-	last    int64  // ms, publisher's time of the last publish or touch
-	pending uint64 // highest offset this node proposed that is still in flight
+	last    int64    // ms, publisher's time of the last publish or touch
+	pending uint64   // highest offset this node proposed that is still in flight
+	read    bool     // touched: a node has subscribers (else counted in unread)
+	hist    []*entry // this channel's kept messages, oldest first
 	// released: a node released the channel (kindRelease) and none has
 	// touched or published it since; without history, it may be forgotten.
 	released bool
-	hist     []*entry // this channel's kept messages, oldest first
 }
 
 type entry struct {
@@ -58,30 +60,29 @@ func (s *state) live(channel string, at int64) *chanState {
 // apply runs one proposal read from the stream. A publish is accepted when
 // it follows the channel's last offset in its epoch, or when the channel
 // has no live state (its proposal starts or adopts the epoch); a touch
-// keeps the channel alive. It returns the channel's state afterwards and
-// whether a publish was accepted.
+// keeps the channel alive and marks it read (History touches: a node has
+// subscribers). It returns the channel's state afterwards and whether a
+// publish was accepted.
 func (s *state) apply(p *proposal) (*chanState, bool) {
 	if p.kind == kindRelease || p.kind == kindForget {
 		return s.release(p), false
 	}
 	st := s.live(p.channel, p.at)
 	if st == nil {
-		old := s.chans[p.channel]
 		st = &chanState{epoch: p.epoch, offset: p.offset}
-		if old != nil {
-			s.dropHistory(old)
-		}
-		s.chans[p.channel] = st
+		s.replace(p.channel, st)
 		if p.kind == kindTouch {
-			st.last = p.at
+			st.last, st.read = p.at, true
 			return st, false
 		}
+		s.unread++
 		st.offset = p.offset - 1
 	}
 	switch {
 	case p.kind == kindTouch:
 		if p.epoch == st.epoch {
 			st.last, st.released = max(st.last, p.at), false
+			s.markRead(st)
 		}
 		return st, false
 	case p.epoch != st.epoch || p.offset != st.offset+1:
@@ -107,6 +108,7 @@ func (s *state) release(p *proposal) *chanState {
 	case p.kind == kindRelease:
 		st.released = true
 	case st.released && st.offset == p.offset && len(st.hist) == 0:
+		s.markRead(st)
 		delete(s.chans, p.channel)
 	}
 	return st
@@ -120,6 +122,23 @@ func (s *state) victim() (string, *chanState) {
 		}
 	}
 	return "", nil
+}
+
+// replace makes st channel's state, forgetting the expired one's history.
+func (s *state) replace(channel string, st *chanState) {
+	if old := s.chans[channel]; old != nil {
+		s.dropHistory(old)
+		s.markRead(old)
+	}
+	s.chans[channel] = st
+}
+
+// markRead takes st out of the unread count.
+func (s *state) markRead(st *chanState) {
+	if !st.read {
+		st.read = true
+		s.unread--
+	}
 }
 
 // keep appends a message to history, then drops the oldest entries beyond
@@ -166,6 +185,7 @@ func (s *state) sweep(now, skew int64) {
 	}
 	for name, st := range s.chans {
 		if st.last < now-s.ttl-skew && len(st.hist) == 0 {
+			s.markRead(st)
 			delete(s.chans, name)
 		}
 	}
