@@ -29,6 +29,7 @@ func (c *Conn) parser() *frame.Parser {
 	if c.rd.p == nil {
 		p := parsers.Get().(*frame.Parser)
 		p.Role, p.MaxMessageBytes, p.Deflate = frame.ServerSide, c.srv.cfg.MaxMessageBytes, c.Compressed()
+		p.DeferInflate = true // consumeFrames charges the rate limits first
 		c.rd.p = p
 	}
 	return c.rd.p
@@ -240,11 +241,20 @@ func (c *Conn) consumeFrames(data []byte) bool {
 		if err != nil {
 			return c.protocolError(err)
 		}
+		// A compressed message is charged as it arrived, and inflated only
+		// within the rate; then what it inflated to is charged too.
 		if c.rd.limits != nil && m.Op != frame.OpClose && !c.rd.limits.allow(time.Now(), p, m) {
 			if !c.rateLimited() {
 				return c.drain(data)
 			}
 			continue // dropped: a ping over the rate gets no pong
+		}
+		wire := len(m.Payload)
+		if err := p.Inflate(&m); err != nil {
+			return c.protocolError(err)
+		}
+		if c.rd.limits != nil {
+			c.rd.limits.chargeInflated(time.Now(), len(m.Payload)-wire)
 		}
 		switch m.Op {
 		case frame.OpContinuation: // need more bytes

@@ -30,7 +30,8 @@ import (
 // message published on one node reaches all of them; each node logs its
 // clients' own addresses (PROXY v2); a SIGKILLed node's clients reconnect
 // through HAProxy to the others and recover what they missed with since=;
-// and a reload of HAProxy keeps the open connections.
+// a reload of HAProxy keeps the open connections; and a drained node leaves
+// the rotation through its /readyz before it stops accepting.
 func TestDeploy_HAProxy(t *testing.T) {
 	haproxy := findTool(t, "haproxy", "/usr/sbin/haproxy", "haproxy")
 	r := redistest.Start(t)
@@ -38,7 +39,7 @@ func TestDeploy_HAProxy(t *testing.T) {
 	var nodes []*node
 	for range 3 {
 		nodes = append(nodes, startNode(t, bin, "-broker", r.URL(), "-api-key", testAPIKey,
-			"-trusted-proxies", "127.0.0.1", "-proxy-protocol", "required"))
+			"-trusted-proxies", "127.0.0.1", "-proxy-protocol", "required", "-drain-grace", "30s"))
 	}
 	lb := startHAProxy(t, haproxy, nodes)
 	lb.waitServersUp(t, 3)
@@ -63,6 +64,7 @@ func TestDeploy_HAProxy(t *testing.T) {
 
 	publish(t, nodes[0], 1)
 	expectOffsets(t, conns, 1)
+	tokenStaysOutOfLog(t, lb)
 
 	victim := nodes[1]
 	victim.kill()
@@ -97,6 +99,54 @@ func TestDeploy_HAProxy(t *testing.T) {
 	readJSON(t, late, "subscribed")
 	publish(t, nodes[0], 5)
 	expectOffsets(t, append(conns, late), 5)
+
+	// A drain: /readyz turns 503 at once, so HAProxy's checks take the node
+	// out of rotation while it still accepts (within -drain-grace), and
+	// new clients go to the node left.
+	drained := nodes[0]
+	resp, err := http.Post("http://"+drained.admin+"/admin/drain", "", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	lb.waitDown(t, "node1") // "UP 1/2" after one failed check: still in rotation
+	for _, l := range drained.lines() {
+		if l["msg"] == "drain: listeners closed, closing connections" {
+			t.Fatal("the drained node closed its listener before HAProxy marked it down")
+		}
+	}
+	for i := range 4 {
+		c := dialFrom(t, fmt.Sprintf("127.0.0.%d", 31+i), "ws://"+lb.addr+"/ws?channel=news", nil)
+		readJSON(t, c, "subscribed")
+		if n := whoSaw(t, nodes, c.LocalAddr().String()); n != nodes[2] {
+			t.Fatalf("client %d went to a node out of rotation", i)
+		}
+	}
+}
+
+// tokenStaysOutOfLog checks that a token in the query string (?token=, what
+// browsers send) stays out of HAProxy's log: its line for the request has
+// the path, not the query.
+func tokenStaysOutOfLog(t *testing.T, l *lb) {
+	t.Helper()
+	const secret = "c2VjcmV0LXNpZ25hdHVyZQ"
+	c := dialFrom(t, "127.0.0.40", "ws://"+l.addr+"/ws?channel=news&token=eyJhbGciOiJIUzI1NiJ9.e30."+secret, nil)
+	readJSON(t, c, "subscribed")
+	src := c.LocalAddr().String()
+	c.Close() // HAProxy logs a tunnel when it ends
+	var logged string
+	testutil.Eventually(t, 10*time.Second, func() error {
+		for line := range strings.SplitSeq(l.text(), "\n") {
+			if strings.Contains(line, src+" ") {
+				logged = line
+				return nil
+			}
+		}
+		return fmt.Errorf("haproxy logged nothing for %s:\n%s", src, l.text())
+	})
+	if strings.Contains(logged, secret) || !strings.Contains(logged, `"GET /ws HTTP/1.1"`) {
+		t.Fatalf("haproxy log line %q: want the path without the token", logged)
+	}
 }
 
 // findTool finds a tool by name or at path (Debian puts daemons in
@@ -271,6 +321,23 @@ func (l *lb) waitServersUp(t *testing.T, n int) {
 			return fmt.Errorf("%d of %d nodes UP:\n%s", up, n, stat)
 		}
 		return nil
+	})
+}
+
+// waitDown waits until haproxy's health checks mark server DOWN.
+func (l *lb) waitDown(t *testing.T, server string) {
+	t.Helper()
+	testutil.Eventually(t, 15*time.Second, func() error {
+		stat, err := l.admin("show stat")
+		if err != nil {
+			return err
+		}
+		for line := range strings.SplitSeq(stat, "\n") {
+			if f := strings.Split(line, ","); len(f) > 17 && f[0] == "fanout" && f[1] == server && f[17] == "DOWN" {
+				return nil
+			}
+		}
+		return fmt.Errorf("%s not DOWN:\n%s", server, stat)
 	})
 }
 

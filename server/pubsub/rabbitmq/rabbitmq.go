@@ -31,6 +31,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/fanout-ws/fanout/internal/redact"
 	"github.com/fanout-ws/fanout/server/pubsub"
 	"github.com/rabbitmq/rabbitmq-stream-go-client/pkg/logs"
 	"github.com/rabbitmq/rabbitmq-stream-go-client/pkg/stream"
@@ -45,16 +46,18 @@ const clockSkew = 30 * time.Second
 // delivered to this node's subscribers.
 const deliveryQueue = 4096
 
+// socketBufferBytes sizes the stream client's socket buffers. The
+// library's 8 KiB default caps the TCP window: a 60 KB proposal took
+// 0.6 s to read back, and a few clients publishing such messages held
+// every other publish of the cluster past the broker timeout.
+const socketBufferBytes = 1 << 20
+
 // DefaultStream names the stream when the URL does not.
 const DefaultStream = "fanout"
 
 // DefaultMaxLengthBytes bounds the stream on the broker's disk when the URL
 // does not.
 const DefaultMaxLengthBytes = 1 << 30
-
-// DefaultHistoryMaxBytes bounds the history a node keeps in memory, data
-// plus 96 bytes per message, when the URL does not.
-const DefaultHistoryMaxBytes = 64 << 20
 
 // Broker is a pubsub.Broker on a RabbitMQ stream. Safe for concurrent use.
 type Broker struct {
@@ -102,32 +105,36 @@ type session struct {
 // New returns a broker for the stream at rawURL,
 // rabbitmq-stream://user:password@host:5552/vhost, whose query may set
 // stream (the name, DefaultStream), max-age (the stream's retention; the
-// history TTL plus a minute by default), max-length-bytes
-// (DefaultMaxLengthBytes) and history-max-bytes (DefaultHistoryMaxBytes).
-// It does not connect yet: Start does, retrying with backoff while
-// RabbitMQ is down.
+// history TTL plus a minute by default) and max-length-bytes
+// (DefaultMaxLengthBytes). The history a node keeps in memory, data plus
+// 96 bytes per message, is o.HistoryMaxBytes, like every broker's. It does
+// not connect yet: Start does, retrying with backoff while RabbitMQ is down.
 func New(rawURL string, o pubsub.BrokerOptions) (*Broker, error) {
 	u, err := url.Parse(rawURL)
 	if err != nil || u.Scheme != "rabbitmq-stream" && u.Scheme != "rabbitmq-stream+tls" {
-		return nil, fmt.Errorf("rabbitmq: url %q: want rabbitmq-stream://user:password@host:port/vhost", redact(rawURL))
+		return nil, fmt.Errorf("rabbitmq: url %q: want rabbitmq-stream://user:password@host:port/vhost", redact.URL(rawURL))
 	}
 	q := u.Query()
 	u.RawQuery = ""
 	o = o.WithDefaults()
 	b := &Broker{
-		uri:     u.String(),
-		name:    cmp.Or(q.Get("stream"), DefaultStream),
-		ttl:     o.HistoryTTL,
-		size:    o.HistorySize,
-		max:     o.MaxChannels,
-		node:    pubsub.NewEpoch(),
-		log:     o.Logger,
-		waiters: make(map[uint64]chan result),
+		uri:      u.String(),
+		name:     cmp.Or(q.Get("stream"), DefaultStream),
+		ttl:      o.HistoryTTL,
+		size:     o.HistorySize,
+		max:      o.MaxChannels,
+		maxBytes: o.HistoryMaxBytes,
+		node:     pubsub.NewEpoch(),
+		log:      o.Logger,
+		waiters:  make(map[uint64]chan result),
 	}
 	maxAge, err1 := duration(q.Get("max-age"), b.ttl+2*clockSkew)
 	maxLen, err2 := bytesParam(q.Get("max-length-bytes"), DefaultMaxLengthBytes)
-	b.maxBytes, err = bytesParam(q.Get("history-max-bytes"), DefaultHistoryMaxBytes)
-	if err = errors.Join(err1, err2, err); err != nil {
+	var err3 error
+	if q.Has("history-max-bytes") {
+		err3 = errors.New("history-max-bytes is no longer a URL parameter: set -history-max-bytes (BrokerOptions.HistoryMaxBytes)")
+	}
+	if err = errors.Join(err1, err2, err3); err != nil {
 		return nil, fmt.Errorf("rabbitmq: url: %w", err)
 	}
 	if maxAge < b.ttl+clockSkew {
@@ -182,15 +189,6 @@ func bytesParam(s string, def int64) (int64, error) {
 		return 0, fmt.Errorf("%q: want a positive number of bytes", s)
 	}
 	return n, nil
-}
-
-// redact hides a password in a URL for errors.
-func redact(raw string) string {
-	u, err := url.Parse(raw)
-	if err != nil {
-		return "(unparsable)"
-	}
-	return u.Redacted()
 }
 
 // Ready reports whether this node has read the stream up to its latest

@@ -17,7 +17,8 @@ import (
 // hello, and consumes until the connection or ctx ends. resync runs once
 // the hello is read back.
 func (b *Broker) session(ctx context.Context, resync func()) error {
-	env, err := stream.NewEnvironment(stream.NewEnvironmentOptions().SetUri(b.uri).SetRPCTimeout(5 * time.Second))
+	env, err := stream.NewEnvironment(stream.NewEnvironmentOptions().SetUri(b.uri).SetRPCTimeout(5 * time.Second).
+		SetReadBuffer(socketBufferBytes).SetWriteBuffer(socketBufferBytes))
 	if err != nil {
 		return err
 	}
@@ -118,7 +119,10 @@ func (b *Broker) handle(sess *session, m *amqp.Message, resync func()) {
 			st.pending = 0 // what this node proposed after it fails too
 		}
 	}
-	pos := pubsub.Position{Offset: st.offset, Epoch: st.epoch}
+	var pos pubsub.Position
+	if st != nil { // a release or forget may leave none
+		pos = pubsub.Position{Offset: st.offset, Epoch: st.epoch}
+	}
 	b.mu.Unlock()
 	if w != nil {
 		w <- result{accepted: accepted, pos: pos}
