@@ -24,10 +24,13 @@ type state struct {
 type chanState struct {
 	epoch   string
 	offset  uint64
-	last    int64    // ms, publisher's time of the last publish or touch
-	pending uint64   // highest offset this node proposed that is still in flight
-	read    bool     // touched: a node has subscribers (else counted in unread)
-	hist    []*entry // this channel's kept messages, oldest first
+	last    int64  // ms, publisher's time of the last publish or touch
+	pending uint64 // highest offset this node proposed that is still in flight
+	read    bool   // touched: a node has subscribers (else counted in unread)
+	// touchSent is when (ms) this node last queued a touch without waiting
+	// for it (History).
+	touchSent int64
+	hist      []*entry // this channel's kept messages, oldest first
 }
 
 type entry struct {
