@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/fanout-ws/fanout/internal/testutil"
+	"github.com/fanout-ws/fanout/internal/wstest"
 	"github.com/fanout-ws/fanout/server/pubsub"
 	"github.com/gorilla/websocket"
 	"github.com/rabbitmq/rabbitmq-stream-go-client/pkg/amqp"
@@ -122,7 +123,7 @@ func TestHostile_LargePublishesDoNotStall(t *testing.T) {
 		}
 		small = append(small, time.Since(start))
 	}
-	c, resp, err := websocket.DefaultDialer.Dial("ws://"+b.srv.Addr().String()+"/ws?channel=fresh", nil)
+	c, resp, err := websocket.DefaultDialer.Dial("ws://"+b.Addr+"/ws?channel=fresh", nil)
 	if err != nil {
 		close(stop)
 		t.Fatalf("a new subscriber under the flood: %v %v", err, resp)
@@ -164,7 +165,7 @@ func TestHostile_PublishOnlyChannelCap(t *testing.T) {
 		t.Fatalf("publishes made %d channels, want %d", made, want)
 	}
 	for i := range maxChannels - made {
-		if e := readEvent(t, dialNode(t, b, fmt.Sprintf("?channel=sub-%d", i))); e.Type != "subscribed" {
+		if e := wstest.ReadEvent(t, dialNode(t, b, fmt.Sprintf("?channel=sub-%d", i))); e.Type != "subscribed" {
 			t.Fatalf("subscriber %d: %+v", i, e)
 		}
 	}
@@ -176,7 +177,7 @@ func TestHostile_PublishOnlyChannelCap(t *testing.T) {
 		}
 		return nil
 	})
-	_, resp, err := websocket.DefaultDialer.Dial("ws://"+b.srv.Addr().String()+"/ws?channel=one-too-many", nil)
+	_, resp, err := websocket.DefaultDialer.Dial("ws://"+b.Addr+"/ws?channel=one-too-many", nil)
 	if err == nil || resp == nil || resp.StatusCode != http.StatusServiceUnavailable {
 		t.Fatalf("subscribe past the cap: %v %v, want 503", err, resp)
 	}

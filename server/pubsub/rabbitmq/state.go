@@ -24,13 +24,16 @@ type state struct {
 type chanState struct {
 	epoch   string
 	offset  uint64
-	last    int64  // ms, publisher's time of the last publish or touch
-	pending uint64 // highest offset this node proposed that is still in flight
-	read    bool   // touched: a node has subscribers (else counted in unread)
+	last    int64    // ms, publisher's time of the last publish or touch
+	pending uint64   // highest offset this node proposed that is still in flight
+	read    bool     // touched: a node has subscribers (else counted in unread)
+	hist    []*entry // this channel's kept messages, oldest first
+	// released: a node released the channel (kindRelease) and none has
+	// touched or published it since; without history, it may be forgotten.
+	released bool
 	// touchSent is when (ms) this node last queued a touch without waiting
-	// for it (History).
+	// for it (History); a release clears it, to take the channel back.
 	touchSent int64
-	hist      []*entry // this channel's kept messages, oldest first
 }
 
 type entry struct {
@@ -64,6 +67,9 @@ func (s *state) live(channel string, at int64) *chanState {
 // subscribers). It returns the channel's state afterwards and whether a
 // publish was accepted.
 func (s *state) apply(p *proposal) (*chanState, bool) {
+	if p.kind == kindRelease || p.kind == kindForget {
+		return s.release(p), false
+	}
 	st := s.live(p.channel, p.at)
 	if st == nil {
 		st = &chanState{epoch: p.epoch, offset: p.offset}
@@ -78,18 +84,47 @@ func (s *state) apply(p *proposal) (*chanState, bool) {
 	switch {
 	case p.kind == kindTouch:
 		if p.epoch == st.epoch {
-			st.last = max(st.last, p.at)
+			st.last, st.released = max(st.last, p.at), false
 			s.markRead(st)
 		}
 		return st, false
 	case p.epoch != st.epoch || p.offset != st.offset+1:
 		return st, false
 	}
-	st.offset, st.last = p.offset, max(st.last, p.at)
+	st.offset, st.last, st.released = p.offset, max(st.last, p.at), false
 	if s.size > 0 {
 		s.keep(st, p.offset, p.at, p.data)
 	}
 	return st, true
+}
+
+// release applies a release or a forget proposal and returns the
+// channel's state, nil if it has none. A forget drops the channel only if
+// it is still as the proposer saw it: released, at the same epoch and
+// offset, without history; so every node drops the same channels.
+func (s *state) release(p *proposal) *chanState {
+	st := s.chans[p.channel]
+	if st == nil || st.epoch != p.epoch {
+		return st
+	}
+	switch {
+	case p.kind == kindRelease:
+		st.released, st.touchSent = true, 0
+	case st.released && st.offset == p.offset && len(st.hist) == 0:
+		s.markRead(st)
+		delete(s.chans, p.channel)
+	}
+	return st
+}
+
+// victim returns a channel that a forget proposal may drop, if any.
+func (s *state) victim() (string, *chanState) {
+	for name, st := range s.chans {
+		if st.released && len(st.hist) == 0 {
+			return name, st
+		}
+	}
+	return "", nil
 }
 
 // replace makes st channel's state, forgetting the expired one's history.
