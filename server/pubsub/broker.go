@@ -5,7 +5,9 @@ import "context"
 // Broker gives each channel message its offset, keeps channel history
 // where every node can read it, and delivers every message to every node.
 // MemoryBroker (the default) keeps all of it in one process; the Redis
-// broker (package pubsub/redis) joins several processes.
+// broker (package pubsub/redis) and the RabbitMQ stream broker (package
+// pubsub/rabbitmq) join several processes. Every implementation passes
+// pubsubtest.Run.
 //
 // What a Node relies on, for an implementation to provide:
 //   - Offsets count from 1 per channel, without gaps, in one order that

@@ -31,8 +31,8 @@ const (
 // defaults and validates it.
 type Config struct {
 	// Broker assigns channel offsets, keeps history and delivers every
-	// channel message to every node: a Redis broker joins several
-	// processes. Nil means a MemoryBroker of this node's own (HistorySize,
+	// channel message to every node: a Redis or RabbitMQ broker joins
+	// several processes. Nil means a MemoryBroker of this node's own (HistorySize,
 	// HistoryTTL, HistoryMaxBytes, MaxChannels).
 	Broker Broker
 
