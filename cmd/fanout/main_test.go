@@ -17,6 +17,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/fanout-ws/fanout/internal/servertest"
 	"github.com/fanout-ws/fanout/internal/testutil"
 	"github.com/fanout-ws/fanout/server"
 	"github.com/fanout-ws/fanout/server/pubsub"
@@ -48,22 +49,9 @@ func startChat(t *testing.T) (*server.Server, string) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv := app.srv
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	done := make(chan error, 1)
-	go func() { done <- srv.Serve(ln) }()
-	<-srv.Ready()
-	t.Cleanup(func() {
-		_ = srv.Shutdown(context.Background())
-		if err := <-done; !errors.Is(err, server.ErrServerClosed) {
-			t.Errorf("Serve: %v", err)
-		}
-		app.node.Close()
-	})
-	return srv, "ws://" + ln.Addr().String()
+	t.Cleanup(app.node.Close) // registered first: runs after the server's shutdown
+	addr := servertest.Serve(t, app.srv)
+	return app.srv, "ws://" + addr
 }
 
 // waitIdle waits for the clients' closes to be processed.
