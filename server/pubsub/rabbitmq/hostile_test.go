@@ -93,7 +93,7 @@ func median(ds []time.Duration) time.Duration {
 // to read back, and every other publish failed at the 2 s timeout).
 func TestHostile_LargePublishesDoNotStall(t *testing.T) {
 	t.Parallel()
-	url := streamURL(t) + "&max-length-bytes=67108864"
+	url := streamURL(t)
 	cfg := pubsub.Config{HistoryMaxBytes: 4 << 20}
 	a, b := runNode(t, url, cfg), runNode(t, url, cfg)
 	waitReady(t, a, b)
