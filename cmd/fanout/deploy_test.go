@@ -64,6 +64,7 @@ func TestDeploy_HAProxy(t *testing.T) {
 
 	publish(t, nodes[0], 1)
 	expectOffsets(t, conns, 1)
+	tokenStaysOutOfLog(t, lb)
 
 	victim := nodes[1]
 	victim.kill()
@@ -120,6 +121,31 @@ func TestDeploy_HAProxy(t *testing.T) {
 		if n := whoSaw(t, nodes, c.LocalAddr().String()); n != nodes[2] {
 			t.Fatalf("client %d went to a node out of rotation", i)
 		}
+	}
+}
+
+// tokenStaysOutOfLog checks that a token in the query string (?token=, what
+// browsers send) stays out of HAProxy's log: its line for the request has
+// the path, not the query.
+func tokenStaysOutOfLog(t *testing.T, l *lb) {
+	t.Helper()
+	const secret = "c2VjcmV0LXNpZ25hdHVyZQ"
+	c := dialFrom(t, "127.0.0.40", "ws://"+l.addr+"/ws?channel=news&token=eyJhbGciOiJIUzI1NiJ9.e30."+secret, nil)
+	readJSON(t, c, "subscribed")
+	src := c.LocalAddr().String()
+	c.Close() // HAProxy logs a tunnel when it ends
+	var logged string
+	testutil.Eventually(t, 10*time.Second, func() error {
+		for line := range strings.SplitSeq(l.text(), "\n") {
+			if strings.Contains(line, src+" ") {
+				logged = line
+				return nil
+			}
+		}
+		return fmt.Errorf("haproxy logged nothing for %s:\n%s", src, l.text())
+	})
+	if strings.Contains(logged, secret) || !strings.Contains(logged, `"GET /ws HTTP/1.1"`) {
+		t.Fatalf("haproxy log line %q: want the path without the token", logged)
 	}
 }
 

@@ -12,6 +12,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/fanout-ws/fanout/internal/redact"
 	"github.com/fanout-ws/fanout/server"
 	"github.com/fanout-ws/fanout/server/pubsub"
 )
@@ -221,7 +222,7 @@ func printConfig(w io.Writer, fs *flag.FlagSet) error {
 		case slices.Contains(secretFlags, f.Name):
 			key, v = key+"_set", f.Value.String() != ""
 		case f.Name == "broker":
-			v = redactURL(f.Value.String())
+			v = redact.URL(f.Value.String())
 		}
 		if d, ok := v.(time.Duration); ok {
 			v = d.String()

@@ -11,7 +11,6 @@ import (
 	"net"
 	"net/http"
 	pprofhttp "net/http/pprof"
-	"net/url"
 	"os"
 	"os/signal"
 	"runtime/pprof"
@@ -23,6 +22,7 @@ import (
 	"time"
 
 	"github.com/fanout-ws/fanout/frame"
+	"github.com/fanout-ws/fanout/internal/redact"
 	"github.com/fanout-ws/fanout/server"
 	"github.com/fanout-ws/fanout/server/pubsub"
 	"github.com/fanout-ws/fanout/server/pubsub/rabbitmq"
@@ -183,7 +183,7 @@ func (o *options) serve(ctx context.Context, app *chatServer, reg *prometheus.Re
 		return err
 	}
 	logger.Info("fanout", "addr", ln.Addr().String(), "routes", "/ws (chat room, or channels with ?channel=), /echo, / (demo page), /api/ (publish API)",
-		"api", o.apiKey != "", "broker", redactURL(o.broker), "reuseport", o.reusePort, "workers", o.cfg.Workers, "max_conns_effective", app.srv.Ceiling())
+		"api", o.apiKey != "", "broker", redact.URL(o.broker), "reuseport", o.reusePort, "workers", o.cfg.Workers, "max_conns_effective", app.srv.Ceiling())
 	addrs := listening{addr: ln.Addr().String()}
 	drainReq := make(chan struct{})
 	var drainOnce sync.Once
@@ -329,7 +329,7 @@ func redactArgs(args []string) []string {
 		case slices.Contains(secretFlags, name):
 			hide = func(string) string { return "REDACTED" }
 		case name == "broker":
-			hide = redactURL
+			hide = redact.URL
 		default:
 			continue
 		}
@@ -358,15 +358,6 @@ func newBroker(rawURL string, o pubsub.BrokerOptions) (pubsub.Broker, func(), er
 		return nil, nil, err
 	}
 	return b, func() { _ = b.Close() }, nil
-}
-
-// redactURL hides a password in a broker URL for logs.
-func redactURL(s string) string {
-	u, err := url.Parse(s)
-	if err != nil {
-		return "(unparsable)"
-	}
-	return u.Redacted()
 }
 
 // certReloader serves the current certificate and swaps it on reload, so

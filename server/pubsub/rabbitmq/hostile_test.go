@@ -5,13 +5,16 @@ package rabbitmq
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"net/http"
 	"slices"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/fanout-ws/fanout/internal/testutil"
+	"github.com/fanout-ws/fanout/internal/wstest"
 	"github.com/fanout-ws/fanout/server/pubsub"
 	"github.com/gorilla/websocket"
 )
@@ -116,7 +119,7 @@ func TestHostile_LargePublishesDoNotStall(t *testing.T) {
 		}
 		small = append(small, time.Since(start))
 	}
-	c, resp, err := websocket.DefaultDialer.Dial("ws://"+b.srv.Addr().String()+"/ws?channel=fresh", nil)
+	c, resp, err := websocket.DefaultDialer.Dial("ws://"+b.Addr+"/ws?channel=fresh", nil)
 	if err != nil {
 		close(stop)
 		t.Fatalf("a new subscriber under the flood: %v %v", err, resp)
@@ -132,4 +135,46 @@ func TestHostile_LargePublishesDoNotStall(t *testing.T) {
 		large = append(large, <-took)
 	}
 	t.Logf("median publish latency: 60 KB %v (%d), 1 B under the flood %v", median(large), len(large), median(small))
+}
+
+// Finding 5: publishes alone make at most half of MaxChannels (as with
+// the memory and Redis brokers), subscribers on another node get the rest,
+// and the next is refused with ErrTooManyChannels (503 at upgrade).
+func TestHostile_PublishOnlyChannelCap(t *testing.T) {
+	t.Parallel()
+	const maxChannels = 10
+	url := streamURL(t)
+	cfg := pubsub.Config{MaxChannels: maxChannels}
+	a, b := runNode(t, url, cfg), runNode(t, url, cfg)
+	waitReady(t, a, b)
+	made := 0
+	for i := range 3 * maxChannels {
+		_, err := a.Publish(fmt.Sprintf("flood-%d", i), []byte("1"))
+		switch {
+		case err == nil:
+			made++
+		case !errors.Is(err, pubsub.ErrTooManyChannels) || errors.Is(err, pubsub.ErrBrokerUnavailable):
+			t.Fatalf("publish %d: %v, want ErrTooManyChannels alone", i, err)
+		}
+	}
+	if want := pubsub.MaxUnreadChannels(maxChannels); made != want {
+		t.Fatalf("publishes made %d channels, want %d", made, want)
+	}
+	for i := range maxChannels - made {
+		if e := wstest.ReadEvent(t, dialNode(t, b, fmt.Sprintf("?channel=sub-%d", i))); e.Type != "subscribed" {
+			t.Fatalf("subscriber %d: %+v", i, e)
+		}
+	}
+	// b's touches of its channels reach a through the stream.
+	eventually(t, 5*time.Second, func() error {
+		_, err := a.Publish("one-too-many", []byte("1"))
+		if !errors.Is(err, pubsub.ErrTooManyChannels) {
+			return fmt.Errorf("publish past the cap: %v, want ErrTooManyChannels", err)
+		}
+		return nil
+	})
+	_, resp, err := websocket.DefaultDialer.Dial("ws://"+b.Addr+"/ws?channel=one-too-many", nil)
+	if err == nil || resp == nil || resp.StatusCode != http.StatusServiceUnavailable {
+		t.Fatalf("subscribe past the cap: %v %v, want 503", err, resp)
+	}
 }

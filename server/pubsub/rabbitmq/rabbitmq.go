@@ -31,6 +31,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/fanout-ws/fanout/internal/redact"
 	"github.com/fanout-ws/fanout/server/pubsub"
 	"github.com/rabbitmq/rabbitmq-stream-go-client/pkg/logs"
 	"github.com/rabbitmq/rabbitmq-stream-go-client/pkg/stream"
@@ -111,7 +112,7 @@ type session struct {
 func New(rawURL string, o pubsub.BrokerOptions) (*Broker, error) {
 	u, err := url.Parse(rawURL)
 	if err != nil || u.Scheme != "rabbitmq-stream" && u.Scheme != "rabbitmq-stream+tls" {
-		return nil, fmt.Errorf("rabbitmq: url %q: want rabbitmq-stream://user:password@host:port/vhost", redact(rawURL))
+		return nil, fmt.Errorf("rabbitmq: url %q: want rabbitmq-stream://user:password@host:port/vhost", redact.URL(rawURL))
 	}
 	q := u.Query()
 	u.RawQuery = ""
@@ -188,15 +189,6 @@ func bytesParam(s string, def int64) (int64, error) {
 		return 0, fmt.Errorf("%q: want a positive number of bytes", s)
 	}
 	return n, nil
-}
-
-// redact hides a password in a URL for errors.
-func redact(raw string) string {
-	u, err := url.Parse(raw)
-	if err != nil {
-		return "(unparsable)"
-	}
-	return u.Redacted()
 }
 
 // Ready reports whether this node has read the stream up to its latest

@@ -119,7 +119,10 @@ func (b *Broker) handle(sess *session, m *amqp.Message, resync func()) {
 			st.pending = 0 // what this node proposed after it fails too
 		}
 	}
-	pos := pubsub.Position{Offset: st.offset, Epoch: st.epoch}
+	var pos pubsub.Position
+	if st != nil { // a release or forget may leave none
+		pos = pubsub.Position{Offset: st.offset, Epoch: st.epoch}
+	}
 	b.mu.Unlock()
 	if w != nil {
 		w <- result{accepted: accepted, pos: pos}
