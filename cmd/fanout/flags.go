@@ -70,7 +70,7 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 	fs.DurationVar(&o.shutdownTimeout, "shutdown-timeout", 10*time.Second, "after the drain, wait this long for close handshakes")
 	fs.StringVar(&o.logLevel, "log-level", "info", "debug, info, warn or error")
 	fs.StringVar(&o.logFormat, "log-format", "text", "text or json")
-	fs.StringVar(&o.adminAddr, "admin-addr", "", "admin listener for /metrics (Prometheus), /healthz, /readyz and /debug/pprof, e.g. 127.0.0.1:9090; empty disables it. Keep it off the public port")
+	fs.StringVar(&o.adminAddr, "admin-addr", "", "admin listener for /metrics (Prometheus), /debug/pprof, POST /admin/drain, /healthz and /readyz (also on -addr, for load balancers), e.g. 127.0.0.1:9090; empty disables it. Keep it on loopback")
 	fs.StringVar(&o.cpuProfile, "cpuprofile", "", "write a CPU profile of the whole run to this file")
 	fs.BoolVar(&o.printConfig, "print-config", false, "print the effective configuration as JSON and exit")
 	fs.BoolVar(&o.checkConfig, "check-config", false, "validate the configuration and exit")

@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -17,6 +18,9 @@ import (
 	"github.com/fanout-ws/fanout/internal/wstest"
 	"github.com/fanout-ws/fanout/server/pubsub"
 	"github.com/gorilla/websocket"
+	"github.com/rabbitmq/rabbitmq-stream-go-client/pkg/amqp"
+	"github.com/rabbitmq/rabbitmq-stream-go-client/pkg/message"
+	"github.com/rabbitmq/rabbitmq-stream-go-client/pkg/stream"
 )
 
 // The history a node keeps is bounded by BrokerOptions.HistoryMaxBytes
@@ -177,4 +181,104 @@ func TestHostile_PublishOnlyChannelCap(t *testing.T) {
 	if err == nil || resp == nil || resp.StatusCode != http.StatusServiceUnavailable {
 		t.Fatalf("subscribe past the cap: %v %v, want 503", err, resp)
 	}
+}
+
+// rawProposals writes n accepted-looking proposals for channel (a new
+// epoch, offsets 1..n) to the stream at url as fast as the producer takes
+// them: a busy channel, without waiting for any node.
+func rawProposals(t *testing.T, rawURL, channel string, n int) {
+	t.Helper()
+	base, name, _ := strings.Cut(rawURL, "/?stream=")
+	env, err := stream.NewEnvironment(stream.NewEnvironmentOptions().SetUri(base + "/"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer env.Close()
+	prod, err := env.NewProducer(name, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	epoch := pubsub.NewEpoch()
+	batch := make([]message.StreamMessage, 0, 500)
+	for off := 1; off <= n; off++ {
+		p := proposal{kind: kindPublish, node: "raw", seq: uint64(off), epoch: epoch, offset: uint64(off), at: time.Now().UnixMilli(), channel: channel, data: []byte("1")}
+		if batch = append(batch, amqp.NewMessage(p.encode())); len(batch) == cap(batch) || off == n {
+			if err := prod.BatchSend(batch); err != nil {
+				t.Fatal(err)
+			}
+			batch = batch[:0]
+		}
+	}
+}
+
+// Finding 12: History never waits for this node's own consumer, whose
+// deliveries may wait for the lock its caller holds (pubsub's join holds
+// the channel's lock around History, and the delivery of that channel
+// takes it). Here the test is that caller: it holds a busy channel's lock
+// while the stream runs far ahead of the node's deliveries. Before, the
+// touch History wrote sat behind a full delivery queue until the broker
+// timeout, and every subscribe of the channel failed. What the full
+// delivery queue could not take is caught up from history (resync).
+func TestHostile_HistoryUnderChannelLock(t *testing.T) {
+	t.Parallel()
+	url := streamURL(t)
+	b, err := New(url, pubsub.BrokerOptions{Logger: testLogger()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var chanLock sync.Mutex // pubsub's channel lock of "busy"
+	blocked := make(chan struct{}, 1)
+	deliver := func(m pubsub.Message) {
+		if m.Channel == "busy" {
+			select {
+			case blocked <- struct{}{}:
+			default:
+			}
+			chanLock.Lock()
+			//lint:ignore SA2001 waiting for the lock is the point: deliveries of "busy" wait for its holder
+			chanLock.Unlock()
+		}
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	resynced := make(chan struct{}, 100)
+	stopped := b.Start(ctx, deliver, func() { resynced <- struct{}{} })
+	t.Cleanup(func() { cancel(); <-stopped })
+	eventually(t, 20*time.Second, func() error {
+		if !b.Ready() {
+			return errors.New("not ready")
+		}
+		return nil
+	})
+	<-resynced // the one after connecting
+	chanLock.Lock()
+	locked := true
+	defer func() {
+		if locked {
+			chanLock.Unlock()
+		}
+	}()
+	const n = 3 * deliveryQueue
+	rawProposals(t, url, "busy", n)
+	<-blocked // the delivery of "busy" waits for the lock
+	for _, channel := range []string{"busy", "quiet"} {
+		hctx, hcancel := context.WithTimeout(context.Background(), 2*time.Second)
+		top, _, err := b.History(hctx, channel, 0, 0)
+		hcancel()
+		if err != nil || top.Epoch == "" {
+			t.Fatalf("History(%s) under the channel lock: %+v %v", channel, top, err)
+		}
+	}
+	chanLock.Unlock()
+	locked = false
+	select { // what did not fit in the delivery queue is caught up from history
+	case <-resynced:
+	case <-time.After(10 * time.Second):
+		t.Fatal("no resync after the delivery queue overflowed")
+	}
+	eventually(t, 10*time.Second, func() error {
+		if top, _, err := b.History(context.Background(), "busy", 0, 0); err != nil || top.Offset != n {
+			return fmt.Errorf("busy at %+v %v, want offset %d", top, err, n)
+		}
+		return nil
+	})
 }

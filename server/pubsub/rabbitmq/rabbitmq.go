@@ -46,6 +46,9 @@ const clockSkew = 30 * time.Second
 // delivered to this node's subscribers.
 const deliveryQueue = 4096
 
+// touchQueue bounds the touches History leaves for the session to send.
+const touchQueue = 256
+
 // socketBufferBytes sizes the stream client's socket buffers. The
 // library's 8 KiB default caps the TCP window: a 60 KB proposal took
 // 0.6 s to read back, and a few clients publishing such messages held
@@ -61,8 +64,9 @@ const DefaultMaxLengthBytes = 1 << 30
 
 // Broker is a pubsub.Broker on a RabbitMQ stream. Safe for concurrent use.
 type Broker struct {
-	ready atomic.Bool
-	seq   atomic.Uint64
+	ready   atomic.Bool
+	seq     atomic.Uint64
+	dropped atomic.Bool // a delivery found out full: resync once it drains
 
 	uri       string
 	name      string // the stream's
@@ -74,9 +78,13 @@ type Broker struct {
 	node      string
 	log       *slog.Logger
 	// out takes accepted messages from the consumer to the goroutine that
-	// delivers them: a delivery may wait for a channel lock held by a
-	// History call that itself waits for the consumer to read a touch.
+	// delivers them. The consumer never waits for it: a delivery may wait
+	// for a channel lock whose holder waits in History for the consumer to
+	// read a touch. What does not fit is caught up from history (resync).
 	out chan pubsub.Message
+	// touches takes the touches History does not wait for to the session,
+	// which sends them.
+	touches chan []byte
 
 	// handling is held while a stream message is handled, so nothing is
 	// queued for delivery after its session ended.
@@ -127,6 +135,7 @@ func New(rawURL string, o pubsub.BrokerOptions) (*Broker, error) {
 		node:     pubsub.NewEpoch(),
 		log:      o.Logger,
 		waiters:  make(map[uint64]chan result),
+		touches:  make(chan []byte, touchQueue),
 	}
 	maxAge, err1 := duration(q.Get("max-age"), b.ttl+2*clockSkew)
 	maxLen, err2 := bytesParam(q.Get("max-length-bytes"), DefaultMaxLengthBytes)
@@ -207,6 +216,9 @@ func (b *Broker) Start(ctx context.Context, deliver func(pubsub.Message), resync
 		wg.Go(func() {
 			for m := range b.out {
 				deliver(m)
+				if len(b.out) == 0 && b.dropped.Swap(false) {
+					resync()
+				}
 			}
 		})
 		defer close(b.out) // after the last session ended
