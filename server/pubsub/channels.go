@@ -189,6 +189,11 @@ func (n *Node) join(c *server.Conn, name string, since *Position, id json.RawMes
 		if giveBack, err = n.replays.reserve(c); err != nil {
 			return err
 		}
+		if n.replayed != nil && !n.replayed.Allow() {
+			giveBack()
+			n.stats.replaysBusy.Add(1)
+			return ErrReplaysBusy
+		}
 	}
 	top, kept, err := n.position(ch, since)
 	if err != nil || len(kept) == 0 {
