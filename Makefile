@@ -43,13 +43,14 @@ race:
 	$(GO) test -race -shuffle=on -count=1 -timeout 20m ./...
 
 # One target per go test -fuzz call: Go fuzzes a single target at a time.
-FUZZ_TARGETS = FuzzParser FuzzInflate
+# Each is package:target.
+FUZZ_TARGETS = frame:FuzzParser frame:FuzzInflate server/internal/tlsrec:FuzzOpen server/internal/tlsrec:FuzzOpenInner
 
 fuzz:
-	@for t in $(FUZZ_TARGETS); do $(GO) test -run='^$$' -fuzz=^$$t$$ -fuzztime=30s -fuzzminimizetime=10s ./frame || exit 1; done
+	@for t in $(FUZZ_TARGETS); do $(GO) test -run='^$$' -fuzz=^$${t#*:}$$ -fuzztime=30s -fuzzminimizetime=10s ./$${t%%:*} || exit 1; done
 
 fuzz-long:
-	@for t in $(FUZZ_TARGETS); do $(GO) test -run='^$$' -fuzz=^$$t$$ -fuzztime=10m -fuzzminimizetime=10s ./frame || exit 1; done
+	@for t in $(FUZZ_TARGETS); do $(GO) test -run='^$$' -fuzz=^$${t#*:}$$ -fuzztime=10m -fuzzminimizetime=10s ./$${t%%:*} || exit 1; done
 
 bench:
 	$(GO) test -run='^$$' -bench=. -benchmem ./...

@@ -154,8 +154,8 @@ func TestParser_Deflate(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
-			for _, chunk := range []int{0, 1, 7} {
-				p := &Parser{MaxMessageBytes: 1 << 16, Deflate: !tc.off}
+			for _, chunk := range []int{0, 1, 7, -1} { // -1: whole, DeferInflate
+				p := &Parser{MaxMessageBytes: 1 << 16, Deflate: !tc.off, DeferInflate: chunk < 0}
 				var chunks func() int
 				if chunk > 0 {
 					chunks = func() int { return chunk }
@@ -173,6 +173,41 @@ func TestParser_Deflate(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// With DeferInflate, Parse returns a compressed message as it arrived and
+// Inflate inflates it, with the limits Parse applies otherwise.
+func TestParser_DeferInflate(t *testing.T) {
+	t.Parallel()
+	json := tickJSON(3000)
+	z := stdDeflate(json)
+	p := &Parser{MaxMessageBytes: 1 << 16, Deflate: true, DeferInflate: true}
+	stream := cat(compressedClientFrame(true, OpText, z), clientFrame(true, OpText, []byte("plain")),
+		compressedClientFrame(true, OpBinary, stdDeflate(make([]byte, 1<<17))))
+	m, n, err := p.Parse(stream)
+	if err != nil || !bytes.Equal(m.Payload, z) {
+		t.Fatalf("Parse: %d bytes, %v; want the %d compressed ones", len(m.Payload), err, len(z))
+	}
+	if err := p.Inflate(&m); err != nil || !bytes.Equal(m.Payload, json) {
+		t.Fatalf("Inflate: %d bytes, %v; want %d", len(m.Payload), err, len(json))
+	}
+	if err := p.Inflate(&m); err != nil || !bytes.Equal(m.Payload, json) {
+		t.Fatalf("a second Inflate changed the message: %v", err)
+	}
+	stream = stream[n:]
+	m, n, err = p.Parse(stream)
+	if err != nil || p.Inflate(&m) != nil || string(m.Payload) != "plain" {
+		t.Fatalf("plain message: %q, %v", m.Payload, err)
+	}
+	if m, _, err = p.Parse(stream[n:]); err != nil || len(m.Payload) > 1<<10 {
+		t.Fatalf("a bomb is not inflated by Parse: %d bytes, %v", len(m.Payload), err)
+	}
+	if err := p.Inflate(&m); err != ErrInflatedTooBig {
+		t.Fatalf("Inflate of a bomb: %v, want ErrInflatedTooBig", err)
+	}
+	if _, _, err := p.Parse(stream); err != ErrInflatedTooBig {
+		t.Fatalf("Parse after a failed Inflate: %v, want the error again", err)
 	}
 }
 

@@ -101,6 +101,9 @@ func parseAll(p *Parser, stream []byte, chunks func() int) ([]Message, error) {
 				return out, errBadN
 			}
 			data = data[n:]
+			if err == nil {
+				err = p.Inflate(&m) // what a DeferInflate Parser's caller does
+			}
 			if err != nil {
 				return out, err
 			}

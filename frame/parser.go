@@ -49,6 +49,12 @@ type Parser struct {
 	// between messages. A compressed message's inflated size is limited by
 	// MaxMessageBytes too; its text is UTF-8 checked once inflated.
 	Deflate bool // next to Role: fills its padding, the Parser stays 96 bytes
+	// DeferInflate makes Parse return a compressed data message as it
+	// arrived, for the caller to inflate with Inflate or to drop: a rate
+	// limit can then charge its bytes on the wire before paying for
+	// inflating them. Its inflated size limit and UTF-8 check apply in
+	// Inflate.
+	DeferInflate bool
 	// MaxMessageBytes limits the payload of one data message, all its
 	// fragments together, in bytes. Each frame's declared length is checked
 	// against it before any of its payload is buffered. Zero or negative
@@ -74,6 +80,8 @@ type Parser struct {
 	masked bool
 	inBody bool // header decoded, payload pending
 	zipped bool // the open data message is compressed
+	// inflateDue: the message the last Parse returned is still compressed
+	inflateDue bool
 }
 
 // Bits of Parser.recyc.
@@ -105,6 +113,7 @@ func (p *Parser) Parse(data []byte) (m Message, n int, err error) {
 		return m, 0, p.err
 	}
 	p.recycle()
+	p.inflateDue = false
 	for {
 		if !p.inBody {
 			k, perr := p.readHeader(data[n:])
@@ -157,12 +166,11 @@ func (p *Parser) Parse(data []byte) (m Message, n int, err error) {
 			m.Payload = *p.msg
 			p.recyc |= recycMsg
 		}
-		if p.zipped {
-			if err := p.inflate(&m); err != nil {
-				return Message{}, n, p.fail(err)
-			}
-		}
+		p.inflateDue = p.zipped
 		p.msgOp, p.msgLen, p.zipped = 0, 0, false
+		if !p.DeferInflate {
+			return m, n, p.Inflate(&m)
+		}
 		return m, n, nil
 	}
 }
@@ -295,6 +303,24 @@ func (p *Parser) gather(b []byte) {
 	*p.msg = append(*p.msg, b...)
 }
 
+// Inflate replaces the payload of m, the message that the last Parse
+// returned, with its inflated bytes (RFC 7692 section 7.2.2) when it came
+// compressed, in a pooled buffer valid until the next Parse or Reset; any
+// other message is left alone. A payload that is not valid DEFLATE,
+// inflates past MaxMessageBytes or, for text, is not UTF-8 gives a
+// *ProtocolError, and the Parser stays failed as after a Parse error.
+func (p *Parser) Inflate(m *Message) error {
+	if !p.inflateDue {
+		return nil
+	}
+	p.inflateDue = false
+	if err := p.inflate(m); err != nil {
+		*m = Message{}
+		return p.fail(err)
+	}
+	return nil
+}
+
 // inflate replaces m's compressed payload with its inflated bytes, in a
 // pooled buffer that recycle returns like a gathered message's.
 func (p *Parser) inflate(m *Message) *ProtocolError {
@@ -302,6 +328,7 @@ func (p *Parser) inflate(m *Message) *ProtocolError {
 	if err != nil {
 		return err
 	}
+
 	if p.msg != nil {
 		putBuf(p.msg)
 	}
@@ -354,11 +381,11 @@ func (p *Parser) fail(err *ProtocolError) error {
 }
 
 // Reset drops all state, an error included, and returns pooled buffers; a
-// Payload returned before is no longer valid. Role, MaxMessageBytes and
-// Deflate are kept.
+// Payload returned before is no longer valid. Role, MaxMessageBytes,
+// Deflate and DeferInflate are kept.
 func (p *Parser) Reset() {
 	p.release()
-	*p = Parser{Role: p.Role, MaxMessageBytes: p.MaxMessageBytes, Deflate: p.Deflate}
+	*p = Parser{Role: p.Role, MaxMessageBytes: p.MaxMessageBytes, Deflate: p.Deflate, DeferInflate: p.DeferInflate}
 }
 
 // Idle reports whether p is between messages and holds no buffer: no

@@ -18,6 +18,7 @@ import (
 
 	"github.com/fanout-ws/fanout/frame"
 	"github.com/gobwas/ws"
+	"github.com/gorilla/websocket"
 )
 
 const deflateOffer = "permessage-deflate; client_max_window_bits"
@@ -323,5 +324,53 @@ func TestDeflate_BroadcastCompressedOnce(t *testing.T) {
 	}
 	if st.CompressedConns < zipped {
 		t.Fatalf("CompressedConns %d, want at least %d", st.CompressedConns, zipped)
+	}
+}
+
+// -byte-rate is charged for a compressed message's bytes as they arrived
+// before it is inflated: over the rate it is dropped uninflated, so a
+// client cannot make the server inflate faster than the rate (a small frame
+// may inflate to MaxMessageBytes). Here a bomb sent with the bucket empty is
+// dropped, not inflated (which would close the connection with 1009).
+func TestDeflate_ByteRateChargedBeforeInflating(t *testing.T) {
+	t.Parallel()
+	s, addr := runServer(t, Config{MaxMessageBytes: 64 << 10, ByteRate: 100})
+	d := websocket.Dialer{EnableCompression: true}
+	c, resp, err := d.Dial("ws://"+addr+"/echo", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if ext := resp.Header.Get("Sec-WebSocket-Extensions"); !strings.HasPrefix(ext, "permessage-deflate") {
+		t.Fatalf("extensions %q", ext)
+	}
+	_ = c.SetReadDeadline(time.Now().Add(10 * time.Second))
+	full := make([]byte, 64<<10) // the whole burst: inflating it empties the bucket
+	if err := c.WriteMessage(websocket.BinaryMessage, full); err != nil {
+		t.Fatal(err)
+	}
+	if _, got, err := c.ReadMessage(); err != nil || len(got) != len(full) {
+		t.Fatalf("echo: %d bytes, %v", len(got), err)
+	}
+	if err := c.WriteMessage(websocket.BinaryMessage, make([]byte, 1<<20)); err != nil { // ~1 KB on the wire
+		t.Fatal(err)
+	}
+	pong := make(chan struct{}, 1)
+	c.SetPongHandler(func(string) error { pong <- struct{}{}; return nil })
+	if err := c.WriteControl(websocket.PingMessage, nil, time.Now().Add(5*time.Second)); err != nil {
+		t.Fatal(err)
+	}
+	read := make(chan error, 1)
+	go func() {
+		_, _, err := c.ReadMessage()
+		read <- err
+	}()
+	select {
+	case <-pong:
+	case err := <-read:
+		t.Fatalf("after a bomb over the rate: %v, want it dropped and a pong", err)
+	}
+	if st := s.Stats(); st.InflateErrors != 0 || st.RateLimited != 1 {
+		t.Fatalf("inflate errors %d, rate limited %d: want the bomb dropped uninflated", st.InflateErrors, st.RateLimited)
 	}
 }

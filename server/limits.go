@@ -56,6 +56,15 @@ func (l *connLimits) allow(now time.Time, p *frame.Parser, m frame.Message) bool
 	return ok
 }
 
+// chargeInflated charges the n bytes a message gained when inflated, after
+// allow let its compressed bytes through: the message is delivered, and
+// the debt refuses the next ones, uninflated, until it is earned back.
+func (l *connLimits) chargeInflated(now time.Time, n int) {
+	if n > 0 && l.bytes != nil {
+		l.bytes.charge(now, float64(n))
+	}
+}
+
 // bucket is a token bucket that may go into debt: a charge of n is let
 // through when the bucket holds min(n, burst) tokens and then costs all n,
 // so a message of more frames than the burst still passes at the rate but
@@ -71,15 +80,25 @@ func newBucket(rate float64, burst int) *bucket {
 }
 
 func (b *bucket) spend(now time.Time, n float64) bool {
-	if !b.last.IsZero() {
-		b.tokens = min(b.burst, b.tokens+now.Sub(b.last).Seconds()*b.rate)
-	}
-	b.last = now
+	b.refill(now)
 	if b.tokens < min(n, b.burst) {
 		return false
 	}
 	b.tokens -= n
 	return true
+}
+
+// charge takes n tokens, into debt if need be.
+func (b *bucket) charge(now time.Time, n float64) {
+	b.refill(now)
+	b.tokens -= n
+}
+
+func (b *bucket) refill(now time.Time) {
+	if !b.last.IsZero() {
+		b.tokens = min(b.burst, b.tokens+now.Sub(b.last).Seconds()*b.rate)
+	}
+	b.last = now
 }
 
 // rateLimited handles a frame over the connection's rate: dropped and

@@ -214,11 +214,20 @@ func (c *Conn) consumeFrames(data []byte) bool {
 		if err != nil {
 			return c.protocolError(err)
 		}
+		// A compressed message is charged as it arrived, and inflated only
+		// within the rate; then what it inflated to is charged too.
 		if c.limits != nil && m.Op != frame.OpClose && !c.limits.allow(time.Now(), &c.parser, m) {
 			if !c.rateLimited() {
 				return c.drain(data)
 			}
 			continue // dropped: a ping over the rate gets no pong
+		}
+		wire := len(m.Payload)
+		if err := c.parser.Inflate(&m); err != nil {
+			return c.protocolError(err)
+		}
+		if c.limits != nil {
+			c.limits.chargeInflated(time.Now(), len(m.Payload)-wire)
 		}
 		switch m.Op {
 		case frame.OpContinuation: // need more bytes

@@ -19,6 +19,7 @@ import (
 	"github.com/fanout-ws/fanout/frame"
 	"github.com/fanout-ws/fanout/poller"
 	"github.com/panjf2000/ants/v2"
+	"golang.org/x/time/rate"
 )
 
 // fdReserve is kept free below the open-files limit for listeners (the
@@ -35,6 +36,7 @@ type Server struct {
 	refusing  atomic.Int64 // refused sockets lingering after their answer (admission.go)
 	nextID    atomic.Uint64
 	shutting  atomic.Bool
+	draining  atomic.Bool // Drain began: not ready (drain.go)
 	lastWarn  atomic.Int64
 	stats     counters
 	cfg       Config
@@ -51,9 +53,10 @@ type Server struct {
 	metrics   *metrics
 	deflater  frame.Deflater // compresses each broadcast once for every receiver that negotiated it
 
-	ipLimits ipLimits
-	httpLn   *httpListener // plain HTTP requests, for Config.HTTPHandler
-	httpSrv  *http.Server
+	ipLimits   ipLimits
+	handshakes *rate.Limiter // Config.MaxHandshakeRate, or nil
+	httpLn     *httpListener // plain HTTP requests, for Config.HTTPHandler
+	httpSrv    *http.Server
 
 	// readBufPool lends a read buffer to a worker for one task; idle
 	// connections hold none.
@@ -87,6 +90,9 @@ func New(cfg Config) (*Server, error) {
 		ping:      frame.AppendFrame(nil, frame.OpPing, nil),
 	}
 	s.deflater.Level, s.deflater.MinBytes = cfg.CompressionLevel, cfg.CompressionMinBytes
+	if cfg.MaxHandshakeRate > 0 {
+		s.handshakes = rate.NewLimiter(rate.Limit(cfg.MaxHandshakeRate), max(1, int(cfg.MaxHandshakeRate/10)))
+	}
 	s.clock.Store(timeNow())
 	var rl syscall.Rlimit
 	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &rl); err != nil {
@@ -242,6 +248,7 @@ func (s *Server) newConn(fd int, sl slot, viaProxy bool) *Conn {
 	c.deadline = s.now() + int64(s.cfg.HandshakeTimeout)
 	c.parser.Role = frame.ServerSide
 	c.parser.MaxMessageBytes = s.cfg.MaxMessageBytes
+	c.parser.DeferInflate = true // consumeFrames charges the rate limits first
 	c.lastRead.Store(s.now())
 	c.limits = s.newConnLimits()
 	return c
@@ -349,13 +356,14 @@ func (s *Server) Addr() net.Addr {
 // Ready is closed once Serve listens.
 func (s *Server) Ready() <-chan struct{} { return s.ready }
 
-// Accepting reports whether Serve is listening and Shutdown has not begun:
-// what a readiness probe should report (with the readiness of whatever
-// the application built on the server, such as a pub/sub broker).
+// Accepting reports whether Serve is listening and neither Drain nor
+// Shutdown has begun: what a readiness probe should report (with the
+// readiness of whatever the application built on the server, such as a
+// pub/sub broker).
 func (s *Server) Accepting() bool {
 	select {
 	case <-s.ready:
-		return !s.shutting.Load()
+		return !s.shutting.Load() && !s.draining.Load()
 	default:
 		return false
 	}
@@ -395,12 +403,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	}()
 	var err error
 	if s.poller != nil {
-		s.mu.Lock()
-		hubs := slices.Collect(maps.Keys(s.hubs))
-		s.mu.Unlock()
-		for _, h := range hubs {
-			h.drain()
-		}
+		s.flushHubs()
 		s.eachConn(func(c *Conn) {
 			if c.isOpen() {
 				_ = c.closeWith(frame.CloseGoingAway, "server shutdown", ReasonServerShutdown, false)
@@ -471,6 +474,16 @@ func (s *Server) teardown() {
 	_ = s.reads.ReleaseTimeout(5 * time.Second)
 	s.stopWriters()
 	s.wg.Wait()
+}
+
+// flushHubs queues every pending broadcast on its members' connections.
+func (s *Server) flushHubs() {
+	s.mu.Lock()
+	hubs := slices.Collect(maps.Keys(s.hubs))
+	s.mu.Unlock()
+	for _, h := range hubs {
+		h.drain()
+	}
 }
 
 func (s *Server) eachConn(f func(*Conn)) {

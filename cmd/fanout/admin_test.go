@@ -33,7 +33,8 @@ func startRunLogs(t *testing.T, ctx context.Context, args ...string) (addrs list
 	bound := make(chan listening, 1)
 	errc := make(chan error, 1)
 	go func() {
-		errc <- run(ctx, append([]string{"-addr", "127.0.0.1:0"}, args...), &bytes.Buffer{}, logs, func(l listening) { bound <- l })
+		// No paced drain unless a test asks: cancel closes at once.
+		errc <- run(ctx, append([]string{"-addr", "127.0.0.1:0", "-drain-duration", "0"}, args...), &bytes.Buffer{}, logs, func(l listening) { bound <- l })
 	}()
 	select {
 	case addrs = <-bound:

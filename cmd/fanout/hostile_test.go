@@ -139,7 +139,7 @@ func TestHostile_FDReserveUnderFlood(t *testing.T) {
 		}
 		ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM)
 		defer stop()
-		if err := run(ctx, []string{"-addr", "127.0.0.1:0", "-admin-addr", "127.0.0.1:0", "-log-format", "json", "-handshake-timeout", "3s"}, io.Discard, os.Stderr, nil); err != nil {
+		if err := run(ctx, []string{"-addr", "127.0.0.1:0", "-admin-addr", "127.0.0.1:0", "-log-format", "json", "-handshake-timeout", "3s", "-drain-duration", "0"}, io.Discard, os.Stderr, nil); err != nil {
 			t.Fatal(err)
 		}
 		return

@@ -11,17 +11,18 @@ import (
 	"net"
 	"net/http"
 	pprofhttp "net/http/pprof"
-	"net/url"
 	"os"
 	"os/signal"
 	"runtime/pprof"
 	"slices"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"syscall"
 	"time"
 
 	"github.com/fanout-ws/fanout/frame"
+	"github.com/fanout-ws/fanout/internal/redact"
 	"github.com/fanout-ws/fanout/server"
 	"github.com/fanout-ws/fanout/server/pubsub"
 	"github.com/fanout-ws/fanout/server/pubsub/rabbitmq"
@@ -174,16 +175,19 @@ func (o *options) configureBroker(logger *slog.Logger) (closeBroker func(), err 
 	return closeBroker, nil
 }
 
-// serve listens, serves app (and the admin listener) until ctx is done,
-// then shuts down gracefully within -shutdown-timeout.
+// serve listens, serves app (and the admin listener) until ctx is done or
+// POST /admin/drain, then stops (see stop).
 func (o *options) serve(ctx context.Context, app *chatServer, reg *prometheus.Registry, logger *slog.Logger, args []string, bound func(listening)) error {
 	ln, err := listen(o.cfg.Addr, o.reusePort)
 	if err != nil {
 		return err
 	}
-	logger.Info("fanout", "addr", ln.Addr().String(), "routes", "/ws (chat room, or channels with ?channel=), /echo, / (demo page), /api/ (publish API)",
-		"api", o.apiKey != "", "broker", redactURL(o.broker), "reuseport", o.reusePort, "workers", o.cfg.Workers, "max_conns_effective", app.srv.Ceiling())
+	logger.Info("fanout", "addr", ln.Addr().String(), "routes", "/ws (chat room, or channels with ?channel=), /echo, / (demo page), /api/ (publish API), /healthz, /readyz",
+		"api", o.apiKey != "", "broker", redact.URL(o.broker), "reuseport", o.reusePort, "workers", o.cfg.Workers, "max_conns_effective", app.srv.Ceiling())
 	addrs := listening{addr: ln.Addr().String()}
+	drainReq := make(chan struct{})
+	var drainOnce sync.Once
+	drain := func() { drainOnce.Do(func() { close(drainReq) }) }
 	if o.adminAddr != "" {
 		admin, err := net.Listen("tcp", o.adminAddr)
 		if err != nil {
@@ -195,7 +199,7 @@ func (o *options) serve(ctx context.Context, app *chatServer, reg *prometheus.Re
 		if ta, ok := admin.Addr().(*net.TCPAddr); !ok || !ta.IP.IsLoopback() {
 			logger.Warn("admin listener is not on a loopback address: metrics and profiles are open to the network; bind -admin-addr to 127.0.0.1 or firewall it", "addr", addrs.admin)
 		}
-		hs := &http.Server{Handler: adminMux(app, reg, args), ReadHeaderTimeout: 5 * time.Second}
+		hs := &http.Server{Handler: adminMux(app, reg, args, drain), ReadHeaderTimeout: 5 * time.Second}
 		go func() { _ = hs.Serve(admin) }()
 		defer hs.Close()
 	}
@@ -213,11 +217,36 @@ func (o *options) serve(ctx context.Context, app *chatServer, reg *prometheus.Re
 	case err := <-errc:
 		return err
 	case <-ctx.Done():
+		logger.Info("signal received; draining (a second signal closes at once)")
+	case <-drainReq:
+		logger.Info("drain requested on the admin listener; draining (a signal closes at once)")
 	}
-	logger.Info("signal received; draining", "timeout", o.shutdownTimeout)
+	return o.stop(app.srv, errc, logger)
+}
+
+// stop drains the server, -drain-grace then closes paced over
+// -drain-duration (none when 0), unless a signal cuts it short; then shuts
+// down, sending 1001 to whoever is left, within -shutdown-timeout.
+func (o *options) stop(srv *server.Server, errc <-chan error, logger *slog.Logger) error {
+	if o.drainDuration > 0 {
+		again := make(chan os.Signal, 1)
+		signal.Notify(again, os.Interrupt, syscall.SIGTERM)
+		defer signal.Stop(again)
+		dctx, cancel := context.WithCancel(context.Background())
+		go func() {
+			select {
+			case <-again:
+				logger.Info("second signal: closing every connection now")
+				cancel()
+			case <-dctx.Done():
+			}
+		}()
+		_ = srv.Drain(dctx, o.drainGrace, o.drainDuration)
+		cancel()
+	}
 	sctx, cancel := context.WithTimeout(context.Background(), o.shutdownTimeout)
 	defer cancel()
-	if err := app.srv.Shutdown(sctx); err != nil {
+	if err := srv.Shutdown(sctx); err != nil {
 		logger.Warn("shutdown cut connections", "err", err)
 	}
 	if err := <-errc; !errors.Is(err, server.ErrServerClosed) {
@@ -230,7 +259,7 @@ func (o *options) serve(ctx context.Context, app *chatServer, reg *prometheus.Re
 // curl: `fanout probe URL` succeeds when URL answers 200 within 2 s.
 func probe(ctx context.Context, args []string) error {
 	if len(args) != 1 {
-		return errors.New("usage: fanout probe URL (e.g. http://127.0.0.1:9090/readyz)")
+		return errors.New("usage: fanout probe URL (e.g. http://127.0.0.1:8080/readyz)")
 	}
 	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
 	defer cancel()
@@ -300,7 +329,7 @@ func redactArgs(args []string) []string {
 		case slices.Contains(secretFlags, name):
 			hide = func(string) string { return "REDACTED" }
 		case name == "broker":
-			hide = redactURL
+			hide = redact.URL
 		default:
 			continue
 		}
@@ -329,15 +358,6 @@ func newBroker(rawURL string, o pubsub.BrokerOptions) (pubsub.Broker, func(), er
 		return nil, nil, err
 	}
 	return b, func() { _ = b.Close() }, nil
-}
-
-// redactURL hides a password in a broker URL for logs.
-func redactURL(s string) string {
-	u, err := url.Parse(s)
-	if err != nil {
-		return "(unparsable)"
-	}
-	return u.Redacted()
 }
 
 // certReloader serves the current certificate and swaps it on reload, so
@@ -403,19 +423,16 @@ func (o *options) configureAuth() error {
 }
 
 // adminMux serves operators, off the public port: Prometheus metrics,
-// liveness, readiness (false once shutdown begins, or while the broker is
-// disconnected) and pprof.
-func adminMux(app *chatServer, reg *prometheus.Registry, args []string) *http.ServeMux {
+// the health checks, POST /admin/drain (drain, as SIGTERM does) and pprof.
+func adminMux(app *chatServer, reg *prometheus.Registry, args []string, drain func()) *http.ServeMux {
 	mux := http.NewServeMux()
-	mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
-	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) { fmt.Fprintln(w, "ok") })
-	mux.HandleFunc("/readyz", func(w http.ResponseWriter, _ *http.Request) {
-		if !app.srv.Accepting() || !app.node.Ready() {
-			http.Error(w, "not accepting", http.StatusServiceUnavailable)
-			return
-		}
-		fmt.Fprintln(w, "ready")
+	mux.HandleFunc("POST /admin/drain", func(w http.ResponseWriter, _ *http.Request) {
+		drain()
+		w.WriteHeader(http.StatusAccepted)
+		fmt.Fprintln(w, "draining")
 	})
+	mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
+	app.healthRoutes(mux)
 	mux.HandleFunc("/debug/pprof/", pprofhttp.Index)
 	mux.HandleFunc("/debug/pprof/cmdline", func(w http.ResponseWriter, _ *http.Request) {
 		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
@@ -425,6 +442,21 @@ func adminMux(app *chatServer, reg *prometheus.Registry, args []string) *http.Se
 	mux.HandleFunc("/debug/pprof/symbol", pprofhttp.Symbol)
 	mux.HandleFunc("/debug/pprof/trace", pprofhttp.Trace)
 	return mux
+}
+
+// healthRoutes adds liveness and readiness (false once a drain or shutdown
+// begins, or while the broker is disconnected) to mux: the public one, which
+// load balancers check (the admin listener may be loopback only, and holds
+// pprof), and the admin one.
+func (a *chatServer) healthRoutes(mux *http.ServeMux) {
+	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) { fmt.Fprintln(w, "ok") })
+	mux.HandleFunc("/readyz", func(w http.ResponseWriter, _ *http.Request) {
+		if !a.srv.Accepting() || !a.node.Ready() {
+			http.Error(w, "not accepting", http.StatusServiceUnavailable)
+			return
+		}
+		fmt.Fprintln(w, "ready")
+	})
 }
 
 // Route markers, kept in Conn.Data: the /ws chat room, /ws with channels.
@@ -521,5 +553,7 @@ func newChatServer(cfg server.Config, channels pubsub.Config, apiKey string) (*c
 		return nil, err
 	}
 	r.hub = srv.NewHub()
-	return &chatServer{srv: srv, node: node}, nil
+	app := &chatServer{srv: srv, node: node}
+	app.healthRoutes(mux)
+	return app, nil
 }

@@ -6,7 +6,9 @@ import "context"
 // where every node can read it, and delivers every message to every node
 // (a Router: to every node that routes its channel).
 // MemoryBroker (the default) keeps all of it in one process; the Redis
-// broker (package pubsub/redis) joins several processes.
+// broker (package pubsub/redis) and the RabbitMQ stream broker (package
+// pubsub/rabbitmq) join several processes. Every implementation passes
+// pubsubtest.Run.
 //
 // What a Node relies on, for an implementation to provide:
 //   - Offsets count from 1 per channel, without gaps, in one order that
@@ -52,6 +54,17 @@ type Broker interface {
 	// messages after offset after, oldest first, that are younger than the
 	// history TTL.
 	History(ctx context.Context, channel string, after uint64, limit int) (Position, []Message, error)
+
+	// Release tells the broker that this node no longer has subscribers
+	// of channel. A released channel that keeps no message no longer
+	// counts against MaxChannels: the broker forgets it when a new channel
+	// needs its place (a later use starts a new epoch), so subscribers who
+	// come and go cannot lock others out until the history TTL. A read
+	// (History) takes the release back. Releases are not counted per node:
+	// when channels are full, one released here may be forgotten while
+	// another node still carries it; its subscribers then get a gap notice
+	// with the new epoch, and lose nothing (it kept no message).
+	Release(ctx context.Context, channel string) error
 
 	// Ready reports whether the broker is connected and delivering.
 	Ready() bool

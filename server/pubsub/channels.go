@@ -13,7 +13,7 @@ import (
 )
 
 // Channels are named hubs fed by the broker (Config.Broker: in-process by
-// default, or Redis), which gives each message its offset in the channel
+// default, Redis or RabbitMQ), which gives each message its offset in the channel
 // and keeps a bounded history, so that a client that reconnects can ask for
 // what it missed. A node keeps a channel while it has subscribers.
 //

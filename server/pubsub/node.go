@@ -31,8 +31,8 @@ const (
 // defaults and validates it.
 type Config struct {
 	// Broker assigns channel offsets, keeps history and delivers every
-	// channel message to every node: a Redis broker joins several
-	// processes. Nil means a MemoryBroker of this node's own (HistorySize,
+	// channel message to every node: a Redis or RabbitMQ broker joins
+	// several processes. Nil means a MemoryBroker of this node's own (HistorySize,
 	// HistoryTTL, HistoryMaxBytes, MaxChannels).
 	Broker Broker
 
@@ -176,7 +176,8 @@ type Node struct {
 	pending  pendingSubs
 	creators connRate    // new channels per connection
 	replays  connRate    // history replays per connection
-	touching atomic.Bool // a goroutine keeps channels alive in the broker (sweep)
+	chores   atomic.Bool // a goroutine touches and releases channels in the broker (sweep)
+	released []string    // channels removed here, for the broker to learn (sweeper only)
 	stats    counters
 	lastWarn atomic.Int64
 

@@ -31,6 +31,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/fanout-ws/fanout/internal/redact"
 	"github.com/fanout-ws/fanout/server/pubsub"
 	"github.com/rabbitmq/rabbitmq-stream-go-client/pkg/logs"
 	"github.com/rabbitmq/rabbitmq-stream-go-client/pkg/stream"
@@ -45,6 +46,15 @@ const clockSkew = 30 * time.Second
 // delivered to this node's subscribers.
 const deliveryQueue = 4096
 
+// touchQueue bounds the touches History leaves for the session to send.
+const touchQueue = 256
+
+// socketBufferBytes sizes the stream client's socket buffers. The
+// library's 8 KiB default caps the TCP window: a 60 KB proposal took
+// 0.6 s to read back, and a few clients publishing such messages held
+// every other publish of the cluster past the broker timeout.
+const socketBufferBytes = 1 << 20
+
 // DefaultStream names the stream when the URL does not.
 const DefaultStream = "fanout"
 
@@ -52,14 +62,11 @@ const DefaultStream = "fanout"
 // does not.
 const DefaultMaxLengthBytes = 1 << 30
 
-// DefaultHistoryMaxBytes bounds the history a node keeps in memory, data
-// plus 96 bytes per message, when the URL does not.
-const DefaultHistoryMaxBytes = 64 << 20
-
 // Broker is a pubsub.Broker on a RabbitMQ stream. Safe for concurrent use.
 type Broker struct {
-	ready atomic.Bool
-	seq   atomic.Uint64
+	ready   atomic.Bool
+	seq     atomic.Uint64
+	dropped atomic.Bool // a delivery found out full: resync once it drains
 
 	uri       string
 	name      string // the stream's
@@ -71,9 +78,13 @@ type Broker struct {
 	node      string
 	log       *slog.Logger
 	// out takes accepted messages from the consumer to the goroutine that
-	// delivers them: a delivery may wait for a channel lock held by a
-	// History call that itself waits for the consumer to read a touch.
+	// delivers them. The consumer never waits for it: a delivery may wait
+	// for a channel lock whose holder waits in History for the consumer to
+	// read a touch. What does not fit is caught up from history (resync).
 	out chan pubsub.Message
+	// touches takes the touches History does not wait for to the session,
+	// which sends them.
+	touches chan []byte
 
 	// handling is held while a stream message is handled, so nothing is
 	// queued for delivery after its session ended.
@@ -102,32 +113,37 @@ type session struct {
 // New returns a broker for the stream at rawURL,
 // rabbitmq-stream://user:password@host:5552/vhost, whose query may set
 // stream (the name, DefaultStream), max-age (the stream's retention; the
-// history TTL plus a minute by default), max-length-bytes
-// (DefaultMaxLengthBytes) and history-max-bytes (DefaultHistoryMaxBytes).
-// It does not connect yet: Start does, retrying with backoff while
-// RabbitMQ is down.
+// history TTL plus a minute by default) and max-length-bytes
+// (DefaultMaxLengthBytes). The history a node keeps in memory, data plus
+// 96 bytes per message, is o.HistoryMaxBytes, like every broker's. It does
+// not connect yet: Start does, retrying with backoff while RabbitMQ is down.
 func New(rawURL string, o pubsub.BrokerOptions) (*Broker, error) {
 	u, err := url.Parse(rawURL)
 	if err != nil || u.Scheme != "rabbitmq-stream" && u.Scheme != "rabbitmq-stream+tls" {
-		return nil, fmt.Errorf("rabbitmq: url %q: want rabbitmq-stream://user:password@host:port/vhost", redact(rawURL))
+		return nil, fmt.Errorf("rabbitmq: url %q: want rabbitmq-stream://user:password@host:port/vhost", redact.URL(rawURL))
 	}
 	q := u.Query()
 	u.RawQuery = ""
 	o = o.WithDefaults()
 	b := &Broker{
-		uri:     u.String(),
-		name:    cmp.Or(q.Get("stream"), DefaultStream),
-		ttl:     o.HistoryTTL,
-		size:    o.HistorySize,
-		max:     o.MaxChannels,
-		node:    pubsub.NewEpoch(),
-		log:     o.Logger,
-		waiters: make(map[uint64]chan result),
+		uri:      u.String(),
+		name:     cmp.Or(q.Get("stream"), DefaultStream),
+		ttl:      o.HistoryTTL,
+		size:     o.HistorySize,
+		max:      o.MaxChannels,
+		maxBytes: o.HistoryMaxBytes,
+		node:     pubsub.NewEpoch(),
+		log:      o.Logger,
+		waiters:  make(map[uint64]chan result),
+		touches:  make(chan []byte, touchQueue),
 	}
 	maxAge, err1 := duration(q.Get("max-age"), b.ttl+2*clockSkew)
 	maxLen, err2 := bytesParam(q.Get("max-length-bytes"), DefaultMaxLengthBytes)
-	b.maxBytes, err = bytesParam(q.Get("history-max-bytes"), DefaultHistoryMaxBytes)
-	if err = errors.Join(err1, err2, err); err != nil {
+	var err3 error
+	if q.Has("history-max-bytes") {
+		err3 = errors.New("history-max-bytes is no longer a URL parameter: set -history-max-bytes (BrokerOptions.HistoryMaxBytes)")
+	}
+	if err = errors.Join(err1, err2, err3); err != nil {
 		return nil, fmt.Errorf("rabbitmq: url: %w", err)
 	}
 	if maxAge < b.ttl+clockSkew {
@@ -184,15 +200,6 @@ func bytesParam(s string, def int64) (int64, error) {
 	return n, nil
 }
 
-// redact hides a password in a URL for errors.
-func redact(raw string) string {
-	u, err := url.Parse(raw)
-	if err != nil {
-		return "(unparsable)"
-	}
-	return u.Redacted()
-}
-
 // Ready reports whether this node has read the stream up to its latest
 // connection and is delivering.
 func (b *Broker) Ready() bool { return b.ready.Load() }
@@ -209,6 +216,9 @@ func (b *Broker) Start(ctx context.Context, deliver func(pubsub.Message), resync
 		wg.Go(func() {
 			for m := range b.out {
 				deliver(m)
+				if len(b.out) == 0 && b.dropped.Swap(false) {
+					resync()
+				}
 			}
 		})
 		defer close(b.out) // after the last session ended

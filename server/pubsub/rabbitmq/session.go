@@ -17,7 +17,8 @@ import (
 // hello, and consumes until the connection or ctx ends. resync runs once
 // the hello is read back.
 func (b *Broker) session(ctx context.Context, resync func()) error {
-	env, err := stream.NewEnvironment(stream.NewEnvironmentOptions().SetUri(b.uri).SetRPCTimeout(5 * time.Second))
+	env, err := stream.NewEnvironment(stream.NewEnvironmentOptions().SetUri(b.uri).SetRPCTimeout(5 * time.Second).
+		SetReadBuffer(socketBufferBytes).SetWriteBuffer(socketBufferBytes))
 	if err != nil {
 		return err
 	}
@@ -59,6 +60,10 @@ func (b *Broker) session(ctx context.Context, resync func()) error {
 			return fmt.Errorf("consumer closed: %v", e.Err)
 		case e := <-prodClosed:
 			return fmt.Errorf("producer closed: %v", e.Err)
+		case touch := <-b.touches:
+			if err := prod.BatchSend([]message.StreamMessage{amqp.NewMessage(touch)}); err != nil {
+				return err
+			}
 		case now := <-sweep.C:
 			b.mu.Lock()
 			b.st.sweep(now.UnixMilli(), clockSkew.Milliseconds())
@@ -118,13 +123,27 @@ func (b *Broker) handle(sess *session, m *amqp.Message, resync func()) {
 			st.pending = 0 // what this node proposed after it fails too
 		}
 	}
-	pos := pubsub.Position{Offset: st.offset, Epoch: st.epoch}
+	var pos pubsub.Position
+	if st != nil { // a release or forget may leave none
+		pos = pubsub.Position{Offset: st.offset, Epoch: st.epoch}
+	}
 	b.mu.Unlock()
 	if w != nil {
 		w <- result{accepted: accepted, pos: pos}
 	}
 	if accepted && sess.live {
-		b.out <- pubsub.Message{Channel: p.channel, Position: pubsub.Position{Offset: p.offset, Epoch: p.epoch}, Data: p.data}
+		b.queue(pubsub.Message{Channel: p.channel, Position: pubsub.Position{Offset: p.offset, Epoch: p.epoch}, Data: p.data})
+	}
+}
+
+// queue hands m to the delivery goroutine without waiting (see out): when
+// the queue is full, m is dropped and the node's channels are caught up
+// from history once it drains, as after a reconnection.
+func (b *Broker) queue(m pubsub.Message) {
+	select {
+	case b.out <- m:
+	default:
+		b.dropped.Store(true)
 	}
 }
 
@@ -137,5 +156,5 @@ func (b *Broker) external(m *amqp.Message) {
 		b.log.Warn("rabbitmq broker: dropped a stream message that is neither Fanout's nor JSON with a channel property")
 		return
 	}
-	b.out <- pubsub.Message{Channel: channel, Data: data}
+	b.queue(pubsub.Message{Channel: channel, Data: data})
 }

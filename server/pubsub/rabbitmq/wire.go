@@ -10,8 +10,11 @@ import (
 //	"\x00fo1 <kind> <node> <seq> <epoch> <offset> <unix ms> <channel>\n<data>"
 //
 // kind is p (publish data at offset), t (touch: keep the channel alive, or
-// give it epoch if it has none) or h (hello: a node's marker that it has
-// read the stream up to here). JSON never starts with NUL.
+// give it epoch if it has none), r (release: the proposing node has no
+// subscriber of the channel left), f (forget: drop a released channel that
+// keeps no message, at epoch and offset, to make room for a new one) or h
+// (hello: a node's marker that it has read the stream up to here). JSON
+// never starts with NUL.
 type proposal struct {
 	kind    byte
 	node    string
@@ -27,6 +30,8 @@ const (
 	kindPublish = 'p'
 	kindTouch   = 't'
 	kindHello   = 'h'
+	kindRelease = 'r'
+	kindForget  = 'f'
 )
 
 const mark = "\x00fo1 "
@@ -66,5 +71,9 @@ func decode(body []byte) (p proposal, ok bool) {
 	if err[0] != nil || err[1] != nil || err[2] != nil || p.kind == kindPublish && p.offset == 0 {
 		return p, false
 	}
-	return p, p.kind == kindPublish || p.kind == kindTouch || p.kind == kindHello
+	switch p.kind {
+	case kindPublish, kindTouch, kindHello, kindRelease, kindForget:
+		return p, true
+	}
+	return p, false
 }

@@ -11,6 +11,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/fanout-ws/fanout/internal/redact"
 	"github.com/fanout-ws/fanout/server/pubsub"
 	goredis "github.com/redis/go-redis/v9"
 )
@@ -61,7 +62,7 @@ const internalMark = "\x00fo1 "
 func New(url string, o pubsub.BrokerOptions) (*Broker, error) {
 	opt, err := goredis.ParseURL(url)
 	if err != nil {
-		return nil, fmt.Errorf("redis: url: %w", err)
+		return nil, fmt.Errorf("redis: url: %w", redact.Error(err))
 	}
 	// Workers call Publish and History: fail fast instead of waiting on a
 	// Redis that is down.

@@ -113,7 +113,7 @@ func TestRedis_RoutesBatched(t *testing.T) {
 			for j := range perConn {
 				q += fmt.Sprintf("&channel=c-%d-%d", i, j)
 			}
-			c, resp, err := websocket.DefaultDialer.Dial("ws://"+n.srv.Addr().String()+"/ws?"+q[1:], nil)
+			c, resp, err := websocket.DefaultDialer.Dial("ws://"+n.Addr+"/ws?"+q[1:], nil)
 			if err != nil {
 				errs <- err
 				return

@@ -18,6 +18,7 @@ import (
 //	<prefix>chans    sorted set: every channel, scored by when it expires (ms)
 //	<prefix>unread   sorted set: the channels made by a publish and not read since
 //	<prefix>holders  sorted set: the channels with history, scored by their oldest entry (ms)
+//	<prefix>idle     sorted set: the channels released by a node (Release) and not read since
 //	<prefix>bytes    hash: each holder's history bytes
 //	<prefix>total    the history bytes of all channels
 //
@@ -26,7 +27,7 @@ import (
 // script: prefix, channel, now ms, ttl ms, max channels, new epoch.
 const budgetLua = `
 local P, C, NOW, TTL = ARGV[1], ARGV[2], tonumber(ARGV[3]), tonumber(ARGV[4])
-local CHANS, UNREAD, HOLDERS, BYTES, TOTAL = P .. 'chans', P .. 'unread', P .. 'holders', P .. 'bytes', P .. 'total'
+local CHANS, UNREAD, HOLDERS, BYTES, TOTAL, IDLE = P .. 'chans', P .. 'unread', P .. 'holders', P .. 'bytes', P .. 'total', P .. 'idle'
 local function histKey(c) return P .. '{' .. c .. '}:hist' end
 local function forgetBytes(c)
   local b = tonumber(redis.call('HGET', BYTES, c) or '0')
@@ -40,7 +41,22 @@ local function reap()
     redis.call('DEL', histKey(c), P .. '{' .. c .. '}:meta')
     redis.call('ZREM', CHANS, c)
     redis.call('ZREM', UNREAD, c)
+    redis.call('ZREM', IDLE, c)
   end
+end
+-- evictIdle forgets one idle channel without history to make room for a
+-- new one; idle channels with history stop being candidates.
+local function evictIdle()
+  for _, c in ipairs(redis.call('ZRANGE', IDLE, 0, 99)) do
+    redis.call('ZREM', IDLE, c)
+    if redis.call('ZSCORE', HOLDERS, c) == false and redis.call('ZSCORE', CHANS, c) ~= false then
+      redis.call('DEL', histKey(c), P .. '{' .. c .. '}:meta')
+      redis.call('ZREM', CHANS, c)
+      redis.call('ZREM', UNREAD, c)
+      return true
+    end
+  end
+  return false
 end
 -- trimOldest drops c's oldest history entry.
 local function trimOldest(c, overhead)
@@ -59,7 +75,7 @@ local function trimOldest(c, overhead)
 end
 -- newChannel starts C's epoch, within the channel cap.
 local function newChannel(meta)
-  if redis.call('ZSCORE', CHANS, C) == false and redis.call('ZCARD', CHANS) >= tonumber(ARGV[5]) then
+  if redis.call('ZSCORE', CHANS, C) == false and redis.call('ZCARD', CHANS) >= tonumber(ARGV[5]) and not evictIdle() then
     return redis.error_reply('fanout: too many channels (' .. ARGV[5] .. ')')
   end
   forgetBytes(C)
@@ -134,6 +150,7 @@ if not epoch then
 end
 redis.call('ZADD', CHANS, NOW + TTL, C)
 redis.call('ZREM', UNREAD, C)
+redis.call('ZREM', IDLE, C)
 redis.call('PEXPIRE', KEYS[1], TTL)
 redis.call('PEXPIRE', KEYS[2], TTL)
 local top = redis.call('HGET', KEYS[1], 'offset')
@@ -173,6 +190,21 @@ func (b *Broker) History(ctx context.Context, channel string, after uint64, limi
 		msgs = append(msgs, pubsub.Message{Channel: channel, Position: pubsub.Position{Offset: off, Epoch: top.Epoch}, Data: []byte(data)})
 	}
 	return top, msgs, nil
+}
+
+// releaseScript marks a channel idle (see budgetLua): ARGV as in budgetLua.
+// A channel made by a publish and not read since counts as unread already.
+var releaseScript = goredis.NewScript(budgetLua + `
+if redis.call('ZSCORE', CHANS, C) ~= false and redis.call('ZSCORE', UNREAD, C) == false then
+  redis.call('ZADD', IDLE, NOW, C)
+end
+return 1
+`)
+
+// Release marks channel as one without subscribers on this node: if no
+// node reads it again, a new channel may take its place (pubsub.Broker).
+func (b *Broker) Release(ctx context.Context, channel string) error {
+	return releaseScript.Run(ctx, b.rdb, b.keys(channel), b.budgetArgs(channel)...).Err()
 }
 
 // scriptError is a script's error as the Broker contract wants it: a
