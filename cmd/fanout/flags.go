@@ -133,6 +133,7 @@ func bindChannelFlags(fs *flag.FlagSet, p *pubsub.Config) {
 	fs.Int64Var(&p.HistoryMaxBytes, "history-max-bytes", pubsub.DefaultHistoryMaxBytes, "memory all channels' history may take together (message bytes plus per-message overhead); the oldest messages go first")
 	fs.IntVar(&p.MaxChannels, "max-channels", pubsub.DefaultMaxChannels, "channels that may exist at once (with subscribers or history); at most half of them made by publishes alone")
 	fs.Float64Var(&p.ChannelCreateRate, "channel-create-rate", pubsub.DefaultChannelCreateRate, "new channels one connection may make per second, and history replays it may ask for, with a burst of -max-channels-per-conn (negative disables)")
+	fs.Float64Var(&p.MaxReplayRate, "max-replay-rate", 0, "history replays (subscribes with since) this node serves per second over all connections (token bucket, burst a tenth of a second's worth); beyond it the subscribe gets an error with a retry-ms=1000 hint (503 with Retry-After at upgrade), so resuming clients cannot starve live delivery; 0 disables")
 	fs.IntVar(&p.MaxChannelsPerConn, "max-channels-per-conn", pubsub.DefaultMaxChannelsPerConn, "subscriptions one connection may hold")
 }
 

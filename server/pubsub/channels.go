@@ -205,6 +205,11 @@ func (n *Node) joinLocked(ch *channel, c *server.Conn, since *Position, id json.
 		if giveBack, err = n.replays.reserve(c); err != nil {
 			return err
 		}
+		if n.replayed != nil && !n.replayed.Allow() {
+			giveBack()
+			n.stats.replaysBusy.Add(1)
+			return ErrReplaysBusy
+		}
 	}
 	top, kept, err := n.position(ch, since)
 	if err != nil || len(kept) == 0 {

@@ -12,6 +12,7 @@ type counters struct {
 	controlErrors  atomic.Uint64
 	apiKeyFailures atomic.Uint64
 	unwanted       atomic.Uint64
+	replaysBusy    atomic.Uint64
 }
 
 // Stats is a snapshot of the node's counters since New.
@@ -20,6 +21,7 @@ type Stats struct {
 	Publications   uint64 // channel messages published (Publish, control or API)
 	ControlErrors  uint64 // control messages answered with an error
 	APIKeyFailures uint64 // HTTP API requests answered 401
+	ReplaysBusy    uint64 // subscribes with since refused for Config.MaxReplayRate (ErrReplaysBusy)
 	// UnwantedMessages counts the messages the broker delivered here for a
 	// channel with no subscriber on this node: work for nothing, about 0
 	// with a broker that routes by interest (Router).
@@ -39,6 +41,7 @@ func (n *Node) Stats() Stats {
 		ControlErrors:    n.stats.controlErrors.Load(),
 		APIKeyFailures:   n.stats.apiKeyFailures.Load(),
 		UnwantedMessages: n.stats.unwanted.Load(),
+		ReplaysBusy:      n.stats.replaysBusy.Load(),
 	}
 	if b, ok := n.broker.(interface{ BrokerStats() BrokerStats }); ok {
 		st.BrokerStats = b.BrokerStats()
@@ -62,6 +65,8 @@ var metricTable = [...]struct {
 		prometheus.CounterValue, func(s *Stats) float64 { return float64(s.ControlErrors) }},
 	{"fanout_api_key_failures_total", "HTTP API requests answered 401: missing or wrong API key.",
 		prometheus.CounterValue, func(s *Stats) float64 { return float64(s.APIKeyFailures) }},
+	{"fanout_replays_busy_total", "Subscribes with since refused because the node replayed history at its MaxReplayRate.",
+		prometheus.CounterValue, func(s *Stats) float64 { return float64(s.ReplaysBusy) }},
 	{"fanout_broker_unwanted_messages_total", "Messages the broker delivered for channels with no subscriber on this node (about 0 with interest routing).",
 		prometheus.CounterValue, func(s *Stats) float64 { return float64(s.UnwantedMessages) }},
 	{"fanout_broker_subscriptions", "Broker subscriptions this node holds (channels with interest routing).",
