@@ -94,9 +94,9 @@ func median(ds []time.Duration) time.Duration {
 // to read back, and every other publish failed at the 2 s timeout).
 func TestHostile_LargePublishesDoNotStall(t *testing.T) {
 	t.Parallel()
-	url := streamURL(t) + "&max-length-bytes=67108864"
+	url := streamURL(t)
 	cfg := pubsub.Config{HistoryMaxBytes: 4 << 20}
-	a, b := runNode(t, url, cfg), runNode(t, url, cfg)
+	a, b := runNodeBytes(t, url, cfg, 64<<20), runNodeBytes(t, url, cfg, 64<<20)
 	waitReady(t, a, b)
 	stop := make(chan struct{})
 	took := make(chan time.Duration, 1000)
@@ -291,9 +291,10 @@ func TestHostile_HistoryUnderChannelLock(t *testing.T) {
 // other's publishes.
 func TestHostile_RestartAfterRetention(t *testing.T) {
 	t.Parallel()
-	url := streamURL(t) + "&max-length-bytes=2000000" // segments of 1 MB
+	url := streamURL(t)
 	cfg := pubsub.Config{HistoryMaxBytes: 1 << 20}
-	a, b := runNode(t, url, cfg), runNode(t, url, cfg)
+	const retention = 2_000_000 // segments of 1 MB
+	a, b := runNodeBytes(t, url, cfg, retention), runNodeBytes(t, url, cfg, retention)
 	waitReady(t, a, b)
 	subA := dialNode(t, a, "?channel=live")
 	first := wstest.ReadEvent(t, subA)
@@ -311,7 +312,7 @@ func TestHostile_RestartAfterRetention(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	b = runNode(t, url, cfg)
+	b = runNodeBytes(t, url, cfg, retention)
 	waitReady(t, b)
 	subB := dialNode(t, b, "?channel=live")
 	if e := wstest.ReadEvent(t, subB); e.Type != "subscribed" || e.Epoch != first.Epoch || e.Offset != 3 {
@@ -334,9 +335,10 @@ func TestHostile_RestartAfterRetention(t *testing.T) {
 // snapshot no node sends, then goes on with what the stream holds.
 func TestHostile_RestartAfterRetentionAlone(t *testing.T) {
 	t.Parallel()
-	url := streamURL(t) + "&max-length-bytes=2000000"
+	url := streamURL(t)
 	cfg := pubsub.Config{HistoryMaxBytes: 1 << 20}
-	a := runNode(t, url, cfg)
+	const retention = 2_000_000 // segments of 1 MB
+	a := runNodeBytes(t, url, cfg, retention)
 	waitReady(t, a)
 	junk := []byte(`"` + strings.Repeat("j", 60_000) + `"`)
 	for range 100 {
@@ -346,7 +348,7 @@ func TestHostile_RestartAfterRetentionAlone(t *testing.T) {
 	}
 	_ = a.Srv.Close()
 	a.Close()
-	a = runNode(t, url, cfg)
+	a = runNodeBytes(t, url, cfg, retention)
 	waitReady(t, a)
 	if p, err := a.Publish("junk", []byte("1")); err != nil || p.Offset < 2 {
 		t.Fatalf("publish after the restart: %+v %v, want the channel's offsets to go on", p, err)
