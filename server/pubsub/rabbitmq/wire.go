@@ -29,11 +29,11 @@ type proposal struct {
 }
 
 const (
-	kindPublish = 'p'
-	kindTouch   = 't'
-	kindHello   = 'h'
-	kindRelease = 'r'
-	kindForget  = 'f'
+	kindPublish  = 'p'
+	kindTouch    = 't'
+	kindHello    = 'h'
+	kindRelease  = 'r'
+	kindForget   = 'f'
 	kindWant     = 'w'
 	kindSnapshot = 's'
 )
