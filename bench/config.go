@@ -39,6 +39,7 @@ type Config struct {
 	Batch         int           `json:"batch,omitempty"`          // with PublishURL: messages per request, sent as one JSON array (default 1: one object per request)
 	SlowFrac      float64       `json:"slow_frac,omitempty"`      // slow: fraction of subscribers that never read (default 0.01)
 	Stalled       int           `json:"stalled,omitempty"`        // slow: clients stuck mid-handshake plus mid-frame (default 1000)
+	Churners      int           `json:"churners,omitempty"`       // broadcast: connections that also open and close in a loop while publishing (a reconnect storm: Result.Storm), on top of Conns
 	ServerPIDs    []int         `json:"server_pids,omitempty"`    // sample these processes' RSS and CPU from /proc
 	BrokerPIDs    []int         `json:"broker_pids,omitempty"`    // sample these processes' CPU and RSS too, apart from the servers' (a Redis broker)
 	PinServer     []int         `json:"pin_server,omitempty"`     // CPUs to restrict the servers to (RunServer starts them so; ServerPIDs are pinned by Run); nil: unpinned
@@ -50,6 +51,12 @@ type Config struct {
 	Deflate       bool          `json:"deflate,omitempty"`        // offer permessage-deflate (no context takeover) and inflate compressed frames
 	JSONPayload   bool          `json:"json_payload,omitempty"`   // broadcast: the payload after its 16-byte stamp is JSON text (realistic to compress), not zeros
 	ServerLog     string        `json:"server_log,omitempty"`     // RunServer: the server's stdout and stderr are appended to this file (empty: discarded)
+}
+
+// churnShare is how many of the Churners go with the n connections from
+// first (members share them as they share Conns).
+func (c Config) churnShare(first, n int) int {
+	return c.Churners*(first+n)/c.Conns - c.Churners*first/c.Conns
 }
 
 func (c Config) withDefaults() Config {
@@ -111,6 +118,9 @@ func (c Config) Validate() error {
 		if net.ParseIP(a) == nil {
 			errs = append(errs, fmt.Errorf("bench: source address %q is not an IP", a))
 		}
+	}
+	if c.Churners < 0 || (c.Churners > 0 && c.Scenario != ScenarioBroadcast) {
+		errs = append(errs, fmt.Errorf("bench: Churners (%d) is for the broadcast scenario (got %s)", c.Churners, c.Scenario))
 	}
 	if c.ClosedLoop && c.Scenario != ScenarioEcho {
 		errs = append(errs, fmt.Errorf("bench: ClosedLoop is for the echo scenario (got %s)", c.Scenario))

@@ -9,6 +9,7 @@ import (
 	"math/rand/v2"
 	"net"
 	"runtime"
+	"runtime/debug"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -29,6 +30,7 @@ type group struct {
 	pl        *poller.Poller
 	events    chan *client
 	st        *stats
+	storm     *stats // broadcast with Churners: the churners' handshakes
 	measuring atomic.Bool
 	mu        sync.Mutex
 	conns     []*client
@@ -65,7 +67,7 @@ func newGroup(cfg Config, first, n int) (*group, error) {
 	if err != nil {
 		return nil, err
 	}
-	g := &group{cfg: cfg, first: first, n: n, pl: pl, events: make(chan *client, n+16), st: newStats(), stopSend: make(chan struct{})}
+	g := &group{cfg: cfg, first: first, n: n, pl: pl, events: make(chan *client, n+16), st: newStats(), storm: newStats(), stopSend: make(chan struct{})}
 	for range max(2, runtime.GOMAXPROCS(0)) {
 		g.readers.Add(1)
 		go g.read()
@@ -107,6 +109,9 @@ func (g *group) connect(ctx context.Context) {
 	if g.cfg.Scenario == ScenarioSlow {
 		g.stall(ctx, d)
 	}
+	// The ramp's garbage (TLS handshakes, dial goroutines' stacks) goes
+	// back to the OS, so that RSS shows what the connections keep.
+	debug.FreeOSMemory()
 }
 
 // open dials connection idx and registers it with the poller, or holds
@@ -266,6 +271,7 @@ func (c *client) readPlain(buf []byte) bool {
 // which no readiness event would announce. rxBytes counts the frames'
 // bytes, before TLS. It returns false once c is dead.
 func (c *client) readTLS(buf []byte) bool {
+	c.tc.NetConn().(*sock).drained = false
 	for {
 		n, err := c.tc.Read(buf)
 		if n > 0 {
@@ -437,15 +443,17 @@ func (g *group) sendEcho(c *client) {
 	}
 }
 
-// startChurn runs concurrent connect/close loops recording handshake
-// latency, until stopSenders.
-func (g *group) startChurn(ctx context.Context) {
+// startChurn runs churners concurrent connect/close loops (at most 256)
+// recording each handshake's time in st, for the measurement time or
+// until stopSenders.
+func (g *group) startChurn(ctx context.Context, churners int, st *stats) {
 	d := newDialer(g.cfg)
-	for w := range min(g.n, 256) {
+	end := time.Now().Add(g.cfg.Duration)
+	for w := range min(churners, 256) {
 		g.senders.Add(1)
 		go func() {
 			defer g.senders.Done()
-			for i := 0; ; i++ {
+			for i := 0; time.Now().Before(end); i++ {
 				select {
 				case <-g.stopSend:
 					return
@@ -455,11 +463,11 @@ func (g *group) startChurn(ctx context.Context) {
 				start := time.Now()
 				nc, _, err := d.dial(ctx, g.cfg.URLs[idx%len(g.cfg.URLs)], idx)
 				if err != nil {
-					g.st.failed.Add(1)
+					st.failed.Add(1)
 					continue
 				}
-				g.st.sent.Add(1)
-				g.st.record(w, time.Since(start))
+				st.sent.Add(1)
+				st.record(w, time.Since(start))
 				if tc, ok := nc.(*net.TCPConn); ok {
 					_ = tc.SetLinger(0) // no TIME_WAIT pile-up on the client side
 				}

@@ -50,7 +50,12 @@ func (l *local) start() error {
 	case ScenarioEcho:
 		l.g.startEcho(l.g.cfg.Rate * float64(l.g.n) / float64(l.g.cfg.Conns))
 	case ScenarioChurn:
-		l.g.startChurn(l.ctx)
+		l.g.startChurn(l.ctx, l.g.n, l.g.st)
+	case ScenarioBroadcast:
+		if n := l.g.cfg.churnShare(l.g.first, l.g.n); n > 0 {
+			l.g.storm.reset()
+			l.g.startChurn(l.ctx, n, l.g.storm)
+		}
 	}
 	return nil
 }
@@ -59,7 +64,12 @@ func (l *local) stop() (snapshot, error) {
 	l.g.stopSenders()
 	l.g.measuring.Store(false)
 	c, f := l.g.connected()
-	return l.g.st.snapshot(c, f, l.g.subsPerChannel()), nil
+	s := l.g.st.snapshot(c, f, l.g.subsPerChannel())
+	if l.g.cfg.churnShare(l.g.first, l.g.n) > 0 {
+		storm := l.g.storm.snapshot(0, 0, nil)
+		s.Storm = &storm
+	}
+	return s, nil
 }
 
 func (l *local) close() { l.g.close() }

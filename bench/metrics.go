@@ -11,12 +11,15 @@ import (
 )
 
 // The server's write-path metrics read from Config.MetricsURL (Fanout's
-// admin /metrics). framesPerWriteMetric is a histogram; the others are
-// counters.
+// admin /metrics). The per-write ones are histograms; the others are
+// counters. The TLS records' are those of wss's corked writes (issue 19);
+// a server without them reports no records.
 const (
-	writeCallsMetric     = "fanout_write_syscalls_total"
-	framesOutMetric      = "fanout_frames_out_total"
-	framesPerWriteMetric = "fanout_frames_per_write"
+	writeCallsMetric      = "fanout_write_syscalls_total"
+	framesOutMetric       = "fanout_frames_out_total"
+	framesPerWriteMetric  = "fanout_frames_per_write"
+	recordsOutMetric      = "fanout_tls_records_out_total"
+	recordsPerWriteMetric = "fanout_tls_records_per_write"
 )
 
 // series is one scrape: every sample by its series (name and labels as
@@ -64,6 +67,12 @@ type WritePath struct {
 	// upper bound of the bucket holding each percentile of the writes.
 	FramesPerWriteP50 float64 `json:"frames_per_write_p50,omitempty"`
 	FramesPerWriteP99 float64 `json:"frames_per_write_p99,omitempty"`
+	// Over wss, when the server counts TLS records: records sealed, per
+	// write syscall, and its records-per-write histogram's percentiles.
+	RecordsOut         int64   `json:"tls_records_out,omitempty"`
+	RecordsPerWrite    float64 `json:"tls_records_per_write,omitempty"`
+	RecordsPerWriteP50 float64 `json:"tls_records_per_write_p50,omitempty"`
+	RecordsPerWriteP99 float64 `json:"tls_records_per_write_p99,omitempty"`
 }
 
 // writePath is the difference between two scrapes.
@@ -80,7 +89,29 @@ func writePath(before, after series, deliveries int64) *WritePath {
 	}
 	w.FramesPerWriteP50 = bucketQuantile(before, after, framesPerWriteMetric, 0.50)
 	w.FramesPerWriteP99 = bucketQuantile(before, after, framesPerWriteMetric, 0.99)
+	w.RecordsOut = int64(after[recordsOutMetric] - before[recordsOutMetric])
+	if w.WriteSyscalls > 0 {
+		w.RecordsPerWrite = float64(w.RecordsOut) / float64(w.WriteSyscalls)
+	}
+	w.RecordsPerWriteP50 = bucketQuantile(before, after, recordsPerWriteMetric, 0.50)
+	w.RecordsPerWriteP99 = bucketQuantile(before, after, recordsPerWriteMetric, 0.99)
 	return w
+}
+
+// String is the write path in one phrase, the percentiles and records when
+// the server reports them.
+func (w WritePath) String() string {
+	s := fmt.Sprintf("%d writev, %d frames, %.2f frames/write", w.WriteSyscalls, w.FramesOut, w.FramesPerWrite)
+	if w.FramesPerWriteP50 > 0 {
+		s += fmt.Sprintf(" (p50 %g, p99 %g)", w.FramesPerWriteP50, w.FramesPerWriteP99)
+	}
+	if w.RecordsOut > 0 {
+		s += fmt.Sprintf(", %d TLS records, %.2f records/write", w.RecordsOut, w.RecordsPerWrite)
+		if w.RecordsPerWriteP50 > 0 {
+			s += fmt.Sprintf(" (p50 %g, p99 %g)", w.RecordsPerWriteP50, w.RecordsPerWriteP99)
+		}
+	}
+	return s + fmt.Sprintf(", %.3f writes/delivery", w.WritesPerDelivery)
 }
 
 // bucketQuantile is the upper bound of the histogram bucket holding

@@ -10,53 +10,80 @@ import (
 // Result is every figure of one run, with its configuration. Its JSON keys
 // are snake_case with the unit in the name.
 type Result struct {
-	Config        Config     `json:"config"`
-	Processes     int        `json:"processes"` // load generator processes used
-	Connected     int        `json:"connected"`
-	DialErrors    int        `json:"dial_errors"`
-	RampS         float64    `json:"ramp_s"`
-	Sent          int64      `json:"sent"`             // broadcast: messages published (all publishers); echo: messages sent; churn: handshakes
-	Deliveries    int64      `json:"deliveries"`       // broadcast: messages received by subscribers; echo: replies
-	DeliveriesPS  float64    `json:"deliveries_per_s"` // per second of measurement (echo: round trips/s; churn: handshakes/s)
-	Missing       int64      `json:"missing"`          // broadcast: Sent*subscribers - Deliveries; echo: Sent - Deliveries
-	Lost          int64      `json:"lost"`             // sequence gaps seen by subscribers
-	Reordered     int64      `json:"reordered"`
-	Disconnected  int64      `json:"disconnected"`                      // connections the server closed
-	Failed        int64      `json:"failed"`                            // churn: failed handshakes
-	Misrouted     int64      `json:"misrouted,omitempty"`               // channel mode: deliveries of a channel the subscriber is not on
-	Malformed     int64      `json:"malformed,omitempty"`               // channel mode: message frames the generator could not read
-	WireBytes     float64    `json:"wire_bytes_per_delivery,omitempty"` // bytes subscribers read per delivery while measuring: frames as they went on the wire
-	PublishedPS   float64    `json:"published_per_s,omitempty"`         // broadcast: messages published per second of measurement
-	TargetPS      float64    `json:"target_per_s,omitempty"`            // broadcast: publishes per second asked for (Rate x streams)
-	PublishErrors int64      `json:"publish_errors,omitempty"`          // channel mode: messages refused (API status, WebSocket error reply) or failed
-	Requests      int64      `json:"api_requests,omitempty"`            // API: requests answered with results (200, or 503 for a batch refused in part)
-	APIDelivered  int64      `json:"api_delivered,omitempty"`           // API: sum of the "delivered" counts in the answers
-	APIP50ms      float64    `json:"api_p50_ms,omitempty"`              // API: request round trip percentiles as the publisher saw them
-	APIP99ms      float64    `json:"api_p99_ms,omitempty"`              //
-	APIMaxMS      float64    `json:"api_max_ms,omitempty"`              //
-	P50ms         float64    `json:"p50_ms"`                            // delivery latency (echo: round trip; churn: handshake)
-	P90ms         float64    `json:"p90_ms"`                            //
-	P99ms         float64    `json:"p99_ms"`                            //
-	P999ms        float64    `json:"p99_9_ms"`                          //
-	MaxMS         float64    `json:"max_ms"`                            //
-	Percentiles   []Point    `json:"percentiles,omitempty"`             // the HDR histogram's percentile distribution
-	ServerRSSBase int64      `json:"server_rss_base_bytes"`             // all sampled servers, before connecting
-	ServerRSS     int64      `json:"server_rss_bytes"`                  // after the ramp and settle
-	ServerRSSEnd  int64      `json:"server_rss_end_bytes"`              // after measuring (and draining)
-	ServerRSSPeak int64      `json:"server_rss_peak_bytes"`             // the sampled servers' peak RSS (VmHWM) at the end
-	RSSPerConn    float64    `json:"rss_per_conn_bytes"`                // (ServerRSS-ServerRSSBase)/Connected
-	ServerCPU     float64    `json:"server_cpu_cores"`                  // server CPU seconds per second while measuring (and draining)
-	ServerCPUS    float64    `json:"server_cpu_s"`                      // server CPU seconds over that window
-	CPUPerDeliv   float64    `json:"server_cpu_us_per_delivery"`        // ServerCPUS / Deliveries, in microseconds
-	GeneratorCPU  float64    `json:"generator_cpu_cores"`               // this process's CPU seconds per second while measuring (workers not included)
-	MachineCPU    float64    `json:"machine_cpu_cores"`                 // all cores' busy seconds per second while measuring: what is not server or generator is other load
-	BrokerCPU     float64    `json:"broker_cpu_cores,omitempty"`        // Config.BrokerPIDs' CPU seconds per second while measuring (part of MachineCPU, not of ServerCPU)
-	BrokerRSSEnd  int64      `json:"broker_rss_end_bytes,omitempty"`    // Config.BrokerPIDs' RSS after measuring
-	Writes        *WritePath `json:"write_path,omitempty"`              // from Config.MetricsURL
-	Series        []Sample   `json:"series,omitempty"`                  // one sample per second of the whole run
-	Clean         *Result    `json:"clean,omitempty"`                   // slow: the clean run it is compared with
+	Config              Config     `json:"config"`
+	Processes           int        `json:"processes"` // load generator processes used
+	Connected           int        `json:"connected"`
+	DialErrors          int        `json:"dial_errors"`
+	RampS               float64    `json:"ramp_s"`
+	Sent                int64      `json:"sent"`             // broadcast: messages published (all publishers); echo: messages sent; churn: handshakes
+	Deliveries          int64      `json:"deliveries"`       // broadcast: messages received by subscribers; echo: replies
+	DeliveriesPS        float64    `json:"deliveries_per_s"` // per second of measurement (echo: round trips/s; churn: handshakes/s)
+	Missing             int64      `json:"missing"`          // broadcast: Sent*subscribers - Deliveries; echo: Sent - Deliveries
+	Lost                int64      `json:"lost"`             // sequence gaps seen by subscribers
+	Reordered           int64      `json:"reordered"`
+	Disconnected        int64      `json:"disconnected"`                           // connections the server closed
+	Failed              int64      `json:"failed"`                                 // churn: failed handshakes
+	Misrouted           int64      `json:"misrouted,omitempty"`                    // channel mode: deliveries of a channel the subscriber is not on
+	Malformed           int64      `json:"malformed,omitempty"`                    // channel mode: message frames the generator could not read
+	WireBytes           float64    `json:"wire_bytes_per_delivery,omitempty"`      // bytes subscribers read per delivery while measuring: frames as they went on the wire
+	PublishedPS         float64    `json:"published_per_s,omitempty"`              // broadcast: messages published per second of measurement
+	TargetPS            float64    `json:"target_per_s,omitempty"`                 // broadcast: publishes per second asked for (Rate x streams)
+	PublishErrors       int64      `json:"publish_errors,omitempty"`               // channel mode: messages refused (API status, WebSocket error reply) or failed
+	Requests            int64      `json:"api_requests,omitempty"`                 // API: requests answered with results (200, or 503 for a batch refused in part)
+	APIDelivered        int64      `json:"api_delivered,omitempty"`                // API: sum of the "delivered" counts in the answers
+	APIP50ms            float64    `json:"api_p50_ms,omitempty"`                   // API: request round trip percentiles as the publisher saw them
+	APIP99ms            float64    `json:"api_p99_ms,omitempty"`                   //
+	APIMaxMS            float64    `json:"api_max_ms,omitempty"`                   //
+	P50ms               float64    `json:"p50_ms"`                                 // delivery latency (echo: round trip; churn: handshake)
+	P90ms               float64    `json:"p90_ms"`                                 //
+	P99ms               float64    `json:"p99_ms"`                                 //
+	P999ms              float64    `json:"p99_9_ms"`                               //
+	MaxMS               float64    `json:"max_ms"`                                 //
+	Percentiles         []Point    `json:"percentiles,omitempty"`                  // the HDR histogram's percentile distribution
+	ServerRSSBase       int64      `json:"server_rss_base_bytes"`                  // all sampled servers, before connecting
+	ServerRSS           int64      `json:"server_rss_bytes"`                       // after the ramp and settle
+	ServerRSSEnd        int64      `json:"server_rss_end_bytes"`                   // after measuring (and draining)
+	ServerRSSPeak       int64      `json:"server_rss_peak_bytes"`                  // the sampled servers' peak RSS (VmHWM) at the end
+	RSSPerConn          float64    `json:"rss_per_conn_bytes"`                     // (ServerRSS-ServerRSSBase)/Connected
+	ServerCPU           float64    `json:"server_cpu_cores"`                       // server CPU seconds per second while measuring (and draining)
+	ServerCPUS          float64    `json:"server_cpu_s"`                           // server CPU seconds over that window
+	CPUPerDeliv         float64    `json:"server_cpu_us_per_delivery"`             // ServerCPUS / Deliveries, in microseconds
+	GeneratorCPU        float64    `json:"generator_cpu_cores"`                    // this process's CPU seconds per second while measuring (workers not included)
+	GeneratorRSSPerConn float64    `json:"generator_rss_per_conn_bytes,omitempty"` // this process's RSS growth over the ramp per connection, when it held them all (no workers)
+	MachineCPU          float64    `json:"machine_cpu_cores"`                      // all cores' busy seconds per second while measuring: what is not server or generator is other load
+	BrokerCPU           float64    `json:"broker_cpu_cores,omitempty"`             // Config.BrokerPIDs' CPU seconds per second while measuring (part of MachineCPU, not of ServerCPU)
+	BrokerRSSEnd        int64      `json:"broker_rss_end_bytes,omitempty"`         // Config.BrokerPIDs' RSS after measuring
+	Writes              *WritePath `json:"write_path,omitempty"`                   // from Config.MetricsURL
+	Series              []Sample   `json:"series,omitempty"`                       // one sample per second of the whole run
+	Clean               *Result    `json:"clean,omitempty"`                        // slow: the clean run it is compared with
+	Storm               *Storm     `json:"storm,omitempty"`                        // broadcast with Config.Churners: the reconnect storm beside the deliveries
 
 	pub pubReport
+}
+
+// Storm is what a broadcast's churners did while the publishers sent:
+// each opened a connection (TCP, TLS over wss, WebSocket upgrade) and
+// closed it, again and again. The deliveries' latency in the same Result
+// is the established subscribers' during the storm.
+type Storm struct {
+	Churners     int     `json:"churners"`
+	Handshakes   int64   `json:"handshakes"`       // connections opened and closed
+	HandshakesPS float64 `json:"handshakes_per_s"` // per second of publishing
+	Failed       int64   `json:"failed"`
+	P50ms        float64 `json:"p50_ms"` // connect to 101, as a churner waited for it
+	P99ms        float64 `json:"p99_ms"`
+	MaxMS        float64 `json:"max_ms"`
+}
+
+// newStorm summarises the churners' merged snapshot s.
+func newStorm(cfg Config, s *snapshot) *Storm {
+	st := &Storm{Churners: cfg.Churners, Handshakes: s.Sent, Failed: s.Failed, HandshakesPS: float64(s.Sent) / cfg.Duration.Seconds()}
+	if s.Hist != nil {
+		if h := hdrhistogram.Import(s.Hist); h.TotalCount() > 0 {
+			st.P50ms, st.P99ms, st.MaxMS = float64(h.ValueAtQuantile(50))/1000, float64(h.ValueAtQuantile(99))/1000, float64(h.Max())/1000
+		}
+	}
+	return st
 }
 
 // Point is one line of an HDR percentile distribution: Count of the
@@ -134,8 +161,14 @@ func (r Result) Summary() string {
 	if r.TargetPS > 0 {
 		fmt.Fprintf(&b, "; published %.0f/s of %.0f/s asked", r.PublishedPS, r.TargetPS)
 	}
+	if s := r.Storm; s != nil {
+		fmt.Fprintf(&b, "; storm: %d churners, %.0f handshakes/s (%d failed), handshake p50 %.1f ms p99 %.1f ms", s.Churners, s.HandshakesPS, s.Failed, s.P50ms, s.P99ms)
+	}
+	if r.GeneratorRSSPerConn > 0 {
+		fmt.Fprintf(&b, "; generator RSS %.0f B/conn", r.GeneratorRSSPerConn)
+	}
 	if w := r.Writes; w != nil {
-		fmt.Fprintf(&b, "; server writes: %d writev, %d frames, %.2f frames/write, %.3f writes/delivery", w.WriteSyscalls, w.FramesOut, w.FramesPerWrite, w.WritesPerDelivery)
+		fmt.Fprintf(&b, "; server writes: %s", w)
 	}
 	return b.String()
 }

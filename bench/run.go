@@ -65,6 +65,7 @@ func run(ctx context.Context, cfg Config, progress io.Writer) (Result, error) {
 		return res, err
 	}
 	res.ServerRSSBase = base.RSSBytes
+	self, _ := sampleProc(os.Getpid())
 	members, err := startMembers(ctx, cfg)
 	defer func() {
 		for _, m := range members {
@@ -85,6 +86,9 @@ func run(ctx context.Context, cfg Config, progress io.Writer) (Result, error) {
 	w, err := openWindow(cfg, &res)
 	if err != nil {
 		return res, err
+	}
+	if res.Processes == 1 && res.Connected > 0 {
+		res.GeneratorRSSPerConn = float64(w.self.RSSBytes-self.RSSBytes) / float64(res.Connected)
 	}
 	for _, m := range members {
 		if err := m.start(); err != nil {
@@ -247,6 +251,9 @@ func (r *Result) fill(s snapshot) {
 	cfg := r.Config
 	r.Deliveries, r.Lost, r.Reordered, r.Disconnected, r.Failed = s.Received, s.Lost, s.Reordered, s.Closed, s.Failed
 	r.Misrouted, r.Malformed = s.Misrouted, s.Malformed
+	if s.Storm != nil {
+		r.Storm = newStorm(cfg, s.Storm)
+	}
 	if s.Received > 0 {
 		r.WireBytes = float64(s.RxBytes) / float64(s.Received)
 	}

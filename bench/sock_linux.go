@@ -25,8 +25,9 @@ import (
 // next Read, so tls.Conn.Read becomes non-blocking and resumable. A write
 // waits for the socket (up to sockWriteWait) rather than cut a record.
 type sock struct {
-	net.Conn     // until detach
-	fd       int // after detach
+	net.Conn      // until detach
+	fd       int  // after detach
+	drained  bool // a read this pass came back short: the socket was empty then
 }
 
 // sockWriteWait bounds how long a detached write waits for a full socket.
@@ -45,6 +46,9 @@ func (s *sock) Read(p []byte) (int, error) {
 	if s.Conn != nil {
 		return s.Conn.Read(p)
 	}
+	if s.drained { // what came since raises an event once the reader re-arms
+		return 0, errWouldBlock
+	}
 	for {
 		n, err := unix.Read(s.fd, p)
 		switch {
@@ -57,6 +61,7 @@ func (s *sock) Read(p []byte) (int, error) {
 		case n == 0 && len(p) > 0:
 			return 0, io.EOF
 		}
+		s.drained = n < len(p)
 		return n, nil
 	}
 }

@@ -70,6 +70,7 @@ type snapshot struct {
 	RxBytes                   int64
 	Subs                      []int `json:",omitempty"` // channel mode: connected subscribers per channel
 	Hist                      *hdrhistogram.Snapshot
+	Storm                     *snapshot `json:",omitempty"` // broadcast with Churners: their handshakes (Sent, Failed, Hist)
 }
 
 func (s *stats) snapshot(connected, dialErrors int, subs []int) snapshot {
@@ -106,6 +107,12 @@ func (a *snapshot) merge(o snapshot) {
 	}
 	for i, n := range o.Subs {
 		a.Subs[i] += n
+	}
+	if o.Storm != nil {
+		if a.Storm == nil {
+			a.Storm = &snapshot{}
+		}
+		a.Storm.merge(*o.Storm)
 	}
 	h := hdrhistogram.New(1, maxLatency, 3)
 	if a.Hist != nil {

@@ -80,6 +80,12 @@ func (sl *slot) take() slot {
 // behind HTTPS as the three sockets it holds. A refusal takes nothing.
 func (s *Server) admit(sl *slot, perIP, bridged bool) int {
 	s.stats.accepted.Add(1)
+	if s.handshakes != nil && !s.handshakes.Allow() {
+		s.stats.rejectedRate.Add(1)
+		s.warnSampled("over the handshake rate; answered 503", "remote", sl.addr().String(), "max_handshake_rate", s.cfg.MaxHandshakeRate)
+		s.handshakeFailed()
+		return http.StatusServiceUnavailable
+	}
 	extra := int64(0)
 	if bridged {
 		extra = bridgeFDs
@@ -147,9 +153,19 @@ func (s *Server) refusal(status int, remote netip.AddrPort) int {
 // refusalText is the body of an admission refusal's answer.
 func refusalText(status int) string {
 	if status == http.StatusServiceUnavailable {
-		return "too many connections"
+		return "too many connections, or new ones too fast"
 	}
 	return "too many connections or handshakes from this address"
+}
+
+// refusalAnswer is the raw HTTP answer to an admission refusal. A 503
+// (over MaxConns or MaxHandshakeRate) asks the client to come back after a
+// second: its own jittered backoff then spreads the returns.
+func refusalAnswer(status int) []byte {
+	if status == http.StatusServiceUnavailable {
+		return httpError(status, refusalText(status), "Retry-After: 1")
+	}
+	return httpError(status, refusalText(status))
 }
 
 // handshakeFailed is the one place a failed handshake is counted: by
@@ -189,7 +205,7 @@ func (s *Server) accept(nc net.Conn) {
 // linger on the poller, in the closing state, until the client closes or
 // refuseLinger passes.
 func (s *Server) refuse(nc net.Conn, sl slot, status int) {
-	resp := httpError(status, refusalText(status))
+	resp := refusalAnswer(status)
 	if s.refusing.Add(1) > maxRefusing {
 		s.refusing.Add(-1)
 		_, _ = nc.Write(resp) // a fresh socket's send buffer takes it whole
@@ -232,7 +248,7 @@ func (s *Server) refuseTLS(nc net.Conn, status int) {
 	if tc.Handshake() != nil {
 		return
 	}
-	if _, err := tc.Write(httpError(status, refusalText(status))); err != nil {
+	if _, err := tc.Write(refusalAnswer(status)); err != nil {
 		return
 	}
 	_ = tc.CloseWrite()

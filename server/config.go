@@ -209,6 +209,14 @@ type Config struct {
 	// HandshakeRatePerIP caps upgrade requests per second from one source
 	// address; more get 429. Zero disables it.
 	HandshakeRatePerIP float64
+	// MaxHandshakeRate caps new connections per second on this server,
+	// from any source (plain HTTP ones on Serve's listener included): a
+	// token bucket, with a burst of a tenth of a second's worth (at least
+	// 1), checked at admission before any TLS work, so that a reconnect
+	// storm cannot take the cores from the connections already open.
+	// Beyond it a connection is answered 503 with Retry-After: 1. Zero
+	// disables it.
+	MaxHandshakeRate float64
 	// IPv6PrefixBits is the prefix length by which the per-IP limits count
 	// IPv6 sources: one host commonly holds a whole /64 (or a site a /56 or
 	// /48), so counting each address would not limit it. 128 counts each
@@ -339,8 +347,9 @@ func (c Config) Validate() error {
 	if c.IPv6PrefixBits < 1 || c.IPv6PrefixBits > 128 {
 		errs = append(errs, fmt.Errorf("server: IPv6PrefixBits (%d) must be 1 to 128", c.IPv6PrefixBits))
 	}
-	if c.MessageRate < 0 || c.ByteRate < 0 || c.HandshakeRatePerIP < 0 {
-		errs = append(errs, fmt.Errorf("server: MessageRate (%v), ByteRate (%v) and HandshakeRatePerIP (%v) must not be negative", c.MessageRate, c.ByteRate, c.HandshakeRatePerIP))
+	if c.MessageRate < 0 || c.ByteRate < 0 || c.HandshakeRatePerIP < 0 || c.MaxHandshakeRate < 0 {
+		errs = append(errs, fmt.Errorf("server: MessageRate (%v), ByteRate (%v), HandshakeRatePerIP (%v) and MaxHandshakeRate (%v) must not be negative",
+			c.MessageRate, c.ByteRate, c.HandshakeRatePerIP, c.MaxHandshakeRate))
 	}
 	if c.HandshakeTimeout < 0 {
 		errs = append(errs, fmt.Errorf("server: HandshakeTimeout (%v) must not be negative", c.HandshakeTimeout))

@@ -14,6 +14,7 @@ import (
 
 	"github.com/fanout-ws/fanout/frame"
 	"github.com/fanout-ws/fanout/internal/testutil"
+	"github.com/fanout-ws/fanout/internal/wstest"
 	"github.com/gobwas/ws"
 )
 
@@ -94,7 +95,7 @@ func onlyHub(t *testing.T, s *Server) *Hub {
 // The helpers every package's tests share.
 var (
 	eventually  = testutil.Eventually
-	dialGorilla = testutil.DialGorilla
+	dialGorilla = wstest.DialGorilla
 )
 
 // rawClient is a hand-driven client socket; frames are built and read with

@@ -19,6 +19,7 @@ import (
 	"github.com/fanout-ws/fanout/frame"
 	"github.com/fanout-ws/fanout/poller"
 	"github.com/panjf2000/ants/v2"
+	"golang.org/x/time/rate"
 )
 
 // fdReserve is kept free below the open-files limit for listeners (the
@@ -52,9 +53,10 @@ type Server struct {
 	metrics   *metrics
 	deflater  frame.Deflater // compresses each broadcast once for every receiver that negotiated it
 
-	ipLimits ipLimits
-	httpLn   *httpListener // plain HTTP requests, for Config.HTTPHandler
-	httpSrv  *http.Server
+	ipLimits   ipLimits
+	handshakes *rate.Limiter // Config.MaxHandshakeRate, or nil
+	httpLn     *httpListener // plain HTTP requests, for Config.HTTPHandler
+	httpSrv    *http.Server
 
 	// readBufPool lends a read buffer to a worker for one task; idle
 	// connections hold none.
@@ -88,6 +90,9 @@ func New(cfg Config) (*Server, error) {
 		ping:      frame.AppendFrame(nil, frame.OpPing, nil),
 	}
 	s.deflater.Level, s.deflater.MinBytes = cfg.CompressionLevel, cfg.CompressionMinBytes
+	if cfg.MaxHandshakeRate > 0 {
+		s.handshakes = rate.NewLimiter(rate.Limit(cfg.MaxHandshakeRate), max(1, int(cfg.MaxHandshakeRate/10)))
+	}
 	s.clock.Store(timeNow())
 	var rl syscall.Rlimit
 	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &rl); err != nil {

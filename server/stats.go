@@ -8,6 +8,7 @@ type counters struct {
 	upgraded         atomic.Uint64
 	handshakesFailed atomic.Uint64
 	rejectedCapacity atomic.Uint64
+	rejectedRate     atomic.Uint64
 	messagesIn       atomic.Uint64
 	bytesIn          atomic.Uint64
 	framesOut        atomic.Uint64
@@ -37,6 +38,7 @@ type Stats struct {
 	Upgraded         uint64 // completed WebSocket handshakes
 	HandshakesFailed uint64 // bad, rejected or timed-out upgrade requests
 	RejectedCapacity uint64 // answered 503 because of MaxConns
+	RejectedRate     uint64 // answered 503 because of MaxHandshakeRate
 	MessagesIn       uint64 // text and binary messages received
 	BytesIn          uint64 // bytes read from sockets after the handshake
 	FramesOut        uint64 // frames fully written (deliveries)
@@ -84,6 +86,8 @@ var counterTable = [...]struct {
 		func(c *counters) *atomic.Uint64 { return &c.handshakesFailed }, func(s *Stats) *uint64 { return &s.HandshakesFailed }},
 	{"fanout_handshakes_over_capacity_total", "Upgrade requests answered 503 because of MaxConns.",
 		func(c *counters) *atomic.Uint64 { return &c.rejectedCapacity }, func(s *Stats) *uint64 { return &s.RejectedCapacity }},
+	{"fanout_handshakes_over_rate_total", "New connections answered 503 because of MaxHandshakeRate.",
+		func(c *counters) *atomic.Uint64 { return &c.rejectedRate }, func(s *Stats) *uint64 { return &s.RejectedRate }},
 	{"fanout_messages_in_total", "Text and binary messages received.",
 		func(c *counters) *atomic.Uint64 { return &c.messagesIn }, func(s *Stats) *uint64 { return &s.MessagesIn }},
 	{"fanout_bytes_in_total", "Bytes read from sockets after the handshake.",

@@ -111,10 +111,13 @@ func (hs *handshake) releaseRequest() {
 }
 
 // httpError is a complete HTTP/1.1 error response that closes the
-// connection.
-func httpError(status int, text string) []byte {
-	return fmt.Appendf(nil, "HTTP/1.1 %d %s\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: %d\r\nConnection: close\r\n\r\n%s\n",
-		status, http.StatusText(status), len(text)+1, text)
+// connection, with extra header fields ("Retry-After: 1"), if any.
+func httpError(status int, text string, fields ...string) []byte {
+	b := fmt.Appendf(nil, "HTTP/1.1 %d %s\r\n", status, http.StatusText(status))
+	for _, f := range fields {
+		b = append(append(b, f...), "\r\n"...)
+	}
+	return fmt.Appendf(b, "Content-Type: text/plain; charset=utf-8\r\nContent-Length: %d\r\nConnection: close\r\n\r\n%s\n", len(text)+1, text)
 }
 
 // handshakeIO gives gobwas/ws's Upgrader the complete request from memory
@@ -283,7 +286,7 @@ func (c *Conn) refuseClient(status int) {
 	if status == http.StatusServiceUnavailable {
 		reason = ReasonOverCapacity
 	}
-	c.endHandshake(httpError(status, refusalText(status)), reason)
+	c.endHandshake(refusalAnswer(status), reason)
 }
 
 // endHandshake sends resp, if any, and closes c for reason.
@@ -369,6 +372,9 @@ func (s *Server) admitHTTP(w http.ResponseWriter, r *http.Request) (*Conn, *Requ
 	}
 	sl := slotFor(s.clientOf(r)) // a trusted proxy's client already
 	if status := s.admit(&sl, true, r.TLS != nil); status != 0 {
+		if status == http.StatusServiceUnavailable {
+			w.Header().Set("Retry-After", "1")
+		}
 		http.Error(w, refusalText(status), status)
 		return nil, nil
 	}

@@ -2,13 +2,14 @@ package main
 
 import (
 	"encoding/json"
-	"net/url"
 	"os"
 	"os/exec"
 	"runtime"
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/fanout-ws/fanout/internal/redact"
 )
 
 // environment is the machine and process a run happened on, as
@@ -85,15 +86,7 @@ func redactValue(name, v string) string {
 	if isSecret(name) && v != "" {
 		return redacted
 	}
-	return redactURL(v)
-}
-
-// redactURL hides a password in a URL's user information.
-func redactURL(v string) string {
-	if u, err := url.Parse(v); err == nil && u.User != nil {
-		return u.Redacted()
-	}
-	return v
+	return redact.URL(v)
 }
 
 // redactArgs is args with the values of secret flags (-api-key) and URL
@@ -110,7 +103,7 @@ func redactArgs(args []string) []string {
 		case strings.Contains(a, " "): // a command line of its own (-server-cmd)
 			out[i] = redactCommand(a)
 		default:
-			out[i] = redactURL(a)
+			out[i] = redact.URL(a)
 		}
 	}
 	return out

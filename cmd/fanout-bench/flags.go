@@ -97,6 +97,7 @@ func (o *options) scenarioFlags(fs *flag.FlagSet) {
 	fs.IntVar(&c.Batch, "batch", 1, "with -publish-url: messages per request, sent as one JSON array (the API's batch form) for the publisher's next channels in turn; 1 sends one JSON object per request")
 	fs.Float64Var(&c.SlowFrac, "slow-frac", 0.01, "slow: fraction of subscribers that never read")
 	fs.IntVar(&c.Stalled, "stalled", 1000, "slow: clients stuck mid-handshake and mid-frame (half each)")
+	fs.IntVar(&c.Churners, "churners", 0, "broadcast: also run this many connect/close loops (TCP, TLS for wss, upgrade, close) while publishing, on top of -conns: a reconnect storm; the JSON's storm holds handshakes/s and their latency, and p99 is the established subscribers' during it")
 	fs.IntVar(&c.PerProcess, "per-process", 0, "connections per load-generator process (default: open-files limit - 500)")
 	fs.DurationVar(&c.Timeout, "timeout", 10*time.Minute, "hard stop for the whole run")
 	fs.StringVar(&c.CAFile, "ca-file", "", "wss: PEM file of the CA to trust")
@@ -120,7 +121,7 @@ func (o *options) serverFlags(fs *flag.FlagSet) {
 	fs.IntVar(&o.rounds, "rounds", 2, "with -vs-cmd: alternating rounds")
 	fs.Var((*cpuList)(&c.PinServer), "pin-server", "restrict the server to these CPUs (e.g. 0 or 0-1): -server-cmd starts it so (a Go server's GOMAXPROCS follows), -server-pid processes are pinned thread by thread, like taskset -a -p")
 	fs.Var(&o.pinClient, "pin-client", "restrict this generator and its worker processes to these CPUs (e.g. 1), GOMAXPROCS sized to them")
-	fs.StringVar(&c.MetricsURL, "metrics-url", "", "the server's Prometheus metrics (Fanout: http://<-admin-addr>/metrics): write syscalls and frames over the measured window give writes per delivery and frames per write")
+	fs.StringVar(&c.MetricsURL, "metrics-url", "", "the server's Prometheus metrics (Fanout: http://<-admin-addr>/metrics): write syscalls, frames and (over wss, when the server counts them) TLS records over the measured window give writes per delivery, frames per write and records per write")
 }
 
 func (o *options) outputFlags(fs *flag.FlagSet) {

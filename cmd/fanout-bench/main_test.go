@@ -16,6 +16,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -128,6 +129,7 @@ func checkScenarios(t *testing.T, base string, flags ...string) {
 		{"broadcast", "/ws", nil},
 		{"broadcast", "/ws", []string{"-per-process", "120"}}, // three worker processes
 		{"broadcast", "/ws", []string{"-publishers", "3", "-source-addrs", "127.0.0.1"}}, // order checked per publisher
+		{"broadcast", "/ws", []string{"-churners", "10"}},                                // a reconnect storm beside the subscribers
 		{"echo", "/echo", []string{"-msg-rate", "500"}},
 		{"churn", "/echo", []string{"-conns", "20"}},
 		{"slow", "/ws", []string{"-slow-frac", "0.05", "-stalled", "40"}},
@@ -153,6 +155,10 @@ func checkScenarios(t *testing.T, base string, flags ...string) {
 				if res.Deliveries != res.Sent*300 || res.Sent < 40 {
 					t.Fatalf("%d deliveries for %d messages to 300 subscribers", res.Deliveries, res.Sent)
 				}
+				if churn := slices.Contains(tc.extra, "-churners"); churn != (res.Storm != nil) ||
+					churn && (res.Storm.Handshakes < 10 || res.Storm.Failed != 0 || res.Storm.P99ms <= 0) {
+					t.Fatalf("storm %+v", res.Storm)
+				}
 			case "echo":
 				if res.Sent < 400 || res.Missing != 0 || res.P99ms <= 0 {
 					t.Fatalf("echo result %+v", res)
@@ -177,7 +183,7 @@ func checkScenarios(t *testing.T, base string, flags ...string) {
 func TestHelp_DocumentsEveryFlag(t *testing.T) {
 	var errOut bytes.Buffer
 	_ = run(context.Background(), []string{"-h"}, &bytes.Buffer{}, &errOut)
-	for _, f := range []string{"-publishers", "-source-addrs", "-vs-label", "-url", "-scenario", "-conns", "-rate", "-source-ips", "-duration", "-msg-rate", "-size", "-server-pid", "-broker-pid", "-json", "-server-cmd", "-vs-cmd", "-rounds", "-per-process", "-slow-frac", "-stalled", "-timeout", "-channels", "-channel-prefix", "-publish-url", "-api-key", "-batch", "-pin-server", "-pin-client", "-ceiling", "-ceiling-p99", "-metrics-url", "-quiet", "-server-log", "-closed-loop"} {
+	for _, f := range []string{"-publishers", "-source-addrs", "-vs-label", "-url", "-scenario", "-conns", "-rate", "-source-ips", "-duration", "-msg-rate", "-size", "-server-pid", "-broker-pid", "-json", "-server-cmd", "-vs-cmd", "-rounds", "-per-process", "-slow-frac", "-stalled", "-timeout", "-channels", "-channel-prefix", "-publish-url", "-api-key", "-batch", "-pin-server", "-pin-client", "-ceiling", "-ceiling-p99", "-metrics-url", "-quiet", "-churners", "-server-log", "-closed-loop"} {
 		if !strings.Contains(errOut.String(), f+" ") && !strings.Contains(errOut.String(), f+"\n") {
 			t.Errorf("-h does not document %s", f)
 		}

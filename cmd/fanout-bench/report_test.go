@@ -181,11 +181,17 @@ func TestReport_WritePathFromMetrics(t *testing.T) {
 	w, r := doc.Result.Writes, doc.Result
 	// Every delivery is a frame written; the publisher's copies are frames
 	// the generator does not count as deliveries.
-	if w.WriteSyscalls <= 0 || w.FramesOut < r.Deliveries || w.FramesPerWrite < 1 || w.WritesPerDelivery <= 0 {
+	if w.WriteSyscalls <= 0 || w.FramesOut < r.Deliveries || w.FramesPerWrite < 1 || w.WritesPerDelivery <= 0 || w.FramesPerWriteP50 < 1 {
 		t.Fatalf("write path %+v for %d deliveries", *w, r.Deliveries)
 	}
-	if !strings.Contains(stdout.String(), "writes/delivery") {
-		t.Fatalf("no writes per delivery in %q", stdout.String())
+	// Plain ws seals no TLS records: none are reported.
+	if w.RecordsOut != 0 || strings.Contains(string(b), "tls_records") {
+		t.Fatalf("TLS records over ws: %+v", *w)
+	}
+	for _, want := range []string{"writes/delivery", "frames/write (p50 "} {
+		if !strings.Contains(stdout.String(), want) {
+			t.Fatalf("no %q in %q", want, stdout.String())
+		}
 	}
 }
 

@@ -17,6 +17,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/fanout-ws/fanout/internal/servertest"
 	"github.com/fanout-ws/fanout/internal/testutil"
 	"github.com/fanout-ws/fanout/server"
 	"github.com/fanout-ws/fanout/server/pubsub"
@@ -48,22 +49,9 @@ func startChat(t *testing.T) (*server.Server, string) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv := app.srv
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	done := make(chan error, 1)
-	go func() { done <- srv.Serve(ln) }()
-	<-srv.Ready()
-	t.Cleanup(func() {
-		_ = srv.Shutdown(context.Background())
-		if err := <-done; !errors.Is(err, server.ErrServerClosed) {
-			t.Errorf("Serve: %v", err)
-		}
-		app.node.Close()
-	})
-	return srv, "ws://" + ln.Addr().String()
+	t.Cleanup(app.node.Close) // registered first: runs after the server's shutdown
+	addr := servertest.Serve(t, app.srv)
+	return app.srv, "ws://" + addr
 }
 
 // waitIdle waits for the clients' closes to be processed.
@@ -374,4 +362,20 @@ func TestRun_APIKeyRefused(t *testing.T) {
 		}
 	}
 	t.Logf("%d example keys in the documentation, all refused", seen)
+}
+
+// A mistyped -broker URL is refused without showing its password: the
+// error goes to the terminal and to logs.
+func TestRun_BrokerURLPasswordHidden(t *testing.T) {
+	t.Parallel()
+	for _, u := range []string{
+		"redis://user:hunter2@host:badport/0", "redis://user:hunter2@[::1/0", "redis://user:hunter2@host:6379/zero",
+		"rabbitmq-stream://user:hunter2@host:x/v", "rabbitmq-stream://user:hunter2@[::1/v",
+	} {
+		var out, errOut bytes.Buffer
+		err := run(context.Background(), []string{"-check-config", "-broker", u}, &out, &errOut, nil)
+		if err == nil || strings.Contains(err.Error()+errOut.String(), "hunter2") {
+			t.Errorf("-broker %s: %v, want refused without the password", u, err)
+		}
+	}
 }

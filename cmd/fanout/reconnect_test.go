@@ -149,8 +149,9 @@ func count(es []jsEvent, event string) int {
 // clients lose their server to SIGKILL, retry with full-jitter exponential
 // backoff (each wait uniform in [0, min(cap, base*2^(attempt-1))], so some
 // below half the window, and no two clients in step), come back when it
-// restarts on the same port, and resume from Redis history with since=:
-// every message once, in order, none lost.
+// restarts on the same port, and resume from Redis history with since=,
+// subscribing again when the node's -max-replay-rate turns them away for a
+// moment: every message once, in order, none lost.
 func TestFanoutJS_BackoffSpreadsOut(t *testing.T) {
 	const (
 		clients = 40
@@ -179,12 +180,18 @@ func TestFanoutJS_BackoffSpreadsOut(t *testing.T) {
 		}
 		return false
 	})
-	startNode(t, bin, append(args, "-addr", a.addr)...)
+	// Back with a replay bound the resuming clients pass: some are told to
+	// subscribe again later, and still miss nothing.
+	restarted := startNode(t, bin, append(args, "-addr", a.addr, "-max-replay-rate", "10")...)
 	js.waitFor(t, 20*time.Second, func(es []jsEvent) bool { return count(es, "connected") >= 2*clients })
 	for i := 7; i <= 8; i++ {
 		publish(t, publisher, i)
 	}
 	js.finish(t, 8)
+	_, page := get("http://" + restarted.admin + "/metrics")
+	if busy, _ := strconv.Atoi(metric(page, "fanout_replays_busy_total")); busy == 0 {
+		t.Fatal("no resume met the replay bound: nothing shows it is honoured")
+	}
 
 	byAttempt := map[int][]float64{}
 	for _, e := range js.snapshot() {
@@ -215,4 +222,49 @@ func TestFanoutJS_BackoffSpreadsOut(t *testing.T) {
 		t.Fatalf("first-attempt waits %v: want spread over [0, %v]", first, window)
 	}
 	t.Logf("waits per attempt (ms): %v", byAttempt)
+}
+
+// TestFanoutJS_DrainHint: node A drains (SIGTERM) while node B shares its
+// port; A's fanout.js clients see 1012 with the hint retry-ms=1000 and wait
+// a random delay within it (not within their 5 s base), reach B, and
+// resume: every message once, in order.
+func TestFanoutJS_DrainHint(t *testing.T) {
+	const clients = 40
+	r := redistest.Start(t)
+	bin := buildFanout(t)
+	args := []string{"-broker", r.URL(), "-api-key", testAPIKey, "-reuseport", "-drain-grace", "200ms", "-drain-duration", "1s"}
+	a := startNode(t, bin, args...)
+	b := startNode(t, bin, append(args, "-addr", a.addr)...)
+	js := startJSClients(t, "ws://"+a.addr+"/ws", clients, 5*time.Second, 30*time.Second)
+	publish(t, b, 1)
+	if err := a.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	for i := 2; i <= 4; i++ {
+		publish(t, b, i)
+	}
+	if err := a.cmd.Wait(); err != nil {
+		t.Fatalf("A after its drain: %v", err)
+	}
+	var moved int
+	js.waitFor(t, 20*time.Second, func(es []jsEvent) bool { // every client that left is back
+		moved = 0
+		for _, e := range es {
+			if e.Event == "reconnecting" && e.Attempt == 1 {
+				moved++
+			}
+		}
+		return moved > 0 && count(es, "connected") == clients+moved
+	})
+	publish(t, b, 5)
+	js.finish(t, 5)
+	for _, e := range js.snapshot() {
+		if e.Event != "reconnecting" || e.Attempt > 1 { // a later attempt follows a failed connect
+			continue
+		}
+		if e.Code != 1012 || e.Reason != "server restart; retry-ms=1000" || e.Delay < 0 || e.Delay > 1000 {
+			t.Fatalf("client %d: close %d %q, then waited %v ms; want 1012 with the hint and a wait within [0, 1000]", e.Client, e.Code, e.Reason, e.Delay)
+		}
+	}
+	t.Logf("%d of %d clients moved from A to B", moved, clients)
 }

@@ -1,6 +1,9 @@
 // Package testutil holds what the tests of several packages share: waiting
-// for a condition, dialing a real client, and checking that a package's
-// tests leave no goroutine or file descriptor behind. Only tests import it.
+// for a condition, the channel protocol's events, and checking that a
+// package's tests leave no goroutine or file descriptor behind. It imports
+// the standard library only, so that test harnesses outside _test.go files
+// (pubsubtest) pull no test client into the module's packages; the
+// gorilla/websocket helpers are in internal/wstest.
 package testutil
 
 import (
@@ -12,8 +15,6 @@ import (
 	"sync"
 	"testing"
 	"time"
-
-	"github.com/gorilla/websocket"
 )
 
 // Eventually retries f until it returns nil, failing tb with f's last error
@@ -33,20 +34,6 @@ func Eventually(tb testing.TB, timeout time.Duration, f func() error) {
 	}
 }
 
-// DialGorilla opens a gorilla/websocket client to url, closed at cleanup,
-// with a read deadline that fails a stuck test rather than hanging it.
-func DialGorilla(tb testing.TB, url string) *websocket.Conn {
-	tb.Helper()
-	c, resp, err := websocket.DefaultDialer.Dial(url, nil)
-	if err != nil {
-		tb.Fatalf("dial %s: %v", url, err)
-	}
-	resp.Body.Close()
-	tb.Cleanup(func() { c.Close() })
-	_ = c.SetReadDeadline(time.Now().Add(20 * time.Second))
-	return c
-}
-
 // Event is any server message of the channel protocol (JSON keys match
 // the field names case-insensitively).
 type Event struct {
@@ -55,29 +42,6 @@ type Event struct {
 	Since, First                     *uint64
 	Delivered                        *int
 	ID, Data                         json.RawMessage
-}
-
-// ReadEvent reads the next message from c, which must be a JSON text
-// message.
-func ReadEvent(tb testing.TB, c *websocket.Conn) Event {
-	tb.Helper()
-	op, p, err := c.ReadMessage()
-	if err != nil {
-		tb.Fatalf("read: %v", err)
-	}
-	var e Event
-	if op != websocket.TextMessage || json.Unmarshal(p, &e) != nil {
-		tb.Fatalf("want a JSON text message, got %d %q", op, p)
-	}
-	return e
-}
-
-// SendJSON sends s as a text message.
-func SendJSON(tb testing.TB, c *websocket.Conn, s string) {
-	tb.Helper()
-	if err := c.WriteMessage(websocket.TextMessage, []byte(s)); err != nil {
-		tb.Fatal(err)
-	}
 }
 
 // NeedTool returns if ok; otherwise it skips tb, naming the missing tool

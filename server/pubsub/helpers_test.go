@@ -1,14 +1,12 @@
 package pubsub
 
 import (
-	"context"
-	"errors"
-	"net"
 	"testing"
-	"time"
 
 	"github.com/fanout-ws/fanout/frame"
+	"github.com/fanout-ws/fanout/internal/servertest"
 	"github.com/fanout-ws/fanout/internal/testutil"
+	"github.com/fanout-ws/fanout/internal/wstest"
 	"github.com/fanout-ws/fanout/server"
 )
 
@@ -16,7 +14,7 @@ func TestMain(m *testing.M) { testutil.Main(m) }
 
 var (
 	eventually  = testutil.Eventually
-	dialGorilla = testutil.DialGorilla
+	dialGorilla = wstest.DialGorilla
 )
 
 // testNode is a server with channels on it, serving 127.0.0.1:0.
@@ -58,22 +56,7 @@ func newNode(t *testing.T, sc server.Config, pc Config) *testNode {
 // serve serves tn on 127.0.0.1:0 until cleanup.
 func (tn *testNode) serve(t *testing.T) *testNode {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	done := make(chan error, 1)
-	go func() { done <- tn.srv.Serve(ln) }()
-	<-tn.srv.Ready()
-	tn.addr = ln.Addr().String()
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		_ = tn.srv.Shutdown(ctx)
-		if err := <-done; !errors.Is(err, server.ErrServerClosed) {
-			t.Errorf("Serve returned %v, want ErrServerClosed", err)
-		}
-	})
+	tn.addr = servertest.Serve(t, tn.srv)
 	return tn
 }
 
@@ -87,6 +70,6 @@ func runChannels(t *testing.T, sc server.Config, pc Config) *testNode {
 type event = testutil.Event
 
 var (
-	readEvent = testutil.ReadEvent
-	sendJSON  = testutil.SendJSON
+	readEvent = wstest.ReadEvent
+	sendJSON  = wstest.SendJSON
 )

@@ -13,6 +13,11 @@ import (
 // Config.Broker is nil: offsets and history live in this process's memory,
 // and a publish is delivered to every Node that runs on it (usually one)
 // before Publish returns. Safe for concurrent use.
+//
+// Lock order: a channel's pubMu, then histMu or nodeMu (and, delivering,
+// a node's channel lock). mu is taken alone, or before a pubMu only with
+// TryLock (evictIdle): a delivery may wait on a node that reads history,
+// which takes mu.
 type MemoryBroker struct {
 	ttl       time.Duration
 	max       int
@@ -20,7 +25,8 @@ type MemoryBroker struct {
 
 	mu     sync.RWMutex
 	chans  map[string]*memChannel
-	unread int // channels in chans made by a publish and not read since (mu)
+	unread int                    // channels in chans made by a publish and not read since (mu)
+	idle   map[string]*memChannel // released by a node (Release), not read since (mu)
 
 	// histMu guards every channel's stream (epoch, offset, last, hist) and
 	// the history they share; it is never held while taking another lock,
@@ -39,6 +45,7 @@ type memChannel struct {
 	pubMu  sync.Mutex
 	dead   bool        // swept: look the name up again (pubMu)
 	unread atomic.Bool // made by a publish, not read since: counted in unread
+	idle   atomic.Bool // released, not read since: in idle
 
 	epoch  string
 	offset uint64
@@ -53,6 +60,7 @@ func NewMemoryBroker(o BrokerOptions) *MemoryBroker {
 		ttl:   o.HistoryTTL,
 		max:   o.MaxChannels,
 		chans: make(map[string]*memChannel),
+		idle:  make(map[string]*memChannel),
 		nodes: make(map[*func(Message)]struct{}),
 		hist:  history{size: o.HistorySize, maxBytes: o.HistoryMaxBytes},
 	}
@@ -100,7 +108,7 @@ func (b *MemoryBroker) channel(name string, byPublish bool) (*memChannel, error)
 		return ch, nil
 	}
 	switch {
-	case len(b.chans) >= b.max:
+	case len(b.chans) >= b.max && !b.evictIdle():
 		return nil, fmt.Errorf("%w (%d)", ErrTooManyChannels, b.max)
 	case byPublish && b.unread >= b.maxUnread:
 		return nil, fmt.Errorf("%w: %d without subscribers", ErrTooManyChannels, b.maxUnread)
@@ -154,10 +162,13 @@ func (b *MemoryBroker) History(_ context.Context, channel string, after uint64, 
 	if err != nil {
 		return Position{}, nil, err
 	}
-	if ch.unread.Load() {
+	if ch.unread.Load() || ch.idle.Load() {
 		b.mu.Lock()
 		if ch.unread.CompareAndSwap(true, false) {
 			b.unread--
+		}
+		if ch.idle.CompareAndSwap(true, false) {
+			delete(b.idle, channel)
 		}
 		b.mu.Unlock()
 	}
@@ -174,6 +185,60 @@ func (b *MemoryBroker) History(_ context.Context, channel string, after uint64, 
 		msgs[i] = Message{Channel: channel, Position: Position{Offset: e.offset, Epoch: ch.epoch}, Data: e.data}
 	}
 	return top, msgs, nil
+}
+
+// Release marks channel as one without subscribers, which evictIdle may
+// forget; a channel made by a publish and not read since counts as unread
+// already.
+func (b *MemoryBroker) Release(_ context.Context, channel string) error {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if ch := b.chans[channel]; ch != nil && !ch.unread.Load() && ch.idle.CompareAndSwap(false, true) {
+		b.idle[channel] = ch
+	}
+	return nil
+}
+
+// evictIdle forgets one idle channel that keeps no message, to make room
+// for a new one, and reports whether it did. Idle channels that do keep
+// messages stop being candidates (they count until their history
+// expires). b.mu is held; a channel being published to is skipped, as
+// taking its pubMu here could wait on a delivery that waits on b.mu.
+func (b *MemoryBroker) evictIdle() bool {
+	for name, ch := range b.idle {
+		if !ch.pubMu.TryLock() {
+			continue
+		}
+		b.histMu.Lock()
+		empty := ch.hist.len == 0
+		b.histMu.Unlock()
+		if empty {
+			ch.dead = true
+			b.forget(name, ch)
+		} else {
+			ch.idle.Store(false)
+			delete(b.idle, name)
+		}
+		ch.pubMu.Unlock()
+		if empty {
+			return true
+		}
+	}
+	return false
+}
+
+// forget removes a dead channel, unless a newer one has its name. b.mu is
+// held.
+func (b *MemoryBroker) forget(name string, ch *memChannel) {
+	if b.chans[name] == ch {
+		delete(b.chans, name)
+	}
+	if ch.unread.Swap(false) {
+		b.unread--
+	}
+	if ch.idle.Swap(false) {
+		delete(b.idle, name)
+	}
 }
 
 // HistoryBytes is the memory history holds now, within
@@ -199,15 +264,13 @@ func (b *MemoryBroker) sweep(now time.Time) {
 		// and delivery may wait for a node that is reading history.
 		ch.pubMu.Lock()
 		b.histMu.Lock()
-		ch.dead = ch.hist.len == 0 && ch.last.Before(cutoff)
+		ch.dead = ch.dead || ch.hist.len == 0 && ch.last.Before(cutoff)
+		dead := ch.dead
 		b.histMu.Unlock()
 		ch.pubMu.Unlock()
-		if ch.dead {
+		if dead {
 			b.mu.Lock()
-			delete(b.chans, name)
-			if ch.unread.Swap(false) {
-				b.unread--
-			}
+			b.forget(name, ch)
 			b.mu.Unlock()
 		}
 	}

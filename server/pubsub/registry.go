@@ -22,9 +22,11 @@ type channel struct {
 	hub   *server.Hub
 	epoch string // identifies this history: offsets restart with a new epoch
 
-	mu     sync.Mutex
-	offset uint64 // of the last message delivered here
-	dead   bool   // removed from the registry: look the name up again
+	mu      sync.Mutex
+	offset  uint64        // of the last message delivered here
+	dead    bool          // removed from the registry: look the name up again
+	live    bool          // the broker delivers it here: a Router confirmed its route (routing.go)
+	waiting []waitingJoin // subscribes held until live
 
 	touched int64 // unix ns when the broker last heard of this channel from here (sweeper only)
 }
@@ -64,8 +66,11 @@ func (n *Node) lockChannel(name string, c *server.Conn) (*channel, error) {
 					return nil, err
 				}
 				ch = &channel{name: name, hub: n.srv.NewHub(), touched: time.Now().UnixNano()} // epoch and offset: the broker's, at the first subscribe
+				_, routed := n.broker.(Router)
+				ch.live = !routed
 				n.chans.m[name] = ch
 				n.chans.hubs[ch.hub] = struct{}{}
+				n.route(ch) // before the first subscriber reads history
 			}
 			n.chans.mu.Unlock()
 		}
@@ -77,15 +82,17 @@ func (n *Node) lockChannel(name string, c *server.Conn) (*channel, error) {
 	}
 }
 
-// sweep removes the channels this node no longer has subscribers
-// for (their history stays with the broker), and keeps the others alive in
-// the broker: a channel unused for HistoryTTL starts a new epoch there,
-// which would tell subscribers of a quiet channel that they lost messages.
-// It runs on the sweeper.
+// sweep removes the channels this node no longer has subscribers for
+// (their history stays with the broker, which learns that this node
+// released them: Broker.Release), and keeps the others alive in the
+// broker: a channel unused for HistoryTTL starts a new epoch there, which
+// would tell subscribers of a quiet channel that they lost messages. It
+// runs on the sweeper.
 func (n *Node) sweep() {
-	var empty, due []*channel
+	var empty []*channel
+	var due []string
 	now := time.Now().UnixNano()
-	touch := !n.touching.Load() && n.broker.Ready()
+	touch := !n.chores.Load() && n.broker.Ready()
 	n.chans.mu.RLock()
 	for _, ch := range n.chans.m {
 		switch {
@@ -93,43 +100,74 @@ func (n *Node) sweep() {
 			empty = append(empty, ch)
 		case touch && now-ch.touched > int64(n.cfg.HistoryTTL/2):
 			ch.touched = now
-			due = append(due, ch)
+			due = append(due, ch.name)
 		}
 	}
 	n.chans.mu.RUnlock()
-	if len(due) > 0 && n.touching.CompareAndSwap(false, true) {
+	n.released = append(n.released, n.remove(empty)...)
+	if len(n.released) > n.cfg.MaxChannels { // a stuck broker: the rest count until the TTL
+		n.released = n.released[len(n.released)-n.cfg.MaxChannels:]
+	}
+	if (len(due) > 0 || len(n.released) > 0) && n.broker.Ready() && n.chores.CompareAndSwap(false, true) {
+		released := n.released
+		n.released = nil
 		// Off the sweeper: a slow broker must not hold up timeouts and pings.
 		n.wg.Add(1)
 		go func() {
 			defer n.wg.Done()
-			defer n.touching.Store(false)
-			for _, ch := range due {
-				ctx, cancel := context.WithTimeout(context.Background(), brokerTimeout)
-				_, _, err := n.broker.History(ctx, ch.name, 0, 0) // a failure is caught up on the next delivery
-				cancel()
-				if err != nil {
-					return
-				}
-			}
+			defer n.chores.Store(false)
+			n.brokerChores(due, released)
 		}()
 	}
+}
+
+// brokerChores touches the due channels in the broker and releases those
+// this node no longer carries, giving up at the first failure: a missed
+// touch is caught up on the next delivery, a missed release counts until
+// the history TTL.
+func (n *Node) brokerChores(due, released []string) {
+	for _, name := range due {
+		ctx, cancel := context.WithTimeout(context.Background(), brokerTimeout)
+		_, _, err := n.broker.History(ctx, name, 0, 0)
+		cancel()
+		if err != nil {
+			return
+		}
+	}
+	for _, name := range released {
+		ctx, cancel := context.WithTimeout(context.Background(), brokerTimeout)
+		err := n.broker.Release(ctx, name)
+		cancel()
+		if err != nil {
+			return
+		}
+	}
+}
+
+// remove forgets the channels of empty that still have no subscriber and
+// returns their names.
+func (n *Node) remove(empty []*channel) []string {
+	var names []string
 	if len(empty) == 0 {
-		return
+		return nil
 	}
 	n.chans.mu.Lock()
+	defer n.chans.mu.Unlock()
 	for _, ch := range empty {
 		ch.mu.Lock()
 		// Joined, not Len: a conn that joined in OnConnect before it had a
-		// socket (Handler) is a subscriber too.
-		if ch.hub.Joined() == 0 {
+		// socket (Handler) is a subscriber too; so is one awaiting the route.
+		if ch.hub.Joined() == 0 && !n.awaiting(ch) {
 			ch.dead = true
 			delete(n.chans.m, ch.name)
 			delete(n.chans.hubs, ch.hub)
 			ch.hub.Release()
+			n.unroute(ch.name)
+			names = append(names, ch.name)
 		}
 		ch.mu.Unlock()
 	}
-	n.chans.mu.Unlock()
+	return names
 }
 
 // Channels lists the channels with subscribers on this node, sorted by

@@ -2,6 +2,7 @@ package rabbitmq
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"time"
 
@@ -15,7 +16,7 @@ import (
 // other nodes' proposals win.
 func (b *Broker) Publish(ctx context.Context, channel string, data []byte) (pubsub.Position, error) {
 	for {
-		p, err := b.propose(kindPublish, channel, data)
+		p, err := b.proposeRoom(ctx, kindPublish, channel, data)
 		if err != nil {
 			return pubsub.Position{}, err
 		}
@@ -30,19 +31,27 @@ func (b *Broker) Publish(ctx context.Context, channel string, data []byte) (pubs
 }
 
 // History returns channel's position and the kept messages after after.
-// A channel this node has not seen used for half the TTL is touched
-// through the stream first, so that every node keeps it alive (or agrees
-// on its new epoch).
+// A live channel is answered from this node's state: when it was not
+// touched (read) yet, a node released it, or it was not used for half the
+// TTL, a touch is sent through the stream so that every node marks it read
+// and keeps it alive, but not waited for. The caller may hold a lock that
+// this node's deliveries wait for (pubsub's channel lock), and they come
+// from the consumer that would read the touch back. Only a channel this
+// node does not know waits, for the stream to settle its epoch; the
+// consumer never waits for deliveries (see out), so that wait ends.
 func (b *Broker) History(ctx context.Context, channel string, after uint64, limit int) (pubsub.Position, []pubsub.Message, error) {
 	now := time.Now().UnixMilli()
 	b.mu.Lock()
-	if st := b.st.live(channel, now); st != nil && now-st.last < b.st.ttl/2 && b.prod != nil {
+	if st := b.st.live(channel, now); st != nil && b.prod != nil {
 		defer b.mu.Unlock()
+		if !st.read || st.released || now-st.last >= b.st.ttl/2 {
+			b.touchLater(channel, st, now)
+		}
 		top, msgs := b.st.history(channel, st, after, limit, now)
 		return top, msgs, nil
 	}
 	b.mu.Unlock()
-	p, err := b.propose(kindTouch, channel, nil)
+	p, err := b.proposeRoom(ctx, kindTouch, channel, nil)
 	if err != nil {
 		return pubsub.Position{}, nil, err
 	}
@@ -59,6 +68,74 @@ func (b *Broker) History(ctx context.Context, channel string, after uint64, limi
 	return r.pos, nil, nil
 }
 
+// touchLater queues a touch of channel for the session to send, unless
+// this node sent one in the last eighth of the TTL that may still be in
+// flight. b.mu is held.
+func (b *Broker) touchLater(channel string, st *chanState, now int64) {
+	if now-st.touchSent < b.st.ttl/8 {
+		return
+	}
+	p := proposal{kind: kindTouch, node: b.node, seq: b.seq.Add(1), at: now, channel: channel, epoch: st.epoch, offset: st.offset}
+	select {
+	case b.later <- p.encode():
+		st.touchSent = now
+	default: // the next History call tries again
+	}
+}
+
+// errFull is propose's answer at the channel cap.
+var errFull = errors.New("rabbitmq: channel cap reached")
+
+// proposeRoom is propose that, at the channel cap, first has every node
+// forget a released channel without history (pubsub.Broker's Release).
+func (b *Broker) proposeRoom(ctx context.Context, kind byte, channel string, data []byte) (*proposal, error) {
+	p, err := b.propose(kind, channel, data)
+	if err == errFull {
+		if err = b.makeRoom(ctx); err == nil {
+			p, err = b.propose(kind, channel, data)
+		}
+	}
+	if err == errFull {
+		err = fmt.Errorf("%w (%d)", pubsub.ErrTooManyChannels, b.max)
+	}
+	return p, err
+}
+
+// makeRoom proposes to forget a released channel that keeps no message and
+// waits until it is applied; errFull if there is none.
+func (b *Broker) makeRoom(ctx context.Context) error {
+	b.mu.Lock()
+	name, st := b.st.victim()
+	var p *proposal
+	if st != nil {
+		p = &proposal{kind: kindForget, node: b.node, seq: b.seq.Add(1), at: time.Now().UnixMilli(), channel: name, epoch: st.epoch, offset: st.offset}
+	}
+	b.mu.Unlock()
+	if p == nil {
+		return errFull
+	}
+	_, err := b.send(ctx, p)
+	return err
+}
+
+// Release tells every node that this one has no subscriber of channel
+// left (pubsub.Broker); a touch or publish from any node takes it back.
+func (b *Broker) Release(ctx context.Context, channel string) error {
+	now := time.Now().UnixMilli()
+	b.mu.Lock()
+	st := b.st.live(channel, now)
+	var p *proposal
+	if st != nil && !st.released && b.prod != nil && b.ready.Load() {
+		p = &proposal{kind: kindRelease, node: b.node, seq: b.seq.Add(1), at: now, channel: channel, epoch: st.epoch, offset: st.offset}
+	}
+	b.mu.Unlock()
+	if p == nil {
+		return nil
+	}
+	_, err := b.send(ctx, p)
+	return err
+}
+
 // propose builds this node's next proposal for channel from its state.
 func (b *Broker) propose(kind byte, channel string, data []byte) (*proposal, error) {
 	p := &proposal{kind: kind, node: b.node, seq: b.seq.Add(1), at: time.Now().UnixMilli(), channel: channel, data: data}
@@ -67,10 +144,12 @@ func (b *Broker) propose(kind byte, channel string, data []byte) (*proposal, err
 	if b.prod == nil || !b.ready.Load() {
 		return nil, pubsub.ErrBrokerUnavailable
 	}
-	st := b.st.live(channel, p.at)
+	st, old := b.st.live(channel, p.at), b.st.chans[channel]
 	switch {
-	case st == nil && b.st.chans[channel] == nil && len(b.st.chans) >= b.max:
-		return nil, fmt.Errorf("%w (%d)", pubsub.ErrTooManyChannels, b.max)
+	case st == nil && old == nil && len(b.st.chans) >= b.max:
+		return nil, errFull
+	case st == nil && kind == kindPublish && (old == nil || old.read) && b.st.unread >= pubsub.MaxUnreadChannels(b.max):
+		return nil, fmt.Errorf("%w: %d without subscribers", pubsub.ErrTooManyChannels, pubsub.MaxUnreadChannels(b.max))
 	case st == nil:
 		p.epoch, p.offset = pubsub.NewEpoch(), 0
 		if kind == kindPublish {

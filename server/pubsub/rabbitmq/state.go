@@ -15,9 +15,10 @@ type state struct {
 	size     int   // history entries kept per channel; 0 keeps none
 	maxBytes int64 // history budget of this node, bytes
 
-	chans map[string]*chanState
-	fifo  []*entry // every kept message, in stream order, oldest first
-	bytes int64    // charged by the entries in fifo
+	chans  map[string]*chanState
+	unread int      // channels in chans made by a publish and never touched
+	fifo   []*entry // every kept message, in stream order, oldest first
+	bytes  int64    // charged by the entries in fifo
 }
 
 type chanState struct {
@@ -25,7 +26,14 @@ type chanState struct {
 	offset  uint64
 	last    int64    // ms, publisher's time of the last publish or touch
 	pending uint64   // highest offset this node proposed that is still in flight
+	read    bool     // touched: a node has subscribers (else counted in unread)
 	hist    []*entry // this channel's kept messages, oldest first
+	// released: a node released the channel (kindRelease) and none has
+	// touched or published it since; without history, it may be forgotten.
+	released bool
+	// touchSent is when (ms) this node last queued a touch without waiting
+	// for it (History); a release clears it, to take the channel back.
+	touchSent int64
 }
 
 type entry struct {
@@ -55,37 +63,85 @@ func (s *state) live(channel string, at int64) *chanState {
 // apply runs one proposal read from the stream. A publish is accepted when
 // it follows the channel's last offset in its epoch, or when the channel
 // has no live state (its proposal starts or adopts the epoch); a touch
-// keeps the channel alive. It returns the channel's state afterwards and
-// whether a publish was accepted.
+// keeps the channel alive and marks it read (History touches: a node has
+// subscribers). It returns the channel's state afterwards and whether a
+// publish was accepted.
 func (s *state) apply(p *proposal) (*chanState, bool) {
+	if p.kind == kindRelease || p.kind == kindForget {
+		return s.release(p), false
+	}
 	st := s.live(p.channel, p.at)
 	if st == nil {
-		old := s.chans[p.channel]
 		st = &chanState{epoch: p.epoch, offset: p.offset}
-		if old != nil {
-			s.dropHistory(old)
-		}
-		s.chans[p.channel] = st
+		s.replace(p.channel, st)
 		if p.kind == kindTouch {
-			st.last = p.at
+			st.last, st.read = p.at, true
 			return st, false
 		}
+		s.unread++
 		st.offset = p.offset - 1
 	}
 	switch {
 	case p.kind == kindTouch:
 		if p.epoch == st.epoch {
-			st.last = max(st.last, p.at)
+			st.last, st.released = max(st.last, p.at), false
+			s.markRead(st)
 		}
 		return st, false
 	case p.epoch != st.epoch || p.offset != st.offset+1:
 		return st, false
 	}
-	st.offset, st.last = p.offset, max(st.last, p.at)
+	st.offset, st.last, st.released = p.offset, max(st.last, p.at), false
 	if s.size > 0 {
 		s.keep(st, p.offset, p.at, p.data)
 	}
 	return st, true
+}
+
+// release applies a release or a forget proposal and returns the
+// channel's state, nil if it has none. A forget drops the channel only if
+// it is still as the proposer saw it: released, at the same epoch and
+// offset, without history; so every node drops the same channels.
+func (s *state) release(p *proposal) *chanState {
+	st := s.chans[p.channel]
+	if st == nil || st.epoch != p.epoch {
+		return st
+	}
+	switch {
+	case p.kind == kindRelease:
+		st.released, st.touchSent = true, 0
+	case st.released && st.offset == p.offset && len(st.hist) == 0:
+		s.markRead(st)
+		delete(s.chans, p.channel)
+	}
+	return st
+}
+
+// victim returns a channel that a forget proposal may drop, if any.
+func (s *state) victim() (string, *chanState) {
+	for name, st := range s.chans {
+		if st.released && len(st.hist) == 0 {
+			return name, st
+		}
+	}
+	return "", nil
+}
+
+// replace makes st channel's state, forgetting the expired one's history.
+func (s *state) replace(channel string, st *chanState) {
+	if old := s.chans[channel]; old != nil {
+		s.dropHistory(old)
+		s.markRead(old)
+	}
+	s.chans[channel] = st
+}
+
+// markRead takes st out of the unread count.
+func (s *state) markRead(st *chanState) {
+	if !st.read {
+		st.read = true
+		s.unread--
+	}
 }
 
 // keep appends a message to history, then drops the oldest entries beyond
@@ -132,6 +188,7 @@ func (s *state) sweep(now, skew int64) {
 	}
 	for name, st := range s.chans {
 		if st.last < now-s.ttl-skew && len(st.hist) == 0 {
+			s.markRead(st)
 			delete(s.chans, name)
 		}
 	}

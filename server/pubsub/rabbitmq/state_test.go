@@ -83,3 +83,28 @@ func TestProposal_Decode(t *testing.T) {
 		}
 	}
 }
+
+// A channel made by a publish counts as unread until a touch (a node's
+// subscriber read) marks it, and leaves the count when it expires.
+func TestState_Unread(t *testing.T) {
+	s := newState(time.Minute, 10, 1<<20)
+	steps := []struct {
+		name string
+		p    proposal
+		want int
+	}{
+		{"a publish makes an unread channel", proposal{kind: kindPublish, channel: "a", epoch: "e", offset: 1, at: 1000}, 1},
+		{"a touch makes a read one", proposal{kind: kindTouch, channel: "b", epoch: "f", at: 1000}, 1},
+		{"a touch marks a read", proposal{kind: kindTouch, channel: "a", epoch: "e", offset: 1, at: 1001}, 0},
+		{"a publish after the TTL makes it unread again", proposal{kind: kindPublish, channel: "a", epoch: "g", offset: 1, at: 62_000}, 1},
+		{"another publish makes another", proposal{kind: kindPublish, channel: "c", epoch: "h", offset: 1, at: 62_000}, 2},
+	}
+	for _, st := range steps {
+		if s.apply(&st.p); s.unread != st.want {
+			t.Fatalf("%s: %d unread, want %d", st.name, s.unread, st.want)
+		}
+	}
+	if s.sweep(200_000, 0); s.unread != 0 || len(s.chans) != 0 {
+		t.Fatalf("after the sweep: %d unread of %d channels, want none", s.unread, len(s.chans))
+	}
+}

@@ -10,8 +10,13 @@ import (
 //	"\x00fo1 <kind> <node> <seq> <epoch> <offset> <unix ms> <channel>\n<data>"
 //
 // kind is p (publish data at offset), t (touch: keep the channel alive, or
-// give it epoch if it has none) or h (hello: a node's marker that it has
-// read the stream up to here). JSON never starts with NUL.
+// give it epoch if it has none), r (release: the proposing node has no
+// subscriber of the channel left), f (forget: drop a released channel that
+// keeps no message, at epoch and offset, to make room for a new one), h
+// (hello: a node's marker that it has read the stream up to here), w
+// (want: a starting node asks for a snapshot) or s (snapshot: part
+// channel, "i/n", of the channels' state for node epoch's want seq offset;
+// see snapshot.go). JSON never starts with NUL.
 type proposal struct {
 	kind    byte
 	node    string
@@ -24,9 +29,13 @@ type proposal struct {
 }
 
 const (
-	kindPublish = 'p'
-	kindTouch   = 't'
-	kindHello   = 'h'
+	kindPublish  = 'p'
+	kindTouch    = 't'
+	kindHello    = 'h'
+	kindRelease  = 'r'
+	kindForget   = 'f'
+	kindWant     = 'w'
+	kindSnapshot = 's'
 )
 
 const mark = "\x00fo1 "
@@ -66,5 +75,9 @@ func decode(body []byte) (p proposal, ok bool) {
 	if err[0] != nil || err[1] != nil || err[2] != nil || p.kind == kindPublish && p.offset == 0 {
 		return p, false
 	}
-	return p, p.kind == kindPublish || p.kind == kindTouch || p.kind == kindHello
+	switch p.kind {
+	case kindPublish, kindTouch, kindHello, kindRelease, kindForget, kindWant, kindSnapshot:
+		return p, true
+	}
+	return p, false
 }

@@ -72,7 +72,7 @@ func TestHostile_RedisOutage(t *testing.T) {
 	}
 	last := readEvent(t, sub).Offset
 	r.Stop()
-	url := "ws://" + n.srv.Addr().String() + "/ws?channel=live"
+	url := "ws://" + n.Addr + "/ws?channel=live"
 	eventually(t, 5*time.Second, func() error { return refusedWith(t, url, "broker unavailable") })
 	if status, h, body := apiPublish(t, api.URL, "live"); status != http.StatusServiceUnavailable || h.Get("Retry-After") == "" {
 		t.Fatalf("API publish with Redis down: %d %s, want 503 with Retry-After", status, body)
@@ -122,7 +122,7 @@ func TestHostile_RedisChannelCap(t *testing.T) {
 			t.Fatalf("subscriber %d: %+v", i, e)
 		}
 	}
-	base := "ws://" + n.srv.Addr().String() + "/ws?channel="
+	base := "ws://" + n.Addr + "/ws?channel="
 	if err := refusedWith(t, base+"one-too-many", "too many channels"); err != nil {
 		t.Fatal(err)
 	}

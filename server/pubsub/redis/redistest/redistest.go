@@ -7,8 +7,9 @@ import (
 	"bytes"
 	"fmt"
 	"net"
-
+	"os"
 	"os/exec"
+	"path/filepath"
 	"strconv"
 	"testing"
 	"time"
@@ -93,6 +94,24 @@ func (s *Server) Start() {
 			s.tb.Fatalf("redis-server on port %d not answering: %v; its output:\n%s", s.Port, err, out.String())
 		}
 		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// Wipe deletes a stopped persistent server's data: its next Start is an
+// empty Redis, as a restart without persistence would be.
+func (s *Server) Wipe() {
+	s.tb.Helper()
+	if s.dir == "" {
+		return
+	}
+	entries, err := os.ReadDir(s.dir)
+	if err != nil {
+		s.tb.Fatal(err)
+	}
+	for _, e := range entries {
+		if err := os.RemoveAll(filepath.Join(s.dir, e.Name())); err != nil {
+			s.tb.Fatal(err)
+		}
 	}
 }
 

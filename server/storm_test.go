@@ -1,0 +1,117 @@
+package server
+
+import (
+	"fmt"
+	"math/rand/v2"
+	"net/http"
+	"strconv"
+	"testing"
+	"time"
+
+	"github.com/gorilla/websocket"
+)
+
+// stormResult is how one client of a storm got in.
+type stormResult struct {
+	refused    int // 503s before its 101
+	retryAfter string
+	err        error
+	conn       *websocket.Conn
+}
+
+// stormClient dials until upgraded, honouring Retry-After with a random
+// delay in [0, 1 s] on top (the client rules in README). It gives up after
+// deadline.
+func stormClient(url string, deadline time.Time, first chan<- int) stormResult {
+	var r stormResult
+	for {
+		c, resp, err := websocket.DefaultDialer.Dial(url, nil)
+		if r.refused == 0 && first != nil {
+			status := 0
+			if resp != nil {
+				status = resp.StatusCode
+			}
+			first <- status
+		}
+		if err == nil {
+			r.conn = c
+			return r
+		}
+		if resp == nil || resp.StatusCode != http.StatusServiceUnavailable {
+			r.err = fmt.Errorf("dial: %v (%v)", err, resp)
+			return r
+		}
+		r.refused++
+		r.retryAfter = resp.Header.Get("Retry-After")
+		secs, perr := strconv.Atoi(r.retryAfter)
+		if perr != nil || secs < 1 {
+			r.err = fmt.Errorf("503 with Retry-After %q", r.retryAfter)
+			return r
+		}
+		wait := time.Duration(secs)*time.Second + rand.N(time.Second)
+		if time.Now().Add(wait).After(deadline) {
+			r.err = fmt.Errorf("still refused %d times at the deadline", r.refused)
+			return r
+		}
+		time.Sleep(wait) // the client's backoff, not a wait for readiness
+	}
+}
+
+// A storm of new connections past MaxHandshakeRate: the first wave gets no
+// more upgrades than the token bucket holds (burst plus rate times the
+// wave's duration), the rest 503 with Retry-After; clients that honour it
+// are all in within the time the rate implies plus two retry rounds, and
+// the connection that was open before the storm keeps being served.
+func TestAdmission_HandshakeRateStorm(t *testing.T) {
+	const (
+		clients = 100
+		perSec  = 50
+		burst   = perSec / 10
+	)
+	s, addr := runServer(t, Config{MaxHandshakeRate: perSec})
+	url := "ws://" + addr + "/echo"
+	old := dialGorilla(t, url) // takes one of the bucket's first tokens
+
+	start := time.Now()
+	deadline := start.Add(clients/perSec*time.Second + 2*(2*time.Second) + time.Second)
+	first := make(chan int, clients)
+	results := make(chan stormResult, clients)
+	for range clients {
+		go func() { results <- stormClient(url, deadline, first) }()
+	}
+	upgraded, refused := 0, 0
+	for range clients {
+		switch st := <-first; st {
+		case http.StatusSwitchingProtocols:
+			upgraded++
+		case http.StatusServiceUnavailable:
+			refused++
+		default:
+			t.Fatalf("first wave: status %d", st)
+		}
+	}
+	wave := time.Since(start)
+	if limit := burst + int(wave.Seconds()*perSec) + 1; upgraded > limit || refused == 0 {
+		t.Fatalf("first wave over %v: %d upgraded, %d refused; want at most %d upgraded", wave, upgraded, refused, limit)
+	}
+	if err := old.WriteMessage(websocket.TextMessage, []byte("still here")); err != nil {
+		t.Fatal(err)
+	}
+	if _, p, err := old.ReadMessage(); err != nil || string(p) != "still here" {
+		t.Fatalf("the connection from before the storm: %q %v", p, err)
+	}
+	for range clients {
+		r := <-results
+		if r.err != nil {
+			t.Fatal(r.err)
+		}
+		if r.refused > 0 && r.retryAfter != "1" {
+			t.Fatalf("Retry-After %q, want 1", r.retryAfter)
+		}
+		r.conn.Close()
+	}
+	t.Logf("first wave (%v): %d upgraded, %d refused; all %d in after %v", wave.Round(time.Millisecond), upgraded, refused, clients, time.Since(start).Round(time.Millisecond))
+	if st := s.Stats(); st.RejectedRate < uint64(refused) {
+		t.Fatalf("RejectedRate %d, want at least %d", st.RejectedRate, refused)
+	}
+}
