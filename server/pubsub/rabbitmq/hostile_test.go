@@ -17,6 +17,7 @@ import (
 	"github.com/fanout-ws/fanout/internal/testutil"
 	"github.com/fanout-ws/fanout/internal/wstest"
 	"github.com/fanout-ws/fanout/server/pubsub"
+	"github.com/fanout-ws/fanout/server/pubsub/pubsubtest"
 	"github.com/gorilla/websocket"
 	"github.com/rabbitmq/rabbitmq-stream-go-client/pkg/amqp"
 	"github.com/rabbitmq/rabbitmq-stream-go-client/pkg/message"
@@ -95,7 +96,7 @@ func TestHostile_LargePublishesDoNotStall(t *testing.T) {
 	t.Parallel()
 	url := streamURL(t)
 	cfg := pubsub.Config{HistoryMaxBytes: 4 << 20}
-	a, b := runNode(t, url, cfg), runNode(t, url, cfg)
+	a, b := runNodeBytes(t, url, cfg, 64<<20), runNodeBytes(t, url, cfg, 64<<20)
 	waitReady(t, a, b)
 	stop := make(chan struct{})
 	took := make(chan time.Duration, 1000)
@@ -281,4 +282,75 @@ func TestHostile_HistoryUnderChannelLock(t *testing.T) {
 		}
 		return nil
 	})
+}
+
+// Finding 2: a node that starts after retention (max-length-bytes, which
+// anonymous publishers can fill) dropped every proposal of a live channel
+// takes that channel's epoch and offset from a node that knows it, instead
+// of starting an epoch of its own: both agree, and each delivers the
+// other's publishes.
+func TestHostile_RestartAfterRetention(t *testing.T) {
+	t.Parallel()
+	url := streamURL(t)
+	cfg := pubsub.Config{HistoryMaxBytes: 1 << 20}
+	const retention = 2_000_000 // segments of 1 MB
+	a, b := runNodeBytes(t, url, cfg, retention), runNodeBytes(t, url, cfg, retention)
+	waitReady(t, a, b)
+	subA := dialNode(t, a, "?channel=live")
+	first := wstest.ReadEvent(t, subA)
+	for i := 1; i <= 3; i++ {
+		if _, err := b.Publish("live", fmt.Appendf(nil, "%d", i)); err != nil {
+			t.Fatal(err)
+		}
+		wstest.ReadEvent(t, subA)
+	}
+	_ = b.Srv.Close() // b stops
+	b.Close()
+	junk := []byte(`"` + strings.Repeat("j", 60_000) + `"`)
+	for i := range 174 { // 10 MB: retention drops the segments that held "live"
+		if _, err := a.Publish(fmt.Sprintf("junk-%d", i%3), junk); err != nil {
+			t.Fatal(err)
+		}
+	}
+	b = runNodeBytes(t, url, cfg, retention)
+	waitReady(t, b)
+	subB := dialNode(t, b, "?channel=live")
+	if e := wstest.ReadEvent(t, subB); e.Type != "subscribed" || e.Epoch != first.Epoch || e.Offset != 3 {
+		t.Fatalf("the restarted node subscribes at %+v, want epoch %s offset 3", e, first.Epoch)
+	}
+	for i, pub := range []*pubsubtest.Node{b, a} {
+		p, err := pub.Publish("live", fmt.Appendf(nil, `"from %d"`, i))
+		if err != nil || p.Offset != uint64(4+i) || p.Epoch != first.Epoch {
+			t.Fatalf("publish %d: %+v %v, want offset %d in epoch %s", i, p, err, 4+i, first.Epoch)
+		}
+		for _, c := range []*websocket.Conn{subA, subB} {
+			if e := wstest.ReadEvent(t, c); e.Type != "message" || e.Offset != p.Offset {
+				t.Fatalf("publish %d: a subscriber got %+v, want offset %d", i, e, p.Offset)
+			}
+		}
+	}
+}
+
+// A node alone on a stream that retention cut waits settleTimeout for a
+// snapshot no node sends, then goes on with what the stream holds.
+func TestHostile_RestartAfterRetentionAlone(t *testing.T) {
+	t.Parallel()
+	url := streamURL(t)
+	cfg := pubsub.Config{HistoryMaxBytes: 1 << 20}
+	const retention = 2_000_000 // segments of 1 MB
+	a := runNodeBytes(t, url, cfg, retention)
+	waitReady(t, a)
+	junk := []byte(`"` + strings.Repeat("j", 60_000) + `"`)
+	for range 100 {
+		if _, err := a.Publish("junk", junk); err != nil {
+			t.Fatal(err)
+		}
+	}
+	_ = a.Srv.Close()
+	a.Close()
+	a = runNodeBytes(t, url, cfg, retention)
+	waitReady(t, a)
+	if p, err := a.Publish("junk", []byte("1")); err != nil || p.Offset < 2 {
+		t.Fatalf("publish after the restart: %+v %v, want the channel's offsets to go on", p, err)
+	}
 }

@@ -17,7 +17,9 @@
 // lost its data therefore starts new epochs, and one that kept it gives
 // every node the same state back. Retention (BrokerOptions.Retention, the
 // stream's max-age) must keep at least the history TTL, which the defaults
-// do.
+// do. When retention by size cut that window, the node takes every
+// channel's state from a running node first (snapshot.go), so that it never
+// starts an epoch of its own for a channel the others keep.
 package rabbitmq
 
 import (
@@ -46,8 +48,8 @@ const clockSkew = 30 * time.Second
 // delivered to this node's subscribers.
 const deliveryQueue = 4096
 
-// touchQueue bounds the touches History leaves for the session to send.
-const touchQueue = 256
+// laterQueue bounds the messages left for the session to send (later).
+const laterQueue = 256
 
 // socketBufferBytes sizes the stream client's socket buffers. The
 // library's 8 KiB default caps the TCP window: a 60 KB proposal took
@@ -78,9 +80,9 @@ type Broker struct {
 	// for a channel lock whose holder waits in History for the consumer to
 	// read a touch. What does not fit is caught up from history (resync).
 	out chan pubsub.Message
-	// touches takes the touches History does not wait for to the session,
-	// which sends them.
-	touches chan []byte
+	// later takes to the session the messages it sends without anyone
+	// waiting to read them back: History's touches, wants and snapshots.
+	later chan []byte
 
 	// handling is held while a stream message is handled, so nothing is
 	// queued for delivery after its session ended.
@@ -99,11 +101,15 @@ type result struct {
 	err      error
 }
 
-// session is one connection's life; closed is guarded by Broker.handling.
+// session is one connection's life, guarded by Broker.handling.
 type session struct {
-	hello  uint64
-	live   bool // the hello was read: deliver what follows
-	closed bool
+	hello     uint64
+	helloRead bool
+	live      bool // the hello was read and the state settled: deliver what follows
+	closed    bool
+	from      int64         // ms: the window this session reads from (read-only)
+	settleBy  chan struct{} // own want read: the session starts its timer (read-only)
+	settling
 }
 
 // New returns a broker for the stream at rawURL,
@@ -131,7 +137,7 @@ func New(rawURL string, o pubsub.BrokerOptions) (*Broker, error) {
 		node:     pubsub.NewEpoch(),
 		log:      o.Logger,
 		waiters:  make(map[uint64]chan result),
-		touches:  make(chan []byte, touchQueue),
+		later:    make(chan []byte, laterQueue),
 	}
 	var errs []error
 	for _, p := range [][2]string{{"history-max-bytes", "-history-max-bytes (BrokerOptions.HistoryMaxBytes)"},
