@@ -66,27 +66,68 @@ var channelByte = func() (t [256]bool) {
 // history and delivers it to every node. Delivered counts this node's
 // subscribers. It never blocks on a client socket.
 func (n *Node) Publish(channel string, data []byte) (Publication, error) {
-	if err := CheckChannelName(channel); err != nil {
-		return Publication{}, err
+	pubs, errs := n.publishBatch([]Message{{Channel: channel, Data: data}})
+	return pubs[0], errs[0]
+}
+
+// publishBatch publishes msgs as Publish does, in order, in one broker
+// round trip when the broker can (BatchPublisher), and returns each one's
+// Publication or error.
+func (n *Node) publishBatch(msgs []Message) ([]Publication, []error) {
+	pubs, errs := make([]Publication, len(msgs)), make([]error, len(msgs))
+	var send []Message
+	var at []int // send[k] is msgs[at[k]]
+	for i, m := range msgs {
+		if errs[i] = n.checkMessage(m.Channel, m.Data); errs[i] == nil {
+			send, at = append(send, m), append(at, i)
+		}
 	}
-	if !json.Valid(data) {
-		return Publication{}, ErrInvalidJSON
-	}
-	if envelopeBytes(channel, data) > n.maxMessageBytes {
-		return Publication{}, server.ErrTooLarge
+	if len(send) == 0 {
+		return pubs, errs
 	}
 	b := n.broker
 	if !b.Ready() {
-		return Publication{}, ErrBrokerUnavailable
+		for _, i := range at {
+			errs[i] = ErrBrokerUnavailable
+		}
+		return pubs, errs
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), brokerTimeout)
 	defer cancel()
-	pos, err := b.Publish(ctx, channel, data)
-	if err != nil {
-		return Publication{}, brokerError(err)
+	var pos []Position
+	var perr []error
+	if bp, ok := b.(BatchPublisher); ok {
+		pos, perr = bp.PublishBatch(ctx, send)
+	} else {
+		pos, perr = make([]Position, len(send)), make([]error, len(send))
+		for k, m := range send {
+			pos[k], perr[k] = b.Publish(ctx, m.Channel, m.Data)
+		}
 	}
-	n.stats.publications.Add(1)
-	return Publication{Channel: channel, Offset: pos.Offset, Epoch: pos.Epoch, Delivered: n.localSubscribers(channel)}, nil
+	for k, i := range at {
+		if perr[k] != nil {
+			errs[i] = brokerError(perr[k])
+			continue
+		}
+		n.stats.publications.Add(1)
+		ch := msgs[i].Channel
+		pubs[i] = Publication{Channel: ch, Offset: pos[k].Offset, Epoch: pos[k].Epoch, Delivered: n.localSubscribers(ch)}
+	}
+	return pubs, errs
+}
+
+// checkMessage finds what Publish refuses in a message itself.
+func (n *Node) checkMessage(channel string, data []byte) error {
+	if err := CheckChannelName(channel); err != nil {
+		return err
+	}
+	if !json.Valid(data) {
+		return ErrInvalidJSON
+	}
+	if envelopeBytes(channel, data) > n.maxMessageBytes {
+		return server.ErrTooLarge
+	}
+	return nil
 }
 
 // brokerError is what Publish and Subscribe return for a broker call's
