@@ -12,6 +12,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"strconv"
 	"strings"
@@ -181,9 +182,15 @@ type node struct {
 
 func startNode(t *testing.T, bin string, args ...string) *node {
 	t.Helper()
-	n := &node{logs: &testutil.SyncBuffer{}}
-	n.cmd = exec.Command(bin, append([]string{"-addr", "127.0.0.1:0", "-admin-addr", "127.0.0.1:0",
-		"-log-format", "json", "-log-level", "debug"}, args...)...)
+	return launchNode(t, exec.Command(bin, append([]string{"-addr", "127.0.0.1:0", "-admin-addr", "127.0.0.1:0",
+		"-log-format", "json", "-log-level", "debug"}, args...)...))
+}
+
+// launchNode starts cmd, a fanout that logs JSON with an admin listener,
+// and waits for its listening addresses.
+func launchNode(t *testing.T, cmd *exec.Cmd) *node {
+	t.Helper()
+	n := &node{cmd: cmd, logs: &testutil.SyncBuffer{}}
 	n.cmd.Stderr = n.logs
 	if err := n.cmd.Start(); err != nil {
 		t.Fatal(err)
@@ -277,8 +284,7 @@ func startHAProxy(t *testing.T, bin string, nodes []*node) *lb {
 	l.cmd.Env = append(os.Environ(), "FANOUT_LB_BIND=fd@3", "HAPROXY_SOCKET="+l.sock, "HAPROXY_NO_SETUID=1",
 		"HAPROXY_MAXCONN=2000", "HAPROXY_HARD_STOP_AFTER=30s")
 	for i, n := range nodes {
-		_, port, _ := net.SplitHostPort(n.admin)
-		l.cmd.Env = append(l.cmd.Env, fmt.Sprintf("FANOUT_NODE%d=%s", i+1, n.addr), fmt.Sprintf("FANOUT_NODE%d_ADMIN=%s", i+1, port))
+		l.cmd.Env = append(l.cmd.Env, fmt.Sprintf("FANOUT_NODE%d=%s", i+1, n.addr))
 	}
 	l.cmd.ExtraFiles = []*os.File{f}
 	l.cmd.Stdout, l.cmd.Stderr = l.logs, l.logs
@@ -501,4 +507,108 @@ func startNginx(t *testing.T, bin, upstream string) string {
 		return err
 	})
 	return addr
+}
+
+// TestDeploy_Dockerfile runs fanout with the environment the image sets
+// (its ports moved to free ones) and runs the image's HEALTHCHECK: the
+// check passes on the public port, while metrics and pprof are served on
+// loopback only, never on the public port.
+func TestDeploy_Dockerfile(t *testing.T) {
+	b, err := os.ReadFile(filepath.Join("..", "..", "Dockerfile"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	text := strings.ReplaceAll(string(b), "\\\n", " ")
+	final := text[strings.LastIndex(text, "\nFROM "):] // the image, not the build stage
+	var env []string
+	var check []string
+	for line := range strings.SplitSeq(final, "\n") {
+		switch f := strings.Fields(line); {
+		case len(f) > 0 && f[0] == "ENV":
+			for _, kv := range f[1:] {
+				env = append(env, strings.NewReplacer("8080", "0", "9090", "0").Replace(kv))
+			}
+		case len(f) > 0 && f[0] == "HEALTHCHECK":
+			if err := json.Unmarshal([]byte(line[strings.Index(line, " CMD ")+5:]), &check); err != nil {
+				t.Fatalf("HEALTHCHECK %q: %v", line, err)
+			}
+		}
+	}
+	if len(check) < 2 || check[0] != "/fanout" {
+		t.Fatalf("HEALTHCHECK runs %q, want /fanout probe URL", check)
+	}
+	cmd := exec.Command(buildFanout(t))
+	cmd.Env = env
+	n := launchNode(t, cmd)
+	if host, _, _ := net.SplitHostPort(n.admin); !net.ParseIP(host).IsLoopback() {
+		t.Errorf("the image's admin listener (metrics, pprof) is on %s, want loopback only", n.admin)
+	}
+	_, pub, _ := net.SplitHostPort(n.addr)
+	_, adm, _ := net.SplitHostPort(n.admin)
+	args := slices.Clone(check[1:])
+	for i := range args {
+		args[i] = strings.NewReplacer(":8080/", ":"+pub+"/", ":9090/", ":"+adm+"/").Replace(args[i])
+	}
+	if out, err := exec.Command(n.cmd.Path, args...).CombinedOutput(); err != nil {
+		t.Errorf("HEALTHCHECK %q: %v %s", args, err, out)
+	}
+	for path, want := range map[string]int{"/readyz": 200, "/healthz": 200, "/metrics": 404, "/debug/pprof/": 404} {
+		if code, _ := get("http://127.0.0.1:" + pub + path); code != want {
+			t.Errorf("public port %s: %d, want %d", path, code, want)
+		}
+	}
+}
+
+// TestDeploy_SystemdUnit checks deploy/fanout.service: its settings start
+// fanout (-check-config), keep the admin listener on loopback, cap
+// connections per client address and memory, and its recipe, like
+// README's, creates the env file (secrets) readable by root alone.
+func TestDeploy_SystemdUnit(t *testing.T) {
+	b, err := os.ReadFile(filepath.Join("..", "..", "deploy", "fanout.service"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	unit := string(b)
+	env := map[string]string{}
+	var keys []string
+	for line := range strings.SplitSeq(unit, "\n") {
+		k, v, _ := strings.Cut(line, "=")
+		switch k {
+		case "Environment":
+			for _, kv := range strings.Fields(v) {
+				name, value, _ := strings.Cut(kv, "=")
+				env[name] = value
+				keys = append(keys, kv)
+			}
+		case "MemoryMax":
+			env[k] = v
+		}
+	}
+	if host, _, err := net.SplitHostPort(env["FANOUT_ADMIN_ADDR"]); err != nil || !net.ParseIP(host).IsLoopback() {
+		t.Errorf("FANOUT_ADMIN_ADDR=%q, want a loopback address (pprof)", env["FANOUT_ADMIN_ADDR"])
+	}
+	if n, _ := strconv.Atoi(env["FANOUT_MAX_CONNS_PER_IP"]); n <= 0 {
+		t.Errorf("FANOUT_MAX_CONNS_PER_IP=%q, want a per-address cap", env["FANOUT_MAX_CONNS_PER_IP"])
+	}
+	if env["MemoryMax"] == "" {
+		t.Error("no MemoryMax: a flood may take all of the host's memory")
+	}
+	cmd := exec.Command(buildFanout(t), "-check-config")
+	cmd.Env = keys
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Errorf("fanout -check-config with the unit's environment: %v %s", err, out)
+	}
+	readme, err := os.ReadFile(filepath.Join("..", "..", "README.md"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	create := regexp.MustCompile(`[^>]>\s*/etc/fanout\.env`) // a new file gets the umask's 644
+	for name, text := range map[string]string{"deploy/fanout.service": unit, "README.md": string(readme)} {
+		if create.MatchString(text) {
+			t.Errorf("%s creates /etc/fanout.env with '>': world-readable secrets", name)
+		}
+		if strings.Contains(text, "/etc/fanout.env") && !strings.Contains(text, "install -m 600 /dev/null /etc/fanout.env") {
+			t.Errorf("%s names /etc/fanout.env without creating it with install -m 600", name)
+		}
+	}
 }

@@ -41,6 +41,7 @@ type options struct {
 	cpuProfile      string
 	apiKey          string
 	broker          string
+	brokerOptions   pubsub.BrokerOptions // beside the channels' bounds: the broker's own
 	reusePort       bool
 	flags           *flag.FlagSet // for -print-config
 }
@@ -54,7 +55,9 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 	bindServerFlags(fs, &o.cfg)
 	bindChannelFlags(fs, &o.channels)
 	fs.StringVar(&o.apiKey, "api-key", "", "key for the HTTP API (POST /api/publish, GET /api/channels) as \"Authorization: Bearer <key>\" or X-API-Key; empty disables the API")
-	fs.StringVar(&o.broker, "broker", "", "message broker joining several fanout nodes: redis://[user:password@]host:port/db, or a RabbitMQ stream, rabbitmq-stream://user:password@host:5552/vhost[?stream=fanout&max-age=6m&max-length-bytes=N]; empty keeps channels in this process")
+	fs.StringVar(&o.broker, "broker", "", "message broker joining several fanout nodes: redis://[user:password@]host:port/db, or a RabbitMQ stream, rabbitmq-stream://user:password@host:5552/vhost[?stream=fanout]; empty keeps channels in this process")
+	fs.DurationVar(&o.brokerOptions.Retention, "broker-retention", 0, "with a RabbitMQ broker, how long the stream keeps messages (its max-age); at least -history-ttl plus 30 s; 0 means -history-ttl plus 1 min")
+	fs.Int64Var(&o.brokerOptions.RetentionBytes, "broker-retention-bytes", pubsub.DefaultRetentionBytes, "with a RabbitMQ broker, the stream's size on the broker's disk (its max-length-bytes, in segments of 1/16 of it); keep it above -history-ttl worth of traffic")
 	fs.BoolVar(&o.reusePort, "reuseport", false, "listen with SO_REUSEPORT so several fanout processes share -addr (the kernel balances accepts)")
 	fs.StringVar(&o.tlsCert, "tls-cert", "", "PEM certificate (chain) file: serve wss; reloaded on SIGHUP without dropping connections")
 	fs.StringVar(&o.tlsKey, "tls-key", "", "PEM private key file for -tls-cert")
@@ -70,7 +73,7 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 	fs.DurationVar(&o.shutdownTimeout, "shutdown-timeout", 10*time.Second, "after the drain, wait this long for close handshakes")
 	fs.StringVar(&o.logLevel, "log-level", "info", "debug, info, warn or error")
 	fs.StringVar(&o.logFormat, "log-format", "text", "text or json")
-	fs.StringVar(&o.adminAddr, "admin-addr", "", "admin listener for /metrics (Prometheus), /healthz, /readyz and /debug/pprof, e.g. 127.0.0.1:9090; empty disables it. Keep it off the public port")
+	fs.StringVar(&o.adminAddr, "admin-addr", "", "admin listener for /metrics (Prometheus), /debug/pprof, POST /admin/drain, /healthz and /readyz (also on -addr, for load balancers), e.g. 127.0.0.1:9090; empty disables it. Keep it on loopback")
 	fs.StringVar(&o.cpuProfile, "cpuprofile", "", "write a CPU profile of the whole run to this file")
 	fs.BoolVar(&o.printConfig, "print-config", false, "print the effective configuration as JSON and exit")
 	fs.BoolVar(&o.checkConfig, "check-config", false, "validate the configuration and exit")
@@ -133,6 +136,7 @@ func bindChannelFlags(fs *flag.FlagSet, p *pubsub.Config) {
 	fs.Int64Var(&p.HistoryMaxBytes, "history-max-bytes", pubsub.DefaultHistoryMaxBytes, "memory all channels' history may take together (message bytes plus per-message overhead); the oldest messages go first")
 	fs.IntVar(&p.MaxChannels, "max-channels", pubsub.DefaultMaxChannels, "channels that may exist at once (with subscribers or history); at most half of them made by publishes alone")
 	fs.Float64Var(&p.ChannelCreateRate, "channel-create-rate", pubsub.DefaultChannelCreateRate, "new channels one connection may make per second, and history replays it may ask for, with a burst of -max-channels-per-conn (negative disables)")
+	fs.Float64Var(&p.MaxReplayRate, "max-replay-rate", 0, "history replays (subscribes with since) this node serves per second over all connections (token bucket, burst a tenth of a second's worth); beyond it the subscribe gets an error with a retry-ms=1000 hint (503 with Retry-After at upgrade), so resuming clients cannot starve live delivery; 0 disables")
 	fs.IntVar(&p.MaxChannelsPerConn, "max-channels-per-conn", pubsub.DefaultMaxChannelsPerConn, "subscriptions one connection may hold")
 }
 

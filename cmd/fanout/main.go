@@ -164,10 +164,10 @@ func (o *options) configureBroker(logger *slog.Logger) (closeBroker func(), err 
 	if o.broker == "" {
 		return func() {}, nil
 	}
-	b, closeBroker, err := newBroker(o.broker, pubsub.BrokerOptions{
-		HistorySize: o.channels.HistorySize, HistoryTTL: o.channels.HistoryTTL, HistoryMaxBytes: o.channels.HistoryMaxBytes,
-		MaxChannels: o.channels.MaxChannels, Logger: logger,
-	})
+	bo := o.brokerOptions
+	bo.HistorySize, bo.HistoryTTL, bo.HistoryMaxBytes = o.channels.HistorySize, o.channels.HistoryTTL, o.channels.HistoryMaxBytes
+	bo.MaxChannels, bo.Logger = o.channels.MaxChannels, logger
+	b, closeBroker, err := newBroker(o.broker, bo)
 	if err != nil {
 		return nil, fmt.Errorf("-broker: %w", err)
 	}
@@ -182,7 +182,7 @@ func (o *options) serve(ctx context.Context, app *chatServer, reg *prometheus.Re
 	if err != nil {
 		return err
 	}
-	logger.Info("fanout", "addr", ln.Addr().String(), "routes", "/ws (chat room, or channels with ?channel=), /echo, / (demo page), /api/ (publish API)",
+	logger.Info("fanout", "addr", ln.Addr().String(), "routes", "/ws (chat room, or channels with ?channel=), /echo, / (demo page), /api/ (publish API), /healthz, /readyz",
 		"api", o.apiKey != "", "broker", redact.URL(o.broker), "reuseport", o.reusePort, "workers", o.cfg.Workers, "max_conns_effective", app.srv.Ceiling())
 	addrs := listening{addr: ln.Addr().String()}
 	drainReq := make(chan struct{})
@@ -259,7 +259,7 @@ func (o *options) stop(srv *server.Server, errc <-chan error, logger *slog.Logge
 // curl: `fanout probe URL` succeeds when URL answers 200 within 2 s.
 func probe(ctx context.Context, args []string) error {
 	if len(args) != 1 {
-		return errors.New("usage: fanout probe URL (e.g. http://127.0.0.1:9090/readyz)")
+		return errors.New("usage: fanout probe URL (e.g. http://127.0.0.1:8080/readyz)")
 	}
 	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
 	defer cancel()
@@ -423,9 +423,7 @@ func (o *options) configureAuth() error {
 }
 
 // adminMux serves operators, off the public port: Prometheus metrics,
-// liveness, readiness (false once a drain or shutdown begins, or while the
-// broker is disconnected), POST /admin/drain (drain, as SIGTERM does) and
-// pprof.
+// the health checks, POST /admin/drain (drain, as SIGTERM does) and pprof.
 func adminMux(app *chatServer, reg *prometheus.Registry, args []string, drain func()) *http.ServeMux {
 	mux := http.NewServeMux()
 	mux.HandleFunc("POST /admin/drain", func(w http.ResponseWriter, _ *http.Request) {
@@ -434,14 +432,7 @@ func adminMux(app *chatServer, reg *prometheus.Registry, args []string, drain fu
 		fmt.Fprintln(w, "draining")
 	})
 	mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
-	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) { fmt.Fprintln(w, "ok") })
-	mux.HandleFunc("/readyz", func(w http.ResponseWriter, _ *http.Request) {
-		if !app.srv.Accepting() || !app.node.Ready() {
-			http.Error(w, "not accepting", http.StatusServiceUnavailable)
-			return
-		}
-		fmt.Fprintln(w, "ready")
-	})
+	app.healthRoutes(mux)
 	mux.HandleFunc("/debug/pprof/", pprofhttp.Index)
 	mux.HandleFunc("/debug/pprof/cmdline", func(w http.ResponseWriter, _ *http.Request) {
 		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
@@ -451,6 +442,21 @@ func adminMux(app *chatServer, reg *prometheus.Registry, args []string, drain fu
 	mux.HandleFunc("/debug/pprof/symbol", pprofhttp.Symbol)
 	mux.HandleFunc("/debug/pprof/trace", pprofhttp.Trace)
 	return mux
+}
+
+// healthRoutes adds liveness and readiness (false once a drain or shutdown
+// begins, or while the broker is disconnected) to mux: the public one, which
+// load balancers check (the admin listener may be loopback only, and holds
+// pprof), and the admin one.
+func (a *chatServer) healthRoutes(mux *http.ServeMux) {
+	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) { fmt.Fprintln(w, "ok") })
+	mux.HandleFunc("/readyz", func(w http.ResponseWriter, _ *http.Request) {
+		if !a.srv.Accepting() || !a.node.Ready() {
+			http.Error(w, "not accepting", http.StatusServiceUnavailable)
+			return
+		}
+		fmt.Fprintln(w, "ready")
+	})
 }
 
 // Route markers, kept in Conn.Data: the /ws chat room, /ws with channels.
@@ -547,5 +553,7 @@ func newChatServer(cfg server.Config, channels pubsub.Config, apiKey string) (*c
 		return nil, err
 	}
 	r.hub = srv.NewHub()
-	return &chatServer{srv: srv, node: node}, nil
+	app := &chatServer{srv: srv, node: node}
+	app.healthRoutes(mux)
+	return app, nil
 }

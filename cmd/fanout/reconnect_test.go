@@ -149,8 +149,9 @@ func count(es []jsEvent, event string) int {
 // clients lose their server to SIGKILL, retry with full-jitter exponential
 // backoff (each wait uniform in [0, min(cap, base*2^(attempt-1))], so some
 // below half the window, and no two clients in step), come back when it
-// restarts on the same port, and resume from Redis history with since=:
-// every message once, in order, none lost.
+// restarts on the same port, and resume from Redis history with since=,
+// subscribing again when the node's -max-replay-rate turns them away for a
+// moment: every message once, in order, none lost.
 func TestFanoutJS_BackoffSpreadsOut(t *testing.T) {
 	const (
 		clients = 40
@@ -179,12 +180,18 @@ func TestFanoutJS_BackoffSpreadsOut(t *testing.T) {
 		}
 		return false
 	})
-	startNode(t, bin, append(args, "-addr", a.addr)...)
+	// Back with a replay bound the resuming clients pass: some are told to
+	// subscribe again later, and still miss nothing.
+	restarted := startNode(t, bin, append(args, "-addr", a.addr, "-max-replay-rate", "10")...)
 	js.waitFor(t, 20*time.Second, func(es []jsEvent) bool { return count(es, "connected") >= 2*clients })
 	for i := 7; i <= 8; i++ {
 		publish(t, publisher, i)
 	}
 	js.finish(t, 8)
+	_, page := get("http://" + restarted.admin + "/metrics")
+	if busy, _ := strconv.Atoi(metric(page, "fanout_replays_busy_total")); busy == 0 {
+		t.Fatal("no resume met the replay bound: nothing shows it is honoured")
+	}
 
 	byAttempt := map[int][]float64{}
 	for _, e := range js.snapshot() {

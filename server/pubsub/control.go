@@ -149,13 +149,20 @@ func (n *Node) publishFrom(c *server.Conn, channel string, data []byte) (Publica
 }
 
 // reasonOf is the text a client sees for err: a RejectError's reason, or
-// the message without the package prefix.
+// the message without the package prefix. A broker outage is passing: its
+// text ends in a retry-ms hint, as ErrReplaysBusy's does, so that a client
+// subscribes again instead of giving the channel up (a node restarted in a
+// storm serves clients a moment before its broker is back).
 func reasonOf(err error) string {
 	var re *server.RejectError
 	if errors.As(err, &re) {
 		return re.Reason
 	}
-	return strings.TrimPrefix(strings.TrimPrefix(err.Error(), "pubsub: "), "server: ")
+	r := strings.TrimPrefix(strings.TrimPrefix(err.Error(), "pubsub: "), "server: ")
+	if errors.Is(err, ErrBrokerUnavailable) {
+		r += "; retry-ms=1000"
+	}
+	return r
 }
 
 var errTrailingJSON = errors.New("more than one JSON value")

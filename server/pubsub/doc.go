@@ -1,10 +1,11 @@
 // Package pubsub is Fanout's channel service, built on the engine's
 // exported API (package server): named channels whose messages carry an
 // offset, bounded history to recover what a reconnecting client missed,
-// the JSON control protocol, and the HTTP publish API. A Broker numbers
-// and keeps every channel's messages and joins several processes: the
-// in-process MemoryBroker by default, or the Redis broker of package
-// pubsub/redis.
+// the JSON control protocol (spec/channels.md), and the HTTP publish API.
+// A Broker numbers and keeps every channel's messages and joins several
+// processes: the in-process MemoryBroker by default, the Redis broker of
+// package pubsub/redis, or the RabbitMQ stream broker of package
+// pubsub/rabbitmq; each passes the conformance suite of pubsub/pubsubtest.
 //
 //	Node.Publish / control {"op":"publish"} / POST /api/publish
 //	           │
@@ -22,6 +23,21 @@
 // under the channel's lock, queues its reply and those messages on the
 // Conn (Conn.SendPrepared), then joins the hub (Hub.Join), so no message
 // can fall between them. The engine knows nothing of channels: a Node uses
-// only Server.NewHub, Hub, Conn and the hooks the application wires to it
-// (OnConnect → SubscribeQuery, OnMessage → HandleControl).
+// only Server.NewHub, Hub, Conn (its token claims included: channels are
+// authorized here, Node.Allowed) and the hooks the application wires to
+// it (OnConnect → SubscribeQuery, OnMessage → HandleControl). So a Node is
+// made first (New), the Server's hooks call its methods, and Start runs it
+// on the Server.
+//
+// Files: broker.go (the Broker interface and its types), options.go
+// (BrokerOptions), memory.go and history.go (MemoryBroker), node.go (Config,
+// Node's life), registry.go (the channels this node carries), channels.go
+// (publish and subscribe), delivery.go (from the broker to hubs),
+// recovery.go (replay and gap notices), wire.go (what is sent), control.go
+// and query.go (the control protocol, subscriptions at connect), api.go
+// (HTTP), auth.go (channel permissions), limits.go (per-connection rates).
+//
+// Lock order: registry.mu, then a channel's mu; a channel's mu is held
+// across broker calls (History) and hub broadcasts, never while taking
+// registry.mu.
 package pubsub

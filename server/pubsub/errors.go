@@ -29,4 +29,10 @@ var (
 	// ErrTooManyReplays is wrapped by Subscribe when a connection asks for
 	// history replays faster than Config.ChannelCreateRate.
 	ErrTooManyReplays = errors.New("pubsub: too many history replays")
+
+	// ErrReplaysBusy is returned by Subscribe when the node serves history
+	// replays at Config.MaxReplayRate already. Its text carries a
+	// reconnect-style hint, retry-ms=1000: subscribe again after a random
+	// delay up to it (fanout.js does).
+	ErrReplaysBusy = errors.New("pubsub: this node is replaying history for many subscribers; retry-ms=1000")
 )

@@ -13,6 +13,11 @@ import (
 // Config.Broker is nil: offsets and history live in this process's memory,
 // and a publish is delivered to every Node that runs on it (usually one)
 // before Publish returns. Safe for concurrent use.
+//
+// Lock order: a channel's pubMu, then histMu or nodeMu (and, delivering,
+// a node's channel lock). mu is taken alone, or before a pubMu only with
+// TryLock (evictIdle): a delivery may wait on a node that reads history,
+// which takes mu.
 type MemoryBroker struct {
 	ttl       time.Duration
 	max       int
@@ -21,7 +26,7 @@ type MemoryBroker struct {
 	mu     sync.RWMutex
 	chans  map[string]*memChannel
 	unread int                    // channels in chans made by a publish and not read since (mu)
-	idle   map[string]*memChannel // released by every node that read them, not read since (mu)
+	idle   map[string]*memChannel // released by a node (Release), not read since (mu)
 
 	// histMu guards every channel's stream (epoch, offset, last, hist) and
 	// the history they share; it is never held while taking another lock,

@@ -14,6 +14,7 @@ import (
 
 	"github.com/fanout-ws/fanout/server"
 	"github.com/prometheus/client_golang/prometheus"
+	"golang.org/x/time/rate"
 )
 
 // Defaults for Config. The flags of cmd/fanout and the README table read
@@ -31,8 +32,8 @@ const (
 // defaults and validates it.
 type Config struct {
 	// Broker assigns channel offsets, keeps history and delivers every
-	// channel message to every node: a Redis broker joins several
-	// processes. Nil means a MemoryBroker of this node's own (HistorySize,
+	// channel message to every node: a Redis or RabbitMQ broker joins
+	// several processes. Nil means a MemoryBroker of this node's own (HistorySize,
 	// HistoryTTL, HistoryMaxBytes, MaxChannels).
 	Broker Broker
 
@@ -65,6 +66,14 @@ type Config struct {
 	// subscribes with since that replay history are capped alike. Zero
 	// means DefaultChannelCreateRate (10). Negative disables.
 	ChannelCreateRate float64
+
+	// MaxReplayRate caps the history replays (subscribes with since) this
+	// node serves per second over all connections: a token bucket with a
+	// burst of a tenth of a second's worth (at least 1), so that a thousand
+	// clients resuming at once after a reconnect storm cannot starve live
+	// delivery. Beyond it the subscribe fails with ErrReplaysBusy (at
+	// upgrade: 503 with Retry-After). Zero disables it.
+	MaxReplayRate float64
 
 	// MaxChannelsPerConn caps one connection's subscriptions. Zero means
 	// DefaultMaxChannelsPerConn (64).
@@ -126,6 +135,9 @@ func (c Config) Validate() error {
 	if c.HistoryMaxBytes < 0 {
 		errs = append(errs, fmt.Errorf("pubsub: HistoryMaxBytes (%d) must not be negative", c.HistoryMaxBytes))
 	}
+	if c.MaxReplayRate < 0 {
+		errs = append(errs, fmt.Errorf("pubsub: MaxReplayRate (%v) must not be negative", c.MaxReplayRate))
+	}
 	if c.HistoryTTL < 0 {
 		errs = append(errs, fmt.Errorf("pubsub: HistoryTTL (%v) must not be negative", c.HistoryTTL))
 	}
@@ -174,10 +186,11 @@ type Node struct {
 
 	chans    registry
 	pending  pendingSubs
-	creators connRate    // new channels per connection
-	replays  connRate    // history replays per connection
-	chores   atomic.Bool // a goroutine touches and releases channels in the broker (sweep)
-	released []string    // channels removed here, for the broker to learn (sweeper only)
+	creators connRate      // new channels per connection
+	replays  connRate      // history replays per connection
+	replayed *rate.Limiter // history replays of the whole node (Config.MaxReplayRate), or nil
+	chores   atomic.Bool   // a goroutine touches and releases channels in the broker (sweep)
+	released []string      // channels removed here, for the broker to learn (sweeper only)
 	stats    counters
 	lastWarn atomic.Int64
 
@@ -210,6 +223,9 @@ func New(cfg Config) (*Node, error) {
 		replays: newConnRate(cfg.ChannelCreateRate, cfg.MaxChannelsPerConn, ErrTooManyReplays, "more than %g a second on this connection"),
 		swept:   make(chan struct{}),
 		stop:    func() {},
+	}
+	if cfg.MaxReplayRate > 0 {
+		n.replayed = rate.NewLimiter(rate.Limit(cfg.MaxReplayRate), max(1, int(cfg.MaxReplayRate/10)))
 	}
 	if n.broker == nil {
 		n.broker = NewMemoryBroker(BrokerOptions{HistorySize: cfg.HistorySize, HistoryTTL: cfg.HistoryTTL, HistoryMaxBytes: cfg.HistoryMaxBytes, MaxChannels: cfg.MaxChannels})

@@ -51,7 +51,7 @@ func subscribeStatus(err error) int {
 		return re.Status
 	case errors.Is(err, ErrForbidden):
 		return http.StatusForbidden
-	case errors.Is(err, ErrTooManyChannels), errors.Is(err, ErrBrokerUnavailable):
+	case errors.Is(err, ErrTooManyChannels), errors.Is(err, ErrBrokerUnavailable), errors.Is(err, ErrReplaysBusy):
 		return http.StatusServiceUnavailable
 	}
 	return http.StatusBadRequest

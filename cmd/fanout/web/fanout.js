@@ -41,6 +41,9 @@
 //                  from a position saved earlier (see position()).
 //                  Resolves on the first "subscribed" reply; rejects on an "error"
 //                  reply (the channel is then dropped), an invalid name or a timeout.
+//                  An error whose reason holds "retry-ms=N" (a node replaying
+//                  history for many subscribers at once) is not final: the
+//                  subscribe is sent again after a random delay up to N.
 //   unsubscribe(channel)   drop a channel (its position is forgotten).
 //   publish(channel, data) send any JSON value. Resolves with the server's reply
 //                  {channel, offset}; rejects when not connected, on an "error"
@@ -209,8 +212,8 @@ export class Fanout {
   // jitter, so siblings never share a schedule.
   _backoff(reason, retryAfter) {
     let window = Math.min(this.maxDelay, this.baseDelay * 2 ** (this._attempt - 1));
-    const hint = /(?:^|[\s;,])retry-ms=(\d+)/.exec(reason ?? '');
-    if (hint) window = Math.min(this.maxDelay, Number(hint[1]));
+    const hint = retryHint(reason);
+    if (hint !== undefined) window = Math.min(this.maxDelay, hint);
     const after = Number.parseInt(retryAfter, 10); // delta-seconds; a date is not worth the parse
     const floor = after > 0 ? Math.min(this.maxDelay, after * 1000) : 0;
     return Math.round(floor + Math.random() * window);
@@ -249,7 +252,16 @@ export class Fanout {
       msg.since = ch.offset;
       msg.epoch = ch.epoch;
     }
+    const ws = this._ws;
     this._request(msg, channel).catch((err) => {
+      const hint = retryHint(err.serverError?.reason);
+      if (hint !== undefined) { // the node is busy replaying history: ask again later
+        const again = () => {
+          if (this._ws === ws && this._isOpen() && this._channels.get(channel) === ch) this._sendSubscribe(channel, ch);
+        };
+        setTimeout(again, Math.random() * Math.min(this.maxDelay, hint));
+        return;
+      }
       if (err.serverError) {
         if (this._channels.get(channel) === ch) this._channels.delete(channel);
       } else if (!err.timeout) {
@@ -349,6 +361,13 @@ export class Fanout {
       reason: m.reason, reset, local: false,
     });
   }
+}
+
+// retryHint is the N of a server's "retry-ms=N" (in a close reason or an
+// error reply), or undefined.
+function retryHint(text) {
+  const m = /(?:^|[\s;,])retry-ms=(\d+)/.exec(text ?? '');
+  return m ? Number(m[1]) : undefined;
 }
 
 function defaultURL() {

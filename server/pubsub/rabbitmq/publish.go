@@ -31,14 +31,22 @@ func (b *Broker) Publish(ctx context.Context, channel string, data []byte) (pubs
 }
 
 // History returns channel's position and the kept messages after after.
-// A channel this node has not seen used for half the TTL, or that a node
-// released, is touched through the stream first, so that every node keeps
-// it alive (or agrees on its new epoch).
+// A live channel is answered from this node's state: when it was not
+// touched (read) yet, a node released it, or it was not used for half the
+// TTL, a touch is sent through the stream so that every node marks it read
+// and keeps it alive, but not waited for. The caller may hold a lock that
+// this node's deliveries wait for (pubsub's channel lock), and they come
+// from the consumer that would read the touch back. Only a channel this
+// node does not know waits, for the stream to settle its epoch; the
+// consumer never waits for deliveries (see out), so that wait ends.
 func (b *Broker) History(ctx context.Context, channel string, after uint64, limit int) (pubsub.Position, []pubsub.Message, error) {
 	now := time.Now().UnixMilli()
 	b.mu.Lock()
-	if st := b.st.live(channel, now); st != nil && st.read && !st.released && now-st.last < b.st.ttl/2 && b.prod != nil {
+	if st := b.st.live(channel, now); st != nil && b.prod != nil {
 		defer b.mu.Unlock()
+		if !st.read || st.released || now-st.last >= b.st.ttl/2 {
+			b.touchLater(channel, st, now)
+		}
 		top, msgs := b.st.history(channel, st, after, limit, now)
 		return top, msgs, nil
 	}
@@ -58,6 +66,21 @@ func (b *Broker) History(ctx context.Context, channel string, after uint64, limi
 		return top, msgs, nil
 	}
 	return r.pos, nil, nil
+}
+
+// touchLater queues a touch of channel for the session to send, unless
+// this node sent one in the last eighth of the TTL that may still be in
+// flight. b.mu is held.
+func (b *Broker) touchLater(channel string, st *chanState, now int64) {
+	if now-st.touchSent < b.st.ttl/8 {
+		return
+	}
+	p := proposal{kind: kindTouch, node: b.node, seq: b.seq.Add(1), at: now, channel: channel, epoch: st.epoch, offset: st.offset}
+	select {
+	case b.later <- p.encode():
+		st.touchSent = now
+	default: // the next History call tries again
+	}
 }
 
 // errFull is propose's answer at the channel cap.

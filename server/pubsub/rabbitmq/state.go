@@ -31,6 +31,9 @@ type chanState struct {
 	// released: a node released the channel (kindRelease) and none has
 	// touched or published it since; without history, it may be forgotten.
 	released bool
+	// touchSent is when (ms) this node last queued a touch without waiting
+	// for it (History); a release clears it, to take the channel back.
+	touchSent int64
 }
 
 type entry struct {
@@ -106,7 +109,7 @@ func (s *state) release(p *proposal) *chanState {
 	}
 	switch {
 	case p.kind == kindRelease:
-		st.released = true
+		st.released, st.touchSent = true, 0
 	case st.released && st.offset == p.offset && len(st.hist) == 0:
 		s.markRead(st)
 		delete(s.chans, p.channel)

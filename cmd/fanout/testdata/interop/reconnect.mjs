@@ -47,6 +47,7 @@ for (let i = 0; i < Number(clients); i++) {
   offsets.push([]);
   fo.on('message', (m) => offsets[i].push(m.offset));
   fo.on('gap', () => gaps++);
+  fo.on('error', (e) => out({ event: 'error', client: i, reason: e.reason }));
   fo.on('status', (s) => {
     if (s.state === 'reconnecting' && s.delay !== undefined) {
       out({ event: 'reconnecting', client: i, attempt: s.attempt, delay: s.delay, code: s.code, reason: s.reason });
