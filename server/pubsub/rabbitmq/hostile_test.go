@@ -354,3 +354,85 @@ func TestHostile_RestartAfterRetentionAlone(t *testing.T) {
 		t.Fatalf("publish after the restart: %+v %v, want the channel's offsets to go on", p, err)
 	}
 }
+
+// Finding 12, end to end: eight clients publish on one channel at about
+// 2,000 messages a second while a node starts; once it is ready, every
+// subscribe of that channel on it is answered, and its subscribers get
+// the channel's messages in order, without a hole. (The stall needs the
+// node's reader seconds behind the stream, which this machine does not
+// reach here; TestHostile_HistoryUnderChannelLock makes it so.)
+func TestHostile_NodeStartsWhileChannelBusy(t *testing.T) {
+	t.Parallel()
+	url := streamURL(t)
+	a := runNode(t, url, pubsub.Config{})
+	waitReady(t, a)
+	stop := make(chan struct{})
+	errs := make(chan error, 8)
+	for range 8 {
+		c := dialNode(t, a, "")
+		go func() { errs <- pace(c, "busy", 4*time.Millisecond, stop) }()
+	}
+	stopped := false
+	stopAll := func() {
+		if !stopped {
+			stopped = true
+			close(stop)
+			for range 8 {
+				if err := <-errs; err != nil {
+					t.Error(err)
+				}
+			}
+		}
+	}
+	defer stopAll()
+	b := runNode(t, url, pubsub.Config{})
+	waitReady(t, b)
+	for i := range 5 {
+		c, resp, err := websocket.DefaultDialer.Dial("ws://"+b.Addr+"/ws?channel=busy", nil)
+		if err != nil {
+			t.Fatalf("subscribe %d on the new node: %v %v", i, err, resp)
+		}
+		_ = c.SetReadDeadline(time.Now().Add(10 * time.Second))
+		sub := wstest.ReadEvent(t, c)
+		if sub.Type != "subscribed" {
+			t.Fatalf("subscribe %d: %+v", i, sub)
+		}
+		for last, got := sub.Offset, 0; got < 200; {
+			e := wstest.ReadEvent(t, c)
+			switch {
+			case e.Type != "message" || e.Offset > last+1:
+				t.Fatalf("subscriber %d: %+v after offset %d", i, e, last)
+			case e.Offset == last+1: // older ones were published before the subscribe
+				last, got = e.Offset, got+1
+			}
+		}
+		c.Close()
+	}
+	stopAll()
+}
+
+// pace publishes to channel from client c every period until stop is
+// closed, each after the last one's reply.
+func pace(c *websocket.Conn, channel string, period time.Duration, stop <-chan struct{}) error {
+	tick := time.NewTicker(period)
+	defer tick.Stop()
+	msg := fmt.Sprintf(`{"op":"publish","channel":%q,"data":1}`, channel)
+	for {
+		select {
+		case <-stop:
+			return nil
+		case <-tick.C:
+		}
+		_ = c.SetReadDeadline(time.Now().Add(10 * time.Second))
+		if err := c.WriteMessage(websocket.TextMessage, []byte(msg)); err != nil {
+			return err
+		}
+		var e testutil.Event
+		if err := c.ReadJSON(&e); err != nil {
+			return err
+		}
+		if e.Type != "published" {
+			return fmt.Errorf("publish: %+v", e)
+		}
+	}
+}
