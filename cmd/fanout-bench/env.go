@@ -5,6 +5,7 @@ import (
 	"os"
 	"os/exec"
 	"runtime"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -44,9 +45,14 @@ func newEnvironment(o *options) environment {
 			}
 		}
 	}
-	var si syscall.Sysinfo_t
-	if syscall.Sysinfo(&si) == nil {
-		e.MemoryBytes = int64(si.Totalram) * int64(si.Unit)
+	if b, err := os.ReadFile("/proc/meminfo"); err == nil { // Linux; elsewhere left out
+		for line := range strings.Lines(string(b)) {
+			if v, ok := strings.CutPrefix(line, "MemTotal:"); ok {
+				kb, _ := strconv.ParseInt(strings.TrimSuffix(strings.TrimSpace(v), " kB"), 10, 64)
+				e.MemoryBytes = kb << 10
+				break
+			}
+		}
 	}
 	if b, err := os.ReadFile("/proc/sys/kernel/osrelease"); err == nil {
 		e.Kernel = strings.TrimSpace(string(b))
