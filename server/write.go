@@ -239,7 +239,7 @@ func (c *Conn) writeQueue(w *writer) bool {
 
 // flush runs on the write pool when c's socket became writable.
 func (c *Conn) flush(w *writer) {
-	if c.sock.tls != nil {
+	if c.sock.secure() {
 		c.flushTLS() // TLS writes never park the queue: only ciphertext waits
 		return
 	}
@@ -284,7 +284,7 @@ func (c *Conn) release(w *writer) {
 		shut := c.shutAfter && c.state == stateClosing
 		c.shutAfter = false
 		c.mu.Unlock()
-		if fin && c.sock.tls != nil && c.sock.tls.raw.pendingBytes() > 0 {
+		if fin && c.sock.pendingBytes() > 0 {
 			return // flushTLS closes once the close frame's ciphertext is out
 		}
 		if fin {
