@@ -26,9 +26,7 @@ func (s *Server) serveRead(c *Conn) {
 	bp := s.getReadBuf()
 	defer s.readBufPool.Put(bp)
 	buf := *bp
-	// TLS keeps decrypted records epoll cannot see: read it until it would
-	// block, whatever the count.
-	for i := 0; i < maxReadsPerEvent || c.sock.tls != nil; i++ {
+	for range maxReadsPerEvent {
 		n, err := c.sock.read(buf)
 		switch {
 		case n > 0:
@@ -36,9 +34,9 @@ func (s *Server) serveRead(c *Conn) {
 			if !c.consume(buf[:n]) {
 				return
 			}
-			// A plain socket is drained when a read comes back short;
-			// TLS reads on until it would block.
-			if c.sock.tls == nil && !c.readDone(n < len(buf)) {
+			// A plain socket is drained when a read comes back short; a
+			// TLS read returns one record at most, so only EAGAIN says so.
+			if !c.readDone(c.sock.tls == nil && n < len(buf)) {
 				return
 			}
 		case err == unix.EAGAIN:
@@ -53,10 +51,9 @@ func (s *Server) serveRead(c *Conn) {
 			return
 		}
 	}
-	// Out of budget with bytes still waiting: yield the worker, and have
-	// epoll report the rest as a new event.
+	// Out of budget with bytes still waiting: yield the worker.
 	if !c.parkIfBehind() {
-		c.rearmRead()
+		c.readOn()
 	}
 }
 
@@ -140,21 +137,28 @@ func (c *Conn) resumeRead() {
 		return
 	}
 	c.lastRead.Store(c.srv.now())
-	c.rearmRead()
+	c.readOn()
 	c.sock.release()
 }
 
-// rearmRead ends the ownership of c's reads by a task that left bytes
-// unread, or by a hub c was parked in: no new edge would report those
-// bytes, so epoll is asked for an event now if the socket is readable. The
-// caller owns c's parser (reset here if c is closed) and holds a socket
-// reference, so the fd number cannot be reused meanwhile.
-func (c *Conn) rearmRead() {
+// readOn ends the ownership of c's reads by a task that left bytes unread,
+// or by a hub c was parked in: no new edge would report those bytes. A
+// plain socket's are reported by epoll, asked for an event now if the
+// socket is readable. crypto/tls may hold records epoll cannot see, so a
+// TLS connection's next task is queued on the read pool instead, behind
+// the events already waiting for a worker. The caller owns c's parser
+// (reset here if c is closed) and holds a socket reference, so the fd
+// number cannot be reused meanwhile.
+func (c *Conn) readOn() {
 	c.mu.Lock()
 	closed := c.state == stateClosed
 	c.mu.Unlock()
 	if closed {
 		c.parser.Reset()
+		return
+	}
+	if c.sock.tls != nil {
+		c.srv.requeueRead(c)
 		return
 	}
 	c.reading.Store(readIdle) // from here another task may own the parser

@@ -162,6 +162,21 @@ func (s *Server) dispatchRead(c *Conn) {
 	s.yieldToWorkers()
 }
 
+// requeueRead gives c a new read task; c's reads stay owned (readBusy)
+// until it starts. It runs on a read worker, which must not wait for a
+// worker of its own pool (every worker might): a goroutine waits instead,
+// in line with the epoll goroutines, and ends once the task is handed
+// over. Only a TLS connection that used its whole read budget comes here.
+func (s *Server) requeueRead(c *Conn) {
+	s.wg.Add(1) // the write workers hold s.wg until after the read pool is released
+	go func() {
+		defer s.wg.Done()
+		if err := s.reads.Invoke(c); err != nil {
+			c.destroy(ReasonServerShutdown) // the pool is released: shutting down
+		}
+	}()
+}
+
 // yieldToWorkers runs on an epoll goroutine after it readied a worker. That
 // goroutine's next step is a blocking epoll_wait, which keeps its P: a
 // goroutine left runnable behind it waits until sysmon takes the P away,

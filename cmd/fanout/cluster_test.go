@@ -100,8 +100,17 @@ func TestRun_RabbitMQBrokerDown(t *testing.T) {
 	if resp.StatusCode != 503 {
 		t.Fatalf("publish with RabbitMQ down: %d, want 503", resp.StatusCode)
 	}
-	var out bytes.Buffer
-	if err := run(context.Background(), []string{"-check-config", "-broker", "rabbitmq-stream://h:5552/?max-age=1s"}, &out, io.Discard, nil); err == nil || !strings.Contains(err.Error(), "max-age") {
-		t.Fatalf("a max-age shorter than the history TTL: %v", err)
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"-broker-retention", "1s"}, "retention 1s is shorter than the history TTL"},
+		{[]string{"-broker-retention-bytes", "-1"}, "retention bytes"},
+		{[]string{"-broker", "rabbitmq-stream://h:5552/?max-age=10m"}, "set -broker-retention"}, // the URL is the address
+	} {
+		args := append([]string{"-check-config", "-broker", "rabbitmq-stream://h:5552/"}, tc.args...)
+		if err := run(context.Background(), args, &bytes.Buffer{}, io.Discard, nil); err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%v: %v, want %q", tc.args, err, tc.want)
+		}
 	}
 }

@@ -164,10 +164,10 @@ func (o *options) configureBroker(logger *slog.Logger) (closeBroker func(), err 
 	if o.broker == "" {
 		return func() {}, nil
 	}
-	b, closeBroker, err := newBroker(o.broker, pubsub.BrokerOptions{
-		HistorySize: o.channels.HistorySize, HistoryTTL: o.channels.HistoryTTL, HistoryMaxBytes: o.channels.HistoryMaxBytes,
-		MaxChannels: o.channels.MaxChannels, Logger: logger,
-	})
+	bo := o.brokerOptions
+	bo.HistorySize, bo.HistoryTTL, bo.HistoryMaxBytes = o.channels.HistorySize, o.channels.HistoryTTL, o.channels.HistoryMaxBytes
+	bo.MaxChannels, bo.Logger = o.channels.MaxChannels, logger
+	b, closeBroker, err := newBroker(o.broker, bo)
 	if err != nil {
 		return nil, fmt.Errorf("-broker: %w", err)
 	}

@@ -125,14 +125,18 @@ func (n *Node) apiPublish(w http.ResponseWriter, r *http.Request) {
 	}
 	results := make([]apiResult, len(msgs))
 	status := http.StatusOK
+	batchMsgs := make([]Message, len(msgs))
 	for i, m := range msgs {
-		p, err := n.Publish(m.Channel, m.Data)
-		if err != nil {
-			results[i] = apiResult{Channel: m.Channel, Error: reasonOf(err)}
+		batchMsgs[i] = Message{Channel: m.Channel, Data: m.Data}
+	}
+	pubs, errs := n.publishBatch(batchMsgs) // one broker round trip where the broker can
+	for i := range msgs {
+		if errs[i] != nil {
+			results[i] = apiResult{Channel: msgs[i].Channel, Error: reasonOf(errs[i])}
 			status = http.StatusServiceUnavailable
 			continue
 		}
-		results[i] = apiResult{Publication: &p, Channel: p.Channel}
+		results[i] = apiResult{Publication: &pubs[i], Channel: pubs[i].Channel}
 	}
 	switch {
 	case batch:

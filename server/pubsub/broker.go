@@ -3,7 +3,8 @@ package pubsub
 import "context"
 
 // Broker gives each channel message its offset, keeps channel history
-// where every node can read it, and delivers every message to every node.
+// where every node can read it, and delivers every message to every node
+// (a Router: to every node that routes its channel).
 // MemoryBroker (the default) keeps all of it in one process; the Redis
 // broker (package pubsub/redis) and the RabbitMQ stream broker (package
 // pubsub/rabbitmq) join several processes. Every implementation passes
@@ -85,4 +86,39 @@ type Message struct {
 type Position struct {
 	Offset uint64
 	Epoch  string // "" trusts Offset without checking the epoch
+}
+
+// Router is a Broker that routes by interest: it delivers to its node only
+// the channels the node asked for, so a node hears nothing of channels it
+// has no subscriber for (the Redis broker). A Node routes a channel when it
+// gets its first subscriber here, before it reads the channel's History,
+// and unroutes it once the channel has none (the sweep). A Router serves
+// one Node.
+type Router interface {
+	// Route asks for channel's messages from now on. It returns at once:
+	// the broker batches routes into few broker commands, off the caller's
+	// goroutine. Once the messages flow, it calls live, once, from a
+	// goroutine of its own that may block (the node reads History then):
+	// any message published later reaches Start's deliver. While the
+	// broker is disconnected, live waits for the reconnection.
+	Route(channel string, live func())
+	// Unroute gives up channel's messages. Calls for one channel alternate
+	// with Route's.
+	Unroute(channel string)
+}
+
+// BatchPublisher is a Broker that publishes many messages in one broker
+// round trip: the HTTP API's batch form goes through it.
+type BatchPublisher interface {
+	// PublishBatch publishes msgs (Channel and Data) in order, as Publish
+	// would one after another, and returns each one's position or error.
+	PublishBatch(ctx context.Context, msgs []Message) ([]Position, []error)
+}
+
+// BrokerStats is what a broker counts for its node's metrics (Node.Stats),
+// when it reports them (BrokerStats() BrokerStats).
+type BrokerStats struct {
+	Subscriptions     int    // broker subscriptions held for this node now (channels, patterns or streams)
+	PublishRoundTrips uint64 // broker round trips that carried publishes
+	PublishedMessages uint64 // the messages they carried
 }

@@ -66,27 +66,68 @@ var channelByte = func() (t [256]bool) {
 // history and delivers it to every node. Delivered counts this node's
 // subscribers. It never blocks on a client socket.
 func (n *Node) Publish(channel string, data []byte) (Publication, error) {
-	if err := CheckChannelName(channel); err != nil {
-		return Publication{}, err
+	pubs, errs := n.publishBatch([]Message{{Channel: channel, Data: data}})
+	return pubs[0], errs[0]
+}
+
+// publishBatch publishes msgs as Publish does, in order, in one broker
+// round trip when the broker can (BatchPublisher), and returns each one's
+// Publication or error.
+func (n *Node) publishBatch(msgs []Message) ([]Publication, []error) {
+	pubs, errs := make([]Publication, len(msgs)), make([]error, len(msgs))
+	var send []Message
+	var at []int // send[k] is msgs[at[k]]
+	for i, m := range msgs {
+		if errs[i] = n.checkMessage(m.Channel, m.Data); errs[i] == nil {
+			send, at = append(send, m), append(at, i)
+		}
 	}
-	if !json.Valid(data) {
-		return Publication{}, ErrInvalidJSON
-	}
-	if envelopeBytes(channel, data) > n.maxMessageBytes {
-		return Publication{}, server.ErrTooLarge
+	if len(send) == 0 {
+		return pubs, errs
 	}
 	b := n.broker
 	if !b.Ready() {
-		return Publication{}, ErrBrokerUnavailable
+		for _, i := range at {
+			errs[i] = ErrBrokerUnavailable
+		}
+		return pubs, errs
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), brokerTimeout)
 	defer cancel()
-	pos, err := b.Publish(ctx, channel, data)
-	if err != nil {
-		return Publication{}, brokerError(err)
+	var pos []Position
+	var perr []error
+	if bp, ok := b.(BatchPublisher); ok {
+		pos, perr = bp.PublishBatch(ctx, send)
+	} else {
+		pos, perr = make([]Position, len(send)), make([]error, len(send))
+		for k, m := range send {
+			pos[k], perr[k] = b.Publish(ctx, m.Channel, m.Data)
+		}
 	}
-	n.stats.publications.Add(1)
-	return Publication{Channel: channel, Offset: pos.Offset, Epoch: pos.Epoch, Delivered: n.localSubscribers(channel)}, nil
+	for k, i := range at {
+		if perr[k] != nil {
+			errs[i] = brokerError(perr[k])
+			continue
+		}
+		n.stats.publications.Add(1)
+		ch := msgs[i].Channel
+		pubs[i] = Publication{Channel: ch, Offset: pos[k].Offset, Epoch: pos[k].Epoch, Delivered: n.localSubscribers(ch)}
+	}
+	return pubs, errs
+}
+
+// checkMessage finds what Publish refuses in a message itself.
+func (n *Node) checkMessage(channel string, data []byte) error {
+	if err := CheckChannelName(channel); err != nil {
+		return err
+	}
+	if !json.Valid(data) {
+		return ErrInvalidJSON
+	}
+	if envelopeBytes(channel, data) > n.maxMessageBytes {
+		return server.ErrTooLarge
+	}
+	return nil
 }
 
 // brokerError is what Publish and Subscribe return for a broker call's
@@ -161,7 +202,7 @@ func (n *Node) deferJoin(c *server.Conn, name string, since *Position, id json.R
 			return
 		}
 		if err := n.join(c, name, since, id); err != nil {
-			_ = c.SendPrepared(replyFrame(reply{Type: "error", Op: "subscribe", Channel: name, ID: id, Reason: reasonOf(err)}))
+			replySubscribeError(c, name, id, err)
 		}
 	})
 	if !deferred {
@@ -170,14 +211,29 @@ func (n *Node) deferJoin(c *server.Conn, name string, since *Position, id json.R
 	return deferred
 }
 
+// replySubscribeError tells c why a subscribe that could not be refused
+// at once failed.
+func replySubscribeError(c *server.Conn, name string, id json.RawMessage, err error) {
+	_ = c.SendPrepared(replyFrame(reply{Type: "error", Op: "subscribe", Channel: name, ID: id, Reason: reasonOf(err)}))
+}
+
 // join subscribes c, checks done: under the channel's lock it queues the
-// reply and what c missed, then joins the hub.
+// reply and what c missed, then joins the hub; or, on a channel whose
+// broker route is not live yet, waits for it (routing.go).
 func (n *Node) join(c *server.Conn, name string, since *Position, id json.RawMessage) error {
 	ch, err := n.lockChannel(name, c)
 	if err != nil {
 		return err
 	}
 	defer ch.mu.Unlock()
+	if !ch.live {
+		return n.awaitRoute(ch, c, since, id)
+	}
+	return n.joinLocked(ch, c, since, id)
+}
+
+// joinLocked is join with ch.mu held and ch live.
+func (n *Node) joinLocked(ch *channel, c *server.Conn, since *Position, id json.RawMessage) error {
 	if since != nil && slices.Contains(c.Hubs(), ch.hub) {
 		// Joined already: c has had every message since, and replaying
 		// history on every such request would turn a few bytes in into
@@ -186,6 +242,7 @@ func (n *Node) join(c *server.Conn, name string, since *Position, id json.RawMes
 	}
 	giveBack := func() {}
 	if since != nil { // a broker read and maybe half a send queue out
+		var err error
 		if giveBack, err = n.replays.reserve(c); err != nil {
 			return err
 		}
@@ -202,9 +259,9 @@ func (n *Node) join(c *server.Conn, name string, since *Position, id json.RawMes
 	if err != nil {
 		return err
 	}
-	frames := []*frame.Prepared{replyFrame(reply{Type: "subscribed", Channel: name, Epoch: top.Epoch, Offset: &top.Offset, ID: id})}
+	frames := []*frame.Prepared{replyFrame(reply{Type: "subscribed", Channel: ch.name, Epoch: top.Epoch, Offset: &top.Offset, ID: id})}
 	if since != nil {
-		frames = n.replay(name, *since, top, kept, frames)
+		frames = n.replay(ch.name, *since, top, kept, frames)
 	}
 	// Queue the reply and the recovered messages before joining: a hub
 	// flush can deliver a frame published before the join as soon as c is
@@ -257,5 +314,6 @@ func (n *Node) Unsubscribe(c *server.Conn, channel string) {
 	n.chans.mu.RUnlock()
 	if ch != nil {
 		ch.hub.Leave(c)
+		n.stopAwaiting(ch, c)
 	}
 }

@@ -21,7 +21,8 @@ func (n *Node) deliver(m Message) {
 	ch := n.chans.m[m.Channel]
 	n.chans.mu.RUnlock()
 	if ch == nil {
-		return // no subscriber here
+		n.stats.unwanted.Add(1) // no subscriber here: ~0 with a Router broker
+		return
 	}
 	ch.mu.Lock()
 	defer ch.mu.Unlock()

@@ -34,12 +34,24 @@ type BrokerOptions struct {
 	// Prefix starts every key and topic of a Redis broker. Zero means
 	// DefaultBrokerPrefix ("fanout:").
 	Prefix string
+	// Retention is how long a broker that keeps a log of every message on
+	// its own disk (a RabbitMQ stream's max-age) keeps it. A node that
+	// starts reads the last HistoryTTL of it, so it must cover that (the
+	// broker checks it against its clock skew). Zero means HistoryTTL plus
+	// one minute.
+	Retention time.Duration
+	// RetentionBytes bounds that log by size (a RabbitMQ stream's
+	// max-length-bytes). Zero means DefaultRetentionBytes (1 GiB).
+	RetentionBytes int64
 	// Logger receives a broker's reconnection logs. Nil discards them.
 	Logger *slog.Logger
 }
 
-// DefaultBrokerPrefix is BrokerOptions.Prefix's default.
-const DefaultBrokerPrefix = "fanout:"
+// Defaults of BrokerOptions beside Config's.
+const (
+	DefaultBrokerPrefix   = "fanout:"
+	DefaultRetentionBytes = 1 << 30
+)
 
 // WithDefaults returns o with every zero field set to its default: the
 // only place they are applied, for every broker.
@@ -49,6 +61,8 @@ func (o BrokerOptions) WithDefaults() BrokerOptions {
 	setDefault(&o.HistoryMaxBytes, DefaultHistoryMaxBytes)
 	setDefault(&o.MaxChannels, DefaultMaxChannels)
 	setDefault(&o.Prefix, DefaultBrokerPrefix)
+	setDefault(&o.Retention, o.HistoryTTL+time.Minute)
+	setDefault(&o.RetentionBytes, DefaultRetentionBytes)
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)
 	}

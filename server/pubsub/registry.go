@@ -22,9 +22,11 @@ type channel struct {
 	hub   *server.Hub
 	epoch string // identifies this history: offsets restart with a new epoch
 
-	mu     sync.Mutex
-	offset uint64 // of the last message delivered here
-	dead   bool   // removed from the registry: look the name up again
+	mu      sync.Mutex
+	offset  uint64        // of the last message delivered here
+	dead    bool          // removed from the registry: look the name up again
+	live    bool          // the broker delivers it here: a Router confirmed its route (routing.go)
+	waiting []waitingJoin // subscribes held until live
 
 	touched int64 // unix ns when the broker last heard of this channel from here (sweeper only)
 }
@@ -64,8 +66,11 @@ func (n *Node) lockChannel(name string, c *server.Conn) (*channel, error) {
 					return nil, err
 				}
 				ch = &channel{name: name, hub: n.srv.NewHub(), touched: time.Now().UnixNano()} // epoch and offset: the broker's, at the first subscribe
+				_, routed := n.broker.(Router)
+				ch.live = !routed
 				n.chans.m[name] = ch
 				n.chans.hubs[ch.hub] = struct{}{}
+				n.route(ch) // before the first subscriber reads history
 			}
 			n.chans.mu.Unlock()
 		}
@@ -151,12 +156,13 @@ func (n *Node) remove(empty []*channel) []string {
 	for _, ch := range empty {
 		ch.mu.Lock()
 		// Joined, not Len: a conn that joined in OnConnect before it had a
-		// socket (Handler) is a subscriber too.
-		if ch.hub.Joined() == 0 {
+		// socket (Handler) is a subscriber too; so is one awaiting the route.
+		if ch.hub.Joined() == 0 && !n.awaiting(ch) {
 			ch.dead = true
 			delete(n.chans.m, ch.name)
 			delete(n.chans.hubs, ch.hub)
 			ch.hub.Release()
+			n.unroute(ch.name)
 			names = append(names, ch.name)
 		}
 		ch.mu.Unlock()

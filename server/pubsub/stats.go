@@ -11,6 +11,7 @@ type counters struct {
 	publications   atomic.Uint64
 	controlErrors  atomic.Uint64
 	apiKeyFailures atomic.Uint64
+	unwanted       atomic.Uint64
 	replaysBusy    atomic.Uint64
 }
 
@@ -21,6 +22,12 @@ type Stats struct {
 	ControlErrors  uint64 // control messages answered with an error
 	APIKeyFailures uint64 // HTTP API requests answered 401
 	ReplaysBusy    uint64 // subscribes with since refused for Config.MaxReplayRate (ErrReplaysBusy)
+	// UnwantedMessages counts the messages the broker delivered here for a
+	// channel with no subscriber on this node: work for nothing, about 0
+	// with a broker that routes by interest (Router).
+	UnwantedMessages uint64
+	// The broker's own (BrokerStats), 0 for a broker that counts none.
+	BrokerStats
 }
 
 // Stats returns a snapshot of the counters.
@@ -28,47 +35,73 @@ func (n *Node) Stats() Stats {
 	n.chans.mu.RLock()
 	chans := len(n.chans.m)
 	n.chans.mu.RUnlock()
-	return Stats{
-		Channels:       chans,
-		Publications:   n.stats.publications.Load(),
-		ControlErrors:  n.stats.controlErrors.Load(),
-		APIKeyFailures: n.stats.apiKeyFailures.Load(),
-		ReplaysBusy:    n.stats.replaysBusy.Load(),
+	st := Stats{
+		Channels:         chans,
+		Publications:     n.stats.publications.Load(),
+		ControlErrors:    n.stats.controlErrors.Load(),
+		APIKeyFailures:   n.stats.apiKeyFailures.Load(),
+		UnwantedMessages: n.stats.unwanted.Load(),
+		ReplaysBusy:      n.stats.replaysBusy.Load(),
 	}
+	if b, ok := n.broker.(interface{ BrokerStats() BrokerStats }); ok {
+		st.BrokerStats = b.BrokerStats()
+	}
+	return st
+}
+
+// metricTable is the one list of the node's metrics: each row ties a
+// Prometheus metric to its Stats field. Adding one is a Stats field, and a
+// row here.
+var metricTable = [...]struct {
+	name, help string
+	kind       prometheus.ValueType
+	value      func(*Stats) float64
+}{
+	{"fanout_channels", "Channels with subscribers on this node.",
+		prometheus.GaugeValue, func(s *Stats) float64 { return float64(s.Channels) }},
+	{"fanout_publications_total", "Channel messages published, from clients, the HTTP API or the library.",
+		prometheus.CounterValue, func(s *Stats) float64 { return float64(s.Publications) }},
+	{"fanout_control_errors_total", "Control messages answered with an error.",
+		prometheus.CounterValue, func(s *Stats) float64 { return float64(s.ControlErrors) }},
+	{"fanout_api_key_failures_total", "HTTP API requests answered 401: missing or wrong API key.",
+		prometheus.CounterValue, func(s *Stats) float64 { return float64(s.APIKeyFailures) }},
+	{"fanout_replays_busy_total", "Subscribes with since refused because the node replayed history at its MaxReplayRate.",
+		prometheus.CounterValue, func(s *Stats) float64 { return float64(s.ReplaysBusy) }},
+	{"fanout_broker_unwanted_messages_total", "Messages the broker delivered for channels with no subscriber on this node (about 0 with interest routing).",
+		prometheus.CounterValue, func(s *Stats) float64 { return float64(s.UnwantedMessages) }},
+	{"fanout_broker_subscriptions", "Broker subscriptions this node holds (channels with interest routing).",
+		prometheus.GaugeValue, func(s *Stats) float64 { return float64(s.Subscriptions) }},
+	{"fanout_broker_publish_round_trips_total", "Broker round trips that carried publishes; messages per round trip is fanout_broker_published_messages_total over this.",
+		prometheus.CounterValue, func(s *Stats) float64 { return float64(s.PublishRoundTrips) }},
+	{"fanout_broker_published_messages_total", "Messages carried by those round trips.",
+		prometheus.CounterValue, func(s *Stats) float64 { return float64(s.PublishedMessages) }},
 }
 
 // metrics exports Stats to Prometheus at scrape time.
 type metrics struct {
-	n                                                       *Node
-	channels, publications, controlErrors, api, replaysBusy *prometheus.Desc
+	n     *Node
+	descs [len(metricTable)]*prometheus.Desc
 }
 
 func newMetrics(n *Node) *metrics {
-	return &metrics{
-		n:             n,
-		channels:      prometheus.NewDesc("fanout_channels", "Channels with subscribers on this node.", nil, nil),
-		publications:  prometheus.NewDesc("fanout_publications_total", "Channel messages published, from clients, the HTTP API or the library.", nil, nil),
-		controlErrors: prometheus.NewDesc("fanout_control_errors_total", "Control messages answered with an error.", nil, nil),
-		api:           prometheus.NewDesc("fanout_api_key_failures_total", "HTTP API requests answered 401: missing or wrong API key.", nil, nil),
-		replaysBusy:   prometheus.NewDesc("fanout_replays_busy_total", "Subscribes with since refused because the node replayed history at its MaxReplayRate.", nil, nil),
+	m := &metrics{n: n}
+	for i, row := range metricTable {
+		m.descs[i] = prometheus.NewDesc(row.name, row.help, nil, nil)
 	}
+	return m
 }
 
 // Describe implements prometheus.Collector.
 func (m *metrics) Describe(ch chan<- *prometheus.Desc) {
-	ch <- m.channels
-	ch <- m.publications
-	ch <- m.controlErrors
-	ch <- m.api
-	ch <- m.replaysBusy
+	for _, d := range m.descs {
+		ch <- d
+	}
 }
 
 // Collect implements prometheus.Collector.
 func (m *metrics) Collect(ch chan<- prometheus.Metric) {
 	st := m.n.Stats()
-	ch <- prometheus.MustNewConstMetric(m.channels, prometheus.GaugeValue, float64(st.Channels))
-	ch <- prometheus.MustNewConstMetric(m.publications, prometheus.CounterValue, float64(st.Publications))
-	ch <- prometheus.MustNewConstMetric(m.controlErrors, prometheus.CounterValue, float64(st.ControlErrors))
-	ch <- prometheus.MustNewConstMetric(m.api, prometheus.CounterValue, float64(st.APIKeyFailures))
-	ch <- prometheus.MustNewConstMetric(m.replaysBusy, prometheus.CounterValue, float64(st.ReplaysBusy))
+	for i, row := range metricTable {
+		ch <- prometheus.MustNewConstMetric(m.descs[i], row.kind, row.value(&st))
+	}
 }

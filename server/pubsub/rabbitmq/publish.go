@@ -77,7 +77,7 @@ func (b *Broker) touchLater(channel string, st *chanState, now int64) {
 	}
 	p := proposal{kind: kindTouch, node: b.node, seq: b.seq.Add(1), at: now, channel: channel, epoch: st.epoch, offset: st.offset}
 	select {
-	case b.touches <- p.encode():
+	case b.later <- p.encode():
 		st.touchSent = now
 	default: // the next History call tries again
 	}

@@ -15,8 +15,11 @@
 // On every (re)connection a node starts its state afresh from the stream,
 // reading the last history TTL of it before it reports Ready; a stream that
 // lost its data therefore starts new epochs, and one that kept it gives
-// every node the same state back. Retention (max-age) must keep at least
-// the history TTL, which the defaults do.
+// every node the same state back. Retention (BrokerOptions.Retention, the
+// stream's max-age) must keep at least the history TTL, which the defaults
+// do. When retention by size cut that window, the node takes every
+// channel's state from a running node first (snapshot.go), so that it never
+// starts an epoch of its own for a channel the others keep.
 package rabbitmq
 
 import (
@@ -26,7 +29,6 @@ import (
 	"fmt"
 	"log/slog"
 	"net/url"
-	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -46,8 +48,8 @@ const clockSkew = 30 * time.Second
 // delivered to this node's subscribers.
 const deliveryQueue = 4096
 
-// touchQueue bounds the touches History leaves for the session to send.
-const touchQueue = 256
+// laterQueue bounds the messages left for the session to send (later).
+const laterQueue = 256
 
 // socketBufferBytes sizes the stream client's socket buffers. The
 // library's 8 KiB default caps the TCP window: a 60 KB proposal took
@@ -57,10 +59,6 @@ const socketBufferBytes = 1 << 20
 
 // DefaultStream names the stream when the URL does not.
 const DefaultStream = "fanout"
-
-// DefaultMaxLengthBytes bounds the stream on the broker's disk when the URL
-// does not.
-const DefaultMaxLengthBytes = 1 << 30
 
 // Broker is a pubsub.Broker on a RabbitMQ stream. Safe for concurrent use.
 type Broker struct {
@@ -82,9 +80,9 @@ type Broker struct {
 	// for a channel lock whose holder waits in History for the consumer to
 	// read a touch. What does not fit is caught up from history (resync).
 	out chan pubsub.Message
-	// touches takes the touches History does not wait for to the session,
-	// which sends them.
-	touches chan []byte
+	// later takes to the session the messages it sends without anyone
+	// waiting to read them back: History's touches, wants and snapshots.
+	later chan []byte
 
 	// handling is held while a stream message is handled, so nothing is
 	// queued for delivery after its session ended.
@@ -103,20 +101,24 @@ type result struct {
 	err      error
 }
 
-// session is one connection's life; closed is guarded by Broker.handling.
+// session is one connection's life, guarded by Broker.handling.
 type session struct {
-	hello  uint64
-	live   bool // the hello was read: deliver what follows
-	closed bool
+	hello     uint64
+	helloRead bool
+	live      bool // the hello was read and the state settled: deliver what follows
+	closed    bool
+	from      int64         // ms: the window this session reads from (read-only)
+	settleBy  chan struct{} // own want read: the session starts its timer (read-only)
+	settling
 }
 
 // New returns a broker for the stream at rawURL,
-// rabbitmq-stream://user:password@host:5552/vhost, whose query may set
-// stream (the name, DefaultStream), max-age (the stream's retention; the
-// history TTL plus a minute by default) and max-length-bytes
-// (DefaultMaxLengthBytes). The history a node keeps in memory, data plus
-// 96 bytes per message, is o.HistoryMaxBytes, like every broker's. It does
-// not connect yet: Start does, retrying with backoff while RabbitMQ is down.
+// rabbitmq-stream://user:password@host:5552/vhost[?stream=name] (the
+// name DefaultStream by default): the URL is the address, o the rest. The
+// stream's retention is o.Retention and o.RetentionBytes; the history a
+// node keeps in memory, data plus 96 bytes per message, is
+// o.HistoryMaxBytes, like every broker's. It does not connect yet: Start
+// does, retrying with backoff while RabbitMQ is down.
 func New(rawURL string, o pubsub.BrokerOptions) (*Broker, error) {
 	u, err := url.Parse(rawURL)
 	if err != nil || u.Scheme != "rabbitmq-stream" && u.Scheme != "rabbitmq-stream+tls" {
@@ -135,19 +137,24 @@ func New(rawURL string, o pubsub.BrokerOptions) (*Broker, error) {
 		node:     pubsub.NewEpoch(),
 		log:      o.Logger,
 		waiters:  make(map[uint64]chan result),
-		touches:  make(chan []byte, touchQueue),
+		later:    make(chan []byte, laterQueue),
 	}
-	maxAge, err1 := duration(q.Get("max-age"), b.ttl+2*clockSkew)
-	maxLen, err2 := bytesParam(q.Get("max-length-bytes"), DefaultMaxLengthBytes)
-	var err3 error
-	if q.Has("history-max-bytes") {
-		err3 = errors.New("history-max-bytes is no longer a URL parameter: set -history-max-bytes (BrokerOptions.HistoryMaxBytes)")
+	var errs []error
+	for _, p := range [][2]string{{"history-max-bytes", "-history-max-bytes (BrokerOptions.HistoryMaxBytes)"},
+		{"max-age", "-broker-retention (BrokerOptions.Retention)"}, {"max-length-bytes", "-broker-retention-bytes (BrokerOptions.RetentionBytes)"}} {
+		if q.Has(p[0]) {
+			errs = append(errs, fmt.Errorf("url: %s is no longer a URL parameter: set %s", p[0], p[1]))
+		}
 	}
-	if err = errors.Join(err1, err2, err3); err != nil {
-		return nil, fmt.Errorf("rabbitmq: url: %w", err)
-	}
+	maxAge, maxLen := o.Retention, o.RetentionBytes
 	if maxAge < b.ttl+clockSkew {
-		return nil, fmt.Errorf("rabbitmq: url: max-age %v is shorter than the history TTL %v plus %v", maxAge, b.ttl, clockSkew)
+		errs = append(errs, fmt.Errorf("retention %v is shorter than the history TTL %v plus %v", maxAge, b.ttl, clockSkew))
+	}
+	if maxLen <= 0 {
+		errs = append(errs, fmt.Errorf("retention bytes (%d) must be positive", maxLen))
+	}
+	if err := errors.Join(errs...); err != nil {
+		return nil, fmt.Errorf("rabbitmq: %w", err)
 	}
 	// Retention drops whole segments: keep them small against the bound.
 	b.retention = stream.NewStreamOptions().SetMaxAge(maxAge).
@@ -177,28 +184,6 @@ func (clientLogger) Debug(msg string, v ...any) {
 func (l clientLogger) Info(msg string, v ...any)  { l.Debug(msg, v...) }
 func (l clientLogger) Warn(msg string, v ...any)  { l.Debug(msg, v...) }
 func (l clientLogger) Error(msg string, v ...any) { l.Debug(msg, v...) }
-
-func duration(s string, def time.Duration) (time.Duration, error) {
-	if s == "" {
-		return def, nil
-	}
-	d, err := time.ParseDuration(s)
-	if err != nil || d <= 0 {
-		return 0, fmt.Errorf("max-age %q: want a positive duration such as 10m", s)
-	}
-	return d, nil
-}
-
-func bytesParam(s string, def int64) (int64, error) {
-	if s == "" {
-		return def, nil
-	}
-	n, err := strconv.ParseInt(s, 10, 64)
-	if err != nil || n <= 0 {
-		return 0, fmt.Errorf("%q: want a positive number of bytes", s)
-	}
-	return n, nil
-}
 
 // Ready reports whether this node has read the stream up to its latest
 // connection and is delivering.

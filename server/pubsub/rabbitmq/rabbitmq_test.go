@@ -53,8 +53,15 @@ func TestRabbitMQ_Conformance(t *testing.T) {
 // cleanup.
 func runNode(t *testing.T, url string, cfg pubsub.Config) *pubsubtest.Node {
 	t.Helper()
+	return runNodeBytes(t, url, cfg, 0)
+}
+
+// runNodeBytes is runNode with the stream's retention by size
+// (BrokerOptions.RetentionBytes; 0 for the default).
+func runNodeBytes(t *testing.T, url string, cfg pubsub.Config, retentionBytes int64) *pubsubtest.Node {
+	t.Helper()
 	b, err := New(url, pubsub.BrokerOptions{HistorySize: cfg.HistorySize, HistoryTTL: cfg.HistoryTTL,
-		HistoryMaxBytes: cfg.HistoryMaxBytes, MaxChannels: cfg.MaxChannels, Logger: testLogger()})
+		HistoryMaxBytes: cfg.HistoryMaxBytes, MaxChannels: cfg.MaxChannels, RetentionBytes: retentionBytes, Logger: testLogger()})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -33,7 +33,8 @@ func (b *Broker) session(ctx context.Context, resync func()) error {
 	defer b.end(sess)
 
 	from := time.Now().Add(-b.ttl - clockSkew).UnixMilli()
-	cons, err := env.NewConsumer(b.name, func(_ stream.ConsumerContext, m *amqp.Message) { b.handle(sess, m, resync) },
+	sess.from, sess.settleBy = from, make(chan struct{}, 1)
+	cons, err := env.NewConsumer(b.name, func(c stream.ConsumerContext, m *amqp.Message) { b.handle(sess, c.Consumer.GetOffset(), m, resync) },
 		stream.NewConsumerOptions().SetOffset(stream.OffsetSpecification{}.Timestamp(from)).SetClientProvidedName("fanout-"+b.node))
 	if err != nil {
 		return err
@@ -52,6 +53,7 @@ func (b *Broker) session(ctx context.Context, resync func()) error {
 	}
 	sweep := time.NewTicker(time.Second)
 	defer sweep.Stop()
+	var settle <-chan time.Time
 	for {
 		select {
 		case <-ctx.Done():
@@ -60,10 +62,14 @@ func (b *Broker) session(ctx context.Context, resync func()) error {
 			return fmt.Errorf("consumer closed: %v", e.Err)
 		case e := <-prodClosed:
 			return fmt.Errorf("producer closed: %v", e.Err)
-		case touch := <-b.touches:
-			if err := prod.BatchSend([]message.StreamMessage{amqp.NewMessage(touch)}); err != nil {
+		case body := <-b.later:
+			if err := prod.BatchSend([]message.StreamMessage{amqp.NewMessage(body)}); err != nil {
 				return err
 			}
+		case <-sess.settleBy:
+			settle = time.After(settleTimeout)
+		case <-settle:
+			b.settleAlone(sess, resync)
 		case now := <-sweep.C:
 			b.mu.Lock()
 			b.st.sweep(now.UnixMilli(), clockSkew.Milliseconds())
@@ -87,33 +93,55 @@ func (b *Broker) end(sess *session) {
 	}
 }
 
-// handle applies one stream message. Before this session's hello is read
-// back the messages only rebuild the state: subscribers already had them,
-// or get them from history when resync catches their channels up.
-func (b *Broker) handle(sess *session, m *amqp.Message, resync func()) {
+// handle handles one stream message, at offset in the stream. Before this
+// session's hello is read back and its state settled (snapshot.go), the
+// messages only rebuild the state: subscribers already had them, or get
+// them from history when resync catches their channels up.
+func (b *Broker) handle(sess *session, offset int64, m *amqp.Message, resync func()) {
 	b.handling.Lock()
 	defer b.handling.Unlock()
 	if sess.closed {
 		return
 	}
 	p, ok := decode(m.GetData())
-	if !ok {
+	if !sess.started {
+		b.checkWindow(sess, offset, &p, ok)
+	}
+	switch {
+	case !ok:
 		if sess.live {
 			b.external(m)
 		}
-		return
-	}
-	if p.kind == kindHello {
+	case p.kind == kindHello:
 		if p.node == b.node && p.seq == sess.hello {
-			sess.live = true
-			b.ready.Store(true)
-			b.log.Info("rabbitmq broker connected", "stream", b.name)
-			resync()
+			sess.helloRead = true
+			b.goLive(sess, resync)
 		}
+	case p.kind == kindWant || p.kind == kindSnapshot:
+		b.handleSettling(sess, &p, resync)
+	case sess.buffering:
+		b.buffer(sess, &p, resync)
+	default:
+		b.apply(sess, &p)
+	}
+}
+
+// goLive starts delivering once the hello is read and the state settled.
+func (b *Broker) goLive(sess *session, resync func()) {
+	if !sess.helloRead || !sess.settled() || sess.live {
 		return
 	}
+	sess.live = true
+	b.ready.Store(true)
+	b.log.Info("rabbitmq broker connected", "stream", b.name)
+	resync()
+}
+
+// apply applies one proposal to the state, answers this node's waiter for
+// it and queues an accepted message for delivery.
+func (b *Broker) apply(sess *session, p *proposal) {
 	b.mu.Lock()
-	st, accepted := b.st.apply(&p)
+	st, accepted := b.st.apply(p)
 	var w chan result
 	if p.node == b.node {
 		if w = b.waiters[p.seq]; w != nil {

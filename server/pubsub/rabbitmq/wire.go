@@ -12,9 +12,11 @@ import (
 // kind is p (publish data at offset), t (touch: keep the channel alive, or
 // give it epoch if it has none), r (release: the proposing node has no
 // subscriber of the channel left), f (forget: drop a released channel that
-// keeps no message, at epoch and offset, to make room for a new one) or h
-// (hello: a node's marker that it has read the stream up to here). JSON
-// never starts with NUL.
+// keeps no message, at epoch and offset, to make room for a new one), h
+// (hello: a node's marker that it has read the stream up to here), w
+// (want: a starting node asks for a snapshot) or s (snapshot: part
+// channel, "i/n", of the channels' state for node epoch's want seq offset;
+// see snapshot.go). JSON never starts with NUL.
 type proposal struct {
 	kind    byte
 	node    string
@@ -27,11 +29,13 @@ type proposal struct {
 }
 
 const (
-	kindPublish = 'p'
-	kindTouch   = 't'
-	kindHello   = 'h'
-	kindRelease = 'r'
-	kindForget  = 'f'
+	kindPublish  = 'p'
+	kindTouch    = 't'
+	kindHello    = 'h'
+	kindRelease  = 'r'
+	kindForget   = 'f'
+	kindWant     = 'w'
+	kindSnapshot = 's'
 )
 
 const mark = "\x00fo1 "
@@ -72,7 +76,7 @@ func decode(body []byte) (p proposal, ok bool) {
 		return p, false
 	}
 	switch p.kind {
-	case kindPublish, kindTouch, kindHello, kindRelease, kindForget:
+	case kindPublish, kindTouch, kindHello, kindRelease, kindForget, kindWant, kindSnapshot:
 		return p, true
 	}
 	return p, false

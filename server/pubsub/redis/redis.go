@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -15,12 +16,14 @@ import (
 	goredis "github.com/redis/go-redis/v9"
 )
 
-// Broker is a pubsub.Broker on Redis pub/sub. Each node holds one pattern
-// subscription (PSUBSCRIBE <prefix>msg:*), never one per connection or per
-// channel. A publish runs one Lua script that increments the channel's
-// offset, appends to its history stream (MAXLEN history size) and
-// PUBLISHes, atomically, so offsets are gap-free and in order on every
-// node. Keys:
+// Broker is a pubsub.Broker on Redis pub/sub that routes by interest
+// (pubsub.Router): each node's one pub/sub connection subscribes to the
+// channels with subscribers on that node, never one subscription per
+// client, so Redis sends a node only what its clients want. A publish runs
+// one Lua script that increments the channel's offset, appends to its
+// history stream (MAXLEN history size) and PUBLISHes, atomically, so
+// offsets are gap-free and in order on every node; concurrent publishes
+// share round trips (publish.go). Keys:
 //
 //	<prefix>{<channel>}:meta   hash: epoch, offset (expires after the history TTL without use)
 //	<prefix>{<channel>}:hist   stream of the last messages, IDs <offset>-1
@@ -32,7 +35,8 @@ import (
 // Cluster).
 //
 // A plain "PUBLISH <prefix>msg:<channel> <JSON>" from any Redis client
-// reaches every node's subscribers too, without an offset or history.
+// reaches the channel's subscribers on every node too, without an offset
+// or history. A Broker serves one Node.
 type Broker struct {
 	rdb    *goredis.Client
 	prefix string
@@ -43,6 +47,9 @@ type Broker struct {
 	maxBytes    int64
 	maxChannels int
 	ready       atomic.Bool
+
+	routes routes
+	pub    publisher
 }
 
 // internalMark starts the pub/sub payload of a message published through
@@ -70,6 +77,7 @@ func New(url string, o pubsub.BrokerOptions) (*Broker, error) {
 		maxBytes:    o.HistoryMaxBytes,
 		maxChannels: o.MaxChannels,
 		log:         o.Logger,
+		routes:      newRoutes(),
 	}
 	return b, nil
 }
@@ -80,7 +88,7 @@ func (b *Broker) Close() error { return b.rdb.Close() }
 // HistoryLimits reports the history each channel keeps.
 func (b *Broker) HistoryLimits() (size int, ttl time.Duration) { return b.size, b.ttl }
 
-// Ready reports whether the pattern subscription is live.
+// Ready reports whether the pub/sub connection holds every route.
 func (b *Broker) Ready() bool { return b.ready.Load() }
 
 func (b *Broker) keys(channel string) []string {
@@ -103,11 +111,7 @@ func (b *Broker) Start(ctx context.Context, deliver func(pubsub.Message), resync
 func (b *Broker) run(ctx context.Context, deliver func(pubsub.Message), resync func()) {
 	backoff := 50 * time.Millisecond
 	for ctx.Err() == nil {
-		ps := b.rdb.PSubscribe(ctx, b.topic("*"))
-		unblock := context.AfterFunc(ctx, func() { ps.Close() }) // Receive does not watch ctx
-		err := b.receive(ctx, ps, deliver, resync)
-		unblock()
-		ps.Close()
+		err := b.session(ctx, deliver, resync)
 		if b.ready.Swap(false) {
 			backoff = 50 * time.Millisecond
 		}
@@ -124,6 +128,26 @@ func (b *Broker) run(ctx context.Context, deliver func(pubsub.Message), resync f
 	}
 }
 
+// session is one pub/sub connection: it subscribes to the routes
+// (flushRoutes), confirms them (confirmRoutes) and delivers what arrives
+// until the connection or ctx ends.
+func (b *Broker) session(ctx context.Context, deliver func(pubsub.Message), resync func()) error {
+	ctx, cancel := context.WithCancel(ctx)
+	ps := b.rdb.Subscribe(ctx)                               // connects on first use
+	unblock := context.AfterFunc(ctx, func() { ps.Close() }) // Receive does not watch ctx
+	var wg sync.WaitGroup
+	wg.Add(2)
+	go func() { defer wg.Done(); b.flushRoutes(ctx, ps) }()
+	go func() { defer wg.Done(); b.confirmRoutes(ctx) }()
+	err := b.receive(ctx, ps, deliver, resync)
+	cancel()
+	wg.Wait()
+	unblock()
+	ps.Close()
+	b.routes.held.Store(0)
+	return err
+}
+
 func (b *Broker) receive(ctx context.Context, ps *goredis.PubSub, deliver func(pubsub.Message), resync func()) error {
 	topicPrefix := b.topic("")
 	for {
@@ -132,10 +156,15 @@ func (b *Broker) receive(ctx context.Context, ps *goredis.PubSub, deliver func(p
 			return err
 		}
 		switch m := msg.(type) {
+		case *goredis.Pong: // flushRoutes's first: every route is held
+			if !b.ready.Swap(true) {
+				b.log.Info("redis broker connected", "channels", b.routes.held.Load())
+				resync() // anything published while we were away
+			}
 		case *goredis.Subscription:
-			b.ready.Store(true)
-			b.log.Info("redis broker subscribed", "pattern", m.Channel)
-			resync() // anything published while we were away
+			if channel, ok := strings.CutPrefix(m.Channel, topicPrefix); ok && m.Kind == "subscribe" {
+				b.routes.subscribed(channel)
+			}
 		case *goredis.Message:
 			channel, ok := strings.CutPrefix(m.Channel, topicPrefix)
 			if !ok {
@@ -147,6 +176,15 @@ func (b *Broker) receive(ctx context.Context, ps *goredis.PubSub, deliver func(p
 				b.log.Warn("redis broker: dropped a message that is neither Fanout's nor JSON", "channel", channel)
 			}
 		}
+	}
+}
+
+// BrokerStats reports the subscriptions held and the publish round trips.
+func (b *Broker) BrokerStats() pubsub.BrokerStats {
+	return pubsub.BrokerStats{
+		Subscriptions:     int(b.routes.held.Load()),
+		PublishRoundTrips: b.pub.roundTrips.Load(),
+		PublishedMessages: b.pub.messages.Load(),
 	}
 }
 
@@ -167,227 +205,4 @@ func parsePayload(channel, payload string) (pubsub.Message, bool) {
 		return pubsub.Message{}, false
 	}
 	return pubsub.Message{Channel: channel, Position: pubsub.Position{Offset: offset, Epoch: epoch}, Data: []byte(data)}, true
-}
-
-// budgetLua is shared by the scripts: the channel cap and the history
-// byte budget over all channels, kept in global keys beside each
-// channel's own (so a RedisBroker needs one Redis, not a Cluster):
-//
-//	<prefix>chans    sorted set: every channel, scored by when it expires (ms)
-//	<prefix>unread   sorted set: the channels made by a publish and not read since
-//	<prefix>holders  sorted set: the channels with history, scored by their oldest entry (ms)
-//	<prefix>idle     sorted set: the channels released by a node (Release) and not read since
-//	<prefix>bytes    hash: each holder's history bytes
-//	<prefix>total    the history bytes of all channels
-//
-// A channel's keys expire by themselves; reap forgets the expired ones in
-// the global keys first, so the counts never drift. ARGV[1..6] of every
-// script: prefix, channel, now ms, ttl ms, max channels, new epoch.
-const budgetLua = `
-local P, C, NOW, TTL = ARGV[1], ARGV[2], tonumber(ARGV[3]), tonumber(ARGV[4])
-local CHANS, UNREAD, HOLDERS, BYTES, TOTAL, IDLE = P .. 'chans', P .. 'unread', P .. 'holders', P .. 'bytes', P .. 'total', P .. 'idle'
-local function histKey(c) return P .. '{' .. c .. '}:hist' end
-local function forgetBytes(c)
-  local b = tonumber(redis.call('HGET', BYTES, c) or '0')
-  redis.call('DECRBY', TOTAL, b)
-  redis.call('HDEL', BYTES, c)
-  redis.call('ZREM', HOLDERS, c)
-end
-local function reap()
-  for _, c in ipairs(redis.call('ZRANGEBYSCORE', CHANS, '-inf', NOW, 'LIMIT', 0, 100)) do
-    forgetBytes(c)
-    redis.call('DEL', histKey(c), P .. '{' .. c .. '}:meta')
-    redis.call('ZREM', CHANS, c)
-    redis.call('ZREM', UNREAD, c)
-    redis.call('ZREM', IDLE, c)
-  end
-end
--- evictIdle forgets one idle channel without history to make room for a
--- new one; idle channels with history stop being candidates.
-local function evictIdle()
-  for _, c in ipairs(redis.call('ZRANGE', IDLE, 0, 99)) do
-    redis.call('ZREM', IDLE, c)
-    if redis.call('ZSCORE', HOLDERS, c) == false and redis.call('ZSCORE', CHANS, c) ~= false then
-      redis.call('DEL', histKey(c), P .. '{' .. c .. '}:meta')
-      redis.call('ZREM', CHANS, c)
-      redis.call('ZREM', UNREAD, c)
-      return true
-    end
-  end
-  return false
-end
--- trimOldest drops c's oldest history entry.
-local function trimOldest(c, overhead)
-  local h = histKey(c)
-  local e = redis.call('XRANGE', h, '-', '+', 'COUNT', 1)[1]
-  if not e then forgetBytes(c) return end
-  redis.call('XDEL', h, e[1])
-  local cost = #e[2][4] + overhead
-  redis.call('DECRBY', TOTAL, cost)
-  if redis.call('HINCRBY', BYTES, c, -cost) <= 0 or redis.call('XLEN', h) == 0 then
-    forgetBytes(c)
-    return
-  end
-  local head = redis.call('XRANGE', h, '-', '+', 'COUNT', 1)[1]
-  redis.call('ZADD', HOLDERS, head[2][2], c)
-end
--- newChannel starts C's epoch, within the channel cap.
-local function newChannel(meta)
-  if redis.call('ZSCORE', CHANS, C) == false and redis.call('ZCARD', CHANS) >= tonumber(ARGV[5]) and not evictIdle() then
-    return redis.error_reply('fanout: too many channels (' .. ARGV[5] .. ')')
-  end
-  forgetBytes(C)
-  redis.call('DEL', histKey(C))
-  redis.call('HSET', meta, 'epoch', ARGV[6], 'offset', 0)
-  return ARGV[6]
-end
-`
-
-// publishScript: KEYS meta, hist; ARGV as in budgetLua, then data, history
-// size, topic, max channels made by publishes, history max bytes, entry
-// overhead.
-var publishScript = goredis.NewScript(budgetLua + `
-reap()
-local epoch = redis.call('HGET', KEYS[1], 'epoch')
-if not epoch then
-  if redis.call('ZSCORE', CHANS, C) == false then
-    if redis.call('ZCARD', UNREAD) >= tonumber(ARGV[10]) then
-      return redis.error_reply('fanout: too many channels: ' .. ARGV[10] .. ' without subscribers')
-    end
-    redis.call('ZADD', UNREAD, NOW + TTL, C)
-  end
-  epoch = newChannel(KEYS[1])
-  if type(epoch) == 'table' then return epoch end
-end
-redis.call('ZADD', CHANS, NOW + TTL, C)
-redis.call('ZADD', UNREAD, 'XX', NOW + TTL, C)
-local off = redis.call('HINCRBY', KEYS[1], 'offset', 1)
-redis.call('PEXPIRE', KEYS[1], TTL)
-local size, overhead = tonumber(ARGV[8]), tonumber(ARGV[12])
-if size > 0 then
-  redis.call('XADD', KEYS[2], off .. '-1', 't', NOW, 'd', ARGV[7])
-  redis.call('PEXPIRE', KEYS[2], TTL)
-  local cost = #ARGV[7] + overhead
-  redis.call('HINCRBY', BYTES, C, cost)
-  redis.call('INCRBY', TOTAL, cost)
-  redis.call('ZADD', HOLDERS, 'NX', NOW, C)
-  while redis.call('XLEN', KEYS[2]) > size do trimOldest(C, overhead) end
-  local maxBytes = tonumber(ARGV[11])
-  while tonumber(redis.call('GET', TOTAL) or '0') > maxBytes do
-    local victim = redis.call('ZRANGE', HOLDERS, 0, 0)[1]
-    if not victim then break end
-    trimOldest(victim, overhead)
-  end
-end
-redis.call('PUBLISH', ARGV[9], '\0fo1 ' .. epoch .. ' ' .. off .. ' ' .. ARGV[7])
-return {epoch, off}
-`)
-
-// redisEntryOverhead approximates what a history entry costs Redis beside
-// its data: the stream entry's ID, its "t" field and listpack headers.
-const redisEntryOverhead = 64
-
-// budgetArgs are the first ARGV of every script (see budgetLua).
-func (b *Broker) budgetArgs(channel string) []any {
-	return []any{b.prefix, channel, time.Now().UnixMilli(), b.ttl.Milliseconds(), b.maxChannels, pubsub.NewEpoch()}
-}
-
-// Publish appends data to channel's stream and publishes it.
-func (b *Broker) Publish(ctx context.Context, channel string, data []byte) (pubsub.Position, error) {
-	args := append(b.budgetArgs(channel), data, b.size, b.topic(channel), pubsub.MaxUnreadChannels(b.maxChannels), b.maxBytes, redisEntryOverhead)
-	res, err := publishScript.Run(ctx, b.rdb, b.keys(channel), args...).Slice()
-	if err != nil {
-		return pubsub.Position{}, scriptError(err)
-	}
-	return scriptPosition(res)
-}
-
-// historyScript: KEYS meta, hist; ARGV as in budgetLua, then after, limit,
-// oldest ms kept.
-var historyScript = goredis.NewScript(budgetLua + `
-reap()
-local epoch = redis.call('HGET', KEYS[1], 'epoch')
-if not epoch then
-  epoch = newChannel(KEYS[1])
-  if type(epoch) == 'table' then return epoch end
-end
-redis.call('ZADD', CHANS, NOW + TTL, C)
-redis.call('ZREM', UNREAD, C)
-redis.call('ZREM', IDLE, C)
-redis.call('PEXPIRE', KEYS[1], TTL)
-redis.call('PEXPIRE', KEYS[2], TTL)
-local top = redis.call('HGET', KEYS[1], 'offset')
-local out = {epoch, tonumber(top)}
-if tonumber(ARGV[8]) > 0 then
-  local oldest = tonumber(ARGV[9])
-  for _, e in ipairs(redis.call('XRANGE', KEYS[2], '(' .. ARGV[7] .. '-1', '+', 'COUNT', ARGV[8])) do
-    if tonumber(e[2][2]) >= oldest then
-      table.insert(out, e[1])
-      table.insert(out, e[2][4])
-    end
-  end
-end
-return out
-`)
-
-// History returns channel's position and the kept messages after after.
-func (b *Broker) History(ctx context.Context, channel string, after uint64, limit int) (pubsub.Position, []pubsub.Message, error) {
-	oldest := time.Now().Add(-b.ttl).UnixMilli()
-	args := append(b.budgetArgs(channel), after, limit, oldest)
-	res, err := historyScript.Run(ctx, b.rdb, b.keys(channel), args...).Slice()
-	if err != nil {
-		return pubsub.Position{}, nil, scriptError(err)
-	}
-	top, err := scriptPosition(res)
-	if err != nil {
-		return pubsub.Position{}, nil, err
-	}
-	var msgs []pubsub.Message
-	for i := 2; i+1 < len(res); i += 2 {
-		id, _ := res[i].(string)
-		data, _ := res[i+1].(string)
-		off, err := strconv.ParseUint(strings.TrimSuffix(id, "-1"), 10, 64)
-		if err != nil {
-			return pubsub.Position{}, nil, fmt.Errorf("redis: history entry %q", id)
-		}
-		msgs = append(msgs, pubsub.Message{Channel: channel, Position: pubsub.Position{Offset: off, Epoch: top.Epoch}, Data: []byte(data)})
-	}
-	return top, msgs, nil
-}
-
-// releaseScript marks a channel idle (see budgetLua): ARGV as in budgetLua.
-// A channel made by a publish and not read since counts as unread already.
-var releaseScript = goredis.NewScript(budgetLua + `
-if redis.call('ZSCORE', CHANS, C) ~= false and redis.call('ZSCORE', UNREAD, C) == false then
-  redis.call('ZADD', IDLE, NOW, C)
-end
-return 1
-`)
-
-// Release marks channel as one without subscribers on this node: if no
-// node reads it again, a new channel may take its place (pubsub.Broker).
-func (b *Broker) Release(ctx context.Context, channel string) error {
-	return releaseScript.Run(ctx, b.rdb, b.keys(channel), b.budgetArgs(channel)...).Err()
-}
-
-// scriptError is a script's error as the Broker contract wants it: a
-// channel cap as pubsub.ErrTooManyChannels.
-func scriptError(err error) error {
-	if rest, ok := strings.CutPrefix(err.Error(), "fanout: too many channels"); ok {
-		return fmt.Errorf("%w%s", pubsub.ErrTooManyChannels, rest)
-	}
-	return err
-}
-
-// scriptPosition reads the {epoch, offset} head of a script's reply.
-func scriptPosition(res []any) (pubsub.Position, error) {
-	if len(res) < 2 {
-		return pubsub.Position{}, fmt.Errorf("redis: script replied %v", res)
-	}
-	epoch, _ := res[0].(string)
-	off, ok := res[1].(int64)
-	if epoch == "" || !ok || off < 0 {
-		return pubsub.Position{}, fmt.Errorf("redis: script replied %v", res)
-	}
-	return pubsub.Position{Offset: uint64(off), Epoch: epoch}, nil
 }

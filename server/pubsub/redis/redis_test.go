@@ -92,7 +92,8 @@ func dialNode(t *testing.T, n *node, query string) *websocket.Conn {
 }
 
 // Once a node delivers a channel, more subscribers there cost the broker
-// nothing: a reconnect storm is one Redis call per channel and node.
+// nothing: a reconnect storm is two Redis calls per channel and node (and
+// one SUBSCRIBE).
 func TestRedis_SubscribersShareOneBrokerCall(t *testing.T) {
 	t.Parallel()
 	r := redistest.Start(t)
@@ -124,7 +125,9 @@ func TestRedis_SubscribersShareOneBrokerCall(t *testing.T) {
 			calls += n
 		}
 	}
-	if calls == 0 || calls > 2 { // one script run; a first EVALSHA may miss the script cache
+	// Two script runs: the first subscribe's check, and its history read
+	// once the route is live; a first EVALSHA may miss the script cache.
+	if calls == 0 || calls > 3 {
 		t.Fatalf("%d script calls for 20 subscribers of one channel\n%s", calls, stats)
 	}
 	if _, err := s.Publish("storm", []byte("1")); err != nil {

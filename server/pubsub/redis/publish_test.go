@@ -1,0 +1,113 @@
+package redis
+
+import (
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/fanout-ws/fanout/server/pubsub"
+	"github.com/fanout-ws/fanout/server/pubsub/redis/redistest"
+)
+
+// The HTTP API's batch form is one Redis round trip, whatever its size,
+// with each message's own offset, in order.
+func TestRedis_APIBatchOneRoundTrip(t *testing.T) {
+	t.Parallel()
+	r := redistest.Start(t)
+	n := runNode(t, r.URL(), pubsub.Config{})
+	waitReady(t, n)
+	api := httptest.NewServer(n.APIHandler("k"))
+	defer api.Close()
+	const size = 50
+	var body strings.Builder
+	body.WriteString("[")
+	for i := range size {
+		if i > 0 {
+			body.WriteString(",")
+		}
+		fmt.Fprintf(&body, `{"channel":"batch-%d","data":%d}`, i%3, i)
+	}
+	body.WriteString("]")
+	if _, err := n.Publish("warm-up", []byte("0")); err != nil { // Redis loads the script
+		t.Fatal(err)
+	}
+	before := n.Stats()
+	req, _ := http.NewRequest(http.MethodPost, api.URL+"/api/publish", strings.NewReader(body.String()))
+	req.Header.Set("Authorization", "Bearer k")
+	res, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer res.Body.Close()
+	var out struct{ Results []pubsub.Publication }
+	if err := json.NewDecoder(res.Body).Decode(&out); err != nil || res.StatusCode != http.StatusOK || len(out.Results) != size {
+		t.Fatalf("%d %v %+v", res.StatusCode, err, out)
+	}
+	for i, p := range out.Results {
+		if want := uint64(i/3 + 1); p.Channel != fmt.Sprintf("batch-%d", i%3) || p.Offset != want || p.Epoch == "" {
+			t.Fatalf("result %d: %+v, want offset %d", i, p, want)
+		}
+	}
+	after := n.Stats()
+	if trips, msgs := after.PublishRoundTrips-before.PublishRoundTrips, after.PublishedMessages-before.PublishedMessages; trips != 1 || msgs != size {
+		t.Fatalf("%d round trips carried %d messages, want 1 and %d", trips, msgs, size)
+	}
+}
+
+// Concurrent publishers on one node share round trips, and each still
+// gets its own offsets, increasing in the order it published.
+func TestRedis_ConcurrentPublishesSharePipelines(t *testing.T) {
+	t.Parallel()
+	r := redistest.Start(t)
+	n := runNode(t, r.URL(), pubsub.Config{})
+	waitReady(t, n)
+	if _, err := n.Publish("warm-up", []byte("0")); err != nil { // Redis loads the script
+		t.Fatal(err)
+	}
+	before := n.Stats()
+	const publishers, each = 16, 100
+	var wg sync.WaitGroup
+	errs := make(chan error, publishers)
+	offsets := make([][]uint64, publishers)
+	for p := range publishers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range each {
+				pub, err := n.Publish("shared", fmt.Appendf(nil, `[%d,%d]`, p, i))
+				if err != nil {
+					errs <- err
+					return
+				}
+				offsets[p] = append(offsets[p], pub.Offset)
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Fatal(err)
+	}
+	seen := make(map[uint64]bool)
+	for p, offs := range offsets {
+		for i, off := range offs {
+			if seen[off] || i > 0 && off <= offs[i-1] {
+				t.Fatalf("publisher %d: offsets %v", p, offs)
+			}
+			seen[off] = true
+		}
+	}
+	if len(seen) != publishers*each {
+		t.Fatalf("%d distinct offsets, want %d", len(seen), publishers*each)
+	}
+	st := n.Stats()
+	msgs, trips := st.PublishedMessages-before.PublishedMessages, st.PublishRoundTrips-before.PublishRoundTrips
+	if msgs != publishers*each || trips >= msgs {
+		t.Fatalf("%d messages in %d round trips: none shared", msgs, trips)
+	}
+	t.Logf("%d messages in %d round trips", msgs, trips)
+}
