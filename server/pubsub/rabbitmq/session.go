@@ -62,6 +62,10 @@ func (b *Broker) session(ctx context.Context, resync func()) error {
 			return fmt.Errorf("consumer closed: %v", e.Err)
 		case e := <-prodClosed:
 			return fmt.Errorf("producer closed: %v", e.Err)
+		case <-b.touchDue:
+			if err := b.sendTouches(prod); err != nil {
+				return err
+			}
 		case body := <-b.later:
 			if err := prod.BatchSend([]message.StreamMessage{amqp.NewMessage(body)}); err != nil {
 				return err
