@@ -3,6 +3,11 @@
 // (idle, broadcast, echo, churn, slow) and reports latency percentiles from
 // HDR histograms and the server's memory and CPU from /proc.
 //
+// Subscribers have no goroutine: a poller (one-shot) reports readable
+// sockets to a few readers. Over wss each subscriber's crypto/tls client
+// runs over its raw non-blocking fd (sock_linux.go), so it costs what
+// crypto/tls keeps and nothing more.
+//
 // Messages carry their send time and a sequence number in the first 16
 // bytes, so every subscriber checks loss and order and measures delivery
 // latency on the same clock as the publisher (same host).

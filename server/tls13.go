@@ -231,7 +231,7 @@ func (s *Server) takeover(c *Conn, raw *tlsRaw, rec *tlsrec.Conn, pre []byte) bo
 	r := &recIO{rec: rec, stats: &s.stats}
 	r.keep(pre)
 	c.mu.Lock()
-	if c.state == stateClosed || fd >= len(s.conns) {
+	if c.life.current() == stateClosed || fd >= len(s.conns) {
 		c.mu.Unlock()
 		_ = unix.Close(fd)
 		c.destroy(ReasonIOError)

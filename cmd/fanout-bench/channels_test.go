@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/fanout-ws/fanout/frame"
+	"github.com/fanout-ws/fanout/internal/testutil"
 	"github.com/fanout-ws/fanout/server"
 )
 
@@ -165,9 +166,9 @@ var channelArgs = []struct {
 }
 
 // runChannelSmoke runs each of channelArgs with 300 subscribers against
-// wsURL and checks: every message reached every subscriber of its channel,
-// in order, and nothing else arrived.
-func runChannelSmoke(t *testing.T, wsURL, publishURL string, pid int) {
+// wsURL, with extra flags, and checks: every message reached every
+// subscriber of its channel, in order, and nothing else arrived.
+func runChannelSmoke(t *testing.T, wsURL, publishURL string, pid int, flags ...string) {
 	for _, tc := range channelArgs {
 		t.Run(tc.name, func(t *testing.T) {
 			args := []string{
@@ -175,6 +176,7 @@ func runChannelSmoke(t *testing.T, wsURL, publishURL string, pid int) {
 				"-duration", "1s", "-settle", "100ms", "-drain", "1500ms", "-msg-rate", "20",
 				"-server-pid", strconv.Itoa(pid), "-label", "smoke",
 			}
+			args = append(args, flags...)
 			for _, a := range tc.extra {
 				if a == "-api" {
 					args = append(args, "-publish-url", publishURL, "-api-key", stubKey)
@@ -210,25 +212,36 @@ func TestSmoke_ChannelsStub(t *testing.T) {
 }
 
 // TestSmoke_ChannelsRealServer builds cmd/fanout, runs it with an API key
-// and runs the channel smoke runs against it. It skips while cmd/fanout
-// has no -api-key (the channels work of issue 5).
+// and runs the channel smoke runs against it, over ws and over wss (the
+// certificate bench/peers/cert.sh makes, the API over https).
 func TestSmoke_ChannelsRealServer(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds and runs cmd/fanout")
 	}
 	goTool, err := exec.LookPath("go")
-	if err != nil {
-		t.Skip("go not on PATH")
-	}
-	bin := filepath.Join(t.TempDir(), "fanout")
+	testutil.NeedTool(t, err == nil, "go")
+	dir := t.TempDir()
+	bin := filepath.Join(dir, "fanout")
 	if out, err := exec.Command(goTool, "build", "-o", bin, "../fanout").CombinedOutput(); err != nil {
 		t.Fatalf("go build ../fanout: %v\n%s", err, out)
 	}
-	help, _ := exec.Command(bin, "-h").CombinedOutput()
-	if !bytes.Contains(help, []byte("-api-key")) {
-		t.Skip("cmd/fanout has no -api-key yet")
-	}
-	cmd := exec.Command(bin, "-addr", "127.0.0.1:0", "-api-key", stubKey, "-log-format", "json")
+	t.Run("ws", func(t *testing.T) {
+		a, pid := startFanout(t, bin)
+		runChannelSmoke(t, "ws://"+a+"/ws", "http://"+a+"/api/publish", pid)
+	})
+	t.Run("wss", func(t *testing.T) {
+		testutil.NeedTool(t, exec.Command("../../bench/peers/cert.sh", dir).Run() == nil, "openssl (bench/peers/cert.sh)")
+		cert := filepath.Join(dir, "cert.pem")
+		a, pid := startFanout(t, bin, "-tls-cert", cert, "-tls-key", filepath.Join(dir, "key.pem"), "-handshake-timeout", "1m")
+		runChannelSmoke(t, "wss://"+a+"/ws", "https://"+a+"/api/publish", pid, "-ca-file", cert)
+	})
+}
+
+// startFanout runs cmd/fanout's binary with an API key and args until the
+// test ends and returns its address and pid.
+func startFanout(t *testing.T, bin string, args ...string) (string, int) {
+	t.Helper()
+	cmd := exec.Command(bin, append([]string{"-addr", "127.0.0.1:0", "-api-key", stubKey, "-log-format", "json"}, args...)...)
 	stderr, err := cmd.StderrPipe()
 	if err != nil {
 		t.Fatal(err)
@@ -263,5 +276,5 @@ func TestSmoke_ChannelsRealServer(t *testing.T) {
 	if a == "" {
 		t.Fatal("cmd/fanout logged no listening address")
 	}
-	runChannelSmoke(t, "ws://"+a+"/ws", "http://"+a+"/api/publish", cmd.Process.Pid)
+	return a, cmd.Process.Pid
 }

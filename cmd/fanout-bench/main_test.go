@@ -48,7 +48,8 @@ func chatServerTLS(t *testing.T, tc *tls.Config) string {
 	t.Helper()
 	var hub *server.Hub
 	srv, err := server.New(server.Config{
-		TLS: tc,
+		TLS:              tc,
+		HandshakeTimeout: time.Minute, // the race detector on a busy machine stretches TLS handshakes past the default
 		OnConnect: func(c *server.Conn, r *server.Request) error {
 			if r.Path() == "/ws" {
 				c.SetData(hub)
@@ -103,7 +104,7 @@ func TestSmoke_WSS(t *testing.T) {
 	if err := os.WriteFile(ca, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	checkScenarios(t, base, "-ca-file", ca)
+	checkScenarios(t, base, 100, "-ca-file", ca)
 	t.Run("insecure", func(t *testing.T) {
 		res, _ := runJSON(t, "-url", base+"/ws", "-conns", "50", "-insecure", "-duration", "1s", "-settle", "0s", "-drain", "1s", "-msg-rate", "20")
 		if res.Connected != 50 || res.Sent == 0 || res.Deliveries != res.Sent*50 {
@@ -115,19 +116,19 @@ func TestSmoke_WSS(t *testing.T) {
 	}
 }
 
-func TestSmoke_Scenarios(t *testing.T) { checkScenarios(t, chatServer(t)) }
+func TestSmoke_Scenarios(t *testing.T) { checkScenarios(t, chatServer(t), 300) }
 
-// checkScenarios runs every scenario against the chat server at base
-// (ws:// or wss://), with extra flags.
-func checkScenarios(t *testing.T, base string, flags ...string) {
-	pid := strconv.Itoa(os.Getpid())
+// checkScenarios runs every scenario with n connections against the chat
+// server at base (ws:// or wss://), with extra flags.
+func checkScenarios(t *testing.T, base string, n int, flags ...string) {
+	pid, conns := strconv.Itoa(os.Getpid()), strconv.Itoa(n)
 	for _, tc := range []struct {
 		scenario, path string
 		extra          []string
 	}{
 		{"idle", "/ws", nil},
 		{"broadcast", "/ws", nil},
-		{"broadcast", "/ws", []string{"-per-process", "120"}}, // three worker processes
+		{"broadcast", "/ws", []string{"-per-process", strconv.Itoa((n + 2) / 3)}},        // three worker processes
 		{"broadcast", "/ws", []string{"-publishers", "3", "-source-addrs", "127.0.0.1"}}, // order checked per publisher
 		{"broadcast", "/ws", []string{"-churners", "10"}},                                // a reconnect storm beside the subscribers
 		{"echo", "/echo", []string{"-msg-rate", "500"}},
@@ -136,7 +137,7 @@ func checkScenarios(t *testing.T, base string, flags ...string) {
 	} {
 		t.Run(tc.scenario+strings.Join(tc.extra, ""), func(t *testing.T) {
 			res, stdout := runJSON(t, append([]string{
-				"-url", base + tc.path, "-scenario", tc.scenario, "-conns", "300", "-rate", "3000",
+				"-url", base + tc.path, "-scenario", tc.scenario, "-conns", conns, "-rate", "3000",
 				"-duration", "1s", "-settle", "100ms", "-drain", "1500ms", "-msg-rate", "50",
 				"-server-pid", pid, "-label", "smoke",
 			}, append(tc.extra, flags...)...)...)
@@ -145,15 +146,15 @@ func checkScenarios(t *testing.T, base string, flags ...string) {
 			}
 			switch tc.scenario {
 			case "idle":
-				if res.Connected != 300 || res.ServerRSS == 0 {
+				if res.Connected != n || res.ServerRSS == 0 {
 					t.Fatalf("idle result %+v", res)
 				}
 			case "broadcast":
-				if res.Connected != 300 || res.Sent == 0 || res.Missing != 0 || res.Lost != 0 || res.Reordered != 0 || res.P99ms <= 0 {
+				if res.Connected != n || res.Sent == 0 || res.Missing != 0 || res.Lost != 0 || res.Reordered != 0 || res.P99ms <= 0 {
 					t.Fatalf("broadcast result %+v", res)
 				}
-				if res.Deliveries != res.Sent*300 || res.Sent < 40 {
-					t.Fatalf("%d deliveries for %d messages to 300 subscribers", res.Deliveries, res.Sent)
+				if res.Deliveries != res.Sent*int64(n) || res.Sent < 40 {
+					t.Fatalf("%d deliveries for %d messages to %d subscribers", res.Deliveries, res.Sent, n)
 				}
 				if churn := slices.Contains(tc.extra, "-churners"); churn != (res.Storm != nil) ||
 					churn && (res.Storm.Handshakes < 10 || res.Storm.Failed != 0 || res.Storm.P99ms <= 0) {

@@ -128,7 +128,7 @@ func (b *Broker) answer(want *proposal) {
 	var part strings.Builder
 	b.mu.Lock()
 	for name, st := range b.st.chans {
-		if b.st.live(name, want.at) == nil {
+		if b.st.live(name, want.at) == nil || st.epoch == "" { // "": a foreign writer's, unparsable
 			continue
 		}
 		fmt.Fprintf(&part, "%s %s %d %d %t %t\n", name, st.epoch, st.offset, st.last, st.read, st.released)

@@ -108,3 +108,42 @@ func TestState_Unread(t *testing.T) {
 		t.Fatalf("after the sweep: %d unread of %d channels, want none", s.unread, len(s.chans))
 	}
 }
+
+// A snapshot replaces the state: a channel in the same epoch keeps its
+// history up to the snapshot's offset, one in another epoch starts without
+// history, one the snapshot lacks is forgotten, and unread is recounted.
+func TestState_Install(t *testing.T) {
+	s := newState(time.Minute, 10, 1<<20)
+	for _, p := range []proposal{
+		{kind: kindPublish, channel: "same", epoch: "e", offset: 1, at: 1000},
+		{kind: kindPublish, channel: "same", epoch: "e", offset: 2, at: 1000},
+		{kind: kindPublish, channel: "other", epoch: "mine", offset: 1, at: 1000},
+		{kind: kindPublish, channel: "gone", epoch: "g", offset: 1, at: 1000},
+	} {
+		s.apply(&p)
+	}
+	snap, err := parseSnapshot("same e 1 1000 false false\nother theirs 7 1000 true false\n")
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.install(snap)
+	same, other := s.chans["same"], s.chans["other"]
+	switch {
+	case len(s.chans) != 2 || same == nil || other == nil:
+		t.Fatalf("channels after the snapshot: %v", s.chans)
+	case same.offset != 1 || len(same.hist) != 1 || same.hist[0].offset != 1:
+		t.Fatalf("same epoch: offset %d, %d kept, want 1 and its history up to 1", same.offset, len(same.hist))
+	case other.epoch != "theirs" || other.offset != 7 || len(other.hist) != 0 || !other.read:
+		t.Fatalf("other epoch: %+v, want theirs at 7, read, without history", other)
+	case s.unread != 1:
+		t.Fatalf("%d unread, want 1", s.unread)
+	}
+	if st, accepted := s.apply(&proposal{kind: kindPublish, channel: "other", epoch: "theirs", offset: 8, at: 1001}); !accepted || st.offset != 8 {
+		t.Fatalf("the next publish after the snapshot: %v at %d", accepted, st.offset)
+	}
+	for _, bad := range []string{"a e 1 1000 true\n", "a e x 1000 true false\n", "a e 1 1000 yes false\n"} {
+		if _, err := parseSnapshot(bad); err == nil {
+			t.Fatalf("parsed %q", bad)
+		}
+	}
+}

@@ -1,0 +1,118 @@
+#!/usr/bin/env bash
+# Scale-out through Redis (issue 20), in one run:
+# 1. Interest routing: six fanout nodes on their own ports joined by one
+#    redis-server, 1,002 channels (a multiple of six), channel c's
+#    subscribers only on node c mod 6, every channel published through node
+#    0's HTTP API. Per node: CPU over the window and the broker metrics
+#    (unwanted messages, subscriptions held, publish round trips); Redis:
+#    PUBSUB NUMSUB summed over every channel (one per channel: one node
+#    each) and its output bytes per publish.
+# 2. Publishing rate, Redis against the in-process broker: one node each,
+#    200 subscribers over 100 channels, 8 publishers through the HTTP API's
+#    batch form (12 messages a request), offered far more than either takes.
+# Loopback only; every run stops by itself. Raw JSON and logs go to
+# bench/results/<date>-<commit>-scaleout/.
+#   bench/scripts/scaleout.sh                         (about 2 minutes)
+#   CONNS=1002 DURATION=3s bench/scripts/scaleout.sh  (a smoke test)
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+out="bench/results/$(date -u +%Y-%m-%d)-$(git rev-parse --short HEAD)-scaleout"
+mkdir -p "$out"
+tmp=$(mktemp -d)
+go build -o "$tmp/fanout" ./cmd/fanout
+go build -o "$tmp/fanout-bench" ./cmd/fanout-bench
+log() { tee -a "$out/README.md"; }
+pids=()
+stop() { # SIGTERM, up to 10 s each, then SIGKILL
+	local p
+	for p in "$@"; do kill "$p" 2>/dev/null || true; done
+	for p in "$@"; do
+		for _ in $(seq 100); do kill -0 "$p" 2>/dev/null || break; sleep 0.1; done
+		kill -9 "$p" 2>/dev/null || true
+	done
+}
+cleanup() {
+	stop "${pids[@]}" ${rpid:+"$rpid"}
+	rm -rf "$tmp"
+}
+trap cleanup EXIT
+free_port() { # below the ephemeral range, so no outgoing connection takes it meanwhile
+	local p
+	for p in $(shuf -i 20000-29999 -n 100); do
+		ss -ltnH "sport = :$p" | grep -q . || { echo "$p"; return; }
+	done
+	return 1
+}
+cpu_ticks() { awk '{print $14+$15}' "/proc/$1/stat"; }
+metric() { # metric ADMIN NAME: its value, 0 when absent
+	curl -fs "http://$1/metrics" | awk -v m="$2" '$1==m {print $2; f=1} END {if (!f) print 0}'
+}
+echo "# $(date -u +%FT%TZ) commit $(git rev-parse --short HEAD), $(nproc) cores, $(go version | cut -d' ' -f3), ulimit -n $(ulimit -n)" | log
+
+rport=$(free_port)
+redis-server --bind 127.0.0.1 --port "$rport" --save '' --appendonly no --logfile "$tmp/redis.log" &
+rpid=$!
+for _ in $(seq 100); do [[ $(redis-cli -p "$rport" ping 2>/dev/null) == PONG ]] && break; sleep 0.1; done
+echo "redis-server $(redis-server --version | cut -d' ' -f3) pid $rpid, --save '' --appendonly no" | log
+key=bench-api-key-0123456
+
+start_nodes() { # start_nodes N BROKER_ARGS...: nodes[i] host:port, admins[i]
+	local n=$1 i
+	shift
+	nodes=() admins=() pids=()
+	for i in $(seq 0 $((n - 1))); do
+		nodes+=("127.0.0.1:$(free_port)") admins+=("127.0.0.1:$(free_port)")
+		"$tmp/fanout" -log-level info -api-key $key -addr "${nodes[$i]}" -admin-addr "${admins[$i]}" "$@" \
+			>"$out/node$i-$n.log" 2>&1 &
+		pids+=($!)
+	done
+	for i in $(seq 0 $((n - 1))); do
+		for _ in $(seq 300); do curl -fs "http://${admins[$i]}/readyz" >/dev/null && break; sleep 0.1; done
+	done
+}
+
+# 1. Interest routing.
+k=1002
+start_nodes 6 -broker "redis://127.0.0.1:$rport/0"
+urls=$(printf 'ws://%s/ws,' "${nodes[@]}")
+before=() && for p in "${pids[@]}"; do before+=("$(cpu_ticks "$p")"); done
+out0=$(redis-cli -p "$rport" info stats | awk -F: '/^total_net_output_bytes/{print $2+0}')
+"$tmp/fanout-bench" -url "${urls%,}" -scenario broadcast -conns "${CONNS:-6012}" -rate 2000 -channels $k -publishers 10 \
+	-msg-rate "${RATE:-3.5}" -size 64 -publish-url "http://${nodes[0]}/api/publish" -api-key $key -duration "${DURATION:-20s}" \
+	-settle 3s -drain 3s -server-pid "$(IFS=,; echo "${pids[*]}")" -broker-pid "$rpid" -label "fanout x6 redis" \
+	-json "$out/routing.json" | log
+out1=$(redis-cli -p "$rport" info stats | awk -F: '/^total_net_output_bytes/{print $2+0}')
+numsub=$(redis-cli -p "$rport" pubsub numsub $(seq -f "fanout:msg:c%g" 0 $((k - 1))) | awk 'NR%2==0 {s+=$1} END {print s}')
+hz=$(getconf CLK_TCK)
+published=$(jq -r '.result.sent' "$out/routing.json")
+echo "Redis: PUBSUB NUMSUB summed over the $k channels: $numsub (one node each: $k); output bytes per publish $(((out1 - out0) / (published > 0 ? published : 1)))" | log
+echo "| node | CPU s (whole run) | unwanted messages | broker subscriptions | publish round trips | messages per round trip |" | log
+echo "|---|---|---|---|---|---|" | log
+for i in "${!pids[@]}"; do
+	a=${admins[$i]}
+	trips=$(metric "$a" fanout_broker_publish_round_trips_total) msgs=$(metric "$a" fanout_broker_published_messages_total)
+	echo "| $i | $(awk -v t=$(($(cpu_ticks "${pids[$i]}") - before[i])) -v hz="$hz" 'BEGIN {printf "%.2f", t/hz}') |" \
+		"$(metric "$a" fanout_broker_unwanted_messages_total) | $(metric "$a" fanout_broker_subscriptions) | $trips |" \
+		"$(awk -v m="$msgs" -v t="$trips" 'BEGIN {printf "%.1f", (t > 0 ? m/t : 0)}') |" | log
+done
+stop "${pids[@]}"
+pids=()
+
+# 2. Publishing rate: Redis against the in-process broker.
+for broker in redis memory; do
+	redis-cli -p "$rport" flushall >/dev/null
+	args=() && [[ $broker == memory ]] || args=(-broker "redis://127.0.0.1:$rport/0")
+	start_nodes 1 "${args[@]}"
+	"$tmp/fanout-bench" -url "ws://${nodes[0]}/ws" -scenario broadcast -conns 200 -channels 100 -publishers 8 -batch 12 \
+		-msg-rate "${PUBRATE:-2000}" -size 64 -publish-url "http://${nodes[0]}/api/publish" -api-key $key \
+		-duration "${DURATION:-20s}" -settle 2s -drain 3s -server-pid "${pids[0]}" -broker-pid "$rpid" \
+		-metrics-url "http://${admins[0]}/metrics" -label "fanout $broker" -json "$out/publish-$broker.json" | log
+	jq -r --arg b "$broker" '.result | "\($b): published/s \(.published_per_s), API p50 \(.api_p50_ms) ms p99 \(.api_p99_ms) ms, missing \(.missing), lost \(.lost), server CPU \(.server_cpu_cores) cores, redis CPU \(.broker_cpu_cores) cores"' \
+		"$out/publish-$broker.json" | log
+	echo "$broker: publish round trips $(metric "${admins[0]}" fanout_broker_publish_round_trips_total), messages $(metric "${admins[0]}" fanout_broker_published_messages_total)" | log
+	stop "${pids[@]}"
+	pids=()
+done
+r=$(jq -r '.result.published_per_s' "$out/publish-redis.json") m=$(jq -r '.result.published_per_s' "$out/publish-memory.json")
+echo "Redis publishes at $(awk -v r="$r" -v m="$m" 'BEGIN {printf "%.2f", (m > 0 ? r/m : 0)}')x the in-process broker's rate" | log
+echo "raw results in $out" | log
