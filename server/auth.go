@@ -126,5 +126,13 @@ func (c *Conn) Subject() string {
 func (c *Conn) Claims() map[string]any {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	return c.claims
+	return c.app.claims
+}
+
+// setClaims records c's verified claims and when they expire.
+func (c *Conn) setClaims(claims map[string]any) {
+	c.mu.Lock()
+	c.app.claims = claims
+	c.life.setExpiry(expiry(claims))
+	c.mu.Unlock()
 }

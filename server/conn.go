@@ -1,80 +1,123 @@
 package server
 
-// Lock order: Hub shard mu (never held while taking a Conn's mu) → Conn.mu.
-// No lock is held during a read or write: a writer takes ownership of the
-// socket (Conn.writing) under mu, then writes unlocked. The one syscall made
-// under Conn.mu is the epoll_ctl that registers the fd (Server.arm).
+// A Conn is carved into parts, each with its owner files; other files use a
+// part only through its methods (nats-server's outbound and readCache, nbio's
+// two Conn layers). newConn, the constructor, is the one exception: the Conn
+// is not shared yet. To check: grep 'c\.<part>\.[a-z]*\b[^(]'.
+//
+//	part            type       owner files                    guarded by
+//	srv, id, sock   -          newConn; sock_linux.go, tls.go set before c is shared (sock.gen: Conn.mu)
+//	rd              reader     read.go                        the read event's holder (rd.reading)
+//	out             sendQueue  write.go                       Conn.mu; the socket by out.writing
+//	life            lifecycle  close.go, timers.go            Conn.mu
+//	app             appState   conn.go, auth.go (claims)      Conn.mu
+//	slot            slot       admission.go                   Conn.mu
+//	hs              *handshake upgrade.go, proxy.go, tls.go   its goroutine; nil from the 101 on
+//	neg             negotiated upgrade.go, deflate.go         set before the 101, then read-only
+//
+// Lock order, for every lock in the package: take them left to right, never
+// back. Server.mu → Hub.shardMu → hub shard mu → Conn.mu → tlsRaw.mu.
+// Hub.pauseMu, flushQueue.mu and ipLimits.mu are leaves: nothing else is
+// taken while one is held. A hub shard's flush takes each member's Conn.mu
+// with no shard lock held. No lock is held during a read or write: a writer
+// takes ownership of the socket (out.writing) under Conn.mu, then writes
+// unlocked. The one syscall made under Conn.mu is the epoll_ctl that
+// registers the fd (Server.arm).
 
 import (
 	"net/netip"
 	"slices"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/fanout-ws/fanout/frame"
 	"github.com/fanout-ws/fanout/poller"
 )
 
-type connState uint8
-
-const (
-	stateHandshake connState = iota // collecting the upgrade request
-	stateOpen                       // frames flow both ways
-	stateClosing                    // close frame sent or received; no new frames
-	stateClosed                     // deregistered, fd released
-)
-
-// closeAfter is what the server does once its close frame is written.
-type closeAfter uint8
-
-const (
-	closeWait closeAfter = iota // wait for the peer's close frame
-	closeFin                    // close the socket: the peer's close was answered
-	closeShut                   // shut the write side and drain reads (Conn.drain)
-)
-
 // Conn is one WebSocket connection. Its methods are safe for concurrent use.
 // A Conn owns no goroutine, and no buffer while idle.
 type Conn struct {
-	lastRead atomic.Int64 // Server.now() of the last bytes received
-	reading  atomic.Int32 // readIdle, readBusy or readAgain (read.go)
-	sock     sock
+	rd   reader // atomics first
+	sock sock
+	srv  *Server
+	id   uint64
+	mu   sync.Mutex
+	out  sendQueue
+	life lifecycle
+	app  appState
+	hs   *handshake
+	slot slot // the client's address and its places in the limits
+	neg  negotiated
+}
 
-	srv   *Server
-	id    uint64
-	slot  slot // the client's address and its places in the limits (admission.go)
-	token poller.Token
+// appState is what the application and the hubs attached to a Conn, under
+// Conn.mu.
+type appState struct {
+	hubs   []*Hub
+	data   any
+	claims map[string]any // the verified token's, nil for an anonymous connection
+}
 
-	mu        sync.Mutex
-	state     connState
-	writing   bool       // a goroutine owns the socket for writing (or waits for EPOLLOUT)
-	finAfter  bool       // close the socket once the queue is flushed
-	shutAfter bool       // shut the write side once the queue is flushed, and drain reads
-	then      closeAfter // what the close frame being sent is followed by: writeFrames sets finAfter or shutAfter as it takes the frame
-	q         [][]byte   // frames (or their unwritten tails) waiting for the socket
-	qBytes    int        // bytes in q
-	deadline  int64      // handshake or close-handshake deadline, Server.now() units
-	lastPing  int64      // when the last ping was sent
-	code      frame.CloseCode
-	reason    CloseReason
-	hubs      []*Hub
-	data      any
-	protocol  string
-	connected bool        // OnConnect accepted it: OnClose is owed
-	parked    bool        // a write waits for EPOLLOUT that could not be armed before registration
-	zbits     uint8       // permessage-deflate window the client allowed, in bits (0: none); set before OnConnect, then only read, without mu
-	limits    *connLimits // per-connection rate limits, nil when off
-	claims    map[string]any
-	expires   int64 // when the token expires (Server.now units), or 0
+// negotiated is what the handshake agreed with the client.
+type negotiated struct {
+	proto uint8 // the subprotocol: 1 + its index in Config.Subprotocols, or 0 for none
+	zbits uint8 // permessage-deflate window the client allowed, in bits (0: none)
+}
 
-	// hs is the handshake's state, nil from the 101 on. Set and dropped
-	// under mu by its owner, the goroutine that runs the handshake, which
-	// alone reads it without mu.
-	hs *handshake
+// newConn makes the Conn for fd, holding sl, in its handshake state
+// (Conn.startHandshake gives it the handshake part). It is the one place
+// outside their owners that sets parts: c is not shared yet.
+func (s *Server) newConn(fd int, sl slot) *Conn {
+	c := &Conn{srv: s, id: s.nextID.Add(1), slot: sl}
+	c.sock.fd = int32(fd)
+	c.out.writing = true // the handshake's goroutine owns the socket until the 101
+	c.life.setDeadline(s.now() + int64(s.cfg.HandshakeTimeout))
+	c.rd.lastRead.Store(s.now())
+	c.rd.limits = s.newConnLimits()
+	return c
+}
 
-	// Owned by the worker that holds the read event.
-	parser frame.Parser
+// joined returns a copy of the hubs c joined; the caller holds Conn.mu.
+func (a *appState) joined() []*Hub { return slices.Clone(a.hubs) }
+
+// join adds h to the hubs c joined and reports whether it is new there;
+// the caller holds Conn.mu.
+func (a *appState) join(h *Hub) bool {
+	if slices.Contains(a.hubs, h) {
+		return false
+	}
+	a.hubs = append(a.hubs, h)
+	return true
+}
+
+// leave removes h from the hubs c joined and reports whether it was there;
+// the caller holds Conn.mu.
+func (a *appState) leave(h *Hub) bool {
+	i := slices.Index(a.hubs, h)
+	if i < 0 {
+		return false
+	}
+	a.hubs = slices.Delete(a.hubs, i, i+1)
+	return true
+}
+
+// behind returns a hub of c's that is behind, or nil; the caller holds
+// Conn.mu.
+func (a *appState) behind() *Hub {
+	for _, h := range a.hubs {
+		if h.behind.Load() > 0 {
+			return h
+		}
+	}
+	return nil
+}
+
+// takeHubs returns the hubs c joined and forgets them; the caller holds
+// Conn.mu.
+func (a *appState) takeHubs() []*Hub {
+	hubs := a.hubs
+	a.hubs = nil
+	return hubs
 }
 
 // ID is unique per Server for the life of the process.
@@ -88,24 +131,17 @@ func (c *Conn) RemoteAddr() netip.AddrPort {
 	return c.slot.addr()
 }
 
-// Protocol is the negotiated subprotocol, or "".
-func (c *Conn) Protocol() string {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.protocol
-}
-
 // Data returns what SetData stored.
 func (c *Conn) Data() any {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	return c.data
+	return c.app.data
 }
 
 // SetData attaches application data to c.
 func (c *Conn) SetData(v any) {
 	c.mu.Lock()
-	c.data = v
+	c.app.data = v
 	c.mu.Unlock()
 }
 
@@ -124,7 +160,7 @@ func (c *Conn) Send(op frame.OpCode, data []byte) error {
 // negotiated (compressed or not).
 func (c *Conn) SendPrepared(ps ...*frame.Prepared) error {
 	if len(ps) == 1 {
-		return c.write(c.frameBytes(ps[0]), false)
+		return c.write(c.frameBytes(ps[0]), notClose)
 	}
 	w := writers.Get().(*writer)
 	defer writers.Put(w)
@@ -139,148 +175,18 @@ func (c *Conn) SendPrepared(ps ...*frame.Prepared) error {
 	return nil
 }
 
-// DeferUntilAttached keeps f until c has its socket, the moment from which
-// a Hub.Join delivers every broadcast to c, and reports true. A connection
-// from Serve has its socket from the start, and one from Handler once its
-// upgrade completes, after OnConnect: f then runs on the upgrading
-// goroutine, before c's first message is read, with true; or with false if
-// c closes first. DeferUntilAttached reports false, and never calls f, when
-// c already has its socket or is closed: act at once.
-func (c *Conn) DeferUntilAttached(f func(attached bool)) bool {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if c.sock.fd >= 0 || c.state == stateClosed || c.hs == nil {
-		return false
-	}
-	c.hs.attached = append(c.hs.attached, f)
-	return true
-}
-
-// runAttached runs the calls DeferUntilAttached kept.
-func runAttached(fs []func(bool), attached bool) {
-	for _, f := range fs {
-		f(attached)
-	}
-}
-
-// Compressed reports whether c negotiated permessage-deflate.
-func (c *Conn) Compressed() bool { return c.zbits != 0 }
-
 // Hubs lists the hubs c has joined and not left.
 func (c *Conn) Hubs() []*Hub {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	return slices.Clone(c.hubs)
-}
-
-// Close starts the closing handshake with code and reason: queued messages
-// are sent first, then the close frame; the socket closes when the peer
-// answers or after Config.CloseTimeout. Calling it again is a no-op.
-func (c *Conn) Close(code frame.CloseCode, reason string) error {
-	return c.closeWith(code, reason, ReasonServerClosed, false)
-}
-
-func (c *Conn) isOpen() bool {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.state == stateOpen
-}
-
-// closeWith queues a close frame behind the pending messages and moves c to
-// closing. With fin (protocol errors, policy, timeouts) the server shuts
-// its side of the socket as soon as the frame is written and reads on,
-// discarding, until the peer's close frame or EOF (drain); otherwise it
-// waits for the peer's close frame. Either way Config.CloseTimeout bounds
-// the wait.
-func (c *Conn) closeWith(code frame.CloseCode, text string, reason CloseReason, fin bool) error {
-	c.mu.Lock()
-	if c.state != stateOpen {
-		c.mu.Unlock()
-		return ErrClosed
-	}
-	c.state = stateClosing
-	c.code, c.reason = code, reason
-	c.deadline = c.srv.now() + int64(c.srv.cfg.CloseTimeout)
-	c.then = closeWait
-	if fin {
-		c.then = closeShut
-	}
-	c.mu.Unlock()
-	return c.write(frame.AppendFrame(nil, frame.OpClose, frame.AppendClosePayload(nil, code, text)), true)
-}
-
-// onCloseFrame handles the peer's close frame: it ends a handshake the server
-// started, or answers with the same code and closes once that is written.
-func (c *Conn) onCloseFrame(code frame.CloseCode) {
-	c.mu.Lock()
-	switch c.state {
-	case stateClosing:
-		c.mu.Unlock()
-		c.destroy(ReasonNone)
-		return
-	case stateOpen:
-		c.state = stateClosing
-		c.code, c.reason = code, ReasonClientClosed
-		c.deadline = c.srv.now() + int64(c.srv.cfg.CloseTimeout)
-		c.then = closeFin
-		c.mu.Unlock()
-		_ = c.write(frame.AppendFrame(nil, frame.OpClose, frame.AppendClosePayload(nil, code, "")), true)
-	default:
-		c.mu.Unlock()
-	}
-}
-
-// destroy closes c now, without a close handshake: it deregisters the fd,
-// leaves every hub and releases the socket. Safe to call more than once.
-func (c *Conn) destroy(reason CloseReason) {
-	c.mu.Lock()
-	if c.state == stateClosed {
-		c.mu.Unlock()
-		return
-	}
-	if c.reason == ReasonNone {
-		c.reason = reason
-	}
-	if c.code == 0 {
-		c.code = frame.CloseAbnormal
-	}
-	c.state = stateClosed
-	clear(c.q)
-	c.q, c.qBytes = nil, 0
-	hubs := c.hubs
-	c.hubs = nil
-	var attached []func(bool)
-	failed := c.hs != nil && c.reason.failsHandshake()
-	if c.hs != nil {
-		attached, c.hs.attached = c.hs.attached, nil
-	}
-	code, why, connected, token, sl := c.code, c.reason, c.connected, c.token, c.slot.take()
-	c.mu.Unlock()
-	runAttached(attached, false)
-	if failed {
-		c.srv.handshakeFailed()
-	}
-
-	s := c.srv
-	for _, h := range hubs {
-		h.refs.Add(-1)
-	}
-	if c.sock.fd >= 0 {
-		_ = s.poller.Deregister(token)
-		for _, h := range hubs {
-			h.remove(c)
-		}
-		s.conns[c.sock.fd].CompareAndSwap(c, nil)
-		c.sock.close()
-	}
-	s.connClosed(c, code, why, connected, &sl)
+	return c.app.joined()
 }
 
 // tok returns c's poller registration.
 func (c *Conn) tok() poller.Token {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	return c.token
+	return c.sock.token()
 }
 
 // pollHandler adapts Conn to poller.Handler without exporting the methods.

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"net/http"
 
+	"github.com/fanout-ws/fanout/frame"
 	"github.com/gobwas/httphead"
 	"github.com/gobwas/ws/wsflate"
 )
@@ -51,13 +52,12 @@ func negotiateDeflate(offer httphead.Option) (httphead.Option, uint8) {
 // negotiate is the gobwas/ws Negotiate hook: the first acceptable
 // permessage-deflate offer wins (offers come in order of preference).
 func (c *Conn) negotiate(offer httphead.Option) (httphead.Option, error) {
-	if c.zbits != 0 || c.srv.cfg.Compression != CompressionOn {
+	if c.neg.zbits != 0 || c.srv.cfg.Compression != CompressionOn {
 		return httphead.Option{}, nil
 	}
 	resp, bits := negotiateDeflate(offer)
 	if bits != 0 {
-		c.zbits = bits
-		c.parser.Deflate = true
+		c.neg.zbits = bits
 	}
 	return resp, nil
 }
@@ -75,4 +75,18 @@ func deflateOffers(h http.Header) (httphead.Option, uint8) {
 		}
 	}
 	return httphead.Option{}, 0
+}
+
+// Compressed reports whether c negotiated permessage-deflate.
+func (c *Conn) Compressed() bool { return c.neg.zbits != 0 }
+
+// frameBytes returns the bytes of p that c receives: the one place that
+// picks a prepared message's variant for a connection. A connection that
+// negotiated permessage-deflate gets the compressed twin (built once for
+// all receivers) when p fits the window it allowed (deflate.go).
+func (c *Conn) frameBytes(p *frame.Prepared) []byte {
+	if c.neg.zbits == 0 || (c.neg.zbits < maxWindowBits && p.PayloadLen() > 1<<c.neg.zbits) {
+		return p.Bytes()
+	}
+	return p.Compressed(&c.srv.deflater)
 }

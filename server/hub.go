@@ -83,17 +83,14 @@ func (s *Server) NewHub() *Hub {
 // OnConnect is allowed: broadcasts then queue behind the 101.
 func (h *Hub) Join(c *Conn) error {
 	c.mu.Lock()
-	if c.state >= stateClosing {
+	if c.life.current() >= stateClosing {
 		c.mu.Unlock()
 		return ErrNotOpen
 	}
-	for _, j := range c.hubs {
-		if j == h {
-			c.mu.Unlock()
-			return nil
-		}
+	if !c.app.join(h) {
+		c.mu.Unlock()
+		return nil
 	}
-	c.hubs = append(c.hubs, h)
 	h.refs.Add(1)
 	tracked := c.sock.fd >= 0 && h.s.conns[c.sock.fd].Load() == c
 	c.mu.Unlock()
@@ -106,12 +103,8 @@ func (h *Hub) Join(c *Conn) error {
 // Leave removes c from h.
 func (h *Hub) Leave(c *Conn) {
 	c.mu.Lock()
-	for i, j := range c.hubs {
-		if j == h {
-			c.hubs = append(c.hubs[:i], c.hubs[i+1:]...)
-			h.refs.Add(-1)
-			break
-		}
+	if c.app.leave(h) {
+		h.refs.Add(-1)
 	}
 	c.mu.Unlock()
 	h.remove(c)

@@ -175,13 +175,13 @@ func TestServer_IdleConnsOwnNothing(t *testing.T) {
 		held := 0
 		s.eachConn(func(c *Conn) {
 			c.mu.Lock()
-			if c.q != nil || c.hs != nil || !c.parser.Idle() || c.writing {
+			if c.out.q != nil || c.hs != nil || c.rd.p != nil || c.out.writing {
 				held++
 			}
 			c.mu.Unlock()
 		})
 		if held > 0 {
-			return fmt.Errorf("%d idle connections hold a queue, handshake state or parser buffer", held)
+			return fmt.Errorf("%d idle connections hold a queue, handshake state or parser", held)
 		}
 		return nil
 	})

@@ -19,6 +19,14 @@ type connLimits struct {
 	over          bool   // a frame of the open data message was over the rate: drop it
 }
 
+// parserReset forgets the frames charged: the parser they were counted on
+// was reset. l may be nil.
+func (l *connLimits) parserReset() {
+	if l != nil {
+		l.charged = 0
+	}
+}
+
 func (s *Server) newConnLimits() *connLimits {
 	if s.cfg.MessageRate <= 0 && s.cfg.ByteRate <= 0 {
 		return nil

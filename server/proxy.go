@@ -195,33 +195,6 @@ func (c *Conn) admitForwarded(hs *handshake, head []byte) int {
 	return c.admitClient(s.forwardedFor(peer, h, headerValues(head, h)))
 }
 
-// admitClient records the client a trusted proxy named for c and admits it
-// per IP, unless that address is itself a trusted proxy's. It returns 0
-// or the status that refuses the client.
-func (c *Conn) admitClient(client netip.AddrPort) int {
-	s := c.srv
-	sl := slotFor(client)
-	c.mu.Lock()
-	c.slot.ip, c.slot.port = sl.ip, sl.port
-	c.mu.Unlock()
-	if s.trusted(sl.ip) {
-		return 0
-	}
-	if status := s.admitIP(&sl); status != 0 {
-		return status
-	}
-	c.mu.Lock()
-	closed := c.state == stateClosed
-	if !closed {
-		c.slot.held |= sl.held
-	}
-	c.mu.Unlock()
-	if closed {
-		s.releaseSlot(&sl)
-	}
-	return 0
-}
-
 // headerValues returns the values of every name: line of a request head.
 func headerValues(head []byte, name string) []string {
 	var vs []string

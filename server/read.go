@@ -2,11 +2,53 @@ package server
 
 import (
 	"errors"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/fanout-ws/fanout/frame"
 	"golang.org/x/sys/unix"
 )
+
+// reader is a Conn's read part. Only the holder of the read event (reading:
+// an epoll event's task, or the goroutine that attaches the connection)
+// touches p and limits.
+type reader struct {
+	lastRead atomic.Int64  // Server.now() of the last bytes received
+	reading  atomic.Int32  // readIdle, readBusy or readAgain
+	p        *frame.Parser // lent by parsers while a frame or message is incomplete, else nil
+	limits   *connLimits   // per-connection rate limits, nil when off
+}
+
+// parsers lends frame parsers: a connection between messages holds none,
+// so an idle one is smaller by a Parser.
+var parsers = sync.Pool{New: func() any { return new(frame.Parser) }}
+
+// parser returns c's parser, lending it one if it has none.
+func (c *Conn) parser() *frame.Parser {
+	if c.rd.p == nil {
+		p := parsers.Get().(*frame.Parser)
+		p.Role, p.MaxMessageBytes, p.Deflate = frame.ServerSide, c.srv.cfg.MaxMessageBytes, c.Compressed()
+		p.DeferInflate = true // consumeFrames charges the rate limits first
+		c.rd.p = p
+	}
+	return c.rd.p
+}
+
+// resetParser drops c's parse state and gives its parser back.
+func (c *Conn) resetParser() {
+	p := c.rd.p
+	if p == nil {
+		return
+	}
+	c.rd.p = nil
+	p.Reset()
+	parsers.Put(p)
+	c.rd.limits.parserReset()
+}
+
+// lastReadAt is when c last received bytes, Server.now() units.
+func (c *Conn) lastReadAt() int64 { return c.rd.lastRead.Load() }
 
 // maxReadsPerEvent bounds the reads one event may do on one socket, so a
 // flooding client yields its worker to the others (nbio's
@@ -30,7 +72,7 @@ func (s *Server) serveRead(c *Conn) {
 		n, err := c.sock.read(buf)
 		switch {
 		case n > 0:
-			c.lastRead.Store(s.now())
+			c.rd.lastRead.Store(s.now())
 			if !c.consume(buf[:n]) {
 				return
 			}
@@ -68,13 +110,13 @@ const (
 // starts a task, or only tells the running one to read on.
 func (c *Conn) claimRead() bool {
 	for {
-		switch c.reading.Load() {
+		switch c.rd.reading.Load() {
 		case readIdle:
-			if c.reading.CompareAndSwap(readIdle, readBusy) {
+			if c.rd.reading.CompareAndSwap(readIdle, readBusy) {
 				return true
 			}
 		case readBusy:
-			if c.reading.CompareAndSwap(readBusy, readAgain) {
+			if c.rd.reading.CompareAndSwap(readBusy, readAgain) {
 				return false
 			}
 		default:
@@ -94,10 +136,10 @@ func (c *Conn) readDone(drained bool) bool {
 	if !drained {
 		return true
 	}
-	if c.reading.CompareAndSwap(readBusy, readIdle) {
+	if c.rd.reading.CompareAndSwap(readBusy, readIdle) {
 		return false
 	}
-	c.reading.Store(readBusy) // readAgain: an event came during the pass
+	c.rd.reading.Store(readBusy) // readAgain: an event came during the pass
 	return true
 }
 
@@ -122,12 +164,7 @@ func (c *Conn) parkIfBehind() bool {
 func (c *Conn) hubBehind() *Hub {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	for _, h := range c.hubs {
-		if h.behind.Load() > 0 {
-			return h
-		}
-	}
-	return nil
+	return c.app.behind()
 }
 
 // resumeRead reads a parked connection again. Its silence while parked
@@ -136,7 +173,7 @@ func (c *Conn) resumeRead() {
 	if !c.sock.acquire() {
 		return
 	}
-	c.lastRead.Store(c.srv.now())
+	c.rd.lastRead.Store(c.srv.now())
 	c.readOn()
 	c.sock.release()
 }
@@ -151,17 +188,17 @@ func (c *Conn) resumeRead() {
 // number cannot be reused meanwhile.
 func (c *Conn) readOn() {
 	c.mu.Lock()
-	closed := c.state == stateClosed
+	closed := c.life.current() == stateClosed
 	c.mu.Unlock()
 	if closed {
-		c.parser.Reset()
+		c.resetParser()
 		return
 	}
 	if c.sock.tls != nil {
 		c.srv.requeueRead(c)
 		return
 	}
-	c.reading.Store(readIdle) // from here another task may own the parser
+	c.rd.reading.Store(readIdle) // from here another task may own the parser
 	if err := c.srv.poller.ArmRead(c.tok()); err != nil {
 		c.destroy(ReasonIOError)
 	}
@@ -172,31 +209,20 @@ func (c *Conn) peerGone(err error) {
 	if err != nil && !errors.Is(err, unix.ECONNRESET) {
 		c.srv.connError(c, err)
 	}
-	hs := c.hs // read by the handshake's owner, which this is while it is set
 	c.destroy(ReasonPeerGone)
-	c.parser.Reset() // after destroy's lock: ordered after anyone who looked under c.mu
-	hs.releaseRequest()
+	c.resetParser() // after destroy's lock: ordered after anyone who looked under c.mu
+	c.hs.releaseRequest()
 }
 
 // consume feeds bytes just read to the handshake or the frame parser. It
 // returns false once c must not be read again.
 func (c *Conn) consume(data []byte) bool {
 	c.mu.Lock()
-	st := c.state
+	st := c.life.current()
 	c.mu.Unlock()
 	switch st {
 	case stateHandshake:
-		hs := c.hs
-		rest, ok := c.collectRequest(hs, data)
-		if !ok {
-			return false
-		}
-		if rest == nil {
-			return true
-		}
-		ok = c.consumeFrames(rest)
-		hs.releaseRequest() // rest lived in the request buffer
-		return ok
+		return c.handshakeBytes(data)
 	case stateOpen:
 		c.srv.stats.bytesIn.Add(uint64(len(data)))
 		return c.consumeFrames(data)
@@ -212,26 +238,27 @@ func (c *Conn) consume(data []byte) bool {
 // closes c it goes on reading, in drain.
 func (c *Conn) consumeFrames(data []byte) bool {
 	s := c.srv
+	p := c.parser()
 	for len(data) > 0 {
-		m, n, err := c.parser.Parse(data)
+		m, n, err := p.Parse(data)
 		data = data[n:]
 		if err != nil {
 			return c.protocolError(err)
 		}
 		// A compressed message is charged as it arrived, and inflated only
 		// within the rate; then what it inflated to is charged too.
-		if c.limits != nil && m.Op != frame.OpClose && !c.limits.allow(time.Now(), &c.parser, m) {
+		if c.rd.limits != nil && m.Op != frame.OpClose && !c.rd.limits.allow(time.Now(), p, m) {
 			if !c.rateLimited() {
 				return c.drain(data)
 			}
 			continue // dropped: a ping over the rate gets no pong
 		}
 		wire := len(m.Payload)
-		if err := c.parser.Inflate(&m); err != nil {
+		if err := p.Inflate(&m); err != nil {
 			return c.protocolError(err)
 		}
-		if c.limits != nil {
-			c.limits.chargeInflated(time.Now(), len(m.Payload)-wire)
+		if c.rd.limits != nil {
+			c.rd.limits.chargeInflated(time.Now(), len(m.Payload)-wire)
 		}
 		switch m.Op {
 		case frame.OpContinuation: // need more bytes
@@ -250,19 +277,30 @@ func (c *Conn) consumeFrames(data []byte) bool {
 			}
 		case frame.OpPing:
 			if c.isOpen() {
-				_ = c.write(frame.AppendFrame(make([]byte, 0, 2+len(m.Payload)), frame.OpPong, m.Payload), false)
+				_ = c.write(frame.AppendFrame(make([]byte, 0, 2+len(m.Payload)), frame.OpPong, m.Payload), notClose)
 			}
 		case frame.OpPong:
 			// lastRead is already refreshed: that is all a pong is for.
 		case frame.OpClose:
 			code, _, _ := frame.ParseClosePayload(m.Payload)
 			c.onCloseFrame(code)
-			c.parser.Reset()
+			c.resetParser()
 			return false
 		}
 	}
-	c.parser.Parse(nil) // return the last message's pooled buffer: idle connections hold none
+	c.endPass()
 	return true
+}
+
+// endPass ends a pass over the bytes read: the last message's pooled buffer
+// goes back, and the parser too if no frame is left incomplete, so idle
+// connections hold neither.
+func (c *Conn) endPass() {
+	p := c.rd.p
+	p.Parse(nil)
+	if p.Idle() {
+		c.resetParser()
+	}
 }
 
 // drain reads a closing connection: the server has sent its close frame
@@ -273,26 +311,27 @@ func (c *Conn) consumeFrames(data []byte) bool {
 // Bytes that do not parse (after a protocol error, or a refused request)
 // are discarded whole.
 func (c *Conn) drain(data []byte) bool {
+	p := c.parser()
 	for len(data) > 0 {
-		m, n, err := c.parser.Parse(data)
+		m, n, err := p.Parse(data)
 		if err != nil {
 			break
 		}
 		data = data[n:]
 		if m.Op == frame.OpClose {
-			c.parser.Reset()
+			c.resetParser()
 			c.destroy(ReasonNone)
 			return false
 		}
 	}
-	c.parser.Parse(nil)
+	c.endPass()
 	return true
 }
 
 // protocolError fails the connection with the close code err carries. It
 // returns whether c is to be read on (drained).
 func (c *Conn) protocolError(err error) bool {
-	defer c.parser.Reset()
+	defer c.resetParser()
 	code := frame.CloseProtocolError
 	var pe *frame.ProtocolError
 	if errors.As(err, &pe) {

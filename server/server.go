@@ -255,20 +255,6 @@ func (s *Server) Serve(ln net.Listener) error {
 	}
 }
 
-// newConn makes the Conn for fd, holding sl; it starts in its handshake.
-func (s *Server) newConn(fd int, sl slot, viaProxy bool) *Conn {
-	c := &Conn{srv: s, id: s.nextID.Add(1), slot: sl, writing: true}
-	c.sock.fd = int32(fd)
-	c.hs = &handshake{viaProxy: viaProxy}
-	c.deadline = s.now() + int64(s.cfg.HandshakeTimeout)
-	c.parser.Role = frame.ServerSide
-	c.parser.MaxMessageBytes = s.cfg.MaxMessageBytes
-	c.parser.DeferInflate = true // consumeFrames charges the rate limits first
-	c.lastRead.Store(s.now())
-	c.limits = s.newConnLimits()
-	return c
-}
-
 // register tracks c and arms its first read.
 func (s *Server) register(c *Conn) error {
 	if err := s.track(c); err != nil {
@@ -285,11 +271,8 @@ func (s *Server) track(c *Conn) error {
 	}
 	s.conns[c.sock.fd].Store(c)
 	c.mu.Lock()
-	hubs := c.hubs
-	var attached []func(bool)
-	if c.hs != nil {
-		attached, c.hs.attached = c.hs.attached, nil
-	}
+	hubs := c.app.joined()
+	attached := c.hs.takeAttached()
 	c.mu.Unlock()
 	for _, h := range hubs {
 		h.add(c)
@@ -299,21 +282,20 @@ func (s *Server) track(c *Conn) error {
 }
 
 // arm registers c's fd with the poller, read interest armed. c.mu is held
-// across the epoll_ctl so that an event firing at once finds c.token set:
+// across the epoll_ctl so that an event firing at once finds the token set:
 // a worker that read a zero token could not deregister the fd. A c closed
 // before it was armed (a hijacked connection's client can be served, and
 // gone, while the hijacking goroutine still writes) is not registered: its
 // fd is closed, and the number may already be another connection's.
 func (s *Server) arm(c *Conn) error {
 	c.mu.Lock()
-	if c.state == stateClosed {
+	if c.life.current() == stateClosed {
 		c.mu.Unlock()
 		return nil
 	}
 	t, err := s.poller.Register(int(c.sock.fd), (*pollHandler)(c))
-	c.token = t
-	parked := c.parked && err == nil
-	c.parked = false
+	c.sock.registered(t)
+	parked := c.out.unpark() && err == nil
 	c.mu.Unlock()
 	if parked {
 		c.armWrite() // a write hit a full socket before registration
@@ -424,7 +406,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 				_ = c.closeWith(frame.CloseGoingAway, "server shutdown", ReasonServerShutdown, false)
 			} else {
 				c.mu.Lock()
-				hs := c.state == stateHandshake
+				hs := c.life.current() == stateHandshake
 				c.mu.Unlock()
 				if hs {
 					c.destroy(ReasonServerShutdown)

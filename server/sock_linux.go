@@ -7,6 +7,8 @@ import (
 	"sync/atomic"
 	"unsafe"
 
+	"github.com/fanout-ws/fanout/poller"
+
 	"golang.org/x/sys/unix"
 )
 
@@ -23,8 +25,16 @@ const (
 type sock struct {
 	state atomic.Uint64 // references | sockClosing | sockClosed
 	fd    int32
+	gen   uint32 // the poller registration's generation (0: not registered), under Conn.mu
 	tls   *tlsIO // non-nil for TLS: I/O goes through crypto/tls, and Go owns the fd
 }
+
+// token is the socket's poller registration; the caller holds Conn.mu.
+func (s *sock) token() poller.Token { return poller.Token{FD: s.fd, Gen: s.gen} }
+
+// registered records the socket's poller registration; the caller holds
+// Conn.mu.
+func (s *sock) registered(t poller.Token) { s.gen = t.Gen }
 
 // closeFD closes the socket for good.
 func (s *sock) closeFD() {

@@ -43,7 +43,7 @@ func (s *Server) sweepInterval() time.Duration {
 
 func (s *Server) checkTimers(c *Conn, now int64) {
 	c.mu.Lock()
-	st, deadline, lastPing, expires := c.state, c.deadline, c.lastPing, c.expires
+	st, deadline, lastPing, expires := c.life.state, c.life.deadline, c.life.lastPing, c.life.expires
 	c.mu.Unlock()
 	switch st {
 	case stateHandshake:
@@ -55,7 +55,7 @@ func (s *Server) checkTimers(c *Conn, now int64) {
 			c.destroy(ReasonCloseTimeout)
 		}
 	case stateOpen:
-		idle := now - c.lastRead.Load()
+		idle := now - c.lastReadAt()
 		switch {
 		case expires > 0 && now >= expires:
 			_ = c.closeWith(frame.ClosePolicyViolation, "token expired", ReasonTokenExpired, true)
@@ -63,9 +63,9 @@ func (s *Server) checkTimers(c *Conn, now int64) {
 			_ = c.closeWith(1001, "idle timeout", ReasonIdleTimeout, true)
 		case s.cfg.PingInterval > 0 && idle > int64(s.cfg.PingInterval) && now-lastPing > int64(s.cfg.PingInterval):
 			c.mu.Lock()
-			c.lastPing = now
+			c.life.lastPing = now
 			c.mu.Unlock()
-			_ = c.write(s.ping, false)
+			_ = c.write(s.ping, notClose)
 		}
 	}
 }

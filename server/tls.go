@@ -181,7 +181,8 @@ func (s *Server) acceptTLS(nc net.Conn, sl slot, viaProxy bool, status int) {
 	}
 	raw := &tlsRaw{Conn: nc, rc: rc}
 	tc := tls.Server(raw, s.cfg.TLS)
-	c := s.newConn(fd, sl, viaProxy)
+	c := s.newConn(fd, sl)
+	c.startHandshake(viaProxy)
 	c.sock.tls = &tlsIO{tc: tc, raw: raw}
 	if err := s.track(c); err != nil {
 		c.destroy(ReasonIOError)
@@ -241,10 +242,7 @@ func (c *Conn) flushTLS() {
 	case left > 0:
 		c.armWrite()
 	default:
-		c.mu.Lock()
-		fin := c.finAfter && c.state == stateClosing && !c.writing
-		c.mu.Unlock()
-		if fin {
+		if c.closeDue() {
 			c.destroy(ReasonNone)
 		}
 	}

@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"net/netip"
 	"net/url"
+	"slices"
 	"strings"
 	"sync"
 
@@ -49,7 +50,71 @@ type handshake struct {
 	proxyDone bool         // the PROXY header, if any, is handled
 }
 
+// DeferUntilAttached keeps f until c has its socket, the moment from which
+// a Hub.Join delivers every broadcast to c, and reports true. A connection
+// from Serve has its socket from the start, and one from Handler once its
+// upgrade completes, after OnConnect: f then runs on the upgrading
+// goroutine, before c's first message is read, with true; or with false if
+// c closes first. DeferUntilAttached reports false, and never calls f, when
+// c already has its socket or is closed: act at once.
+func (c *Conn) DeferUntilAttached(f func(attached bool)) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.sock.fd >= 0 || c.life.current() == stateClosed || c.hs == nil {
+		return false
+	}
+	c.hs.attached = append(c.hs.attached, f)
+	return true
+}
+
+// runAttached runs the calls DeferUntilAttached kept.
+func runAttached(fs []func(bool), attached bool) {
+	for _, f := range fs {
+		f(attached)
+	}
+}
+
+// startHandshake gives a new Conn, not yet shared, its handshake part.
+func (c *Conn) startHandshake(viaProxy bool) {
+	c.hs = &handshake{viaProxy: viaProxy}
+}
+
+// end ends the handshake of a Conn closed for reason (the caller holds
+// Conn.mu): it reports whether that counts as a failed handshake, and
+// returns DeferUntilAttached's calls. hs may be nil: no handshake.
+func (hs *handshake) end(reason CloseReason) (failed bool, attached []func(bool)) {
+	if hs == nil {
+		return false, nil
+	}
+	return reason.failsHandshake(), hs.takeAttached()
+}
+
+// takeAttached returns DeferUntilAttached's calls and forgets them; the
+// caller holds Conn.mu. hs may be nil.
+func (hs *handshake) takeAttached() []func(bool) {
+	if hs == nil {
+		return nil
+	}
+	fs := hs.attached
+	hs.attached = nil
+	return fs
+}
+
 var requestBufs = sync.Pool{New: func() any { b := make([]byte, 0, 1024); return &b }}
+
+// handshakeBytes takes bytes read during the handshake: the request, then
+// the first frames that came with it. It returns false once c must not be
+// read again.
+func (c *Conn) handshakeBytes(data []byte) bool {
+	hs := c.hs
+	rest, ok := c.collectRequest(hs, data)
+	if !ok || rest == nil {
+		return ok
+	}
+	ok = c.consumeFrames(rest)
+	hs.releaseRequest() // rest lived in the request buffer
+	return ok
+}
 
 // collectRequest appends handshake bytes read without blocking. When the
 // request is complete it upgrades and returns the bytes that followed the
@@ -149,7 +214,7 @@ func (c *Conn) upgrade(head []byte) bool {
 		},
 		ProtocolCustom: func(v []byte) (string, bool) {
 			req.Protocols = appendProtocols(req.Protocols, string(v))
-			return s.selectProtocol(req.Protocols), true
+			return s.protocolName(s.selectProtocol(req.Protocols)), true
 		},
 		Negotiate: c.negotiate,
 		OnBeforeUpgrade: func() (ws.HandshakeHeader, error) {
@@ -175,16 +240,18 @@ func (c *Conn) upgrade(head []byte) bool {
 		return false
 	}
 	s.stats.upgraded.Add(1)
-	if c.zbits != 0 {
+	if c.neg.zbits != 0 {
 		s.stats.compressedConns.Add(1)
 	}
 	s.log.Debug("upgraded", "conn", c.id, "remote", c.slot.addr().String(), "uri", req.URI)
+	c.neg.proto = s.selectProtocol(req.Protocols)
+	if s.protocolName(c.neg.proto) != hs.Protocol {
+		c.neg.proto = 0 // gobwas/ws answered none
+	}
 	c.mu.Lock()
-	c.state = stateOpen
+	c.life.open()
 	c.hs = nil
-	c.protocol = hs.Protocol
-	c.connected = true
-	c.pushFrontLocked(hio.w.Bytes())
+	c.out.pushFront(hio.w.Bytes())
 	c.mu.Unlock()
 	c.releaseNow()
 	return true
@@ -219,10 +286,7 @@ func (s *Server) onConnect(c *Conn, r *Request) error {
 			s.warnSampled("authentication failed", "remote", r.RemoteAddr.String(), "err", err.Error())
 			return errUnauthorized
 		}
-		c.mu.Lock()
-		c.claims = claims
-		c.expires = expiry(claims)
-		c.mu.Unlock()
+		c.setClaims(claims)
 	}
 	if s.cfg.OnConnect == nil {
 		return nil
@@ -240,16 +304,30 @@ func appendProtocols(dst []string, v string) []string {
 }
 
 // selectProtocol picks the first of Config.Subprotocols that the client
-// offered, or "".
-func (s *Server) selectProtocol(offered []string) string {
-	for _, want := range s.cfg.Subprotocols {
-		for _, p := range offered {
-			if p == want {
-				return p
-			}
+// offered: 1 + its index, or 0 for none.
+func (s *Server) selectProtocol(offered []string) uint8 {
+	for i, want := range s.cfg.Subprotocols {
+		if slices.Contains(offered, want) {
+			return uint8(i + 1)
 		}
 	}
-	return ""
+	return 0
+}
+
+// Protocol is the negotiated subprotocol, or "".
+func (c *Conn) Protocol() string {
+	if c.neg.proto == 0 {
+		return ""
+	}
+	return c.srv.cfg.Subprotocols[c.neg.proto-1]
+}
+
+// protocolName is the subprotocol selectProtocol's i names, or "".
+func (s *Server) protocolName(i uint8) string {
+	if i == 0 {
+		return ""
+	}
+	return s.cfg.Subprotocols[i-1]
 }
 
 // rejection is the HTTP status and text for an error from onConnect: a
@@ -323,12 +401,13 @@ func (s *Server) serveHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	proto := s.selectProtocol(req.Protocols)
+	name := s.protocolName(proto)
 	var ext httphead.Option // answered once, to the first offer
-	if c.zbits != 0 {
+	if c.neg.zbits != 0 {
 		ext, _ = deflateOffers(r.Header)
 	}
 	u := ws.HTTPUpgrader{
-		Protocol: func(p string) bool { return p == proto },
+		Protocol: func(p string) bool { return p == name },
 		Negotiate: func(httphead.Option) (httphead.Option, error) {
 			resp := ext
 			ext = httphead.Option{}
@@ -355,7 +434,7 @@ func (s *Server) serveHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	s.stats.upgraded.Add(1)
-	if c.zbits != 0 {
+	if c.neg.zbits != 0 {
 		s.stats.compressedConns.Add(1)
 	}
 	s.log.Debug("upgraded", "conn", c.id, "remote", c.slot.addr().String(), "uri", r.RequestURI)
@@ -378,15 +457,15 @@ func (s *Server) admitHTTP(w http.ResponseWriter, r *http.Request) (*Conn, *Requ
 		http.Error(w, refusalText(status), status)
 		return nil, nil
 	}
-	c := s.newConn(-1, sl, false)
+	c := s.newConn(-1, sl)
+	c.startHandshake(false)
 	if err := checkKeyAndHost(r.Header.Values("Sec-WebSocket-Key"), 1); err != nil { // net/http refuses a second Host
 		http.Error(w, err.Error(), http.StatusBadRequest)
 		c.destroy(ReasonHandshakeFailed)
 		return nil, nil
 	}
 	if s.cfg.Compression == CompressionOn { // before OnConnect, which may join hubs
-		_, c.zbits = deflateOffers(r.Header)
-		c.parser.Deflate = c.zbits != 0
+		_, c.neg.zbits = deflateOffers(r.Header)
 	}
 	req := &Request{URI: r.RequestURI, Host: r.Host, Header: r.Header, RemoteAddr: sl.addr()}
 	for _, v := range r.Header.Values("Sec-WebSocket-Protocol") {
@@ -408,12 +487,11 @@ func (s *Server) admitHTTP(w http.ResponseWriter, r *http.Request) (*Conn, *Requ
 // poller. Bytes that came with the request (early) will not be reported
 // by the poller: they are parsed before the fd is armed, while this
 // goroutine alone owns the parser.
-func (s *Server) attachHijacked(c *Conn, fd int, proto string, early []byte) {
+func (s *Server) attachHijacked(c *Conn, fd int, proto uint8, early []byte) {
 	c.sock.fd = int32(fd)
+	c.neg.proto = proto
 	c.mu.Lock()
-	c.state = stateOpen
-	c.protocol = proto
-	c.connected = true
+	c.life.open()
 	c.mu.Unlock()
 	if err := s.track(c); err != nil {
 		s.log.Error("register", "err", err)

@@ -3,6 +3,7 @@ package server
 import (
 	"errors"
 	"math/bits"
+	"slices"
 	"sync"
 
 	"github.com/fanout-ws/fanout/frame"
@@ -10,11 +11,106 @@ import (
 	"golang.org/x/sys/unix"
 )
 
+// sendQueue is a Conn's write part, owned by this file, under Conn.mu.
+type sendQueue struct {
+	q         *queued // what waits for the socket, lent by queues; nil while nothing does
+	writing   bool    // a goroutine owns the socket for writing (or waits for EPOLLOUT)
+	finAfter  bool    // close the socket once the queue is flushed
+	shutAfter bool    // shut the write side once the queue is flushed, and drain reads
+	parked    bool    // a write waits for EPOLLOUT that could not be armed before registration
+}
+
+// queued is the frames (or their unwritten tails) waiting for a socket.
+type queued struct {
+	frames [][]byte
+	bytes  int // their frameCost, charged against SendQueueBytes
+}
+
+// queues lends queued to connections while something waits for their
+// socket, so an idle connection keeps none.
+var queues = sync.Pool{New: func() any { return new(queued) }}
+
+// maxPooledQueue is the longest queue slice given back to queues: a larger
+// one, left by a burst, goes to the garbage collector.
+const maxPooledQueue = 1024
+
+// push appends frames, charging each frameCost, and returns the bytes
+// queued.
+func (o *sendQueue) push(frames [][]byte) int {
+	if o.q == nil {
+		o.q = queues.Get().(*queued)
+	}
+	for _, b := range frames {
+		o.q.frames = append(o.q.frames, b)
+		o.q.bytes += frameCost(len(b))
+	}
+	return o.q.bytes
+}
+
+// pushFront puts frames ahead of what waits, charging each frameCost, and
+// returns the bytes queued.
+func (o *sendQueue) pushFront(frames ...[]byte) int {
+	if o.q == nil {
+		o.q = queues.Get().(*queued)
+	}
+	for _, b := range frames {
+		o.q.bytes += frameCost(len(b))
+	}
+	o.q.frames = slices.Insert(o.q.frames, 0, frames...)
+	return o.q.bytes
+}
+
+// consume drops n written bytes from the head and returns how many frames
+// that completed. An emptied queue goes back to queues.
+func (o *sendQueue) consume(n int) (frames int) {
+	q := o.q
+	for n > 0 && len(q.frames) > 0 {
+		head := q.frames[0]
+		if n < len(head) {
+			q.bytes -= frameCost(len(head)) - frameCost(len(head)-n)
+			q.frames[0] = head[n:]
+			return frames
+		}
+		n -= len(head)
+		q.bytes -= frameCost(len(head))
+		q.frames[0] = nil
+		q.frames = q.frames[1:]
+		frames++
+	}
+	if len(q.frames) == 0 {
+		o.dropLocked()
+	}
+	return frames
+}
+
+// dropLocked forgets what waits and gives the queue back.
+func (o *sendQueue) dropLocked() {
+	q := o.q
+	if q == nil {
+		return
+	}
+	o.q = nil
+	clear(q.frames)
+	q.frames, q.bytes = q.frames[:0], 0
+	if cap(q.frames) > maxPooledQueue {
+		q.frames = nil
+	}
+	queues.Put(q)
+}
+
+// unpark reports whether a write waited for registration to arm EPOLLOUT,
+// and forgets it.
+func (o *sendQueue) unpark() bool {
+	p := o.parked
+	o.parked = false
+	return p
+}
+
 // writer is per-task scratch for gather writes, so the write path allocates
 // nothing per delivery.
 type writer struct {
 	iov   []unix.Iovec
-	bufs  [][]byte // writeQueue's view of c.q
+	bufs  [][]byte // writeQueue's view of the queue
 	batch [][]byte // a hub flush's frames for one member
 	one   [1][]byte
 
@@ -70,34 +166,24 @@ func (s *Server) flushStats(w *writer) {
 
 var writers = sync.Pool{New: func() any { return newWriter() }}
 
-// frameBytes returns the bytes of p that c receives: the one place that
-// picks a prepared message's variant for a connection. A connection that
-// negotiated permessage-deflate gets the compressed twin (built once for
-// all receivers) when p fits the window it allowed (deflate.go).
-func (c *Conn) frameBytes(p *frame.Prepared) []byte {
-	if c.zbits == 0 || (c.zbits < maxWindowBits && p.PayloadLen() > 1<<c.zbits) {
-		return p.Bytes()
-	}
-	return p.Compressed(&c.srv.deflater)
-}
-
 // writePrepared sends c its variant of each of ps (at most iovMax) with one
 // writev, behind whatever c's queue holds.
 func (c *Conn) writePrepared(w *writer, ps []*frame.Prepared) error {
 	for _, p := range ps {
 		w.batch = append(w.batch, c.frameBytes(p))
 	}
-	err := c.writeFrames(w, w.batch, false)
+	err := c.writeFrames(w, w.batch, notClose)
 	clear(w.batch)
 	w.batch = w.batch[:0]
 	return err
 }
 
-// write sends one frame to c; a close frame is let through while closing.
-func (c *Conn) write(b []byte, isClose bool) error {
+// write sends one frame to c; a close frame (then says what follows it)
+// is let through while closing.
+func (c *Conn) write(b []byte, then closeAfter) error {
 	w := writers.Get().(*writer)
 	w.one[0] = b
-	err := c.writeFrames(w, w.one[:], isClose)
+	err := c.writeFrames(w, w.one[:], then)
 	w.one[0] = nil
 	c.srv.flushStats(w)
 	writers.Put(w)
@@ -106,24 +192,24 @@ func (c *Conn) write(b []byte, isClose bool) error {
 
 // writeFrames sends at most iovMax frames to c in order. If nobody owns c's socket it
 // writes them at once with one writev; what the kernel does not take, and
-// everything sent while another goroutine owns the socket, waits in c.q.
-func (c *Conn) writeFrames(w *writer, frames [][]byte, isClose bool) error {
+// everything sent while another goroutine owns the socket, waits in the
+// queue. then says whether the last frame is a close frame, and what
+// follows it.
+func (c *Conn) writeFrames(w *writer, frames [][]byte, then closeAfter) error {
+	isClose := then != notClose
 	c.mu.Lock()
-	if c.state == stateClosed || (c.state == stateClosing && !isClose) {
+	if st := c.life.current(); st == stateClosed || (st == stateClosing && !isClose) {
 		c.mu.Unlock()
 		return ErrClosed
 	}
+	o := &c.out
 	if isClose { // set with the frame, so no flush of earlier frames acts on it first
-		c.finAfter, c.shutAfter = c.then == closeFin, c.then == closeShut
+		o.finAfter, o.shutAfter = then == closeFin, then == closeShut
 	}
-	if c.writing {
-		for _, b := range frames {
-			c.q = append(c.q, b)
-			c.qBytes += frameCost(len(b))
-		}
-		return c.checkQueueLocked(isClose)
+	if o.writing {
+		return c.checkQueueLocked(o.push(frames), isClose)
 	}
-	c.writing = true
+	o.writing = true
 	c.mu.Unlock()
 
 	total := 0
@@ -141,8 +227,8 @@ func (c *Conn) writeFrames(w *writer, frames [][]byte, isClose bool) error {
 		w.frames += uint64(len(frames))
 		c.tlsBacklog()
 		c.mu.Lock()
-		if len(c.q) == 0 && !c.finAfter && !c.shutAfter { // the common case: give the socket back
-			c.writing = false
+		if o.q == nil && !o.finAfter && !o.shutAfter { // the common case: give the socket back
+			o.writing = false
 			c.mu.Unlock()
 			return nil
 		}
@@ -164,30 +250,21 @@ func (c *Conn) writeFrames(w *writer, frames [][]byte, isClose bool) error {
 		break
 	}
 	c.mu.Lock()
-	if c.state == stateClosed {
+	if c.life.current() == stateClosed {
 		c.mu.Unlock()
 		return nil
 	}
-	c.pushFrontLocked(rest...)
-	if err := c.checkQueueLocked(isClose); err != nil {
+	if err := c.checkQueueLocked(o.pushFront(rest...), isClose); err != nil {
 		return err
 	}
 	c.armWrite() // the kernel took less than offered: the socket is full
 	return nil
 }
 
-// pushFrontLocked puts frames ahead of c's queue, charging each frameCost.
-func (c *Conn) pushFrontLocked(frames ...[]byte) {
-	for _, b := range frames {
-		c.qBytes += frameCost(len(b))
-	}
-	c.q = append(frames, c.q...)
-}
-
-// checkQueueLocked unlocks c.mu and evicts c if its queue passed
-// SendQueueBytes (a close frame is always let through).
-func (c *Conn) checkQueueLocked(isClose bool) error {
-	slow := c.qBytes > c.srv.cfg.SendQueueBytes && !isClose
+// checkQueueLocked unlocks c.mu and evicts c if its queue, queued bytes,
+// passed SendQueueBytes (a close frame is always let through).
+func (c *Conn) checkQueueLocked(queued int, isClose bool) error {
+	slow := queued > c.srv.cfg.SendQueueBytes && !isClose
 	c.mu.Unlock()
 	if slow {
 		c.evictSlow()
@@ -196,22 +273,23 @@ func (c *Conn) checkQueueLocked(isClose bool) error {
 	return nil
 }
 
-// writeQueue writes c.q while the kernel takes it; the caller owns c's
+// writeQueue writes c's queue while the kernel takes it; the caller owns c's
 // socket. It returns true when the queue is empty and the caller still owns
 // the socket, false when the socket is full (ownership passes to the
 // EPOLLOUT event) or c is closed.
 func (c *Conn) writeQueue(w *writer) bool {
 	for {
 		c.mu.Lock()
-		if c.state == stateClosed {
+		if c.life.current() == stateClosed {
 			c.mu.Unlock()
 			return false
 		}
-		if len(c.q) == 0 {
+		q := c.out.q
+		if q == nil {
 			c.mu.Unlock()
 			return true
 		}
-		w.bufs = append(w.bufs[:0], c.q[:min(len(c.q), iovMax)]...)
+		w.bufs = append(w.bufs[:0], q.frames[:min(len(q.frames), iovMax)]...)
 		c.mu.Unlock()
 
 		n, err := c.sock.send(w.iov, w.bufs)
@@ -227,7 +305,9 @@ func (c *Conn) writeQueue(w *writer) bool {
 		}
 		w.bytes += uint64(n)
 		c.mu.Lock()
-		w.frames += uint64(c.consumeLocked(n))
+		if c.out.q != nil { // nil once c closed
+			w.frames += uint64(c.out.consume(n))
+		}
 		c.mu.Unlock()
 		c.tlsBacklog()
 		if n < offered {
@@ -246,28 +326,6 @@ func (c *Conn) flush(w *writer) {
 	c.release(w)
 }
 
-// consumeLocked drops n written bytes from the head of c.q and returns how
-// many frames that completed.
-func (c *Conn) consumeLocked(n int) (frames int) {
-	for n > 0 && len(c.q) > 0 {
-		head := c.q[0]
-		if n < len(head) {
-			c.qBytes -= frameCost(len(head)) - frameCost(len(head)-n)
-			c.q[0] = head[n:]
-			return frames
-		}
-		n -= len(head)
-		c.qBytes -= frameCost(len(head))
-		c.q[0] = nil
-		c.q = c.q[1:]
-		frames++
-	}
-	if len(c.q) == 0 {
-		c.q, c.qBytes = nil, 0 // an idle connection keeps no queue
-	}
-	return frames
-}
-
 // release is called by the goroutine that owns c's socket when it has
 // nothing of its own left to write: it writes what others queued meanwhile,
 // then gives up ownership, and closes the socket if a close frame was the
@@ -275,14 +333,15 @@ func (c *Conn) consumeLocked(n int) (frames int) {
 func (c *Conn) release(w *writer) {
 	for c.writeQueue(w) {
 		c.mu.Lock()
-		if len(c.q) > 0 { // queued between writeQueue and this lock
+		o := &c.out
+		if o.q != nil { // queued between writeQueue and this lock
 			c.mu.Unlock()
 			continue
 		}
-		c.writing = false
-		fin := c.finAfter && c.state == stateClosing
-		shut := c.shutAfter && c.state == stateClosing
-		c.shutAfter = false
+		o.writing = false
+		closing := c.life.current() == stateClosing
+		fin, shut := o.finAfter && closing, o.shutAfter && closing
+		o.shutAfter = false
 		c.mu.Unlock()
 		if fin && c.sock.tls != nil && c.sock.tls.raw.pendingBytes() > 0 {
 			return // flushTLS closes once the close frame's ciphertext is out
@@ -309,9 +368,9 @@ func (c *Conn) releaseNow() {
 // armWrite asks for EPOLLOUT; the writable event resumes flush.
 func (c *Conn) armWrite() {
 	c.mu.Lock()
-	tok := c.token
+	tok := c.sock.token()
 	if tok.Gen == 0 { // not registered yet: Server.arm arms it after registering
-		c.parked = true
+		c.out.parked = true
 		c.mu.Unlock()
 		return
 	}
@@ -333,6 +392,14 @@ func (c *Conn) evictSlow() {
 	c.srv.stats.slowConsumers.Add(1)
 	c.srv.warnSampled("slow consumer evicted", "conn", c.id, "remote", c.slot.addr().String(), "send_queue_bytes", c.srv.cfg.SendQueueBytes)
 	c.destroy(ReasonSlowConsumer)
+}
+
+// closeDue reports whether c's close frame is written and the socket is to
+// close: the last of a TLS connection's ciphertext is out (flushTLS).
+func (c *Conn) closeDue() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.out.finAfter && c.life.current() == stateClosing && !c.out.writing
 }
 
 func (c *Conn) ioError(err error) {

@@ -5,6 +5,7 @@ import (
 	"os"
 	"os/exec"
 	"runtime"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -44,9 +45,13 @@ func newEnvironment(o *options) environment {
 			}
 		}
 	}
-	var si syscall.Sysinfo_t
-	if syscall.Sysinfo(&si) == nil {
-		e.MemoryBytes = int64(si.Totalram) * int64(si.Unit)
+	if b, err := os.ReadFile("/proc/meminfo"); err == nil { // Linux; elsewhere the generator does not run
+		if _, v, ok := strings.Cut(string(b), "MemTotal:"); ok {
+			if f := strings.Fields(v); len(f) > 0 {
+				kb, _ := strconv.ParseInt(f[0], 10, 64)
+				e.MemoryBytes = kb << 10
+			}
+		}
 	}
 	if b, err := os.ReadFile("/proc/sys/kernel/osrelease"); err == nil {
 		e.Kernel = strings.TrimSpace(string(b))

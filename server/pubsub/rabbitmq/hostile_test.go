@@ -260,7 +260,11 @@ func TestHostile_HistoryUnderChannelLock(t *testing.T) {
 	}()
 	const n = 3 * deliveryQueue
 	rawProposals(t, url, "busy", n)
-	<-blocked // the delivery of "busy" waits for the lock
+	select { // the delivery of "busy" waits for the lock
+	case <-blocked:
+	case <-time.After(10 * time.Second):
+		t.Fatal("no delivery of the busy channel")
+	}
 	for _, channel := range []string{"busy", "quiet"} {
 		hctx, hcancel := context.WithTimeout(context.Background(), 2*time.Second)
 		top, _, err := b.History(hctx, channel, 0, 0)
@@ -435,4 +439,42 @@ func pace(c *websocket.Conn, channel string, period time.Duration, stop <-chan s
 			return fmt.Errorf("publish: %+v", e)
 		}
 	}
+}
+
+// History's touches that it does not wait for are all sent, however many
+// channels ask at once: every channel a subscriber's node read counts as
+// read on every node.
+func TestHostile_ManyTouches(t *testing.T) {
+	t.Parallel()
+	const n = 3 * laterQueue
+	url := streamURL(t)
+	o := pubsub.BrokerOptions{MaxChannels: 4 * n}
+	a, b := startBroker(t, url, o), startBroker(t, url, o)
+	waitBrokers(t, a, b)
+	for i := range n {
+		if _, err := a.Publish(context.Background(), fmt.Sprintf("c%d", i), []byte("1")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	eventually(t, 10*time.Second, func() error {
+		b.mu.Lock()
+		defer b.mu.Unlock()
+		if len(b.st.chans) != n {
+			return fmt.Errorf("b knows %d channels, want %d", len(b.st.chans), n)
+		}
+		return nil
+	})
+	for i := range n {
+		if _, _, err := b.History(context.Background(), fmt.Sprintf("c%d", i), 0, 0); err != nil {
+			t.Fatal(err)
+		}
+	}
+	eventually(t, 10*time.Second, func() error {
+		a.mu.Lock()
+		defer a.mu.Unlock()
+		if a.st.unread != 0 {
+			return fmt.Errorf("a counts %d of %d channels unread", a.st.unread, n)
+		}
+		return nil
+	})
 }

@@ -9,6 +9,7 @@ import (
 	"github.com/fanout-ws/fanout/server/pubsub"
 	"github.com/rabbitmq/rabbitmq-stream-go-client/pkg/amqp"
 	"github.com/rabbitmq/rabbitmq-stream-go-client/pkg/message"
+	"github.com/rabbitmq/rabbitmq-stream-go-client/pkg/stream"
 )
 
 // Publish proposes data at channel's next offset and returns once this
@@ -68,19 +69,46 @@ func (b *Broker) History(ctx context.Context, channel string, after uint64, limi
 	return r.pos, nil, nil
 }
 
-// touchLater queues a touch of channel for the session to send, unless
-// this node sent one in the last eighth of the TTL that may still be in
-// flight. b.mu is held.
+// touchLater has the session touch channel, unless this node did in the
+// last eighth of the TTL and that touch may still be in flight. b.mu is
+// held.
 func (b *Broker) touchLater(channel string, st *chanState, now int64) {
 	if now-st.touchSent < b.st.ttl/8 {
 		return
 	}
-	p := proposal{kind: kindTouch, node: b.node, seq: b.seq.Add(1), at: now, channel: channel, epoch: st.epoch, offset: st.offset}
+	st.touchSent = now
+	b.toTouch[channel] = struct{}{}
 	select {
-	case b.later <- p.encode():
-		st.touchSent = now
-	default: // the next History call tries again
+	case b.touchDue <- struct{}{}:
+	default: // due already
 	}
+}
+
+// touchBatch is how many touches the session sends in one call.
+const touchBatch = 1000
+
+// sendTouches sends the touches touchLater asked for, each at the
+// channel's position now.
+func (b *Broker) sendTouches(prod *stream.Producer) error {
+	now := time.Now().UnixMilli()
+	b.mu.Lock()
+	msgs := make([]message.StreamMessage, 0, len(b.toTouch))
+	for name := range b.toTouch {
+		if st := b.st.live(name, now); st != nil { // else History waits for a touch next time
+			p := proposal{kind: kindTouch, node: b.node, seq: b.seq.Add(1), at: now, channel: name, epoch: st.epoch, offset: st.offset}
+			msgs = append(msgs, amqp.NewMessage(p.encode()))
+		}
+	}
+	clear(b.toTouch)
+	b.mu.Unlock()
+	for len(msgs) > 0 {
+		n := min(len(msgs), touchBatch)
+		if err := prod.BatchSend(msgs[:n]); err != nil {
+			return err
+		}
+		msgs = msgs[n:]
+	}
+	return nil
 }
 
 // errFull is propose's answer at the channel cap.

@@ -81,8 +81,10 @@ type Broker struct {
 	// read a touch. What does not fit is caught up from history (resync).
 	out chan pubsub.Message
 	// later takes to the session the messages it sends without anyone
-	// waiting to read them back: History's touches, wants and snapshots.
+	// waiting to read them back: wants and snapshots.
 	later chan []byte
+	// touchDue wakes the session to send the touches of toTouch.
+	touchDue chan struct{}
 
 	// handling is held while a stream message is handled, so nothing is
 	// queued for delivery after its session ended.
@@ -92,6 +94,7 @@ type Broker struct {
 	st      *state
 	prod    *stream.Producer // nil while disconnected
 	waiters map[uint64]chan result
+	toTouch map[string]struct{} // channels History touches without waiting
 }
 
 // result is what a node learns when it reads its own proposal back.
@@ -138,6 +141,8 @@ func New(rawURL string, o pubsub.BrokerOptions) (*Broker, error) {
 		log:      o.Logger,
 		waiters:  make(map[uint64]chan result),
 		later:    make(chan []byte, laterQueue),
+		touchDue: make(chan struct{}, 1),
+		toTouch:  make(map[string]struct{}),
 	}
 	var errs []error
 	for _, p := range [][2]string{{"history-max-bytes", "-history-max-bytes (BrokerOptions.HistoryMaxBytes)"},

@@ -15,7 +15,7 @@ import (
 
 // session connects, rebuilds the state from the stream's last TTL, says
 // hello, and consumes until the connection or ctx ends. resync runs once
-// the hello is read back.
+// the hello is read back and the state settled (snapshot.go).
 func (b *Broker) session(ctx context.Context, resync func()) error {
 	env, err := stream.NewEnvironment(stream.NewEnvironmentOptions().SetUri(b.uri).SetRPCTimeout(5 * time.Second).
 		SetReadBuffer(socketBufferBytes).SetWriteBuffer(socketBufferBytes))
@@ -62,6 +62,10 @@ func (b *Broker) session(ctx context.Context, resync func()) error {
 			return fmt.Errorf("consumer closed: %v", e.Err)
 		case e := <-prodClosed:
 			return fmt.Errorf("producer closed: %v", e.Err)
+		case <-b.touchDue:
+			if err := b.sendTouches(prod); err != nil {
+				return err
+			}
 		case body := <-b.later:
 			if err := prod.BatchSend([]message.StreamMessage{amqp.NewMessage(body)}); err != nil {
 				return err
