@@ -28,4 +28,11 @@
 // Workers never block on a socket: every read and write is non-blocking and
 // ends at EAGAIN, a partial frame stays in the parser's pooled buffer, and a
 // full socket parks its queue until EPOLLOUT.
+//
+// Stopping: Drain (drain.go) takes the server out of readiness, accepts
+// for a grace, then closes the connections paced, with 1012 and a
+// reconnect hint, for rolling restarts without reconnect storms; Shutdown
+// then closes what is left with 1001 and releases everything. Admission
+// (admission.go) bounds new connections per second (MaxHandshakeRate) for
+// the storm that reaches the other nodes.
 package server

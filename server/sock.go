@@ -21,7 +21,8 @@ type sock struct {
 	state atomic.Uint64 // references | sockClosing | sockClosed
 	fd    int32
 	gen   uint32 // the poller registration's generation (0: not registered), under Conn.mu
-	tls   *tlsIO // non-nil for TLS: I/O goes through crypto/tls, and Go owns the fd
+	tls   *tlsIO // non-nil for TLS 1.2: I/O goes through crypto/tls, and Go owns the fd
+	rec   *recIO // non-nil for TLS 1.3 after its handshake: records sealed and opened here
 }
 
 // token is the socket's poller registration; the caller holds Conn.mu.
@@ -38,6 +39,9 @@ func (s *sock) closeFD() {
 			_ = s.tls.raw.Conn.Close()
 		}
 		return
+	}
+	if s.rec != nil {
+		s.rec.release()
 	}
 	_ = unix.Close(int(s.fd))
 }
@@ -69,9 +73,47 @@ func (s *sock) close() {
 // answered with a reset. A TLS socket keeps its write side: the close
 // frame's ciphertext may still be pending.
 func (s *sock) shutWrite() {
-	if s.tls != nil || !s.acquire() {
+	if s.tls != nil || s.rec != nil || !s.acquire() {
 		return
 	}
 	defer s.release()
 	_ = unix.Shutdown(int(s.fd), unix.SHUT_WR)
+}
+
+// secure reports whether TLS seals s's bytes: writes then take everything
+// and keep unsent ciphertext themselves (pendingBytes, flushPending).
+func (s *sock) secure() bool { return s.tls != nil || s.rec != nil }
+
+// pendingBytes is the ciphertext a TLS socket holds unsent.
+func (s *sock) pendingBytes() int {
+	switch {
+	case s.tls != nil:
+		return s.tls.raw.pendingBytes()
+	case s.rec != nil:
+		return s.rec.pendingBytes()
+	}
+	return 0
+}
+
+// flushPending sends a TLS socket's pending ciphertext; it reports how
+// much is left. The caller holds a reference.
+func (s *sock) flushPending() (int, error) {
+	if s.tls != nil {
+		return s.tls.raw.flush()
+	}
+	return s.rec.flush(s.fd)
+}
+
+// drained reports whether a read of n bytes into a buffer of size has
+// emptied the socket: a short plain read, or a short read under a TLS 1.3
+// record layer. A TLS 1.2 read returns one record at most: only EAGAIN
+// tells there.
+func (s *sock) drained(n, size int) bool {
+	switch {
+	case s.tls != nil:
+		return false
+	case s.rec != nil:
+		return s.rec.short
+	}
+	return n < size
 }

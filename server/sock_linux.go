@@ -33,11 +33,19 @@ func (s *sock) read(p []byte) (int, error) {
 	if s.tls != nil {
 		return s.tls.read(p)
 	}
+	if s.rec != nil {
+		return s.rec.read(s.fd, p)
+	}
+	return readFD(s.fd, p)
+}
+
+// readFD is one raw non-blocking read(2).
+func readFD(fd int32, p []byte) (int, error) {
 	if len(p) == 0 {
 		return 0, nil
 	}
 	for {
-		n, _, errno := unix.RawSyscall(unix.SYS_READ, uintptr(s.fd), uintptr(unsafe.Pointer(&p[0])), uintptr(len(p)))
+		n, _, errno := unix.RawSyscall(unix.SYS_READ, uintptr(fd), uintptr(unsafe.Pointer(&p[0])), uintptr(len(p)))
 		switch errno {
 		case 0:
 			return int(n), nil
@@ -58,6 +66,9 @@ func (s *sock) send(iov []unix.Iovec, bufs [][]byte) (int, error) {
 	defer s.release()
 	if s.tls != nil {
 		return s.tls.write(bufs[:min(len(bufs), iovMax)])
+	}
+	if s.rec != nil {
+		return s.rec.send(s.fd, bufs[:min(len(bufs), iovMax)])
 	}
 	iov = iov[:0]
 	for _, b := range bufs[:min(len(bufs), iovMax)] {

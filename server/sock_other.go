@@ -15,4 +15,8 @@ func (s *sock) read(p []byte) (int, error) { return 0, ErrUnsupported }
 
 func (s *sock) send(iov []unix.Iovec, bufs [][]byte) (int, error) { return 0, ErrUnsupported }
 
+func readFD(fd int32, p []byte) (int, error) { return 0, ErrUnsupported }
+
+func sendIovec(fd int32, iov []unix.Iovec) (int, unix.Errno) { return 0, unix.ENOSYS }
+
 func socketPair() ([2]int, error) { return [2]int{-1, -1}, ErrUnsupported }

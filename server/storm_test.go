@@ -1,8 +1,10 @@
 package server
 
 import (
+	"crypto/tls"
 	"fmt"
 	"math/rand/v2"
+	"net"
 	"net/http"
 	"strconv"
 	"testing"
@@ -114,4 +116,33 @@ func TestAdmission_HandshakeRateStorm(t *testing.T) {
 	if st := s.Stats(); st.RejectedRate < uint64(refused) {
 		t.Fatalf("RejectedRate %d, want at least %d", st.RejectedRate, refused)
 	}
+}
+
+// Over TLS the handshake rate is spent at accept, before any crypto: sockets
+// that never send a ClientHello are refused once the bucket is empty, and a
+// wss client within the rate still gets in.
+func TestAdmission_HandshakeRateBeforeTLS(t *testing.T) {
+	tc, pool := tlsSetup(t, true)
+	s, addr := runServer(t, Config{MaxHandshakeRate: 0.5, TLS: tc}) // burst 1, then one every 2 s
+	for range 3 {
+		nc, err := net.Dial("tcp", addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer nc.Close() // silent: no TLS handshake starts
+	}
+	eventually(t, 5*time.Second, func() error {
+		if got := s.Stats().RejectedRate; got != 2 {
+			return fmt.Errorf("RejectedRate %d, want 2: the first silent socket took the only token", got)
+		}
+		return nil
+	})
+	d := websocket.Dialer{TLSClientConfig: &tls.Config{RootCAs: pool}}
+	eventually(t, 5*time.Second, func() error { // the next token, within 2 s
+		c, _, err := d.Dial("wss://"+addr+"/echo", nil)
+		if err != nil {
+			return err
+		}
+		return c.Close()
+	})
 }

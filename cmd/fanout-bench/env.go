@@ -45,12 +45,11 @@ func newEnvironment(o *options) environment {
 			}
 		}
 	}
-	if b, err := os.ReadFile("/proc/meminfo"); err == nil { // Linux; elsewhere left out
-		for line := range strings.Lines(string(b)) {
-			if v, ok := strings.CutPrefix(line, "MemTotal:"); ok {
-				kb, _ := strconv.ParseInt(strings.TrimSuffix(strings.TrimSpace(v), " kB"), 10, 64)
+	if b, err := os.ReadFile("/proc/meminfo"); err == nil { // Linux; elsewhere the generator does not run
+		if _, v, ok := strings.Cut(string(b), "MemTotal:"); ok {
+			if f := strings.Fields(v); len(f) > 0 {
+				kb, _ := strconv.ParseInt(f[0], 10, 64)
 				e.MemoryBytes = kb << 10
-				break
 			}
 		}
 	}

@@ -89,6 +89,10 @@ func TestReport_JSONHasNoSecret(t *testing.T) {
 			t.Errorf("the JSON still has the Go field name %s", goName)
 		}
 	}
+	var doc document
+	if err := json.Unmarshal(b, &doc); err != nil || doc.Environment.MemoryBytes < 1<<20 || doc.Environment.OpenFilesLimit == 0 {
+		t.Errorf("environment %+v (%v)", doc.Environment, err)
+	}
 }
 
 func TestRedactArgs(t *testing.T) {

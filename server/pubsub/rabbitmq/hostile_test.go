@@ -260,7 +260,11 @@ func TestHostile_HistoryUnderChannelLock(t *testing.T) {
 	}()
 	const n = 3 * deliveryQueue
 	rawProposals(t, url, "busy", n)
-	<-blocked // the delivery of "busy" waits for the lock
+	select { // the delivery of "busy" waits for the lock
+	case <-blocked:
+	case <-time.After(10 * time.Second):
+		t.Fatal("no delivery of the busy channel")
+	}
 	for _, channel := range []string{"busy", "quiet"} {
 		hctx, hcancel := context.WithTimeout(context.Background(), 2*time.Second)
 		top, _, err := b.History(hctx, channel, 0, 0)

@@ -15,7 +15,7 @@ import (
 
 // session connects, rebuilds the state from the stream's last TTL, says
 // hello, and consumes until the connection or ctx ends. resync runs once
-// the hello is read back.
+// the hello is read back and the state settled (snapshot.go).
 func (b *Broker) session(ctx context.Context, resync func()) error {
 	env, err := stream.NewEnvironment(stream.NewEnvironmentOptions().SetUri(b.uri).SetRPCTimeout(5 * time.Second).
 		SetReadBuffer(socketBufferBytes).SetWriteBuffer(socketBufferBytes))
