@@ -29,7 +29,7 @@ type jsEvent struct {
 	Code    int       `json:"code"`
 	Reason  string    `json:"reason"`
 	After   int       `json:"retryAfter"` // s, of a refused upgrade
-	T       float64   `json:"t"` // ms since the script started
+	T       float64   `json:"t"`          // ms since the script started
 	Offsets [][]int64 `json:"offsets"`
 	Gaps    int       `json:"gaps"`
 	Refused int       `json:"refused"`
