@@ -228,3 +228,37 @@ func TestAdmin_DrainRequest(t *testing.T) {
 		t.Fatal("run still serving 10 s after the drain request")
 	}
 }
+
+// A second SIGTERM during the drain's grace closes everyone at once with
+// 1001, as before paced drains, and the process exits.
+func TestDrain_SecondSignalClosesAtOnce(t *testing.T) {
+	n := startNode(t, buildFanout(t), "-drain-grace", "1m", "-drain-duration", "1m")
+	c := dialFrom(t, "127.0.0.50", "ws://"+n.addr+"/echo", nil)
+	if err := n.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	testutil.Eventually(t, 5*time.Second, func() error {
+		if code, _ := get("http://" + n.admin + "/readyz"); code != http.StatusServiceUnavailable {
+			return fmt.Errorf("/readyz %d during the drain", code)
+		}
+		return nil
+	})
+	if err := n.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	closes := make(chan drainClose, 1)
+	watchClose(c, closes)
+	if d := <-closes; d.code != 1001 {
+		t.Fatalf("close %d %q after the second SIGTERM, want 1001", d.code, d.text)
+	}
+	exited := make(chan error, 1)
+	go func() { exited <- n.cmd.Wait() }()
+	select {
+	case err := <-exited:
+		if err != nil {
+			t.Fatalf("exit: %v", err)
+		}
+	case <-time.After(15 * time.Second):
+		t.Fatal("still running 15 s after the second SIGTERM")
+	}
+}

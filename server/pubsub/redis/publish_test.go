@@ -1,16 +1,19 @@
 package redis
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"net/http"
 	"net/http/httptest"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
 
 	"github.com/fanout-ws/fanout/server/pubsub"
 	"github.com/fanout-ws/fanout/server/pubsub/redis/redistest"
+	goredis "github.com/redis/go-redis/v9"
 )
 
 // The HTTP API's batch form is one Redis round trip, whatever its size,
@@ -110,4 +113,47 @@ func TestRedis_ConcurrentPublishesSharePipelines(t *testing.T) {
 		t.Fatalf("%d messages in %d round trips: none shared", msgs, trips)
 	}
 	t.Logf("%d messages in %d round trips", msgs, trips)
+}
+
+// A full history drops its oldest entries as new ones come (one XADD with
+// MAXLEN): the byte counts and each channel's oldest-entry score stay
+// exact, whatever the sizes.
+func TestRedis_FullHistoryAccounting(t *testing.T) {
+	t.Parallel()
+	r := redistest.Start(t)
+	const size = 5
+	n := runNode(t, r.URL(), pubsub.Config{HistorySize: size})
+	waitReady(t, n)
+	for i := range 60 {
+		data := fmt.Sprintf(`"%s"`, strings.Repeat("x", (i*37)%200))
+		if _, err := n.Publish(fmt.Sprintf("full-%d", i%3), []byte(data)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	rdb := goredis.NewClient(&goredis.Options{Addr: r.Addr()})
+	defer rdb.Close()
+	ctx := context.Background()
+	var all int64
+	for c := range 3 {
+		name := fmt.Sprintf("full-%d", c)
+		entries := rdb.XRange(ctx, "fanout:{"+name+"}:hist", "-", "+").Val()
+		if len(entries) != size {
+			t.Fatalf("%s keeps %d entries, want %d", name, len(entries), size)
+		}
+		var bytes int64
+		for _, e := range entries {
+			bytes += int64(len(e.Values["d"].(string)) + redisEntryOverhead)
+		}
+		all += bytes
+		if got, _ := rdb.HGet(ctx, "fanout:bytes", name).Int64(); got != bytes {
+			t.Errorf("%s counted %d bytes, holds %d", name, got, bytes)
+		}
+		oldest, _ := strconv.ParseFloat(entries[0].Values["t"].(string), 64)
+		if score := rdb.ZScore(ctx, "fanout:holders", name).Val(); score != oldest {
+			t.Errorf("%s scored %v in holders, its oldest entry is from %v", name, score, oldest)
+		}
+	}
+	if total, _ := rdb.Get(ctx, "fanout:total").Int64(); total != all {
+		t.Fatalf("total %d, the streams hold %d", total, all)
+	}
 }

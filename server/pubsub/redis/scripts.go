@@ -107,13 +107,21 @@ local off = redis.call('HINCRBY', KEYS[1], 'offset', 1)
 redis.call('PEXPIRE', KEYS[1], TTL)
 local size, overhead = tonumber(ARGV[8]), tonumber(ARGV[12])
 if size > 0 then
-  redis.call('XADD', KEYS[2], off .. '-1', 't', NOW, 'd', ARGV[7])
+  local cost, head = #ARGV[7] + overhead, NOW
+  local drop = redis.call('XLEN', KEYS[2]) + 1 - size
+  if drop > 0 then -- a full history, the steady state: the oldest go as this one comes, in one XADD
+    local old = redis.call('XRANGE', KEYS[2], '-', '+', 'COUNT', drop + 1)
+    for i = 1, math.min(drop, #old) do cost = cost - (#old[i][2][4] + overhead) end
+    if old[drop + 1] then head = tonumber(old[drop + 1][2][2]) end
+    redis.call('XADD', KEYS[2], 'MAXLEN', size, off .. '-1', 't', NOW, 'd', ARGV[7])
+    redis.call('ZADD', HOLDERS, head, C)
+  else
+    redis.call('XADD', KEYS[2], off .. '-1', 't', NOW, 'd', ARGV[7])
+    redis.call('ZADD', HOLDERS, 'NX', NOW, C)
+  end
   redis.call('PEXPIRE', KEYS[2], TTL)
-  local cost = #ARGV[7] + overhead
   redis.call('HINCRBY', BYTES, C, cost)
   redis.call('INCRBY', TOTAL, cost)
-  redis.call('ZADD', HOLDERS, 'NX', NOW, C)
-  while redis.call('XLEN', KEYS[2]) > size do trimOldest(C, overhead) end
   local maxBytes = tonumber(ARGV[11])
   while tonumber(redis.call('GET', TOTAL) or '0') > maxBytes do
     local victim = redis.call('ZRANGE', HOLDERS, 0, 0)[1]
