@@ -9,6 +9,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/fanout-ws/fanout/server/internal/tlsrec"
 	"golang.org/x/sys/unix"
 )
 
@@ -111,11 +112,19 @@ func (c *Conn) toHTTP(hs *handshake) {
 		nc = t.tc
 	} else {
 		var fd int
+		r := c.sock.rec
+		var ahead []byte // a TLS 1.3 record read past the request's
+		if r != nil && r.in != nil {
+			ahead = bytes.Clone(*r.in)
+		}
 		if fd, err = unix.Dup(int(c.sock.fd)); err == nil {
 			c.destroy(ReasonPlainHTTP)
 			f := os.NewFile(uintptr(fd), "http")
 			nc, err = net.FileConn(f) // dups again: f is closed below
 			f.Close()
+		}
+		if err == nil && r != nil { // net/http reads and writes records through tlsrec
+			nc = tlsrec.NewNetConn(nc, r.rec, ahead)
 		}
 	}
 	if err != nil {

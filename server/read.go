@@ -76,9 +76,12 @@ func (s *Server) serveRead(c *Conn) {
 			if !c.consume(buf[:n]) {
 				return
 			}
-			// A plain socket is drained when a read comes back short; a
-			// TLS read returns one record at most, so only EAGAIN says so.
-			if !c.readDone(c.sock.tls == nil && n < len(buf)) {
+			if !c.readDone(c.sock.drained(n, len(buf))) {
+				return
+			}
+		case err == errRecordsOnly: // a KeyUpdate, an empty or partial record
+			c.rd.lastRead.Store(s.now())
+			if !c.readDone(c.sock.drained(0, len(buf))) {
 				return
 			}
 		case err == unix.EAGAIN:
@@ -147,7 +150,7 @@ func (s *Server) getReadBuf() *[]byte {
 	if bp, ok := s.readBufPool.Get().(*[]byte); ok {
 		return bp
 	}
-	b := make([]byte, s.cfg.ReadBufferBytes)
+	b := make([]byte, s.readBytes)
 	return &b
 }
 

@@ -2,6 +2,7 @@ package server
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -18,6 +19,7 @@ import (
 
 	"github.com/fanout-ws/fanout/frame"
 	"github.com/fanout-ws/fanout/poller"
+	"github.com/fanout-ws/fanout/server/internal/tlsrec"
 	"github.com/panjf2000/ants/v2"
 	"golang.org/x/time/rate"
 )
@@ -68,6 +70,8 @@ type Server struct {
 	addr      net.Addr
 	ready     chan struct{}
 	idle      chan struct{} // closed when live reaches 0 during shutdown
+	tlsConfig *tls.Config   // Config.TLS for handshakes that tlsrec takes over (tls13.go)
+	readBytes int           // the read buffers' size: ReadBufferBytes, at least tlsReadBytes under TLS
 	stop      chan struct{}
 	wg        sync.WaitGroup
 	closed    bool
@@ -90,6 +94,11 @@ func New(cfg Config) (*Server, error) {
 		ping:      frame.AppendFrame(nil, frame.OpPing, nil),
 	}
 	s.deflater.Level, s.deflater.MinBytes = cfg.CompressionLevel, cfg.CompressionMinBytes
+	s.readBytes = cfg.ReadBufferBytes
+	if cfg.TLS != nil {
+		s.tlsConfig = tlsrec.Config(cfg.TLS)
+		s.readBytes = max(s.readBytes, tlsReadBytes)
+	}
 	if cfg.MaxHandshakeRate > 0 {
 		s.handshakes = rate.NewLimiter(rate.Limit(cfg.MaxHandshakeRate), max(1, int(cfg.MaxHandshakeRate/10)))
 	}

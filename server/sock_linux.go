@@ -26,7 +26,8 @@ type sock struct {
 	state atomic.Uint64 // references | sockClosing | sockClosed
 	fd    int32
 	gen   uint32 // the poller registration's generation (0: not registered), under Conn.mu
-	tls   *tlsIO // non-nil for TLS: I/O goes through crypto/tls, and Go owns the fd
+	tls   *tlsIO // non-nil for TLS 1.2: I/O goes through crypto/tls, and Go owns the fd
+	rec   *recIO // non-nil for TLS 1.3 after its handshake: records sealed and opened here
 }
 
 // token is the socket's poller registration; the caller holds Conn.mu.
@@ -43,6 +44,9 @@ func (s *sock) closeFD() {
 			_ = s.tls.raw.Conn.Close()
 		}
 		return
+	}
+	if s.rec != nil {
+		s.rec.release()
 	}
 	_ = unix.Close(int(s.fd))
 }
@@ -74,11 +78,49 @@ func (s *sock) close() {
 // answered with a reset. A TLS socket keeps its write side: the close
 // frame's ciphertext may still be pending.
 func (s *sock) shutWrite() {
-	if s.tls != nil || !s.acquire() {
+	if s.tls != nil || s.rec != nil || !s.acquire() {
 		return
 	}
 	defer s.release()
 	_ = unix.Shutdown(int(s.fd), unix.SHUT_WR)
+}
+
+// secure reports whether TLS seals s's bytes: writes then take everything
+// and keep unsent ciphertext themselves (pendingBytes, flushPending).
+func (s *sock) secure() bool { return s.tls != nil || s.rec != nil }
+
+// pendingBytes is the ciphertext a TLS socket holds unsent.
+func (s *sock) pendingBytes() int {
+	switch {
+	case s.tls != nil:
+		return s.tls.raw.pendingBytes()
+	case s.rec != nil:
+		return s.rec.pendingBytes()
+	}
+	return 0
+}
+
+// flushPending sends a TLS socket's pending ciphertext; it reports how
+// much is left. The caller holds a reference.
+func (s *sock) flushPending() (int, error) {
+	if s.tls != nil {
+		return s.tls.raw.flush()
+	}
+	return s.rec.flush(s.fd)
+}
+
+// drained reports whether a read of n bytes into a buffer of size has
+// emptied the socket: a short plain read, or a short read under a TLS 1.3
+// record layer. A TLS 1.2 read returns one record at most: only EAGAIN
+// tells there.
+func (s *sock) drained(n, size int) bool {
+	switch {
+	case s.tls != nil:
+		return false
+	case s.rec != nil:
+		return s.rec.short
+	}
+	return n < size
 }
 
 // read does one non-blocking read. It returns unix.EAGAIN when nothing is
@@ -98,11 +140,19 @@ func (s *sock) read(p []byte) (int, error) {
 	if s.tls != nil {
 		return s.tls.read(p)
 	}
+	if s.rec != nil {
+		return s.rec.read(s.fd, p)
+	}
+	return readFD(s.fd, p)
+}
+
+// readFD is one raw non-blocking read(2).
+func readFD(fd int32, p []byte) (int, error) {
 	if len(p) == 0 {
 		return 0, nil
 	}
 	for {
-		n, _, errno := unix.RawSyscall(unix.SYS_READ, uintptr(s.fd), uintptr(unsafe.Pointer(&p[0])), uintptr(len(p)))
+		n, _, errno := unix.RawSyscall(unix.SYS_READ, uintptr(fd), uintptr(unsafe.Pointer(&p[0])), uintptr(len(p)))
 		switch errno {
 		case 0:
 			return int(n), nil
@@ -123,6 +173,9 @@ func (s *sock) send(iov []unix.Iovec, bufs [][]byte) (int, error) {
 	defer s.release()
 	if s.tls != nil {
 		return s.tls.write(bufs[:min(len(bufs), iovMax)])
+	}
+	if s.rec != nil {
+		return s.rec.send(s.fd, bufs[:min(len(bufs), iovMax)])
 	}
 	iov = iov[:0]
 	for _, b := range bufs[:min(len(bufs), iovMax)] {

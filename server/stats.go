@@ -28,6 +28,8 @@ type counters struct {
 	perWrite         [writeBuckets]atomic.Uint64
 	compressedConns  atomic.Uint64
 	inflateErrors    atomic.Uint64
+	tlsWrites        atomic.Uint64
+	tlsRecords       atomic.Uint64
 	closed           [reasonCount]atomic.Uint64
 }
 
@@ -66,7 +68,10 @@ type Stats struct {
 	CompressCalls    uint64 // messages compressed: at most one per broadcast, whatever the receivers (frame.Deflater's count)
 	CompressBytesIn  uint64 // their payload bytes before compression
 	CompressBytesOut uint64 // and after
-	Closed           map[string]uint64
+	// TLS 1.3 connections after their handshake (records sealed here)
+	TLSWrites  uint64 // sends of sealed records: TLSRecords/TLSWrites is records per write
+	TLSRecords uint64 // application data records sealed, at most 16 KiB of frames each
+	Closed     map[string]uint64
 }
 
 // counterTable is the one list of the server's counters: each row ties an
@@ -122,6 +127,10 @@ var counterTable = [...]struct {
 		func(c *counters) *atomic.Uint64 { return &c.inflateErrors }, func(s *Stats) *uint64 { return &s.InflateErrors }},
 	{"fanout_publishers_paused_total", "Read tasks that stopped reading a connection because a hub it belongs to was behind (TCP backpressure).",
 		func(c *counters) *atomic.Uint64 { return &c.publishersPaused }, func(s *Stats) *uint64 { return &s.PublishersPaused }},
+	{"fanout_tls_write_syscalls_total", "Sends of sealed TLS 1.3 records (one per flush a connection is owed, like plain writes).",
+		func(c *counters) *atomic.Uint64 { return &c.tlsWrites }, func(s *Stats) *uint64 { return &s.TLSWrites }},
+	{"fanout_tls_records_out_total", "TLS 1.3 application data records sealed; over tls_write_syscalls it is records per write.",
+		func(c *counters) *atomic.Uint64 { return &c.tlsRecords }, func(s *Stats) *uint64 { return &s.TLSRecords }},
 }
 
 // Stats returns a snapshot of the counters.

@@ -10,6 +10,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/fanout-ws/fanout/server/internal/tlsrec"
 	"golang.org/x/sys/unix"
 )
 
@@ -180,7 +181,8 @@ func (s *Server) acceptTLS(nc net.Conn, sl slot, viaProxy bool, status int) {
 		return
 	}
 	raw := &tlsRaw{Conn: nc, rc: rc}
-	tc := tls.Server(raw, s.cfg.TLS)
+	hc := &tlsrec.HandshakeConn{Conn: raw}
+	tc := tls.Server(hc, s.tlsConfig)
 	c := s.newConn(fd, sl)
 	c.startHandshake(viaProxy)
 	c.sock.tls = &tlsIO{tc: tc, raw: raw}
@@ -197,20 +199,35 @@ func (s *Server) acceptTLS(nc net.Conn, sl slot, viaProxy bool, status int) {
 		}
 		return
 	}
+	hc.Pre, raw.pre = raw.pre, nil // bytes read past a PROXY header
 	if err := tc.Handshake(); err != nil {
 		s.log.Debug("tls handshake failed", "remote", c.slot.addr().String(), "err", err)
 		c.endHandshake(nil, ReasonHandshakeFailed)
 		return
 	}
+	_ = nc.SetDeadline(time.Time{})
+	rec, pre, err := hc.Takeover(tc)
+	if err != nil {
+		s.log.Debug("tls takeover failed", "remote", c.slot.addr().String(), "err", err)
+		c.endHandshake(nil, ReasonHandshakeFailed)
+		return
+	}
+	if rec != nil { // TLS 1.3: tc and nc are done with (tls13.go)
+		if !s.takeover(c, raw, rec, pre) {
+			return
+		}
+	} else {
+		raw.nonblock.Store(true)
+	}
 	// From here on the connection is non-blocking like any other: the
 	// upgrade request is collected as bytes arrive, under the same
-	// handshake deadline. Records already read by the TLS handshake sit in
-	// tls.Conn, invisible to epoll: drain them here, while this goroutine
-	// alone owns the parser, and arm the poller only then.
-	_ = nc.SetDeadline(time.Time{})
-	raw.nonblock.Store(true)
-	buf := make([]byte, 4096)
-	for {
+	// handshake deadline. Records already read (by the TLS 1.2 handshake,
+	// or past a PROXY header) are invisible to epoll: drain them here,
+	// while this goroutine alone owns the parser, and arm the poller only
+	// then.
+	bp := s.getReadBuf()
+	defer s.readBufPool.Put(bp)
+	for buf := *bp; ; {
 		n, err := c.sock.read(buf)
 		if n > 0 {
 			if !c.consume(buf[:n]) {
@@ -218,8 +235,8 @@ func (s *Server) acceptTLS(nc net.Conn, sl slot, viaProxy bool, status int) {
 			}
 			continue
 		}
-		if err == unix.EAGAIN {
-			break
+		if err == unix.EAGAIN || err == errRecordsOnly {
+			break // arming reports what else the socket holds
 		}
 		c.peerGone(err)
 		return
@@ -234,7 +251,7 @@ func (c *Conn) flushTLS() {
 	if !c.sock.acquire() {
 		return
 	}
-	left, err := c.sock.tls.raw.flush()
+	left, err := c.sock.flushPending()
 	c.sock.release()
 	switch {
 	case err != nil:
@@ -252,10 +269,10 @@ func (c *Conn) flushTLS() {
 // past SendQueueBytes it is a slow consumer, otherwise EPOLLOUT is armed
 // while some is left. It reports whether ciphertext is still pending.
 func (c *Conn) tlsBacklog() bool {
-	if c.sock.tls == nil {
+	if !c.sock.secure() {
 		return false
 	}
-	n := c.sock.tls.raw.pendingBytes()
+	n := c.sock.pendingBytes()
 	switch {
 	case n > c.srv.cfg.SendQueueBytes:
 		c.evictSlow()

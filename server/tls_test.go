@@ -2,6 +2,7 @@ package server
 
 import (
 	"bufio"
+	"bytes"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
@@ -9,9 +10,11 @@ import (
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"fmt"
+	"github.com/fanout-ws/fanout/frame"
 	"math/big"
 	"net"
 	"net/http"
+	"strings"
 	"testing"
 	"time"
 
@@ -171,6 +174,110 @@ func TestTLS_SlowConsumerEvicted(t *testing.T) {
 	eventually(t, 10*time.Second, func() error {
 		if n := s.Stats().SlowConsumers; n != 1 {
 			return fmt.Errorf("evicted %d", n)
+		}
+		return nil
+	})
+}
+
+// TLS 1.3 connections leave crypto/tls after the handshake (tls13.go) and
+// TLS 1.2 ones keep it: both echo, broadcast and close alike, and only the
+// former seal records here.
+func TestTLS_BothVersions(t *testing.T) {
+	t.Parallel()
+	for _, v := range []uint16{tls.VersionTLS12, tls.VersionTLS13} {
+		cert, pool := testCert(t)
+		s, addr := runServer(t, Config{TLS: &tls.Config{Certificates: []tls.Certificate{cert}}})
+		d := websocket.Dialer{TLSClientConfig: &tls.Config{RootCAs: pool, MaxVersion: v}}
+		c, _, err := d.Dial("wss://"+addr+"/echo", nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		for i, n := range []int{0, 1, 125, 16 << 10, 40 << 10} {
+			msg := bytes.Repeat([]byte{byte(i + 1)}, n)
+			if err := c.WriteMessage(websocket.BinaryMessage, msg); err != nil {
+				t.Fatal(err)
+			}
+			_ = c.SetReadDeadline(time.Now().Add(5 * time.Second))
+			if _, p, err := c.ReadMessage(); err != nil || !bytes.Equal(p, msg) {
+				t.Fatalf("%s: echo of %d bytes: %d bytes, %v", tls.VersionName(v), n, len(p), err)
+			}
+		}
+		_ = c.WriteMessage(websocket.CloseMessage, websocket.FormatCloseMessage(1000, ""))
+		if _, _, err := c.ReadMessage(); !websocket.IsCloseError(err, 1000) {
+			t.Fatalf("%s: close: %v", tls.VersionName(v), err)
+		}
+		if st := s.Stats(); (st.TLSRecords > 0) != (v == tls.VersionTLS13) {
+			t.Fatalf("%s: %d records sealed by tlsrec", tls.VersionName(v), st.TLSRecords)
+		}
+	}
+}
+
+// What one flush owes a TLS 1.3 connection goes out as few records as fit,
+// in one send: 300 frames of 100 bytes (30 KB) are two records.
+func TestTLS_CorkedRecords(t *testing.T) {
+	t.Parallel()
+	cert, pool := testCert(t)
+	var ps []*frame.Prepared
+	for i := range 300 {
+		ps = append(ps, frame.NewPrepared(frame.OpBinary, bytes.Repeat([]byte{byte(i)}, 100)))
+	}
+	cfg := Config{TLS: &tls.Config{Certificates: []tls.Certificate{cert}}}
+	cfg.OnConnect = func(*Conn, *Request) error { return nil }
+	cfg.OnMessage = func(c *Conn, _ frame.OpCode, _ []byte) { _ = c.SendPrepared(ps...) }
+	s, addr := runServer(t, cfg)
+	d := websocket.Dialer{TLSClientConfig: &tls.Config{RootCAs: pool}}
+	c, _, err := d.Dial("wss://"+addr+"/", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	before := s.Stats()
+	if err := c.WriteMessage(websocket.TextMessage, []byte("go")); err != nil {
+		t.Fatal(err)
+	}
+	for i := range ps {
+		_ = c.SetReadDeadline(time.Now().Add(5 * time.Second))
+		if _, p, err := c.ReadMessage(); err != nil || len(p) != 100 || p[0] != byte(i) {
+			t.Fatalf("message %d: %v %v", i, p, err)
+		}
+	}
+	after := s.Stats()
+	if w, r := after.TLSWrites-before.TLSWrites, after.TLSRecords-before.TLSRecords; w != 1 || r != 2 {
+		t.Fatalf("300 frames in %d sends and %d records, want 1 and 2", w, r)
+	}
+}
+
+// A record that does not authenticate is answered with bad_record_mac
+// (RFC 8446 6.2) and the connection closed.
+func TestTLS_ForgedRecordAlerted(t *testing.T) {
+	t.Parallel()
+	cert, pool := testCert(t)
+	s, addr := runServer(t, Config{TLS: &tls.Config{Certificates: []tls.Certificate{cert}}})
+	nc, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	tc := tls.Client(nc, &tls.Config{RootCAs: pool, ServerName: "127.0.0.1"})
+	_ = tc.SetDeadline(time.Now().Add(5 * time.Second))
+	if _, err := tc.Write([]byte(upgradeRequest("/echo"))); err != nil {
+		t.Fatal(err)
+	}
+	br := bufio.NewReader(tc)
+	if resp, err := http.ReadResponse(br, nil); err != nil || resp.StatusCode != 101 {
+		t.Fatalf("upgrade: %v %v", resp, err)
+	}
+	forged := append([]byte{23, 3, 3, 0, 40}, bytes.Repeat([]byte{0x5a}, 40)...)
+	if _, err := nc.Write(forged); err != nil { // under crypto/tls, as an attacker on the path would
+		t.Fatal(err)
+	}
+	if _, err := br.ReadByte(); err == nil || !strings.Contains(err.Error(), "bad record MAC") {
+		t.Fatalf("read after a forged record: %v, want the bad_record_mac alert", err)
+	}
+	eventually(t, 5*time.Second, func() error {
+		if s.Live() != 0 {
+			return fmt.Errorf("%d connections live", s.Live())
 		}
 		return nil
 	})

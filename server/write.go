@@ -319,7 +319,7 @@ func (c *Conn) writeQueue(w *writer) bool {
 
 // flush runs on the write pool when c's socket became writable.
 func (c *Conn) flush(w *writer) {
-	if c.sock.tls != nil {
+	if c.sock.secure() {
 		c.flushTLS() // TLS writes never park the queue: only ciphertext waits
 		return
 	}
@@ -343,7 +343,7 @@ func (c *Conn) release(w *writer) {
 		fin, shut := o.finAfter && closing, o.shutAfter && closing
 		o.shutAfter = false
 		c.mu.Unlock()
-		if fin && c.sock.tls != nil && c.sock.tls.raw.pendingBytes() > 0 {
+		if fin && c.sock.pendingBytes() > 0 {
 			return // flushTLS closes once the close frame's ciphertext is out
 		}
 		if fin {
