@@ -12,13 +12,15 @@ import (
 
 // The server's write-path metrics read from Config.MetricsURL (Fanout's
 // admin /metrics). The per-write ones are histograms; the others are
-// counters. The TLS records' are those of wss's corked writes (issue 19);
+// counters. The TLS ones count wss's corked writes (issue 19): records
+// sealed, and the sends that carried them (a part of all write syscalls);
 // a server without them reports no records.
 const (
 	writeCallsMetric      = "fanout_write_syscalls_total"
 	framesOutMetric       = "fanout_frames_out_total"
 	framesPerWriteMetric  = "fanout_frames_per_write"
 	recordsOutMetric      = "fanout_tls_records_out_total"
+	tlsWriteCallsMetric   = "fanout_tls_write_syscalls_total"
 	recordsPerWriteMetric = "fanout_tls_records_per_write"
 )
 
@@ -68,7 +70,8 @@ type WritePath struct {
 	FramesPerWriteP50 float64 `json:"frames_per_write_p50,omitempty"`
 	FramesPerWriteP99 float64 `json:"frames_per_write_p99,omitempty"`
 	// Over wss, when the server counts TLS records: records sealed, per
-	// write syscall, and its records-per-write histogram's percentiles.
+	// TLS send (per write syscall if the server does not count those), and
+	// its records-per-write histogram's percentiles if it has one.
 	RecordsOut         int64   `json:"tls_records_out,omitempty"`
 	RecordsPerWrite    float64 `json:"tls_records_per_write,omitempty"`
 	RecordsPerWriteP50 float64 `json:"tls_records_per_write_p50,omitempty"`
@@ -90,8 +93,12 @@ func writePath(before, after series, deliveries int64) *WritePath {
 	w.FramesPerWriteP50 = bucketQuantile(before, after, framesPerWriteMetric, 0.50)
 	w.FramesPerWriteP99 = bucketQuantile(before, after, framesPerWriteMetric, 0.99)
 	w.RecordsOut = int64(after[recordsOutMetric] - before[recordsOutMetric])
-	if w.WriteSyscalls > 0 {
-		w.RecordsPerWrite = float64(w.RecordsOut) / float64(w.WriteSyscalls)
+	sends := int64(after[tlsWriteCallsMetric] - before[tlsWriteCallsMetric])
+	if sends == 0 {
+		sends = w.WriteSyscalls
+	}
+	if sends > 0 {
+		w.RecordsPerWrite = float64(w.RecordsOut) / float64(sends)
 	}
 	w.RecordsPerWriteP50 = bucketQuantile(before, after, recordsPerWriteMetric, 0.50)
 	w.RecordsPerWriteP99 = bucketQuantile(before, after, recordsPerWriteMetric, 0.99)

@@ -10,15 +10,15 @@ import (
 )
 
 // exposition is a Prometheus text page with the write path's counters and
-// histograms; records false leaves the TLS records out, as a server that
-// does not count them.
+// histograms; withRecords false leaves the TLS ones out, as a server that
+// does not count them. Half the writes are TLS sends.
 func exposition(writes, frames, records int, withRecords bool) string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "# TYPE fanout_write_syscalls_total counter\nfanout_write_syscalls_total %d\n", writes)
 	fmt.Fprintf(&b, "fanout_frames_out_total %d\n", frames)
 	fmt.Fprintf(&b, "fanout_frames_per_write_bucket{le=\"1\"} %d\nfanout_frames_per_write_bucket{le=\"4\"} %d\nfanout_frames_per_write_bucket{le=\"+Inf\"} %d\n", writes/2, writes, writes)
 	if withRecords {
-		fmt.Fprintf(&b, "fanout_tls_records_out_total %d\n", records)
+		fmt.Fprintf(&b, "fanout_tls_records_out_total %d\nfanout_tls_write_syscalls_total %d\n", records, writes/2)
 		fmt.Fprintf(&b, "fanout_tls_records_per_write_bucket{le=\"1\"} %d\nfanout_tls_records_per_write_bucket{le=\"2\"} %d\nfanout_tls_records_per_write_bucket{le=\"+Inf\"} %d\n", writes, writes, writes)
 	}
 	return b.String()
@@ -34,7 +34,7 @@ func TestWritePath_FramesAndRecords(t *testing.T) {
 		want    WritePath
 	}{
 		{"tls records", true, WritePath{WriteSyscalls: 100, FramesOut: 250, FramesPerWrite: 2.5, WritesPerDelivery: 0.5,
-			FramesPerWriteP50: 1, FramesPerWriteP99: 4, RecordsOut: 100, RecordsPerWrite: 1, RecordsPerWriteP50: 1, RecordsPerWriteP99: 1}},
+			FramesPerWriteP50: 1, FramesPerWriteP99: 4, RecordsOut: 100, RecordsPerWrite: 2, RecordsPerWriteP50: 1, RecordsPerWriteP99: 1}},
 		{"no records metric", false, WritePath{WriteSyscalls: 100, FramesOut: 250, FramesPerWrite: 2.5, WritesPerDelivery: 0.5,
 			FramesPerWriteP50: 1, FramesPerWriteP99: 4}},
 	} {

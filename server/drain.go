@@ -68,8 +68,8 @@ func (s *Server) Drain(ctx context.Context, grace, spread time.Duration) error {
 }
 
 // closeBatch closes its share of the open connections when ticksLeft
-// batches remain: pending broadcasts are flushed first, so the close frame
-// follows every message the client is owed.
+// batches remain: their hubs' pending broadcasts are flushed first, so the
+// close frame follows every message the client is owed.
 func (s *Server) closeBatch(ticksLeft int) {
 	open := 0
 	s.eachConn(func(c *Conn) {
@@ -80,12 +80,20 @@ func (s *Server) closeBatch(ticksLeft int) {
 	if open == 0 {
 		return
 	}
-	batch := (open + ticksLeft - 1) / ticksLeft
-	s.flushHubs()
-	for i := 0; i < len(s.conns) && batch > 0; i++ {
-		c := s.conns[i].Load()
-		if c != nil && c.closeWith(frame.CloseServiceRestart, drainReason, ReasonServerShutdown, false) == nil {
-			batch--
+	batch := make([]*Conn, 0, (open+ticksLeft-1)/ticksLeft)
+	hubs := map[*Hub]struct{}{}
+	for i := 0; i < len(s.conns) && len(batch) < cap(batch); i++ {
+		if c := s.conns[i].Load(); c != nil && c.isOpen() {
+			batch = append(batch, c)
+			for _, h := range c.Hubs() {
+				hubs[h] = struct{}{}
+			}
 		}
+	}
+	for h := range hubs { // only the batch's: a node may hold many hubs
+		h.drain()
+	}
+	for _, c := range batch {
+		_ = c.closeWith(frame.CloseServiceRestart, drainReason, ReasonServerShutdown, false)
 	}
 }

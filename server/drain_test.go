@@ -164,3 +164,33 @@ func TestDrain_CancelThenShutdown(t *testing.T) {
 		}
 	}
 }
+
+// A drain with neither grace nor spread closes everyone in one batch, still
+// behind every message broadcast before it.
+func TestDrain_FlushesBeforeClose(t *testing.T) {
+	const clients, msgs = 20, 2000
+	s, addr := runServer(t, Config{})
+	seen := make(chan closeSeen, clients)
+	for range clients {
+		go readUntilClose(dialGorilla(t, "ws://"+addr+"/ws"), seen)
+	}
+	hub := onlyHub(t, s)
+	eventually(t, 5*time.Second, func() error {
+		if hub.Len() != clients {
+			return fmt.Errorf("%d in the hub", hub.Len())
+		}
+		return nil
+	})
+	for i := range msgs {
+		hub.Broadcast(frame.OpText, []byte(strconv.Itoa(i)))
+	}
+	if err := s.Drain(context.Background(), 0, 0); err != nil {
+		t.Fatal(err)
+	}
+	for range clients {
+		got := <-seen
+		if got.code != int(frame.CloseServiceRestart) || len(got.msgs) != msgs || got.msgs[msgs-1] != strconv.Itoa(msgs-1) {
+			t.Fatalf("%d messages, then close %d %q (%v); want all %d, then 1012", len(got.msgs), got.code, got.text, got.err, msgs)
+		}
+	}
+}

@@ -90,8 +90,10 @@ func serve(t *testing.T, srv *server.Server) string {
 	return ln.Addr().String()
 }
 
-// Every scenario works over wss, with -ca-file or -insecure.
-func TestSmoke_WSS(t *testing.T) {
+// testTLS is a server TLS config with a fresh self-signed ECDSA P-256
+// certificate for 127.0.0.1, and the PEM file that trusts it.
+func testTLS(t *testing.T) (*tls.Config, string) {
+	t.Helper()
 	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
 		IPAddresses: []net.IP{net.IPv4(127, 0, 0, 1)}}
@@ -99,11 +101,17 @@ func TestSmoke_WSS(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	base := chatServerTLS(t, &tls.Config{Certificates: []tls.Certificate{{Certificate: [][]byte{der}, PrivateKey: key}}})
 	ca := filepath.Join(t.TempDir(), "ca.pem")
 	if err := os.WriteFile(ca, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o600); err != nil {
 		t.Fatal(err)
 	}
+	return &tls.Config{Certificates: []tls.Certificate{{Certificate: [][]byte{der}, PrivateKey: key}}}, ca
+}
+
+// Every scenario works over wss, with -ca-file or -insecure.
+func TestSmoke_WSS(t *testing.T) {
+	tc, ca := testTLS(t)
+	base := chatServerTLS(t, tc)
 	checkScenarios(t, base, 100, "-ca-file", ca)
 	t.Run("insecure", func(t *testing.T) {
 		res, _ := runJSON(t, "-url", base+"/ws", "-conns", "50", "-insecure", "-duration", "1s", "-settle", "0s", "-drain", "1s", "-msg-rate", "20")

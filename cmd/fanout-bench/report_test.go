@@ -3,8 +3,10 @@ package main
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
 	"encoding/json"
 	"image/png"
+	"io"
 	"net"
 	"net/http"
 	"os"
@@ -152,9 +154,19 @@ func TestReport_PlotsArePNG(t *testing.T) {
 // window give writes per delivery (a real server with its Prometheus
 // registry served on loopback).
 func TestReport_WritePathFromMetrics(t *testing.T) {
+	t.Run("ws", func(t *testing.T) { checkWritePath(t, nil, "") })
+	t.Run("wss", func(t *testing.T) { tc, ca := testTLS(t); checkWritePath(t, tc, ca) })
+}
+
+// checkWritePath runs a broadcast against a server (wss with tc) whose
+// metrics are served on loopback, and checks the write path the generator
+// read from them. TLS records are reported over wss exactly when the
+// server counts them, and never over ws.
+func checkWritePath(t *testing.T, tc *tls.Config, ca string) {
 	reg := prometheus.NewRegistry()
 	var hub *server.Hub
 	srv, err := server.New(server.Config{
+		TLS:        tc,
 		Registerer: reg,
 		OnConnect:  func(c *server.Conn, _ *server.Request) error { return hub.Join(c) },
 		OnMessage:  func(_ *server.Conn, op frame.OpCode, data []byte) { hub.Broadcast(op, data) },
@@ -163,7 +175,10 @@ func TestReport_WritePathFromMetrics(t *testing.T) {
 		t.Fatal(err)
 	}
 	hub = srv.NewHub()
-	addr := serve(t, srv)
+	url := "ws://" + serve(t, srv) + "/ws"
+	if tc != nil {
+		url = "wss" + url[2:]
+	}
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -172,7 +187,7 @@ func TestReport_WritePathFromMetrics(t *testing.T) {
 	go func() { _ = admin.Serve(ln) }()
 	t.Cleanup(func() { _ = admin.Close() })
 	out := filepath.Join(t.TempDir(), "r.json")
-	args := smokeArgs("ws://"+addr+"/ws", "-metrics-url", "http://"+ln.Addr().String()+"/metrics", "-json", out)
+	args := smokeArgs(url, "-metrics-url", "http://"+ln.Addr().String()+"/metrics", "-json", out, "-ca-file", ca)
 	var stdout bytes.Buffer
 	if err := run(context.Background(), args, &stdout, &bytes.Buffer{}); err != nil {
 		t.Fatal(err)
@@ -188,8 +203,17 @@ func TestReport_WritePathFromMetrics(t *testing.T) {
 	if w.WriteSyscalls <= 0 || w.FramesOut < r.Deliveries || w.FramesPerWrite < 1 || w.WritesPerDelivery <= 0 || w.FramesPerWriteP50 < 1 {
 		t.Fatalf("write path %+v for %d deliveries", *w, r.Deliveries)
 	}
-	// Plain ws seals no TLS records: none are reported.
-	if w.RecordsOut != 0 || strings.Contains(string(b), "tls_records") {
+	page, err := http.Get("http://" + ln.Addr().String() + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	metrics, _ := io.ReadAll(page.Body)
+	page.Body.Close()
+	counted := tc != nil && bytes.Contains(metrics, []byte("\nfanout_tls_records_out_total "))
+	if counted != (w.RecordsOut > 0) || counted && (w.RecordsPerWrite <= 0 || !strings.Contains(stdout.String(), "records/write")) {
+		t.Fatalf("wss: %v, server counts TLS records: %v; write path %+v", tc != nil, counted, *w)
+	}
+	if tc == nil && strings.Contains(string(b), "tls_records") {
 		t.Fatalf("TLS records over ws: %+v", *w)
 	}
 	for _, want := range []string{"writes/delivery", "frames/write (p50 "} {

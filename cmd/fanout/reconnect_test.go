@@ -28,7 +28,8 @@ type jsEvent struct {
 	Delay   float64   `json:"delay"`
 	Code    int       `json:"code"`
 	Reason  string    `json:"reason"`
-	T       float64   `json:"t"` // ms since the script started
+	After   int       `json:"retryAfter"` // s, of a refused upgrade
+	T       float64   `json:"t"`          // ms since the script started
 	Offsets [][]int64 `json:"offsets"`
 	Gaps    int       `json:"gaps"`
 	Refused int       `json:"refused"`
@@ -150,7 +151,8 @@ func count(es []jsEvent, event string) int {
 // backoff (each wait uniform in [0, min(cap, base*2^(attempt-1))], so some
 // below half the window, and no two clients in step), come back when it
 // restarts on the same port, and resume from Redis history with since=,
-// subscribing again when the node's -max-replay-rate turns them away for a
+// waiting out Retry-After when its -max-handshake-rate refuses them and
+// subscribing again when its -max-replay-rate turns them away for a
 // moment: every message once, in order, none lost.
 func TestFanoutJS_BackoffSpreadsOut(t *testing.T) {
 	const (
@@ -182,7 +184,7 @@ func TestFanoutJS_BackoffSpreadsOut(t *testing.T) {
 	})
 	// Back with a replay bound the resuming clients pass: some are told to
 	// subscribe again later, and still miss nothing.
-	restarted := startNode(t, bin, append(args, "-addr", a.addr, "-max-replay-rate", "10")...)
+	restarted := startNode(t, bin, append(args, "-addr", a.addr, "-max-replay-rate", "10", "-max-handshake-rate", "20")...)
 	js.waitFor(t, 20*time.Second, func(es []jsEvent) bool { return count(es, "connected") >= 2*clients })
 	for i := 7; i <= 8; i++ {
 		publish(t, publisher, i)
@@ -194,13 +196,19 @@ func TestFanoutJS_BackoffSpreadsOut(t *testing.T) {
 	}
 
 	byAttempt := map[int][]float64{}
+	honoured := 0 // waits that began with a refused upgrade's Retry-After
 	for _, e := range js.snapshot() {
 		if e.Event != "reconnecting" {
 			continue
 		}
 		window := float64(min(maxWait, base<<(e.Attempt-1)).Milliseconds())
-		if e.Delay < 0 || e.Delay > window {
-			t.Fatalf("client %d attempt %d waited %v ms, want within [0, %v]", e.Client, e.Attempt, e.Delay, window)
+		floor := min(float64(e.After*1000), float64(maxWait.Milliseconds())) // Retry-After first
+		if e.Delay < floor || e.Delay > floor+window {
+			t.Fatalf("client %d attempt %d (Retry-After %d s) waited %v ms, want within [%v, %v]", e.Client, e.Attempt, e.After, e.Delay, floor, floor+window)
+		}
+		if e.After > 0 {
+			honoured++
+			continue
 		}
 		if e.Code != 1006 {
 			t.Fatalf("client %d saw close code %d after SIGKILL, want 1006", e.Client, e.Code)
@@ -221,7 +229,10 @@ func TestFanoutJS_BackoffSpreadsOut(t *testing.T) {
 	if lo >= window/2 || hi-lo < window/2 || len(distinct) < clients/2 {
 		t.Fatalf("first-attempt waits %v: want spread over [0, %v]", first, window)
 	}
-	t.Logf("waits per attempt (ms): %v", byAttempt)
+	if honoured == 0 {
+		t.Fatal("no reconnect met -max-handshake-rate: nothing shows Retry-After is honoured")
+	}
+	t.Logf("waits per attempt (ms): %v; %d after a Retry-After", byAttempt, honoured)
 }
 
 // TestFanoutJS_DrainHint: node A drains (SIGTERM) while node B shares its

@@ -56,7 +56,8 @@
 // Events
 //   status   {state: 'connecting'|'connected'|'reconnecting'|'closed', attempt,
 //            delay (ms until the next attempt, when reconnecting), code, reason
-//            (of the close that caused it)}.
+//            (of the close that caused it), retryAfter (s, of a refused upgrade,
+//            where the WebSocket shows it)}.
 //   message  {channel, offset, epoch, data, recovered}. Delivered once per offset, in
 //            order: a message whose offset is <= the last one seen on its channel is
 //            dropped, and so is one that arrives before the channel's "subscribed"
@@ -203,7 +204,7 @@ export class Fanout {
       if (!this._wanted) return;
       this._attempt++;
       const delay = this._backoff(ev.reason, ws.retryAfter);
-      this._setStatus({ state: 'reconnecting', attempt: this._attempt, delay, code: ev.code, reason: ev.reason });
+      this._setStatus({ state: 'reconnecting', attempt: this._attempt, delay, code: ev.code, reason: ev.reason, retryAfter: ws.retryAfter });
       this._timer = setTimeout(() => this._open(), delay);
     };
   }

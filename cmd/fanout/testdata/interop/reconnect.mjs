@@ -50,7 +50,7 @@ for (let i = 0; i < Number(clients); i++) {
   fo.on('error', (e) => out({ event: 'error', client: i, reason: e.reason }));
   fo.on('status', (s) => {
     if (s.state === 'reconnecting' && s.delay !== undefined) {
-      out({ event: 'reconnecting', client: i, attempt: s.attempt, delay: s.delay, code: s.code, reason: s.reason });
+      out({ event: 'reconnecting', client: i, attempt: s.attempt, delay: s.delay, code: s.code, reason: s.reason, retryAfter: Number(s.retryAfter ?? 0) });
     } else if (s.state === 'connected') {
       out({ event: 'connected', client: i });
     }
