@@ -38,6 +38,8 @@ lint:
 		echo "lint $$m"; \
 		$(GO) -C $$m mod tidy -diff && $(GO) -C $$m vet ./... && (cd $$m && $(STATICCHECK) ./...) || exit 1; \
 	done
+	@echo "lint GOOS=darwin (the engine builds, and says unsupported, off Linux)"
+	@GOOS=darwin $(GO) build ./... && GOOS=darwin $(GO) vet ./server/... ./poller/...
 
 race:
 	$(GO) test -race -shuffle=on -count=1 -timeout 20m ./...

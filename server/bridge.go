@@ -28,10 +28,10 @@ func (s *Server) hijackedSocket(nc net.Conn) (int, error) {
 	if !ok {
 		return poller.Detach(nc)
 	}
-	fds, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
+	fds, err := socketPair()
 	if err != nil {
 		tc.Close()
-		return -1, os.NewSyscallError("socketpair", err)
+		return -1, err
 	}
 	f := os.NewFile(uintptr(fds[1]), "tls-bridge")
 	peer, err := net.FileConn(f) // a dup: f is closed below

@@ -22,6 +22,9 @@ var (
 	// ErrTooLarge is returned by Conn.Send for a message above
 	// Config.MaxMessageBytes.
 	ErrTooLarge = errors.New("server: message too large")
+
+	// ErrUnsupported is returned by New off Linux: the engine needs epoll.
+	ErrUnsupported = errors.New("server: supported on Linux only (epoll)")
 )
 
 // RejectError rejects an upgrade from Config.OnConnect with an HTTP status.

@@ -77,8 +77,12 @@ type Server struct {
 	closed    bool
 }
 
-// New copies cfg, applies defaults and validates it. It does no I/O.
+// New copies cfg, applies defaults and validates it. It does no I/O. Off
+// Linux it returns ErrUnsupported.
 func New(cfg Config) (*Server, error) {
+	if supported != nil {
+		return nil, supported
+	}
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
