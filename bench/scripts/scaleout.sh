@@ -32,7 +32,7 @@ stop() { # SIGTERM, up to 10 s each, then SIGKILL
 	done
 }
 cleanup() {
-	stop "${pids[@]}" ${rpid:+"$rpid"}
+	stop "${pids[@]}" ${gen:+"$gen"} ${rpid:+"$rpid"}
 	rm -rf "$tmp"
 }
 trap cleanup EXIT
@@ -80,19 +80,28 @@ out0=$(redis-cli -p "$rport" info stats | awk -F: '/^total_net_output_bytes/{pri
 "$tmp/fanout-bench" -url "${urls%,}" -scenario broadcast -conns "${CONNS:-6012}" -rate 2000 -channels $k -publishers 10 \
 	-msg-rate "${RATE:-3.5}" -size 64 -publish-url "http://${nodes[0]}/api/publish" -api-key $key -duration "${DURATION:-20s}" \
 	-settle 3s -drain 3s -server-pid "$(IFS=,; echo "${pids[*]}")" -broker-pid "$rpid" -label "fanout x6 redis" \
-	-json "$out/routing.json" | log
-out1=$(redis-cli -p "$rport" info stats | awk -F: '/^total_net_output_bytes/{print $2+0}')
+	-json "$out/routing.json" >"$out/routing.txt" 2>&1 &
+gen=$!
+held=() # while the subscribers are there: every node holds its own channels
+for _ in $(seq 600); do
+	held=() && for a in "${admins[@]}"; do held+=("$(metric "$a" fanout_broker_subscriptions)"); done
+	[[ $(printf '%s\n' "${held[@]}" | grep -cvx $((k / 6))) == 0 ]] && break
+	sleep 0.2
+done
 numsub=$(redis-cli -p "$rport" pubsub numsub $(seq -f "fanout:msg:c%g" 0 $((k - 1))) | awk 'NR%2==0 {s+=$1} END {print s}')
+wait "$gen"
+log <"$out/routing.txt"
+out1=$(redis-cli -p "$rport" info stats | awk -F: '/^total_net_output_bytes/{print $2+0}')
 hz=$(getconf CLK_TCK)
 published=$(jq -r '.result.sent' "$out/routing.json")
-echo "Redis: PUBSUB NUMSUB summed over the $k channels: $numsub (one node each: $k); output bytes per publish $(((out1 - out0) / (published > 0 ? published : 1)))" | log
-echo "| node | CPU s (whole run) | unwanted messages | broker subscriptions | publish round trips | messages per round trip |" | log
+echo "Redis: PUBSUB NUMSUB summed over the $k channels, mid-run: $numsub (one node each: $k); output bytes per publish $(((out1 - out0) / (published > 0 ? published : 1)))" | log
+echo "| node | CPU s (whole run) | unwanted messages | broker subscriptions (mid-run) | publish round trips | messages per round trip |" | log
 echo "|---|---|---|---|---|---|" | log
 for i in "${!pids[@]}"; do
 	a=${admins[$i]}
 	trips=$(metric "$a" fanout_broker_publish_round_trips_total) msgs=$(metric "$a" fanout_broker_published_messages_total)
 	echo "| $i | $(awk -v t=$(($(cpu_ticks "${pids[$i]}") - before[i])) -v hz="$hz" 'BEGIN {printf "%.2f", t/hz}') |" \
-		"$(metric "$a" fanout_broker_unwanted_messages_total) | $(metric "$a" fanout_broker_subscriptions) | $trips |" \
+		"$(metric "$a" fanout_broker_unwanted_messages_total) | ${held[$i]} | $trips |" \
 		"$(awk -v m="$msgs" -v t="$trips" 'BEGIN {printf "%.1f", (t > 0 ? m/t : 0)}') |" | log
 done
 stop "${pids[@]}"

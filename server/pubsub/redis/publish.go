@@ -11,23 +11,36 @@ import (
 )
 
 // Pipelined publishing: concurrent publishes from this node share Redis
-// round trips. Each publish joins one queue; one goroutine at a time sends
-// what has gathered as one pipeline of publishScript calls, and while it is
-// on its way the next pipeline gathers. Redis runs a pipeline in order and
-// one pipeline follows another, so publishes reach Redis in the order they
-// joined the queue, and each gets its own script reply: the same offsets,
-// epochs and errors as one call each.
+// round trips. Each call (Publish, or PublishBatch with all its messages)
+// joins the queue of one of publishLanes lanes, in turn; one goroutine per
+// lane at a time sends what has gathered there as one pipeline of
+// publishScript calls, and while it is on its way the next pipeline
+// gathers. Redis runs a pipeline in order, so a batch's messages keep
+// their order, and each gets its own script reply: the same offsets,
+// epochs and errors as one call each. Calls in different lanes overlap,
+// as concurrent calls always could: a call returns only once Redis has
+// run it, so every order a caller can see (one publish after another's
+// answer) holds.
 
 // maxPipeline caps the publishes of one round trip.
 const maxPipeline = 1000
 
-// publisher is the queue of publishes waiting for a round trip.
+// publishLanes is how many pipelines may be on their way at once, so that
+// Redis works while the node encodes the next pipeline and reads the last.
+const publishLanes = 4
+
+// publisher is the lanes of publishes waiting for a round trip.
 type publisher struct {
+	next                 atomic.Uint32
+	roundTrips, messages atomic.Uint64
+	lanes                [publishLanes]lane
+}
+
+// lane is a queue with at most one pipeline on its way.
+type lane struct {
 	mu    sync.Mutex
 	queue []queued
 	busy  bool // a goroutine is sending the queue
-
-	roundTrips, messages atomic.Uint64
 }
 
 // publishGroup is one PublishBatch call: its messages wait in the queue
@@ -58,16 +71,16 @@ func (b *Broker) Publish(ctx context.Context, channel string, data []byte) (pubs
 func (b *Broker) PublishBatch(ctx context.Context, msgs []pubsub.Message) ([]pubsub.Position, []error) {
 	g := &publishGroup{ctx: ctx, msgs: msgs, pos: make([]pubsub.Position, len(msgs)), errs: make([]error, len(msgs)), done: make(chan struct{})}
 	g.left.Store(int32(len(msgs)))
-	p := &b.pub
-	p.mu.Lock()
+	l := &b.pub.lanes[b.pub.next.Add(1)%publishLanes]
+	l.mu.Lock()
 	for i := range msgs {
-		p.queue = append(p.queue, queued{g, i})
+		l.queue = append(l.queue, queued{g, i})
 	}
-	start := !p.busy
-	p.busy = true
-	p.mu.Unlock()
+	start := !l.busy
+	l.busy = true
+	l.mu.Unlock()
 	if start {
-		go b.sendQueue()
+		go b.sendQueue(l)
 	}
 	select {
 	case <-g.done:
@@ -81,22 +94,21 @@ func (b *Broker) PublishBatch(ctx context.Context, msgs []pubsub.Message) ([]pub
 	}
 }
 
-// sendQueue sends the queue, a pipeline at a time, until it is empty.
-func (b *Broker) sendQueue() {
-	p := &b.pub
+// sendQueue sends l's queue, a pipeline at a time, until it is empty.
+func (b *Broker) sendQueue(l *lane) {
 	for {
-		p.mu.Lock()
-		n := min(len(p.queue), maxPipeline)
+		l.mu.Lock()
+		n := min(len(l.queue), maxPipeline)
 		if n == 0 {
-			p.busy = false
-			p.queue = nil // drop the backing array a burst grew
-			p.mu.Unlock()
+			l.busy = false
+			l.queue = nil // drop the backing array a burst grew
+			l.mu.Unlock()
 			return
 		}
 		batch := make([]queued, n)
-		copy(batch, p.queue)
-		p.queue = append(p.queue[:0], p.queue[n:]...)
-		p.mu.Unlock()
+		copy(batch, l.queue)
+		l.queue = append(l.queue[:0], l.queue[n:]...)
+		l.mu.Unlock()
 		b.sendPipeline(batch)
 	}
 }
