@@ -129,7 +129,8 @@ func newWriter() *writer {
 // more than 2^(i-1)); 2^10 is iovMax.
 const writeBuckets = 11
 
-// wrote records one writev call that offered frames frames.
+// wrote records one gather write (send or sendmsg) that offered frames
+// frames.
 func (w *writer) wrote(frames int) {
 	w.calls++
 	w.offered += uint64(frames)
@@ -167,7 +168,7 @@ func (s *Server) flushStats(w *writer) {
 var writers = sync.Pool{New: func() any { return newWriter() }}
 
 // writePrepared sends c its variant of each of ps (at most iovMax) with one
-// writev, behind whatever c's queue holds.
+// gather write, behind whatever c's queue holds.
 func (c *Conn) writePrepared(w *writer, ps []*frame.Prepared) error {
 	for _, p := range ps {
 		w.batch = append(w.batch, c.frameBytes(p))
@@ -191,7 +192,7 @@ func (c *Conn) write(b []byte, then closeAfter) error {
 }
 
 // writeFrames sends at most iovMax frames to c in order. If nobody owns c's socket it
-// writes them at once with one writev; what the kernel does not take, and
+// writes them at once with one gather write; what the kernel does not take, and
 // everything sent while another goroutine owns the socket, waits in the
 // queue. then says whether the last frame is a close frame, and what
 // follows it.
