@@ -1,8 +1,10 @@
 // Package poller delivers socket readiness from epoll to callers without a
 // goroutine per socket.
 //
-// It wraps easygo's exported netpoll.Epoll on raw file descriptors: the
-// caller registers the socket's own fd (no dup, no os.File), so a connection
+// It wraps easygo's exported netpoll.Epoll on raw file descriptors: Detach
+// takes a socket from Go's own poller with one dup (F_DUPFD_CLOEXEC) and
+// closes the original, and Register takes that raw fd (no os.File, whose
+// finalizer could close a number a newer socket owns), so a connection
 // costs exactly one descriptor. Reads are reported in the Poller's ReadMode:
 // EdgeTriggered (the server: an event per arrival, no epoll_ctl per read,
 // the handler keeps one reader per socket itself) or OneShot (the load

@@ -155,7 +155,7 @@ func (c *Conn) Send(op frame.OpCode, data []byte) error {
 }
 
 // SendPrepared queues messages serialized once for many receivers, in
-// order and, up to the writev limit, with one write: another goroutine's
+// order and, up to IOV_MAX of them, with one write: another goroutine's
 // frame for c cannot come between them. Each goes in the variant c
 // negotiated (compressed or not).
 func (c *Conn) SendPrepared(ps ...*frame.Prepared) error {

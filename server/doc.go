@@ -5,7 +5,9 @@
 // package server/pubsub builds those on the API exported here (Server,
 // Conn, Hub, frame.Prepared and the Config hooks).
 //
-//	accept ─▶ raw fd registered with poller (edge-triggered read)
+//	accept ─▶ admission (admission.go: 503 over capacity, 429 per IP; the
+//	           slot it takes travels with the connection, given back once)
+//	       ─▶ raw fd registered with poller (edge-triggered read)
 //	           │ readable (an event during a task only tells it to read on)
 //	           ▼
 //	read pool task: non-blocking reads into a pooled buffer until drained
@@ -16,18 +18,32 @@
 //	           │ Hub.Broadcast(msg): frame.Prepared built once
 //	           ▼
 //	write worker (one per core), a task per shard of 256 fds: one
-//	non-blocking send per member coalescing every pending frame; the rest
-//	waits in the conn's bounded queue and EPOLLOUT resumes it; past
-//	Config.SendQueueBytes the conn is evicted.
+//	non-blocking gather write (send or sendmsg) per member coalescing every
+//	pending frame; the rest waits in the conn's bounded queue and EPOLLOUT
+//	resumes it; past Config.SendQueueBytes the conn is evicted.
 //
-// Handler mounts the same engine on a net/http mux (gobwas/ws HTTPUpgrader);
-// the hijacked socket joins the same poller. Requests on Serve's listener
-// that are not upgrades go to Config.HTTPHandler. One shared ticker
-// (timers.go) drives handshake, idle, ping and close deadlines.
+// Every connection is admitted on one path (admission.go), whichever way it
+// came: Serve's listener, plain or TLS; a trusted proxy's PROXY header or
+// forwarding header, which names the client the per-IP limits count; or
+// Handler, which mounts the same engine on a net/http mux (gobwas/ws
+// HTTPUpgrader) and hands the hijacked socket to the same poller. Requests
+// on Serve's listener that are not upgrades go to Config.HTTPHandler. One
+// shared ticker (timers.go) drives handshake, idle, ping and close
+// deadlines.
+//
+// A Conn is carved into parts, each owned by its files (the table at the
+// top of conn.go, with the lock order): the read part (read.go), the send
+// queue (write.go), the lifecycle (close.go, timers.go), the application's
+// state (conn.go), the admission slot (admission.go) and the handshake
+// (upgrade.go, proxy.go, tls.go), which is dropped at the 101. An idle
+// connection holds no goroutine, no buffer, no parser and no queue: a
+// parser is lent while a frame or message is incomplete, a queue while
+// frames wait for the socket.
 //
 // Workers never block on a socket: every read and write is non-blocking and
-// ends at EAGAIN, a partial frame stays in the parser's pooled buffer, and a
-// full socket parks its queue until EPOLLOUT.
+// ends at EAGAIN, a partial frame keeps its lent parser and pooled buffer,
+// and a full socket parks its queue until EPOLLOUT. Off Linux, New returns
+// ErrUnsupported.
 //
 // Stopping: Drain (drain.go) takes the server out of readiness, accepts
 // for a grace, then closes the connections paced, with 1012 and a

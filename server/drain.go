@@ -32,9 +32,10 @@ var drainReason = fmt.Sprintf("server restart; retry-ms=%d", DrainRetryHint.Mill
 // random reconnect delay. Connections that open meanwhile (handshakes in
 // flight at the close of the listeners) join the later batches.
 //
-// Drain returns nil once no connection is left, or ctx.Err() as soon as
-// ctx is done. Either way call Shutdown next: it closes what is left at
-// once with 1001 and releases the server. Drain returns nil at once if a
+// Drain returns nil once no WebSocket connection is left open, or
+// ctx.Err() as soon as ctx is done. Either way call Shutdown next: it
+// waits for the close handshakes under way and the plain HTTP requests in
+// flight, closes what is left at once with 1001 and releases the server. Drain returns nil at once if a
 // drain or a shutdown has already begun.
 func (s *Server) Drain(ctx context.Context, grace, spread time.Duration) error {
 	if s.shutting.Load() || !s.draining.CompareAndSwap(false, true) {
@@ -54,9 +55,11 @@ func (s *Server) Drain(ctx context.Context, grace, spread time.Duration) error {
 	end := time.Now().Add(spread)
 	tick := time.NewTicker(drainTick)
 	defer tick.Stop()
-	for s.live.Load() > 0 { // checked once a tick: the drain ends at most a tick late
+	for {
 		ticksLeft := max(1, int((time.Until(end)+drainTick-1)/drainTick))
-		s.closeBatch(ticksLeft)
+		if s.closeBatch(ticksLeft) == 0 {
+			break
+		}
 		select {
 		case <-tick.C:
 		case <-ctx.Done():
@@ -69,16 +72,16 @@ func (s *Server) Drain(ctx context.Context, grace, spread time.Duration) error {
 
 // closeBatch closes its share of the open connections when ticksLeft
 // batches remain: their hubs' pending broadcasts are flushed first, so the
-// close frame follows every message the client is owed.
-func (s *Server) closeBatch(ticksLeft int) {
-	open := 0
+// close frame follows every message the client is owed. It returns how
+// many were open.
+func (s *Server) closeBatch(ticksLeft int) (open int) {
 	s.eachConn(func(c *Conn) {
 		if c.isOpen() {
 			open++
 		}
 	})
 	if open == 0 {
-		return
+		return 0
 	}
 	batch := make([]*Conn, 0, (open+ticksLeft-1)/ticksLeft)
 	hubs := map[*Hub]struct{}{}
@@ -96,4 +99,5 @@ func (s *Server) closeBatch(ticksLeft int) {
 	for _, c := range batch {
 		_ = c.closeWith(frame.CloseServiceRestart, drainReason, ReasonServerShutdown, false)
 	}
+	return open
 }

@@ -1,9 +1,12 @@
 package server
 
 import (
+	"bufio"
 	"context"
 	"errors"
 	"fmt"
+	"net"
+	"net/http"
 	"slices"
 	"strconv"
 	"testing"
@@ -192,5 +195,37 @@ func TestDrain_FlushesBeforeClose(t *testing.T) {
 		if got.code != int(frame.CloseServiceRestart) || len(got.msgs) != msgs || got.msgs[msgs-1] != strconv.Itoa(msgs-1) {
 			t.Fatalf("%d messages, then close %d %q (%v); want all %d, then 1012", len(got.msgs), got.code, got.text, got.err, msgs)
 		}
+	}
+}
+
+// A plain HTTP keep-alive connection does not hold a drain back: Drain
+// ends once no WebSocket is open, and Shutdown then closes the idle
+// keep-alive.
+func TestDrain_KeepAliveDoesNotHoldIt(t *testing.T) {
+	s, addr := runServer(t, Config{HTTPHandler: http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		fmt.Fprintln(w, "page")
+	})})
+	ws := dialGorilla(t, "ws://"+addr+"/echo")
+	seen := make(chan closeSeen, 1)
+	go readUntilClose(ws, seen)
+	page, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer page.Close()
+	fmt.Fprint(page, "GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+	if resp, err := http.ReadResponse(bufio.NewReader(page), nil); err != nil || resp.StatusCode != 200 {
+		t.Fatalf("page: %v %v", resp, err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second) // under the 5 s keep-alive idle
+	defer cancel()
+	if err := s.Drain(ctx, 0, 100*time.Millisecond); err != nil {
+		t.Fatalf("Drain with a keep-alive open: %v", err)
+	}
+	if got := <-seen; got.code != int(frame.CloseServiceRestart) {
+		t.Fatalf("the WebSocket got %d %q, want 1012", got.code, got.text)
+	}
+	if err := s.Shutdown(context.Background()); err != nil {
+		t.Fatal(err)
 	}
 }

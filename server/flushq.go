@@ -7,7 +7,8 @@ import "sync"
 // writable) in FIFO order. Scheduling never blocks and never runs a flush
 // on the caller: a reader that publishes only appends to the hubs. While
 // the workers are busy, broadcasts accumulate on their shards, so the next
-// flush of a shard gives each member everything pending in one writev: the
+// flush of a shard gives each member everything pending in one gather
+// write (send or sendmsg): the
 // busier the server, the more frames share a syscall.
 //
 // The queue needs no bound of its own: a shard is queued at most once

@@ -19,7 +19,7 @@ const hubShardFDs = 256
 // flushed) past which a hub shard is behind: the hub's members stop being
 // read until every shard is back under half of it. It is a lag, not a
 // memory bound: about 800 small frames or two 64 KiB messages, enough for
-// each flush to fill writevs, short enough to keep latency under overload
+// each flush to fill gather writes, short enough to keep latency under overload
 // bounded. HubBacklogBytes, the drop bound, stays above it.
 const hubPauseBytes = 128 << 10
 
@@ -30,7 +30,7 @@ const hubPauseBytes = 128 << 10
 // TestHub_BytesPerChannel). Broadcast serializes a message once and appends it
 // to every non-empty shard; a shard with pending frames has one flush task
 // queued on the write pool, which gives each member everything pending in
-// one writev. Broadcast never writes. Safe for concurrent use.
+// one gather write. Broadcast never writes. Safe for concurrent use.
 //
 // When a shard falls behind (hubPauseBytes), readers stop reading the
 // hub's members (the publishers among them) until it catches up: TCP

@@ -20,64 +20,84 @@ type sendQueue struct {
 	parked    bool    // a write waits for EPOLLOUT that could not be armed before registration
 }
 
-// queued is the frames (or their unwritten tails) waiting for a socket.
+// queued is the frames (or their unwritten tails) waiting for a socket:
+// frames[head:]. Written frames are dropped by moving head, so the slice
+// keeps its capacity while it is lent and when it goes back to queues.
 type queued struct {
 	frames [][]byte
-	bytes  int // their frameCost, charged against SendQueueBytes
+	head   int
+	bytes  int // frameCost of what waits, charged against SendQueueBytes
 }
 
 // queues lends queued to connections while something waits for their
 // socket, so an idle connection keeps none.
 var queues = sync.Pool{New: func() any { return new(queued) }}
 
-// maxPooledQueue is the longest queue slice given back to queues: a larger
+// maxPooledQueue is the largest queue slice given back to queues: a larger
 // one, left by a burst, goes to the garbage collector.
 const maxPooledQueue = 1024
+
+// lend returns the queue, lending one if nothing waits.
+func (o *sendQueue) lend() *queued {
+	if o.q == nil {
+		o.q = queues.Get().(*queued)
+	}
+	return o.q
+}
+
+// waiting is what waits, oldest first.
+func (q *queued) waiting() [][]byte { return q.frames[q.head:] }
 
 // push appends frames, charging each frameCost, and returns the bytes
 // queued.
 func (o *sendQueue) push(frames [][]byte) int {
-	if o.q == nil {
-		o.q = queues.Get().(*queued)
+	q := o.lend()
+	if q.head > 0 && len(q.frames)+len(frames) > cap(q.frames) { // reuse the written prefix before growing
+		n := copy(q.frames, q.waiting())
+		clear(q.frames[n:])
+		q.frames, q.head = q.frames[:n], 0
 	}
 	for _, b := range frames {
-		o.q.frames = append(o.q.frames, b)
-		o.q.bytes += frameCost(len(b))
+		q.frames = append(q.frames, b)
+		q.bytes += frameCost(len(b))
 	}
-	return o.q.bytes
+	return q.bytes
 }
 
 // pushFront puts frames ahead of what waits, charging each frameCost, and
 // returns the bytes queued.
 func (o *sendQueue) pushFront(frames ...[]byte) int {
-	if o.q == nil {
-		o.q = queues.Get().(*queued)
-	}
+	q := o.lend()
 	for _, b := range frames {
-		o.q.bytes += frameCost(len(b))
+		q.bytes += frameCost(len(b))
 	}
-	o.q.frames = slices.Insert(o.q.frames, 0, frames...)
-	return o.q.bytes
+	if q.head >= len(frames) {
+		q.head -= len(frames)
+		copy(q.frames[q.head:], frames)
+	} else {
+		q.frames = slices.Insert(q.frames, q.head, frames...)
+	}
+	return q.bytes
 }
 
 // consume drops n written bytes from the head and returns how many frames
 // that completed. An emptied queue goes back to queues.
 func (o *sendQueue) consume(n int) (frames int) {
 	q := o.q
-	for n > 0 && len(q.frames) > 0 {
-		head := q.frames[0]
+	for n > 0 && q.head < len(q.frames) {
+		head := q.frames[q.head]
 		if n < len(head) {
 			q.bytes -= frameCost(len(head)) - frameCost(len(head)-n)
-			q.frames[0] = head[n:]
+			q.frames[q.head] = head[n:]
 			return frames
 		}
 		n -= len(head)
 		q.bytes -= frameCost(len(head))
-		q.frames[0] = nil
-		q.frames = q.frames[1:]
+		q.frames[q.head] = nil
+		q.head++
 		frames++
 	}
-	if len(q.frames) == 0 {
+	if q.head == len(q.frames) {
 		o.dropLocked()
 	}
 	return frames
@@ -91,7 +111,7 @@ func (o *sendQueue) dropLocked() {
 	}
 	o.q = nil
 	clear(q.frames)
-	q.frames, q.bytes = q.frames[:0], 0
+	q.frames, q.head, q.bytes = q.frames[:0], 0, 0
 	if cap(q.frames) > maxPooledQueue {
 		q.frames = nil
 	}
@@ -129,7 +149,8 @@ func newWriter() *writer {
 // more than 2^(i-1)); 2^10 is iovMax.
 const writeBuckets = 11
 
-// wrote records one writev call that offered frames frames.
+// wrote records one gather write (send or sendmsg) that offered frames
+// frames.
 func (w *writer) wrote(frames int) {
 	w.calls++
 	w.offered += uint64(frames)
@@ -167,7 +188,7 @@ func (s *Server) flushStats(w *writer) {
 var writers = sync.Pool{New: func() any { return newWriter() }}
 
 // writePrepared sends c its variant of each of ps (at most iovMax) with one
-// writev, behind whatever c's queue holds.
+// gather write, behind whatever c's queue holds.
 func (c *Conn) writePrepared(w *writer, ps []*frame.Prepared) error {
 	for _, p := range ps {
 		w.batch = append(w.batch, c.frameBytes(p))
@@ -191,7 +212,7 @@ func (c *Conn) write(b []byte, then closeAfter) error {
 }
 
 // writeFrames sends at most iovMax frames to c in order. If nobody owns c's socket it
-// writes them at once with one writev; what the kernel does not take, and
+// writes them at once with one gather write; what the kernel does not take, and
 // everything sent while another goroutine owns the socket, waits in the
 // queue. then says whether the last frame is a close frame, and what
 // follows it.
@@ -289,7 +310,8 @@ func (c *Conn) writeQueue(w *writer) bool {
 			c.mu.Unlock()
 			return true
 		}
-		w.bufs = append(w.bufs[:0], q.frames[:min(len(q.frames), iovMax)]...)
+		wait := q.waiting()
+		w.bufs = append(w.bufs[:0], wait[:min(len(wait), iovMax)]...)
 		c.mu.Unlock()
 
 		n, err := c.sock.send(w.iov, w.bufs)

@@ -20,6 +20,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/fanout-ws/fanout/internal/servertest"
+	"github.com/fanout-ws/fanout/internal/testutil"
+	"github.com/fanout-ws/fanout/server"
+	"github.com/fanout-ws/fanout/server/pubsub"
 	"github.com/gorilla/websocket"
 )
 
@@ -108,5 +112,43 @@ func TestTLS_ReloadAndNode(t *testing.T) {
 	_ = old.SetReadDeadline(time.Now().Add(5 * time.Second))
 	if _, p, err := old.ReadMessage(); err != nil || string(p) != "still here" {
 		t.Fatalf("connection opened before the reload: %q %v", p, err)
+	}
+}
+
+// Python's websockets runs the whole interop script over wss, with TLS 1.3
+// (records sealed by the server's own record layer) and TLS 1.2
+// (crypto/tls), the HTTP API over the same TLS port included.
+func TestTLS_Python(t *testing.T) {
+	py := "/usr/bin/python3" // Debian's, where python3-websockets installs
+	err := exec.Command(py, "-c", "import websockets").Run()
+	testutil.NeedTool(t, err == nil, "apt-get install python3-websockets")
+	dir := t.TempDir()
+	certFile, keyFile := filepath.Join(dir, "cert.pem"), filepath.Join(dir, "key.pem")
+	writeCert(t, certFile, keyFile, "python")
+	cert, err := tls.LoadX509KeyPair(certFile, keyFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, v := range []string{"1.3", "1.2"} { // a server each: the script expects a fresh channel
+		app, err := newChatServer(server.Config{TLS: &tls.Config{Certificates: []tls.Certificate{cert}}}, pubsub.Config{}, testAPIKey)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(app.node.Close)
+		addr := servertest.Serve(t, app.srv)
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		cmd := exec.CommandContext(ctx, py, filepath.Join("testdata", "interop", "client.py"), "wss://"+addr, testAPIKey, v)
+		cmd.Env = append(os.Environ(), "SSL_CERT_FILE="+certFile)
+		out, err := cmd.CombinedOutput()
+		cancel()
+		if err != nil {
+			t.Fatalf("python over TLS %s: %v\n%s", v, err, out)
+		}
+		t.Logf("TLS %s: %s", v, bytes.TrimSpace(out))
+		waitIdle(t, app.srv)
+		// Only TLS 1.3 connections leave crypto/tls for the server's record layer.
+		if st := app.srv.Stats(); (st.TLSRecords > 0) != (v == "1.3") {
+			t.Fatalf("TLS %s: %d records sealed by the server's record layer", v, st.TLSRecords)
+		}
 	}
 }

@@ -86,9 +86,9 @@ async function waitForMessage(page, label, text) {
   }
 }
 
-async function waitForState(page, label, state) {
+async function waitForState(page, label, state, timeout = wait) {
   try {
-    await page.waitForFunction((s) => document.getElementById('status').dataset.state === s, state, { timeout: wait });
+    await page.waitForFunction((s) => document.getElementById('status').dataset.state === s, state, { timeout });
   } catch {
     const now = await page.$eval('#status', (e) => e.textContent);
     throw new Error(`page ${label} status never became ${state}; it is "${now}"`);
@@ -222,7 +222,10 @@ async function main() {
   await A.waitForFunction(() => window.statusLog.filter((s) => s.state === 'reconnecting' && s.delay !== undefined).length >= 3, null, { timeout: wait });
   await startServer(port);
   for (const [page, label] of [[A, 'A'], [B, 'B']]) {
-    await waitForState(page, label, 'connected');
+    // The attempt under way may have drawn a delay up to the backoff's
+    // window (8 s or more after three failures): wait that out, then as usual.
+    const pending = await page.evaluate(() => window.statusLog.findLast((s) => s.delay !== undefined)?.delay ?? 0);
+    await waitForState(page, label, 'connected', pending + wait);
     try {
       await page.waitForFunction(() => document.getElementById('notice').dataset.kind === 'reset'
         && !document.getElementById('notice').hidden, null, { timeout: wait });

@@ -3,13 +3,24 @@ broadcast on /ws, echo on /echo, ping/pong and a clean 1000 close; channels
 fed by the HTTP API and by control messages, and recovery with since=.
 websockets offers permessage-deflate by default; the Go test counts the
 compressed frames on the wire.
-Usage: python3 client.py ws://127.0.0.1:PORT API_KEY"""
+Over wss (and https for the HTTP API) it trusts SSL_CERT_FILE; a third
+argument 1.2 caps TLS at 1.2.
+Usage: python3 client.py ws[s]://127.0.0.1:PORT API_KEY [1.2]"""
 import asyncio
+import functools
 import json
+import ssl
 import sys
 import urllib.request
 
 import websockets
+
+TLS = None
+if sys.argv[1].startswith("wss://"):
+    TLS = ssl.create_default_context()
+    if sys.argv[3:] == ["1.2"]:
+        TLS.maximum_version = ssl.TLSVersion.TLSv1_2
+    websockets.connect = functools.partial(websockets.connect, ssl=TLS)
 
 
 async def broadcast(base):
@@ -54,11 +65,11 @@ async def echo(base):
 
 def api_publish(base, key, channel, data):
     req = urllib.request.Request(
-        base.replace("ws://", "http://") + "/api/publish",
+        base.replace("wss://", "https://").replace("ws://", "http://") + "/api/publish",
         data=json.dumps({"channel": channel, "data": data}).encode(),
         headers={"Authorization": "Bearer " + key, "Content-Type": "application/json"},
     )
-    with urllib.request.urlopen(req, timeout=10) as resp:
+    with urllib.request.urlopen(req, timeout=10, context=TLS) as resp:
         return json.load(resp)
 
 
