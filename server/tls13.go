@@ -45,6 +45,7 @@ type recIO struct {
 
 	mu      sync.Mutex
 	pending []byte // sealed records the kernel has not taken yet
+	sealed  bool   // records were sealed since the last sweep tick
 }
 
 // read reads the socket once into p (at least tlsReadBytes, after the
@@ -64,6 +65,7 @@ func (r *recIO) read(fd int32, p []byte) (int, error) {
 	r.short = n < len(p)-k
 	if err != nil {
 		r.keep(p[:k])
+		r.idle()
 		return 0, err
 	}
 	if n == 0 {
@@ -90,10 +92,33 @@ func (r *recIO) read(fd int32, p []byte) (int, error) {
 		off += m
 	}
 	r.keep(p[off:k])
+	if r.short {
+		r.idle()
+	}
 	if out == 0 {
 		return 0, errRecordsOnly
 	}
 	return out, nil
+}
+
+// idle drops the read keys once the socket is drained with no partial
+// record: most connections then wait a long time for their next record,
+// and an idle connection keeps no AEAD state (the next read rebuilds it).
+func (r *recIO) idle() {
+	if r.in == nil {
+		r.rec.DropReadKeys()
+	}
+}
+
+// sweep runs once per tick of the server's sweep: it drops the write keys
+// of a connection that sealed nothing since the last tick.
+func (r *recIO) sweep() {
+	r.mu.Lock()
+	if !r.sealed && len(r.pending) == 0 {
+		r.rec.DropWriteKeys()
+	}
+	r.sealed = false
+	r.mu.Unlock()
 }
 
 // keep holds b, the start of a record, for the next read.
@@ -137,6 +162,7 @@ func (r *recIO) send(fd int32, bufs [][]byte) (int, error) {
 	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	r.sealed = true
 	r.stats.tlsRecords.Add(uint64((total + tlsrec.MaxPlaintext - 1) / tlsrec.MaxPlaintext))
 	if len(r.pending) > 0 {
 		r.pending = r.rec.Seal(r.pending, bufs)

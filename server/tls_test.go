@@ -282,3 +282,51 @@ func TestTLS_ForgedRecordAlerted(t *testing.T) {
 		return nil
 	})
 }
+
+// An idle TLS 1.3 connection drops its AEAD state (the read keys when a
+// read drains the socket, the write keys on a sweep tick with nothing
+// sealed) and rebuilds it for the next record: pings and pongs across many
+// idle sweeps, then an echo, all authenticate.
+func TestTLS_IdleKeysRebuilt(t *testing.T) {
+	t.Parallel()
+	cert, pool := testCert(t)
+	s, addr := runServer(t, Config{TLS: &tls.Config{Certificates: []tls.Certificate{cert}}, PingInterval: 40 * time.Millisecond,
+		IdleTimeout: 2 * time.Second})
+	d := websocket.Dialer{TLSClientConfig: &tls.Config{RootCAs: pool}}
+	c, _, err := d.Dial("wss://"+addr+"/echo", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	msgs := make(chan []byte, 1)
+	go func() { // answers the pings
+		for {
+			_, p, err := c.ReadMessage()
+			if err != nil {
+				close(msgs)
+				return
+			}
+			msgs <- p
+		}
+	}()
+	eventually(t, 10*time.Second, func() error {
+		if n := s.Stats().FramesOut; n < 8 {
+			return fmt.Errorf("%d pings sent", n)
+		}
+		return nil
+	})
+	if err := c.WriteMessage(websocket.TextMessage, []byte("after the pings")); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case p := <-msgs:
+		if string(p) != "after the pings" {
+			t.Fatalf("echo %q", p)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("no echo after the idle pings")
+	}
+	if st := s.Stats(); st.Closed[ReasonIdleTimeout.String()] != 0 || s.Live() != 1 {
+		t.Fatalf("connection closed: %v", st.Closed)
+	}
+}
