@@ -9,7 +9,7 @@ test: deps lint race fuzz
 # What the tests need beyond Go: staticcheck, Node's ws (interop tests and
 # the Node peer), uWebSockets.js (its peer), playwright-core (browser test),
 # Debian's python3-websockets, redis-server, rabbitmq-server (the RabbitMQ
-# broker's tests start their own node), haproxy and nginx-light (deploy
+# broker's tests start their own node), nats-server (the NATS broker's), haproxy and nginx-light (deploy
 # tests) and chromium (each installed only when missing).
 deps:
 	@test -x $(STATICCHECK) || $(GO) install honnef.co/go/tools/cmd/staticcheck@latest
@@ -21,6 +21,7 @@ deps:
 	/usr/bin/python3 -c 'import websockets' 2>/dev/null || missing="$$missing python3-websockets"; \
 	command -v redis-server >/dev/null || missing="$$missing redis-server"; \
 	test -x /usr/lib/rabbitmq/bin/rabbitmq-server || missing="$$missing rabbitmq-server"; \
+	command -v nats-server >/dev/null || missing="$$missing nats-server"; \
 	test -x /usr/sbin/haproxy || missing="$$missing haproxy"; \
 	test -x /usr/sbin/nginx || missing="$$missing nginx-light"; \
 	test -x /usr/bin/chromium || missing="$$missing chromium"; \

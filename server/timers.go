@@ -55,6 +55,9 @@ func (s *Server) checkTimers(c *Conn, now int64) {
 			c.destroy(ReasonCloseTimeout)
 		}
 	case stateOpen:
+		if c.sock.rec != nil {
+			c.sock.rec.sweep()
+		}
 		idle := now - c.lastReadAt()
 		switch {
 		case expires > 0 && now >= expires:

@@ -3,6 +3,7 @@ package server
 import (
 	"errors"
 	"fmt"
+	"math/bits"
 	"sync"
 
 	"github.com/fanout-ws/fanout/server/internal/tlsrec"
@@ -45,6 +46,7 @@ type recIO struct {
 
 	mu      sync.Mutex
 	pending []byte // sealed records the kernel has not taken yet
+	sealed  bool   // records were sealed since the last sweep tick
 }
 
 // read reads the socket once into p (at least tlsReadBytes, after the
@@ -64,6 +66,7 @@ func (r *recIO) read(fd int32, p []byte) (int, error) {
 	r.short = n < len(p)-k
 	if err != nil {
 		r.keep(p[:k])
+		r.idle()
 		return 0, err
 	}
 	if n == 0 {
@@ -90,10 +93,33 @@ func (r *recIO) read(fd int32, p []byte) (int, error) {
 		off += m
 	}
 	r.keep(p[off:k])
+	if r.short {
+		r.idle()
+	}
 	if out == 0 {
 		return 0, errRecordsOnly
 	}
 	return out, nil
+}
+
+// idle drops the read keys once the socket is drained with no partial
+// record: most connections then wait a long time for their next record,
+// and an idle connection keeps no AEAD state (the next read rebuilds it).
+func (r *recIO) idle() {
+	if r.in == nil {
+		r.rec.DropReadKeys()
+	}
+}
+
+// sweep runs once per tick of the server's sweep: it drops the write keys
+// of a connection that sealed nothing since the last tick.
+func (r *recIO) sweep() {
+	r.mu.Lock()
+	if !r.sealed && len(r.pending) == 0 {
+		r.rec.DropWriteKeys()
+	}
+	r.sealed = false
+	r.mu.Unlock()
 }
 
 // keep holds b, the start of a record, for the next read.
@@ -137,7 +163,9 @@ func (r *recIO) send(fd int32, bufs [][]byte) (int, error) {
 	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	r.stats.tlsRecords.Add(uint64((total + tlsrec.MaxPlaintext - 1) / tlsrec.MaxPlaintext))
+	r.sealed = true
+	records := (total + tlsrec.MaxPlaintext - 1) / tlsrec.MaxPlaintext
+	r.stats.tlsRecords.Add(uint64(records))
 	if len(r.pending) > 0 {
 		r.pending = r.rec.Seal(r.pending, bufs)
 		return total, nil
@@ -145,6 +173,7 @@ func (r *recIO) send(fd int32, bufs [][]byte) (int, error) {
 	bp := sealBufs.Get().(*[]byte)
 	out := r.rec.Seal((*bp)[:0], bufs)
 	r.stats.tlsWrites.Add(1)
+	r.stats.recordsPerWrite[min(bits.Len(uint(max(records, 1)-1)), writeBuckets-1)].Add(1)
 	n, err := sendFD(fd, out)
 	if err != nil {
 		return 0, err

@@ -246,6 +246,15 @@ func TestTLS_CorkedRecords(t *testing.T) {
 	if w, r := after.TLSWrites-before.TLSWrites, after.TLSRecords-before.TLSRecords; w != 1 || r != 2 {
 		t.Fatalf("300 frames in %d sends and %d records, want 1 and 2", w, r)
 	}
+	for i := range after.RecordsPerWrite { // one send, in the bucket of 2 records
+		want := before.RecordsPerWrite[i]
+		if i == 1 {
+			want++
+		}
+		if after.RecordsPerWrite[i] != want {
+			t.Fatalf("records per write %v after, %v before: want one more send of 2 records", after.RecordsPerWrite, before.RecordsPerWrite)
+		}
+	}
 }
 
 // A record that does not authenticate is answered with bad_record_mac
@@ -281,4 +290,52 @@ func TestTLS_ForgedRecordAlerted(t *testing.T) {
 		}
 		return nil
 	})
+}
+
+// An idle TLS 1.3 connection drops its AEAD state (the read keys when a
+// read drains the socket, the write keys on a sweep tick with nothing
+// sealed) and rebuilds it for the next record: pings and pongs across many
+// idle sweeps, then an echo, all authenticate.
+func TestTLS_IdleKeysRebuilt(t *testing.T) {
+	t.Parallel()
+	cert, pool := testCert(t)
+	s, addr := runServer(t, Config{TLS: &tls.Config{Certificates: []tls.Certificate{cert}}, PingInterval: 40 * time.Millisecond,
+		IdleTimeout: 2 * time.Second})
+	d := websocket.Dialer{TLSClientConfig: &tls.Config{RootCAs: pool}}
+	c, _, err := d.Dial("wss://"+addr+"/echo", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	msgs := make(chan []byte, 1)
+	go func() { // answers the pings
+		for {
+			_, p, err := c.ReadMessage()
+			if err != nil {
+				close(msgs)
+				return
+			}
+			msgs <- p
+		}
+	}()
+	eventually(t, 10*time.Second, func() error {
+		if n := s.Stats().FramesOut; n < 8 {
+			return fmt.Errorf("%d pings sent", n)
+		}
+		return nil
+	})
+	if err := c.WriteMessage(websocket.TextMessage, []byte("after the pings")); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case p := <-msgs:
+		if string(p) != "after the pings" {
+			t.Fatalf("echo %q", p)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("no echo after the idle pings")
+	}
+	if st := s.Stats(); st.Closed[ReasonIdleTimeout.String()] != 0 || s.Live() != 1 {
+		t.Fatalf("connection closed: %v", st.Closed)
+	}
 }

@@ -7,7 +7,7 @@
 #    (unwanted messages, subscriptions held, publish round trips); Redis:
 #    PUBSUB NUMSUB summed over every channel (one per channel: one node
 #    each) and its output bytes per publish.
-# 2. Publishing rate, Redis against the in-process broker: one node each,
+# 2. Publishing rate, Redis (and NATS) against the in-process broker: one node each,
 #    200 subscribers over 100 channels, 8 publishers through the HTTP API's
 #    batch form (12 messages a request), offered far more than either takes.
 # Loopback only; every run stops by itself. Raw JSON and logs go to
@@ -32,7 +32,7 @@ stop() { # SIGTERM, up to 10 s each, then SIGKILL
 	done
 }
 cleanup() {
-	stop "${pids[@]}" ${gen:+"$gen"} ${rpid:+"$rpid"}
+	stop "${pids[@]}" ${gen:+"$gen"} ${rpid:+"$rpid"} ${npid:+"$npid"}
 	rm -rf "$tmp"
 }
 trap cleanup EXIT
@@ -107,16 +107,30 @@ done
 stop "${pids[@]}"
 pids=()
 
-# 2. Publishing rate: Redis against the in-process broker.
-for broker in redis memory; do
+# 2. Publishing rate: Redis (and NATS, when nats-server is installed)
+# against the in-process broker.
+brokers="redis memory"
+if command -v nats-server >/dev/null; then
+	nport=$(free_port)
+	nats-server -a 127.0.0.1 -p "$nport" -js -sd "$tmp/nats" >"$out/nats-server.log" 2>&1 &
+	npid=$!
+	for _ in $(seq 100); do (echo >/dev/tcp/127.0.0.1/"$nport") 2>/dev/null && break; sleep 0.1; done
+	echo "nats-server $(nats-server --version | cut -d' ' -f2) pid $npid, -js" | log
+	brokers="redis nats memory"
+fi
+for broker in $brokers; do
 	redis-cli -p "$rport" flushall >/dev/null
-	args=() && [[ $broker == memory ]] || args=(-broker "redis://127.0.0.1:$rport/0")
+	case $broker in
+	redis) args=(-broker "redis://127.0.0.1:$rport/0") bpid=$rpid ;;
+	nats) args=(-broker "nats://127.0.0.1:$nport") bpid=$npid ;;
+	memory) args=() bpid= ;;
+	esac
 	start_nodes 1 "${args[@]}"
 	"$tmp/fanout-bench" -url "ws://${nodes[0]}/ws" -scenario broadcast -conns 200 -channels 100 -publishers 8 -batch 12 \
 		-msg-rate "${PUBRATE:-2000}" -size 64 -publish-url "http://${nodes[0]}/api/publish" -api-key $key \
-		-duration "${DURATION:-20s}" -settle 2s -drain 3s -server-pid "${pids[0]}" -broker-pid "$rpid" \
+		-duration "${DURATION:-20s}" -settle 2s -drain 3s -server-pid "${pids[0]}" ${bpid:+-broker-pid "$bpid"} \
 		-metrics-url "http://${admins[0]}/metrics" -label "fanout $broker" -json "$out/publish-$broker.json" | log
-	jq -r --arg b "$broker" '.result | "\($b): published/s \(.published_per_s), API p50 \(.api_p50_ms) ms p99 \(.api_p99_ms) ms, missing \(.missing), lost \(.lost), server CPU \(.server_cpu_cores) cores, redis CPU \(.broker_cpu_cores) cores"' \
+	jq -r --arg b "$broker" '.result | "\($b): published/s \(.published_per_s), API p50 \(.api_p50_ms) ms p99 \(.api_p99_ms) ms, missing \(.missing), lost \(.lost), server CPU \(.server_cpu_cores) cores, broker CPU \(.broker_cpu_cores // 0) cores, broker RSS \((.broker_rss_end_bytes // 0) / 1048576 | floor) MiB"' \
 		"$out/publish-$broker.json" | log
 	echo "$broker: publish round trips $(metric "${admins[0]}" fanout_broker_publish_round_trips_total), messages $(metric "${admins[0]}" fanout_broker_published_messages_total)" | log
 	stop "${pids[@]}"
@@ -124,4 +138,8 @@ for broker in redis memory; do
 done
 r=$(jq -r '.result.published_per_s' "$out/publish-redis.json") m=$(jq -r '.result.published_per_s' "$out/publish-memory.json")
 echo "Redis publishes at $(awk -v r="$r" -v m="$m" 'BEGIN {printf "%.2f", (m > 0 ? r/m : 0)}')x the in-process broker's rate" | log
+if [[ -f $out/publish-nats.json ]]; then
+	r=$(jq -r '.result.published_per_s' "$out/publish-nats.json")
+	echo "NATS publishes at $(awk -v r="$r" -v m="$m" 'BEGIN {printf "%.2f", (m > 0 ? r/m : 0)}')x the in-process broker's rate" | log
+fi
 echo "raw results in $out" | log

@@ -25,6 +25,7 @@ import (
 	"github.com/fanout-ws/fanout/internal/redact"
 	"github.com/fanout-ws/fanout/server"
 	"github.com/fanout-ws/fanout/server/pubsub"
+	"github.com/fanout-ws/fanout/server/pubsub/nats"
 	"github.com/fanout-ws/fanout/server/pubsub/rabbitmq"
 	"github.com/fanout-ws/fanout/server/pubsub/redis"
 	"github.com/golang-jwt/jwt/v5"
@@ -348,6 +349,13 @@ func redactArgs(args []string) []string {
 func newBroker(rawURL string, o pubsub.BrokerOptions) (pubsub.Broker, func(), error) {
 	if strings.HasPrefix(rawURL, "rabbitmq-stream://") || strings.HasPrefix(rawURL, "rabbitmq-stream+tls://") {
 		b, err := rabbitmq.New(rawURL, o)
+		if err != nil {
+			return nil, nil, err
+		}
+		return b, func() {}, nil // its connection ends with the node
+	}
+	if strings.HasPrefix(rawURL, "nats://") {
+		b, err := nats.New(rawURL, o)
 		if err != nil {
 			return nil, nil, err
 		}

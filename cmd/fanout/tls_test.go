@@ -83,13 +83,16 @@ func TestTLS_ReloadAndNode(t *testing.T) {
 	_, nodeErr := exec.LookPath("node")
 	_, wsErr := os.Stat("testdata/interop/node_modules/ws")
 	if nodeErr == nil && wsErr == nil {
-		cmd := exec.Command("node", "testdata/interop/client.mjs", "wss://"+addr)
-		cmd.Env = append(os.Environ(), "NODE_EXTRA_CA_CERTS="+certFile)
-		out, err := cmd.CombinedOutput()
-		if err != nil {
-			t.Fatalf("node over wss: %v\n%s", err, out)
+		// TLS 1.3 (the server's own record layer), then TLS 1.2 (crypto/tls).
+		for _, flag := range []string{"--tls-min-v1.3", "--tls-max-v1.2"} {
+			cmd := exec.Command("node", flag, "testdata/interop/client.mjs", "wss://"+addr)
+			cmd.Env = append(os.Environ(), "NODE_EXTRA_CA_CERTS="+certFile)
+			out, err := cmd.CombinedOutput()
+			if err != nil {
+				t.Fatalf("node %s over wss: %v\n%s", flag, err, out)
+			}
+			t.Logf("node %s: %s", flag, bytes.TrimSpace(out))
 		}
-		t.Logf("%s", bytes.TrimSpace(out))
 	} else if os.Getenv("CI") == "true" {
 		t.Fatal("node and its ws package are required in CI")
 	}

@@ -12,7 +12,7 @@ const module = "github.com/fanout-ws/fanout"
 // Each room imports only the rooms below it (STYLE.md §1): the engine
 // knows nothing of channels or brokers (its own leaves under server/internal
 // are its) and never links a broker's client
-// (go-redis, RabbitMQ's), pubsub none of its brokers' packages, frame and
+// (go-redis, RabbitMQ's, nats.go), pubsub none of its brokers' packages, frame and
 // poller import no package of the module, and the load generator is a
 // client that never imports the server.
 func TestLayering_Imports(t *testing.T) {
@@ -23,8 +23,8 @@ func TestLayering_Imports(t *testing.T) {
 		pkg       string
 		forbidden []string // import path prefixes
 	}{
-		{"server", []string{module + "/server/pubsub", module + "/bench", module + "/cmd", "github.com/redis/", "github.com/rabbitmq/"}},
-		{"server/pubsub", []string{module + "/server/pubsub/", module + "/bench", module + "/cmd", "github.com/redis/", "github.com/rabbitmq/"}},
+		{"server", []string{module + "/server/pubsub", module + "/bench", module + "/cmd", "github.com/redis/", "github.com/rabbitmq/", "github.com/nats-io/"}},
+		{"server/pubsub", []string{module + "/server/pubsub/", module + "/bench", module + "/cmd", "github.com/redis/", "github.com/rabbitmq/", "github.com/nats-io/"}},
 		{"frame", []string{module + "/"}},
 		{"poller", []string{module + "/"}},
 		{"bench", []string{module + "/server", module + "/cmd"}},

@@ -61,24 +61,40 @@ func expandLabel(h func() hash.Hash, secret []byte, label string, n int) []byte 
 }
 
 // half is one direction of a connection: the keys of its current traffic
-// secret and the sequence number of its next record (5.3).
+// secret and the sequence number of its next record (5.3). Its AEAD (for
+// AES-GCM about 0.8 KiB of key schedule and GHASH tables) is built from key
+// when needed and may be dropped while the connection is idle.
 type half struct {
-	aead   cipher.AEAD
+	aead   cipher.AEAD // nil when dropped
 	suite  *suite
 	secret []byte
+	key    []byte
 	seq    uint64
 	iv     [12]byte
 }
 
 // set installs the key and IV of secret (7.3) and restarts the sequence.
 func (h *half) set(s *suite, secret []byte) error {
-	aead, err := s.aead(expandLabel(s.hash, secret, "key", s.keyLen))
+	key := expandLabel(s.hash, secret, "key", s.keyLen)
+	aead, err := s.aead(key)
 	if err != nil {
 		return err
 	}
-	h.aead, h.suite, h.secret, h.seq = aead, s, secret, 0
+	h.aead, h.suite, h.secret, h.key, h.seq = aead, s, secret, key, 0
 	copy(h.iv[:], expandLabel(s.hash, secret, "iv", len(h.iv)))
 	return nil
+}
+
+// cipher returns the AEAD, rebuilt if it was dropped.
+func (h *half) cipher() cipher.AEAD {
+	if h.aead == nil {
+		aead, err := h.suite.aead(h.key)
+		if err != nil { // set built one from this key before
+			panic("tlsrec: " + err.Error())
+		}
+		h.aead = aead
+	}
+	return h.aead
 }
 
 // update moves to the next generation of traffic secret (7.2), as a

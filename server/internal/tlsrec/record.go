@@ -96,7 +96,7 @@ func (c *Conn) Open(rec []byte) ([]byte, error) {
 	var nonce [12]byte
 	c.in.nonce(&nonce)
 	body := rec[HeaderLen:]
-	pt, err := c.in.aead.Open(body[:0], nonce[:], body, rec[:HeaderLen])
+	pt, err := c.in.cipher().Open(body[:0], nonce[:], body, rec[:HeaderLen])
 	if err != nil {
 		return nil, errBadMAC
 	}
@@ -233,6 +233,15 @@ func (c *Conn) SealAlert(dst []byte, desc uint8) []byte {
 	return c.seal(dst, start, typeAlert)
 }
 
+// DropReadKeys releases the read half's AEAD state while the connection
+// is idle; the next Open rebuilds it from the key (about a microsecond).
+// Call it where Open is called.
+func (c *Conn) DropReadKeys() { c.in.aead = nil }
+
+// DropWriteKeys is DropReadKeys for the write half; call it where Seal is
+// called.
+func (c *Conn) DropWriteKeys() { c.out.aead = nil }
+
 // RequestKeyUpdate makes the next Seal send KeyUpdate(update_requested),
 // so the peer updates its keys too (4.6.3).
 func (c *Conn) RequestKeyUpdate() { c.kupd = true }
@@ -270,6 +279,6 @@ func (c *Conn) seal(dst []byte, start int, typ byte) []byte {
 	var nonce [12]byte
 	c.out.nonce(&nonce)
 	c.out.seq++
-	ct := c.out.aead.Seal(dst[body:body], nonce[:], dst[body:], dst[start:body])
+	ct := c.out.cipher().Seal(dst[body:body], nonce[:], dst[body:], dst[start:body])
 	return dst[:body+len(ct)]
 }

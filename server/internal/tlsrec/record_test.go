@@ -51,6 +51,9 @@ func TestConn_OpensClientRecords(t *testing.T) {
 		t.Fatal("TLS 1.3 handshake not taken over")
 	}
 	for i, n := range sizes {
+		if i%2 == 1 {
+			s.rec.DropReadKeys() // rebuilt from the key by the next Open
+		}
 		got, err := s.readN(n)
 		if err != nil {
 			t.Fatalf("message %d: %v", i, err)
@@ -73,9 +76,12 @@ func TestConn_SealedRecordsReadByCryptoTLS(t *testing.T) {
 		bufs = append(bufs, b)
 		want = append(want, b...)
 	}
-	sealed := s.rec.Seal(nil, bufs)
-	if len(sealed) != SealedLen(len(want)) {
-		t.Fatalf("sealed %d bytes, SealedLen says %d", len(sealed), SealedLen(len(want)))
+	sealed := s.rec.Seal(nil, bufs[:3])
+	s.rec.DropWriteKeys() // rebuilt from the key by the next Seal
+	sealed = s.rec.Seal(sealed, bufs[3:])
+	first := len(bufs[0]) + len(bufs[1]) + len(bufs[2])
+	if n := SealedLen(first) + SealedLen(len(want)-first); len(sealed) != n {
+		t.Fatalf("sealed %d bytes, SealedLen says %d", len(sealed), n)
 	}
 	go func() { _, _ = s.nc.Write(sealed) }()
 	got := make([]byte, len(want))
