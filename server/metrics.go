@@ -15,6 +15,7 @@ type metrics struct {
 	counters  [len(counterTable)]*prometheus.Desc
 	reasons   *prometheus.Desc
 	perWrite  *prometheus.Desc
+	recWrite  *prometheus.Desc
 	compress  [3]*prometheus.Desc // frame.Deflater's counts: calls, bytes in, bytes out
 }
 
@@ -32,6 +33,8 @@ func newMetrics(s *Server) *metrics {
 			"Connections closed, by reason.", []string{"reason"}, nil),
 		perWrite: prometheus.NewDesc("fanout_frames_per_write",
 			"Frames offered to each write syscall; rises with load as pending and queued frames share a syscall.", nil, nil),
+		recWrite: prometheus.NewDesc("fanout_tls_records_per_write",
+			"TLS 1.3 records in each send of sealed records: a flush's frames go out as few 16 KiB records as fit, in one send.", nil, nil),
 	}
 	for i, row := range counterTable {
 		m.counters[i] = prometheus.NewDesc(row.metric, row.help, nil, nil)
@@ -53,6 +56,7 @@ func (m *metrics) Describe(ch chan<- *prometheus.Desc) {
 	}
 	ch <- m.reasons
 	ch <- m.perWrite
+	ch <- m.recWrite
 	for _, d := range m.compress {
 		ch <- d
 	}
@@ -67,7 +71,8 @@ func (m *metrics) Collect(ch chan<- prometheus.Metric) {
 	for i, row := range counterTable {
 		ch <- prometheus.MustNewConstMetric(m.counters[i], prometheus.CounterValue, float64(*row.stat(&st)))
 	}
-	ch <- framesPerWrite(m.perWrite, st.FramesPerWrite, st.FramesOffered)
+	ch <- perWriteHistogram(m.perWrite, st.FramesPerWrite, st.FramesOffered)
+	ch <- perWriteHistogram(m.recWrite, st.RecordsPerWrite, st.TLSRecords)
 	for i, v := range [3]uint64{st.CompressCalls, st.CompressBytesIn, st.CompressBytesOut} {
 		ch <- prometheus.MustNewConstMetric(m.compress[i], prometheus.CounterValue, float64(v))
 	}
@@ -77,8 +82,9 @@ func (m *metrics) Collect(ch chan<- prometheus.Metric) {
 	m.fanout.Collect(ch)
 }
 
-// framesPerWrite turns Stats.FramesPerWrite into a cumulative histogram.
-func framesPerWrite(d *prometheus.Desc, counts [writeBuckets]uint64, offered uint64) prometheus.Metric {
+// perWriteHistogram turns Stats.FramesPerWrite (or RecordsPerWrite) into a
+// cumulative histogram.
+func perWriteHistogram(d *prometheus.Desc, counts [writeBuckets]uint64, offered uint64) prometheus.Metric {
 	buckets := make(map[float64]uint64, writeBuckets)
 	var total uint64
 	for i, n := range counts {

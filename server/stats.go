@@ -30,6 +30,7 @@ type counters struct {
 	inflateErrors    atomic.Uint64
 	tlsWrites        atomic.Uint64
 	tlsRecords       atomic.Uint64
+	recordsPerWrite  [writeBuckets]atomic.Uint64
 	closed           [reasonCount]atomic.Uint64
 }
 
@@ -68,10 +69,14 @@ type Stats struct {
 	CompressCalls    uint64 // messages compressed: at most one per broadcast, whatever the receivers (frame.Deflater's count)
 	CompressBytesIn  uint64 // their payload bytes before compression
 	CompressBytesOut uint64 // and after
-	// TLS 1.3 connections after their handshake (records sealed here)
-	TLSWrites  uint64 // sends of sealed records: TLSRecords/TLSWrites is records per write
-	TLSRecords uint64 // application data records sealed, at most 16 KiB of frames each
-	Closed     map[string]uint64
+	// TLS 1.3 connections after their handshake (records sealed here):
+	// sends of sealed records, application data records sealed (at most
+	// 16 KiB of frames each), and the sends by the records they carried,
+	// bucketed as FramesPerWrite is.
+	TLSWrites       uint64
+	TLSRecords      uint64
+	RecordsPerWrite [writeBuckets]uint64
+	Closed          map[string]uint64
 }
 
 // counterTable is the one list of the server's counters: each row ties an
@@ -129,7 +134,7 @@ var counterTable = [...]struct {
 		func(c *counters) *atomic.Uint64 { return &c.publishersPaused }, func(s *Stats) *uint64 { return &s.PublishersPaused }},
 	{"fanout_tls_write_syscalls_total", "Sends of sealed TLS 1.3 records (one per flush a connection is owed, like plain writes).",
 		func(c *counters) *atomic.Uint64 { return &c.tlsWrites }, func(s *Stats) *uint64 { return &s.TLSWrites }},
-	{"fanout_tls_records_out_total", "TLS 1.3 application data records sealed; over tls_write_syscalls it is records per write.",
+	{"fanout_tls_records_out_total", "TLS 1.3 application data records sealed, at most 16 KiB of frames each.",
 		func(c *counters) *atomic.Uint64 { return &c.tlsRecords }, func(s *Stats) *uint64 { return &s.TLSRecords }},
 }
 
@@ -141,6 +146,7 @@ func (s *Server) Stats() Stats {
 	}
 	for i := range st.FramesPerWrite {
 		st.FramesPerWrite[i] = s.stats.perWrite[i].Load()
+		st.RecordsPerWrite[i] = s.stats.recordsPerWrite[i].Load()
 	}
 	z := s.deflater.Stats()
 	st.CompressCalls, st.CompressBytesIn, st.CompressBytesOut = z.Calls, z.BytesIn, z.BytesOut

@@ -3,6 +3,7 @@ package server
 import (
 	"errors"
 	"fmt"
+	"math/bits"
 	"sync"
 
 	"github.com/fanout-ws/fanout/server/internal/tlsrec"
@@ -163,7 +164,8 @@ func (r *recIO) send(fd int32, bufs [][]byte) (int, error) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	r.sealed = true
-	r.stats.tlsRecords.Add(uint64((total + tlsrec.MaxPlaintext - 1) / tlsrec.MaxPlaintext))
+	records := (total + tlsrec.MaxPlaintext - 1) / tlsrec.MaxPlaintext
+	r.stats.tlsRecords.Add(uint64(records))
 	if len(r.pending) > 0 {
 		r.pending = r.rec.Seal(r.pending, bufs)
 		return total, nil
@@ -171,6 +173,7 @@ func (r *recIO) send(fd int32, bufs [][]byte) (int, error) {
 	bp := sealBufs.Get().(*[]byte)
 	out := r.rec.Seal((*bp)[:0], bufs)
 	r.stats.tlsWrites.Add(1)
+	r.stats.recordsPerWrite[min(bits.Len(uint(max(records, 1)-1)), writeBuckets-1)].Add(1)
 	n, err := sendFD(fd, out)
 	if err != nil {
 		return 0, err

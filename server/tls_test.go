@@ -246,6 +246,15 @@ func TestTLS_CorkedRecords(t *testing.T) {
 	if w, r := after.TLSWrites-before.TLSWrites, after.TLSRecords-before.TLSRecords; w != 1 || r != 2 {
 		t.Fatalf("300 frames in %d sends and %d records, want 1 and 2", w, r)
 	}
+	for i := range after.RecordsPerWrite { // one send, in the bucket of 2 records
+		want := before.RecordsPerWrite[i]
+		if i == 1 {
+			want++
+		}
+		if after.RecordsPerWrite[i] != want {
+			t.Fatalf("records per write %v after, %v before: want one more send of 2 records", after.RecordsPerWrite, before.RecordsPerWrite)
+		}
+	}
 }
 
 // A record that does not authenticate is answered with bad_record_mac

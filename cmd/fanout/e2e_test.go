@@ -25,7 +25,19 @@ const chromiumPath = "/usr/bin/chromium"
 // a simulated network drop, and reconnection with backoff after the server is
 // SIGKILLed and restarted on the same port. Screenshots go to $FANOUT_E2E_OUT,
 // or else to the test's temporary directory.
-func TestBrowser_ChatAndRecovery(t *testing.T) {
+func TestBrowser_ChatAndRecovery(t *testing.T) { runE2E(t) }
+
+// TestBrowser_ChatAndRecoveryTLS is the same over https and wss: Chromium
+// speaks TLS 1.3, so its connections run on the server's own record layer.
+func TestBrowser_ChatAndRecoveryTLS(t *testing.T) {
+	dir := t.TempDir()
+	certFile, keyFile := filepath.Join(dir, "cert.pem"), filepath.Join(dir, "key.pem")
+	writeCert(t, certFile, keyFile, "e2e")
+	runE2E(t, certFile, keyFile)
+}
+
+// runE2E runs e2e.mjs with args after its own (a certificate and key).
+func runE2E(t *testing.T, args ...string) {
 	_, nodeErr := exec.LookPath("node")
 	_, chromiumErr := os.Stat(chromiumPath)
 	_, pwErr := os.Stat(filepath.Join("testdata", "e2e", "node_modules", "playwright-core"))
@@ -52,7 +64,7 @@ func TestBrowser_ChatAndRecovery(t *testing.T) {
 
 	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, "node", filepath.Join("testdata", "e2e", "e2e.mjs"), bin, outDir)
+	cmd := exec.CommandContext(ctx, "node", append([]string{filepath.Join("testdata", "e2e", "e2e.mjs"), bin, outDir}, args...)...)
 	// node and the fanout processes it starts share a process group, so one
 	// kill ends them all, whatever state the script is in.
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}

@@ -1,7 +1,9 @@
 // End-to-end test of the demo page and fanout.js in two headless Chromium
 // pages. It owns the server: starts the fanout binary on a free loopback
 // port, SIGKILLs it mid-test and restarts it on the same port.
-// Usage: node e2e.mjs <fanout binary> <output dir for screenshots and server.log>
+// Usage: node e2e.mjs <fanout binary> <output dir for screenshots and server.log> [cert.pem key.pem]
+// With a certificate and key the server serves https and wss (self-signed: the
+// browsers and this script's fetches skip verification).
 // Run by TestBrowser_ChatAndRecovery (cmd/fanout/e2e_test.go).
 import { chromium } from 'playwright-core';
 import { spawn } from 'node:child_process';
@@ -9,7 +11,9 @@ import fs from 'node:fs';
 import net from 'node:net';
 import path from 'node:path';
 
-const [bin, outDir] = process.argv.slice(2);
+const [bin, outDir, certFile, keyFile] = process.argv.slice(2);
+const scheme = certFile ? 'https' : 'http';
+if (certFile) process.env.NODE_TLS_REJECT_UNAUTHORIZED = '0'; // the test's self-signed certificate
 if (!bin || !outDir) {
   console.error('usage: node e2e.mjs <fanout binary> <output dir>');
   process.exit(2);
@@ -37,7 +41,8 @@ let adminPort = 0; // the server's /metrics
 async function startServer(port) {
   const out = fs.openSync(serverLog, 'a');
   adminPort = await freePort();
-  const child = spawn(bin, ['-addr', `127.0.0.1:${port}`, '-admin-addr', `127.0.0.1:${adminPort}`], { stdio: ['ignore', out, out] });
+  const tlsArgs = certFile ? ['-tls-cert', certFile, '-tls-key', keyFile] : [];
+  const child = spawn(bin, ['-addr', `127.0.0.1:${port}`, '-admin-addr', `127.0.0.1:${adminPort}`, ...tlsArgs], { stdio: ['ignore', out, out] });
   fs.closeSync(out);
   server = child;
   let exited = null;
@@ -46,7 +51,7 @@ async function startServer(port) {
   for (;;) { // until the page is served, which is what the browsers need
     if (exited !== null) throw new Error(`fanout exited (${exited}) at startup; see ${serverLog}`);
     try {
-      const res = await fetch(`http://127.0.0.1:${port}/fanout.js`);
+      const res = await fetch(`${scheme}://127.0.0.1:${port}/fanout.js`);
       if (res.ok) break;
       throw new Error(`GET /fanout.js: ${res.status}`);
     } catch (err) {
@@ -123,13 +128,13 @@ const pages = {};
 
 async function main() {
   const port = await freePort();
-  const base = `http://127.0.0.1:${port}/`;
+  const base = `${scheme}://127.0.0.1:${port}/`;
   await startServer(port);
 
   browser = await chromium.launch({ executablePath: chromiumPath, headless: true });
   const consoleErrors = [];
   for (const label of ['A', 'B']) {
-    const ctx = await browser.newContext({ viewport: { width: 800, height: 640 } });
+    const ctx = await browser.newContext({ viewport: { width: 800, height: 640 }, ignoreHTTPSErrors: !!certFile });
     // Keep every WebSocket the page opens, to read what it negotiated.
     await ctx.addInitScript(() => {
       const Native = window.WebSocket;
@@ -249,6 +254,11 @@ async function main() {
     await waitForMessage(page, label, 'after restart from bob');
   }
   log('messages exchanged both ways after the restart');
+  if (certFile) { // Chromium speaks TLS 1.3: its records are the server's own (server/internal/tlsrec)
+    const records = await metric('fanout_tls_records_out_total');
+    check(records > 0, `fanout_tls_records_out_total ${records}: the wss connections were not taken over`);
+    log(`${records} TLS records sealed by the server's record layer`);
+  }
 
   for (const [page, label] of [[A, 'A'], [B, 'B']]) {
     const all = await messages(page);
