@@ -145,14 +145,31 @@ func (t *tlsIO) read(p []byte) (int, error) {
 	return n, err
 }
 
+// write gathers bufs into chunks of one record's plaintext, so that
+// crypto/tls seals what a flush owes into as few records (and raw writes)
+// as fit, not one per frame.
 func (t *tlsIO) write(bufs [][]byte) (int, error) {
+	bp := sealBufs.Get().(*[]byte)
+	defer sealBufs.Put(bp)
+	chunk := (*bp)[:0]
 	total := 0
 	for _, b := range bufs {
-		n, err := t.tc.Write(b)
-		total += n
-		if err != nil {
-			return total, err
+		for len(b) > 0 {
+			k := min(len(b), tlsrec.MaxPlaintext-len(chunk))
+			chunk, b = append(chunk, b[:k]...), b[k:]
+			if len(chunk) == tlsrec.MaxPlaintext {
+				n, err := t.tc.Write(chunk)
+				total += n
+				if err != nil {
+					return total, err
+				}
+				chunk = chunk[:0]
+			}
 		}
+	}
+	if len(chunk) > 0 {
+		n, err := t.tc.Write(chunk)
+		return total + n, err
 	}
 	return total, nil
 }

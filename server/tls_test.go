@@ -3,6 +3,7 @@ package server
 import (
 	"bufio"
 	"bytes"
+	"context"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
@@ -15,6 +16,7 @@ import (
 	"net"
 	"net/http"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -213,8 +215,38 @@ func TestTLS_BothVersions(t *testing.T) {
 	}
 }
 
-// What one flush owes a TLS 1.3 connection goes out as few records as fit,
-// in one send: 300 frames of 100 bytes (30 KB) are two records.
+// recordCounter counts the application data records a TLS client reads.
+type recordCounter struct {
+	net.Conn
+	hdr     [5]byte
+	hn      int // header bytes seen
+	left    int // body bytes of the current record still to come
+	records atomic.Int64
+}
+
+func (r *recordCounter) Read(p []byte) (int, error) {
+	n, err := r.Conn.Read(p)
+	for b := p[:n]; len(b) > 0; {
+		if r.left > 0 {
+			k := min(r.left, len(b))
+			r.left, b = r.left-k, b[k:]
+			continue
+		}
+		k := copy(r.hdr[r.hn:], b)
+		r.hn, b = r.hn+k, b[k:]
+		if r.hn == len(r.hdr) {
+			r.hn, r.left = 0, int(r.hdr[3])<<8|int(r.hdr[4])
+			if r.hdr[0] == 23 {
+				r.records.Add(1)
+			}
+		}
+	}
+	return n, err
+}
+
+// What one flush owes a TLS connection goes out as few records as fit, in
+// one send: 300 frames of 100 bytes (30 KB) are two records over TLS 1.3
+// (sealed here), and a few over TLS 1.2 (crypto/tls, fed in 16 KiB chunks).
 func TestTLS_CorkedRecords(t *testing.T) {
 	t.Parallel()
 	cert, pool := testCert(t)
@@ -226,33 +258,53 @@ func TestTLS_CorkedRecords(t *testing.T) {
 	cfg.OnConnect = func(*Conn, *Request) error { return nil }
 	cfg.OnMessage = func(c *Conn, _ frame.OpCode, _ []byte) { _ = c.SendPrepared(ps...) }
 	s, addr := runServer(t, cfg)
-	d := websocket.Dialer{TLSClientConfig: &tls.Config{RootCAs: pool}}
-	c, _, err := d.Dial("wss://"+addr+"/", nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	before := s.Stats()
-	if err := c.WriteMessage(websocket.TextMessage, []byte("go")); err != nil {
-		t.Fatal(err)
-	}
-	for i := range ps {
-		_ = c.SetReadDeadline(time.Now().Add(5 * time.Second))
-		if _, p, err := c.ReadMessage(); err != nil || len(p) != 100 || p[0] != byte(i) {
-			t.Fatalf("message %d: %v %v", i, p, err)
+	for _, v := range []uint16{tls.VersionTLS13, tls.VersionTLS12} {
+		var rc *recordCounter
+		d := websocket.Dialer{TLSClientConfig: &tls.Config{RootCAs: pool, MaxVersion: v},
+			NetDialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
+				nc, err := (&net.Dialer{}).DialContext(ctx, network, addr)
+				rc = &recordCounter{Conn: nc}
+				return rc, err
+			}}
+		c, _, err := d.Dial("wss://"+addr+"/", nil)
+		if err != nil {
+			t.Fatal(err)
 		}
-	}
-	after := s.Stats()
-	if w, r := after.TLSWrites-before.TLSWrites, after.TLSRecords-before.TLSRecords; w != 1 || r != 2 {
-		t.Fatalf("300 frames in %d sends and %d records, want 1 and 2", w, r)
-	}
-	for i := range after.RecordsPerWrite { // one send, in the bucket of 2 records
-		want := before.RecordsPerWrite[i]
-		if i == 1 {
-			want++
+		defer c.Close()
+		before, records := s.Stats(), rc.records.Load()
+		if err := c.WriteMessage(websocket.TextMessage, []byte("go")); err != nil {
+			t.Fatal(err)
 		}
-		if after.RecordsPerWrite[i] != want {
-			t.Fatalf("records per write %v after, %v before: want one more send of 2 records", after.RecordsPerWrite, before.RecordsPerWrite)
+		for i := range ps {
+			_ = c.SetReadDeadline(time.Now().Add(5 * time.Second))
+			if _, p, err := c.ReadMessage(); err != nil || len(p) != 100 || p[0] != byte(i) {
+				t.Fatalf("%s: message %d: %v %v", tls.VersionName(v), i, p, err)
+			}
+		}
+		n := rc.records.Load() - records
+		if v == tls.VersionTLS12 {
+			// crypto/tls starts a connection with ~1 KiB records (dynamic
+			// record sizing): a few, not one per frame.
+			if n > 10 {
+				t.Fatalf("%s: 300 frames came in %d records", tls.VersionName(v), n)
+			}
+			continue
+		}
+		if n != 2 {
+			t.Fatalf("%s: 300 frames came in %d records, want 2", tls.VersionName(v), n)
+		}
+		after := s.Stats()
+		if w, r := after.TLSWrites-before.TLSWrites, after.TLSRecords-before.TLSRecords; w != 1 || r != 2 {
+			t.Fatalf("300 frames in %d sends and %d records, want 1 and 2", w, r)
+		}
+		for i := range after.RecordsPerWrite { // one send, in the bucket of 2 records
+			want := before.RecordsPerWrite[i]
+			if i == 1 {
+				want++
+			}
+			if after.RecordsPerWrite[i] != want {
+				t.Fatalf("records per write %v after, %v before: want one more send of 2 records", after.RecordsPerWrite, before.RecordsPerWrite)
+			}
 		}
 	}
 }

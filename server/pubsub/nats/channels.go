@@ -4,56 +4,12 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"strconv"
 	"strings"
 	"time"
 
 	"github.com/fanout-ws/fanout/server/pubsub"
-	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 )
-
-// maxRaces bounds how often a publish reads the subject's last message
-// again after another publisher took the offset it tried.
-const maxRaces = 100
-
-// Publish appends data to channel's stream subject at its next offset.
-func (b *Broker) Publish(ctx context.Context, channel string, data []byte) (pubsub.Position, error) {
-	s, err := b.conn()
-	if err != nil {
-		return pubsub.Position{}, err
-	}
-	epoch, err := b.epoch(ctx, s, channel, true)
-	if err != nil {
-		return pubsub.Position{}, err
-	}
-	subj := b.subject("ch", channel)
-	for range maxRaces {
-		prev, err := last(ctx, s.msgs, subj)
-		if err != nil {
-			return pubsub.Position{}, err
-		}
-		pos, seq := pubsub.Position{Offset: 1, Epoch: epoch}, uint64(0)
-		if prev != nil {
-			seq = prev.Sequence
-			if m, ok := parse(channel, prev.Header, nil); ok && m.Epoch == epoch {
-				pos.Offset = m.Offset + 1
-			}
-		}
-		msg := &nats.Msg{Subject: subj, Data: data, Header: nats.Header{hdrEpoch: {epoch}, hdrOffset: {strconv.FormatUint(pos.Offset, 10)}}}
-		b.publishes.Add(1)
-		_, err = b.js.PublishMsg(ctx, msg, jetstream.WithExpectLastSequencePerSubject(seq))
-		var apiErr *jetstream.APIError
-		if errors.As(err, &apiErr) && apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequence {
-			continue // another publisher took this offset
-		}
-		if err != nil {
-			return pubsub.Position{}, err
-		}
-		return pos, nil
-	}
-	return pubsub.Position{}, fmt.Errorf("nats: %d publishers raced for %s", maxRaces, channel)
-}
 
 // History returns channel's position and the kept messages after after,
 // oldest first, up to limit: a read, which marks the channel as one with

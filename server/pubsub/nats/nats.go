@@ -6,7 +6,8 @@
 // base64url), with the channel's epoch and next offset in headers and
 // Nats-Expected-Last-Subject-Sequence set to the subject's last sequence:
 // of concurrent publishers one wins each offset, the others read the new
-// last message and try again, so offsets are gap-free and in one order.
+// last message and try again, so offsets are gap-free and in one order
+// (publish.go).
 // The stream keeps the history (MaxMsgsPerSubject history size, MaxAge
 // history TTL, MaxBytes the history budget, oldest first) and republishes
 // each stored message, in stream order, to <p>.msg.<key>, which a node
@@ -64,6 +65,10 @@ type Broker struct {
 	pending map[string]*route // routes whose live is not called yet
 	kick    chan struct{}
 
+	pubMu    sync.Mutex
+	pubs     map[string]*pubState // publish.go
+	pubSwept time.Time
+
 	publishes atomic.Uint64
 }
 
@@ -91,7 +96,7 @@ func New(url string, o pubsub.BrokerOptions) (*Broker, error) {
 	}
 	return &Broker{
 		url: url, tok: tok, size: o.HistorySize, ttl: o.HistoryTTL, maxBytes: o.HistoryMaxBytes, maxChannels: o.MaxChannels,
-		log: o.Logger, subs: make(map[string]*nats.Subscription), pending: make(map[string]*route), kick: make(chan struct{}, 1),
+		log: o.Logger, subs: make(map[string]*nats.Subscription), pending: make(map[string]*route), pubs: make(map[string]*pubState), kick: make(chan struct{}, 1),
 	}, nil
 }
 
@@ -101,8 +106,8 @@ func (b *Broker) HistoryLimits() (size int, ttl time.Duration) { return b.size, 
 // Ready reports whether the broker is connected and its streams exist.
 func (b *Broker) Ready() bool { return b.ready.Load() }
 
-// BrokerStats reports the subscriptions held and the publishes (one
-// JetStream round trip each, more when publishers race).
+// BrokerStats reports the subscriptions held and the publish requests
+// (one JetStream round trip each, one message each).
 func (b *Broker) BrokerStats() pubsub.BrokerStats {
 	b.routeMu.Lock()
 	defer b.routeMu.Unlock()
@@ -163,6 +168,7 @@ func (b *Broker) Start(ctx context.Context, deliver func(pubsub.Message), resync
 				continue
 			}
 			if !b.ready.Swap(true) {
+				b.forgetStates() // the server may have lost its data meanwhile
 				b.log.Info("nats broker connected")
 				wake(b.kick) // routes waiting for a connection
 				resync()
