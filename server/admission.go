@@ -167,8 +167,8 @@ func (c *Conn) admitClient(client netip.AddrPort) int {
 	return 0
 }
 
-// refusal counts and logs a connection refused with status by admission
-// and returns the text of its answer.
+// refusal counts and logs a connection refused with status by admission,
+// a failed handshake too, and returns status.
 func (s *Server) refusal(status int, remote netip.AddrPort) int {
 	if status == http.StatusServiceUnavailable {
 		s.stats.rejectedCapacity.Add(1)
