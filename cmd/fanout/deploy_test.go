@@ -3,6 +3,7 @@
 package main
 
 import (
+	"bufio"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -148,6 +149,39 @@ func tokenStaysOutOfLog(t *testing.T, l *lb) {
 	if strings.Contains(logged, secret) || !strings.Contains(logged, `"GET /ws HTTP/1.1"`) {
 		t.Fatalf("haproxy log line %q: want the path without the token", logged)
 	}
+}
+
+// Through deploy/haproxy.cfg (PROXY v2 to the node), a client's plain HTTP
+// connections count in its per-IP limit on the node (issue 24, finding 6):
+// an address holding -max-conns-per-ip keep-alive connections gets 429 on
+// its next one, while another address still upgrades.
+func TestDeploy_HAProxyPlainHTTPPerIP(t *testing.T) {
+	haproxy := findTool(t, "haproxy", "/usr/sbin/haproxy", "haproxy")
+	n := startNode(t, buildFanout(t), "-api-key", testAPIKey, "-trusted-proxies", "127.0.0.1", "-proxy-protocol", "required",
+		"-max-conns-per-ip", "2", "-handshake-timeout", "30s") // keep-alive idle: the held connections stay
+	lb := startHAProxy(t, haproxy, []*node{n, n, n}) // one node behind all three server lines
+	lb.waitServersUp(t, 3)
+	for i, want := range []int{200, 200, 429} {
+		d := net.Dialer{LocalAddr: &net.TCPAddr{IP: net.IPv4(127, 0, 0, 60)}, Timeout: 5 * time.Second}
+		nc, err := d.Dial("tcp", lb.addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer nc.Close()
+		_ = nc.SetDeadline(time.Now().Add(10 * time.Second))
+		if _, err := io.WriteString(nc, "GET / HTTP/1.1\r\nHost: fanout\r\n\r\n"); err != nil {
+			t.Fatal(err)
+		}
+		resp, err := http.ReadResponse(bufio.NewReader(nc), nil)
+		if err != nil {
+			t.Fatalf("request %d: %v", i, err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != want {
+			t.Fatalf("keep-alive connection %d of 127.0.0.60: status %d, want %d", i, resp.StatusCode, want)
+		}
+	}
+	dialFrom(t, "127.0.0.61", "ws://"+lb.addr+"/ws", nil)
 }
 
 // findTool finds a tool by name or at path (Debian puts daemons in
