@@ -31,6 +31,14 @@
 // shared ticker (timers.go) drives handshake, idle, ping and close
 // deadlines.
 //
+// TLS: crypto/tls runs the handshake, on a goroutine bounded by the
+// handshake deadline (tls.go). A TLS 1.3 connection then leaves it
+// (tls13.go): the server owns its socket like a plain one and
+// internal/tlsrec opens its records and seals what a flush owes into as few
+// records as fit, sent with one send; an idle one keeps its keys but no
+// AEAD state. TLS 1.2 stays with tls.Conn, whose buffered records epoll
+// cannot see: its reads are requeued on the read pool instead of re-armed.
+//
 // A Conn is carved into parts, each owned by its files (the table at the
 // top of conn.go, with the lock order): the read part (read.go), the send
 // queue (write.go), the lifecycle (close.go, timers.go), the application's

@@ -116,8 +116,11 @@ func (k *keyLog) Write(line []byte) (int, error) {
 
 // Takeover returns the record layer of tc, a server over h whose handshake
 // completed, with the bytes h read ahead that follow the handshake (the
-// first records to Open). It returns a nil Conn, and h reads through, when
-// the handshake was not TLS 1.3 under Config: tc stays in charge.
+// first records to Open). From then on tc must be neither used nor closed
+// (its close_notify would carry a stale sequence number): close the
+// underlying connection instead. It returns a nil Conn, and h reads
+// through, when the handshake was not TLS 1.3 under Config: tc stays in
+// charge.
 func (h *HandshakeConn) Takeover(tc *tls.Conn) (*Conn, []byte, error) {
 	h.done = true
 	client, server := h.client, h.server
