@@ -31,9 +31,12 @@ type lifecycle struct {
 	connected bool // OnConnect accepted it: OnClose is owed
 	reason    CloseReason
 	code      frame.CloseCode
-	deadline  int64 // handshake or close-handshake deadline, Server.now() units
-	lastPing  int64 // when the last ping was sent
-	expires   int64 // when the token expires (Server.now units), or 0
+	// deadline is, in Server.now() units, the handshake's deadline in
+	// stateHandshake, the close handshake's in stateClosing, and in
+	// stateOpen when the last ping was sent (0: none yet): a connection
+	// waits for one of them at a time.
+	deadline int64
+	expires  int64 // when the token expires (Server.now units), or 0
 }
 
 // current is c's state; the caller holds Conn.mu.
@@ -44,6 +47,7 @@ func (l *lifecycle) current() connState { return l.state }
 func (l *lifecycle) open() {
 	l.state = stateOpen
 	l.connected = true
+	l.deadline = 0 // no ping sent yet
 }
 
 // refused starts a refused socket's linger: closing, until deadline.

@@ -43,7 +43,7 @@ func (s *Server) sweepInterval() time.Duration {
 
 func (s *Server) checkTimers(c *Conn, now int64) {
 	c.mu.Lock()
-	st, deadline, lastPing, expires := c.life.state, c.life.deadline, c.life.lastPing, c.life.expires
+	st, deadline, expires := c.life.state, c.life.deadline, c.life.expires
 	c.mu.Unlock()
 	switch st {
 	case stateHandshake:
@@ -64,11 +64,16 @@ func (s *Server) checkTimers(c *Conn, now int64) {
 			_ = c.closeWith(frame.ClosePolicyViolation, "token expired", ReasonTokenExpired, true)
 		case s.cfg.IdleTimeout > 0 && idle > int64(s.cfg.IdleTimeout):
 			_ = c.closeWith(1001, "idle timeout", ReasonIdleTimeout, true)
-		case s.cfg.PingInterval > 0 && idle > int64(s.cfg.PingInterval) && now-lastPing > int64(s.cfg.PingInterval):
+		case s.cfg.PingInterval > 0 && idle > int64(s.cfg.PingInterval) && now-deadline > int64(s.cfg.PingInterval): // deadline: the last ping
 			c.mu.Lock()
-			c.life.lastPing = now
+			open := c.life.state == stateOpen // else deadline is the close handshake's now
+			if open {
+				c.life.deadline = now
+			}
 			c.mu.Unlock()
-			_ = c.write(s.ping, notClose)
+			if open {
+				_ = c.write(s.ping, notClose)
+			}
 		}
 	}
 }
