@@ -121,12 +121,13 @@ if size > 0 then
   end
   redis.call('PEXPIRE', KEYS[2], TTL)
   redis.call('HINCRBY', BYTES, C, cost)
-  redis.call('INCRBY', TOTAL, cost)
   local maxBytes = tonumber(ARGV[11])
-  while tonumber(redis.call('GET', TOTAL) or '0') > maxBytes do
-    local victim = redis.call('ZRANGE', HOLDERS, 0, 0)[1]
-    if not victim then break end
-    trimOldest(victim, overhead)
+  if redis.call('INCRBY', TOTAL, cost) > maxBytes then -- over the budget (rare): the oldest of any channel go
+    while tonumber(redis.call('GET', TOTAL) or '0') > maxBytes do
+      local victim = redis.call('ZRANGE', HOLDERS, 0, 0)[1]
+      if not victim then break end
+      trimOldest(victim, overhead)
+    end
   end
 end
 redis.call('PUBLISH', ARGV[9], '\0fo1 ' .. epoch .. ' ' .. off .. ' ' .. ARGV[7])
