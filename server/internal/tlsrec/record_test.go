@@ -194,3 +194,41 @@ func TestHandshake_TLS12StaysWithCryptoTLS(t *testing.T) {
 		t.Fatalf("TLS 1.2 read: %v", err)
 	}
 }
+
+// A HelloRetryRequest (the client's key share is for a group the server
+// does not take) is a longer handshake with a second ClientHello: the
+// takeover still finds the secrets and the first records.
+func TestHandshake_HelloRetryRequest(t *testing.T) {
+	t.Parallel()
+	cert, pool := testCert(t)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	dialed := make(chan *tls.Conn, 1)
+	go func() {
+		tc, err := tls.Dial("tcp", ln.Addr().String(), &tls.Config{RootCAs: pool,
+			CurvePreferences: []tls.CurveID{tls.CurveP256, tls.CurveP384}}) // a P-256 share first
+		dialed <- tc
+		if err == nil {
+			_, _ = tc.Write([]byte("after a retry"))
+		}
+	}()
+	s, err := accept(ln, &tls.Config{Certificates: []tls.Certificate{cert}, CurvePreferences: []tls.CurveID{tls.CurveP384}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.nc.Close()
+	tc := <-dialed
+	if tc == nil {
+		t.Fatal("client handshake failed")
+	}
+	defer tc.Close()
+	if st := tc.ConnectionState(); !st.HelloRetryRequest || st.CurveID != tls.CurveP384 {
+		t.Fatalf("no HelloRetryRequest: %+v", st.CurveID)
+	}
+	if got, err := s.readN(len("after a retry")); err != nil || string(got) != "after a retry" {
+		t.Fatalf("read %q %v", got, err)
+	}
+}
