@@ -36,6 +36,15 @@ func TestBrowser_ChatAndRecoveryTLS(t *testing.T) {
 	runE2E(t, certFile, keyFile)
 }
 
+// TestBrowser_ChatAndRecoveryTLS12 is the same with Chromium capped at TLS
+// 1.2, which the server serves through crypto/tls.
+func TestBrowser_ChatAndRecoveryTLS12(t *testing.T) {
+	dir := t.TempDir()
+	certFile, keyFile := filepath.Join(dir, "cert.pem"), filepath.Join(dir, "key.pem")
+	writeCert(t, certFile, keyFile, "e2e")
+	runE2E(t, certFile, keyFile, "1.2")
+}
+
 // runE2E runs e2e.mjs with args after its own (a certificate and key).
 func runE2E(t *testing.T, args ...string) {
 	_, nodeErr := exec.LookPath("node")

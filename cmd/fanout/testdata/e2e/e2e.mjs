@@ -11,7 +11,7 @@ import fs from 'node:fs';
 import net from 'node:net';
 import path from 'node:path';
 
-const [bin, outDir, certFile, keyFile] = process.argv.slice(2);
+const [bin, outDir, certFile, keyFile, tlsMax] = process.argv.slice(2); // tlsMax: '1.2' caps Chromium at TLS 1.2
 const scheme = certFile ? 'https' : 'http';
 if (certFile) process.env.NODE_TLS_REJECT_UNAUTHORIZED = '0'; // the test's self-signed certificate
 if (!bin || !outDir) {
@@ -131,7 +131,8 @@ async function main() {
   const base = `${scheme}://127.0.0.1:${port}/`;
   await startServer(port);
 
-  browser = await chromium.launch({ executablePath: chromiumPath, headless: true });
+  const args = tlsMax === '1.2' ? ['--ssl-version-max=tls1.2'] : [];
+  browser = await chromium.launch({ executablePath: chromiumPath, headless: true, args });
   const consoleErrors = [];
   for (const label of ['A', 'B']) {
     const ctx = await browser.newContext({ viewport: { width: 800, height: 640 }, ignoreHTTPSErrors: !!certFile });
@@ -254,7 +255,11 @@ async function main() {
     await waitForMessage(page, label, 'after restart from bob');
   }
   log('messages exchanged both ways after the restart');
-  if (certFile) { // Chromium speaks TLS 1.3: its records are the server's own (server/internal/tlsrec)
+  if (certFile && tlsMax === '1.2') { // TLS 1.2 stays on crypto/tls: nothing sealed by the record layer
+    const records = await metric('fanout_tls_records_out_total');
+    check(records === 0, `fanout_tls_records_out_total ${records}: Chromium did not stay at TLS 1.2`);
+    log('TLS 1.2: no record sealed by the server\'s record layer (crypto/tls served it)');
+  } else if (certFile) { // Chromium speaks TLS 1.3: its records are the server's own (server/internal/tlsrec)
     const records = await metric('fanout_tls_records_out_total');
     check(records > 0, `fanout_tls_records_out_total ${records}: the wss connections were not taken over`);
     log(`${records} TLS records sealed by the server's record layer`);
