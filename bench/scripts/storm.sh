@@ -13,11 +13,13 @@
 # itself. Raw JSON and logs go to bench/results/<date>-<commit>-storm/.
 #   bench/scripts/storm.sh                          (18,000 clients; about 5 minutes)
 #   CONNS=300 BEFORE=2s AFTER=1s DRAIN=3s bench/scripts/storm.sh   (a smoke test, under a minute)
+#   NODES=2 EVENTS=kill HS_RATE=3000 bench/scripts/storm.sh   (9,000 clients onto one node at once)
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 conns=${CONNS:-18000} rate=${RATE:-5} before=${BEFORE:-10s} after=${AFTER:-5s}
 drain=${DRAIN:-30s} hs_rate=${HS_RATE:-2000} replay_rate=${REPLAY_RATE:-2000}
 events=${EVENTS:-drain kill} variants=${VARIANTS:-paced today}
+nodes_n=${NODES:-3} # NODES=2: the survivor takes every dropped client at once
 out="bench/results/$(date -u +%Y-%m-%d)-$(git rev-parse --short HEAD)-storm"
 mkdir -p "$out"
 tmp=$(mktemp -d)
@@ -43,7 +45,7 @@ free_port() { # below the ephemeral range, so no outgoing connection takes it me
 	return 1
 }
 echo "# $(date -u +%FT%TZ) commit $(git rev-parse --short HEAD), $(nproc) cores, $(go version | cut -d' ' -f3), ulimit -n $(ulimit -n)" | log
-echo "CONNS=$conns RATE=$rate BEFORE=$before AFTER=$after DRAIN=$drain HS_RATE=$hs_rate REPLAY_RATE=$replay_rate" | log
+echo "NODES=$nodes_n CONNS=$conns RATE=$rate BEFORE=$before AFTER=$after DRAIN=$drain HS_RATE=$hs_rate REPLAY_RATE=$replay_rate" | log
 
 rport=$(free_port)
 redis-server --bind 127.0.0.1 --port "$rport" --save '' --appendonly no --logfile "$tmp/redis.log" &
@@ -58,7 +60,7 @@ for event in $events; do
 		today) flags=(-drain-duration 0) ;;
 		esac
 		nodes=() admins=() pids=()
-		for i in 0 1 2; do
+		for i in $(seq 0 $((nodes_n - 1))); do
 			port=$(free_port) admin=$(free_port)
 			FANOUT_API_KEY=$key "$tmp/fanout" -addr "127.0.0.1:$port" -admin-addr "127.0.0.1:$admin" \
 				-broker "redis://127.0.0.1:$rport/0" -log-level warn "${flags[@]}" 2>"$out/$event-$variant-node$i.log" &
