@@ -106,14 +106,19 @@ type Config struct {
 	Registerer prometheus.Registerer
 }
 
+// withDefaults applies the defaults of the fields a broker shares with the
+// node through BrokerOptions.WithDefaults, the one place they are applied.
 func (c Config) withDefaults() Config {
-	setDefault(&c.HistorySize, DefaultHistorySize)
-	setDefault(&c.HistoryTTL, DefaultHistoryTTL)
-	setDefault(&c.MaxChannels, DefaultMaxChannels)
+	o := c.brokerOptions().WithDefaults()
+	c.HistorySize, c.HistoryTTL, c.HistoryMaxBytes, c.MaxChannels = o.HistorySize, o.HistoryTTL, o.HistoryMaxBytes, o.MaxChannels
 	setDefault(&c.MaxChannelsPerConn, DefaultMaxChannelsPerConn)
-	setDefault(&c.HistoryMaxBytes, DefaultHistoryMaxBytes)
 	setDefault(&c.ChannelCreateRate, DefaultChannelCreateRate)
 	return c
+}
+
+// brokerOptions is what a MemoryBroker of the node's own is built with.
+func (c Config) brokerOptions() BrokerOptions {
+	return BrokerOptions{HistorySize: c.HistorySize, HistoryTTL: c.HistoryTTL, HistoryMaxBytes: c.HistoryMaxBytes, MaxChannels: c.MaxChannels}
 }
 
 func setDefault[T comparable](v *T, def T) {
@@ -228,7 +233,7 @@ func New(cfg Config) (*Node, error) {
 		n.replayed = rate.NewLimiter(rate.Limit(cfg.MaxReplayRate), max(1, int(cfg.MaxReplayRate/10)))
 	}
 	if n.broker == nil {
-		n.broker = NewMemoryBroker(BrokerOptions{HistorySize: cfg.HistorySize, HistoryTTL: cfg.HistoryTTL, HistoryMaxBytes: cfg.HistoryMaxBytes, MaxChannels: cfg.MaxChannels})
+		n.broker = NewMemoryBroker(cfg.brokerOptions())
 	}
 	return n, nil
 }
