@@ -19,28 +19,14 @@ tmp=$(mktemp -d)
 go build -o "$tmp/fanout" ./cmd/fanout
 go build -o "$tmp/fanout-bench" ./cmd/fanout-bench
 log() { tee -a "$out/README.md"; }
+. bench/scripts/lib.sh
 pids=()
-stop() { # SIGTERM, up to 10 s each, then SIGKILL
-	local p
-	for p in "$@"; do kill "$p" 2>/dev/null || true; done
-	for p in "$@"; do
-		for _ in $(seq 100); do kill -0 "$p" 2>/dev/null || break; sleep 0.1; done
-		kill -9 "$p" 2>/dev/null || true
-	done
-}
 cleanup() {
 	stop "${pids[@]}" ${rpid:+"$rpid"} ${qpid:+"$qpid"}
 	[[ -z ${epmd:-} ]] || epmd -port "$epmd" -kill >/dev/null 2>&1 || true
 	rm -rf "$tmp"
 }
 trap cleanup EXIT
-free_port() { # below the ephemeral range, so no outgoing connection takes it meanwhile
-	local p
-	for p in $(shuf -i 20000-29999 -n 100); do
-		ss -ltnH "sport = :$p" | grep -q . || { echo "$p"; return; }
-	done
-	return 1
-}
 wait_quiet() { # at most 60 s for under 0.15 busy cores over 3 s
 	local start=$SECONDS a b
 	while ((SECONDS - start < 60)); do
@@ -53,11 +39,7 @@ wait_quiet() { # at most 60 s for under 0.15 busy cores over 3 s
 echo "# $(date -u +%FT%TZ) commit $(git rev-parse --short HEAD), $(nproc) cores, $(go version | cut -d' ' -f3), ulimit -n $(ulimit -n)" | log
 
 # Redis without persistence, as in report.sh's broker target.
-rport=$(free_port)
-redis-server --bind 127.0.0.1 --port "$rport" --save '' --appendonly no --logfile "$tmp/redis.log" &
-rpid=$!
-for _ in $(seq 100); do [[ $(redis-cli -p "$rport" ping 2>/dev/null) == PONG ]] && break; sleep 0.1; done
-echo "redis-server $(redis-server --version | cut -d' ' -f3) pid $rpid, --save '' --appendonly no" | log
+start_redis
 
 # RabbitMQ with the stream plugin only (no AMQP listener), its own data
 # directory, node name, epmd and ports, Debian's defaults otherwise.

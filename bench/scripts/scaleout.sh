@@ -22,38 +22,20 @@ tmp=$(mktemp -d)
 go build -o "$tmp/fanout" ./cmd/fanout
 go build -o "$tmp/fanout-bench" ./cmd/fanout-bench
 log() { tee -a "$out/README.md"; }
+. bench/scripts/lib.sh
 pids=()
-stop() { # SIGTERM, up to 10 s each, then SIGKILL
-	local p
-	for p in "$@"; do kill "$p" 2>/dev/null || true; done
-	for p in "$@"; do
-		for _ in $(seq 100); do kill -0 "$p" 2>/dev/null || break; sleep 0.1; done
-		kill -9 "$p" 2>/dev/null || true
-	done
-}
 cleanup() {
 	stop "${pids[@]}" ${gen:+"$gen"} ${rpid:+"$rpid"} ${npid:+"$npid"}
 	rm -rf "$tmp"
 }
 trap cleanup EXIT
-free_port() { # below the ephemeral range, so no outgoing connection takes it meanwhile
-	local p
-	for p in $(shuf -i 20000-29999 -n 100); do
-		ss -ltnH "sport = :$p" | grep -q . || { echo "$p"; return; }
-	done
-	return 1
-}
 cpu_ticks() { awk '{print $14+$15}' "/proc/$1/stat"; }
 metric() { # metric ADMIN NAME: its value, 0 when absent
 	curl -fs "http://$1/metrics" | awk -v m="$2" '$1==m {print $2; f=1} END {if (!f) print 0}'
 }
 echo "# $(date -u +%FT%TZ) commit $(git rev-parse --short HEAD), $(nproc) cores, $(go version | cut -d' ' -f3), ulimit -n $(ulimit -n)" | log
 
-rport=$(free_port)
-redis-server --bind 127.0.0.1 --port "$rport" --save '' --appendonly no --logfile "$tmp/redis.log" &
-rpid=$!
-for _ in $(seq 100); do [[ $(redis-cli -p "$rport" ping 2>/dev/null) == PONG ]] && break; sleep 0.1; done
-echo "redis-server $(redis-server --version | cut -d' ' -f3) pid $rpid, --save '' --appendonly no" | log
+start_redis
 key=bench-api-key-0123456
 
 start_nodes() { # start_nodes N BROKER_ARGS...: nodes[i] host:port, admins[i]

@@ -26,31 +26,22 @@ tmp=$(mktemp -d)
 go build -o "$tmp/fanout" ./cmd/fanout
 go build -o "$tmp/storm" ./bench/storm
 log() { tee -a "$out/README.md"; }
+. bench/scripts/lib.sh
 pids=()
-stop() { # SIGKILL: the nodes' drains are not measured here
+kill_now() { # SIGKILL (not lib.sh's stop): the nodes' drains are not measured here
 	local p
 	for p in "$@"; do kill -9 "$p" 2>/dev/null || true; done
 	for p in "$@"; do wait "$p" 2>/dev/null || true; done
 }
 cleanup() {
-	stop "${pids[@]}" ${rpid:+"$rpid"}
+	kill_now "${pids[@]}" ${rpid:+"$rpid"}
 	rm -rf "$tmp"
 }
 trap cleanup EXIT
-free_port() { # below the ephemeral range, so no outgoing connection takes it meanwhile
-	local p
-	for p in $(shuf -i 20000-29999 -n 100); do
-		ss -ltnH "sport = :$p" | grep -q . || { echo "$p"; return; }
-	done
-	return 1
-}
 echo "# $(date -u +%FT%TZ) commit $(git rev-parse --short HEAD), $(nproc) cores, $(go version | cut -d' ' -f3), ulimit -n $(ulimit -n)" | log
 echo "NODES=$nodes_n CONNS=$conns RATE=$rate BEFORE=$before AFTER=$after DRAIN=$drain HS_RATE=$hs_rate REPLAY_RATE=$replay_rate" | log
 
-rport=$(free_port)
-redis-server --bind 127.0.0.1 --port "$rport" --save '' --appendonly no --logfile "$tmp/redis.log" &
-rpid=$!
-for _ in $(seq 100); do [[ $(redis-cli -p "$rport" ping 2>/dev/null) == PONG ]] && break; sleep 0.1; done
+start_redis
 key=$(head -c 24 /dev/urandom | base64)
 
 for event in $events; do
@@ -76,7 +67,7 @@ for event in $events; do
 		echo "storm ${cmd[*]:1}" | sed "s#$tmp/##g" | log
 		FANOUT_API_KEY=$key "${cmd[@]}" >"$out/$event-$variant.txt"
 		tail -3 "$out/$event-$variant.txt" | log
-		stop "${pids[@]}"
+		kill_now "${pids[@]}"
 	done
 done
 echo "raw: $out" >&2
