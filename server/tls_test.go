@@ -4,15 +4,9 @@ import (
 	"bufio"
 	"bytes"
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
-	"crypto/x509/pkix"
 	"fmt"
-	"github.com/fanout-ws/fanout/frame"
-	"math/big"
 	"net"
 	"net/http"
 	"strings"
@@ -20,33 +14,15 @@ import (
 	"testing"
 	"time"
 
+	"github.com/fanout-ws/fanout/frame"
+	"github.com/fanout-ws/fanout/internal/testutil"
+
 	"github.com/gobwas/ws"
 	"github.com/gorilla/websocket"
 )
 
-// testCert makes a CA-signed-like self-signed certificate for 127.0.0.1.
-func testCert(t testing.TB) (tls.Certificate, *x509.CertPool) {
-	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "fanout test"},
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
-		IPAddresses: []net.IP{net.IPv4(127, 0, 0, 1)}, DNSNames: []string{"localhost"},
-		KeyUsage: x509.KeyUsageDigitalSignature | x509.KeyUsageCertSign, IsCA: true, BasicConstraintsValid: true,
-		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	leaf, _ := x509.ParseCertificate(der)
-	pool := x509.NewCertPool()
-	pool.AddCert(leaf)
-	return tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key, Leaf: leaf}, pool
-}
+// testCert is a self-signed certificate for 127.0.0.1 and the pool that trusts it.
+func testCert(t testing.TB) (tls.Certificate, *x509.CertPool) { return testutil.Cert(t, "fanout test") }
 
 func TestTLS_EchoBroadcastAndStalls(t *testing.T) {
 	cert, pool := testCert(t)

@@ -3,16 +3,10 @@ package main
 import (
 	"bytes"
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
-	"crypto/x509"
 	"encoding/json"
-	"encoding/pem"
 	"fmt"
 	"io"
-	"math/big"
 	"net"
 	"os"
 	"path/filepath"
@@ -24,6 +18,7 @@ import (
 
 	"github.com/fanout-ws/fanout/bench"
 	"github.com/fanout-ws/fanout/frame"
+	"github.com/fanout-ws/fanout/internal/testutil"
 	"github.com/fanout-ws/fanout/server"
 )
 
@@ -93,19 +88,11 @@ func serve(t *testing.T, srv *server.Server) string {
 // testTLS is a server TLS config with a fresh self-signed ECDSA P-256
 // certificate for 127.0.0.1, and the PEM file that trusts it.
 func testTLS(t *testing.T) (*tls.Config, string) {
-	t.Helper()
-	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
-		IPAddresses: []net.IP{net.IPv4(127, 0, 0, 1)}}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ca := filepath.Join(t.TempDir(), "ca.pem")
-	if err := os.WriteFile(ca, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	return &tls.Config{Certificates: []tls.Certificate{{Certificate: [][]byte{der}, PrivateKey: key}}}, ca
+	cert, _ := testutil.Cert(t, "fanout-bench test")
+	dir := t.TempDir()
+	ca := filepath.Join(dir, "ca.pem")
+	testutil.WriteCert(t, cert, ca, filepath.Join(dir, "key.pem"))
+	return &tls.Config{Certificates: []tls.Certificate{cert}}, ca
 }
 
 // Every scenario works over wss, with -ca-file or -insecure.
