@@ -6,6 +6,8 @@ import (
 	"net"
 	"net/http"
 	"net/netip"
+	"strconv"
+	"sync"
 	"time"
 
 	"github.com/fanout-ws/fanout/poller"
@@ -190,13 +192,56 @@ func refusalText(status int) string {
 }
 
 // refusalAnswer is the raw HTTP answer to an admission refusal. A 503
-// (over MaxConns or MaxHandshakeRate) asks the client to come back after a
-// second: its own jittered backoff then spreads the returns.
-func refusalAnswer(status int) []byte {
+// (over MaxConns or MaxHandshakeRate) asks the client to come back after
+// retryAfter seconds.
+func (s *Server) refusalAnswer(status int) []byte {
 	if status == http.StatusServiceUnavailable {
-		return httpError(status, refusalText(status), "Retry-After: 1")
+		return httpError(status, refusalText(status), "Retry-After: "+strconv.Itoa(s.retryAfter()))
 	}
 	return httpError(status, refusalText(status))
+}
+
+// retryAfter is the Retry-After of a 503: 1 s, or while MaxHandshakeRate
+// refuses (its bucket is empty), the place a refused client books in the
+// admission queue (handshakeQueue).
+func (s *Server) retryAfter() int {
+	if s.handshakes == nil || s.handshakes.Tokens() >= 1 {
+		return 1
+	}
+	return s.handshakeQueue.book(time.Now())
+}
+
+// maxRetryAfter bounds the Retry-After a storm is told: a client that
+// waits longer has its own cap anyway.
+const maxRetryAfter = 60
+
+// handshakeQueue spreads the clients that MaxHandshakeRate refuses over
+// the seconds ahead. Each refusal books the next place of a virtual queue
+// that moves at the admission rate, and its Retry-After says when that
+// place comes, so a storm of N clients refused at once is told to return
+// over N/rate seconds. Told "1 s" each, they would all return together,
+// most be refused again, and double their backoff: the clients' backoff,
+// not the rate, would set the pace of readmission.
+type handshakeQueue struct {
+	mu    sync.Mutex
+	every time.Duration // one place per 1/MaxHandshakeRate
+	tail  time.Time     // when the last booked place comes
+}
+
+// book takes the next place at least a second after now and returns how
+// many whole seconds away it is (1 to maxRetryAfter): a client that waits
+// that long plus a jitter of up to a second returns within the second of
+// its place.
+func (q *handshakeQueue) book(now time.Time) int {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	if next := now.Add(time.Second); q.tail.Before(next) { // the soonest a Retry-After can name
+		q.tail = next
+	}
+	if q.tail.Sub(now) < maxRetryAfter*time.Second {
+		q.tail = q.tail.Add(q.every)
+	}
+	return min(maxRetryAfter, int(q.tail.Sub(now)/time.Second))
 }
 
 // handshakeFailed is the one place a failed handshake is counted: by
@@ -237,7 +282,7 @@ func (s *Server) accept(nc net.Conn) {
 // linger on the poller, in the closing state, until the client closes or
 // refuseLinger passes.
 func (s *Server) refuse(nc net.Conn, sl slot, status int) {
-	resp := refusalAnswer(status)
+	resp := s.refusalAnswer(status)
 	if s.refusing.Add(1) > maxRefusing {
 		s.refusing.Add(-1)
 		_, _ = nc.Write(resp) // a fresh socket's send buffer takes it whole
@@ -278,7 +323,7 @@ func (s *Server) refuseTLS(nc net.Conn, status int) {
 	if tc.Handshake() != nil {
 		return
 	}
-	if _, err := tc.Write(refusalAnswer(status)); err != nil {
+	if _, err := tc.Write(s.refusalAnswer(status)); err != nil {
 		return
 	}
 	_ = tc.CloseWrite()

@@ -214,8 +214,9 @@ type Config struct {
 	// token bucket, with a burst of a tenth of a second's worth (at least
 	// 1), checked at admission before any TLS work, so that a reconnect
 	// storm cannot take the cores from the connections already open.
-	// Beyond it a connection is answered 503 with Retry-After: 1. Zero
-	// disables it.
+	// Beyond it a connection is answered 503 with a Retry-After that books
+	// it a place in the seconds ahead at this rate (so N refused at once
+	// are told to return over N/rate seconds). Zero disables it.
 	MaxHandshakeRate float64
 	// IPv6PrefixBits is the prefix length by which the per-IP limits count
 	// IPv6 sources: one host commonly holds a whole /64 (or a site a /56 or

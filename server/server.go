@@ -55,10 +55,11 @@ type Server struct {
 	metrics   *metrics
 	deflater  frame.Deflater // compresses each broadcast once for every receiver that negotiated it
 
-	ipLimits   ipLimits
-	handshakes *rate.Limiter // Config.MaxHandshakeRate, or nil
-	httpLn     *httpListener // plain HTTP requests, for Config.HTTPHandler
-	httpSrv    *http.Server
+	ipLimits       ipLimits
+	handshakes     *rate.Limiter  // Config.MaxHandshakeRate, or nil
+	handshakeQueue handshakeQueue // where MaxHandshakeRate's refusals are told to return
+	httpLn         *httpListener  // plain HTTP requests, for Config.HTTPHandler
+	httpSrv        *http.Server
 
 	// readBufPool lends a read buffer to a worker for one task; idle
 	// connections hold none.
@@ -105,6 +106,7 @@ func New(cfg Config) (*Server, error) {
 	}
 	if cfg.MaxHandshakeRate > 0 {
 		s.handshakes = rate.NewLimiter(rate.Limit(cfg.MaxHandshakeRate), max(1, int(cfg.MaxHandshakeRate/10)))
+		s.handshakeQueue.every = time.Duration(float64(time.Second) / cfg.MaxHandshakeRate)
 	}
 	s.clock.Store(timeNow())
 	var rl syscall.Rlimit

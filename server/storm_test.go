@@ -15,8 +15,9 @@ import (
 
 // stormResult is how one client of a storm got in.
 type stormResult struct {
-	refused    int // 503s before its 101
-	retryAfter string
+	refused    int    // 503s before its 101
+	retryAfter string // the last 503's
+	firstAfter int    // the first 503's Retry-After, in seconds
 	err        error
 	conn       *websocket.Conn
 }
@@ -50,6 +51,9 @@ func stormClient(url string, deadline time.Time, first chan<- int) stormResult {
 			r.err = fmt.Errorf("503 with Retry-After %q", r.retryAfter)
 			return r
 		}
+		if r.refused == 1 {
+			r.firstAfter = secs
+		}
 		wait := time.Duration(secs)*time.Second + rand.N(time.Second)
 		if time.Now().Add(wait).After(deadline) {
 			r.err = fmt.Errorf("still refused %d times at the deadline", r.refused)
@@ -61,8 +65,9 @@ func stormClient(url string, deadline time.Time, first chan<- int) stormResult {
 
 // A storm of new connections past MaxHandshakeRate: the first wave gets no
 // more upgrades than the token bucket holds (burst plus rate times the
-// wave's duration), the rest 503 with Retry-After; clients that honour it
-// are all in within the time the rate implies plus two retry rounds, and
+// wave's duration), the rest 503 with a Retry-After that spreads them over
+// the seconds ahead at the rate; clients that honour it are all in within
+// the time the rate implies plus two retry rounds, and
 // the connection that was open before the storm keeps being served.
 func TestAdmission_HandshakeRateStorm(t *testing.T) {
 	const (
@@ -102,15 +107,26 @@ func TestAdmission_HandshakeRateStorm(t *testing.T) {
 	if _, p, err := old.ReadMessage(); err != nil || string(p) != "still here" {
 		t.Fatalf("the connection from before the storm: %q %v", p, err)
 	}
+	told := map[int]int{} // first-wave clients by the Retry-After they were told
 	for range clients {
 		r := <-results
 		if r.err != nil {
 			t.Fatal(r.err)
 		}
-		if r.refused > 0 && r.retryAfter != "1" {
-			t.Fatalf("Retry-After %q, want 1", r.retryAfter)
+		if r.refused > 0 {
+			told[r.firstAfter]++
 		}
 		r.conn.Close()
+	}
+	// The refused are booked into the seconds ahead at the admission rate,
+	// not all told to return after one.
+	for secs, n := range told {
+		if n > perSec+1 {
+			t.Fatalf("%d clients told Retry-After %d, more than the %d/s the rate admits: %v", n, secs, perSec, told)
+		}
+	}
+	if len(told) < 2 {
+		t.Fatalf("Retry-After of the first refusals: %v, want them spread over the seconds ahead", told)
 	}
 	t.Logf("first wave (%v): %d upgraded, %d refused; all %d in after %v", wave.Round(time.Millisecond), upgraded, refused, clients, time.Since(start).Round(time.Millisecond))
 	if st := s.Stats(); st.RejectedRate < uint64(refused) {

@@ -10,6 +10,7 @@ import (
 	"net/netip"
 	"net/url"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 
@@ -364,7 +365,7 @@ func (c *Conn) refuseClient(status int) {
 	if status == http.StatusServiceUnavailable {
 		reason = ReasonOverCapacity
 	}
-	c.endHandshake(refusalAnswer(status), reason)
+	c.endHandshake(c.srv.refusalAnswer(status), reason)
 }
 
 // endHandshake sends resp, if any, and closes c for reason.
@@ -452,7 +453,7 @@ func (s *Server) admitHTTP(w http.ResponseWriter, r *http.Request) (*Conn, *Requ
 	sl := slotFor(s.clientOf(r)) // a trusted proxy's client already
 	if status := s.admit(&sl, true, r.TLS != nil); status != 0 {
 		if status == http.StatusServiceUnavailable {
-			w.Header().Set("Retry-After", "1")
+			w.Header().Set("Retry-After", strconv.Itoa(s.retryAfter()))
 		}
 		http.Error(w, refusalText(status), status)
 		return nil, nil

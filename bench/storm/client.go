@@ -121,6 +121,7 @@ func (c *client) loop(r *run, stop <-chan struct{}) {
 			if resp != nil {
 				if s, _ := strconv.Atoi(resp.Header.Get("Retry-After")); s > 0 {
 					floor = min(time.Duration(s)*time.Second, r.cfg.maxDelay)
+					window = min(window, time.Second) // the server spread its answers already
 				}
 			}
 		default:

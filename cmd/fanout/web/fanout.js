@@ -28,8 +28,10 @@
 //                  the server take precedence, each capped at maxDelay: a close
 //                  reason holding "retry-ms=N" (a draining server's 1012 Service
 //                  Restart) makes the window [0, N]; a refused upgrade's
-//                  Retry-After (seconds) is waited out first, then the window is
-//                  added. Browsers hide a refused upgrade's headers; a WebSocket
+//                  Retry-After (seconds) is waited out first, then a random
+//                  delay of up to a second (the server spread its answers over
+//                  the seconds ahead, one second each; a growing window would
+//                  undo that). Browsers hide a refused upgrade's headers; a WebSocket
 //                  constructor that sets the socket's retryAfter property from
 //                  them (as cmd/fanout's Node adapter over the ws package does)
 //                  makes it count.
@@ -216,8 +218,10 @@ export class Fanout {
     const hint = retryHint(reason);
     if (hint !== undefined) window = Math.min(this.maxDelay, hint);
     const after = Number.parseInt(retryAfter, 10); // delta-seconds; a date is not worth the parse
-    const floor = after > 0 ? Math.min(this.maxDelay, after * 1000) : 0;
-    return Math.round(floor + Math.random() * window);
+    if (after > 0) { // the server has booked this client a second of its own: come back within it
+      return Math.round(Math.min(this.maxDelay, after * 1000) + Math.random() * Math.min(window, 1000));
+    }
+    return Math.round(Math.random() * window);
   }
 
   _send(msg) {
