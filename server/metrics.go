@@ -6,11 +6,12 @@ import (
 
 // metrics exports the server's counters to Prometheus. The hot path only
 // bumps the atomics in counters; the collector reads them at scrape time,
-// so metrics add no work per delivery. The one histogram is observed once
-// per shard flush, not per connection.
+// so metrics add no work per delivery. The histograms are observed once
+// per shard flush and once per timer sweep, not per connection.
 type metrics struct {
 	s         *Server
 	fanout    prometheus.Histogram
+	sweep     prometheus.Histogram
 	open, max *prometheus.Desc
 	counters  [len(counterTable)]*prometheus.Desc
 	reasons   *prometheus.Desc
@@ -26,6 +27,11 @@ func newMetrics(s *Server) *metrics {
 			Name:    "fanout_broadcast_flush_seconds",
 			Help:    "Time from a broadcast being queued on a hub shard to its shard flush finishing every member's write.",
 			Buckets: prometheus.ExponentialBuckets(50e-6, 2, 16), // 50 us .. 1.6 s
+		}),
+		sweep: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name:    "fanout_timer_sweep_seconds",
+			Help:    "Time each tick of the one timer sweep takes to walk every connection's deadlines and pings; grows with the connections a process holds.",
+			Buckets: prometheus.ExponentialBuckets(10e-6, 2, 16), // 10 us .. 330 ms
 		}),
 		open: prometheus.NewDesc("fanout_connections_open", "Open connections, handshakes included.", nil, nil),
 		max:  prometheus.NewDesc("fanout_connections_max", "Connection ceiling: MaxConns capped by the open-files limit.", nil, nil),
@@ -61,6 +67,7 @@ func (m *metrics) Describe(ch chan<- *prometheus.Desc) {
 		ch <- d
 	}
 	m.fanout.Describe(ch)
+	m.sweep.Describe(ch)
 }
 
 // Collect implements prometheus.Collector.
@@ -80,6 +87,7 @@ func (m *metrics) Collect(ch chan<- prometheus.Metric) {
 		ch <- prometheus.MustNewConstMetric(m.reasons, prometheus.CounterValue, float64(st.Closed[r.String()]), r.String())
 	}
 	m.fanout.Collect(ch)
+	m.sweep.Collect(ch)
 }
 
 // perWriteHistogram turns Stats.FramesPerWrite (or RecordsPerWrite) into a

@@ -27,6 +27,7 @@ func (s *Server) sweep() {
 				s.checkTimers(c, now)
 			}
 		}
+		s.metrics.sweep.Observe(time.Duration(timeNow() - now).Seconds())
 	}
 }
 

@@ -102,6 +102,9 @@ func TestAdmin_MetricsAndProbes(t *testing.T) {
 		if got := metric(page, "fanout_broadcast_flush_seconds_count"); got == "" || got == "0" {
 			return fmt.Errorf("broadcast flush histogram count %q", got)
 		}
+		if got := metric(page, "fanout_timer_sweep_seconds_count"); got == "" || got == "0" {
+			return fmt.Errorf("timer sweep histogram count %q", got)
+		}
 		return nil
 	})
 	for name, want := range map[string]string{
@@ -114,8 +117,9 @@ func TestAdmin_MetricsAndProbes(t *testing.T) {
 			t.Errorf("%s = %q, want %s", name, got, want)
 		}
 	}
-	if !strings.Contains(page, `fanout_connections_closed_total{reason="slow_consumer"} 0`) || !strings.Contains(page, "go_goroutines") {
-		t.Error("metrics page lacks close reasons or Go runtime metrics")
+	if !strings.Contains(page, `fanout_connections_closed_total{reason="slow_consumer"} 0`) || !strings.Contains(page, "go_goroutines") ||
+		!strings.Contains(page, "go_sched_pauses_total_gc_seconds_bucket") {
+		t.Error("metrics page lacks close reasons, Go runtime metrics or the GC pause histogram")
 	}
 	if code, _ := get(base + "/debug/pprof/"); code != 200 {
 		t.Errorf("/debug/pprof/ %d", code)

@@ -13,6 +13,7 @@ import (
 	pprofhttp "net/http/pprof"
 	"os"
 	"os/signal"
+	"regexp"
 	"runtime/pprof"
 	"slices"
 	"strings"
@@ -97,7 +98,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, bound fun
 	}
 	defer stopProfile()
 	reg := prometheus.NewRegistry()
-	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	reg.MustRegister(collectors.NewGoCollector(collectors.WithGoCollectorRuntimeMetrics(gcPauses)),
+		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	o.cfg.Registerer = reg
 	app, err := newChatServer(o.cfg, o.channels, o.apiKey)
 	if err != nil {
@@ -106,6 +108,11 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, bound fun
 	defer app.node.Close()
 	return o.serve(ctx, app, reg, logger, args, bound)
 }
+
+// gcPauses adds the runtime's histogram of stop-the-world GC pauses
+// (go_sched_pauses_total_gc_seconds) to the Go collector's defaults: its
+// summary of pause quantiles has no p99.
+var gcPauses = collectors.GoRuntimeMetricsRule{Matcher: regexp.MustCompile(`^/sched/pauses/total/gc:seconds$`)}
 
 func newLogger(level, format string, w io.Writer) (*slog.Logger, error) {
 	var l slog.Level
