@@ -13,10 +13,14 @@ import (
 const brokerTimeout = 2 * time.Second
 
 // deliver hands a broker message to this node's subscribers of its
-// channel. It runs on the broker's delivery goroutine, in order per
+// channel, or a note to the node bus. It runs on the broker's delivery goroutine, in order per
 // channel; a hole in the offsets (messages missed while the broker
 // reconnected) is filled from history first.
 func (n *Node) deliver(m Message) {
+	if m.Channel == busChannel {
+		n.bus.deliver(m.Data)
+		return
+	}
 	n.chans.mu.RLock()
 	ch := n.chans.m[m.Channel]
 	n.chans.mu.RUnlock()

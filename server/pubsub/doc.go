@@ -33,7 +33,8 @@
 // (BrokerOptions), memory.go and history.go (MemoryBroker), node.go (Config,
 // Node's life), registry.go (the channels this node carries), channels.go
 // (publish and subscribe), delivery.go (from the broker to hubs),
-// recovery.go (replay and gap notices), wire.go (what is sent), control.go
+// recovery.go (replay and gap notices), bus.go (notes between nodes),
+// wire.go (what is sent), control.go
 // and query.go (the control protocol, subscriptions at connect), api.go
 // (HTTP), auth.go (channel permissions), limits.go (per-connection rates).
 //

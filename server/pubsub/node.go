@@ -190,6 +190,7 @@ type Node struct {
 	maxMessageBytes, sendQueueBytes int
 
 	chans    registry
+	bus      *bus // notes to every node (bus.go)
 	pending  pendingSubs
 	creators connRate      // new channels per connection
 	replays  connRate      // history replays per connection
@@ -226,6 +227,7 @@ func New(cfg Config) (*Node, error) {
 		// A replay may be half the send queue: a connection recovers all its
 		// channels at once, then at the rate of new channels.
 		replays: newConnRate(cfg.ChannelCreateRate, cfg.MaxChannelsPerConn, ErrTooManyReplays, "more than %g a second on this connection"),
+		bus:     newBus(),
 		swept:   make(chan struct{}),
 		stop:    func() {},
 	}
@@ -239,8 +241,8 @@ func New(cfg Config) (*Node, error) {
 }
 
 // Start runs the node on srv, before srv serves: the broker delivers from
-// now on, and a sweeper forgets channels without subscribers. Close stops
-// both. The node logs to, and registers its metrics with, srv's Logger and
+// now on, the node bus runs, and a sweeper forgets channels without
+// subscribers. Close stops them. The node logs to, and registers its metrics with, srv's Logger and
 // Registerer unless Config sets its own. Start works once.
 func (n *Node) Start(srv *server.Server) error {
 	if !n.started.CompareAndSwap(false, true) {
@@ -263,6 +265,12 @@ func (n *Node) Start(srv *server.Server) error {
 	ctx, cancel := context.WithCancel(context.Background())
 	n.stop = cancel
 	n.brokerStopped = n.broker.Start(ctx, n.deliver, n.resync)
+	n.bus.route(n.broker)
+	n.wg.Add(1)
+	go func() {
+		defer n.wg.Done()
+		n.bus.run(ctx, n.broker)
+	}()
 	go func() {
 		defer close(n.swept)
 		everySecond(ctx, func() {

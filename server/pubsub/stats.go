@@ -22,6 +22,10 @@ type Stats struct {
 	ControlErrors  uint64 // control messages answered with an error
 	APIKeyFailures uint64 // HTTP API requests answered 401
 	ReplaysBusy    uint64 // subscribes with since refused for Config.MaxReplayRate (ErrReplaysBusy)
+	// BusNotesDropped counts the notes to other nodes (presence, user
+	// operations) this node could not send: its queue full or the broker
+	// down. The nodes repair what they lose with heartbeats.
+	BusNotesDropped uint64
 	// UnwantedMessages counts the messages the broker delivered here for a
 	// channel with no subscriber on this node: work for nothing, about 0
 	// with a broker that routes by interest (Router).
@@ -42,6 +46,7 @@ func (n *Node) Stats() Stats {
 		APIKeyFailures:   n.stats.apiKeyFailures.Load(),
 		UnwantedMessages: n.stats.unwanted.Load(),
 		ReplaysBusy:      n.stats.replaysBusy.Load(),
+		BusNotesDropped:  n.bus.dropped.Load(),
 	}
 	if b, ok := n.broker.(interface{ BrokerStats() BrokerStats }); ok {
 		st.BrokerStats = b.BrokerStats()
@@ -67,6 +72,8 @@ var metricTable = [...]struct {
 		prometheus.CounterValue, func(s *Stats) float64 { return float64(s.APIKeyFailures) }},
 	{"fanout_replays_busy_total", "Subscribes with since refused because the node replayed history at its MaxReplayRate.",
 		prometheus.CounterValue, func(s *Stats) float64 { return float64(s.ReplaysBusy) }},
+	{"fanout_bus_notes_dropped_total", "Notes to the other nodes (presence, user operations) not sent: queue full or broker down; heartbeats repair them.",
+		prometheus.CounterValue, func(s *Stats) float64 { return float64(s.BusNotesDropped) }},
 	{"fanout_broker_unwanted_messages_total", "Messages the broker delivered for channels with no subscriber on this node (about 0 with interest routing).",
 		prometheus.CounterValue, func(s *Stats) float64 { return float64(s.UnwantedMessages) }},
 	{"fanout_broker_subscriptions", "Broker subscriptions this node holds (channels with interest routing).",
