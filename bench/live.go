@@ -21,6 +21,9 @@ type Sample struct {
 	P99ms        float64 `json:"p99_ms"`
 	ServerCPU    float64 `json:"server_cpu_cores"` // over this second
 	ServerRSS    int64   `json:"server_rss_bytes"`
+	GeneratorRSS int64   `json:"generator_rss_bytes"` // this process and its workers
+	MachineUsed  int64   `json:"machine_used_bytes"`  // MemTotal - MemAvailable
+	KernelSlab   int64   `json:"kernel_slab_bytes"`
 }
 
 // live prints a progress line every second and keeps each as a Sample.
@@ -112,6 +115,8 @@ func (l *live) tick() {
 		s.ServerCPU, s.ServerRSS = float64(ps.CPUTicks-l.cpu)/100/dt, ps.RSSBytes
 		l.cpu = ps.CPUTicks
 	}
+	s.GeneratorRSS = generatorRSS(l.members)
+	s.MachineUsed, s.KernelSlab = machineMemory()
 	l.at, l.received, l.hist = now, received, total.Hist
 	l.samples = append(l.samples, s)
 	l.print(s, total)

@@ -74,6 +74,8 @@ func (l *local) stop() (snapshot, error) {
 
 func (l *local) close() { l.g.close() }
 
+func (l *local) pid() int { return os.Getpid() }
+
 // workerEnv carries a worker's assignment from Run to RunWorker.
 const workerEnv = "FANOUT_BENCH_WORKER"
 
@@ -171,6 +173,8 @@ func (r *remote) start() error {
 }
 
 func (r *remote) stop() (snapshot, error) { return r.ask("stop") }
+
+func (r *remote) pid() int { return r.cmd.Process.Pid }
 
 func (r *remote) close() {
 	r.in.Close()

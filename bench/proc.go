@@ -66,3 +66,49 @@ func machineTicks() int64 {
 	}
 	return busy
 }
+
+// machineMemory is the memory in use on the whole machine (MemTotal -
+// MemAvailable: processes, kernel, everything) and the kernel's slab
+// (socket objects among it), from /proc/meminfo.
+func machineMemory() (used, slab int64) {
+	b, err := os.ReadFile("/proc/meminfo")
+	if err != nil {
+		return 0, 0
+	}
+	var total, avail int64
+	for line := range strings.Lines(string(b)) {
+		f := strings.Fields(line)
+		if len(f) < 2 {
+			continue
+		}
+		kb, _ := strconv.ParseInt(f[1], 10, 64)
+		switch f[0] {
+		case "MemTotal:":
+			total = kb << 10
+		case "MemAvailable:":
+			avail = kb << 10
+		case "Slab:":
+			slab = kb << 10
+		}
+	}
+	return total - avail, slab
+}
+
+// generatorRSS is the resident memory of the generator's processes: this
+// one and its workers.
+func generatorRSS(members []member) int64 {
+	seen := map[int]bool{}
+	var rss int64
+	for _, m := range append([]member{nil}, members...) {
+		pid := os.Getpid()
+		if m != nil {
+			pid = m.pid()
+		}
+		if !seen[pid] {
+			seen[pid] = true
+			s, _ := sampleProc(pid)
+			rss += s.RSSBytes
+		}
+	}
+	return rss
+}

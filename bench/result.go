@@ -49,7 +49,9 @@ type Result struct {
 	ServerCPUS          float64    `json:"server_cpu_s"`                           // server CPU seconds over that window
 	CPUPerDeliv         float64    `json:"server_cpu_us_per_delivery"`             // ServerCPUS / Deliveries, in microseconds
 	GeneratorCPU        float64    `json:"generator_cpu_cores"`                    // this process's CPU seconds per second while measuring (workers not included)
-	GeneratorRSSPerConn float64    `json:"generator_rss_per_conn_bytes,omitempty"` // this process's RSS growth over the ramp per connection, when it held them all (no workers)
+	GeneratorRSSPerConn float64    `json:"generator_rss_per_conn_bytes,omitempty"` // the generator's RSS growth over the ramp per connection, its worker processes' whole RSS (Go runtime included) counted in
+	MachinePerConn      float64    `json:"machine_per_conn_bytes,omitempty"`       // the machine's memory in use (MemTotal - MemAvailable) grown over the ramp, per connection: both ends, kernel included
+	SlabPerConn         float64    `json:"kernel_slab_per_conn_bytes,omitempty"`   // the kernel slab grown over the ramp, per connection (two sockets each on loopback)
 	MachineCPU          float64    `json:"machine_cpu_cores"`                      // all cores' busy seconds per second while measuring: what is not server or generator is other load
 	BrokerCPU           float64    `json:"broker_cpu_cores,omitempty"`             // Config.BrokerPIDs' CPU seconds per second while measuring (part of MachineCPU, not of ServerCPU)
 	BrokerRSSEnd        int64      `json:"broker_rss_end_bytes,omitempty"`         // Config.BrokerPIDs' RSS after measuring
@@ -166,6 +168,9 @@ func (r Result) Summary() string {
 	}
 	if r.GeneratorRSSPerConn > 0 {
 		fmt.Fprintf(&b, "; generator RSS %.0f B/conn", r.GeneratorRSSPerConn)
+	}
+	if r.MachinePerConn > 0 {
+		fmt.Fprintf(&b, "; machine memory +%.0f B/conn (kernel slab +%.0f)", r.MachinePerConn, r.SlabPerConn)
 	}
 	if w := r.Writes; w != nil {
 		fmt.Fprintf(&b, "; server writes: %s", w)

@@ -20,6 +20,7 @@ type member interface {
 	start() error                                  // begin measuring (and sending, for echo and churn)
 	stop() (snapshot, error)                       // end measuring, report
 	close()
+	pid() int // the process holding its connections
 }
 
 // Run executes cfg and stops by itself after cfg.Timeout at the latest.
@@ -66,6 +67,7 @@ func run(ctx context.Context, cfg Config, progress io.Writer) (Result, error) {
 	}
 	res.ServerRSSBase = base.RSSBytes
 	self, _ := sampleProc(os.Getpid())
+	used, slab := machineMemory()
 	members, err := startMembers(ctx, cfg)
 	defer func() {
 		for _, m := range members {
@@ -87,8 +89,11 @@ func run(ctx context.Context, cfg Config, progress io.Writer) (Result, error) {
 	if err != nil {
 		return res, err
 	}
-	if res.Processes == 1 && res.Connected > 0 {
-		res.GeneratorRSSPerConn = float64(w.self.RSSBytes-self.RSSBytes) / float64(res.Connected)
+	if res.Connected > 0 {
+		n := float64(res.Connected)
+		res.GeneratorRSSPerConn = float64(generatorRSS(members)-self.RSSBytes) / n
+		u, sl := machineMemory()
+		res.MachinePerConn, res.SlabPerConn = float64(u-used)/n, float64(sl-slab)/n
 	}
 	for _, m := range members {
 		if err := m.start(); err != nil {

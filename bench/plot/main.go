@@ -60,6 +60,9 @@ type sample struct {
 	DeliveriesPS float64 `json:"deliveries_per_s"`
 	P99ms        float64 `json:"p99_ms"`
 	ServerRSS    int64   `json:"server_rss_bytes"`
+	GeneratorRSS int64   `json:"generator_rss_bytes"`
+	MachineUsed  int64   `json:"machine_used_bytes"`
+	KernelSlab   int64   `json:"kernel_slab_bytes"`
 }
 
 // run is one line on each chart.
@@ -127,7 +130,9 @@ func (doc document) runs() []run {
 }
 
 // writePlots writes latency.png, deliveries.png and p99.png to dir for
-// the runs that measured latency, and rss.png for the idle ones.
+// the runs that measured latency, rss.png for the idle ones, and
+// memory.png (memory-N.png for the Nth of several) for each run that
+// sampled the machine's memory.
 func writePlots(dir string, runs []run) error {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return err
@@ -151,6 +156,19 @@ func writePlots(dir string, runs []run) error {
 	}
 	if len(idle) > 0 {
 		charts["rss.png"] = chart(idle, "Server RSS against connections", "connections", "server RSS (MiB)", rssLine)
+	}
+	var sampled []run
+	for _, r := range runs {
+		if len(r.r.Series) > 0 && r.r.Series[0].MachineUsed > 0 {
+			sampled = append(sampled, r)
+		}
+	}
+	for i, r := range sampled {
+		name := "memory.png"
+		if len(sampled) > 1 {
+			name = fmt.Sprintf("memory-%d.png", i+1)
+		}
+		charts[name] = memoryChart(r)
 	}
 	if len(charts) == 0 {
 		return errors.New("no run with latencies or an idle series to draw")
@@ -214,6 +232,30 @@ func rssLine(r result) plotter.XYs {
 		}
 	}
 	return pts
+}
+
+// memoryChart is what r's connections cost against their number, second
+// by second: the servers' and the generator's RSS, the kernel's slab and
+// the whole machine's memory in use, in GiB (the slopes are the costs per
+// connection).
+func memoryChart(r run) *plot.Plot {
+	p := plot.New()
+	p.Title.Text = "Memory against connections: " + r.label
+	p.X.Label.Text, p.Y.Label.Text = "connections", "GiB"
+	p.Legend.Top, p.Legend.Left = true, true
+	gib := func(v func(sample) int64) plotter.XYs {
+		var pts plotter.XYs
+		for _, s := range r.r.Series {
+			pts = append(pts, plotter.XY{X: float64(s.Connected), Y: float64(v(s)) / (1 << 30)})
+		}
+		return pts
+	}
+	_ = plotutil.AddLinePoints(p,
+		"machine in use", gib(func(s sample) int64 { return s.MachineUsed }),
+		"kernel slab", gib(func(s sample) int64 { return s.KernelSlab }),
+		"servers' RSS", gib(func(s sample) int64 { return s.ServerRSS }),
+		"generator's RSS", gib(func(s sample) int64 { return s.GeneratorRSS }))
+	return p
 }
 
 // percentileTicks labels the -log10(1-q) axis in percent.
