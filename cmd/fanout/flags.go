@@ -108,6 +108,7 @@ func bindServerFlags(fs *flag.FlagSet, c *server.Config) {
 	fs.DurationVar(&c.PingInterval, "ping-interval", server.DefaultPingInterval, "ping a connection silent for this long (negative disables)")
 	fs.DurationVar(&c.IdleTimeout, "idle-timeout", server.DefaultIdleTimeout, "close a connection silent for this long (negative disables)")
 	fs.DurationVar(&c.CloseTimeout, "close-timeout", server.DefaultCloseTimeout, "wait this long for the peer's close frame")
+	fs.DurationVar(&c.ExpiryWarning, "token-expiry-warning", server.DefaultExpiryWarning, "this long before a connection's token expires, send it {\"type\":\"expiring\",\"in\":secs} to refresh with {\"op\":\"refresh\",\"token\":...} (or, with -proxy-refresh-url, ask the backend to extend the session); negative disables")
 	fs.IntVar(&c.ReadBufferBytes, "read-buffer-bytes", server.DefaultReadBufferBytes, "size of the pooled buffer one read fills")
 	fs.IntVar(&c.MaxRequestBytes, "max-request-bytes", server.DefaultMaxRequestBytes, "maximum upgrade request size; larger gets 431")
 	fs.IntVar(&c.HubBacklogBytes, "hub-backlog-bytes", server.DefaultHubBacklogBytes, "broadcast bytes one hub shard may hold while its flush catches up; beyond it broadcasts are dropped and counted")
@@ -131,6 +132,7 @@ func bindServerFlags(fs *flag.FlagSet, c *server.Config) {
 // bindChannelFlags binds the channels' settings, defaults from pubsub's
 // constants.
 func bindChannelFlags(fs *flag.FlagSet, p *pubsub.Config) {
+	bindProxyFlags(fs, &p.Proxy)
 	fs.IntVar(&p.HistorySize, "history-size", pubsub.DefaultHistorySize, "messages each channel keeps for clients that resubscribe with since=<offset> (negative disables)")
 	fs.DurationVar(&p.HistoryTTL, "history-ttl", pubsub.DefaultHistoryTTL, "how long a channel message stays in history")
 	fs.Int64Var(&p.HistoryMaxBytes, "history-max-bytes", pubsub.DefaultHistoryMaxBytes, "memory all channels' history may take together (message bytes plus per-message overhead); the oldest messages go first")
@@ -138,6 +140,17 @@ func bindChannelFlags(fs *flag.FlagSet, p *pubsub.Config) {
 	fs.Float64Var(&p.ChannelCreateRate, "channel-create-rate", pubsub.DefaultChannelCreateRate, "new channels one connection may make per second, and history replays it may ask for, with a burst of -max-channels-per-conn (negative disables)")
 	fs.Float64Var(&p.MaxReplayRate, "max-replay-rate", 0, "history replays (subscribes with since) this node serves per second over all connections (token bucket, burst a tenth of a second's worth); beyond it the subscribe gets an error with a retry-ms=1000 hint (503 with Retry-After at upgrade), so resuming clients cannot starve live delivery; 0 disables")
 	fs.IntVar(&p.MaxChannelsPerConn, "max-channels-per-conn", pubsub.DefaultMaxChannelsPerConn, "subscriptions one connection may hold")
+}
+
+// bindProxyFlags binds the backend hooks (README "Backend hooks").
+func bindProxyFlags(fs *flag.FlagSet, p *pubsub.Proxy) {
+	fs.StringVar(&p.SubscribeURL, "proxy-subscribe-url", "", "POST each client subscribe to this backend URL, which allows or denies it; empty: no hook")
+	fs.StringVar(&p.PublishURL, "proxy-publish-url", "", "POST each client publish to this backend URL, which allows, denies or rewrites it; empty: no hook")
+	fs.StringVar(&p.RPCURL, "proxy-rpc-url", "", "POST each {\"op\":\"rpc\"} to this backend URL, whose result's data is the answer; empty: rpc refused")
+	fs.StringVar(&p.RefreshURL, "proxy-refresh-url", "", "POST to this backend URL when a connection's session nears its expiry; its result's expire_at extends it; empty: the client refreshes its token")
+	fs.Var(listFlag[string]{&p.Headers, identity}, "proxy-headers", "comma-separated upgrade request headers sent with every hook, e.g. Cookie,Authorization")
+	fs.DurationVar(&p.Timeout, "proxy-timeout", pubsub.DefaultProxyTimeout, "each hook request's deadline; past it the request is refused as backend unavailable")
+	fs.IntVar(&p.MaxInflight, "proxy-max-inflight", pubsub.DefaultProxyMaxInflight, "hook requests in flight on this node at most; beyond them a request is refused at once (backend busy)")
 }
 
 // setFromEnv sets every flag named in the environment as FANOUT_<NAME>

@@ -97,6 +97,11 @@ type Config struct {
 	// the JSON value to publish, only valid during the call.
 	OnPublish func(c *server.Conn, channel string, data []byte) error
 
+	// Proxy sends subscribes, publishes, rpc calls and session refreshes
+	// to an application's backend over HTTP (proxy.go). Its zero value
+	// sends none.
+	Proxy Proxy
+
 	// Logger receives the node's logs. Nil means the server's.
 	Logger *slog.Logger
 
@@ -151,6 +156,7 @@ func (c Config) Validate() error {
 			errs = append(errs, fmt.Errorf("pubsub: anonymous channel pattern %q: %w", p, err))
 		}
 	}
+	errs = append(errs, c.Proxy.validate()...)
 	return errors.Join(errs...)
 }
 
@@ -190,7 +196,8 @@ type Node struct {
 	maxMessageBytes, sendQueueBytes int
 
 	chans    registry
-	bus      *bus // notes to every node (bus.go)
+	bus      *bus     // notes to every node (bus.go)
+	backend  *backend // the backend hooks (proxy.go), or nil
 	pending  pendingSubs
 	creators connRate      // new channels per connection
 	replays  connRate      // history replays per connection
@@ -236,6 +243,9 @@ func New(cfg Config) (*Node, error) {
 	}
 	if n.broker == nil {
 		n.broker = NewMemoryBroker(cfg.brokerOptions())
+	}
+	if cfg.Proxy.on() {
+		n.backend = newBackend(cfg.Proxy)
 	}
 	return n, nil
 }
@@ -291,6 +301,9 @@ func (n *Node) Close() {
 			return // never started
 		}
 		n.stop()
+		if n.backend != nil {
+			n.backend.close()
+		}
 		<-n.brokerStopped
 		<-n.swept
 		n.wg.Wait()

@@ -22,8 +22,12 @@ type reply struct {
 	Since     *uint64         `json:"since,omitempty"`
 	First     *uint64         `json:"first,omitempty"`
 	Delivered *int            `json:"delivered,omitempty"`
+	Code      int             `json:"code,omitempty"` // a backend's error code
 	Reason    string          `json:"reason,omitempty"`
+	In        *int64          `json:"in,omitempty"`      // expiring: seconds left
+	Expires   *int64          `json:"expires,omitempty"` // refreshed: Unix seconds, 0 for never
 	ID        json.RawMessage `json:"id,omitempty"`
+	Data      json.RawMessage `json:"data,omitempty"` // rpc: the backend's answer
 }
 
 // replyFrame serializes r as a text frame.
