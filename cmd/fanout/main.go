@@ -550,6 +550,7 @@ func newChatServer(cfg server.Config, channels pubsub.Config, apiKey string) (*c
 			_ = c.Send(op, data)
 		}
 	}
+	cfg.OnClose = func(c *server.Conn, _ frame.CloseCode, _ server.CloseReason) { node.HandleClose(c) }
 	mux := http.NewServeMux()
 	mux.Handle("/", webHandler())
 	for _, path := range []string{"/ws", "/echo"} {

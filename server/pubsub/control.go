@@ -17,12 +17,15 @@ import (
 //	{"op":"subscribe","channel":"a","since":12,"epoch":"e","id":1}
 //	{"op":"unsubscribe","channel":"a","id":2}
 //	{"op":"publish","channel":"a","data":{"any":"JSON"},"id":3}
+//	{"op":"presence","channel":"room:1","id":4}
+//	{"op":"presence_stats","channel":"room:1","id":5}
 //
 // since, epoch and id are optional; id (an integer) is echoed in the reply.
-// Replies are {"type":"subscribed"|"unsubscribed"|"published"|"error",...};
+// Replies are {"type":"subscribed"|"unsubscribed"|"published"|"presence"|
+// "presence_stats"|"error",...};
 // an error carries a reason and never closes the connection.
 
-var errNotControl = errors.New(`expected a JSON control message: {"op":"subscribe|unsubscribe|publish","channel":...}`)
+var errNotControl = errors.New(`expected a JSON control message: {"op":"subscribe|unsubscribe|publish|presence|presence_stats","channel":...}`)
 
 // control is one parsed control message.
 type control struct {
@@ -71,6 +74,20 @@ func (n *Node) HandleControl(c *server.Conn, op frame.OpCode, data []byte) {
 		if p, err = n.publishFrom(c, m.Channel, m.Data); err == nil {
 			ack.Type, ack.Offset, ack.Delivered = "published", &p.Offset, &p.Delivered
 		}
+	case "presence":
+		var members []Member
+		if err = n.presenceAllowed(c, m.Channel); err == nil {
+			if members, ack.Truncated, err = n.Presence(m.Channel); err == nil {
+				ack.Type, ack.Members = "presence", &members
+			}
+		}
+	case "presence_stats":
+		var st PresenceStats
+		if err = n.presenceAllowed(c, m.Channel); err == nil {
+			if st, err = n.PresenceStats(m.Channel); err == nil {
+				ack.Type, ack.Clients, ack.Users = "presence_stats", &st.Clients, &st.Users
+			}
+		}
 	}
 	switch {
 	case err != nil:
@@ -106,16 +123,30 @@ func parseControl(op frame.OpCode, data []byte, m *control) error {
 		if m.Since == nil && m.Epoch != "" {
 			return errors.New("bad control message: epoch without since")
 		}
-	case "unsubscribe":
+	case "unsubscribe", "presence", "presence_stats":
 	case "publish":
 		if len(m.Data) == 0 {
 			return errors.New(`bad control message: publish needs "data"`)
 		}
 	default:
-		return fmt.Errorf("bad control message: unknown op %q; want subscribe, unsubscribe or publish", m.Op)
+		return fmt.Errorf("bad control message: unknown op %q; want subscribe, unsubscribe, publish, presence or presence_stats", m.Op)
 	}
 	if m.Op != "publish" && len(m.Data) > 0 {
 		return fmt.Errorf(`bad control message: "data" belongs to publish, not %s`, m.Op)
+	}
+	return nil
+}
+
+// presenceAllowed lets c see channel's members if it may subscribe to it.
+func (n *Node) presenceAllowed(c *server.Conn, channel string) error {
+	if err := n.checkPresence(channel); err != nil {
+		return err
+	}
+	if !n.Allowed(c, ActionSubscribe, channel) {
+		return ErrForbidden
+	}
+	if n.cfg.OnSubscribe != nil {
+		return n.cfg.OnSubscribe(c, channel)
 	}
 	return nil
 }

@@ -22,6 +22,9 @@ type Stats struct {
 	ControlErrors  uint64 // control messages answered with an error
 	APIKeyFailures uint64 // HTTP API requests answered 401
 	ReplaysBusy    uint64 // subscribes with since refused for Config.MaxReplayRate (ErrReplaysBusy)
+	// PresenceMembers counts the members of presence channels this node
+	// tracks: its own clients and those the other nodes told it of.
+	PresenceMembers int
 	// BusNotesDropped counts the notes to other nodes (presence, user
 	// operations) this node could not send: its queue full or the broker
 	// down. The nodes repair what they lose with heartbeats.
@@ -47,6 +50,7 @@ func (n *Node) Stats() Stats {
 		UnwantedMessages: n.stats.unwanted.Load(),
 		ReplaysBusy:      n.stats.replaysBusy.Load(),
 		BusNotesDropped:  n.bus.dropped.Load(),
+		PresenceMembers:  n.presence.tracked(),
 	}
 	if b, ok := n.broker.(interface{ BrokerStats() BrokerStats }); ok {
 		st.BrokerStats = b.BrokerStats()
@@ -74,6 +78,8 @@ var metricTable = [...]struct {
 		prometheus.CounterValue, func(s *Stats) float64 { return float64(s.ReplaysBusy) }},
 	{"fanout_bus_notes_dropped_total", "Notes to the other nodes (presence, user operations) not sent: queue full or broker down; heartbeats repair them.",
 		prometheus.CounterValue, func(s *Stats) float64 { return float64(s.BusNotesDropped) }},
+	{"fanout_presence_members", "Members of presence channels this node tracks, its own clients and other nodes'.",
+		prometheus.GaugeValue, func(s *Stats) float64 { return float64(s.PresenceMembers) }},
 	{"fanout_broker_unwanted_messages_total", "Messages the broker delivered for channels with no subscriber on this node (about 0 with interest routing).",
 		prometheus.CounterValue, func(s *Stats) float64 { return float64(s.UnwantedMessages) }},
 	{"fanout_broker_subscriptions", "Broker subscriptions this node holds (channels with interest routing).",
