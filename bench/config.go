@@ -34,6 +34,7 @@ type Config struct {
 	Size          int           `json:"size_bytes"`               // payload bytes, at least 16 (send time and sequence); with Channels, the published data's bytes (at least MinChannelData)
 	Channels      int           `json:"channels,omitempty"`       // broadcast: spread subscribers over this many channels (subscriber i on ChannelPrefix + i mod Channels); 0: the plain /ws room
 	ChannelPrefix string        `json:"channel_prefix,omitempty"` // channel names are this prefix and the channel's number (default "c")
+	Joined        bool          `json:"joined,omitempty"`         // with Channels: the URLs are nodes joined by a broker, so a channel's subscribers may be on every URL (Channels need not be a multiple of the URLs)
 	PublishURL    string        `json:"publish_url,omitempty"`    // with Channels: publish through this HTTP API endpoint (POST /api/publish) instead of WebSocket publish messages
 	APIKey        string        `json:"-"`                        // with PublishURL: sent as "Authorization: Bearer <key>"; never written out (workers do not publish)
 	Batch         int           `json:"batch,omitempty"`          // with PublishURL: messages per request, sent as one JSON array (default 1: one object per request)
