@@ -307,11 +307,13 @@ func (n *Node) Start(srv *server.Server) error {
 		defer n.wg.Done()
 		n.bus.run(ctx, n.broker)
 	}()
-	n.wg.Add(1)
-	go func() {
-		defer n.wg.Done()
-		n.runPresence(ctx)
-	}()
+	if len(n.cfg.PresenceChannels) > 0 { // else the bus carries no presence note
+		n.wg.Add(1)
+		go func() {
+			defer n.wg.Done()
+			n.runPresence(ctx)
+		}()
+	}
 	go func() {
 		defer close(n.swept)
 		everySecond(ctx, func() {
