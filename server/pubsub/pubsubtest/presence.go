@@ -118,29 +118,74 @@ func (l *EventLog) Until(c *Client, want ...string) {
 	}
 }
 
-// Three nodes with presence on room:*: members join and leave on
-// different nodes (unsubscribe, close), then a node dies without a word
-// (its node stops before its server, so no leave goes out). Every node's
-// answer equals the true set, the dead node's members gone within the
-// expiry; the control ops answer the same; subscribers on two nodes get
-// every join and leave in order per member.
+// PresenceNode is a node as PresenceScenario drives it: in this process
+// (the suite's) or a process of its own (cmd/fanout's).
+type PresenceNode interface {
+	// WS is the node's channel endpoint, ws://host:port/ws.
+	WS() string
+	// Presence is the node's answer for channel.
+	Presence(channel string) (members []testutil.Member, truncated bool, err error)
+	// Kill ends the node without a word to the others.
+	Kill()
+}
+
+// inProcess is a suite's Node as a PresenceNode.
+type inProcess struct{ *Node }
+
+func (n inProcess) WS() string { return "ws://" + n.Addr + "/ws" }
+
+func (n inProcess) Presence(channel string) ([]testutil.Member, bool, error) {
+	members, truncated, err := n.Node.Presence(channel)
+	var got []testutil.Member
+	if err == nil {
+		b, _ := json.Marshal(members)
+		err = json.Unmarshal(b, &got)
+	}
+	return got, truncated, err
+}
+
+// Kill stops the node before its server, so the leaves of its closing
+// connections never reach the broker.
+func (n inProcess) Kill() {
+	n.Close()
+	_ = n.Srv.Close()
+}
+
+// Three nodes with presence on room:* (PresenceExpiry 3 s, tokens signed
+// with PresenceSecret).
 func presenceAcrossNodes(t *testing.T, c *cluster) {
-	const expiry = 3 * time.Second
-	cfg := pubsub.Config{PresenceChannels: []string{"room:*"}, PresenceExpiry: expiry}
+	cfg := pubsub.Config{PresenceChannels: []string{"room:*"}, PresenceExpiry: PresenceExpiry}
 	sc := server.Config{Auth: &server.Auth{HMACSecret: PresenceSecret}}
 	ns := make([]*Node, 3)
+	pns := make([]PresenceNode, 3)
 	for i := range ns {
 		ns[i] = c.serve(t, sc, cfg)
+		pns[i] = inProcess{ns[i]}
 	}
 	WaitReady(t, c.ready, ns...)
-	join := func(n *Node, user string) *Client {
-		cl := n.Dial(t, "?channel=room:1&token="+Token(t, user))
+	PresenceScenario(t, pns, c.ready)
+}
+
+// PresenceExpiry is the presence expiry PresenceScenario's nodes must
+// have.
+const PresenceExpiry = 3 * time.Second
+
+// PresenceScenario runs on three nodes with presence on room:* and
+// PresenceExpiry, that check tokens signed with PresenceSecret: members
+// join and leave on different nodes (unsubscribe, close), then the third
+// node dies without a word (Kill). Every node's answer equals the true set
+// (within settle, then within the expiry for the dead node's members); the
+// control ops answer the same; subscribers on two nodes get every join and
+// leave in order per member.
+func PresenceScenario(t *testing.T, ns []PresenceNode, settle time.Duration) {
+	join := func(n PresenceNode, user string) *Client {
+		cl := Dial(t, n.WS()+"?channel=room:1&token="+Token(t, user))
 		if e := cl.ReadSkipping(); e.Type != "subscribed" {
 			t.Fatalf("%s: got %+v", user, e)
 		}
 		return cl
 	}
-	agree := func(timeout time.Duration, nodes []*Node, want ...string) {
+	agree := func(timeout time.Duration, nodes []PresenceNode, want ...string) {
 		t.Helper()
 		want = slices.Sorted(slices.Values(want))
 		testutil.Eventually(t, timeout, func() error {
@@ -149,10 +194,7 @@ func presenceAcrossNodes(t *testing.T, c *cluster) {
 				if err != nil {
 					return err
 				}
-				b, _ := json.Marshal(members)
-				var got []testutil.Member
-				_ = json.Unmarshal(b, &got)
-				users, err := PresenceUsers(got)
+				users, err := PresenceUsers(members)
 				if err != nil {
 					return err
 				}
@@ -164,7 +206,7 @@ func presenceAcrossNodes(t *testing.T, c *cluster) {
 		})
 	}
 	w0 := join(ns[0], "w0")
-	agree(c.ready, ns[:2], "w0") // w1 joins knowing w0
+	agree(settle, ns[:2], "w0") // w1 joins knowing w0
 	w1 := join(ns[1], "w1")
 	log0, log1 := NewEventLog(), NewEventLog("w0")
 	log0.Until(w0, "w0", "w1")
@@ -175,18 +217,17 @@ func presenceAcrossNodes(t *testing.T, c *cluster) {
 	join(ns[2], "u3")
 	u4, u5 := join(ns[0], "u4"), join(ns[1], "u5")
 	all := []string{"w0", "w1", "u0", "u1", "u2", "u3", "u4", "u5"}
-	agree(c.ready, ns, all...)
+	agree(settle, ns, all...)
 	u4.Send(`{"op":"unsubscribe","channel":"room:1","id":1}`)
 	if e := u4.ReadSkipping(); e.Type != "unsubscribed" {
 		t.Fatalf("u4 unsubscribing: got %+v", e)
 	}
 	u5.Close()
-	agree(c.ready, ns, all[:6]...)
+	agree(settle, ns, all[:6]...)
 
-	ns[2].Close() // its broker client stops: the leaves below never go out
-	_ = ns[2].Srv.Close()
+	ns[2].Kill()
 	live := []string{"w0", "w1", "u0", "u1"}
-	agree(expiry+2*time.Second, ns[:2], live...)
+	agree(PresenceExpiry+2*time.Second, ns[:2], live...)
 
 	u0.Send(`{"op":"presence_stats","channel":"room:1","id":2}`)
 	if e := u0.ReadSkipping(); e.Type != "presence_stats" || e.Channel != "room:1" || string(e.ID) != "2" || e.Clients == nil || *e.Clients != 4 || *e.Users != 4 {
@@ -199,8 +240,9 @@ func presenceAcrossNodes(t *testing.T, c *cluster) {
 	}
 
 	for i, l := range []*EventLog{log0, log1} {
-		l.Until([]*Client{w0, w1}[i], all...) // everyone joined
-		l.Until([]*Client{w0, w1}[i], live...)
+		w := []*Client{w0, w1}[i]
+		l.Until(w, all...) // everyone joined
+		l.Until(w, live...)
 		for _, u := range []string{"u0", "u1"} {
 			if l.Seen(u) != "j" {
 				t.Errorf("watcher %d: events of %s: %q, want one join", i, u, l.Seen(u))
