@@ -3,6 +3,7 @@ package bench
 import (
 	"errors"
 	"fmt"
+	"math"
 	"net"
 	"time"
 )
@@ -52,6 +53,14 @@ type Config struct {
 	Deflate       bool          `json:"deflate,omitempty"`        // offer permessage-deflate (no context takeover) and inflate compressed frames
 	JSONPayload   bool          `json:"json_payload,omitempty"`   // broadcast: the payload after its 16-byte stamp is JSON text (realistic to compress), not zeros
 	ServerLog     string        `json:"server_log,omitempty"`     // RunServer: the server's stdout and stderr are appended to this file (empty: discarded)
+}
+
+// dialShare is the part of DialRate that a member dialing n of the Conns
+// connections paces itself at: DialRate is the whole ramp's rate, however
+// many worker processes share it (each dialed at the full rate before:
+// 52 x 5000/s at 1M, a ramp that overran every accept queue).
+func (c Config) dialShare(n int) int {
+	return max(1, int(math.Ceil(float64(c.DialRate)*float64(n)/float64(max(1, c.Conns)))))
 }
 
 // churnShare is how many of the Churners go with the n connections from
