@@ -48,10 +48,10 @@ func (c Config) validateChannels() []error {
 	if c.Scenario != ScenarioBroadcast {
 		errs = append(errs, fmt.Errorf("bench: Channels works with the broadcast scenario only (got %s)", c.Scenario))
 	}
-	if u := len(c.URLs); u > 1 && c.Channels%u != 0 {
+	if u := len(c.URLs); u > 1 && c.Channels%u != 0 && !c.Joined {
 		// Subscriber i is on URL i mod u and channel i mod Channels: channel
 		// c's subscribers are all on URL c mod u (servers joined by a broker).
-		errs = append(errs, fmt.Errorf("bench: Channels (%d) must be a multiple of the target URLs (%d), so that each channel's subscribers are on one server", c.Channels, u))
+		errs = append(errs, fmt.Errorf("bench: Channels (%d) must be a multiple of the target URLs (%d), so that each channel's subscribers are on one server (or Joined)", c.Channels, u))
 	}
 	if c.Size < MinChannelData {
 		errs = append(errs, fmt.Errorf("bench: Size (%d) must be at least %d with Channels (the data object with time and sequence)", c.Size, MinChannelData))

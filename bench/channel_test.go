@@ -242,6 +242,7 @@ func TestConfig_ValidateChannels(t *testing.T) {
 		{"echo", func(c *Config) { c.Scenario = ScenarioEcho }, "broadcast scenario only"},
 		{"two targets", func(c *Config) { c.URLs = append(c.URLs, "ws://g/ws") }, ""},
 		{"three targets", func(c *Config) { c.URLs = append(c.URLs, "ws://g/ws", "ws://h/ws") }, "multiple of the target URLs (3)"},
+		{"three joined targets", func(c *Config) { c.URLs, c.Joined = append(c.URLs, "ws://g/ws", "ws://h/ws"), true }, ""},
 		{"small data", func(c *Config) { c.Size = 32 }, "at least 48"},
 		{"too many publishers", func(c *Config) { c.Publishers = 11 }, "exceeds Channels"},
 		{"bad prefix", func(c *Config) { c.ChannelPrefix = "a b" }, "ChannelPrefix"},

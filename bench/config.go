@@ -3,6 +3,7 @@ package bench
 import (
 	"errors"
 	"fmt"
+	"math"
 	"net"
 	"time"
 )
@@ -34,6 +35,7 @@ type Config struct {
 	Size          int           `json:"size_bytes"`               // payload bytes, at least 16 (send time and sequence); with Channels, the published data's bytes (at least MinChannelData)
 	Channels      int           `json:"channels,omitempty"`       // broadcast: spread subscribers over this many channels (subscriber i on ChannelPrefix + i mod Channels); 0: the plain /ws room
 	ChannelPrefix string        `json:"channel_prefix,omitempty"` // channel names are this prefix and the channel's number (default "c")
+	Joined        bool          `json:"joined,omitempty"`         // with Channels: the URLs are nodes joined by a broker, so a channel's subscribers may be on every URL (Channels need not be a multiple of the URLs)
 	PublishURL    string        `json:"publish_url,omitempty"`    // with Channels: publish through this HTTP API endpoint (POST /api/publish) instead of WebSocket publish messages
 	APIKey        string        `json:"-"`                        // with PublishURL: sent as "Authorization: Bearer <key>"; never written out (workers do not publish)
 	Batch         int           `json:"batch,omitempty"`          // with PublishURL: messages per request, sent as one JSON array (default 1: one object per request)
@@ -51,6 +53,14 @@ type Config struct {
 	Deflate       bool          `json:"deflate,omitempty"`        // offer permessage-deflate (no context takeover) and inflate compressed frames
 	JSONPayload   bool          `json:"json_payload,omitempty"`   // broadcast: the payload after its 16-byte stamp is JSON text (realistic to compress), not zeros
 	ServerLog     string        `json:"server_log,omitempty"`     // RunServer: the server's stdout and stderr are appended to this file (empty: discarded)
+}
+
+// dialShare is the part of DialRate that a member dialing n of the Conns
+// connections paces itself at: DialRate is the whole ramp's rate, however
+// many worker processes share it (each dialed at the full rate before:
+// 52 x 5000/s at 1M, a ramp that overran every accept queue).
+func (c Config) dialShare(n int) int {
+	return max(1, int(math.Ceil(float64(c.DialRate)*float64(n)/float64(max(1, c.Conns)))))
 }
 
 // churnShare is how many of the Churners go with the n connections from

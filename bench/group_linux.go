@@ -86,7 +86,7 @@ func (g *group) connect(ctx context.Context) {
 	if g.cfg.Scenario == ScenarioSlow {
 		silent = int(float64(g.n) * g.cfg.SlowFrac)
 	}
-	interval := time.Second / time.Duration(g.cfg.DialRate)
+	interval := time.Second / time.Duration(g.cfg.dialShare(g.n))
 	sem := make(chan struct{}, 256)
 	var wg sync.WaitGroup
 	next := time.Now()

@@ -25,6 +25,7 @@ stop() {
 # start_redis starts a redis-server without persistence on a free port and
 # waits for it: sets $rport and $rpid, logs the version.
 start_redis() {
+	command -v redis-server >/dev/null || { echo "needs redis-server (Debian: apt-get install redis-server)" >&2; return 1; }
 	rport=$(free_port)
 	redis-server --bind 127.0.0.1 --port "$rport" --save '' --appendonly no --logfile "$tmp/redis.log" &
 	rpid=$!

@@ -163,6 +163,9 @@ var channelArgs = []struct {
 	{"api", []string{"-channels", "10", "-publishers", "3", "-api"}},
 	{"api-batch", []string{"-channels", "50", "-publishers", "2", "-batch", "10", "-api"}},
 	{"api-one-channel", []string{"-channels", "1", "-api"}},
+	// Three channels over two URLs (of one server, so joined): every
+	// channel has subscribers on both.
+	{"joined", []string{"-channels", "3", "-joined", "-two-urls"}},
 }
 
 // runChannelSmoke runs each of channelArgs with 300 subscribers against
@@ -178,8 +181,12 @@ func runChannelSmoke(t *testing.T, wsURL, publishURL string, pid int, flags ...s
 			}
 			args = append(args, flags...)
 			for _, a := range tc.extra {
-				if a == "-api" {
+				switch a {
+				case "-api":
 					args = append(args, "-publish-url", publishURL, "-api-key", stubKey)
+					continue
+				case "-two-urls":
+					args[1] = wsURL + "," + wsURL
 					continue
 				}
 				args = append(args, a)

@@ -91,6 +91,7 @@ func (o *options) scenarioFlags(fs *flag.FlagSet) {
 	fs.BoolVar(&c.ClosedLoop, "closed-loop", false, "echo: each connection sends its next message when the reply to its last arrives (-msg-rate unused)")
 	fs.IntVar(&c.Size, "size", 64, "message payload bytes (>= 16: send time and sequence); with -channels, bytes of the published JSON data object (>= 48)")
 	fs.IntVar(&c.Channels, "channels", 0, "broadcast: spread subscribers over K channels of the channels protocol (subscriber i connects to <url i mod U>?channel=<prefix><i mod K>; with U URLs, servers joined by a broker, K must be a multiple of U, so channel c's subscribers are all on URL c mod U); each message carries its channel's sequence and send time; 0: the plain /ws room")
+	fs.BoolVar(&c.Joined, "joined", false, "with -channels: the URLs are nodes joined by a broker, so any channel may have subscribers on every URL (subscriber i on URL i mod U, channel i mod K, K any); e.g. -channels 1 is one channel across every node")
 	fs.StringVar(&c.ChannelPrefix, "channel-prefix", "c", "with -channels: channel names are this prefix and the channel's number")
 	fs.StringVar(&c.PublishURL, "publish-url", "", "with -channels: publish through this HTTP API endpoint (e.g. http://127.0.0.1:8080/api/publish), one request at a time per publisher; empty: {\"op\":\"publish\"} messages over a WebSocket to -url")
 	fs.StringVar(&c.APIKey, "api-key", "", "with -publish-url: API key, sent as \"Authorization: Bearer <key>\" (default: $FANOUT_API_KEY); never written to the JSON")

@@ -208,3 +208,18 @@ func runJSON(t *testing.T, args ...string) (bench.Result, string) {
 	}
 	return *doc.Result, stdout.String()
 }
+
+// TestRamp_RateIsTheWholeRun: -rate paces the whole ramp, not each worker
+// process: 600 connections at 600/s over three workers take about a second
+// (each worker at the full rate took a third of it). Only a lower bound:
+// a slow machine can make the ramp longer, never shorter.
+func TestRamp_RateIsTheWholeRun(t *testing.T) {
+	res, _ := runJSON(t, "-url", chatServer(t)+"/ws", "-scenario", "idle", "-conns", "600", "-rate", "600",
+		"-per-process", "200", "-duration", "100ms", "-settle", "0s", "-label", "ramp")
+	if res.Connected != 600 || res.Processes != 3 {
+		t.Fatalf("connected %d over %d processes", res.Connected, res.Processes)
+	}
+	if res.RampS < 0.8 {
+		t.Fatalf("ramp took %.2f s: 600 connections at 600/s take about 1 s", res.RampS)
+	}
+}

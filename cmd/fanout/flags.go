@@ -36,6 +36,7 @@ type options struct {
 	jwtIssuer       string
 	anonSubscribe   []string // nil: every channel
 	anonPublish     []string
+	presenceEvents  bool // false: every presence channel is quiet
 	printConfig     bool
 	checkConfig     bool
 	cpuProfile      string
@@ -54,6 +55,7 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 	fs.SetOutput(stderr)
 	bindServerFlags(fs, &o.cfg)
 	bindChannelFlags(fs, &o.channels)
+	fs.BoolVar(&o.presenceEvents, "presence-events", true, "send join and leave events to the subscribers of presence channels; false turns them off everywhere (-presence-quiet-channels: for some)")
 	fs.StringVar(&o.apiKey, "api-key", "", "key for the HTTP API (POST /api/publish, GET /api/channels) as \"Authorization: Bearer <key>\" or X-API-Key; empty disables the API")
 	fs.StringVar(&o.broker, "broker", "", "message broker joining several fanout nodes: redis://[user:password@]host:port/db, a RabbitMQ stream, rabbitmq-stream://user:password@host:5552/vhost[?stream=fanout], or NATS JetStream, nats://[user:password@]host:4222; empty keeps channels in this process")
 	fs.DurationVar(&o.brokerOptions.Retention, "broker-retention", 0, "with a RabbitMQ broker, how long the stream keeps messages (its max-age); at least -history-ttl plus 30 s; 0 means -history-ttl plus 1 min")
@@ -89,6 +91,9 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 	}
 	if fs.NArg() > 0 {
 		return nil, fmt.Errorf("unexpected arguments: %q", fs.Args())
+	}
+	if !o.presenceEvents {
+		o.channels.PresenceQuietChannels = []string{"*"}
 	}
 	o.flags = fs
 	return o, nil
@@ -140,6 +145,10 @@ func bindChannelFlags(fs *flag.FlagSet, p *pubsub.Config) {
 	fs.Float64Var(&p.ChannelCreateRate, "channel-create-rate", pubsub.DefaultChannelCreateRate, "new channels one connection may make per second, and history replays it may ask for, with a burst of -max-channels-per-conn (negative disables)")
 	fs.Float64Var(&p.MaxReplayRate, "max-replay-rate", 0, "history replays (subscribes with since) this node serves per second over all connections (token bucket, burst a tenth of a second's worth); beyond it the subscribe gets an error with a retry-ms=1000 hint (503 with Retry-After at upgrade), so resuming clients cannot starve live delivery; 0 disables")
 	fs.IntVar(&p.MaxChannelsPerConn, "max-channels-per-conn", pubsub.DefaultMaxChannelsPerConn, "subscriptions one connection may hold")
+	fs.Var(listFlag[string]{&p.PresenceChannels, identity}, "presence-channels", "comma-separated channel patterns (path.Match, e.g. 'room:*') whose members every node tracks: the presence and presence_stats ops, GET /api/presence, join and leave events")
+	fs.Var(listFlag[string]{&p.PresenceQuietChannels, identity}, "presence-quiet-channels", "comma-separated patterns of presence channels whose subscribers get no join and leave events (large channels)")
+	fs.IntVar(&p.PresenceMaxMembers, "presence-max-members", pubsub.DefaultPresenceMaxMembers, "members a presence channel tracks; later joins are neither tracked nor announced, and the presence answer says truncated")
+	fs.DurationVar(&p.PresenceExpiry, "presence-expiry", pubsub.DefaultPresenceExpiry, "how long nodes keep a silent node's presence members (it died); each node repeats its members every third of it")
 }
 
 // bindProxyFlags binds the backend hooks (README "Backend hooks").

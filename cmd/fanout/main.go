@@ -511,7 +511,6 @@ func newChatServer(cfg server.Config, channels pubsub.Config, apiKey string) (*c
 	}
 	cfg.Subprotocols = append(cfg.Subprotocols, "fanout") // offered beside "bearer.<jwt>" by browsers
 	cfg.OnExpiring = node.Expiring
-	cfg.OnClose = func(c *server.Conn, _ frame.CloseCode, _ server.CloseReason) { node.Disconnected(c) }
 	route := func(c *server.Conn, req *server.Request) error {
 		switch req.Path() {
 		case "/ws":
@@ -535,10 +534,10 @@ func newChatServer(cfg server.Config, channels pubsub.Config, apiKey string) (*c
 		}
 	}
 	cfg.OnConnect = func(c *server.Conn, req *server.Request) error {
-		node.Connected(c, req) // before route: the hooks of channels in the URL send its headers
+		node.HandleConnect(c, req) // before route: the hooks of channels in the URL send its headers
 		err := route(c, req)
 		if err != nil {
-			node.Disconnected(c) // a refused connection gets no OnClose
+			node.HandleClose(c) // a refused connection gets no OnClose
 		}
 		return err
 	}
@@ -560,6 +559,7 @@ func newChatServer(cfg server.Config, channels pubsub.Config, apiKey string) (*c
 			_ = c.Send(op, data)
 		}
 	}
+	cfg.OnClose = func(c *server.Conn, _ frame.CloseCode, _ server.CloseReason) { node.HandleClose(c) }
 	mux := http.NewServeMux()
 	mux.Handle("/", webHandler())
 	for _, path := range []string{"/ws", "/echo"} {

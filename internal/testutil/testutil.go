@@ -42,6 +42,16 @@ type Event struct {
 	Since, First                     *uint64
 	Delivered                        *int
 	ID, Data                         json.RawMessage
+	Member                           *Member  // join, leave
+	Members                          []Member // presence
+	Truncated                        bool     // presence
+	Clients, Users                   *int     // presence_stats
+}
+
+// Member is a member of a presence channel, as events carry it.
+type Member struct {
+	Client, User string
+	Info         json.RawMessage
 }
 
 // NeedTool returns if ok; otherwise it skips tb, naming the missing tool

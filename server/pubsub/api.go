@@ -14,12 +14,14 @@ import (
 	"github.com/fanout-ws/fanout/server"
 )
 
-// APIHandler serves the HTTP API for backends at /api/publish and
-// /api/channels (mount it at "/api/"):
+// APIHandler serves the HTTP API for backends at /api/publish,
+// /api/channels and /api/presence (mount it at "/api/"):
 //
 //	POST /api/publish  {"channel":"a","data":<JSON>}          -> {"channel":"a","offset":7,"epoch":"..","delivered":12}
 //	POST /api/publish  [{"channel":"a","data":..}, ...]        -> {"results":[...]}
 //	GET  /api/channels                                         -> {"channels":[{"channel":"a","subscribers":12,"offset":7,"epoch":".."}]}
+//	GET  /api/presence?channel=room:1                          -> {"channel":"room:1","members":[{"client":"..","user":"..","info":{..}}]}
+//	GET  /api/presence_stats?channel=room:1                    -> {"channel":"room:1","clients":3,"users":2}
 //
 // Requests carry the key as "Authorization: Bearer <key>" or "X-API-Key:
 // <key>". An empty key disables the API (403). A batch is checked whole
@@ -29,6 +31,8 @@ func (n *Node) APIHandler(key string) http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("/api/publish", n.apiPublish)
 	mux.HandleFunc("/api/channels", n.apiChannels)
+	mux.HandleFunc("/api/presence", n.apiPresence)
+	mux.HandleFunc("/api/presence_stats", n.apiPresence)
 	return n.apiAuth(key, mux)
 }
 
@@ -167,12 +171,47 @@ func (n *Node) checkPublish(m apiMessage) error {
 }
 
 func (n *Node) apiChannels(w http.ResponseWriter, r *http.Request) {
+	if apiGet(w, r) {
+		apiJSON(w, http.StatusOK, map[string]any{"channels": n.Channels()})
+	}
+}
+
+// apiPresence answers /api/presence and /api/presence_stats.
+func (n *Node) apiPresence(w http.ResponseWriter, r *http.Request) {
+	if !apiGet(w, r) {
+		return
+	}
+	channel := r.URL.Query().Get("channel")
+	var v any
+	var err error
+	if r.URL.Path == "/api/presence_stats" {
+		v, err = n.PresenceStats(channel)
+	} else {
+		var members []Member
+		var truncated bool
+		members, truncated, err = n.Presence(channel)
+		v = struct {
+			Channel   string   `json:"channel"`
+			Members   []Member `json:"members"`
+			Truncated bool     `json:"truncated,omitempty"`
+		}{channel, members, truncated}
+	}
+	if err != nil {
+		apiError(w, http.StatusBadRequest, reasonOf(err))
+		return
+	}
+	apiJSON(w, http.StatusOK, v)
+}
+
+// apiGet refuses a method other than GET or HEAD, and reports whether r
+// may go on.
+func apiGet(w http.ResponseWriter, r *http.Request) bool {
 	if r.Method != http.MethodGet && r.Method != http.MethodHead {
 		w.Header().Set("Allow", "GET, HEAD")
 		apiError(w, http.StatusMethodNotAllowed, "use GET")
-		return
+		return false
 	}
-	apiJSON(w, http.StatusOK, map[string]any{"channels": n.Channels()})
+	return true
 }
 
 func apiJSON(w http.ResponseWriter, status int, v any) {

@@ -60,6 +60,8 @@ type bus struct {
 	id      nodeID
 	queue   chan []byte
 	dropped atomic.Uint64 // notes not sent: queue full or broker down
+	routed  atomic.Bool   // the broker routes the bus's notes here
+	broker  Broker        // set by route
 
 	mu       sync.RWMutex
 	handlers map[string]func(from nodeID, payload json.RawMessage)
@@ -125,17 +127,25 @@ func (b *bus) deliver(data []byte) {
 
 // route asks a Router broker for the bus's notes, for good.
 func (b *bus) route(broker Broker) {
+	b.broker = broker
 	if r, ok := broker.(Router); ok {
-		r.Route(busChannel, func() {})
+		r.Route(busChannel, func() { b.routed.Store(true) })
+	} else {
+		b.routed.Store(true)
 	}
 }
+
+// live reports whether notes sent now reach every node, this one
+// included: the broker is connected and routes the bus here.
+func (b *bus) live() bool { return b.routed.Load() && b.broker.Ready() }
 
 // run publishes the queued notes, in order, up to busBatch per round trip,
 // until ctx is done.
 func (b *bus) run(ctx context.Context, broker Broker) {
-	batch := make([]Message, 0, busBatch)
 	for {
-		batch = batch[:0]
+		// A new batch each time: a broker call that gave up at ctx's end may
+		// still read the last one (the Redis broker's pipeline does).
+		batch := make([]Message, 0, busBatch)
 		select {
 		case <-ctx.Done():
 			return

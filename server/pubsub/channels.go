@@ -287,7 +287,11 @@ func (n *Node) joinLocked(ch *channel, c *server.Conn, since *Position, id json.
 	if err := c.SendPrepared(frames...); err != nil {
 		return err
 	}
-	return ch.hub.Join(c)
+	if err := ch.hub.Join(c); err != nil {
+		return err
+	}
+	n.presenceJoin(c, ch)
+	return nil
 }
 
 // position returns ch's latest position and, for a subscriber at since,
@@ -334,4 +338,5 @@ func (n *Node) Unsubscribe(c *server.Conn, channel string) {
 		ch.hub.Leave(c)
 		n.stopAwaiting(ch, c)
 	}
+	n.presenceLeave(c, channel)
 }

@@ -17,17 +17,19 @@ import (
 //	{"op":"subscribe","channel":"a","since":12,"epoch":"e","id":1}
 //	{"op":"unsubscribe","channel":"a","id":2}
 //	{"op":"publish","channel":"a","data":{"any":"JSON"},"id":3}
-//	{"op":"rpc","method":"m","data":{"any":"JSON"},"id":4}
-//	{"op":"refresh","token":"<jwt>","id":5}
+//	{"op":"presence","channel":"room:1","id":4}
+//	{"op":"presence_stats","channel":"room:1","id":5}
+//	{"op":"rpc","method":"m","data":{"any":"JSON"},"id":6}
+//	{"op":"refresh","token":"<jwt>","id":7}
 //
 // since, epoch and id are optional; id (an integer) is echoed in the reply.
-// Replies are {"type":"subscribed"|"unsubscribed"|"published"|"rpc"|
-// "refreshed"|"error",...}; an error carries a reason and never closes the
-// connection. With backend hooks (proxy.go) a subscribe, publish or rpc is
-// answered once the backend has, so replies may come in another order
-// than their requests: match them by id.
+// Replies are {"type":"subscribed"|"unsubscribed"|"published"|"presence"|
+// "presence_stats"|"rpc"|"refreshed"|"error",...}; an error carries a
+// reason and never closes the connection. With backend hooks (proxy.go) a
+// subscribe, publish or rpc is answered once the backend has, so replies
+// may come in another order than their requests: match them by id.
 
-var errNotControl = errors.New(`expected a JSON control message: {"op":"subscribe|unsubscribe|publish|rpc|refresh","channel":...}`)
+var errNotControl = errors.New(`expected a JSON control message: {"op":"subscribe|unsubscribe|publish|presence|presence_stats|rpc|refresh","channel":...}`)
 
 // control is one parsed control message.
 type control struct {
@@ -82,6 +84,20 @@ func (n *Node) HandleControl(c *server.Conn, op frame.OpCode, data []byte) {
 		if p, err = n.publishFrom(c, m.Channel, m.Data); err == nil {
 			ack = publishedAck(m, p)
 		}
+	case "presence":
+		var members []Member
+		if err = n.presenceAllowed(c, m.Channel); err == nil {
+			if members, ack.Truncated, err = n.Presence(m.Channel); err == nil {
+				ack.Type, ack.Members = "presence", &members
+			}
+		}
+	case "presence_stats":
+		var st PresenceStats
+		if err = n.presenceAllowed(c, m.Channel); err == nil {
+			if st, err = n.PresenceStats(m.Channel); err == nil {
+				ack.Type, ack.Clients, ack.Users = "presence_stats", &st.Clients, &st.Users
+			}
+		}
 	case "rpc":
 		err = n.rpc(c, m.Method, m.Data, m.ID) // sends its own answer
 	case "refresh":
@@ -121,7 +137,7 @@ func parseControl(op frame.OpCode, data []byte, m *control) error {
 		if m.Since == nil && m.Epoch != "" {
 			return errors.New("bad control message: epoch without since")
 		}
-	case "unsubscribe":
+	case "unsubscribe", "presence", "presence_stats":
 	case "publish":
 		if len(m.Data) == 0 {
 			return errors.New(`bad control message: publish needs "data"`)
@@ -135,7 +151,7 @@ func parseControl(op frame.OpCode, data []byte, m *control) error {
 			return errors.New(`bad control message: refresh needs "token"`)
 		}
 	default:
-		return fmt.Errorf("bad control message: unknown op %q; want subscribe, unsubscribe, publish, rpc or refresh", m.Op)
+		return fmt.Errorf("bad control message: unknown op %q; want subscribe, unsubscribe, publish, presence, presence_stats, rpc or refresh", m.Op)
 	}
 	switch {
 	case m.Op != "publish" && m.Op != "rpc" && len(m.Data) > 0:
@@ -150,6 +166,20 @@ func parseControl(op frame.OpCode, data []byte, m *control) error {
 
 func publishedAck(m control, p Publication) reply {
 	return reply{Type: "published", Channel: m.Channel, ID: m.ID, Offset: &p.Offset, Delivered: &p.Delivered}
+}
+
+// presenceAllowed lets c see channel's members if it may subscribe to it.
+func (n *Node) presenceAllowed(c *server.Conn, channel string) error {
+	if err := n.checkPresence(channel); err != nil {
+		return err
+	}
+	if !n.Allowed(c, ActionSubscribe, channel) {
+		return ErrForbidden
+	}
+	if n.cfg.OnSubscribe != nil {
+		return n.cfg.OnSubscribe(c, channel)
+	}
+	return nil
 }
 
 // publishFrom publishes a client's message once its token and OnPublish

@@ -99,6 +99,7 @@ func (n *Node) catchUp(ch *channel, upTo Position) {
 // resync catches every channel with subscribers up after the broker
 // reconnected.
 func (n *Node) resync() {
+	n.presence.resync()
 	n.chans.mu.RLock()
 	list := make([]*channel, 0, len(n.chans.m))
 	for _, ch := range n.chans.m {

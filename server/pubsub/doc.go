@@ -25,7 +25,8 @@
 // can fall between them. The engine knows nothing of channels: a Node uses
 // only Server.NewHub, Hub, Conn (its token claims included: channels are
 // authorized here, Node.Allowed) and the hooks the application wires to
-// it (OnConnect → SubscribeQuery, OnMessage → HandleControl). So a Node is
+// it (OnConnect → SubscribeQuery, OnMessage → HandleControl, OnClose →
+// HandleClose). So a Node is
 // made first (New), the Server's hooks call its methods, and Start runs it
 // on the Server.
 //
@@ -34,11 +35,13 @@
 // Node's life), registry.go (the channels this node carries), channels.go
 // (publish and subscribe), delivery.go (from the broker to hubs),
 // recovery.go (replay and gap notices), bus.go (notes between nodes),
+// presence.go and presence_bus.go (members of presence channels),
 // wire.go (what is sent), control.go
 // and query.go (the control protocol, subscriptions at connect), api.go
 // (HTTP), auth.go (channel permissions), limits.go (per-connection rates).
 //
-// Lock order: registry.mu, then a channel's mu; a channel's mu is held
+// Lock order: registry.mu, then a channel's mu, then presence.mu (a leaf
+// but for hub broadcasts and bus sends); a channel's mu is held
 // across broker calls (History) and hub broadcasts, never while taking
 // registry.mu.
 package pubsub

@@ -30,6 +30,10 @@ var (
 	// history replays faster than Config.ChannelCreateRate.
 	ErrTooManyReplays = errors.New("pubsub: too many history replays")
 
+	// ErrNoPresence is returned for a presence query about a channel that
+	// Config.PresenceChannels does not name.
+	ErrNoPresence = errors.New("pubsub: channel has no presence (see -presence-channels)")
+
 	// ErrReplaysBusy is returned by Subscribe when the node serves history
 	// replays at Config.MaxReplayRate already. Its text carries a
 	// reconnect-style hint, retry-ms=1000: subscribe again after a random

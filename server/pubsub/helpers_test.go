@@ -30,6 +30,7 @@ type testNode struct {
 func channelRoutes(cfg server.Config, n *Node) server.Config {
 	cfg.OnConnect = func(c *server.Conn, r *server.Request) error { return n.SubscribeQuery(c, r.Query()) }
 	cfg.OnMessage = func(c *server.Conn, op frame.OpCode, data []byte) { n.HandleControl(c, op, data) }
+	cfg.OnClose = func(c *server.Conn, _ frame.CloseCode, _ server.CloseReason) { n.HandleClose(c) }
 	return cfg
 }
 

@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"path"
 	"slices"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -27,6 +28,8 @@ const (
 	DefaultHistoryMaxBytes    = 64 << 20
 	DefaultChannelCreateRate  = 10.0
 )
+
+// The presence defaults are in presence.go.
 
 // Config controls a Node. Pass it by value to New, which applies the
 // defaults and validates it.
@@ -86,6 +89,29 @@ type Config struct {
 	// An empty, non-nil list allows none.
 	AnonymousSubscribe, AnonymousPublish []string
 
+	// PresenceChannels lists the channels (path.Match patterns) that track
+	// their members across every node (presence.go): the presence and
+	// presence_stats control ops, GET /api/presence, and join and leave
+	// events to their subscribers. Nil tracks none.
+	PresenceChannels []string
+
+	// PresenceQuietChannels lists the presence channels (patterns) whose
+	// subscribers get no join and leave events: large channels, where one
+	// join would cost a message to every member. "*" turns events off.
+	PresenceQuietChannels []string
+
+	// PresenceMaxMembers caps the members a presence channel tracks; a
+	// client that joins past it is neither tracked nor announced, and the
+	// presence answer says truncated. It bounds a node's memory to this
+	// many members per presence channel and per node. Zero means
+	// DefaultPresenceMaxMembers (1,000).
+	PresenceMaxMembers int
+
+	// PresenceExpiry is how long a node keeps another node's members
+	// without hearing from it (a node that died); each node repeats its
+	// members every third of it. Zero means DefaultPresenceExpiry (15 s).
+	PresenceExpiry time.Duration
+
 	// OnSubscribe runs before c joins channel (Node.Subscribe, a subscribe
 	// control message or a channel named at connect); a non-nil error
 	// refuses it with the error's text. Token claims are checked first
@@ -118,6 +144,8 @@ func (c Config) withDefaults() Config {
 	c.HistorySize, c.HistoryTTL, c.HistoryMaxBytes, c.MaxChannels = o.HistorySize, o.HistoryTTL, o.HistoryMaxBytes, o.MaxChannels
 	setDefault(&c.MaxChannelsPerConn, DefaultMaxChannelsPerConn)
 	setDefault(&c.ChannelCreateRate, DefaultChannelCreateRate)
+	setDefault(&c.PresenceMaxMembers, DefaultPresenceMaxMembers)
+	setDefault(&c.PresenceExpiry, DefaultPresenceExpiry)
 	return c
 }
 
@@ -151,9 +179,15 @@ func (c Config) Validate() error {
 	if c.HistoryTTL < 0 {
 		errs = append(errs, fmt.Errorf("pubsub: HistoryTTL (%v) must not be negative", c.HistoryTTL))
 	}
-	for _, p := range append(slices.Clone(c.AnonymousSubscribe), c.AnonymousPublish...) {
+	if c.PresenceMaxMembers < 0 {
+		errs = append(errs, fmt.Errorf("pubsub: PresenceMaxMembers (%d) must not be negative", c.PresenceMaxMembers))
+	}
+	if c.PresenceExpiry < 0 || c.PresenceExpiry > 0 && c.PresenceExpiry < 300*time.Millisecond {
+		errs = append(errs, fmt.Errorf("pubsub: PresenceExpiry (%v) must be at least 300ms", c.PresenceExpiry))
+	}
+	for _, p := range slices.Concat(c.AnonymousSubscribe, c.AnonymousPublish, c.PresenceChannels, c.PresenceQuietChannels) {
 		if _, err := path.Match(p, ""); err != nil {
-			errs = append(errs, fmt.Errorf("pubsub: anonymous channel pattern %q: %w", p, err))
+			errs = append(errs, fmt.Errorf("pubsub: channel pattern %q: %w", p, err))
 		}
 	}
 	errs = append(errs, c.Proxy.validate()...)
@@ -196,8 +230,9 @@ type Node struct {
 	maxMessageBytes, sendQueueBytes int
 
 	chans    registry
-	bus      *bus     // notes to every node (bus.go)
-	backend  *backend // the backend hooks (proxy.go), or nil
+	bus      *bus      // notes to every node (bus.go)
+	presence *presence // members of presence channels (presence.go)
+	backend  *backend  // the backend hooks (proxy.go), or nil
 	pending  pendingSubs
 	creators connRate      // new channels per connection
 	replays  connRate      // history replays per connection
@@ -233,10 +268,11 @@ func New(cfg Config) (*Node, error) {
 		creators: newConnRate(cfg.ChannelCreateRate, cfg.MaxChannelsPerConn, ErrTooManyChannels, "this connection makes new channels faster than %g a second"),
 		// A replay may be half the send queue: a connection recovers all its
 		// channels at once, then at the rate of new channels.
-		replays: newConnRate(cfg.ChannelCreateRate, cfg.MaxChannelsPerConn, ErrTooManyReplays, "more than %g a second on this connection"),
-		bus:     newBus(),
-		swept:   make(chan struct{}),
-		stop:    func() {},
+		replays:  newConnRate(cfg.ChannelCreateRate, cfg.MaxChannelsPerConn, ErrTooManyReplays, "more than %g a second on this connection"),
+		bus:      newBus(),
+		presence: newPresence(cfg),
+		swept:    make(chan struct{}),
+		stop:     func() {},
 	}
 	if cfg.MaxReplayRate > 0 {
 		n.replayed = rate.NewLimiter(rate.Limit(cfg.MaxReplayRate), max(1, int(cfg.MaxReplayRate/10)))
@@ -244,6 +280,7 @@ func New(cfg Config) (*Node, error) {
 	if n.broker == nil {
 		n.broker = NewMemoryBroker(cfg.brokerOptions())
 	}
+	n.handlePresence()
 	if cfg.Proxy.on() {
 		n.backend = newBackend(cfg.Proxy)
 	}
@@ -281,6 +318,13 @@ func (n *Node) Start(srv *server.Server) error {
 		defer n.wg.Done()
 		n.bus.run(ctx, n.broker)
 	}()
+	if len(n.cfg.PresenceChannels) > 0 { // else the bus carries no presence note
+		n.wg.Add(1)
+		go func() {
+			defer n.wg.Done()
+			n.runPresence(ctx)
+		}()
+	}
 	go func() {
 		defer close(n.swept)
 		everySecond(ctx, func() {
@@ -312,6 +356,12 @@ func (n *Node) Close() {
 
 // Ready reports whether the broker is connected and delivering.
 func (n *Node) Ready() bool { return n.broker.Ready() }
+
+// clientID names c across the cluster: this node's run, then c's id. The
+// backend hooks and presence members carry it.
+func (n *Node) clientID(c *server.Conn) string {
+	return string(n.bus.id) + "-" + strconv.FormatUint(c.ID(), 10)
+}
 
 // everySecond runs f once a second until ctx is done.
 func everySecond(ctx context.Context, f func()) {

@@ -9,7 +9,6 @@ import (
 	"io"
 	"net/http"
 	"slices"
-	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -22,7 +21,7 @@ import (
 // (Express, Django, Rails) authorizes what clients do. For each hook the
 // node POSTs JSON describing the client and the request:
 //
-//	{"client":"42","user":"alice","remote":"10.0.0.7:51234",
+//	{"client":"3f9a0c1d2e4b-42","user":"alice","remote":"10.0.0.7:51234",
 //	 "headers":{"Cookie":"sid=..."},"channel":"room:1","data":{...},"method":"..."}
 //
 // and the backend answers allow, {"result":{...}}, or deny,
@@ -173,10 +172,12 @@ func (b *backend) close() {
 	b.wg.Wait()
 }
 
-// Connected keeps the headers of c's upgrade request that Proxy.Headers
-// names, for the hooks of c's life; Disconnected forgets them. Call both
-// from the server's OnConnect and OnClose when hooks forward headers.
-func (n *Node) Connected(c *server.Conn, r *server.Request) {
+// HandleConnect keeps the headers of c's upgrade request that
+// Proxy.Headers names, for the hooks of c's life; HandleClose forgets
+// them. Call it from the server's OnConnect, first, when hooks forward
+// headers, and HandleClose from OnClose (and when OnConnect refuses c: a
+// refused connection gets no OnClose).
+func (n *Node) HandleConnect(c *server.Conn, r *server.Request) {
 	b := n.backend
 	if b == nil || len(b.cfg.Headers) == 0 {
 		return
@@ -192,8 +193,8 @@ func (n *Node) Connected(c *server.Conn, r *server.Request) {
 	b.mu.Unlock()
 }
 
-// Disconnected forgets what Connected kept of c.
-func (n *Node) Disconnected(c *server.Conn) {
+// forgetHeaders forgets what HandleConnect kept of c.
+func (n *Node) forgetHeaders(c *server.Conn) {
 	if b := n.backend; b != nil && len(b.cfg.Headers) > 0 {
 		b.mu.Lock()
 		delete(b.headers, c)
@@ -219,7 +220,7 @@ func (n *Node) hook(url string, c *server.Conn, req backendRequest, done func(*b
 		<-b.slots
 		return ErrBackendUnavailable
 	}
-	req.Client, req.User, req.Remote = strconv.FormatUint(c.ID(), 10), c.Subject(), c.RemoteAddr().String()
+	req.Client, req.User, req.Remote = n.clientID(c), c.Subject(), c.RemoteAddr().String()
 	req.Headers = b.headers[c]
 	b.wg.Add(1)
 	b.mu.Unlock()

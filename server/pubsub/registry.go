@@ -70,6 +70,7 @@ func (n *Node) lockChannel(name string, c *server.Conn) (*channel, error) {
 				ch.live = !routed
 				n.chans.m[name] = ch
 				n.chans.hubs[ch.hub] = struct{}{}
+				n.presence.setHub(name, ch.hub, nil)
 				n.route(ch) // before the first subscriber reads history
 			}
 			n.chans.mu.Unlock()
@@ -162,6 +163,7 @@ func (n *Node) remove(empty []*channel) []string {
 			delete(n.chans.m, ch.name)
 			delete(n.chans.hubs, ch.hub)
 			ch.hub.Release()
+			n.presence.setHub(ch.name, nil, ch.hub)
 			n.unroute(ch.name)
 			names = append(names, ch.name)
 		}

@@ -26,6 +26,9 @@ type Stats struct {
 	ReplaysBusy    uint64 // subscribes with since refused for Config.MaxReplayRate (ErrReplaysBusy)
 	BackendErrors  uint64 // backend hooks that failed: down, timed out, a bad answer (ErrBackendUnavailable)
 	BackendBusy    uint64 // backend hooks refused for Proxy.MaxInflight (ErrBackendBusy)
+	// PresenceMembers counts the members of presence channels this node
+	// tracks: its own clients and those the other nodes told it of.
+	PresenceMembers int
 	// BusNotesDropped counts the notes to other nodes (presence, user
 	// operations) this node could not send: its queue full or the broker
 	// down. The nodes repair what they lose with heartbeats.
@@ -53,6 +56,7 @@ func (n *Node) Stats() Stats {
 		BackendErrors:    n.stats.backendErrors.Load(),
 		BackendBusy:      n.stats.backendBusy.Load(),
 		BusNotesDropped:  n.bus.dropped.Load(),
+		PresenceMembers:  n.presence.tracked(),
 	}
 	if b, ok := n.broker.(interface{ BrokerStats() BrokerStats }); ok {
 		st.BrokerStats = b.BrokerStats()
@@ -84,6 +88,8 @@ var metricTable = [...]struct {
 		prometheus.CounterValue, func(s *Stats) float64 { return float64(s.BackendBusy) }},
 	{"fanout_bus_notes_dropped_total", "Notes to the other nodes (presence, user operations) not sent: queue full or broker down; heartbeats repair them.",
 		prometheus.CounterValue, func(s *Stats) float64 { return float64(s.BusNotesDropped) }},
+	{"fanout_presence_members", "Members of presence channels this node tracks, its own clients and other nodes'.",
+		prometheus.GaugeValue, func(s *Stats) float64 { return float64(s.PresenceMembers) }},
 	{"fanout_broker_unwanted_messages_total", "Messages the broker delivered for channels with no subscriber on this node (about 0 with interest routing).",
 		prometheus.CounterValue, func(s *Stats) float64 { return float64(s.UnwantedMessages) }},
 	{"fanout_broker_subscriptions", "Broker subscriptions this node holds (channels with interest routing).",

@@ -11,8 +11,8 @@ import (
 // serialized once: message envelopes (by hand, for every publication) and
 // replies (acks, errors, gap notices; encoding/json, they are rare).
 
-// reply is every JSON message the server sends on its own: acks, errors
-// and gap notices. Rare, so encoding/json is fine here.
+// reply is every JSON message the server sends on its own: acks, errors,
+// gap notices and presence. Rare, so encoding/json is fine here.
 type reply struct {
 	Type      string          `json:"type"`
 	Op        string          `json:"op,omitempty"`
@@ -24,8 +24,13 @@ type reply struct {
 	Delivered *int            `json:"delivered,omitempty"`
 	Code      int             `json:"code,omitempty"` // a backend's error code
 	Reason    string          `json:"reason,omitempty"`
-	In        *int64          `json:"in,omitempty"`      // expiring: seconds left
-	Expires   *int64          `json:"expires,omitempty"` // refreshed: Unix seconds, 0 for never
+	In        *int64          `json:"in,omitempty"`        // expiring: seconds left
+	Expires   *int64          `json:"expires,omitempty"`   // refreshed: Unix seconds, 0 for never
+	Member    *Member         `json:"member,omitempty"`    // join and leave events
+	Members   *[]Member       `json:"members,omitempty"`   // presence
+	Truncated bool            `json:"truncated,omitempty"` // presence: more members than it holds
+	Clients   *int            `json:"clients,omitempty"`   // presence_stats
+	Users     *int            `json:"users,omitempty"`     // presence_stats
 	ID        json.RawMessage `json:"id,omitempty"`
 	Data      json.RawMessage `json:"data,omitempty"` // rpc: the backend's answer
 }

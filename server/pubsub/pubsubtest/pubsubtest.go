@@ -28,6 +28,7 @@ type Node struct {
 func Routes(sc server.Config, n *pubsub.Node) server.Config {
 	sc.OnConnect = func(c *server.Conn, r *server.Request) error { return n.SubscribeQuery(c, r.Query()) }
 	sc.OnMessage = func(c *server.Conn, op frame.OpCode, data []byte) { n.HandleControl(c, op, data) }
+	sc.OnClose = func(c *server.Conn, _ frame.CloseCode, _ server.CloseReason) { n.HandleClose(c) }
 	return sc
 }
 

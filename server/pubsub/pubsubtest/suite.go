@@ -60,6 +60,7 @@ var scenarios = []scenario{
 	{"NodeKilledClientRecovers", false, nodeKilledClientRecovers},
 	{"ConcurrentPublishersInOrder", false, concurrentPublishersInOrder},
 	{"ChannelChurnLockout", false, channelChurnLockout},
+	{"PresenceAcrossNodes", false, presenceAcrossNodes},
 }
 
 // Run runs every scenario against s's broker, each in a subtest.
@@ -88,12 +89,18 @@ type cluster struct {
 // go to the broker, which the node then takes them from.
 func (c *cluster) node(t *testing.T, cfg pubsub.Config) *Node {
 	t.Helper()
+	return c.serve(t, server.Config{}, cfg)
+}
+
+// serve is node with the server's config sc.
+func (c *cluster) serve(t *testing.T, sc server.Config, cfg pubsub.Config) *Node {
+	t.Helper()
 	b := c.Broker(t, pubsub.BrokerOptions{HistorySize: cfg.HistorySize, HistoryTTL: cfg.HistoryTTL, HistoryMaxBytes: cfg.HistoryMaxBytes, MaxChannels: cfg.MaxChannels})
 	if _, ok := b.(interface{ HistoryLimits() (int, time.Duration) }); ok {
 		cfg.HistorySize, cfg.HistoryTTL = 0, 0 // the broker's
 	}
 	cfg.Broker = b
-	return Serve(t, server.Config{}, cfg)
+	return Serve(t, sc, cfg)
 }
 
 func (c *cluster) nodes(t *testing.T, n int, cfg pubsub.Config) []*Node {
