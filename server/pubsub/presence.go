@@ -275,6 +275,9 @@ func (n *Node) leaveLocked(c *server.Conn, channel string) bool {
 func (n *Node) HandleClose(c *server.Conn) {
 	n.forgetHeaders(c)
 	p := n.presence
+	if len(p.channels) == 0 {
+		return
+	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	for _, channel := range p.byConn[c] {
@@ -295,6 +298,12 @@ func (p *presence) countLocked(channel string) int {
 		}
 	}
 	return count
+}
+
+// memberBytes is what m takes in a note, escapes included.
+func memberBytes(m Member) int {
+	b, _ := json.Marshal(m)
+	return len(b) + 1
 }
 
 // Presence returns channel's members on every node, sorted by client, at

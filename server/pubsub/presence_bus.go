@@ -91,10 +91,10 @@ func (n *Node) presenceDelta(from nodeID, d deltaNote, join bool) {
 	s.seen = max(s.seen, d.Round)
 	_, in := s.members[d.Member.Client]
 	switch {
-	case join && !in && len(s.members) < p.maxMembers:
+	case join && !in && p.countLocked(d.Channel) < p.maxMembers:
 		s.members[d.Member.Client] = d.Member
 		p.announce("join", d.Channel, d.Member)
-	case join && !in:
+	case join && !in: // the other node's view of the bound lagged this one's
 		s.truncated = true
 	case !join && in:
 		delete(s.members, d.Member.Client)
@@ -289,14 +289,15 @@ func (n *Node) stateNotesLocked(round uint64, names []string, sent *int) []strin
 		if set := p.local[channel]; set != nil {
 			part.Truncated = len(set.refused) > 0
 			for _, m := range set.members {
-				if mb := memberBytes(m); size+mb > stateNoteBytes && len(part.Members) > 0 {
+				mb := memberBytes(m)
+				if size+mb > stateNoteBytes && len(part.Members) > 0 {
 					part.More = true
 					note.Parts = append(note.Parts, part)
 					flush()
 					part = statePart{Channel: channel, Part: part.Part + 1, Truncated: part.Truncated}
 				}
 				part.Members = append(part.Members, m)
-				size += memberBytes(m)
+				size += mb
 			}
 		}
 		note.Parts = append(note.Parts, part)
@@ -305,6 +306,3 @@ func (n *Node) stateNotesLocked(round uint64, names []string, sent *int) []strin
 	flush()
 	return names
 }
-
-// memberBytes is about what m takes in a note.
-func memberBytes(m Member) int { return len(m.Client) + len(m.User) + len(m.Info) + 32 }

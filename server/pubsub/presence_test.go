@@ -1,10 +1,13 @@
 package pubsub
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"net/http"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -218,5 +221,97 @@ func TestPresence_LateNodeLearnsBigChannel(t *testing.T) {
 	})
 	if st := b.Stats(); st.PresenceMembers != members || st.BusNotesDropped != 0 {
 		t.Fatalf("node b: %+v", st)
+	}
+}
+
+// lossyBroker is one node's client of a shared MemoryBroker that loses
+// the node's bus notes while lose is set, as a broker outage would.
+type lossyBroker struct {
+	*MemoryBroker
+	lose atomic.Bool
+	mu   sync.Mutex
+	lost map[string]int // notes lost, by kind
+}
+
+func (b *lossyBroker) Publish(ctx context.Context, channel string, data []byte) (Position, error) {
+	if channel == busChannel && b.lose.Load() {
+		var nt note
+		_ = json.Unmarshal(data, &nt)
+		b.mu.Lock()
+		b.lost[nt.Kind]++
+		b.mu.Unlock()
+		return Position{}, nil
+	}
+	return b.MemoryBroker.Publish(ctx, channel, data)
+}
+
+// waitLost waits until a note of kind was lost.
+func (b *lossyBroker) waitLost(t *testing.T, kind string) {
+	t.Helper()
+	eventually(t, 5*time.Second, func() error {
+		b.mu.Lock()
+		defer b.mu.Unlock()
+		if b.lost[kind] == 0 {
+			return fmt.Errorf("no %s note lost yet", kind)
+		}
+		return nil
+	})
+}
+
+// Notes lost on the way are repaired by the next round: a join the other
+// node never heard of arrives with the sender's state, a leave it never
+// heard of with the beat that ends a round without the member; the other
+// node's subscribers get both events, in order.
+func TestPresence_RoundsRepairLostNotes(t *testing.T) {
+	t.Parallel()
+	shared := NewMemoryBroker(BrokerOptions{})
+	lossy := &lossyBroker{MemoryBroker: shared, lost: make(map[string]int)}
+	pc := Config{PresenceChannels: []string{"room"}, PresenceExpiry: 900 * time.Millisecond}
+	pc.Broker = lossy
+	a := newNode(t, server.Config{}, pc).serve(t)
+	pc.Broker = shared
+	b := newNode(t, server.Config{}, pc).serve(t)
+	watcher := dialGorilla(t, "ws://"+b.addr+"/ws?channel=room")
+	readEvent(t, watcher)
+	if e := readEvent(t, watcher); e.Type != "join" {
+		t.Fatalf("got %+v, want the watcher's own join", e)
+	}
+	count := func(n *testNode) int {
+		m, _, _ := n.Presence("room")
+		return len(m)
+	}
+	eventually(t, 5*time.Second, func() error { // a knows the watcher: the bus is live both ways
+		if count(a) != 1 {
+			return fmt.Errorf("a: %d members, want 1", count(a))
+		}
+		return nil
+	})
+
+	lossy.lose.Store(true)
+	member := dialGorilla(t, "ws://"+a.addr+"/ws?channel=room")
+	readNonEvent(t, member)
+	lossy.waitLost(t, kindJoin)
+	if count(b) != 1 {
+		t.Fatalf("b heard the lost join: %d members", count(b))
+	}
+	lossy.lose.Store(false)
+	e := readEvent(t, watcher) // from a's next round, within a heartbeat
+	if e.Type != "join" || e.Member == nil || !strings.HasPrefix(e.Member.Client, string(a.bus.id)) {
+		t.Fatalf("got %+v, want the member's join from a's round", e)
+	}
+	if count(b) != 2 {
+		t.Fatalf("b: %d members after the round, want 2", count(b))
+	}
+	joined := e.Member.Client
+
+	lossy.lose.Store(true)
+	member.Close()
+	lossy.waitLost(t, kindLeave)
+	lossy.lose.Store(false)
+	if e := readEvent(t, watcher); e.Type != "leave" || e.Member.Client != joined {
+		t.Fatalf("got %+v, want the member's leave from a's beat", e)
+	}
+	if count(b) != 1 {
+		t.Fatalf("b: %d members after the beat, want 1", count(b))
 	}
 }
