@@ -136,7 +136,8 @@ type peerSet struct {
 	truncated bool
 	seen      uint64   // the latest round that confirmed it
 	parts     []Member // a state being received in parts
-	part      int      // the last part received, -1 after a lost one
+	part      int      // the last part of it received; -1: none in progress, or one was lost
+	cut       bool     // parts held more members than maxMembers
 }
 
 func newPresence(cfg Config) *presence {

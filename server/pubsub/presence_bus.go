@@ -72,7 +72,7 @@ func (p *presence) peerLocked(from nodeID, round uint64) *peer {
 func (pr *peer) setLocked(channel string) *peerSet {
 	s := pr.sets[channel]
 	if s == nil {
-		s = &peerSet{members: make(map[string]Member)}
+		s = &peerSet{members: make(map[string]Member), part: -1}
 		pr.sets[channel] = s
 	}
 	return s
@@ -117,16 +117,16 @@ func (n *Node) presenceState(from nodeID, st stateNote) {
 		s := pr.setLocked(part.Channel)
 		switch {
 		case part.Part == 0:
-			s.parts, s.part = s.parts[:0], 0
+			s.parts, s.part, s.cut = s.parts[:0], 0, false
 		case s.part >= 0 && part.Part == s.part+1:
 			s.part = part.Part
 		default:
-			s.part = -1 // a part was lost: wait for the next round
-		}
-		if s.part < 0 {
+			s.parts, s.part = nil, -1 // a part was lost: wait for the next round
 			continue
 		}
-		s.parts = append(s.parts, part.Members[:min(len(part.Members), p.maxMembers-len(s.parts))]...)
+		keep := min(len(part.Members), p.maxMembers-len(s.parts))
+		s.parts = append(s.parts, part.Members[:keep]...)
+		s.cut = s.cut || keep < len(part.Members)
 		if part.More {
 			continue
 		}
@@ -134,10 +134,10 @@ func (n *Node) presenceState(from nodeID, st stateNote) {
 		for _, m := range s.parts {
 			fresh[m.Client] = m
 		}
-		s.parts = nil
-		p.replaceLocked(pr, part.Channel, s, fresh)
+		s.parts, s.part = nil, -1
 		s.seen = max(s.seen, st.Round)
-		s.truncated = part.Truncated || len(fresh) < len(part.Members)
+		s.truncated = part.Truncated || s.cut
+		p.replaceLocked(pr, part.Channel, s, fresh)
 	}
 }
 
