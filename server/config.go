@@ -270,6 +270,16 @@ type Config struct {
 	// worker: do not block.
 	OnConnect func(c *Conn, r *Request) error
 
+	// Admit, when set, decides each upgrade request asynchronously, after
+	// the origin and token checks and before OnConnect: for a decision that
+	// waits on the network (an application's backend). It must return at
+	// once and call done exactly once, from any goroutine: nil goes on to
+	// OnConnect and the 101, an error refuses the upgrade as OnConnect's
+	// does (see Reject). Meanwhile c is not read and HandshakeTimeout still
+	// closes it (a later done does nothing). Each pending decision holds
+	// one of MaxConns: bound the decisions in flight in Admit.
+	Admit func(c *Conn, r *Request, done func(error))
+
 	// OnExpiring runs ExpiryWarning before c's token expires with the time
 	// left (at once if less is left when the token is set). It runs on the
 	// timer sweep: do not block.

@@ -13,6 +13,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/gobwas/httphead"
 	"github.com/gobwas/ws"
@@ -49,6 +50,16 @@ type handshake struct {
 	refuse    int          // the status admission refused a TLS connection's PROXY client with, answered by acceptTLS
 	viaProxy  bool         // the peer is a trusted proxy: its client is admitted per IP once known (admission.go)
 	proxyDone bool         // the PROXY header, if any, is handled
+	deciding  *decision    // waiting for Config.Admit; under Conn.mu
+}
+
+// decision is an upgrade request waiting for Config.Admit: what the 101
+// needs once it is allowed.
+type decision struct {
+	req   Request
+	resp  []byte // the 101, as the Upgrader wrote it
+	proto string // the subprotocol it answered
+	end   int    // where the request ends in handshake.request: frames follow
 }
 
 // DeferUntilAttached keeps f until c has its socket, the moment from which
@@ -219,7 +230,11 @@ func (c *Conn) upgrade(head []byte) bool {
 		},
 		Negotiate: c.negotiate,
 		OnBeforeUpgrade: func() (ws.HandshakeHeader, error) {
-			if err := s.onConnect(c, &req); err != nil {
+			check := s.onConnect
+			if s.cfg.Admit != nil {
+				check = s.checkRequest // OnConnect runs once Admit allows
+			}
+			if err := check(c, &req); err != nil {
 				rejected = err
 				return nil, rejectionFor(err)
 			}
@@ -240,22 +255,113 @@ func (c *Conn) upgrade(head []byte) bool {
 		c.failHandshake(err, resp)
 		return false
 	}
+	if s.cfg.Admit != nil {
+		c.decide(&decision{req: req, resp: bytes.Clone(hio.w.Bytes()), proto: hs.Protocol, end: len(head)})
+		return false // not read until the decision
+	}
+	return c.upgraded(&req, hio.w.Bytes(), hs.Protocol)
+}
+
+// upgraded opens c, whose upgrade request r was answered resp (the 101,
+// with subprotocol proto), queued ahead of anything OnConnect sent. It
+// reports false if c was closed meanwhile.
+func (c *Conn) upgraded(r *Request, resp []byte, proto string) bool {
+	s := c.srv
+	c.neg.proto = s.selectProtocol(r.Protocols)
+	if s.protocolName(c.neg.proto) != proto {
+		c.neg.proto = 0 // gobwas/ws answered none
+	}
+	c.mu.Lock()
+	if c.life.current() != stateHandshake { // the handshake timed out
+		c.mu.Unlock()
+		return false
+	}
+	c.life.open()
+	c.hs = nil
+	c.out.pushFront(resp)
+	c.mu.Unlock()
 	s.stats.upgraded.Add(1)
 	if c.neg.zbits != 0 {
 		s.stats.compressedConns.Add(1)
 	}
-	s.log.Debug("upgraded", "conn", c.id, "remote", c.slot.addr().String(), "uri", req.URI)
-	c.neg.proto = s.selectProtocol(req.Protocols)
-	if s.protocolName(c.neg.proto) != hs.Protocol {
-		c.neg.proto = 0 // gobwas/ws answered none
-	}
-	c.mu.Lock()
-	c.life.open()
-	c.hs = nil
-	c.out.pushFront(hio.w.Bytes())
-	c.mu.Unlock()
+	s.log.Debug("upgraded", "conn", c.id, "remote", c.slot.addr().String(), "uri", r.URI)
 	c.releaseNow()
 	return true
+}
+
+// decide parks c, whose request passed every check, until Config.Admit
+// decides: c is not read meanwhile (its read task ends without giving the
+// reads back), so its bytes wait in the kernel.
+func (c *Conn) decide(d *decision) {
+	c.mu.Lock()
+	c.hs.deciding = d
+	c.mu.Unlock()
+	var once sync.Once
+	c.srv.cfg.Admit(c, &d.req, func(err error) { once.Do(func() { c.decided(d, err) }) })
+}
+
+// decided completes or refuses c's upgrade on Config.Admit's answer, then
+// consumes the frames that came with the request and reads c again. It
+// runs on whichever goroutine answered, c's reads still owned by the
+// parked task.
+func (c *Conn) decided(d *decision, err error) {
+	s := c.srv
+	c.mu.Lock()
+	hs := c.hs
+	live := c.life.current() == stateHandshake && hs != nil && hs.deciding == d
+	if live {
+		hs.deciding = nil
+	}
+	c.mu.Unlock()
+	if !live || !c.sock.acquire() {
+		return // closed meanwhile: the handshake timed out, or shutdown
+	}
+	defer c.sock.release()
+	if err == nil && s.cfg.OnConnect != nil {
+		err = s.cfg.OnConnect(c, &d.req)
+	}
+	if err != nil {
+		c.failHandshake(err, rejectionResponse(err))
+		return
+	}
+	if !c.upgraded(&d.req, d.resp, d.proto) {
+		hs.releaseRequest()
+		return
+	}
+	ok := len(hs.request) == d.end || c.consumeFrames(hs.request[d.end:])
+	hs.releaseRequest()
+	if !ok {
+		return
+	}
+	if c.sock.token().Gen != 0 {
+		c.readOn()
+		return
+	}
+	// A TLS connection parked by its handshake goroutine, before that
+	// registered it: register now, and let a task drain what crypto/tls
+	// holds, owning the reads until it starts.
+	c.rd.reading.Store(readBusy)
+	if err := s.arm(c); err != nil {
+		c.destroy(ReasonIOError)
+		return
+	}
+	s.requeueRead(c)
+}
+
+// rejectionResponse is the HTTP answer to a refusal, as gobwas/ws would
+// write it for OnConnect's error.
+func rejectionResponse(err error) []byte {
+	status, reason := rejection(err)
+	var fields []string
+	var re *RejectError
+	if errors.As(err, &re) {
+		for k, vs := range re.Header {
+			for _, v := range vs {
+				fields = append(fields, k+": "+v)
+			}
+		}
+	}
+	return httpError(status, reason, fields...)
 }
 
 // checkKeyAndHost applies what gobwas/ws does not check of RFC 6455 4.1
@@ -274,8 +380,19 @@ func checkKeyAndHost(keys []string, hosts int) error {
 	return nil
 }
 
-// onConnect checks the origin, then runs OnConnect, if any.
+// onConnect runs checkRequest, then OnConnect, if any.
 func (s *Server) onConnect(c *Conn, r *Request) error {
+	if err := s.checkRequest(c, r); err != nil {
+		return err
+	}
+	if s.cfg.OnConnect == nil {
+		return nil
+	}
+	return s.cfg.OnConnect(c, r)
+}
+
+// checkRequest checks the origin and the token.
+func (s *Server) checkRequest(c *Conn, r *Request) error {
 	if !originAllowed(s.cfg.AllowedOrigins, r.Header.Get("Origin")) {
 		s.warnSampled("origin rejected", "remote", r.RemoteAddr.String(), "origin", r.Header.Get("Origin"))
 		return errOrigin
@@ -289,10 +406,7 @@ func (s *Server) onConnect(c *Conn, r *Request) error {
 		}
 		c.SetClaims(claims)
 	}
-	if s.cfg.OnConnect == nil {
-		return nil
-	}
-	return s.cfg.OnConnect(c, r)
+	return nil
 }
 
 // appendProtocols appends the entries of one Sec-WebSocket-Protocol
@@ -472,7 +586,14 @@ func (s *Server) admitHTTP(w http.ResponseWriter, r *http.Request) (*Conn, *Requ
 	for _, v := range r.Header.Values("Sec-WebSocket-Protocol") {
 		req.Protocols = appendProtocols(req.Protocols, v)
 	}
-	if err := s.onConnect(c, req); err != nil {
+	err := s.checkRequest(c, req)
+	if err == nil && s.cfg.Admit != nil {
+		err = s.awaitDecision(c, req)
+	}
+	if err == nil && s.cfg.OnConnect != nil {
+		err = s.cfg.OnConnect(c, req)
+	}
+	if err != nil {
 		status, text := rejection(err)
 		if re := (*RejectError)(nil); errors.As(err, &re) {
 			maps.Copy(w.Header(), re.Header)
@@ -482,6 +603,26 @@ func (s *Server) admitHTTP(w http.ResponseWriter, r *http.Request) (*Conn, *Requ
 		return nil, nil
 	}
 	return c, req
+}
+
+// errDecisionTimeout refuses a Handler request whose Config.Admit did not
+// decide within HandshakeTimeout.
+var errDecisionTimeout = &RejectError{Status: http.StatusServiceUnavailable, Reason: "admission not decided in time", Header: http.Header{"Retry-After": {"1"}}}
+
+// awaitDecision waits on net/http's goroutine for Config.Admit, at most
+// HandshakeTimeout.
+func (s *Server) awaitDecision(c *Conn, r *Request) error {
+	ch := make(chan error, 1)
+	var once sync.Once
+	s.cfg.Admit(c, r, func(err error) { once.Do(func() { ch <- err }) })
+	t := time.NewTimer(s.cfg.HandshakeTimeout)
+	defer t.Stop()
+	select {
+	case err := <-ch:
+		return err
+	case <-t.C:
+		return errDecisionTimeout
+	}
 }
 
 // attachHijacked hands an upgraded Handler connection's socket to the

@@ -153,6 +153,7 @@ func bindChannelFlags(fs *flag.FlagSet, p *pubsub.Config) {
 
 // bindProxyFlags binds the backend hooks (README "Backend hooks").
 func bindProxyFlags(fs *flag.FlagSet, p *pubsub.Proxy) {
+	fs.StringVar(&p.ConnectURL, "proxy-connect-url", "", "POST each upgrade request to this backend URL, which admits it (user, info, expire_at, channels) or refuses it with its HTTP status; empty: no hook")
 	fs.StringVar(&p.SubscribeURL, "proxy-subscribe-url", "", "POST each client subscribe to this backend URL, which allows or denies it; empty: no hook")
 	fs.StringVar(&p.PublishURL, "proxy-publish-url", "", "POST each client publish to this backend URL, which allows, denies or rewrites it; empty: no hook")
 	fs.StringVar(&p.RPCURL, "proxy-rpc-url", "", "POST each {\"op\":\"rpc\"} to this backend URL, whose result's data is the answer; empty: rpc refused")

@@ -113,6 +113,29 @@ func readEach(t *testing.T, c *websocket.Conn, types ...string) map[string]map[s
 	return got
 }
 
+// awaitHeld waits until the backend holds one hook's answer.
+func awaitHeld(t *testing.T, backend string) {
+	t.Helper()
+	eventually(t, 10*time.Second, func() error {
+		var held int
+		getJSON(t, backend+"/held", &held)
+		if held != 1 {
+			return fmt.Errorf("%d hooks held, want 1", held)
+		}
+		return nil
+	})
+}
+
+// release makes the backend answer the hooks it holds.
+func release(t *testing.T, backend string) {
+	t.Helper()
+	resp, err := http.Post(backend+"/release", "application/json", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+}
+
 // getJSON GETs a backend URL into v.
 func getJSON(t *testing.T, url string, v any) {
 	t.Helper()
@@ -184,14 +207,7 @@ func TestHooks_Express(t *testing.T) {
 	// The hook of a publish to slow:1 hangs until released; meanwhile
 	// room messages reach both connections, the hanging one's included.
 	send(t, pub, `{"op":"publish","channel":"slow:1","data":"wait","id":6}`)
-	eventually(t, 10*time.Second, func() error {
-		var held int
-		getJSON(t, backend+"/held", &held)
-		if held != 1 {
-			return fmt.Errorf("%d hooks held, want 1", held)
-		}
-		return nil
-	})
+	awaitHeld(t, backend)
 	send(t, sub, `{"op":"publish","channel":"room","data":"meanwhile","id":7}`)
 	for _, m := range []map[string]any{readEach(t, sub, "message", "published")["message"], readJSON(t, pub, "message")} {
 		if fmt.Sprint(m["data"]) != "map[by:bob text:meanwhile]" {
@@ -202,11 +218,7 @@ func TestHooks_Express(t *testing.T) {
 	if getJSON(t, backend+"/held", &held); held != 1 {
 		t.Fatalf("the slow hook answered (%d held) before the others' delivery was checked", held)
 	}
-	resp, err := http.Post(backend+"/release", "application/json", nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	resp.Body.Close()
+	release(t, backend)
 	if m := readJSON(t, pub, "published"); m["id"] != 6.0 {
 		t.Fatalf("the slow publish's ack: %v", m)
 	}
@@ -300,5 +312,75 @@ func TestHooks_FanoutJSRefresh(t *testing.T) {
 	}
 	if r.Refreshed != fresh.Unix() || r.Before.Sum != 5 || r.After.Sum != 42 || r.Reconnects != 0 {
 		t.Fatalf("fanout.js: %+v, want refreshed to %d, sums 5 and 42, no reconnect", r, fresh.Unix())
+	}
+}
+
+// The connect hook decides the upgrade off the read workers: no session
+// is refused with the backend's 401; a session is admitted as the
+// backend's user, subscribed to the channels it names; a connect whose
+// hook hangs (one read worker) delays no other client, and completes
+// once the backend answers; a backend that is down refuses with 503.
+func TestHooks_Connect(t *testing.T) {
+	backend := startBackend(t)
+	addr := runHooked(t, "-workers", "1", "-proxy-connect-url", backend+"/connect",
+		"-proxy-rpc-url", backend+"/rpc", "-proxy-headers", "Cookie", "-proxy-timeout", "30s")
+	dial := func(cookie string) (*websocket.Conn, *http.Response, error) {
+		d := websocket.Dialer{Subprotocols: []string{"fanout"}, HandshakeTimeout: 20 * time.Second}
+		return d.Dial("ws://"+addr+"/ws", http.Header{"Cookie": {cookie}})
+	}
+	if _, resp, err := dial("session=none"); err == nil || resp == nil || resp.StatusCode != http.StatusUnauthorized {
+		t.Fatalf("no session: %v %v, want the backend's 401", resp, err)
+	}
+
+	type result struct {
+		c   *websocket.Conn
+		err error
+	}
+	slow := make(chan result, 1)
+	go func() {
+		c, _, err := dial("session=slow")
+		slow <- result{c, err}
+	}()
+	awaitHeld(t, backend)
+	c, _, err := dial("session=ok")
+	if err != nil {
+		t.Fatalf("a session, while another connect hangs: %v", err)
+	}
+	defer c.Close()
+	_ = c.SetReadDeadline(time.Now().Add(20 * time.Second))
+	if m := readJSON(t, c, "subscribed"); m["channel"] != "news" {
+		t.Fatalf("the backend's channels: %v", m)
+	}
+	send(t, c, `{"op":"rpc","method":"add","data":{"a":1,"b":1},"id":1}`)
+	readJSON(t, c, "rpc")
+	var seen []struct {
+		Path string
+		Body struct{ User string }
+	}
+	getJSON(t, backend+"/seen", &seen)
+	if last := seen[len(seen)-1]; last.Path != "/rpc" || last.Body.User != "alice" {
+		t.Fatalf("the backend saw %+v last, want an rpc from alice", last)
+	}
+	select {
+	case r := <-slow:
+		t.Fatalf("the held connect completed before its hook answered: %v", r.err)
+	default:
+	}
+	release(t, backend)
+	r := <-slow
+	if r.err != nil {
+		t.Fatalf("the held connect, released: %v", r.err)
+	}
+	defer r.c.Close()
+	_ = r.c.SetReadDeadline(time.Now().Add(20 * time.Second))
+	readJSON(t, r.c, "subscribed")
+}
+
+// A connect hook whose backend is down refuses the upgrade with 503.
+func TestHooks_ConnectBackendDown(t *testing.T) {
+	addr := runHooked(t, "-proxy-connect-url", "http://"+freeAddr(t)+"/connect")
+	_, resp, err := websocket.DefaultDialer.Dial("ws://"+addr+"/ws", nil)
+	if err == nil || resp == nil || resp.StatusCode != http.StatusServiceUnavailable {
+		t.Fatalf("backend down: %v %v, want 503", resp, err)
 	}
 }

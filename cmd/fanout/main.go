@@ -511,6 +511,9 @@ func newChatServer(cfg server.Config, channels pubsub.Config, apiKey string) (*c
 	}
 	cfg.Subprotocols = append(cfg.Subprotocols, "fanout") // offered beside "bearer.<jwt>" by browsers
 	cfg.OnExpiring = node.Expiring
+	if channels.Proxy.ConnectURL != "" {
+		cfg.Admit = node.AdmitConnect
+	}
 	route := func(c *server.Conn, req *server.Request) error {
 		switch req.Path() {
 		case "/ws":

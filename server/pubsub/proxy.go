@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"net/http"
 	"slices"
 	"strings"
@@ -44,6 +45,12 @@ const maxBackendReplyBytes = 1 << 20
 // Proxy sends what clients do to an application's backend over HTTP. An
 // empty URL leaves that hook off.
 type Proxy struct {
+	// ConnectURL decides each upgrade request (Node.AdmitConnect as the
+	// server's Config.Admit): a result may name the user ("sub"), its
+	// info, an expiry and channels to subscribe; a refusal answers the
+	// upgrade with the backend's HTTP status (403 for an error answer, 503
+	// when the backend is down or busy).
+	ConnectURL string
 	// SubscribeURL authorizes each subscribe a client asks for (control
 	// message or channel= at connect).
 	SubscribeURL string
@@ -74,7 +81,7 @@ type Proxy struct {
 
 // on reports whether any hook is set.
 func (p Proxy) on() bool {
-	return p.SubscribeURL != "" || p.PublishURL != "" || p.RPCURL != "" || p.RefreshURL != ""
+	return p.ConnectURL != "" || p.SubscribeURL != "" || p.PublishURL != "" || p.RPCURL != "" || p.RefreshURL != ""
 }
 
 func (p Proxy) validate() []error {
@@ -85,7 +92,7 @@ func (p Proxy) validate() []error {
 	if p.MaxInflight < 0 {
 		errs = append(errs, fmt.Errorf("pubsub: Proxy.MaxInflight (%d) must not be negative", p.MaxInflight))
 	}
-	for _, u := range []string{p.SubscribeURL, p.PublishURL, p.RPCURL, p.RefreshURL} {
+	for _, u := range []string{p.ConnectURL, p.SubscribeURL, p.PublishURL, p.RPCURL, p.RefreshURL} {
 		if u != "" && !strings.HasPrefix(u, "http://") && !strings.HasPrefix(u, "https://") {
 			errs = append(errs, fmt.Errorf("pubsub: proxy URL %q: want http:// or https://", u))
 		}
@@ -99,6 +106,7 @@ type backendRequest struct {
 	User    string            `json:"user"`
 	Remote  string            `json:"remote"`
 	Headers map[string]string `json:"headers,omitempty"`
+	URI     string            `json:"uri,omitempty"` // connect: the upgrade request's path and query
 	Channel string            `json:"channel,omitempty"`
 	Method  string            `json:"method,omitempty"`
 	Data    json.RawMessage   `json:"data,omitempty"`
@@ -106,31 +114,39 @@ type backendRequest struct {
 
 // backendReply is what a backend answers: one of its fields.
 type backendReply struct {
-	Result     *backendResult `json:"result"`
-	Error      *BackendError  `json:"error"`
-	Disconnect *struct {
-		Code   frame.CloseCode `json:"code"`
-		Reason string          `json:"reason"`
-	} `json:"disconnect"`
+	Result     *backendResult   `json:"result"`
+	Error      *BackendError    `json:"error"`
+	Disconnect *disconnectError `json:"disconnect"`
 }
 
 // backendResult is an allowing answer.
 type backendResult struct {
-	ExpireAt int64           `json:"expire_at"` // Unix seconds; refresh
+	User     string          `json:"user"`      // connect: the connection's subject
+	Info     json.RawMessage `json:"info"`      // connect: an object, the "info" claim (presence)
+	Channels []string        `json:"channels"`  // connect: subscribed server-side
+	ExpireAt int64           `json:"expire_at"` // connect, refresh: Unix seconds
 	Data     json.RawMessage `json:"data"`      // publish: data to publish instead; rpc: the answer
 }
 
-// BackendError is a backend's refusal, {"error":{"code":...,"message":...}}:
-// the client gets {"type":"error","code":...,"reason":message}.
+// BackendError is a backend's refusal, {"error":{"code":...,"message":...}}
+// or a non-2xx HTTP status: the client gets {"type":"error","code":...,
+// "reason":message}, or at connect the status (403 for an error answer).
 type BackendError struct {
 	Code    int    `json:"code"`
 	Message string `json:"message"`
+	Status  int    `json:"-"` // the HTTP status, when not 2xx
 }
 
 func (e *BackendError) Error() string { return e.Message }
 
-// errDisconnected is the error of a hook whose backend closed the client.
-var errDisconnected = errors.New("pubsub: disconnected by the backend")
+// disconnectError is a backend's {"disconnect":{"code":4403,"reason":...}}:
+// the connection is closed with that code (refused with 403 at connect).
+type disconnectError struct {
+	Code   frame.CloseCode `json:"code"`
+	Reason string          `json:"reason"`
+}
+
+func (e *disconnectError) Error() string { return "pubsub: disconnected by the backend: " + e.Reason }
 
 // backend is the node's end of the hooks: one http.Client, a semaphore
 // of MaxInflight, and the forwarded headers of each connection.
@@ -226,16 +242,15 @@ func (n *Node) hook(url string, c *server.Conn, req backendRequest, done func(*b
 	b.mu.Unlock()
 	go func() {
 		defer b.wg.Done()
-		res, err := n.post(url, c, req)
+		res, err := n.post(url, req)
 		<-b.slots
 		done(res, err)
 	}()
 	return nil
 }
 
-// post sends one hook request and reads the answer; a disconnect answer
-// closes c.
-func (n *Node) post(url string, c *server.Conn, req backendRequest) (*backendResult, error) {
+// post sends one hook request and reads the answer.
+func (n *Node) post(url string, req backendRequest) (*backendResult, error) {
 	b := n.backend
 	body, err := json.Marshal(req)
 	if err != nil {
@@ -257,19 +272,27 @@ func (n *Node) post(url string, c *server.Conn, req backendRequest) (*backendRes
 	switch {
 	case err != nil:
 		return nil, n.backendFailed(url, err)
-	case resp.StatusCode/100 != 2:
-		return nil, n.backendFailed(url, fmt.Errorf("HTTP status %d", resp.StatusCode))
 	case len(raw) > maxBackendReplyBytes:
 		return nil, n.backendFailed(url, errors.New("answer larger than 1 MiB"))
 	}
 	var r backendReply
-	if err := json.Unmarshal(raw, &r); err != nil {
-		return nil, n.backendFailed(url, fmt.Errorf("answer is not JSON: %w", err))
+	jsonErr := json.Unmarshal(raw, &r)
+	if resp.StatusCode/100 != 2 {
+		be := &BackendError{Code: resp.StatusCode, Status: resp.StatusCode, Message: "backend answered " + resp.Status}
+		if jsonErr == nil && r.Error != nil && r.Error.Message != "" {
+			be.Message = r.Error.Message
+		}
+		if resp.StatusCode >= 500 {
+			_ = n.backendFailed(url, be) // counted and logged; the status still answers
+		}
+		return nil, be
+	}
+	if jsonErr != nil {
+		return nil, n.backendFailed(url, fmt.Errorf("answer is not JSON: %w", jsonErr))
 	}
 	switch {
 	case r.Disconnect != nil:
-		_ = c.Close(r.Disconnect.Code, r.Disconnect.Reason)
-		return nil, errDisconnected
+		return nil, r.Disconnect
 	case r.Error != nil:
 		return nil, r.Error
 	case r.Result == nil:
@@ -304,10 +327,13 @@ func (n *Node) Expiring(c *server.Conn, left time.Duration) {
 		if err == nil && res.ExpireAt <= time.Now().Unix() {
 			err = errors.New(`backend's refresh answer has no future "expire_at"`)
 		}
-		if err != nil {
-			if !errors.Is(err, errDisconnected) {
-				notify()
-			}
+		var de *disconnectError
+		switch {
+		case errors.As(err, &de):
+			_ = c.Close(de.Code, de.Reason)
+			return
+		case err != nil:
+			notify()
 			return
 		}
 		c.SetExpiry(time.Unix(res.ExpireAt, 0))
@@ -356,10 +382,11 @@ func (n *Node) rpc(c *server.Conn, method string, data json.RawMessage, id json.
 }
 
 // hookRefused answers a control message that a hook refused, or whose
-// work after the hook failed; a client the backend disconnected gets
-// nothing.
+// work after the hook failed; a client the backend disconnects is closed.
 func (n *Node) hookRefused(c *server.Conn, op, channel string, id json.RawMessage, err error) {
-	if errors.Is(err, errDisconnected) {
+	var de *disconnectError
+	if errors.As(err, &de) {
+		_ = c.Close(de.Code, de.Reason)
 		return
 	}
 	n.stats.controlErrors.Add(1)
@@ -369,4 +396,73 @@ func (n *Node) hookRefused(c *server.Conn, op, channel string, id json.RawMessag
 		r.Code = be.Code
 	}
 	_ = c.SendPrepared(replyFrame(r))
+}
+
+// AdmitConnect is the server's Config.Admit when Proxy.ConnectURL is set:
+// the backend decides each upgrade request (its headers named in
+// Proxy.Headers, its URI), off the read workers, at most
+// Proxy.MaxInflight at once. Its result's user, info and expire_at
+// become c's claims ("sub", "info", "exp": Subject, presence, expiry) and
+// its channels are subscribed server-side before OnConnect runs.
+func (n *Node) AdmitConnect(c *server.Conn, r *server.Request, done func(error)) {
+	n.HandleConnect(c, r)
+	err := n.hook(n.backend.cfg.ConnectURL, c, backendRequest{URI: r.URI}, func(res *backendResult, err error) {
+		if err != nil {
+			n.forgetHeaders(c)
+			done(connectRefusal(err))
+			return
+		}
+		n.connectResult(c, res)
+		done(nil)
+	})
+	if err != nil {
+		n.forgetHeaders(c)
+		done(connectRefusal(err))
+	}
+}
+
+// connectResult applies an allowing connect answer to c.
+func (n *Node) connectResult(c *server.Conn, res *backendResult) {
+	var info map[string]any
+	if len(res.Info) > 0 && json.Unmarshal(res.Info, &info) != nil {
+		info = nil // not an object: left out, as presence leaves out such a claim
+	}
+	if res.User != "" || info != nil || res.ExpireAt > 0 {
+		claims := maps.Clone(c.Claims())
+		if claims == nil {
+			claims = map[string]any{}
+		}
+		if res.User != "" {
+			claims["sub"] = res.User
+		}
+		if info != nil {
+			claims["info"] = info
+		}
+		if res.ExpireAt > 0 {
+			claims["exp"] = float64(res.ExpireAt) // as JSON decodes it
+		}
+		c.SetClaims(claims)
+	}
+	for _, ch := range res.Channels {
+		if err := n.Subscribe(c, ch, nil); err != nil {
+			replySubscribeError(c, ch, nil, err)
+		}
+	}
+}
+
+// connectRefusal is the upgrade's answer to a connect hook's err: the
+// backend's HTTP status, 403 for its error or disconnect answer, 503 when
+// it is down or busy.
+func connectRefusal(err error) error {
+	var be *BackendError
+	var de *disconnectError
+	switch {
+	case errors.As(err, &be) && be.Status != 0:
+		return server.Reject(be.Status, be.Message)
+	case errors.As(err, &be):
+		return server.Reject(http.StatusForbidden, be.Message)
+	case errors.As(err, &de):
+		return server.Reject(http.StatusForbidden, de.Reason)
+	}
+	return &server.RejectError{Status: http.StatusServiceUnavailable, Reason: reasonOf(err), Header: http.Header{"Retry-After": {retryAfterSeconds}}}
 }

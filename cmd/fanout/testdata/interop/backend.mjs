@@ -1,7 +1,8 @@
 // An application backend for Fanout's HTTP hooks (-proxy-*-url), as an
 // Express app would hold its sessions and rules. It listens on loopback,
 // prints its port on the first line, and implements:
-//   /connect    a "Cookie: session=ok" passes (user "alice"); else 401
+//   /connect    a "Cookie: session=ok" passes as user "alice", subscribed to
+//               "news"; "session=slow" passes only after POST /release; else 401
 //   /subscribe  channels under "secret:" are refused (code 403)
 //   /publish    publishes {"by":user,"text":data}; on "slow:" channels it
 //               answers only after POST /release (a backend that hangs)
@@ -13,14 +14,15 @@ import express from 'express';
 const app = express();
 app.use(express.json());
 const seen = [];
+const held = []; // answers waiting for POST /release
 app.use((req, _res, next) => { if (req.method === 'POST') seen.push({ path: req.path, body: req.body }); next(); });
 
 app.post('/connect', (req, res) => {
-  if ((req.body.headers || {}).Cookie !== 'session=ok') {
-    res.status(401).json({ error: { code: 401, message: 'no session' } });
-    return;
-  }
-  res.json({ result: { user: 'alice', info: { name: 'Alice' } } });
+  const cookie = (req.body.headers || {}).Cookie;
+  const allow = () => res.json({ result: { user: 'alice', info: { name: 'Alice' }, channels: ['news'] } });
+  if (cookie === 'session=ok') allow();
+  else if (cookie === 'session=slow') held.push(allow);
+  else res.status(401).json({ error: { code: 401, message: 'no session' } });
 });
 
 app.post('/subscribe', (req, res) => {
@@ -31,7 +33,6 @@ app.post('/subscribe', (req, res) => {
   res.json({ result: {} });
 });
 
-const held = [];
 app.post('/publish', (req, res) => {
   const answer = () => res.json({ result: { data: { by: req.body.user, text: req.body.data } } });
   if (req.body.channel.startsWith('slow:')) held.push(answer);
