@@ -4,9 +4,11 @@ import (
 	"crypto"
 	"crypto/ecdsa"
 	"crypto/rsa"
+	"errors"
 	"fmt"
 	"net/http"
 	"strings"
+	"time"
 
 	"github.com/golang-jwt/jwt/v5"
 )
@@ -53,6 +55,20 @@ func (a *Auth) authenticate(r *Request) (jwt.MapClaims, error) {
 		}
 		return nil, nil
 	}
+	claims, err := a.Verify(raw)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", errUnauthorized, err)
+	}
+	return claims, nil
+}
+
+// Verify checks a token as the handshake does (signature, "exp", audience,
+// issuer) and returns its claims: for a token refreshed over an open
+// connection (Conn.SetClaims).
+func (a *Auth) Verify(raw string) (jwt.MapClaims, error) {
+	if !a.Checks() {
+		return nil, errors.New("server: tokens are not checked here")
+	}
 	var methods []string
 	if len(a.HMACSecret) > 0 {
 		methods = append(methods, "HS256")
@@ -71,7 +87,7 @@ func (a *Auth) authenticate(r *Request) (jwt.MapClaims, error) {
 		return a.PublicKey, nil
 	}, a.parserOptions(methods)...)
 	if err != nil {
-		return nil, fmt.Errorf("%w: %w", errUnauthorized, err)
+		return nil, err
 	}
 	return claims, nil
 }
@@ -129,10 +145,36 @@ func (c *Conn) Claims() map[string]any {
 	return c.app.claims
 }
 
-// setClaims records c's verified claims and when they expire.
-func (c *Conn) setClaims(claims map[string]any) {
+// SetClaims replaces c's claims, verified by the caller (Auth.Verify, or
+// an application's backend), and its expiry with their "exp" (none
+// without it): a token refreshed without reconnecting.
+func (c *Conn) SetClaims(claims map[string]any) {
 	c.mu.Lock()
 	c.app.claims = claims
 	c.life.setExpiry(expiry(claims))
 	c.mu.Unlock()
+}
+
+// SetExpiry moves the moment c is closed with 1008 "token expired" to t
+// (the zero Time: never), keeping its claims: a session an application's
+// backend extends.
+func (c *Conn) SetExpiry(t time.Time) {
+	var at int64
+	if !t.IsZero() {
+		at = t.UnixNano()
+	}
+	c.mu.Lock()
+	c.life.setExpiry(at)
+	c.mu.Unlock()
+}
+
+// Expiry is when c's token or session expires, or the zero Time for never.
+func (c *Conn) Expiry() time.Time {
+	c.mu.Lock()
+	at := c.life.expires
+	c.mu.Unlock()
+	if at == 0 {
+		return time.Time{}
+	}
+	return time.Unix(0, at)
 }

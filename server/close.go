@@ -37,6 +37,7 @@ type lifecycle struct {
 	// waits for one of them at a time.
 	deadline int64
 	expires  int64 // when the token expires (Server.now units), or 0
+	warned   bool  // OnExpiring ran for expires
 }
 
 // current is c's state; the caller holds Conn.mu.
@@ -59,7 +60,7 @@ func (l *lifecycle) refused(reason CloseReason, deadline int64) {
 func (l *lifecycle) setDeadline(handshake int64) { l.deadline = handshake }
 
 // setExpiry records when c's token expires; the caller holds Conn.mu.
-func (l *lifecycle) setExpiry(t int64) { l.expires = t }
+func (l *lifecycle) setExpiry(t int64) { l.expires, l.warned = t, false }
 
 // Close starts the closing handshake with code and reason: queued messages
 // are sent first, then the close frame; the socket closes when the peer

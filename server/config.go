@@ -26,6 +26,7 @@ const (
 	DefaultPingInterval     = 30 * time.Second
 	DefaultIdleTimeout      = 60 * time.Second
 	DefaultCloseTimeout     = 3 * time.Second
+	DefaultExpiryWarning    = 30 * time.Second
 	DefaultReadBufferBytes  = 32 << 10
 	DefaultMaxRequestBytes  = 8 << 10
 	DefaultHubBacklogBytes  = 64 << 20
@@ -120,6 +121,12 @@ type Config struct {
 	// CloseTimeout bounds the wait for the peer's close frame (or EOF)
 	// after the server sent its own. Zero means DefaultCloseTimeout (3 s).
 	CloseTimeout time.Duration
+
+	// ExpiryWarning is how long before a connection's token expires
+	// OnExpiring runs, once per expiry (a refresh that moves it rearms it),
+	// so that the client can refresh without reconnecting. Zero means
+	// DefaultExpiryWarning (30 s). Negative disables it.
+	ExpiryWarning time.Duration
 
 	// ReadBufferBytes is the size of the pooled buffer one read fills.
 	// Zero means DefaultReadBufferBytes (32 KiB).
@@ -263,6 +270,11 @@ type Config struct {
 	// worker: do not block.
 	OnConnect func(c *Conn, r *Request) error
 
+	// OnExpiring runs ExpiryWarning before c's token expires with the time
+	// left (at once if less is left when the token is set). It runs on the
+	// timer sweep: do not block.
+	OnExpiring func(c *Conn, left time.Duration)
+
 	// OnMessage receives each complete text or binary message. data is only
 	// valid until OnMessage returns. It runs on the worker that owns c.
 	OnMessage func(c *Conn, op frame.OpCode, data []byte)
@@ -296,6 +308,7 @@ func (c Config) withDefaults() Config {
 	setDefault(&c.PingInterval, DefaultPingInterval)
 	setDefault(&c.IdleTimeout, DefaultIdleTimeout)
 	setDefault(&c.CloseTimeout, DefaultCloseTimeout)
+	setDefault(&c.ExpiryWarning, DefaultExpiryWarning)
 	setDefault(&c.ReadBufferBytes, DefaultReadBufferBytes)
 	setDefault(&c.MaxRequestBytes, DefaultMaxRequestBytes)
 	setDefault(&c.HubBacklogBytes, DefaultHubBacklogBytes)

@@ -45,6 +45,10 @@ func (s *Server) sweepInterval() time.Duration {
 func (s *Server) checkTimers(c *Conn, now int64) {
 	c.mu.Lock()
 	st, deadline, expires := c.life.state, c.life.deadline, c.life.expires
+	warn := st == stateOpen && expires > 0 && !c.life.warned && s.cfg.OnExpiring != nil && now >= expires-int64(s.cfg.ExpiryWarning)
+	if warn {
+		c.life.warned = true
+	}
 	c.mu.Unlock()
 	switch st {
 	case stateHandshake:
@@ -63,6 +67,8 @@ func (s *Server) checkTimers(c *Conn, now int64) {
 		switch {
 		case expires > 0 && now >= expires:
 			_ = c.closeWith(frame.ClosePolicyViolation, "token expired", ReasonTokenExpired, true)
+		case warn:
+			s.cfg.OnExpiring(c, time.Duration(expires-now))
 		case s.cfg.IdleTimeout > 0 && idle > int64(s.cfg.IdleTimeout):
 			_ = c.closeWith(1001, "idle timeout", ReasonIdleTimeout, true)
 		case s.cfg.PingInterval > 0 && idle > int64(s.cfg.PingInterval) && now-deadline > int64(s.cfg.PingInterval): // deadline: the last ping

@@ -287,7 +287,7 @@ func (s *Server) onConnect(c *Conn, r *Request) error {
 			s.warnSampled("authentication failed", "remote", r.RemoteAddr.String(), "err", err.Error())
 			return errUnauthorized
 		}
-		c.setClaims(claims)
+		c.SetClaims(claims)
 	}
 	if s.cfg.OnConnect == nil {
 		return nil

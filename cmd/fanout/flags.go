@@ -113,6 +113,7 @@ func bindServerFlags(fs *flag.FlagSet, c *server.Config) {
 	fs.DurationVar(&c.PingInterval, "ping-interval", server.DefaultPingInterval, "ping a connection silent for this long (negative disables)")
 	fs.DurationVar(&c.IdleTimeout, "idle-timeout", server.DefaultIdleTimeout, "close a connection silent for this long (negative disables)")
 	fs.DurationVar(&c.CloseTimeout, "close-timeout", server.DefaultCloseTimeout, "wait this long for the peer's close frame")
+	fs.DurationVar(&c.ExpiryWarning, "token-expiry-warning", server.DefaultExpiryWarning, "this long before a connection's token expires, send it {\"type\":\"expiring\",\"in\":secs} to refresh with {\"op\":\"refresh\",\"token\":...} (or, with -proxy-refresh-url, ask the backend to extend the session); negative disables")
 	fs.IntVar(&c.ReadBufferBytes, "read-buffer-bytes", server.DefaultReadBufferBytes, "size of the pooled buffer one read fills")
 	fs.IntVar(&c.MaxRequestBytes, "max-request-bytes", server.DefaultMaxRequestBytes, "maximum upgrade request size; larger gets 431")
 	fs.IntVar(&c.HubBacklogBytes, "hub-backlog-bytes", server.DefaultHubBacklogBytes, "broadcast bytes one hub shard may hold while its flush catches up; beyond it broadcasts are dropped and counted")
@@ -136,6 +137,7 @@ func bindServerFlags(fs *flag.FlagSet, c *server.Config) {
 // bindChannelFlags binds the channels' settings, defaults from pubsub's
 // constants.
 func bindChannelFlags(fs *flag.FlagSet, p *pubsub.Config) {
+	bindProxyFlags(fs, &p.Proxy)
 	fs.IntVar(&p.HistorySize, "history-size", pubsub.DefaultHistorySize, "messages each channel keeps for clients that resubscribe with since=<offset> (negative disables)")
 	fs.DurationVar(&p.HistoryTTL, "history-ttl", pubsub.DefaultHistoryTTL, "how long a channel message stays in history")
 	fs.Int64Var(&p.HistoryMaxBytes, "history-max-bytes", pubsub.DefaultHistoryMaxBytes, "memory all channels' history may take together (message bytes plus per-message overhead); the oldest messages go first")
@@ -147,6 +149,17 @@ func bindChannelFlags(fs *flag.FlagSet, p *pubsub.Config) {
 	fs.Var(listFlag[string]{&p.PresenceQuietChannels, identity}, "presence-quiet-channels", "comma-separated patterns of presence channels whose subscribers get no join and leave events (large channels)")
 	fs.IntVar(&p.PresenceMaxMembers, "presence-max-members", pubsub.DefaultPresenceMaxMembers, "members a presence channel tracks; later joins are neither tracked nor announced, and the presence answer says truncated")
 	fs.DurationVar(&p.PresenceExpiry, "presence-expiry", pubsub.DefaultPresenceExpiry, "how long nodes keep a silent node's presence members (it died); each node repeats its members every third of it")
+}
+
+// bindProxyFlags binds the backend hooks (README "Backend hooks").
+func bindProxyFlags(fs *flag.FlagSet, p *pubsub.Proxy) {
+	fs.StringVar(&p.SubscribeURL, "proxy-subscribe-url", "", "POST each client subscribe to this backend URL, which allows or denies it; empty: no hook")
+	fs.StringVar(&p.PublishURL, "proxy-publish-url", "", "POST each client publish to this backend URL, which allows, denies or rewrites it; empty: no hook")
+	fs.StringVar(&p.RPCURL, "proxy-rpc-url", "", "POST each {\"op\":\"rpc\"} to this backend URL, whose result's data is the answer; empty: rpc refused")
+	fs.StringVar(&p.RefreshURL, "proxy-refresh-url", "", "POST to this backend URL when a connection's session nears its expiry; its result's expire_at extends it; empty: the client refreshes its token")
+	fs.Var(listFlag[string]{&p.Headers, identity}, "proxy-headers", "comma-separated upgrade request headers sent with every hook, e.g. Cookie,Authorization")
+	fs.DurationVar(&p.Timeout, "proxy-timeout", pubsub.DefaultProxyTimeout, "each hook request's deadline; past it the request is refused as backend unavailable")
+	fs.IntVar(&p.MaxInflight, "proxy-max-inflight", pubsub.DefaultProxyMaxInflight, "hook requests in flight on this node at most; beyond them a request is refused at once (backend busy)")
 }
 
 // setFromEnv sets every flag named in the environment as FANOUT_<NAME>

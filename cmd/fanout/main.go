@@ -510,7 +510,8 @@ func newChatServer(cfg server.Config, channels pubsub.Config, apiKey string) (*c
 		return nil, err
 	}
 	cfg.Subprotocols = append(cfg.Subprotocols, "fanout") // offered beside "bearer.<jwt>" by browsers
-	cfg.OnConnect = func(c *server.Conn, req *server.Request) error {
+	cfg.OnExpiring = node.Expiring
+	route := func(c *server.Conn, req *server.Request) error {
 		switch req.Path() {
 		case "/ws":
 			// Clients of the channel protocol (the "fanout" subprotocol, or
@@ -531,6 +532,14 @@ func newChatServer(cfg server.Config, channels pubsub.Config, apiKey string) (*c
 		default:
 			return server.Reject(404, "no such route; use /ws or /echo")
 		}
+	}
+	cfg.OnConnect = func(c *server.Conn, req *server.Request) error {
+		node.HandleConnect(c, req) // before route: the hooks of channels in the URL send its headers
+		err := route(c, req)
+		if err != nil {
+			node.HandleClose(c) // a refused connection gets no OnClose
+		}
+		return err
 	}
 	cfg.OnMessage = func(c *server.Conn, op frame.OpCode, data []byte) {
 		switch c.Data() {

@@ -145,10 +145,13 @@ func brokerError(err error) error {
 // after it follow, preceded by a {"type":"gap",...} notice when the history
 // no longer holds all of them (or holds another epoch).
 func (n *Node) Subscribe(c *server.Conn, channel string, since *Position) error {
-	return n.subscribe(c, channel, since, nil)
+	return n.subscribe(c, channel, since, nil, false)
 }
 
-func (n *Node) subscribe(c *server.Conn, name string, since *Position, id json.RawMessage) error {
+// subscribe checks a subscribe and, for one a client asked for (fromClient)
+// while Proxy.SubscribeURL is set, asks the backend before admitting it:
+// then the outcome, error or ack, reaches c later.
+func (n *Node) subscribe(c *server.Conn, name string, since *Position, id json.RawMessage, fromClient bool) error {
 	if err := CheckChannelName(name); err != nil {
 		return err
 	}
@@ -160,6 +163,21 @@ func (n *Node) subscribe(c *server.Conn, name string, since *Position, id json.R
 			return err
 		}
 	}
+	if fromClient && n.backend != nil && n.backend.cfg.SubscribeURL != "" {
+		return n.hook(n.backend.cfg.SubscribeURL, c, backendRequest{Channel: name}, func(_ *backendResult, err error) {
+			if err == nil {
+				err = n.admit(c, name, since, id)
+			}
+			if err != nil {
+				n.hookRefused(c, "subscribe", name, id, err)
+			}
+		})
+	}
+	return n.admit(c, name, since, id)
+}
+
+// admit subscribes c to name once every check but the count passed.
+func (n *Node) admit(c *server.Conn, name string, since *Position, id json.RawMessage) error {
 	if n.subscriptions(c) >= n.cfg.MaxChannelsPerConn {
 		return fmt.Errorf("%w (%d)", ErrSubscriptionLimit, n.cfg.MaxChannelsPerConn)
 	}

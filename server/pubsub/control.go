@@ -19,13 +19,17 @@ import (
 //	{"op":"publish","channel":"a","data":{"any":"JSON"},"id":3}
 //	{"op":"presence","channel":"room:1","id":4}
 //	{"op":"presence_stats","channel":"room:1","id":5}
+//	{"op":"rpc","method":"m","data":{"any":"JSON"},"id":6}
+//	{"op":"refresh","token":"<jwt>","id":7}
 //
 // since, epoch and id are optional; id (an integer) is echoed in the reply.
 // Replies are {"type":"subscribed"|"unsubscribed"|"published"|"presence"|
-// "presence_stats"|"error",...};
-// an error carries a reason and never closes the connection.
+// "presence_stats"|"rpc"|"refreshed"|"error",...}; an error carries a
+// reason and never closes the connection. With backend hooks (proxy.go) a
+// subscribe, publish or rpc is answered once the backend has, so replies
+// may come in another order than their requests: match them by id.
 
-var errNotControl = errors.New(`expected a JSON control message: {"op":"subscribe|unsubscribe|publish|presence|presence_stats","channel":...}`)
+var errNotControl = errors.New(`expected a JSON control message: {"op":"subscribe|unsubscribe|publish|presence|presence_stats|rpc|refresh","channel":...}`)
 
 // control is one parsed control message.
 type control struct {
@@ -34,6 +38,8 @@ type control struct {
 	Data    json.RawMessage `json:"data"`
 	Since   *uint64         `json:"since"`
 	Epoch   string          `json:"epoch"`
+	Method  string          `json:"method"`
+	Token   string          `json:"token"`
 	ID      json.RawMessage `json:"id"`
 }
 
@@ -63,16 +69,20 @@ func (n *Node) HandleControl(c *server.Conn, op frame.OpCode, data []byte) {
 		if m.Since != nil {
 			since = &Position{Offset: *m.Since, Epoch: m.Epoch}
 		}
-		err = n.subscribe(c, m.Channel, since, m.ID) // sends its own ack
+		err = n.subscribe(c, m.Channel, since, m.ID, true) // sends its own ack
 	case "unsubscribe":
 		if err = CheckChannelName(m.Channel); err == nil {
 			n.Unsubscribe(c, m.Channel)
 			ack.Type = "unsubscribed"
 		}
 	case "publish":
+		if n.backend != nil && n.backend.cfg.PublishURL != "" {
+			err = n.publishHook(c, m) // sends its own ack
+			break
+		}
 		var p Publication
 		if p, err = n.publishFrom(c, m.Channel, m.Data); err == nil {
-			ack.Type, ack.Offset, ack.Delivered = "published", &p.Offset, &p.Delivered
+			ack = publishedAck(m, p)
 		}
 	case "presence":
 		var members []Member
@@ -88,6 +98,10 @@ func (n *Node) HandleControl(c *server.Conn, op frame.OpCode, data []byte) {
 				ack.Type, ack.Clients, ack.Users = "presence_stats", &st.Clients, &st.Users
 			}
 		}
+	case "rpc":
+		err = n.rpc(c, m.Method, m.Data, m.ID) // sends its own answer
+	case "refresh":
+		err = n.refresh(c, m.Token, m.ID) // sends its own ack
 	}
 	switch {
 	case err != nil:
@@ -128,13 +142,30 @@ func parseControl(op frame.OpCode, data []byte, m *control) error {
 		if len(m.Data) == 0 {
 			return errors.New(`bad control message: publish needs "data"`)
 		}
+	case "rpc":
+		if m.Method == "" {
+			return errors.New(`bad control message: rpc needs "method"`)
+		}
+	case "refresh":
+		if m.Token == "" {
+			return errors.New(`bad control message: refresh needs "token"`)
+		}
 	default:
-		return fmt.Errorf("bad control message: unknown op %q; want subscribe, unsubscribe, publish, presence or presence_stats", m.Op)
+		return fmt.Errorf("bad control message: unknown op %q; want subscribe, unsubscribe, publish, presence, presence_stats, rpc or refresh", m.Op)
 	}
-	if m.Op != "publish" && len(m.Data) > 0 {
-		return fmt.Errorf(`bad control message: "data" belongs to publish, not %s`, m.Op)
+	switch {
+	case m.Op != "publish" && m.Op != "rpc" && len(m.Data) > 0:
+		return fmt.Errorf(`bad control message: "data" belongs to publish and rpc, not %s`, m.Op)
+	case m.Op != "rpc" && m.Method != "":
+		return fmt.Errorf(`bad control message: "method" belongs to rpc, not %s`, m.Op)
+	case m.Op != "refresh" && m.Token != "":
+		return fmt.Errorf(`bad control message: "token" belongs to refresh, not %s`, m.Op)
 	}
 	return nil
+}
+
+func publishedAck(m control, p Publication) reply {
+	return reply{Type: "published", Channel: m.Channel, ID: m.ID, Offset: &p.Offset, Delivered: &p.Delivered}
 }
 
 // presenceAllowed lets c see channel's members if it may subscribe to it.
@@ -154,17 +185,51 @@ func (n *Node) presenceAllowed(c *server.Conn, channel string) error {
 // publishFrom publishes a client's message once its token and OnPublish
 // allow it.
 func (n *Node) publishFrom(c *server.Conn, channel string, data []byte) (Publication, error) {
-	if err := CheckChannelName(channel); err != nil {
+	if err := n.checkPublishFrom(c, channel, data); err != nil {
 		return Publication{}, err
 	}
+	return n.publishChecked(c, channel, data)
+}
+
+// publishHook publishes a client's message once its token, OnPublish and
+// then the backend (Proxy.PublishURL) allow it; a result with "data"
+// publishes that data instead. The ack or error reaches c later.
+func (n *Node) publishHook(c *server.Conn, m control) error {
+	if err := n.checkPublishFrom(c, m.Channel, m.Data); err != nil {
+		return err
+	}
+	m.Data = bytes.Clone(m.Data) // data is only valid during OnMessage
+	return n.hook(n.backend.cfg.PublishURL, c, backendRequest{Channel: m.Channel, Data: m.Data}, func(res *backendResult, err error) {
+		var p Publication
+		if err == nil {
+			if len(res.Data) > 0 {
+				m.Data = res.Data
+			}
+			p, err = n.publishChecked(c, m.Channel, m.Data)
+		}
+		if err != nil {
+			n.hookRefused(c, "publish", m.Channel, m.ID, err)
+			return
+		}
+		_ = c.SendPrepared(replyFrame(publishedAck(m, p)))
+	})
+}
+
+func (n *Node) checkPublishFrom(c *server.Conn, channel string, data []byte) error {
+	if err := CheckChannelName(channel); err != nil {
+		return err
+	}
 	if !n.Allowed(c, ActionPublish, channel) {
-		return Publication{}, ErrForbidden
+		return ErrForbidden
 	}
 	if n.cfg.OnPublish != nil {
-		if err := n.cfg.OnPublish(c, channel, data); err != nil {
-			return Publication{}, err
-		}
+		return n.cfg.OnPublish(c, channel, data)
 	}
+	return nil
+}
+
+// publishChecked publishes what checkPublishFrom allowed.
+func (n *Node) publishChecked(c *server.Conn, channel string, data []byte) (Publication, error) {
 	giveBack := func() {}
 	if n.localSubscribers(channel) == 0 { // may start a channel
 		var err error

@@ -39,4 +39,23 @@ var (
 	// reconnect-style hint, retry-ms=1000: subscribe again after a random
 	// delay up to it (fanout.js does).
 	ErrReplaysBusy = errors.New("pubsub: this node is replaying history for many subscribers; retry-ms=1000")
+
+	// ErrBackendUnavailable is wrapped when a backend hook (Proxy) failed:
+	// the backend is down, did not answer within Proxy.Timeout, or answered
+	// something else than a result, an error or a disconnect. The hook's
+	// request is refused.
+	ErrBackendUnavailable = errors.New("pubsub: backend unavailable")
+
+	// ErrBackendBusy is returned when Proxy.MaxInflight hook requests are
+	// in flight on this node: the request is refused at once, never queued
+	// on a worker. Retry after a random delay up to retry-ms.
+	ErrBackendBusy = errors.New("pubsub: backend busy; retry-ms=1000")
+
+	// ErrBadToken is wrapped when a refresh's token fails the checks of
+	// the first one or names another subject.
+	ErrBadToken = errors.New("pubsub: refresh refused")
+
+	// ErrNoRPC is returned for an rpc control message when no backend
+	// answers them (Proxy.RPCURL).
+	ErrNoRPC = errors.New("pubsub: rpc is not enabled on this server")
 )

@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"path"
 	"slices"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -122,6 +123,11 @@ type Config struct {
 	// the JSON value to publish, only valid during the call.
 	OnPublish func(c *server.Conn, channel string, data []byte) error
 
+	// Proxy sends subscribes, publishes, rpc calls and session refreshes
+	// to an application's backend over HTTP (proxy.go). Its zero value
+	// sends none.
+	Proxy Proxy
+
 	// Logger receives the node's logs. Nil means the server's.
 	Logger *slog.Logger
 
@@ -184,6 +190,7 @@ func (c Config) Validate() error {
 			errs = append(errs, fmt.Errorf("pubsub: channel pattern %q: %w", p, err))
 		}
 	}
+	errs = append(errs, c.Proxy.validate()...)
 	return errors.Join(errs...)
 }
 
@@ -225,6 +232,7 @@ type Node struct {
 	chans    registry
 	bus      *bus      // notes to every node (bus.go)
 	presence *presence // members of presence channels (presence.go)
+	backend  *backend  // the backend hooks (proxy.go), or nil
 	pending  pendingSubs
 	creators connRate      // new channels per connection
 	replays  connRate      // history replays per connection
@@ -273,6 +281,9 @@ func New(cfg Config) (*Node, error) {
 		n.broker = NewMemoryBroker(cfg.brokerOptions())
 	}
 	n.handlePresence()
+	if cfg.Proxy.on() {
+		n.backend = newBackend(cfg.Proxy)
+	}
 	return n, nil
 }
 
@@ -337,6 +348,9 @@ func (n *Node) Close() {
 		}
 		n.goodbye()
 		n.stop()
+		if n.backend != nil {
+			n.backend.close()
+		}
 		<-n.brokerStopped
 		<-n.swept
 		n.wg.Wait()
@@ -345,6 +359,12 @@ func (n *Node) Close() {
 
 // Ready reports whether the broker is connected and delivering.
 func (n *Node) Ready() bool { return n.broker.Ready() }
+
+// clientID names c across the cluster: this node's run, then c's id. The
+// backend hooks and presence members carry it.
+func (n *Node) clientID(c *server.Conn) string {
+	return string(n.bus.id) + "-" + strconv.FormatUint(c.ID(), 10)
+}
 
 // everySecond runs f once a second until ctx is done.
 func everySecond(ctx context.Context, f func()) {

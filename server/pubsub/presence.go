@@ -4,7 +4,6 @@ import (
 	"cmp"
 	"encoding/json"
 	"slices"
-	"strconv"
 	"sync"
 	"time"
 
@@ -164,7 +163,7 @@ func (p *presence) heartbeat() time.Duration { return p.expiry / 3 }
 
 // memberOf is c as a member: its id on this node and its token's claims.
 func (n *Node) memberOf(c *server.Conn) Member {
-	m := Member{Client: string(n.bus.id) + "-" + strconv.FormatUint(c.ID(), 10), User: c.Subject()}
+	m := Member{Client: n.clientID(c), User: c.Subject()}
 	if info, ok := c.Claims()["info"].(map[string]any); ok {
 		if b, err := json.Marshal(info); err == nil && len(b) <= maxInfoBytes {
 			m.Info = b
@@ -272,10 +271,12 @@ func (n *Node) leaveLocked(c *server.Conn, channel string) bool {
 	return in || out
 }
 
-// HandleClose removes c from the presence channels it was a member of.
+// HandleClose removes c from the presence channels it was a member of,
+// and forgets the headers HandleConnect kept for its backend hooks.
 // Call it from server.Config.OnClose (cmd/fanout does); without it, a
 // closed connection stays a member until its node restarts.
 func (n *Node) HandleClose(c *server.Conn) {
+	n.forgetHeaders(c)
 	p := n.presence
 	if len(p.channels) == 0 {
 		return

@@ -13,7 +13,8 @@ import (
 // query (maybe none); since= and epoch= resume one channel from an
 // offset. Call it from Config.OnConnect: its error is a *server.RejectError
 // with the status the refusal deserves (400, 403, 503, or the one
-// OnSubscribe rejected with).
+// OnSubscribe rejected with). With Proxy.SubscribeURL the backend's
+// refusal comes after the upgrade, as an error reply.
 func (n *Node) SubscribeQuery(c *server.Conn, q url.Values) error {
 	var since *Position
 	if v := q.Get("since"); v != "" {
@@ -27,7 +28,7 @@ func (n *Node) SubscribeQuery(c *server.Conn, q url.Values) error {
 		since = &Position{Offset: off, Epoch: q.Get("epoch")}
 	}
 	for _, name := range q["channel"] {
-		if err := n.Subscribe(c, name, since); err != nil {
+		if err := n.subscribe(c, name, since, nil, true); err != nil {
 			status := subscribeStatus(err)
 			re := &server.RejectError{Status: status, Reason: reasonOf(err)}
 			if status == http.StatusServiceUnavailable {

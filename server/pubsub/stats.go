@@ -13,6 +13,8 @@ type counters struct {
 	apiKeyFailures atomic.Uint64
 	unwanted       atomic.Uint64
 	replaysBusy    atomic.Uint64
+	backendErrors  atomic.Uint64
+	backendBusy    atomic.Uint64
 }
 
 // Stats is a snapshot of the node's counters since New.
@@ -22,6 +24,8 @@ type Stats struct {
 	ControlErrors  uint64 // control messages answered with an error
 	APIKeyFailures uint64 // HTTP API requests answered 401
 	ReplaysBusy    uint64 // subscribes with since refused for Config.MaxReplayRate (ErrReplaysBusy)
+	BackendErrors  uint64 // backend hooks that failed: down, timed out, a bad answer (ErrBackendUnavailable)
+	BackendBusy    uint64 // backend hooks refused for Proxy.MaxInflight (ErrBackendBusy)
 	// PresenceMembers counts the members of presence channels this node
 	// tracks: its own clients and those the other nodes told it of.
 	PresenceMembers int
@@ -49,6 +53,8 @@ func (n *Node) Stats() Stats {
 		APIKeyFailures:   n.stats.apiKeyFailures.Load(),
 		UnwantedMessages: n.stats.unwanted.Load(),
 		ReplaysBusy:      n.stats.replaysBusy.Load(),
+		BackendErrors:    n.stats.backendErrors.Load(),
+		BackendBusy:      n.stats.backendBusy.Load(),
 		BusNotesDropped:  n.bus.dropped.Load(),
 		PresenceMembers:  n.presence.tracked(),
 	}
@@ -76,6 +82,10 @@ var metricTable = [...]struct {
 		prometheus.CounterValue, func(s *Stats) float64 { return float64(s.APIKeyFailures) }},
 	{"fanout_replays_busy_total", "Subscribes with since refused because the node replayed history at its MaxReplayRate.",
 		prometheus.CounterValue, func(s *Stats) float64 { return float64(s.ReplaysBusy) }},
+	{"fanout_backend_errors_total", "Backend hook requests that failed: backend down, no answer within -proxy-timeout, or a bad answer.",
+		prometheus.CounterValue, func(s *Stats) float64 { return float64(s.BackendErrors) }},
+	{"fanout_backend_busy_total", "Backend hooks refused at once because -proxy-max-inflight requests were in flight.",
+		prometheus.CounterValue, func(s *Stats) float64 { return float64(s.BackendBusy) }},
 	{"fanout_bus_notes_dropped_total", "Notes to the other nodes (presence, user operations) not sent: queue full or broker down; heartbeats repair them.",
 		prometheus.CounterValue, func(s *Stats) float64 { return float64(s.BusNotesDropped) }},
 	{"fanout_presence_members", "Members of presence channels this node tracks, its own clients and other nodes'.",

@@ -22,13 +22,17 @@ type reply struct {
 	Since     *uint64         `json:"since,omitempty"`
 	First     *uint64         `json:"first,omitempty"`
 	Delivered *int            `json:"delivered,omitempty"`
+	Code      int             `json:"code,omitempty"` // a backend's error code
 	Reason    string          `json:"reason,omitempty"`
+	In        *int64          `json:"in,omitempty"`        // expiring: seconds left
+	Expires   *int64          `json:"expires,omitempty"`   // refreshed: Unix seconds, 0 for never
 	Member    *Member         `json:"member,omitempty"`    // join and leave events
 	Members   *[]Member       `json:"members,omitempty"`   // presence
 	Truncated bool            `json:"truncated,omitempty"` // presence: more members than it holds
 	Clients   *int            `json:"clients,omitempty"`   // presence_stats
 	Users     *int            `json:"users,omitempty"`     // presence_stats
 	ID        json.RawMessage `json:"id,omitempty"`
+	Data      json.RawMessage `json:"data,omitempty"` // rpc: the backend's answer
 }
 
 // replyFrame serializes r as a text frame.

@@ -16,7 +16,11 @@
 //            backoff (see connect()); connectTimeout (ms, default 10000): give up on an
 //            opening socket; requestTimeout (ms, default 10000): reject a
 //            subscribe or publish with no reply; protocols (default ['fanout']);
-//            WebSocket (constructor, default globalThis.WebSocket).
+//            WebSocket (constructor, default globalThis.WebSocket);
+//            refreshToken (async () => a fresh JWT): called when the server says
+//            the token is expiring; the new token is sent ({"op":"refresh"}) over
+//            the open connection and replaces a "bearer.<jwt>" protocol entry
+//            and a token= URL parameter for later reconnects.
 //
 // Methods
 //   connect()      open the socket and keep it open: after any unwanted close it
@@ -51,6 +55,8 @@
 //                  {channel, offset}; rejects when not connected, on an "error"
 //                  reply, on a timeout, or when the socket closes before the reply
 //                  (the message may or may not have been published then).
+//   rpc(method, data)  ask the application's backend (-proxy-rpc-url); resolves
+//                  with its answer's data, rejects on an "error" reply or a timeout.
 //   position(channel)  {offset, epoch} last seen, or undefined.
 //   on(type, fn)   add a listener; returns a function that removes it.
 //   status         the last status object.
@@ -75,6 +81,8 @@
 //            start again at first (in epoch). local is true when the client saw
 //            offsets skip without a notice from the server.
 //   subscribed  {channel, epoch, offset} on every (re)subscribe.
+//   expiring {in} seconds until the token expires (refreshToken, if given, runs).
+//   refreshed {expires} the token or session now expires then (Unix seconds).
 //   error    {op, channel, id, reason} from the server, or {reason} for a frame
 //            this client could not use.
 //
@@ -92,6 +100,7 @@ export class Fanout {
     this.requestTimeout = options.requestTimeout ?? 10000;
     this.protocols = options.protocols ?? ['fanout'];
     this.WebSocket = options.WebSocket ?? globalThis.WebSocket;
+    this.refreshToken = options.refreshToken;
     this.status = { state: 'closed', attempt: 0 };
     this._listeners = new Map();
     this._channels = new Map(); // name -> {offset, epoch, recoverUpTo, live, ready, waiters}
@@ -152,6 +161,11 @@ export class Fanout {
   publish(channel, data) {
     if (!this._isOpen()) return Promise.reject(new Error('fanout: not connected'));
     return this._request({ op: 'publish', channel, data });
+  }
+
+  rpc(method, data) {
+    if (!this._isOpen()) return Promise.reject(new Error('fanout: not connected'));
+    return this._request({ op: 'rpc', method, data });
   }
 
   position(channel) {
@@ -311,8 +325,15 @@ export class Fanout {
       case 'error':
         if (!p) this._emit('error', m);
         break;
+      case 'expiring':
+        this._emit('expiring', { in: m.in });
+        if (this.refreshToken) this._refresh();
+        break;
+      case 'refreshed':
+        this._emit('refreshed', { expires: m.expires });
+        break;
     }
-    if (p && (m.type === 'error' || m.type === 'subscribed' || m.type === 'published' || m.type === 'unsubscribed')) {
+    if (p && ['error', 'subscribed', 'published', 'unsubscribed', 'rpc', 'refreshed'].includes(m.type)) {
       this._pending.delete(m.id);
       clearTimeout(p.timer);
       if (m.type === 'error') {
@@ -322,8 +343,29 @@ export class Fanout {
         p.reject(err);
       } else {
         p.resolve(m.type === 'published' ? { channel: m.channel, offset: m.offset }
-          : { channel: m.channel, epoch: m.epoch, offset: m.offset });
+          : m.type === 'rpc' ? m.data
+            : m.type === 'refreshed' ? { expires: m.expires }
+              : { channel: m.channel, epoch: m.epoch, offset: m.offset });
       }
+    }
+  }
+
+  // _refresh asks the application for a fresh token and sends it; the
+  // next reconnect offers it too. A failure is reported as an error event:
+  // the server closes the connection at exp and the reconnect uses
+  // whatever token the options hold.
+  async _refresh() {
+    try {
+      const token = await this.refreshToken();
+      this.protocols = this.protocols.map((p) => (p.startsWith('bearer.') ? 'bearer.' + token : p));
+      const u = new URL(this.url);
+      if (u.searchParams.has('token')) {
+        u.searchParams.set('token', token);
+        this.url = u.toString();
+      }
+      if (this._isOpen()) await this._request({ op: 'refresh', token });
+    } catch (err) {
+      if (!err.serverError) this._emit('error', { op: 'refresh', reason: String(err.message ?? err) }); // a server's error was emitted
     }
   }
 

@@ -1,0 +1,59 @@
+// An application backend for Fanout's HTTP hooks (-proxy-*-url), as an
+// Express app would hold its sessions and rules. It listens on loopback,
+// prints its port on the first line, and implements:
+//   /connect    a "Cookie: session=ok" passes (user "alice"); else 401
+//   /subscribe  channels under "secret:" are refused (code 403)
+//   /publish    publishes {"by":user,"text":data}; on "slow:" channels it
+//               answers only after POST /release (a backend that hangs)
+//   /rpc        method "add" sums data.a and data.b; others are refused
+//   /refresh    extends the session by 60 s
+// Each request's body is kept; GET /seen lists them.
+import express from 'express';
+
+const app = express();
+app.use(express.json());
+const seen = [];
+app.use((req, _res, next) => { if (req.method === 'POST') seen.push({ path: req.path, body: req.body }); next(); });
+
+app.post('/connect', (req, res) => {
+  if ((req.body.headers || {}).Cookie !== 'session=ok') {
+    res.status(401).json({ error: { code: 401, message: 'no session' } });
+    return;
+  }
+  res.json({ result: { user: 'alice', info: { name: 'Alice' } } });
+});
+
+app.post('/subscribe', (req, res) => {
+  if (req.body.channel.startsWith('secret:')) {
+    res.json({ error: { code: 403, message: 'not a member of ' + req.body.channel } });
+    return;
+  }
+  res.json({ result: {} });
+});
+
+const held = [];
+app.post('/publish', (req, res) => {
+  const answer = () => res.json({ result: { data: { by: req.body.user, text: req.body.data } } });
+  if (req.body.channel.startsWith('slow:')) held.push(answer);
+  else answer();
+});
+app.get('/held', (_req, res) => res.json(held.length));
+app.post('/release', (_req, res) => { held.splice(0).forEach((f) => f()); res.json({}); });
+
+app.post('/rpc', (req, res) => {
+  if (req.body.method !== 'add') {
+    res.json({ error: { code: 404, message: 'no method ' + req.body.method } });
+    return;
+  }
+  res.json({ result: { data: { sum: req.body.data.a + req.body.data.b } } });
+});
+
+app.post('/refresh', (_req, res) => {
+  res.json({ result: { expire_at: Math.floor(Date.now() / 1000) + 60 } });
+});
+
+app.get('/seen', (_req, res) => res.json(seen));
+
+const server = app.listen(0, '127.0.0.1', () => console.log(server.address().port));
+process.stdin.on('end', () => process.exit(0)); // the Go test ended
+process.stdin.resume();
