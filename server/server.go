@@ -138,7 +138,7 @@ func (s *Server) startEngine() error {
 	if s.ceiling < s.cfg.MaxConns {
 		s.log.Info("connection ceiling set by the open-files limit", "max_conns", s.cfg.MaxConns, "open_files_limit", s.fdLimit, "ceiling", s.ceiling)
 	}
-	p, err := poller.New(s.cfg.Pollers, s.fdLimit, poller.EdgeTriggered, func(err error) { s.log.Error("epoll wait", "err", err) })
+	p, err := poller.New(s.cfg.Pollers, s.fdLimit, func(err error) { s.log.Error("epoll wait", "err", err) })
 	if err != nil {
 		return err
 	}
