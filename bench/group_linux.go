@@ -107,8 +107,9 @@ func (g *group) connect(ctx context.Context) {
 	if g.cfg.Scenario == ScenarioSlow {
 		silent = int(float64(g.n) * g.cfg.SlowFrac)
 	}
-	interval := time.Second / time.Duration(g.cfg.dialShare(g.n))
-	sem := make(chan struct{}, 256)
+	rate, inFlight := g.cfg.dialShare(g.n)
+	interval := time.Second / time.Duration(rate)
+	sem := make(chan struct{}, inFlight)
 	var wg sync.WaitGroup
 	next := time.Now()
 	for i := 0; i < g.n && ctx.Err() == nil; i++ {
