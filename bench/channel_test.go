@@ -275,3 +275,22 @@ func TestResult_FillChannels(t *testing.T) {
 		t.Fatalf("%+v", r)
 	}
 }
+
+// The ramp's rate and handshakes in flight are split over the members by
+// their share of the connections: together they dial at DialRate with
+// about maxDialing in flight, however many worker processes there are.
+func TestConfig_DialShare(t *testing.T) {
+	t.Parallel()
+	c := Config{Conns: 1_000_000, DialRate: 5000}
+	rates, inFlight := 0, 0
+	for _, n := range split(c.Conns, 19_500) {
+		r, f := c.dialShare(n)
+		rates, inFlight = rates+r, inFlight+f
+	}
+	if rates < 5000 || rates > 5000+52 || inFlight < maxDialing || inFlight > maxDialing+52 {
+		t.Fatalf("52 workers dial at %d/s with %d in flight, want 5000/s and about %d", rates, inFlight, maxDialing)
+	}
+	if r, f := c.dialShare(c.Conns); r != 5000 || f != maxDialing {
+		t.Fatalf("one process: %d/s, %d in flight", r, f)
+	}
+}

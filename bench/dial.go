@@ -59,7 +59,9 @@ func (d dialer) dial(ctx context.Context, target string, index int) (net.Conn, [
 
 // netDialer dials TCP from connection index's source address.
 func (d dialer) netDialer(index int) net.Dialer {
-	nd := net.Dialer{Timeout: 10 * time.Second}
+	// No TCP keepalive: the server pings (Go probes every 15 s by default,
+	// a million idle sockets busy with probes and their ACKs).
+	nd := net.Dialer{Timeout: 10 * time.Second, KeepAlive: -1}
 	switch {
 	case len(d.addrs) > 0:
 		nd.LocalAddr = &net.TCPAddr{IP: d.addrs[index%len(d.addrs)]}

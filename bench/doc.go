@@ -3,8 +3,8 @@
 // (idle, broadcast, echo, churn, slow) and reports latency percentiles from
 // HDR histograms and the server's memory and CPU from /proc.
 //
-// Subscribers have no goroutine: a poller (one-shot) reports readable
-// sockets to a few readers. Over wss each subscriber's crypto/tls client
+// Subscribers have no goroutine: a poller (edge-triggered) reads each
+// readable socket on its own goroutines. Over wss each subscriber's crypto/tls client
 // runs over its raw non-blocking fd (sock_linux.go), so it costs what
 // crypto/tls keeps and nothing more.
 //

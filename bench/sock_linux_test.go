@@ -12,6 +12,7 @@ import (
 
 	"github.com/fanout-ws/fanout/frame"
 	"github.com/fanout-ws/fanout/internal/testutil"
+	"golang.org/x/sys/unix"
 )
 
 // heldConn passes writes through until hold is set, then keeps them for
@@ -129,4 +130,34 @@ func serveRecords(ln net.Listener, cfg *tls.Config, early, late int, more, relea
 	}
 	go func() { <-release; raw.Close() }()
 	return nil
+}
+
+// The generator's sockets have no TCP keepalive: the server pings them, and
+// a million sockets probed every 15 s would load the machine being measured.
+func TestDialer_NoKeepalive(t *testing.T) {
+	t.Parallel()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	nd := newDialer(Config{SourceIPs: 2}).netDialer(1)
+	c, err := nd.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	rc, err := c.(*net.TCPConn).SyscallConn()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var v int
+	var gerr error
+	_ = rc.Control(func(fd uintptr) { v, gerr = unix.GetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_KEEPALIVE) })
+	if gerr != nil || v != 0 {
+		t.Fatalf("SO_KEEPALIVE %d (%v)", v, gerr)
+	}
+	if got := c.LocalAddr().(*net.TCPAddr).IP.String(); got != "127.0.0.3" {
+		t.Fatalf("source address %s, want 127.0.0.3 (index 1 of 127.0.0.2..3)", got)
+	}
 }

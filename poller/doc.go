@@ -5,13 +5,12 @@
 // takes a socket from Go's own poller with one dup (F_DUPFD_CLOEXEC) and
 // closes the original, and Register takes that raw fd (no os.File, whose
 // finalizer could close a number a newer socket owns), so a connection
-// costs exactly one descriptor. Reads are reported in the Poller's ReadMode:
-// EdgeTriggered (the server: an event per arrival, no epoll_ctl per read,
-// the handler keeps one reader per socket itself) or OneShot (the load
-// generator: silent after an event until the owner calls ArmRead). Write
-// interest is always one-shot.
+// costs exactly one descriptor. Reads are edge-triggered: an event per
+// arrival, no epoll_ctl per read; the handler keeps one reader per socket
+// and reads until it is drained (or calls ArmRead for what it leaves).
+// Write interest is one-shot.
 //
-//	fd ──Register──▶ read epoll  (EPOLLIN|EPOLLRDHUP, |EPOLLET or |EPOLLONESHOT) ──▶ Handler.Readable
+//	fd ──Register──▶ read epoll  (EPOLLIN|EPOLLRDHUP|EPOLLET) ──▶ Handler.Readable
 //	   ──ArmWrite──▶ write epoll (EPOLLOUT|EPOLLONESHOT, added lazily) ─▶ Handler.Writable
 //
 // Reads and writes live in separate epoll sets because an EPOLL_CTL_MOD

@@ -13,20 +13,6 @@ const (
 	eventClosed Event = 0x20 // easygo's private "epoll instance closed" marker
 )
 
-// ReadMode is how a Poller reports that a socket is readable.
-type ReadMode int
-
-const (
-	// EdgeTriggered reports each arrival of data, also while a reader is
-	// busy with the socket: no epoll_ctl per read, but the Handler must
-	// serialise its reads and read until the socket is drained (or call
-	// ArmRead for what it leaves).
-	EdgeTriggered ReadMode = iota
-	// OneShot reports once, then nothing until ArmRead: one reader at a
-	// time for free, one epoll_ctl per read.
-	OneShot
-)
-
 // Handler receives readiness for one registration. Both methods run on an
 // epoll goroutine and must only hand the work off.
 type Handler interface {

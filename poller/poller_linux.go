@@ -13,7 +13,7 @@ import (
 )
 
 const (
-	readEvents  = netpoll.EPOLLIN | netpoll.EPOLLRDHUP
+	readEvents  = netpoll.EPOLLIN | netpoll.EPOLLRDHUP | netpoll.EPOLLET
 	writeEvents = netpoll.EPOLLOUT | netpoll.EPOLLONESHOT
 )
 
@@ -27,7 +27,6 @@ type slot struct {
 // Poller spreads fds over several read and write epoll instances. It is safe
 // for concurrent use.
 type Poller struct {
-	readEv netpoll.EpollEvent // readEvents and the ReadMode's flag
 	read   []*netpoll.Epoll
 	write  []*netpoll.Epoll
 	slots  []slot
@@ -35,9 +34,8 @@ type Poller struct {
 }
 
 // New starts n read and n write epoll instances (each with its own wait
-// goroutine, owned by easygo) reporting reads in mode, and sizes the fd
-// table to maxFD. onError receives epoll_wait failures; nil ignores them.
-func New(n, maxFD int, mode ReadMode, onError func(error)) (*Poller, error) {
+// goroutine, owned by easygo) and sizes the fd table to maxFD. onError receives epoll_wait failures; nil ignores them.
+func New(n, maxFD int, onError func(error)) (*Poller, error) {
 	if n < 1 {
 		n = 1
 	}
@@ -45,10 +43,7 @@ func New(n, maxFD int, mode ReadMode, onError func(error)) (*Poller, error) {
 	if onError == nil {
 		cfg.OnWaitError = func(error) {}
 	}
-	p := &Poller{slots: make([]slot, maxFD), readEv: readEvents | netpoll.EPOLLET}
-	if mode == OneShot {
-		p.readEv = readEvents | netpoll.EPOLLONESHOT
-	}
+	p := &Poller{slots: make([]slot, maxFD)}
 	for range n {
 		r, err := netpoll.EpollCreate(cfg)
 		if err != nil {
@@ -80,7 +75,7 @@ func (p *Poller) Register(fd int, h Handler) (Token, error) {
 	gen := s.gen.Add(1)
 	s.inWrite.Store(false)
 	ep := p.read[fd%len(p.read)]
-	if err := ep.Add(fd, p.readEv, guard(s, gen, h.Readable)); err != nil {
+	if err := ep.Add(fd, readEvents, guard(s, gen, h.Readable)); err != nil {
 		s.gen.Add(1)
 		if err != netpoll.ErrRegistered && err != netpoll.ErrClosed {
 			// easygo keeps the callback of an Add whose epoll_ctl failed
@@ -93,15 +88,14 @@ func (p *Poller) Register(fd int, h Handler) (Token, error) {
 	return Token{FD: int32(fd), Gen: gen}, nil
 }
 
-// ArmRead asks for a read event now if t's fd is readable: in OneShot mode
-// it re-arms the read interest; in EdgeTriggered mode it reports bytes a
-// reader left unread, which no new edge would.
+// ArmRead asks for a read event now if t's fd is readable: it reports bytes
+// a reader left unread, which no new edge would.
 func (p *Poller) ArmRead(t Token) error {
 	fd := int(t.FD)
 	if t.Gen == 0 || p.slots[fd].gen.Load() != t.Gen {
 		return ErrStale
 	}
-	return wrapErr("epoll_ctl mod", p.read[fd%len(p.read)].Mod(fd, p.readEv))
+	return wrapErr("epoll_ctl mod", p.read[fd%len(p.read)].Mod(fd, readEvents))
 }
 
 // ArmWrite arms one-shot write interest for t, adding the fd to its write

@@ -33,11 +33,9 @@ func pair(t *testing.T) (int, int) {
 	return fds[0], fds[1]
 }
 
-func newPoller(t *testing.T) *Poller { t.Helper(); return newPollerMode(t, EdgeTriggered) }
-
-func newPollerMode(t *testing.T, mode ReadMode) *Poller {
+func newPoller(t *testing.T) *Poller {
 	t.Helper()
-	p, err := New(2, 4096, mode, nil)
+	p, err := New(2, 4096, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -66,51 +64,35 @@ func expectNone(t *testing.T, ch chan Event, what string) {
 	}
 }
 
-// In both read modes an event comes for data present at Register, and
-// ArmRead reports data left unread but nothing once it is read; only
-// EdgeTriggered reports new data that arrives before ArmRead.
-func TestPoller_ReadModes(t *testing.T) {
+// An event comes for data present at Register and for each new arrival,
+// also with the old still unread; ArmRead reports data left unread but
+// nothing once it is read.
+func TestPoller_EdgeTriggeredReads(t *testing.T) {
 	t.Parallel()
-	for _, tc := range []struct {
-		name    string
-		mode    ReadMode
-		newData bool // new data raises an event without ArmRead
-	}{
-		{"EdgeTriggered", EdgeTriggered, true},
-		{"OneShot", OneShot, false},
-	} {
-		t.Run(tc.name, func(t *testing.T) {
-			t.Parallel()
-			p := newPollerMode(t, tc.mode)
-			a, b := pair(t)
-			r := newRecorder()
-			tok, err := p.Register(a, r)
-			if err != nil {
-				t.Fatal(err)
-			}
-			unix.Write(b, []byte("hi"))
-			if ev := expect(t, r.read, "read"); ev&EventRead == 0 {
-				t.Fatalf("event %#x without EventRead", ev)
-			}
-			expectNone(t, r.read, "second read without new data")
-			unix.Write(b, []byte("more"))
-			if tc.newData {
-				expect(t, r.read, "read for new data, the old still unread")
-			} else {
-				expectNone(t, r.read, "read for new data before ArmRead")
-			}
-			if err := p.ArmRead(tok); err != nil {
-				t.Fatal(err)
-			}
-			expect(t, r.read, "read after ArmRead with unread data")
-			buf := make([]byte, 16)
-			unix.Read(a, buf)
-			if err := p.ArmRead(tok); err != nil {
-				t.Fatal(err)
-			}
-			expectNone(t, r.read, "read with nothing to read")
-		})
+	p := newPoller(t)
+	a, b := pair(t)
+	r := newRecorder()
+	tok, err := p.Register(a, r)
+	if err != nil {
+		t.Fatal(err)
 	}
+	unix.Write(b, []byte("hi"))
+	if ev := expect(t, r.read, "read"); ev&EventRead == 0 {
+		t.Fatalf("event %#x without EventRead", ev)
+	}
+	expectNone(t, r.read, "second read without new data")
+	unix.Write(b, []byte("more"))
+	expect(t, r.read, "read for new data, the old still unread")
+	if err := p.ArmRead(tok); err != nil {
+		t.Fatal(err)
+	}
+	expect(t, r.read, "read after ArmRead with unread data")
+	buf := make([]byte, 16)
+	unix.Read(a, buf)
+	if err := p.ArmRead(tok); err != nil {
+		t.Fatal(err)
+	}
+	expectNone(t, r.read, "read with nothing to read")
 }
 
 // A Register that fails in epoll_ctl (the fd was closed) must not leave
@@ -279,7 +261,7 @@ func TestPoller_HangUp(t *testing.T) {
 
 func TestPoller_Limits(t *testing.T) {
 	t.Parallel()
-	p, err := New(1, 8, EdgeTriggered, nil)
+	p, err := New(1, 8, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -321,7 +303,7 @@ func TestDeps(t *testing.T) {
 }
 
 func BenchmarkPoller_ArmRead(b *testing.B) {
-	p, err := New(1, 4096, EdgeTriggered, nil)
+	p, err := New(1, 4096, nil)
 	if err != nil {
 		b.Fatal(err)
 	}

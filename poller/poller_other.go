@@ -8,7 +8,7 @@ import "net"
 type Poller struct{}
 
 // New returns ErrUnsupported off Linux.
-func New(n, maxFD int, mode ReadMode, onError func(error)) (*Poller, error) {
+func New(n, maxFD int, onError func(error)) (*Poller, error) {
 	return nil, ErrUnsupported
 }
 

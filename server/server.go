@@ -21,6 +21,7 @@ import (
 	"github.com/fanout-ws/fanout/poller"
 	"github.com/fanout-ws/fanout/server/internal/tlsrec"
 	"github.com/panjf2000/ants/v2"
+	"golang.org/x/sys/unix"
 	"golang.org/x/time/rate"
 )
 
@@ -138,7 +139,7 @@ func (s *Server) startEngine() error {
 	if s.ceiling < s.cfg.MaxConns {
 		s.log.Info("connection ceiling set by the open-files limit", "max_conns", s.cfg.MaxConns, "open_files_limit", s.fdLimit, "ceiling", s.ceiling)
 	}
-	p, err := poller.New(s.cfg.Pollers, s.fdLimit, poller.EdgeTriggered, func(err error) { s.log.Error("epoll wait", "err", err) })
+	p, err := poller.New(s.cfg.Pollers, s.fdLimit, func(err error) { s.log.Error("epoll wait", "err", err) })
 	if err != nil {
 		return err
 	}
@@ -213,13 +214,36 @@ func (s *Server) yieldToWorkers() {
 // at 5,000 x 76/s for 2, 4, 8: 109, 138, 114 ms.
 const yieldsWhileWriting = 2
 
-// ListenAndServe listens on Config.Addr and serves it.
+// ListenAndServe listens on Config.Addr (see Listen) and serves it.
 func (s *Server) ListenAndServe() error {
-	ln, err := net.Listen("tcp", s.cfg.Addr)
+	ln, err := Listen(s.cfg.Addr, false)
 	if err != nil {
 		return fmt.Errorf("server: listen: %w", err)
 	}
 	return s.Serve(ln)
+}
+
+// Listen opens a TCP listener for Serve: with SO_REUSEPORT when reusePort,
+// so that several processes share one port (the kernel balances accepts),
+// and without TCP keepalive on the sockets it accepts. Go turns keepalive
+// on by default (a probe after 15 s idle, three setsockopt calls per
+// accept); WebSocket pings and the idle timeout already find dead peers,
+// and at 1M connections the kernel's probes were ~67k packets a second
+// with their ACKs. A listener made otherwise keeps its own setting.
+func Listen(addr string, reusePort bool) (net.Listener, error) {
+	lc := net.ListenConfig{KeepAlive: -1}
+	if reusePort {
+		lc.Control = func(_, _ string, rc syscall.RawConn) error {
+			var serr error
+			if err := rc.Control(func(fd uintptr) {
+				serr = unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_REUSEPORT, 1)
+			}); err != nil {
+				return err
+			}
+			return serr
+		}
+	}
+	return lc.Listen(context.Background(), "tcp", addr)
 }
 
 // Serve accepts connections on ln and upgrades them on the poller until

@@ -33,7 +33,6 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
-	"golang.org/x/sys/unix"
 )
 
 func main() {
@@ -186,7 +185,7 @@ func (o *options) configureBroker(logger *slog.Logger) (closeBroker func(), err 
 // serve listens, serves app (and the admin listener) until ctx is done or
 // POST /admin/drain, then stops (see stop).
 func (o *options) serve(ctx context.Context, app *chatServer, reg *prometheus.Registry, logger *slog.Logger, args []string, bound func(listening)) error {
-	ln, err := listen(o.cfg.Addr, o.reusePort)
+	ln, err := server.Listen(o.cfg.Addr, o.reusePort)
 	if err != nil {
 		return err
 	}
@@ -284,24 +283,6 @@ func probe(ctx context.Context, args []string) error {
 		return fmt.Errorf("probe %s: %s", args[0], resp.Status)
 	}
 	return nil
-}
-
-// listen opens the TCP listener, with SO_REUSEPORT when asked so that
-// several processes share one port.
-func listen(addr string, reusePort bool) (net.Listener, error) {
-	var lc net.ListenConfig
-	if reusePort {
-		lc.Control = func(_, _ string, rc syscall.RawConn) error {
-			var serr error
-			if err := rc.Control(func(fd uintptr) {
-				serr = unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_REUSEPORT, 1)
-			}); err != nil {
-				return err
-			}
-			return serr
-		}
-	}
-	return lc.Listen(context.Background(), "tcp", addr)
 }
 
 // minAPIKeyBytes is the shortest -api-key accepted: the HTTP API faces the

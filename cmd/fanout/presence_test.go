@@ -8,6 +8,10 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -103,5 +107,36 @@ func TestPresence_FlagsChecked(t *testing.T) {
 	}
 	if err := run(context.Background(), []string{"-check-config", "-presence-channels", "room:*,doc:*", "-presence-events=false"}, io.Discard, io.Discard, nil); err != nil {
 		t.Errorf("valid presence flags refused: %v", err)
+	}
+}
+
+// fanout.js (under Node) hears a presence channel's joins and leaves and
+// asks for its members and counts.
+func TestPresence_FanoutJS(t *testing.T) {
+	_, err := exec.LookPath("node")
+	_, wsErr := os.Stat("testdata/interop/node_modules/ws")
+	testutil.NeedTool(t, err == nil && wsErr == nil, "node and `npm ci --prefix cmd/fanout/testdata/interop`")
+	ctx, cancel := context.WithCancel(context.Background())
+	t.Cleanup(cancel)
+	addrs, _ := startRun(t, ctx, "-jwt-secret", string(pubsubtest.PresenceSecret), "-presence-channels", "room:*")
+	cmd := exec.Command("node", filepath.Join("testdata", "interop", "presence.mjs"),
+		"ws://"+addrs.addr+"/ws", pubsubtest.Token(t, "ann"), pubsubtest.Token(t, "bob"))
+	cmd.Stderr = os.Stderr
+	out, err := cmd.Output()
+	if err != nil {
+		t.Fatalf("presence.mjs: %v", err)
+	}
+	var r struct {
+		Joined, Left testutil.Member
+		Members      []testutil.Member
+		Stats        struct{ Clients, Users int }
+	}
+	if err := json.Unmarshal(out, &r); err != nil {
+		t.Fatalf("%q: %v", out, err)
+	}
+	users, err := pubsubtest.PresenceUsers(r.Members)
+	if err != nil || !slices.Equal(users, []string{"ann", "bob"}) || r.Stats.Clients != 2 || r.Stats.Users != 2 ||
+		r.Joined.User != "bob" || string(r.Joined.Info) != `{"name":"bob"}` || r.Left.Client != r.Joined.Client {
+		t.Fatalf("fanout.js: %+v (%v)", r, err)
 	}
 }

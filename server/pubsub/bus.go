@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"sync"
 	"sync/atomic"
+	"time"
 )
 
 // The node bus: small JSON notes from one node to every node of the
@@ -60,6 +61,7 @@ type bus struct {
 	id      nodeID
 	queue   chan []byte
 	dropped atomic.Uint64 // notes not sent: queue full or broker down
+	pending atomic.Int64  // notes queued or being published
 	routed  atomic.Bool   // the broker routes the bus's notes here
 	broker  Broker        // set by route
 
@@ -101,12 +103,23 @@ func (b *bus) sendRaw(kind string, data json.RawMessage) error {
 	if len(msg) > maxNoteBytes {
 		return fmt.Errorf("pubsub: bus note %s: %d bytes, at most %d", kind, len(msg), maxNoteBytes)
 	}
+	b.pending.Add(1)
 	select {
 	case b.queue <- msg:
 		return nil
 	default:
+		b.pending.Add(-1)
 		b.dropped.Add(1)
 		return errBusFull
+	}
+}
+
+// flush waits up to timeout for the queued notes to be published (or
+// dropped): a node that closes sends its last notes.
+func (b *bus) flush(timeout time.Duration) {
+	deadline := time.Now().Add(timeout)
+	for b.pending.Load() > 0 && time.Now().Before(deadline) {
+		time.Sleep(5 * time.Millisecond)
 	}
 }
 
@@ -162,6 +175,7 @@ func (b *bus) run(ctx context.Context, broker Broker) {
 			}
 		}
 		b.publish(ctx, broker, batch)
+		b.pending.Add(-int64(len(batch)))
 	}
 }
 

@@ -338,12 +338,15 @@ func (n *Node) Start(srv *server.Server) error {
 }
 
 // Close stops the broker's deliveries to this node and the sweeper, and
-// waits for them. Later calls do nothing.
+// waits for them. Close a node after its server has shut down: then it
+// tells the other nodes that its presence members are gone (goodbye).
+// Later calls do nothing.
 func (n *Node) Close() {
 	n.closeOnce.Do(func() {
 		if !n.started.Swap(true) {
 			return // never started
 		}
+		n.goodbye()
 		n.stop()
 		if n.backend != nil {
 			n.backend.close()

@@ -19,9 +19,10 @@ import (
 // presence.state notes, each a batch of channels (a big channel split in
 // parts), closed by a presence.beat that counts them. A node that heard a
 // whole round drops what that round left out; one that heard nothing from
-// a node for PresenceExpiry drops all of that node's members (it died). A
-// node that starts, or whose broker reconnected, asks for everyone's round
-// at once (presence.sync).
+// a node for PresenceExpiry drops all of that node's members (it died),
+// and one that closes after its server says so (presence.bye). A node
+// that starts, or whose broker reconnected, asks for everyone's round at
+// once (presence.sync).
 //
 // Subscribers of a presence channel are told each change of its members
 // as {"type":"join"|"leave","channel":..,"member":..}, in the order the
@@ -67,6 +68,7 @@ const (
 	kindState = "presence.state"
 	kindBeat  = "presence.beat"
 	kindSync  = "presence.sync"
+	kindBye   = "presence.bye"
 )
 
 // deltaNote is a join or a leave; Round is the sender's current round, so

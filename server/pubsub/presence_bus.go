@@ -43,6 +43,16 @@ func (n *Node) handlePresence() {
 			n.presenceBeat(from, b)
 		}
 	})
+	n.bus.handle(kindBye, func(from nodeID, _ json.RawMessage) {
+		if from != n.bus.id {
+			p := n.presence
+			p.mu.Lock()
+			defer p.mu.Unlock()
+			if pr := p.peers[from]; pr != nil {
+				p.dropPeerLocked(from, pr)
+			}
+		}
+	})
 	n.bus.handle(kindSync, func(from nodeID, _ json.RawMessage) {
 		if from != n.bus.id {
 			p := n.presence
@@ -183,16 +193,38 @@ func (p *presence) expire(now time.Time) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	for id, pr := range p.peers {
-		if now.Sub(pr.heard) <= p.expiry {
-			continue
+		if now.Sub(pr.heard) > p.expiry {
+			p.dropPeerLocked(id, pr)
 		}
-		for _, channel := range slices.Sorted(maps.Keys(pr.sets)) {
-			s := pr.sets[channel]
-			s.parts = nil
-			p.replaceLocked(pr, channel, s, nil)
-		}
-		delete(p.peers, id)
 	}
+}
+
+// dropPeerLocked forgets a node and its members, announcing their leaves.
+// p.mu is held.
+func (p *presence) dropPeerLocked(id nodeID, pr *peer) {
+	for _, channel := range slices.Sorted(maps.Keys(pr.sets)) {
+		s := pr.sets[channel]
+		s.parts = nil
+		p.replaceLocked(pr, channel, s, nil)
+	}
+	delete(p.peers, id)
+}
+
+// goodbye tells the other nodes, once this node's server has shut down
+// (its clients gone), to drop its members now rather than after the
+// expiry: the leaves of a whole node's clients may not all fit the bus's
+// queue. It waits up to a second for the bus to send it and what came
+// before. A node closed while its server still serves says nothing: its
+// members expire.
+func (n *Node) goodbye() {
+	p := n.presence
+	if len(p.channels) == 0 || !n.srv.ShuttingDown() || !n.bus.live() {
+		return
+	}
+	p.mu.Lock()
+	n.sendPresence(kindBye, struct{}{})
+	p.mu.Unlock()
+	n.bus.flush(time.Second)
 }
 
 // runPresence heartbeats this node's members and expires the others'

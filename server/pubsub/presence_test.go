@@ -7,7 +7,6 @@ import (
 	"net/http"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -225,22 +224,34 @@ func TestPresence_LateNodeLearnsBigChannel(t *testing.T) {
 }
 
 // lossyBroker is one node's client of a shared MemoryBroker that loses
-// the node's bus notes while lose is set, as a broker outage would.
+// the node's bus notes of the kind set by lose ("*" every kind), as a
+// broker outage would.
 type lossyBroker struct {
 	*MemoryBroker
-	lose atomic.Bool
-	mu   sync.Mutex
-	lost map[string]int // notes lost, by kind
+	mu     sync.Mutex
+	losing string
+	lost   map[string]int // notes lost, by kind
+}
+
+func (b *lossyBroker) lose(kind string) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.losing = kind
 }
 
 func (b *lossyBroker) Publish(ctx context.Context, channel string, data []byte) (Position, error) {
-	if channel == busChannel && b.lose.Load() {
+	if channel == busChannel {
 		var nt note
 		_ = json.Unmarshal(data, &nt)
 		b.mu.Lock()
-		b.lost[nt.Kind]++
+		lost := b.losing == "*" || b.losing == nt.Kind
+		if lost {
+			b.lost[nt.Kind]++
+		}
 		b.mu.Unlock()
-		return Position{}, nil
+		if lost {
+			return Position{}, nil
+		}
 	}
 	return b.MemoryBroker.Publish(ctx, channel, data)
 }
@@ -258,15 +269,13 @@ func (b *lossyBroker) waitLost(t *testing.T, kind string) {
 	})
 }
 
-// Notes lost on the way are repaired by the next round: a join the other
-// node never heard of arrives with the sender's state, a leave it never
-// heard of with the beat that ends a round without the member; the other
-// node's subscribers get both events, in order.
-func TestPresence_RoundsRepairLostNotes(t *testing.T) {
-	t.Parallel()
+// lossyPair serves two nodes with presence on "room" and expiry, a on a
+// lossyBroker, and a subscriber of room on b that has read its own join.
+func lossyPair(t *testing.T, expiry time.Duration) (*lossyBroker, *testNode, *testNode, *websocket.Conn) {
+	t.Helper()
 	shared := NewMemoryBroker(BrokerOptions{})
 	lossy := &lossyBroker{MemoryBroker: shared, lost: make(map[string]int)}
-	pc := Config{PresenceChannels: []string{"room"}, PresenceExpiry: 900 * time.Millisecond}
+	pc := Config{PresenceChannels: []string{"room"}, PresenceExpiry: expiry}
 	pc.Broker = lossy
 	a := newNode(t, server.Config{}, pc).serve(t)
 	pc.Broker = shared
@@ -276,6 +285,16 @@ func TestPresence_RoundsRepairLostNotes(t *testing.T) {
 	if e := readEvent(t, watcher); e.Type != "join" {
 		t.Fatalf("got %+v, want the watcher's own join", e)
 	}
+	return lossy, a, b, watcher
+}
+
+// Notes lost on the way are repaired by the next round: a join the other
+// node never heard of arrives with the sender's state, a leave it never
+// heard of with the beat that ends a round without the member; the other
+// node's subscribers get both events, in order.
+func TestPresence_RoundsRepairLostNotes(t *testing.T) {
+	t.Parallel()
+	lossy, a, b, watcher := lossyPair(t, 900*time.Millisecond)
 	count := func(n *testNode) int {
 		m, _, _ := n.Presence("room")
 		return len(m)
@@ -287,14 +306,14 @@ func TestPresence_RoundsRepairLostNotes(t *testing.T) {
 		return nil
 	})
 
-	lossy.lose.Store(true)
+	lossy.lose("*")
 	member := dialGorilla(t, "ws://"+a.addr+"/ws?channel=room")
 	readNonEvent(t, member)
 	lossy.waitLost(t, kindJoin)
 	if count(b) != 1 {
 		t.Fatalf("b heard the lost join: %d members", count(b))
 	}
-	lossy.lose.Store(false)
+	lossy.lose("")
 	e := readEvent(t, watcher) // from a's next round, within a heartbeat
 	if e.Type != "join" || e.Member == nil || !strings.HasPrefix(e.Member.Client, string(a.bus.id)) {
 		t.Fatalf("got %+v, want the member's join from a's round", e)
@@ -304,14 +323,43 @@ func TestPresence_RoundsRepairLostNotes(t *testing.T) {
 	}
 	joined := e.Member.Client
 
-	lossy.lose.Store(true)
+	lossy.lose("*")
 	member.Close()
 	lossy.waitLost(t, kindLeave)
-	lossy.lose.Store(false)
+	lossy.lose("")
 	if e := readEvent(t, watcher); e.Type != "leave" || e.Member.Client != joined {
 		t.Fatalf("got %+v, want the member's leave from a's beat", e)
 	}
 	if count(b) != 1 {
 		t.Fatalf("b: %d members after the beat, want 1", count(b))
+	}
+}
+
+// A node closed after its server says goodbye: the other nodes drop its
+// members at once, not after the expiry, even when its clients' leaves
+// were lost (a whole node's may not fit the bus's queue).
+func TestPresence_GoodbyeAfterShutdown(t *testing.T) {
+	t.Parallel()
+	lossy, a, b, watcher := lossyPair(t, time.Minute)
+	member := dialGorilla(t, "ws://"+a.addr+"/ws?channel=room")
+	readNonEvent(t, member)
+	e := readEvent(t, watcher)
+	if e.Type != "join" {
+		t.Fatalf("got %+v, want the member's join", e)
+	}
+	lossy.lose(kindLeave)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := a.srv.Shutdown(ctx); err != nil {
+		t.Fatal(err)
+	}
+	a.Close()
+	lossy.waitLost(t, kindLeave)
+	// At once: readEvent waits far less than the minute of the expiry.
+	if got := readEvent(t, watcher); got.Type != "leave" || got.Member.Client != e.Member.Client {
+		t.Fatalf("got %+v, want the member's leave at once", got)
+	}
+	if m, _, _ := b.Presence("room"); len(m) != 1 {
+		t.Fatalf("b: %d members, want the watcher alone", len(m))
 	}
 }

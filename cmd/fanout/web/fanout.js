@@ -6,6 +6,8 @@
 //   fo.on('status', (s) => ...);          // {state, attempt, delay, code, reason}
 //   fo.on('message', (m) => ...);         // {channel, offset, epoch, data, recovered}
 //   fo.on('gap', (g) => ...);             // {channel, since, first, epoch, reason, reset, local}
+//   fo.on('join', (j) => ...);            // {channel, member: {client, user, info}} (presence channels)
+//   fo.on('leave', (l) => ...);           // {channel, member}
 //   fo.subscribe('lobby');                // Promise<{channel, epoch, offset}>
 //   fo.publish('lobby', {name: 'ann', text: 'hi'});   // Promise<{channel, offset}>
 //   fo.connect();
@@ -57,6 +59,9 @@
 //                  (the message may or may not have been published then).
 //   rpc(method, data)  ask the application's backend (-proxy-rpc-url); resolves
 //                  with its answer's data, rejects on an "error" reply or a timeout.
+//   presence(channel)  a presence channel's members on every node (-presence-channels):
+//                  resolves with {members: [{client, user, info}], truncated}.
+//   presenceStats(channel)  resolves with {clients, users}.
 //   position(channel)  {offset, epoch} last seen, or undefined.
 //   on(type, fn)   add a listener; returns a function that removes it.
 //   status         the last status object.
@@ -83,6 +88,9 @@
 //   subscribed  {channel, epoch, offset} on every (re)subscribe.
 //   expiring {in} seconds until the token expires (refreshToken, if given, runs).
 //   refreshed {expires} the token or session now expires then (Unix seconds).
+//   join, leave  {channel, member: {client, user, info}}: a member of a presence
+//            channel this client subscribes to joined or left (on any node), in
+//            order per member; not on quiet channels.
 //   error    {op, channel, id, reason} from the server, or {reason} for a frame
 //            this client could not use.
 //
@@ -166,6 +174,16 @@ export class Fanout {
   rpc(method, data) {
     if (!this._isOpen()) return Promise.reject(new Error('fanout: not connected'));
     return this._request({ op: 'rpc', method, data });
+  }
+
+  presence(channel) {
+    if (!this._isOpen()) return Promise.reject(new Error('fanout: not connected'));
+    return this._request({ op: 'presence', channel });
+  }
+
+  presenceStats(channel) {
+    if (!this._isOpen()) return Promise.reject(new Error('fanout: not connected'));
+    return this._request({ op: 'presence_stats', channel });
   }
 
   position(channel) {
@@ -332,8 +350,12 @@ export class Fanout {
       case 'refreshed':
         this._emit('refreshed', { expires: m.expires });
         break;
+      case 'join':
+      case 'leave':
+        if (this._channels.has(m.channel)) this._emit(m.type, { channel: m.channel, member: m.member });
+        break;
     }
-    if (p && ['error', 'subscribed', 'published', 'unsubscribed', 'rpc', 'refreshed'].includes(m.type)) {
+    if (p && ['error', 'subscribed', 'published', 'unsubscribed', 'rpc', 'refreshed', 'presence', 'presence_stats'].includes(m.type)) {
       this._pending.delete(m.id);
       clearTimeout(p.timer);
       if (m.type === 'error') {
@@ -345,7 +367,9 @@ export class Fanout {
         p.resolve(m.type === 'published' ? { channel: m.channel, offset: m.offset }
           : m.type === 'rpc' ? m.data
             : m.type === 'refreshed' ? { expires: m.expires }
-              : { channel: m.channel, epoch: m.epoch, offset: m.offset });
+              : m.type === 'presence' ? { members: m.members, truncated: m.truncated === true }
+                : m.type === 'presence_stats' ? { clients: m.clients, users: m.users }
+                  : { channel: m.channel, epoch: m.epoch, offset: m.offset });
       }
     }
   }

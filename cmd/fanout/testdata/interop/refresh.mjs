@@ -5,22 +5,10 @@
 // Usage: node refresh.mjs URL FRESH_TOKEN FIRST_EXP (Unix seconds)
 // Writes one JSON line: {refreshed, before, after, reconnects}.
 // Run by cmd/fanout's hook tests.
-import fs from 'node:fs';
-import WebSocket from 'ws';
+import { Fanout, QuietWebSocket as NodeWebSocket, fail, failAfter } from './fanoutjs.mjs';
 
 const [url, fresh, firstExp] = process.argv.slice(2);
-const fail = (msg) => { console.error('FAIL:', msg); process.exit(1); };
-setTimeout(() => fail('timed out after 30 s'), 30000).unref();
-
-const src = fs.readFileSync(new URL('../../web/fanout.js', import.meta.url), 'utf8');
-const { Fanout } = await import('data:text/javascript,' + encodeURIComponent(src));
-
-class NodeWebSocket extends WebSocket {
-  constructor(address, protocols) {
-    super(address, protocols);
-    this.on('error', () => {});
-  }
-}
+failAfter(30);
 
 let reconnects = 0;
 const refreshed = new Promise((resolve) => {
