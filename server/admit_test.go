@@ -82,3 +82,25 @@ func TestAdmit_Handler(t *testing.T) {
 	}
 	c.Close()
 }
+
+// Over TLS a request read by the handshake goroutine, before the socket
+// is registered, waits the same way; once allowed, the socket is
+// registered and read.
+func TestAdmit_TLS(t *testing.T) {
+	tc, pool := tlsSetup(t, true)
+	_, addr := runServer(t, Config{TLS: tc, Admit: func(_ *Conn, _ *Request, done func(error)) { go done(nil) }})
+	for range 3 {
+		c, _, err := gorillaFrom(1, "wss://"+addr+"/echo", pool)
+		if err != nil {
+			t.Fatal(err)
+		}
+		_ = c.SetReadDeadline(time.Now().Add(10 * time.Second))
+		if err := c.WriteMessage(websocket.TextMessage, []byte("over tls")); err != nil {
+			t.Fatal(err)
+		}
+		if _, p, err := c.ReadMessage(); err != nil || string(p) != "over tls" {
+			t.Fatalf("echo: %q %v", p, err)
+		}
+		c.Close()
+	}
+}
