@@ -6,14 +6,14 @@ STATICCHECK ?= $(shell $(GO) env GOPATH)/bin/staticcheck
 
 test: deps lint race fuzz
 
-# What the tests need beyond Go: staticcheck, Node's ws (interop tests and
+# What the tests need beyond Go: staticcheck, Node's ws and express (interop tests, the hooks' backend, and
 # the Node peer), uWebSockets.js (its peer), playwright-core (browser test),
 # Debian's python3-websockets, redis-server, rabbitmq-server (the RabbitMQ
 # broker's tests start their own node), nats-server (the NATS broker's), haproxy and nginx-light (deploy
 # tests) and chromium (each installed only when missing).
 deps:
 	@test -x $(STATICCHECK) || $(GO) install honnef.co/go/tools/cmd/staticcheck@latest
-	@test -d cmd/fanout/testdata/interop/node_modules/ws || npm ci --prefix cmd/fanout/testdata/interop --no-audit --no-fund
+	@test -d cmd/fanout/testdata/interop/node_modules/express || npm ci --prefix cmd/fanout/testdata/interop --no-audit --no-fund
 	@test -d bench/peers/node/node_modules/ws || npm ci --prefix bench/peers/node --no-audit --no-fund
 	@test -d bench/peers/uws/node_modules/uwebsockets || npm ci --prefix bench/peers/uws --no-audit --no-fund
 	@test -d cmd/fanout/testdata/e2e/node_modules/playwright-core || npm ci --prefix cmd/fanout/testdata/e2e --no-audit --no-fund
