@@ -25,6 +25,29 @@
 #   STEPS="20000 40000" DURATION=10s bench/scripts/million.sh (a smoke test)
 set -euo pipefail
 cd "$(dirname "$0")/../.."
+# The kernel's TCP established hash table (one per host, sized at boot:
+# 262,144 buckets here) holds both ends of every loopback connection: 2M
+# sockets at 1M, eight per bucket, and every packet walks one. A network
+# namespace created after net.ipv4.tcp_child_ehash_entries is set gets a
+# table of its own of that size, so where root may (EHASH=0: never) the
+# run re-enters itself in a fresh namespace with loopback up and a table of
+# EHASH buckets, and puts the setting back afterwards.
+ehash=${EHASH:-2097152}
+# A socket with a queued frame holds at least a page of tcp_mem: a
+# broadcast to 1M queues one on a million sockets at once (4 GiB), over the
+# default's pressure threshold on a 24 GiB machine.
+tcp_mem="1048576 1572864 2097152"
+if [[ ${MILLION_NETNS:-} != inner && $ehash != 0 ]] &&
+	old_ehash=$(sysctl -n net.ipv4.tcp_child_ehash_entries 2>/dev/null) &&
+	sysctl -qw net.ipv4.tcp_child_ehash_entries="$ehash" 2>/dev/null; then
+	# tcp_mem is the host's, not the namespace's: set it here.
+	old_mem=$(sysctl -n net.ipv4.tcp_mem | tr '\t' ' ')
+	sysctl -qw net.ipv4.tcp_mem="$tcp_mem" || true
+	status=0
+	MILLION_NETNS=inner MILLION_TCP_MEM_WAS=$old_mem unshare -n sh -c 'ip link set lo up && exec "$0"' "$0" || status=$?
+	sysctl -qw net.ipv4.tcp_child_ehash_entries="$old_ehash" net.ipv4.tcp_mem="$old_mem"
+	exit $status
+fi
 steps=${STEPS:-100000 250000 500000 1000000}
 # GOMAXPROCS=1 for every node and generator process: ~110 Go processes
 # share 2 cores, and a second P each only spins.
@@ -63,10 +86,13 @@ tune() {
 		echo "kernel: $1 = $old (could not set $2 here)" | log
 	fi
 }
-# A socket with a queued frame holds at least a page of tcp_mem: a
-# broadcast to 1M queues one on a million sockets at once (4 GiB), over the
-# default's pressure threshold on a 24 GiB machine.
-tune net.ipv4.tcp_mem "1048576 1572864 2097152"
+if [[ ${MILLION_NETNS:-} == inner ]]; then
+	echo "kernel: net.ipv4.tcp_mem = $tcp_mem for the run (was $MILLION_TCP_MEM_WAS; the host's, set before entering the namespace)" | log
+	echo "kernel: a network namespace of its own (unshare -n), TCP established hash $(sysctl -n net.ipv4.tcp_ehash_entries) buckets (net.ipv4.tcp_child_ehash_entries=$ehash)" | log
+else
+	tune net.ipv4.tcp_mem "$tcp_mem"
+	echo "kernel: the host's network namespace, TCP established hash $(sysctl -n net.ipv4.tcp_ehash_entries | tr -d -) buckets (a table of its own needs root and unshare)" | log
+fi
 for k in fs.nr_open fs.file-max net.core.somaxconn net.ipv4.tcp_max_syn_backlog net.ipv4.ip_local_port_range net.ipv4.tcp_max_tw_buckets; do
 	echo "kernel: $k = $(sysctl -n "$k" | tr '\t' ' ')" | log
 done
@@ -129,7 +155,7 @@ for n in $steps; do
 	GOMAXPROCS=$procs "$tmp/fanout-bench" -url "${urls%,}" -joined -scenario broadcast -channels 1 -publishers 1 \
 		-publish-url "http://${nodes[0]}/api/publish" -api-key $key -msg-rate "$msg_rate" -size 64 \
 		-conns "$n" -rate "$rate" -source-ips 200 -duration "$duration" -settle 10s -drain "${DRAIN:-30s}" \
-		-timeout 15m -server-pid "$(IFS=,; echo "${pids[*]}")" -broker-pid "$rpid" -quiet \
+		-timeout 30m -server-pid "$(IFS=,; echo "${pids[*]}")" -broker-pid "$rpid" -quiet \
 		-label "fanout x$k redis" -json "$out/step-$n.json" >"$out/step-$n.txt" 2>&1 || echo "step $n: fanout-bench failed" | log
 	stop "$sampler"
 	sampler=
