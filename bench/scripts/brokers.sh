@@ -13,13 +13,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 rounds=${1:-1} first=${2:-1}
-out="bench/results/$(date -u +%Y-%m-%d)-$(git rev-parse --short HEAD)-brokers"
-mkdir -p "$out"
-tmp=$(mktemp -d)
-go build -o "$tmp/fanout" ./cmd/fanout
-go build -o "$tmp/fanout-bench" ./cmd/fanout-bench
-log() { tee -a "$out/README.md"; }
 . bench/scripts/lib.sh
+begin_run brokers cmd/fanout cmd/fanout-bench
 pids=()
 cleanup() {
 	stop "${pids[@]}" ${rpid:+"$rpid"} ${qpid:+"$qpid"}

@@ -1,6 +1,20 @@
 # Shared by the multi-process benchmark scripts (brokers.sh, scaleout.sh,
-# storm.sh): source it after `cd` to the repository root and after setting
-# $tmp (a scratch directory) and log (a function appending to the run's README).
+# storm.sh, million.sh): source it after `cd` to the repository root, then
+# call begin_run.
+
+# begin_run NAME PACKAGE...: the run's results directory $out
+# (bench/results/<date>-<commit>-NAME), a scratch directory $tmp with each
+# package built into it under its last path element, and log, which appends
+# its input to $out/README.md as it prints it.
+begin_run() {
+	local name=$1 pkg
+	shift
+	out="bench/results/$(date -u +%Y-%m-%d)-$(git rev-parse --short HEAD)-$name"
+	mkdir -p "$out"
+	tmp=$(mktemp -d)
+	for pkg in "$@"; do go build -o "$tmp/${pkg##*/}" "./$pkg"; done
+}
+log() { tee -a "$out/README.md"; }
 
 # free_port prints a free TCP port below the ephemeral range, so that no
 # outgoing connection takes it meanwhile.

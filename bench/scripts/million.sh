@@ -53,13 +53,8 @@ steps=${STEPS:-100000 250000 500000 1000000}
 # share 2 cores, and a second P each only spins.
 procs=${PROCS:-1}
 per_node=${PER_NODE:-18000} rate=${RATE:-5000} msg_rate=${MSG_RATE:-0.1} duration=${DURATION:-60s}
-out="bench/results/$(date -u +%Y-%m-%d)-$(git rev-parse --short HEAD)-million"
-mkdir -p "$out"
-tmp=$(mktemp -d)
-go build -o "$tmp/fanout" ./cmd/fanout
-go build -o "$tmp/fanout-bench" ./cmd/fanout-bench
-log() { tee -a "$out/README.md"; }
 . bench/scripts/lib.sh
+begin_run million cmd/fanout cmd/fanout-bench
 pids=() restore=()
 cleanup() {
 	stop "${pids[@]}" ${sampler:+"$sampler"} ${rpid:+"$rpid"}

@@ -16,13 +16,8 @@
 #   CONNS=1002 DURATION=3s bench/scripts/scaleout.sh  (a smoke test)
 set -euo pipefail
 cd "$(dirname "$0")/../.."
-out="bench/results/$(date -u +%Y-%m-%d)-$(git rev-parse --short HEAD)-scaleout"
-mkdir -p "$out"
-tmp=$(mktemp -d)
-go build -o "$tmp/fanout" ./cmd/fanout
-go build -o "$tmp/fanout-bench" ./cmd/fanout-bench
-log() { tee -a "$out/README.md"; }
 . bench/scripts/lib.sh
+begin_run scaleout cmd/fanout cmd/fanout-bench
 pids=()
 cleanup() {
 	stop "${pids[@]}" ${gen:+"$gen"} ${rpid:+"$rpid"} ${npid:+"$npid"}

@@ -20,13 +20,8 @@ conns=${CONNS:-18000} rate=${RATE:-5} before=${BEFORE:-10s} after=${AFTER:-5s}
 drain=${DRAIN:-30s} hs_rate=${HS_RATE:-2000} replay_rate=${REPLAY_RATE:-2000}
 events=${EVENTS:-drain kill} variants=${VARIANTS:-paced today}
 nodes_n=${NODES:-3} # NODES=2: the survivor takes every dropped client at once
-out="bench/results/$(date -u +%Y-%m-%d)-$(git rev-parse --short HEAD)-storm"
-mkdir -p "$out"
-tmp=$(mktemp -d)
-go build -o "$tmp/fanout" ./cmd/fanout
-go build -o "$tmp/storm" ./bench/storm
-log() { tee -a "$out/README.md"; }
 . bench/scripts/lib.sh
+begin_run storm cmd/fanout bench/storm
 pids=()
 kill_now() { # SIGKILL (not lib.sh's stop): the nodes' drains are not measured here
 	local p
