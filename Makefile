@@ -8,7 +8,7 @@ test: deps lint race fuzz
 
 # What the tests need beyond Go: staticcheck, Node's ws and express (interop tests, the hooks' backend, and
 # the Node peer), uWebSockets.js (its peer), playwright-core (browser test),
-# Debian's python3-websockets, redis-server, rabbitmq-server (the RabbitMQ
+# Debian's python3-websockets, redis-server and redis-tools (redis-cli makes the Redis Cluster tests' cluster), rabbitmq-server (the RabbitMQ
 # broker's tests start their own node), nats-server (the NATS broker's), haproxy and nginx-light (deploy
 # tests) and chromium (each installed only when missing).
 deps:
@@ -20,6 +20,7 @@ deps:
 	@missing=; \
 	/usr/bin/python3 -c 'import websockets' 2>/dev/null || missing="$$missing python3-websockets"; \
 	command -v redis-server >/dev/null || missing="$$missing redis-server"; \
+	command -v redis-cli >/dev/null || missing="$$missing redis-tools"; \
 	test -x /usr/lib/rabbitmq/bin/rabbitmq-server || missing="$$missing rabbitmq-server"; \
 	command -v nats-server >/dev/null || missing="$$missing nats-server"; \
 	test -x /usr/sbin/haproxy || missing="$$missing haproxy"; \

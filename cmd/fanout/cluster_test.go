@@ -34,14 +34,7 @@ func TestRun_ReusePortWithRedisBroker(t *testing.T) {
 		}
 	}()
 	admins := []string{first.admin, second.admin}
-	eventually(t, 10*time.Second, func() error { // ready only once the broker is subscribed
-		for _, admin := range admins {
-			if code, _ := get("http://" + admin + "/readyz"); code != 200 {
-				return fmt.Errorf("%s not ready: %d", admin, code)
-			}
-		}
-		return nil
-	})
+	waitReadyz(t, admins...)
 	const clients = 40
 	var conns []*websocket.Conn
 	for range clients {
@@ -55,15 +48,8 @@ func TestRun_ReusePortWithRedisBroker(t *testing.T) {
 			t.Fatalf("process %d holds %d of %d connections: the port is not shared", i, n, clients)
 		}
 	}
-	req, _ := http.NewRequest(http.MethodPost, "http://"+addr+"/api/publish", strings.NewReader(`{"channel":"all","data":"everyone"}`))
-	req.Header.Set("X-API-Key", testAPIKey)
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	resp.Body.Close()
-	if resp.StatusCode != 200 {
-		t.Fatalf("publish: %d", resp.StatusCode)
+	if code := apiPublish(t, addr, `{"channel":"all","data":"everyone"}`); code != 200 {
+		t.Fatalf("publish: %d", code)
 	}
 	for i, c := range conns {
 		if m := readJSON(t, c, "message"); m["data"] != "everyone" || m["offset"] != 1.0 {
@@ -90,15 +76,8 @@ func TestRun_RabbitMQBrokerDown(t *testing.T) {
 	if code, body := get("http://" + admin + "/readyz"); code != 503 {
 		t.Fatalf("/readyz with RabbitMQ down: %d %s", code, body)
 	}
-	req, _ := http.NewRequest(http.MethodPost, "http://"+addr+"/api/publish", strings.NewReader(`{"channel":"a","data":1}`))
-	req.Header.Set("X-API-Key", testAPIKey)
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	resp.Body.Close()
-	if resp.StatusCode != 503 {
-		t.Fatalf("publish with RabbitMQ down: %d, want 503", resp.StatusCode)
+	if code := apiPublish(t, addr, `{"channel":"a","data":1}`); code != 503 {
+		t.Fatalf("publish with RabbitMQ down: %d, want 503", code)
 	}
 	for _, tc := range []struct {
 		args []string
@@ -113,4 +92,64 @@ func TestRun_RabbitMQBrokerDown(t *testing.T) {
 			t.Errorf("%v: %v, want %q", tc.args, err, tc.want)
 		}
 	}
+}
+
+// Two fanout processes on a Redis Cluster of three masters
+// (-broker redis-cluster://...): messages published through either reach
+// the clients of the other, for channels spread over the masters, and a
+// node receives from the cluster only the channels its clients want.
+func TestDeploy_RedisCluster(t *testing.T) {
+	c := redistest.StartCluster(t, 3)
+	bin := buildFanout(t)
+	nodes := []*node{startNode(t, bin, "-broker", c.URL(), "-api-key", testAPIKey), startNode(t, bin, "-broker", c.URL(), "-api-key", testAPIKey)}
+	waitReadyz(t, nodes[0].admin, nodes[1].admin)
+	const channels = 12 // over the slot groups, so over the masters
+	conns := make([]*websocket.Conn, channels)
+	for i := range conns { // channel i's subscriber on node i%2
+		conns[i] = dialWS(t, fmt.Sprintf("ws://%s/ws?channel=spread-%d", nodes[i%2].addr, i))
+		readJSON(t, conns[i], "subscribed")
+	}
+	for i := range channels { // through the other node
+		if code := apiPublish(t, nodes[(i+1)%2].addr, fmt.Sprintf(`{"channel":"spread-%d","data":%d}`, i, i)); code != 200 {
+			t.Fatalf("publish %d: %d", i, code)
+		}
+	}
+	for i, conn := range conns {
+		if m := readJSON(t, conn, "message"); m["data"] != float64(i) || m["offset"] != 1.0 {
+			t.Fatalf("spread-%d got %v", i, m)
+		}
+	}
+	for i, n := range nodes {
+		_, page := get("http://" + n.admin + "/metrics")
+		if v := metric(page, "fanout_broker_unwanted_messages_total"); v != "0" {
+			t.Fatalf("node %d: fanout_broker_unwanted_messages_total %q", i, v)
+		}
+	}
+}
+
+// waitReadyz waits until every admin listener's /readyz answers 200: the
+// broker is subscribed.
+func waitReadyz(t *testing.T, admins ...string) {
+	t.Helper()
+	eventually(t, 10*time.Second, func() error {
+		for _, admin := range admins {
+			if code, _ := get("http://" + admin + "/readyz"); code != 200 {
+				return fmt.Errorf("%s not ready: %d", admin, code)
+			}
+		}
+		return nil
+	})
+}
+
+// apiPublish posts body to the HTTP API at addr and returns the status.
+func apiPublish(t *testing.T, addr, body string) int {
+	t.Helper()
+	req, _ := http.NewRequest(http.MethodPost, "http://"+addr+"/api/publish", strings.NewReader(body))
+	req.Header.Set("X-API-Key", testAPIKey)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	return resp.StatusCode
 }

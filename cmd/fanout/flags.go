@@ -57,7 +57,7 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 	bindChannelFlags(fs, &o.channels)
 	fs.BoolVar(&o.presenceEvents, "presence-events", true, "send join and leave events to the subscribers of presence channels; false turns them off everywhere (-presence-quiet-channels: for some)")
 	fs.StringVar(&o.apiKey, "api-key", "", "key for the HTTP API (POST /api/publish, GET /api/channels) as \"Authorization: Bearer <key>\" or X-API-Key; empty disables the API")
-	fs.StringVar(&o.broker, "broker", "", "message broker joining several fanout nodes: redis://[user:password@]host:port/db, a RabbitMQ stream, rabbitmq-stream://user:password@host:5552/vhost[?stream=fanout], or NATS JetStream, nats://[user:password@]host:4222; empty keeps channels in this process")
+	fs.StringVar(&o.broker, "broker", "", "message broker joining several fanout nodes: redis://[user:password@]host:port/db, a Redis Cluster, redis-cluster://[user:password@]host:port,host:port,..., a RabbitMQ stream, rabbitmq-stream://user:password@host:5552/vhost[?stream=fanout], or NATS JetStream, nats://[user:password@]host:4222; empty keeps channels in this process")
 	fs.DurationVar(&o.brokerOptions.Retention, "broker-retention", 0, "with a RabbitMQ broker, how long the stream keeps messages (its max-age); at least -history-ttl plus 30 s; 0 means -history-ttl plus 1 min")
 	fs.Int64Var(&o.brokerOptions.RetentionBytes, "broker-retention-bytes", pubsub.DefaultRetentionBytes, "with a RabbitMQ broker, the stream's size on the broker's disk (its max-length-bytes, in segments of 1/16 of it); keep it above -history-ttl worth of traffic")
 	fs.BoolVar(&o.reusePort, "reuseport", false, "listen with SO_REUSEPORT so several fanout processes share -addr (the kernel balances accepts)")

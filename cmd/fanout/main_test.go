@@ -372,6 +372,7 @@ func TestRun_BrokerURLPasswordHidden(t *testing.T) {
 		"redis://user:hunter2@host:badport/0", "redis://user:hunter2@[::1/0", "redis://user:hunter2@host:6379/zero",
 		"rabbitmq-stream://user:hunter2@host:x/v", "rabbitmq-stream://user:hunter2@[::1/v",
 		"nats://user:hunter2@[::1", "nats://user:hunter2@:4222",
+		"redis-cluster://user:hunter2@host:badport,host:6379", "redis-cluster://user:hunter2@[::1,host:6379", "redis-cluster://user:hunter2@host:6379?dial_timeout=x",
 	} {
 		var out, errOut bytes.Buffer
 		err := run(context.Background(), []string{"-check-config", "-broker", u}, &out, &errOut, nil)

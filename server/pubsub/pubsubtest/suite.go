@@ -43,6 +43,8 @@ type Suite struct {
 	Shared bool
 	// ReadyTimeout bounds how long nodes take to connect. Zero means 10 s.
 	ReadyTimeout time.Duration
+	// Skip names the scenarios the broker leaves out, each with why.
+	Skip map[string]string
 }
 
 // scenario is one test of the suite on a deployment.
@@ -67,6 +69,9 @@ var scenarios = []scenario{
 func Run(t *testing.T, s Suite) {
 	for _, sc := range scenarios {
 		t.Run(sc.name, func(t *testing.T) {
+			if why, ok := s.Skip[sc.name]; ok {
+				t.Skip(why)
+			}
 			if !sc.stops || !s.Shared {
 				t.Parallel()
 			}

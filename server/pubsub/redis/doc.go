@@ -1,5 +1,5 @@
-// Package redis is a pubsub.Broker on Redis, in a package of its own so
-// that only programs that use it link go-redis.
+// Package redis is a pubsub.Broker on Redis or a Redis Cluster, in a
+// package of its own so that only programs that use it link go-redis.
 //
 // Each node holds one pub/sub connection, subscribed to exactly the
 // channels with subscribers on that node (interest routing, route.go): a
@@ -12,4 +12,10 @@
 // as one pipeline of those scripts per round trip (publish.go). History
 // reads are one script too. After a reconnection the node is told to
 // resync, and catches up from history.
+//
+// On a Redis Cluster (cluster.go) the same holds per slot group: channels
+// fall into 16 groups, each a key space under a hash tag of its own, with
+// one sharded pub/sub connection (SSUBSCRIBE) per group to its master, and
+// the script SPUBLISHes; go-redis sends each master its part of a
+// pipeline.
 package redis

@@ -17,7 +17,7 @@ import (
 )
 
 // Broker is a pubsub.Broker on Redis pub/sub that routes by interest
-// (pubsub.Router): each node's one pub/sub connection subscribes to the
+// (pubsub.Router): each node's pub/sub connection subscribes to the
 // channels with subscribers on that node, never one subscription per
 // client, so Redis sends a node only what its clients want. A publish runs
 // one Lua script that increments the channel's offset, appends to its
@@ -31,25 +31,35 @@ import (
 //
 // and the global keys of the channel cap and the history byte budget
 // (budgetLua), which the scripts touch beside a channel's own: every key
-// must live on one Redis (a primary, with replicas or Sentinel; not a
-// Cluster).
+// must live on one Redis (a primary, with replicas or Sentinel). On a
+// Redis Cluster (ClusterScheme) <prefix> is the channel's slot group's,
+// <prefix>{<tag>}, and the topic a sharded one (cluster.go).
 //
 // A plain "PUBLISH <prefix>msg:<channel> <JSON>" from any Redis client
 // reaches the channel's subscribers on every node too, without an offset
-// or history. A Broker serves one Node.
+// or history (SPUBLISH to the group's topic in a cluster). A Broker serves
+// one Node.
 type Broker struct {
-	rdb    *goredis.Client
-	prefix string
-	size   int
-	ttl    time.Duration
-	log    *slog.Logger
-	// The contract of pubsub.BrokerOptions, kept in Redis for every node.
+	rdb     goredis.UniversalClient
+	cluster *goredis.ClusterClient // the same client, on a cluster; nil on one Redis
+	spaces  []*space               // one, or a cluster's slot groups
+	size    int
+	ttl     time.Duration
+	log     *slog.Logger
+	// The contract of pubsub.BrokerOptions, kept in Redis for every node
+	// (per slot group in a cluster).
 	maxBytes    int64
 	maxChannels int
-	ready       atomic.Bool
 
+	pub publisher
+}
+
+// space is one key space: the whole Redis, or one slot group of a
+// cluster. Its channels share a pub/sub connection.
+type space struct {
+	prefix string // of its keys and topics
+	ready  atomic.Bool
 	routes routes
-	pub    publisher
 }
 
 // internalMark starts the pub/sub payload of a message published through
@@ -57,30 +67,44 @@ type Broker struct {
 const internalMark = "\x00fo1 "
 
 // New returns a broker for the Redis at url
-// (redis://[user:password@]host:port/db). It does not connect yet: Start
-// does, retrying with backoff while Redis is down.
+// (redis://[user:password@]host:port/db), or for the Redis Cluster at
+// redis-cluster://[user:password@]host:port,host:port,... It does not
+// connect yet: Start does, retrying with backoff while Redis is down.
 func New(url string, o pubsub.BrokerOptions) (*Broker, error) {
-	opt, err := goredis.ParseURL(url)
-	if err != nil {
-		return nil, fmt.Errorf("redis: url: %w", redact.Error(err))
-	}
-	// Workers call Publish and History: fail fast instead of waiting on a
-	// Redis that is down.
-	opt.DialTimeout, opt.ReadTimeout, opt.WriteTimeout = time.Second, time.Second, time.Second
-	opt.MaxRetries = 1
 	o = o.WithDefaults()
 	b := &Broker{
-		rdb:         goredis.NewClient(opt),
-		prefix:      o.Prefix,
 		size:        o.HistorySize,
 		ttl:         o.HistoryTTL,
 		maxBytes:    o.HistoryMaxBytes,
 		maxChannels: o.MaxChannels,
 		log:         o.Logger,
-		routes:      newRoutes(),
+	}
+	prefixes := []string{o.Prefix}
+	if rest, ok := strings.CutPrefix(url, ClusterScheme); ok {
+		c, ps, err := newCluster(rest, o.Prefix)
+		if err != nil {
+			return nil, err
+		}
+		b.rdb, b.cluster, prefixes = c, c, ps
+		b.maxBytes, b.maxChannels = shareOf(b.maxBytes), int(shareOf(int64(b.maxChannels)))
+	} else {
+		opt, err := goredis.ParseURL(url)
+		if err != nil {
+			return nil, fmt.Errorf("redis: url: %w", redact.Error(err))
+		}
+		opt.DialTimeout, opt.ReadTimeout, opt.WriteTimeout = failFast()
+		opt.MaxRetries = 1
+		b.rdb = goredis.NewClient(opt)
+	}
+	for _, p := range prefixes {
+		b.spaces = append(b.spaces, &space{prefix: p, routes: newRoutes()})
 	}
 	return b, nil
 }
+
+// failFast are the dial, read and write timeouts: workers call Publish and
+// History, so they fail fast instead of waiting on a Redis that is down.
+func failFast() (dial, read, write time.Duration) { return time.Second, time.Second, time.Second }
 
 // Close closes the Redis connections.
 func (b *Broker) Close() error { return b.rdb.Close() }
@@ -88,68 +112,120 @@ func (b *Broker) Close() error { return b.rdb.Close() }
 // HistoryLimits reports the history each channel keeps.
 func (b *Broker) HistoryLimits() (size int, ttl time.Duration) { return b.size, b.ttl }
 
-// Ready reports whether the pub/sub connection holds every route.
-func (b *Broker) Ready() bool { return b.ready.Load() }
-
-func (b *Broker) keys(channel string) []string {
-	return []string{b.prefix + "{" + channel + "}:meta", b.prefix + "{" + channel + "}:hist"}
+// Ready reports whether a pub/sub connection holds its routes: on a
+// cluster, while a master is down, the channels of the others still work
+// (and those of its slot groups fail on their own).
+func (b *Broker) Ready() bool {
+	for _, s := range b.spaces {
+		if s.ready.Load() {
+			return true
+		}
+	}
+	return false
 }
 
-func (b *Broker) topic(channel string) string { return b.prefix + "msg:" + channel }
+// allReady reports whether every pub/sub connection holds its routes.
+func (b *Broker) allReady() bool {
+	for _, s := range b.spaces {
+		if !s.ready.Load() {
+			return false
+		}
+	}
+	return true
+}
 
-// Start subscribes and delivers on a goroutine of its own until ctx is
-// done, resubscribing with backoff after any error.
+// space is channel's key space.
+func (b *Broker) space(channel string) *space {
+	if len(b.spaces) == 1 {
+		return b.spaces[0]
+	}
+	return b.spaces[group(channel)]
+}
+
+func (b *Broker) keys(channel string) []string {
+	p := b.space(channel).prefix
+	return []string{p + "{" + channel + "}:meta", p + "{" + channel + "}:hist"}
+}
+
+func (b *Broker) topic(channel string) string { return b.space(channel).prefix + "msg:" + channel }
+
+// probe is a cluster group's topic that nothing publishes to: subscribed
+// first, it ties the group's connection to the group's master, and its
+// SUNSUBSCRIBE from Redis says the group's slot moved.
+func (s *space) probe() string { return s.prefix + "probe" }
+
+// Start subscribes and delivers on goroutines of its own (one per key
+// space) until ctx is done, resubscribing with backoff after any error.
 func (b *Broker) Start(ctx context.Context, deliver func(pubsub.Message), resync func()) <-chan struct{} {
 	stopped := make(chan struct{})
+	var wg sync.WaitGroup
+	for _, s := range b.spaces {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			b.run(ctx, s, deliver, resync)
+		}()
+	}
 	go func() {
-		defer close(stopped)
-		b.run(ctx, deliver, resync)
+		wg.Wait()
+		close(stopped)
 	}()
 	return stopped
 }
 
-func (b *Broker) run(ctx context.Context, deliver func(pubsub.Message), resync func()) {
+func (b *Broker) run(ctx context.Context, s *space, deliver func(pubsub.Message), resync func()) {
 	backoff := 50 * time.Millisecond
 	for ctx.Err() == nil {
-		err := b.session(ctx, deliver, resync)
-		if b.ready.Swap(false) {
+		err := b.session(ctx, s, deliver, resync)
+		if s.ready.Swap(false) {
 			backoff = 50 * time.Millisecond
 		}
 		if ctx.Err() != nil {
 			return
 		}
-		b.log.Warn("redis broker disconnected; retrying", "err", err, "in", backoff)
+		b.log.Warn("redis broker disconnected; retrying", "keys", s.prefix, "err", err, "in", backoff)
 		select {
 		case <-ctx.Done():
 			return
 		case <-time.After(backoff):
 		}
+		if b.cluster != nil { // the group's slot may have moved, or its master failed over
+			b.cluster.ReloadState(ctx)
+		}
 		backoff = min(2*backoff, 5*time.Second)
 	}
 }
 
-// session is one pub/sub connection: it subscribes to the routes
+// session is one pub/sub connection of s: it subscribes to the routes
 // (flushRoutes), confirms them (confirmRoutes) and delivers what arrives
 // until the connection or ctx ends.
-func (b *Broker) session(ctx context.Context, deliver func(pubsub.Message), resync func()) error {
+func (b *Broker) session(ctx context.Context, s *space, deliver func(pubsub.Message), resync func()) error {
 	ctx, cancel := context.WithCancel(ctx)
-	ps := b.rdb.Subscribe(ctx)                               // connects on first use
+	var ps *goredis.PubSub
+	if b.cluster != nil {
+		// Every connection of ps, whoever makes it first, goes to the master
+		// of the probe's slot (go-redis picks it by the first channel held)
+		// and holds the probe.
+		ps = b.cluster.SSubscribe(ctx, s.probe())
+	} else {
+		ps = b.rdb.Subscribe(ctx) // connects on first use
+	}
 	unblock := context.AfterFunc(ctx, func() { ps.Close() }) // Receive does not watch ctx
 	var wg sync.WaitGroup
 	wg.Add(2)
-	go func() { defer wg.Done(); b.flushRoutes(ctx, ps) }()
-	go func() { defer wg.Done(); b.confirmRoutes(ctx) }()
-	err := b.receive(ctx, ps, deliver, resync)
+	go func() { defer wg.Done(); b.flushRoutes(ctx, s, ps) }()
+	go func() { defer wg.Done(); confirmRoutes(ctx, &s.routes) }()
+	err := b.receive(ctx, s, ps, deliver, resync)
 	cancel()
 	wg.Wait()
 	unblock()
 	ps.Close()
-	b.routes.held.Store(0)
+	s.routes.held.Store(0)
 	return err
 }
 
-func (b *Broker) receive(ctx context.Context, ps *goredis.PubSub, deliver func(pubsub.Message), resync func()) error {
-	topicPrefix := b.topic("")
+func (b *Broker) receive(ctx context.Context, s *space, ps *goredis.PubSub, deliver func(pubsub.Message), resync func()) error {
+	topicPrefix := s.prefix + "msg:"
 	for {
 		msg, err := ps.Receive(ctx)
 		if err != nil {
@@ -157,13 +233,18 @@ func (b *Broker) receive(ctx context.Context, ps *goredis.PubSub, deliver func(p
 		}
 		switch m := msg.(type) {
 		case *goredis.Pong: // flushRoutes's first: every route is held
-			if !b.ready.Swap(true) {
-				b.log.Info("redis broker connected", "channels", b.routes.held.Load())
-				resync() // anything published while we were away
+			if !s.ready.Swap(true) {
+				b.log.Info("redis broker connected", "keys", s.prefix, "channels", s.routes.held.Load())
+				if b.allReady() { // resync reads every channel's history: once the last space is back
+					resync() // anything published while we were away
+				}
 			}
 		case *goredis.Subscription:
-			if channel, ok := strings.CutPrefix(m.Channel, topicPrefix); ok && m.Kind == "subscribe" {
-				b.routes.subscribed(channel)
+			if m.Kind == "sunsubscribe" && m.Channel == s.probe() {
+				return fmt.Errorf("redis: slot of %s moved", s.prefix)
+			}
+			if channel, ok := strings.CutPrefix(m.Channel, topicPrefix); ok && (m.Kind == "subscribe" || m.Kind == "ssubscribe") {
+				s.routes.subscribed(channel)
 			}
 		case *goredis.Message:
 			channel, ok := strings.CutPrefix(m.Channel, topicPrefix)
@@ -182,10 +263,19 @@ func (b *Broker) receive(ctx context.Context, ps *goredis.PubSub, deliver func(p
 // BrokerStats reports the subscriptions held and the publish round trips.
 func (b *Broker) BrokerStats() pubsub.BrokerStats {
 	return pubsub.BrokerStats{
-		Subscriptions:     int(b.routes.held.Load()),
+		Subscriptions:     b.held(),
 		PublishRoundTrips: b.pub.roundTrips.Load(),
 		PublishedMessages: b.pub.messages.Load(),
 	}
+}
+
+// held is the number of channels subscribed on the live connections.
+func (b *Broker) held() int {
+	n := 0
+	for _, s := range b.spaces {
+		n += int(s.routes.held.Load())
+	}
+	return n
 }
 
 // parsePayload reads a pub/sub payload: Fanout's own, or plain JSON

@@ -46,7 +46,7 @@ func newRoutes() routes {
 
 // Route asks Redis for channel's messages (pubsub.Router).
 func (b *Broker) Route(channel string, live func()) {
-	r := &b.routes
+	r := &b.space(channel).routes
 	r.mu.Lock()
 	r.want[channel] = &route{live: live, owed: true}
 	r.dirty[channel] = struct{}{}
@@ -56,7 +56,7 @@ func (b *Broker) Route(channel string, live func()) {
 
 // Unroute gives up channel's messages (pubsub.Router).
 func (b *Broker) Unroute(channel string) {
-	r := &b.routes
+	r := &b.space(channel).routes
 	r.mu.Lock()
 	delete(r.want, channel)
 	r.dirty[channel] = struct{}{}
@@ -64,9 +64,9 @@ func (b *Broker) Unroute(channel string) {
 	wake(r.kick)
 }
 
-func (b *Broker) topics(channels []string) []string {
+func (s *space) topics(channels []string) []string {
 	for i, c := range channels {
-		channels[i] = b.topic(c)
+		channels[i] = s.prefix + "msg:" + c
 	}
 	return channels
 }
@@ -78,26 +78,37 @@ func wake(c chan struct{}) {
 	}
 }
 
-// flushRoutes keeps ps subscribed to what the node wants until ctx is
-// done: first everything, then a PING whose reply tells receive that the
-// connection holds it all; then the changes, at most every routeInterval.
-// On a failed write it closes ps, which ends the connection.
-func (b *Broker) flushRoutes(ctx context.Context, ps *goredis.PubSub) {
-	r := &b.routes
+// flushRoutes keeps ps subscribed to what the node wants of s until ctx
+// is done: first everything, then a PING whose reply tells receive that
+// the connection holds it all; then the changes, at most every
+// routeInterval. In a cluster the subscriptions are sharded (SSUBSCRIBE,
+// to the master of s's slot). On a failed
+// write it closes ps, which ends the connection.
+func (b *Broker) flushRoutes(ctx context.Context, s *space, ps *goredis.PubSub) {
+	r := &s.routes
 	held := make(map[string]struct{})
 	r.mu.Lock()
 	for c := range r.want {
 		r.dirty[c] = struct{}{}
 	}
 	r.mu.Unlock()
+	subscribe, unsubscribe := ps.Subscribe, ps.Unsubscribe
+	if b.cluster != nil {
+		subscribe, unsubscribe = ps.SSubscribe, ps.SUnsubscribe
+	}
 	for first := true; ; first = false {
 		sub, unsub := r.changes(held)
 		var err error
 		if len(sub) > 0 {
-			err = ps.Subscribe(ctx, b.topics(sub)...)
+			err = subscribe(ctx, s.topics(sub)...)
 		}
 		if err == nil && len(unsub) > 0 {
-			err = ps.Unsubscribe(ctx, b.topics(unsub)...)
+			err = unsubscribe(ctx, s.topics(unsub)...)
+		}
+		if err == nil && first && b.cluster != nil {
+			// A restarted cluster takes subscriptions before it serves keys
+			// (CLUSTERDOWN): ready means the catch-up can read history.
+			err = b.rdb.Exists(ctx, s.probe()).Err()
 		}
 		if err == nil && first {
 			err = ps.Ping(ctx) // its reply follows every confirmation: receive is ready then
@@ -159,10 +170,9 @@ func (r *routes) subscribed(channel string) {
 	}
 }
 
-// confirmRoutes calls the live of each confirmed route, in order, until
-// ctx is done: on a goroutine of its own, as live may read History.
-func (b *Broker) confirmRoutes(ctx context.Context) {
-	r := &b.routes
+// confirmRoutes calls the live of each confirmed route of r, in order,
+// until ctx is done: on a goroutine of its own, as live may read History.
+func confirmRoutes(ctx context.Context, r *routes) {
 	for {
 		select {
 		case <-ctx.Done():

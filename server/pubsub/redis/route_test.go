@@ -40,7 +40,32 @@ func commandCalls(t *testing.T, rdb *goredis.Client, cmd string) int {
 func TestRedis_InterestRouting(t *testing.T) {
 	t.Parallel()
 	r := redistest.Start(t)
-	nodes := []*node{runNode(t, r.URL(), pubsub.Config{}), runNode(t, r.URL(), pubsub.Config{}), runNode(t, r.URL(), pubsub.Config{})}
+	rdb := goredis.NewClient(&goredis.Options{Addr: r.Addr()})
+	defer rdb.Close()
+	interestRouting(t, r.URL(), func(topic string) int64 {
+		return rdb.PubSubNumSub(context.Background(), topic).Val()[topic]
+	})
+}
+
+// The same on a cluster, where the subscriptions are sharded: each on the
+// master of its channel's slot group.
+func TestCluster_InterestRouting(t *testing.T) {
+	t.Parallel()
+	c := redistest.StartCluster(t, 3)
+	masters := masterClients(t, c)
+	interestRouting(t, c.URL(), func(topic string) int64 {
+		n := int64(0)
+		for _, m := range masters {
+			n += m.PubSubShardNumSub(context.Background(), topic).Val()[topic]
+		}
+		return n
+	})
+}
+
+// interestRouting is TestRedis_InterestRouting on the Redis at url, whose
+// numsub counts a topic's subscribers.
+func interestRouting(t *testing.T, url string, numsub func(topic string) int64) {
+	nodes := []*node{runNode(t, url, pubsub.Config{}), runNode(t, url, pubsub.Config{}), runNode(t, url, pubsub.Config{})}
 	waitReady(t, nodes...)
 	const channels = 30
 	subs := make([]*websocket.Conn, channels)
@@ -50,9 +75,6 @@ func TestRedis_InterestRouting(t *testing.T) {
 			t.Fatalf("room-%d: %+v", i, e)
 		}
 	}
-	rdb := goredis.NewClient(&goredis.Options{Addr: r.Addr()})
-	defer rdb.Close()
-	ctx := context.Background()
 	for i := range channels { // published on every node, for every channel
 		for _, n := range nodes {
 			if _, err := n.Publish(fmt.Sprintf("room-%d", i), []byte(`"hi"`)); err != nil {
@@ -72,15 +94,17 @@ func TestRedis_InterestRouting(t *testing.T) {
 			t.Errorf("node %d: %d unwanted messages, %d subscriptions; want 0 and %d", i, st.UnwantedMessages, st.Subscriptions, channels/3+1)
 		}
 	}
-	numsub := rdb.PubSubNumSub(ctx, "fanout:msg:room-0", "fanout:msg:room-1").Val()
-	if numsub["fanout:msg:room-0"] != 1 || numsub["fanout:msg:room-1"] != 1 {
-		t.Fatalf("PUBSUB NUMSUB %v, want one subscriber (node) each", numsub)
+	b := newBroker(t, url, pubsub.BrokerOptions{}) // for the topics' names
+	for _, ch := range []string{"room-0", "room-1"} {
+		if got := numsub(b.topic(ch)); got != 1 {
+			t.Fatalf("%s has %d Redis subscribers, want one (node)", ch, got)
+		}
 	}
 	for _, c := range subs {
 		c.Close()
 	}
 	eventually(t, 10*time.Second, func() error {
-		if got := rdb.PubSubNumSub(ctx, "fanout:msg:room-0").Val()["fanout:msg:room-0"]; got != 0 {
+		if got := numsub(b.topic("room-0")); got != 0 {
 			return fmt.Errorf("room-0 still has %d Redis subscribers", got)
 		}
 		for i, n := range nodes {

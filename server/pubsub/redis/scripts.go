@@ -13,7 +13,8 @@ import (
 
 // budgetLua is shared by the scripts: the channel cap and the history
 // byte budget over all channels, kept in global keys beside each
-// channel's own (so a RedisBroker needs one Redis, not a Cluster):
+// channel's own (so they need one Redis; in a cluster, each slot group
+// keeps its own under its hash tag, with its share of the caps):
 //
 //	<prefix>chans    sorted set: every channel, scored by when it expires (ms)
 //	<prefix>unread   sorted set: the channels made by a publish and not read since
@@ -87,7 +88,7 @@ end
 
 // publishScript: KEYS meta, hist; ARGV as in budgetLua, then data, history
 // size, topic, max channels made by publishes, history max bytes, entry
-// overhead.
+// overhead, publish command (SPUBLISH in a cluster: sharded pub/sub).
 var publishScript = goredis.NewScript(budgetLua + `
 reap()
 local epoch = redis.call('HGET', KEYS[1], 'epoch')
@@ -130,7 +131,7 @@ if size > 0 then
     end
   end
 end
-redis.call('PUBLISH', ARGV[9], '\0fo1 ' .. epoch .. ' ' .. off .. ' ' .. ARGV[7])
+redis.call(ARGV[13], ARGV[9], '\0fo1 ' .. epoch .. ' ' .. off .. ' ' .. ARGV[7])
 return {epoch, off}
 `)
 
@@ -140,12 +141,16 @@ const redisEntryOverhead = 64
 
 // budgetArgs are the first ARGV of every script (see budgetLua).
 func (b *Broker) budgetArgs(channel string) []any {
-	return []any{b.prefix, channel, time.Now().UnixMilli(), b.ttl.Milliseconds(), b.maxChannels, pubsub.NewEpoch()}
+	return []any{b.space(channel).prefix, channel, time.Now().UnixMilli(), b.ttl.Milliseconds(), b.maxChannels, pubsub.NewEpoch()}
 }
 
 // publishArgs are publishScript's ARGV for one message.
 func (b *Broker) publishArgs(channel string, data []byte) []any {
-	return append(b.budgetArgs(channel), data, b.size, b.topic(channel), pubsub.MaxUnreadChannels(b.maxChannels), b.maxBytes, redisEntryOverhead)
+	cmd := "PUBLISH"
+	if b.cluster != nil {
+		cmd = "SPUBLISH"
+	}
+	return append(b.budgetArgs(channel), data, b.size, b.topic(channel), pubsub.MaxUnreadChannels(b.maxChannels), b.maxBytes, redisEntryOverhead, cmd)
 }
 
 // historyScript: KEYS meta, hist; ARGV as in budgetLua, then after, limit,

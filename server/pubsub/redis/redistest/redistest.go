@@ -20,10 +20,11 @@ import (
 // Server is one redis-server process; Stop and Start restart it on the
 // same port (losing its data).
 type Server struct {
-	tb   testing.TB
-	Port int
-	dir  string // append-only file directory, when persistent
-	cmd  *exec.Cmd
+	tb      testing.TB
+	Port    int
+	busPort int    // the cluster bus's, for a cluster node
+	dir     string // append-only file directory, when persistent
+	cmd     *exec.Cmd
 }
 
 // Start runs redis-server. Without the binary the test is skipped, or
@@ -42,17 +43,29 @@ func StartPersistent(tb testing.TB) *Server {
 
 func start(tb testing.TB, dir string) *Server {
 	tb.Helper()
+	s := newServer(tb, dir)
+	s.Start()
+	return s
+}
+
+// newServer is a Server on a free port, not started yet, stopped at cleanup.
+func newServer(tb testing.TB, dir string) *Server {
+	tb.Helper()
 	_, err := exec.LookPath("redis-server")
 	testutil.NeedTool(tb, err == nil, "redis-server on PATH (apt-get install redis-server)")
+	s := &Server{tb: tb, Port: freePort(tb), dir: dir}
+	tb.Cleanup(s.Stop)
+	return s
+}
+
+func freePort(tb testing.TB) int {
+	tb.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		tb.Fatal(err)
 	}
-	s := &Server{tb: tb, Port: ln.Addr().(*net.TCPAddr).Port, dir: dir}
-	ln.Close()
-	s.Start()
-	tb.Cleanup(s.Stop)
-	return s
+	defer ln.Close()
+	return ln.Addr().(*net.TCPAddr).Port
 }
 
 // URL is the broker URL of the server's database 0.
@@ -69,6 +82,9 @@ func (s *Server) Start() {
 		args = append(args, "--appendonly", "yes", "--appendfsync", "always", "--dir", s.dir)
 	} else {
 		args = append(args, "--appendonly", "no")
+	}
+	if s.busPort != 0 {
+		args = append(args, clusterArgs(s.busPort)...)
 	}
 	s.cmd = exec.Command("redis-server", args...)
 	var out bytes.Buffer // why it did not start, for the failure message
@@ -109,6 +125,9 @@ func (s *Server) Wipe() {
 		s.tb.Fatal(err)
 	}
 	for _, e := range entries {
+		if e.Name() == clusterConfig { // a cluster node keeps its place in the cluster
+			continue
+		}
 		if err := os.RemoveAll(filepath.Join(s.dir, e.Name())); err != nil {
 			s.tb.Fatal(err)
 		}
