@@ -518,8 +518,10 @@ func newChatServer(cfg server.Config, channels pubsub.Config, apiKey string) (*c
 		}
 	}
 	cfg.OnConnect = func(c *server.Conn, req *server.Request) error {
-		node.HandleConnect(c, req) // before route: the hooks of channels in the URL send its headers
-		err := route(c, req)
+		err := node.HandleConnect(c, req) // before route: the hooks of channels in the URL send its headers
+		if err == nil {
+			err = route(c, req)
+		}
 		if err != nil {
 			node.HandleClose(c) // a refused connection gets no OnClose
 		}

@@ -89,6 +89,21 @@ type Config struct {
 	// An empty, non-nil list allows none.
 	AnonymousSubscribe, AnonymousPublish []string
 
+	// PrivateChannels lists the channels (path.Match patterns) a client
+	// may subscribe to only with a channel token for that channel and its
+	// user ({"op":"subscribe",...,"token":...}, auth.go) or with the
+	// consent of the backend's subscribe hook (Proxy.SubscribeURL); its
+	// claims and AnonymousSubscribe are not enough. Subscribes made by the
+	// application (Node.Subscribe, the connect hook's channels) are not
+	// checked. Nil makes no channel private.
+	PrivateChannels []string
+
+	// MaxConnsPerUser caps the connections of one user (the token's or
+	// the connect hook's "sub") on this node, not in the cluster: the next
+	// upgrade is refused with 429 (HandleConnect) and counted. Anonymous
+	// connections are not counted. Zero means no cap.
+	MaxConnsPerUser int
+
 	// PresenceChannels lists the channels (path.Match patterns) that track
 	// their members across every node (presence.go): the presence and
 	// presence_stats control ops, GET /api/presence, and join and leave
@@ -179,13 +194,16 @@ func (c Config) Validate() error {
 	if c.HistoryTTL < 0 {
 		errs = append(errs, fmt.Errorf("pubsub: HistoryTTL (%v) must not be negative", c.HistoryTTL))
 	}
+	if c.MaxConnsPerUser < 0 {
+		errs = append(errs, fmt.Errorf("pubsub: MaxConnsPerUser (%d) must not be negative", c.MaxConnsPerUser))
+	}
 	if c.PresenceMaxMembers < 0 {
 		errs = append(errs, fmt.Errorf("pubsub: PresenceMaxMembers (%d) must not be negative", c.PresenceMaxMembers))
 	}
 	if c.PresenceExpiry < 0 || c.PresenceExpiry > 0 && c.PresenceExpiry < 300*time.Millisecond {
 		errs = append(errs, fmt.Errorf("pubsub: PresenceExpiry (%v) must be at least 300ms", c.PresenceExpiry))
 	}
-	for _, p := range slices.Concat(c.AnonymousSubscribe, c.AnonymousPublish, c.PresenceChannels, c.PresenceQuietChannels) {
+	for _, p := range slices.Concat(c.AnonymousSubscribe, c.AnonymousPublish, c.PrivateChannels, c.PresenceChannels, c.PresenceQuietChannels) {
 		if _, err := path.Match(p, ""); err != nil {
 			errs = append(errs, fmt.Errorf("pubsub: channel pattern %q: %w", p, err))
 		}
@@ -232,6 +250,7 @@ type Node struct {
 	chans    registry
 	bus      *bus      // notes to every node (bus.go)
 	presence *presence // members of presence channels (presence.go)
+	users    users     // this node's connections by user (users.go)
 	backend  *backend  // the backend hooks (proxy.go), or nil
 	pending  pendingSubs
 	creators connRate      // new channels per connection
@@ -271,6 +290,7 @@ func New(cfg Config) (*Node, error) {
 		replays:  newConnRate(cfg.ChannelCreateRate, cfg.MaxChannelsPerConn, ErrTooManyReplays, "more than %g a second on this connection"),
 		bus:      newBus(),
 		presence: newPresence(cfg),
+		users:    users{m: make(map[string][]*server.Conn)},
 		swept:    make(chan struct{}),
 		stop:     func() {},
 	}
@@ -281,6 +301,7 @@ func New(cfg Config) (*Node, error) {
 		n.broker = NewMemoryBroker(cfg.brokerOptions())
 	}
 	n.handlePresence()
+	n.handleUsers()
 	if cfg.Proxy.on() {
 		n.backend = newBackend(cfg.Proxy)
 	}

@@ -272,11 +272,13 @@ func (n *Node) leaveLocked(c *server.Conn, channel string) bool {
 }
 
 // HandleClose removes c from the presence channels it was a member of,
-// and forgets the headers HandleConnect kept for its backend hooks.
-// Call it from server.Config.OnClose (cmd/fanout does); without it, a
-// closed connection stays a member until its node restarts.
+// and forgets what HandleConnect kept: its place among its user's
+// connections, its headers for the backend hooks. Call it from
+// server.Config.OnClose (cmd/fanout does); without it, a closed
+// connection stays a member until its node restarts.
 func (n *Node) HandleClose(c *server.Conn) {
 	n.forgetHeaders(c)
+	n.forgetUser(c)
 	p := n.presence
 	if len(p.channels) == 0 {
 		return

@@ -188,12 +188,22 @@ func (b *backend) close() {
 	b.wg.Wait()
 }
 
-// HandleConnect keeps the headers of c's upgrade request that
-// Proxy.Headers names, for the hooks of c's life; HandleClose forgets
-// them. Call it from the server's OnConnect, first, when hooks forward
-// headers, and HandleClose from OnClose (and when OnConnect refuses c: a
+// HandleConnect counts c among its user's connections (users.go),
+// refusing it with 429 past Config.MaxConnsPerUser, and keeps the headers
+// of c's upgrade request that Proxy.Headers names, for the hooks of c's
+// life; HandleClose forgets both. Call it from the server's OnConnect,
+// first, and HandleClose from OnClose (and when OnConnect refuses c: a
 // refused connection gets no OnClose).
-func (n *Node) HandleConnect(c *server.Conn, r *server.Request) {
+func (n *Node) HandleConnect(c *server.Conn, r *server.Request) error {
+	if err := n.admitUser(c); err != nil {
+		return err
+	}
+	n.keepHeaders(c, r)
+	return nil
+}
+
+// keepHeaders keeps the headers of r that Proxy.Headers names for c.
+func (n *Node) keepHeaders(c *server.Conn, r *server.Request) {
 	b := n.backend
 	if b == nil || len(b.cfg.Headers) == 0 {
 		return
@@ -405,7 +415,7 @@ func (n *Node) hookRefused(c *server.Conn, op, channel string, id json.RawMessag
 // become c's claims ("sub", "info", "exp": Subject, presence, expiry) and
 // its channels are subscribed server-side before OnConnect runs.
 func (n *Node) AdmitConnect(c *server.Conn, r *server.Request, done func(error)) {
-	n.HandleConnect(c, r)
+	n.keepHeaders(c, r)
 	err := n.hook(n.backend.cfg.ConnectURL, c, backendRequest{URI: r.URI}, func(res *backendResult, err error) {
 		if err != nil {
 			n.forgetHeaders(c)

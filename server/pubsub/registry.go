@@ -200,6 +200,23 @@ func (n *Node) subscriptions(c *server.Conn) int {
 	return count
 }
 
+// subscribed reports whether c is a subscriber of channel on this node,
+// or waits for its route.
+func (n *Node) subscribed(c *server.Conn, channel string) bool {
+	n.chans.mu.RLock()
+	ch := n.chans.m[channel]
+	n.chans.mu.RUnlock()
+	if ch == nil {
+		return false
+	}
+	if slices.Contains(c.Hubs(), ch.hub) {
+		return true
+	}
+	ch.mu.Lock()
+	defer ch.mu.Unlock()
+	return slices.ContainsFunc(ch.waiting, func(w waitingJoin) bool { return w.c == c })
+}
+
 // localSubscribers counts channel's subscribers on this node.
 func (n *Node) localSubscribers(channel string) int {
 	n.chans.mu.RLock()

@@ -15,17 +15,19 @@ type counters struct {
 	replaysBusy    atomic.Uint64
 	backendErrors  atomic.Uint64
 	backendBusy    atomic.Uint64
+	userConns      atomic.Uint64
 }
 
 // Stats is a snapshot of the node's counters since New.
 type Stats struct {
-	Channels       int    // channels with subscribers on this node now
-	Publications   uint64 // channel messages published (Publish, control or API)
-	ControlErrors  uint64 // control messages answered with an error
-	APIKeyFailures uint64 // HTTP API requests answered 401
-	ReplaysBusy    uint64 // subscribes with since refused for Config.MaxReplayRate (ErrReplaysBusy)
-	BackendErrors  uint64 // backend hooks that failed: down, timed out, a bad answer (ErrBackendUnavailable)
-	BackendBusy    uint64 // backend hooks refused for Proxy.MaxInflight (ErrBackendBusy)
+	Channels         int    // channels with subscribers on this node now
+	Publications     uint64 // channel messages published (Publish, control or API)
+	ControlErrors    uint64 // control messages answered with an error
+	APIKeyFailures   uint64 // HTTP API requests answered 401
+	ReplaysBusy      uint64 // subscribes with since refused for Config.MaxReplayRate (ErrReplaysBusy)
+	BackendErrors    uint64 // backend hooks that failed: down, timed out, a bad answer (ErrBackendUnavailable)
+	BackendBusy      uint64 // backend hooks refused for Proxy.MaxInflight (ErrBackendBusy)
+	UserConnsRefused uint64 // upgrades refused for Config.MaxConnsPerUser
 	// PresenceMembers counts the members of presence channels this node
 	// tracks: its own clients and those the other nodes told it of.
 	PresenceMembers int
@@ -55,6 +57,7 @@ func (n *Node) Stats() Stats {
 		ReplaysBusy:      n.stats.replaysBusy.Load(),
 		BackendErrors:    n.stats.backendErrors.Load(),
 		BackendBusy:      n.stats.backendBusy.Load(),
+		UserConnsRefused: n.stats.userConns.Load(),
 		BusNotesDropped:  n.bus.dropped.Load(),
 		PresenceMembers:  n.presence.tracked(),
 	}
@@ -86,6 +89,8 @@ var metricTable = [...]struct {
 		prometheus.CounterValue, func(s *Stats) float64 { return float64(s.BackendErrors) }},
 	{"fanout_backend_busy_total", "Backend hooks refused at once because -proxy-max-inflight requests were in flight.",
 		prometheus.CounterValue, func(s *Stats) float64 { return float64(s.BackendBusy) }},
+	{"fanout_user_conns_refused_total", "Upgrades refused with 429 because the user had -max-conns-per-user connections on this node.",
+		prometheus.CounterValue, func(s *Stats) float64 { return float64(s.UserConnsRefused) }},
 	{"fanout_bus_notes_dropped_total", "Notes to the other nodes (presence, user operations) not sent: queue full or broker down; heartbeats repair them.",
 		prometheus.CounterValue, func(s *Stats) float64 { return float64(s.BusNotesDropped) }},
 	{"fanout_presence_members", "Members of presence channels this node tracks, its own clients and other nodes'.",
