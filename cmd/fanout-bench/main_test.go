@@ -223,3 +223,19 @@ func TestRamp_RateIsTheWholeRun(t *testing.T) {
 		t.Fatalf("ramp took %.2f s: 600 connections at 600/s take about 1 s", res.RampS)
 	}
 }
+
+// TestTimeout_SaysSoWhenItKillsWorkers: a run whose ramp outlasts -timeout
+// stops there, and its error names the timeout, not the EOF of the worker
+// processes it killed (a 1M run once ended in "worker N: EOF").
+func TestTimeout_SaysSoWhenItKillsWorkers(t *testing.T) {
+	start := time.Now()
+	err := run(context.Background(), []string{"-url", chatServer(t) + "/ws", "-scenario", "idle", "-conns", "400",
+		"-rate", "100", "-per-process", "200", "-duration", "100ms", "-settle", "0s", "-timeout", "1s", "-quiet"},
+		&bytes.Buffer{}, &bytes.Buffer{})
+	if err == nil || !strings.Contains(err.Error(), "-timeout (1s) passed") {
+		t.Fatalf("a 4 s ramp under -timeout 1s: %v, want the timeout named", err)
+	}
+	if d := time.Since(start); d > 30*time.Second {
+		t.Fatalf("stopped after %v", d)
+	}
+}
