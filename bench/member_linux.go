@@ -81,6 +81,7 @@ const workerEnv = "FANOUT_BENCH_WORKER"
 
 type assignment struct {
 	Config   Config
+	Headers  []string // Config.Headers, which its JSON leaves out
 	First, N int
 }
 
@@ -103,7 +104,7 @@ func startWorker(ctx context.Context, cfg Config, first, n int) (member, error) 
 	if err != nil {
 		return nil, err
 	}
-	a, _ := json.Marshal(assignment{Config: cfg, First: first, N: n})
+	a, _ := json.Marshal(assignment{Config: cfg, Headers: cfg.Headers, First: first, N: n})
 	cmd := exec.CommandContext(ctx, exe)
 	cmd.Env = append(os.Environ(), workerEnv+"="+string(a))
 	cmd.Stderr = os.Stderr
@@ -202,6 +203,7 @@ func RunWorker(ctx context.Context, stdin io.Reader, stdout io.Writer) error {
 	if err := json.Unmarshal([]byte(os.Getenv(workerEnv)), &a); err != nil {
 		return fmt.Errorf("bench: worker assignment: %w", err)
 	}
+	a.Config.Headers = a.Headers
 	m, err := newLocal(ctx, a.Config, a.First, a.N)
 	if err != nil {
 		return err
