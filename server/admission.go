@@ -7,7 +7,6 @@ import (
 	"net/http"
 	"net/netip"
 	"strconv"
-	"sync"
 	"time"
 
 	"github.com/fanout-ws/fanout/poller"
@@ -202,46 +201,12 @@ func (s *Server) refusalAnswer(status int) []byte {
 }
 
 // retryAfter is the Retry-After of a 503: 1 s, or while MaxHandshakeRate
-// refuses (its bucket is empty), the place a refused client books in the
-// admission queue (handshakeQueue).
+// refuses, the place a refused client books in its queue (pace.Limiter).
 func (s *Server) retryAfter() int {
-	if s.handshakes == nil || s.handshakes.Tokens() >= 1 {
+	if s.handshakes == nil {
 		return 1
 	}
-	return s.handshakeQueue.book(time.Now())
-}
-
-// maxRetryAfter bounds the Retry-After a storm is told: a client that
-// waits longer has its own cap anyway.
-const maxRetryAfter = 60
-
-// handshakeQueue spreads the clients that MaxHandshakeRate refuses over
-// the seconds ahead. Each refusal books the next place of a virtual queue
-// that moves at the admission rate, and its Retry-After says when that
-// place comes, so a storm of N clients refused at once is told to return
-// over N/rate seconds. Told "1 s" each, they would all return together,
-// most be refused again, and double their backoff: the clients' backoff,
-// not the rate, would set the pace of readmission.
-type handshakeQueue struct {
-	mu    sync.Mutex
-	every time.Duration // one place per 1/MaxHandshakeRate
-	tail  time.Time     // when the last booked place comes
-}
-
-// book takes the next place at least a second after now and returns how
-// many whole seconds away it is (1 to maxRetryAfter): a client that waits
-// that long plus a jitter of up to a second returns within the second of
-// its place.
-func (q *handshakeQueue) book(now time.Time) int {
-	q.mu.Lock()
-	defer q.mu.Unlock()
-	if next := now.Add(time.Second); q.tail.Before(next) { // the soonest a Retry-After can name
-		q.tail = next
-	}
-	if q.tail.Sub(now) < maxRetryAfter*time.Second {
-		q.tail = q.tail.Add(q.every)
-	}
-	return min(maxRetryAfter, int(q.tail.Sub(now)/time.Second))
+	return s.handshakes.RetryAfter(time.Now())
 }
 
 // handshakeFailed is the one place a failed handshake is counted: by

@@ -19,10 +19,10 @@ import (
 
 	"github.com/fanout-ws/fanout/frame"
 	"github.com/fanout-ws/fanout/poller"
+	"github.com/fanout-ws/fanout/server/internal/pace"
 	"github.com/fanout-ws/fanout/server/internal/tlsrec"
 	"github.com/panjf2000/ants/v2"
 	"golang.org/x/sys/unix"
-	"golang.org/x/time/rate"
 )
 
 // fdReserve is kept free below the open-files limit for listeners (the
@@ -56,11 +56,10 @@ type Server struct {
 	metrics   *metrics
 	deflater  frame.Deflater // compresses each broadcast once for every receiver that negotiated it
 
-	ipLimits       ipLimits
-	handshakes     *rate.Limiter  // Config.MaxHandshakeRate, or nil
-	handshakeQueue handshakeQueue // where MaxHandshakeRate's refusals are told to return
-	httpLn         *httpListener  // plain HTTP requests, for Config.HTTPHandler
-	httpSrv        *http.Server
+	ipLimits   ipLimits
+	handshakes *pace.Limiter // Config.MaxHandshakeRate, or nil
+	httpLn     *httpListener // plain HTTP requests, for Config.HTTPHandler
+	httpSrv    *http.Server
 
 	// readBufPool lends a read buffer to a worker for one task; idle
 	// connections hold none.
@@ -106,8 +105,7 @@ func New(cfg Config) (*Server, error) {
 		s.readBytes = max(s.readBytes, tlsReadBytes)
 	}
 	if cfg.MaxHandshakeRate > 0 {
-		s.handshakes = rate.NewLimiter(rate.Limit(cfg.MaxHandshakeRate), max(1, int(cfg.MaxHandshakeRate/10)))
-		s.handshakeQueue.every = time.Duration(float64(time.Second) / cfg.MaxHandshakeRate)
+		s.handshakes = pace.New(cfg.MaxHandshakeRate)
 	}
 	s.clock.Store(timeNow())
 	var rl syscall.Rlimit

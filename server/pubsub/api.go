@@ -145,7 +145,7 @@ func (n *Node) apiPublish(w http.ResponseWriter, r *http.Request) {
 	switch {
 	case batch:
 		if status == http.StatusServiceUnavailable {
-			w.Header().Set("Retry-After", retryAfterSeconds)
+			w.Header().Set("Retry-After", retryAfter(nil))
 		}
 		apiJSON(w, status, map[string]any{"results": results})
 	case status != http.StatusOK:
@@ -225,7 +225,7 @@ func apiJSON(w http.ResponseWriter, status int, v any) {
 
 func apiError(w http.ResponseWriter, status int, reason string) {
 	if status == http.StatusServiceUnavailable {
-		w.Header().Set("Retry-After", retryAfterSeconds)
+		w.Header().Set("Retry-After", retryAfter(nil))
 	}
 	apiJSON(w, status, map[string]string{"error": reason})
 }

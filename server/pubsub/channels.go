@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"slices"
 	"sync"
+	"time"
 
 	"github.com/fanout-ws/fanout/frame"
 	"github.com/fanout-ws/fanout/server"
@@ -267,7 +268,7 @@ func (n *Node) joinLocked(ch *channel, c *server.Conn, since *Position, id json.
 		if n.replayed != nil && !n.replayed.Allow() {
 			giveBack()
 			n.stats.replaysBusy.Add(1)
-			return ErrReplaysBusy
+			return replaysBusy{after: n.replayed.RetryAfter(time.Now())}
 		}
 	}
 	top, kept, err := n.position(ch, since)

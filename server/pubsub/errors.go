@@ -1,6 +1,9 @@
 package pubsub
 
-import "errors"
+import (
+	"errors"
+	"strconv"
+)
 
 var (
 	// ErrBrokerUnavailable is returned by Publish and Subscribe while the
@@ -34,11 +37,11 @@ var (
 	// Config.PresenceChannels does not name.
 	ErrNoPresence = errors.New("pubsub: channel has no presence (see -presence-channels)")
 
-	// ErrReplaysBusy is returned by Subscribe when the node serves history
-	// replays at Config.MaxReplayRate already. Its text carries a
-	// reconnect-style hint, retry-ms=1000: subscribe again after a random
-	// delay up to it (fanout.js does).
-	ErrReplaysBusy = errors.New("pubsub: this node is replaying history for many subscribers; retry-ms=1000")
+	// ErrReplaysBusy is wrapped by Subscribe when the node serves history
+	// replays at Config.MaxReplayRate already. The error's text ends in a
+	// hint, retry-ms=N, where N is the place booked for the retry (see
+	// replaysBusy): subscribe again after a random delay up to it.
+	ErrReplaysBusy = errors.New("pubsub: this node is replaying history for many subscribers")
 
 	// ErrBackendUnavailable is wrapped when a backend hook (Proxy) failed:
 	// the backend is down, did not answer within Proxy.Timeout, or answered
@@ -59,3 +62,26 @@ var (
 	// answers them (Proxy.RPCURL).
 	ErrNoRPC = errors.New("pubsub: rpc is not enabled on this server")
 )
+
+// replaysBusy is ErrReplaysBusy with the seconds until the place its retry
+// booked in the replay queue (pace.Limiter): a storm of resumes refused at
+// once is told to come back over the seconds the rate needs for them, not
+// all after the same one.
+type replaysBusy struct{ after int }
+
+func (e replaysBusy) Error() string {
+	return ErrReplaysBusy.Error() + "; retry-ms=" + strconv.Itoa(e.after*1000)
+}
+
+func (e replaysBusy) Unwrap() error { return ErrReplaysBusy }
+
+// retryAfter is the Retry-After, in seconds, of a 503 for err: the booked
+// place of a replaysBusy, else 1 (a broker reconnecting or channels full,
+// passing states a client should retry).
+func retryAfter(err error) string {
+	var busy replaysBusy
+	if errors.As(err, &busy) {
+		return strconv.Itoa(busy.after)
+	}
+	return "1"
+}

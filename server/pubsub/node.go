@@ -14,8 +14,8 @@ import (
 	"time"
 
 	"github.com/fanout-ws/fanout/server"
+	"github.com/fanout-ws/fanout/server/internal/pace"
 	"github.com/prometheus/client_golang/prometheus"
-	"golang.org/x/time/rate"
 )
 
 // Defaults for Config. The flags of cmd/fanout and the README table read
@@ -74,8 +74,9 @@ type Config struct {
 	// node serves per second over all connections: a token bucket with a
 	// burst of a tenth of a second's worth (at least 1), so that a thousand
 	// clients resuming at once after a reconnect storm cannot starve live
-	// delivery. Beyond it the subscribe fails with ErrReplaysBusy (at
-	// upgrade: 503 with Retry-After). Zero disables it.
+	// delivery. Beyond it the subscribe fails with ErrReplaysBusy and the
+	// place booked for its retry at this rate (at upgrade: 503 with that
+	// Retry-After). Zero disables it.
 	MaxReplayRate float64
 
 	// MaxChannelsPerConn caps one connection's subscriptions. Zero means
@@ -244,7 +245,7 @@ type Node struct {
 	pending  pendingSubs
 	creators connRate      // new channels per connection
 	replays  connRate      // history replays per connection
-	replayed *rate.Limiter // history replays of the whole node (Config.MaxReplayRate), or nil
+	replayed *pace.Limiter // history replays of the whole node (Config.MaxReplayRate), or nil
 	chores   atomic.Bool   // a goroutine touches and releases channels in the broker (sweep)
 	released []string      // channels removed here, for the broker to learn (sweeper only)
 	stats    counters
@@ -283,7 +284,7 @@ func New(cfg Config) (*Node, error) {
 		stop:     func() {},
 	}
 	if cfg.MaxReplayRate > 0 {
-		n.replayed = rate.NewLimiter(rate.Limit(cfg.MaxReplayRate), max(1, int(cfg.MaxReplayRate/10)))
+		n.replayed = pace.New(cfg.MaxReplayRate)
 	}
 	if n.broker == nil {
 		n.broker = NewMemoryBroker(cfg.brokerOptions())

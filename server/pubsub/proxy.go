@@ -482,5 +482,5 @@ func connectRefusal(err error) error {
 	case errors.As(err, &de):
 		return server.Reject(http.StatusForbidden, de.Reason)
 	}
-	return &server.RejectError{Status: http.StatusServiceUnavailable, Reason: reasonOf(err), Header: http.Header{"Retry-After": {retryAfterSeconds}}}
+	return &server.RejectError{Status: http.StatusServiceUnavailable, Reason: reasonOf(err), Header: http.Header{"Retry-After": {retryAfter(nil)}}}
 }

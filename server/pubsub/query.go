@@ -32,17 +32,13 @@ func (n *Node) SubscribeQuery(c *server.Conn, q url.Values) error {
 			status := subscribeStatus(err)
 			re := &server.RejectError{Status: status, Reason: reasonOf(err)}
 			if status == http.StatusServiceUnavailable {
-				re.Header = http.Header{"Retry-After": {retryAfterSeconds}}
+				re.Header = http.Header{"Retry-After": {retryAfter(err)}}
 			}
 			return re
 		}
 	}
 	return nil
 }
-
-// retryAfterSeconds is the Retry-After of a 503: the broker is reconnecting
-// or channels are full, both passing states a client should retry.
-const retryAfterSeconds = "1"
 
 // subscribeStatus is the HTTP status for a subscribe refused at connect.
 func subscribeStatus(err error) int {

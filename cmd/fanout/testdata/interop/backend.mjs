@@ -8,6 +8,8 @@
 //               answers only after POST /release (a backend that hangs)
 //   /rpc        method "add" sums data.a and data.b; others are refused
 //   /refresh    extends the session by 60 s
+//   POST /delay {"ms":N} makes every /connect answer N ms late (a slow backend,
+//               for bench/scripts/hooks.sh); 0 puts it back
 //   /webhook    lifecycle events (-webhook-url): the X-Fanout-Signature is
 //               checked against the raw body with WEBHOOK_SECRET (default
 //               "webhook-s3cret"); a bad one is answered 401 and counted.
@@ -23,10 +25,14 @@ const seen = [];
 const held = []; // answers waiting for POST /release
 app.use((req, _res, next) => { if (req.method === 'POST') seen.push({ path: req.path, body: req.body }); next(); });
 
+let connectDelayMs = 0;
+app.post('/delay', (req, res) => { connectDelayMs = req.body.ms; res.json({}); });
+
 app.post('/connect', (req, res) => {
   const cookie = (req.body.headers || {}).Cookie;
   const allow = () => res.json({ result: { user: 'alice', info: { name: 'Alice' }, channels: ['news'] } });
-  if (cookie === 'session=ok') allow();
+  if (cookie === 'session=ok' && connectDelayMs > 0) setTimeout(allow, connectDelayMs);
+  else if (cookie === 'session=ok') allow();
   else if (cookie === 'session=slow') held.push(allow);
   else res.status(401).json({ error: { code: 401, message: 'no session' } });
 });
