@@ -300,7 +300,7 @@ func checkAPIKey(key string) error {
 }
 
 // secretFlags take values that nothing the process serves or logs may show.
-var secretFlags = []string{"api-key", "jwt-secret"}
+var secretFlags = []string{"api-key", "jwt-secret", "webhook-secret"}
 
 // redactArgs hides the values of secretFlags and a broker URL's password in
 // a command line (-name value, -name=value, with one or two dashes), for

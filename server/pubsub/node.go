@@ -144,6 +144,11 @@ type Config struct {
 	// sends none.
 	Proxy Proxy
 
+	// Webhook posts lifecycle events (channels occupied and vacated,
+	// presence members added and removed) to an application's backend
+	// (webhook.go). Its zero value posts none.
+	Webhook Webhook
+
 	// Logger receives the node's logs. Nil means the server's.
 	Logger *slog.Logger
 
@@ -162,6 +167,7 @@ func (c Config) withDefaults() Config {
 	setDefault(&c.ChannelCreateRate, DefaultChannelCreateRate)
 	setDefault(&c.PresenceMaxMembers, DefaultPresenceMaxMembers)
 	setDefault(&c.PresenceExpiry, DefaultPresenceExpiry)
+	c.Webhook = c.Webhook.withDefaults()
 	return c
 }
 
@@ -210,6 +216,7 @@ func (c Config) Validate() error {
 		}
 	}
 	errs = append(errs, c.Proxy.validate()...)
+	errs = append(errs, c.Webhook.validate()...)
 	return errors.Join(errs...)
 }
 
@@ -253,6 +260,7 @@ type Node struct {
 	presence *presence // members of presence channels (presence.go)
 	users    users     // this node's connections by user (users.go)
 	backend  *backend  // the backend hooks (proxy.go), or nil
+	webhooks *webhooks // the lifecycle webhooks (webhook.go), or nil
 	pending  pendingSubs
 	creators connRate      // new channels per connection
 	replays  connRate      // history replays per connection
@@ -306,6 +314,9 @@ func New(cfg Config) (*Node, error) {
 	if cfg.Proxy.on() {
 		n.backend = newBackend(cfg.Proxy)
 	}
+	if cfg.Webhook.URL != "" {
+		n.webhooks = newWebhooks(cfg.Webhook)
+	}
 	return n, nil
 }
 
@@ -340,11 +351,18 @@ func (n *Node) Start(srv *server.Server) error {
 		defer n.wg.Done()
 		n.bus.run(ctx, n.broker)
 	}()
-	if len(n.cfg.PresenceChannels) > 0 { // else the bus carries no presence note
+	if len(n.cfg.PresenceChannels) > 0 || n.webhooks != nil { // else the bus carries no presence note
 		n.wg.Add(1)
 		go func() {
 			defer n.wg.Done()
 			n.runPresence(ctx)
+		}()
+	}
+	if n.webhooks != nil {
+		n.wg.Add(1)
+		go func() {
+			defer n.wg.Done()
+			n.runWebhooks(ctx)
 		}()
 	}
 	go func() {

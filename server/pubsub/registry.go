@@ -71,6 +71,7 @@ func (n *Node) lockChannel(name string, c *server.Conn) (*channel, error) {
 				n.chans.m[name] = ch
 				n.chans.hubs[ch.hub] = struct{}{}
 				n.presence.setHub(name, ch.hub, nil)
+				n.carry(name, true)
 				n.route(ch) // before the first subscriber reads history
 			}
 			n.chans.mu.Unlock()
@@ -164,6 +165,7 @@ func (n *Node) remove(empty []*channel) []string {
 			delete(n.chans.hubs, ch.hub)
 			ch.hub.Release()
 			n.presence.setHub(ch.name, nil, ch.hub)
+			n.carry(ch.name, false)
 			n.unroute(ch.name)
 			names = append(names, ch.name)
 		}

@@ -39,6 +39,11 @@ type Stats struct {
 	// channel with no subscriber on this node: work for nothing, about 0
 	// with a broker that routes by interest (Router).
 	UnwantedMessages uint64
+	// WebhookEvents counts the lifecycle events this node posted (the
+	// backend answered 2xx), WebhookDropped those it dropped (its queue
+	// full, or a batch still failing after its retries, or refused with a
+	// 4xx), WebhookRetries the batches it posted again.
+	WebhookEvents, WebhookDropped, WebhookRetries uint64
 	// The broker's own (BrokerStats), 0 for a broker that counts none.
 	BrokerStats
 }
@@ -60,6 +65,9 @@ func (n *Node) Stats() Stats {
 		UserConnsRefused: n.stats.userConns.Load(),
 		BusNotesDropped:  n.bus.dropped.Load(),
 		PresenceMembers:  n.presence.tracked(),
+	}
+	if w := n.webhooks; w != nil {
+		st.WebhookEvents, st.WebhookDropped, st.WebhookRetries = w.sent.Load(), w.dropped.Load(), w.retries.Load()
 	}
 	if b, ok := n.broker.(interface{ BrokerStats() BrokerStats }); ok {
 		st.BrokerStats = b.BrokerStats()
@@ -95,6 +103,12 @@ var metricTable = [...]struct {
 		prometheus.CounterValue, func(s *Stats) float64 { return float64(s.BusNotesDropped) }},
 	{"fanout_presence_members", "Members of presence channels this node tracks, its own clients and other nodes'.",
 		prometheus.GaugeValue, func(s *Stats) float64 { return float64(s.PresenceMembers) }},
+	{"fanout_webhook_events_total", "Lifecycle events this node posted to -webhook-url (answered 2xx).",
+		prometheus.CounterValue, func(s *Stats) float64 { return float64(s.WebhookEvents) }},
+	{"fanout_webhook_events_dropped_total", "Lifecycle events dropped: the webhook queue full, or their batch failing after -webhook-retries, or refused with a 4xx.",
+		prometheus.CounterValue, func(s *Stats) float64 { return float64(s.WebhookDropped) }},
+	{"fanout_webhook_retries_total", "Webhook batches posted again after a failure, a timeout or a 5xx.",
+		prometheus.CounterValue, func(s *Stats) float64 { return float64(s.WebhookRetries) }},
 	{"fanout_broker_unwanted_messages_total", "Messages the broker delivered for channels with no subscriber on this node (about 0 with interest routing).",
 		prometheus.CounterValue, func(s *Stats) float64 { return float64(s.UnwantedMessages) }},
 	{"fanout_broker_subscriptions", "Broker subscriptions this node holds (channels with interest routing).",
