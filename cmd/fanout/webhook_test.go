@@ -71,19 +71,14 @@ func subscribeAs(t *testing.T, addr, user, channel string) *websocket.Conn {
 	return c
 }
 
-// Two fanout processes over a real Redis post lifecycle webhooks to the
-// Express backend, which checks their signature: a channel is reported
-// occupied once when subscribers come on both nodes and vacated once
-// after both leave; presence members are added and removed once per user,
-// and a user who reconnects on the other node within the debounce is
-// reported neither removed nor added again; a batch the backend answers
-// with 500 twice is posted again until it lands.
-func TestWebhooks_TwoProcesses(t *testing.T) {
+// webhookNodes starts two fanout processes over a real Redis that post
+// webhooks to backend, one after the other: the first is the oldest.
+func webhookNodes(t *testing.T, backend string) []*node {
+	t.Helper()
 	bin := buildFanout(t)
 	url := redistest.Start(t).URL()
-	backend := startBackend(t)
-	var addrs [2]string
-	for i := range addrs {
+	nodes := make([]*node, 2)
+	for i := range nodes {
 		n := startNode(t, bin, "-broker", url, "-jwt-secret", hookSecret, "-presence-channels", "room:*", "-presence-expiry", "1500ms",
 			"-webhook-url", backend+"/webhook", "-webhook-secret", webhookSecret, "-webhook-debounce", "2s", "-webhook-batch-window", "50ms")
 		eventually(t, 30*time.Second, func() error {
@@ -92,8 +87,22 @@ func TestWebhooks_TwoProcesses(t *testing.T) {
 			}
 			return nil
 		})
-		addrs[i] = n.addr
+		nodes[i] = n
 	}
+	return nodes
+}
+
+// Two fanout processes over a real Redis post lifecycle webhooks to the
+// Express backend, which checks their signature: a channel is reported
+// occupied once when subscribers come on both nodes and vacated once
+// after both leave; presence members are added and removed once per user,
+// and a user who reconnects on the other node within the debounce is
+// reported neither removed nor added again; a batch the backend answers
+// with 500 twice is posted again until it lands.
+func TestWebhooks_TwoProcesses(t *testing.T) {
+	backend := startBackend(t)
+	nodes := webhookNodes(t, backend)
+	addrs := []string{nodes[0].addr, nodes[1].addr}
 
 	a := subscribeAs(t, addrs[0], "ann", "news")
 	b := subscribeAs(t, addrs[1], "bob", "news")
@@ -133,6 +142,25 @@ func TestWebhooks_TwoProcesses(t *testing.T) {
 	l = awaitWebhook(t, backend, "channel_occupied", "retried", "")
 	if l.Failed != 2 || l.count("channel_occupied", "retried", "") != 1 {
 		t.Fatalf("after %d failures, retried reported occupied %d times", l.Failed, l.count("channel_occupied", "retried", ""))
+	}
+}
+
+// The oldest node, the one that posts, is SIGKILLed: the other takes over
+// once it expires, reporting the channel the dead node's client had
+// occupied as vacated (and not its own channel), then its own new events.
+func TestWebhooks_OldestDies(t *testing.T) {
+	backend := startBackend(t)
+	nodes := webhookNodes(t, backend)
+	subscribeAs(t, nodes[0].addr, "ann", "solo")
+	subscribeAs(t, nodes[1].addr, "bob", "kept")
+	awaitWebhook(t, backend, "channel_occupied", "solo", "")
+	awaitWebhook(t, backend, "channel_occupied", "kept", "")
+	nodes[0].kill()
+	awaitWebhook(t, backend, "channel_vacated", "solo", "")
+	subscribeAs(t, nodes[1].addr, "bob", "later")
+	l := awaitWebhook(t, backend, "channel_occupied", "later", "")
+	if l.count("channel_vacated", "kept", "") != 0 || l.count("channel_vacated", "solo", "") != 1 {
+		t.Fatalf("after the oldest died: %+v", l.Batches)
 	}
 }
 
