@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"math"
 	"net"
+	"strings"
 	"time"
 )
 
@@ -38,6 +39,7 @@ type Config struct {
 	Joined        bool          `json:"joined,omitempty"`         // with Channels: the URLs are nodes joined by a broker, so a channel's subscribers may be on every URL (Channels need not be a multiple of the URLs)
 	PublishURL    string        `json:"publish_url,omitempty"`    // with Channels: publish through this HTTP API endpoint (POST /api/publish) instead of WebSocket publish messages
 	APIKey        string        `json:"-"`                        // with PublishURL: sent as "Authorization: Bearer <key>"; never written out (workers do not publish)
+	Headers       []string      `json:"-"`                        // "Name: value" lines added to every upgrade request (a session cookie for a connect hook, say); never written out (workers get them apart)
 	Batch         int           `json:"batch,omitempty"`          // with PublishURL: messages per request, sent as one JSON array (default 1: one object per request)
 	SlowFrac      float64       `json:"slow_frac,omitempty"`      // slow: fraction of subscribers that never read (default 0.01)
 	Stalled       int           `json:"stalled,omitempty"`        // slow: clients stuck mid-handshake plus mid-frame (default 1000)
@@ -135,6 +137,11 @@ func (c Config) Validate() error {
 			errs = append(errs, fmt.Errorf("bench: source address %q is not an IP", a))
 		}
 	}
+	for _, h := range c.Headers {
+		if name, value, ok := strings.Cut(h, ":"); !ok || !validHeaderName(name) || strings.ContainsAny(value, "\r\n") {
+			errs = append(errs, fmt.Errorf("bench: header %q is not \"Name: value\"", h))
+		}
+	}
 	if c.Churners < 0 || (c.Churners > 0 && c.Scenario != ScenarioBroadcast) {
 		errs = append(errs, fmt.Errorf("bench: Churners (%d) is for the broadcast scenario (got %s)", c.Churners, c.Scenario))
 	}
@@ -146,4 +153,12 @@ func (c Config) Validate() error {
 		errs = append(errs, fmt.Errorf("bench: SlowFrac (%v) must be in [0, 1)", c.SlowFrac))
 	}
 	return errors.Join(errs...)
+}
+
+// validHeaderName reports whether s is an HTTP field name (RFC 9110 5.1:
+// a token).
+func validHeaderName(s string) bool {
+	return s != "" && !strings.ContainsFunc(s, func(r rune) bool {
+		return r <= ' ' || r >= 0x7f || strings.ContainsRune("\"(),/:;<=>?@[\\]{}", r)
+	})
 }

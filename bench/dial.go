@@ -22,7 +22,7 @@ type dialer struct {
 	sources int      // 127.0.0.2 .. 127.0.0.(1+sources)
 	addrs   []net.IP // or these
 	tls     *tls.Config
-	deflate bool // offer permessage-deflate
+	extra   string // request header lines beside the upgrade's own: Config.Headers and the permessage-deflate offer
 }
 
 // dial connects to target and completes the WebSocket handshake. It returns
@@ -49,7 +49,7 @@ func (d dialer) dial(ctx context.Context, target string, index int) (net.Conn, [
 		}
 		nc = tc
 	}
-	rest, err := handshake(nc, u, d.deflate)
+	rest, err := handshake(nc, u, d.extra)
 	if err != nil {
 		nc.Close()
 		return nil, nil, err
@@ -75,18 +75,14 @@ func (d dialer) netDialer(index int) net.Dialer {
 // client's window at the server's choice.
 const deflateOffer = "Sec-WebSocket-Extensions: permessage-deflate; client_max_window_bits\r\n"
 
-// handshake sends an upgrade request, offering permessage-deflate if
-// deflate, and reads the 101 (RFC 6455 4.1).
-func handshake(nc net.Conn, u *url.URL, deflate bool) ([]byte, error) {
+// handshake sends an upgrade request with the header lines of extra and
+// reads the 101 (RFC 6455 4.1).
+func handshake(nc net.Conn, u *url.URL, extra string) ([]byte, error) {
 	var key [16]byte
 	_, _ = rand.Read(key[:])
 	path := u.RequestURI()
 	req := "GET " + path + " HTTP/1.1\r\nHost: " + u.Host + "\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n" +
-		"Sec-WebSocket-Key: " + base64.StdEncoding.EncodeToString(key[:]) + "\r\nSec-WebSocket-Version: 13\r\n"
-	if deflate {
-		req += deflateOffer
-	}
-	req += "\r\n"
+		"Sec-WebSocket-Key: " + base64.StdEncoding.EncodeToString(key[:]) + "\r\nSec-WebSocket-Version: 13\r\n" + extra + "\r\n"
 	_ = nc.SetDeadline(time.Now().Add(10 * time.Second))
 	defer nc.SetDeadline(time.Time{})
 	if _, err := nc.Write([]byte(req)); err != nil {
@@ -128,7 +124,13 @@ func hostOf(target string) string {
 }
 
 func newDialer(cfg Config) dialer {
-	d := dialer{sources: cfg.SourceIPs, tls: &tls.Config{InsecureSkipVerify: cfg.Insecure}, deflate: cfg.Deflate}
+	d := dialer{sources: cfg.SourceIPs, tls: &tls.Config{InsecureSkipVerify: cfg.Insecure}}
+	for _, h := range cfg.Headers {
+		d.extra += h + "\r\n"
+	}
+	if cfg.Deflate {
+		d.extra += deflateOffer
+	}
 	if cfg.CAFile != "" {
 		if pem, err := os.ReadFile(cfg.CAFile); err == nil {
 			d.tls.RootCAs = x509.NewCertPool()

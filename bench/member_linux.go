@@ -81,6 +81,7 @@ const workerEnv = "FANOUT_BENCH_WORKER"
 
 type assignment struct {
 	Config   Config
+	Headers  []string // Config.Headers, which its JSON leaves out
 	First, N int
 }
 
@@ -90,6 +91,7 @@ type assignment struct {
 // worker's snapshot so far as one JSON line, and "stop" answered by its
 // final snapshot the same way.
 type remote struct {
+	ctx     context.Context // the run's: its cause says why a worker was killed
 	cmd     *exec.Cmd
 	in      io.WriteCloser
 	out     *bufio.Reader
@@ -102,7 +104,7 @@ func startWorker(ctx context.Context, cfg Config, first, n int) (member, error) 
 	if err != nil {
 		return nil, err
 	}
-	a, _ := json.Marshal(assignment{Config: cfg, First: first, N: n})
+	a, _ := json.Marshal(assignment{Config: cfg, Headers: cfg.Headers, First: first, N: n})
 	cmd := exec.CommandContext(ctx, exe)
 	cmd.Env = append(os.Environ(), workerEnv+"="+string(a))
 	cmd.Stderr = os.Stderr
@@ -117,13 +119,13 @@ func startWorker(ctx context.Context, cfg Config, first, n int) (member, error) 
 	if err := cmd.Start(); err != nil {
 		return nil, fmt.Errorf("bench: start worker: %w", err)
 	}
-	return &remote{cmd: cmd, in: in, out: bufio.NewReaderSize(out, 1<<20)}, nil
+	return &remote{ctx: ctx, cmd: cmd, in: in, out: bufio.NewReaderSize(out, 1<<20)}, nil
 }
 
 func (r *remote) ready() (int, int, error) {
 	line, err := r.out.ReadString('\n')
 	if err != nil {
-		return 0, 0, fmt.Errorf("bench: worker %d: %w", r.cmd.Process.Pid, err)
+		return 0, 0, r.lost(err)
 	}
 	var c, f int
 	if _, err := fmt.Sscanf(line, "ready %d %d", &c, &f); err != nil {
@@ -152,7 +154,7 @@ func (r *remote) ask(req string) (snapshot, error) {
 	}
 	line, err := r.out.ReadBytes('\n')
 	if err != nil {
-		return s, err
+		return s, r.lost(err)
 	}
 	return s, json.Unmarshal(line, &s)
 }
@@ -174,6 +176,16 @@ func (r *remote) start() error {
 
 func (r *remote) stop() (snapshot, error) { return r.ask("stop") }
 
+// lost is the error of a worker whose answer did not come (err): the run's
+// context killed it (its -timeout, say), or it died on its own, having
+// said why on stderr.
+func (r *remote) lost(err error) error {
+	if cause := context.Cause(r.ctx); cause != nil {
+		err = fmt.Errorf("killed: %w", cause)
+	}
+	return fmt.Errorf("bench: worker %d: %w", r.cmd.Process.Pid, err)
+}
+
 func (r *remote) pid() int { return r.cmd.Process.Pid }
 
 func (r *remote) close() {
@@ -191,6 +203,7 @@ func RunWorker(ctx context.Context, stdin io.Reader, stdout io.Writer) error {
 	if err := json.Unmarshal([]byte(os.Getenv(workerEnv)), &a); err != nil {
 		return fmt.Errorf("bench: worker assignment: %w", err)
 	}
+	a.Config.Headers = a.Headers
 	m, err := newLocal(ctx, a.Config, a.First, a.N)
 	if err != nil {
 		return err

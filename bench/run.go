@@ -32,7 +32,7 @@ func Run(ctx context.Context, cfg Config, progress io.Writer) (Result, error) {
 		return Result{}, err
 	}
 	cfg = cfg.withDefaults()
-	ctx, cancel := context.WithTimeout(ctx, cfg.Timeout)
+	ctx, cancel := context.WithTimeoutCause(ctx, cfg.Timeout, fmt.Errorf("bench: the run's -timeout (%v) passed", cfg.Timeout))
 	defer cancel()
 	if progress == nil {
 		progress = io.Discard

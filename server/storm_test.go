@@ -67,7 +67,7 @@ func stormClient(url string, deadline time.Time, first chan<- int) stormResult {
 // more upgrades than the token bucket holds (burst plus rate times the
 // wave's duration), the rest 503 with a Retry-After that spreads them over
 // the seconds ahead at the rate; clients that honour it are all in within
-// the time the rate implies plus two retry rounds, and
+// the time the rate implies plus two retry rounds (and slack), and
 // the connection that was open before the storm keeps being served.
 func TestAdmission_HandshakeRateStorm(t *testing.T) {
 	const (
@@ -80,7 +80,10 @@ func TestAdmission_HandshakeRateStorm(t *testing.T) {
 	old := dialGorilla(t, url) // takes one of the bucket's first tokens
 
 	start := time.Now()
-	deadline := start.Add(clients/perSec*time.Second + 2*(2*time.Second) + time.Second)
+	// The rate's time plus two retry rounds, and slack for a machine loaded
+	// by the race detector and parallel packages: how the refused are spread
+	// is asserted from their Retry-After below, not from the clock.
+	deadline := start.Add(clients/perSec*time.Second + 2*(2*time.Second) + 10*time.Second)
 	first := make(chan int, clients)
 	results := make(chan stormResult, clients)
 	for range clients {
@@ -119,10 +122,12 @@ func TestAdmission_HandshakeRateStorm(t *testing.T) {
 		r.conn.Close()
 	}
 	// The refused are booked into the seconds ahead at the admission rate,
-	// not all told to return after one.
+	// not all told to return after one. Retry-After counts from each
+	// refusal, so over a wave that lasted a while one value may name places
+	// in two seconds: the rate's worth more per second of the wave.
 	for secs, n := range told {
-		if n > perSec+1 {
-			t.Fatalf("%d clients told Retry-After %d, more than the %d/s the rate admits: %v", n, secs, perSec, told)
+		if limit := perSec + 1 + int(wave.Seconds()*perSec); n > limit {
+			t.Fatalf("%d clients told Retry-After %d, more than the %d the rate admits over a %v wave: %v", n, secs, limit, wave, told)
 		}
 	}
 	if len(told) < 2 {

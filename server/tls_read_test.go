@@ -22,7 +22,7 @@ import (
 // (the client never reads, so the server's sends fill up soon).
 func dialTLSRaw(t *testing.T, addr string, pool *x509.CertPool, silent bool) *rawClient {
 	t.Helper()
-	d := &net.Dialer{Timeout: 5 * time.Second}
+	d := &net.Dialer{Timeout: 20 * time.Second}
 	if silent {
 		d.Control = func(_, _ string, rc syscall.RawConn) error {
 			return rc.Control(func(fd uintptr) { _ = syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_RCVBUF, 4096) })
@@ -33,7 +33,7 @@ func dialTLSRaw(t *testing.T, addr string, pool *x509.CertPool, silent bool) *ra
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { tc.Close() })
-	_ = tc.SetDeadline(time.Now().Add(10 * time.Second))
+	_ = tc.SetDeadline(time.Now().Add(20 * time.Second))
 	return &rawClient{t: t, nc: tc, br: bufio.NewReader(tc)}
 }
 
@@ -101,7 +101,7 @@ func TestTLS_FloodersYieldWorkers(t *testing.T) {
 	for i := range 3 {
 		msg := fmt.Appendf(nil, "victim %d", i)
 		start := time.Now()
-		_ = victim.nc.SetDeadline(time.Now().Add(15 * time.Second))
+		_ = victim.nc.SetDeadline(time.Now().Add(45 * time.Second)) // starved, it would never come; under -race and CI load a turn is slow
 		victim.send(clientFrame(true, ws.OpText, msg))
 		if _, p, err := victim.next(); err != nil || string(p) != string(msg) {
 			t.Fatalf("echo %d during the flood: %q %v", i, p, err)

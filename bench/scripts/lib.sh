@@ -1,5 +1,5 @@
 # Shared by the multi-process benchmark scripts (brokers.sh, scaleout.sh,
-# storm.sh, million.sh): source it after `cd` to the repository root, then
+# storm.sh, million.sh, hooks.sh): source it after `cd` to the repository root, then
 # call begin_run.
 
 # begin_run NAME PACKAGE...: the run's results directory $out

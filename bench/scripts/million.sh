@@ -9,8 +9,8 @@
 # for order. Per step, with fresh nodes each time:
 #   ramp N connections from 200 source addresses (127.0.0.2..201, so no
 #   address runs out of ports) at RATE/s, settle, broadcast MSG_RATE
-#   messages/s for DURATION (longer than -ping-interval, so the nodes' timer
-#   sweeps ping everyone once), drain;
+#   messages/s for DURATION (longer than the nodes' -ping-interval PING, so
+#   their timer sweeps ping everyone once), drain;
 #   then from every node's /metrics: the timer sweep and GC pause
 #   histograms (merged over the nodes: p99 as the bucket bound it falls
 #   in), and /proc/net/sockstat, Slab and MemAvailable every 5 s.
@@ -21,7 +21,7 @@
 # each step. Raw JSON, samples and logs go to
 # bench/results/<date>-<commit>-million/; a table row per step goes to its
 # README.md, and bench/plot draws memory.png from the step files.
-#   bench/scripts/million.sh                                  (about 15 minutes)
+#   bench/scripts/million.sh                                  (about 40 minutes)
 #   STEPS="20000 40000" DURATION=10s bench/scripts/million.sh (a smoke test)
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -52,7 +52,13 @@ steps=${STEPS:-100000 250000 500000 1000000}
 # GOMAXPROCS=1 for every node and generator process: ~110 Go processes
 # share 2 cores, and a second P each only spins.
 procs=${PROCS:-1}
-per_node=${PER_NODE:-18000} rate=${RATE:-5000} msg_rate=${MSG_RATE:-0.1} duration=${DURATION:-60s}
+per_node=${PER_NODE:-18000} rate=${RATE:-5000} msg_rate=${MSG_RATE:-0.1} duration=${DURATION:-130s}
+# Idle connections cost a ping and its pong every -ping-interval each, on
+# both ends: at the default 30 s that is 33,000 of each a second at 1M,
+# about all of this machine's two cores (the servers alone used 0.58 cores
+# at 500k), and the ramp crawls. PING sets the nodes' interval (IDLE their
+# idle timeout); 120 s is uWS.js's idle timeout.
+ping=${PING:-120s} idle=${IDLE:-300s}
 . bench/scripts/lib.sh
 begin_run million cmd/fanout cmd/fanout-bench
 pids=() restore=()
@@ -65,7 +71,7 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 1' INT TERM
 echo "# $(date -u +%FT%TZ) commit $(git rev-parse --short HEAD), $(nproc) cores, $(awk '/MemTotal/ {printf "%.1f GiB", $2/1048576}' /proc/meminfo), $(uname -r), $(go version | cut -d' ' -f3), ulimit -n $(ulimit -n) (hard $(ulimit -Hn))" | log
-echo "steps: $steps; $per_node connections per node, ramp $rate/s, $msg_rate msg/s for $duration, GOMAXPROCS=$procs in every process" | log
+echo "steps: $steps; $per_node connections per node, ramp $rate/s, $msg_rate msg/s for $duration, GOMAXPROCS=$procs in every process, nodes' -ping-interval $ping -idle-timeout $idle" | log
 
 # tune KEY VALUE: set a kernel setting for the run and restore it on exit,
 # or say why not.
@@ -101,7 +107,7 @@ start_nodes() { # start_nodes N: nodes[i] host:port, admins[i], pids[i]
 	for i in $(seq 0 $(($1 - 1))); do
 		nodes+=("127.0.0.1:$(free_port)") admins+=("127.0.0.1:$(free_port)")
 		GOMAXPROCS=$procs "$tmp/fanout" -log-level warn -api-key $key -addr "${nodes[$i]}" -admin-addr "${admins[$i]}" \
-			-broker "redis://127.0.0.1:$rport/0" >"$out/node$i-$1.log" 2>&1 &
+			-ping-interval "$ping" -idle-timeout "$idle" -broker "redis://127.0.0.1:$rport/0" >"$out/node$i-$1.log" 2>&1 &
 		pids+=($!)
 	done
 	for a in "${admins[@]}"; do

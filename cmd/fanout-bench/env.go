@@ -94,13 +94,17 @@ func redactValue(name, v string) string {
 	return redact.URL(v)
 }
 
-// redactArgs is args with the values of secret flags (-api-key) and URL
-// passwords replaced.
+// redactArgs is args with the values of secret flags (-api-key), of
+// -header lines (a cookie, say) and URL passwords replaced.
 func redactArgs(args []string) []string {
 	out := make([]string, len(args))
 	for i, a := range args {
-		name, _, hasValue := strings.Cut(strings.TrimLeft(a, "-"), "=")
+		name, value, hasValue := strings.Cut(strings.TrimLeft(a, "-"), "=")
 		switch {
+		case strings.HasPrefix(a, "-") && hasValue && name == "header":
+			out[i] = a[:strings.IndexByte(a, '=')+1] + redactHeader(value)
+		case i > 0 && strings.TrimLeft(args[i-1], "-") == "header":
+			out[i] = redactHeader(a)
 		case strings.HasPrefix(a, "-") && hasValue && isSecret(name):
 			out[i] = a[:strings.IndexByte(a, '=')+1] + redacted
 		case i > 0 && strings.HasPrefix(args[i-1], "-") && !strings.Contains(args[i-1], "=") && isSecret(strings.TrimLeft(args[i-1], "-")):
@@ -112,6 +116,12 @@ func redactArgs(args []string) []string {
 		}
 	}
 	return out
+}
+
+// redactHeader keeps a header line's name only.
+func redactHeader(h string) string {
+	name, _, _ := strings.Cut(h, ":")
+	return name + ": " + redacted
 }
 
 // redactCommand is redactArgs for a command line in one string.

@@ -17,6 +17,12 @@ import (
 // list is a flag holding comma-separated values.
 type list []string
 
+// headerList collects a repeated flag.
+type headerList []string
+
+func (l *headerList) String() string     { return strings.Join(*l, "; ") }
+func (l *headerList) Set(v string) error { *l = append(*l, v); return nil }
+
 func (l *list) String() string { return strings.Join(*l, ",") }
 func (l *list) Set(v string) error {
 	*l = nil
@@ -95,6 +101,7 @@ func (o *options) scenarioFlags(fs *flag.FlagSet) {
 	fs.StringVar(&c.ChannelPrefix, "channel-prefix", "c", "with -channels: channel names are this prefix and the channel's number")
 	fs.StringVar(&c.PublishURL, "publish-url", "", "with -channels: publish through this HTTP API endpoint (e.g. http://127.0.0.1:8080/api/publish), one request at a time per publisher; empty: {\"op\":\"publish\"} messages over a WebSocket to -url")
 	fs.StringVar(&c.APIKey, "api-key", "", "with -publish-url: API key, sent as \"Authorization: Bearer <key>\" (default: $FANOUT_API_KEY); never written to the JSON")
+	fs.Var((*headerList)(&c.Headers), "header", "add this \"Name: value\" line to every upgrade request, e.g. 'Cookie: session=…' for a connect hook; repeat for more; never written to the JSON")
 	fs.IntVar(&c.Batch, "batch", 1, "with -publish-url: messages per request, sent as one JSON array (the API's batch form) for the publisher's next channels in turn; 1 sends one JSON object per request")
 	fs.Float64Var(&c.SlowFrac, "slow-frac", 0.01, "slow: fraction of subscribers that never read")
 	fs.IntVar(&c.Stalled, "stalled", 1000, "slow: clients stuck mid-handshake and mid-frame (half each)")

@@ -8,11 +8,13 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"net/http"
 	"os"
 	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -179,7 +181,7 @@ func checkScenarios(t *testing.T, base string, n int, flags ...string) {
 func TestHelp_DocumentsEveryFlag(t *testing.T) {
 	var errOut bytes.Buffer
 	_ = run(context.Background(), []string{"-h"}, &bytes.Buffer{}, &errOut)
-	for _, f := range []string{"-publishers", "-source-addrs", "-vs-label", "-url", "-scenario", "-conns", "-rate", "-source-ips", "-duration", "-msg-rate", "-size", "-server-pid", "-broker-pid", "-json", "-server-cmd", "-vs-cmd", "-rounds", "-per-process", "-slow-frac", "-stalled", "-timeout", "-channels", "-channel-prefix", "-publish-url", "-api-key", "-batch", "-pin-server", "-pin-client", "-ceiling", "-ceiling-p99", "-metrics-url", "-quiet", "-churners", "-server-log", "-closed-loop"} {
+	for _, f := range []string{"-publishers", "-source-addrs", "-vs-label", "-url", "-scenario", "-conns", "-rate", "-source-ips", "-duration", "-msg-rate", "-size", "-server-pid", "-broker-pid", "-json", "-server-cmd", "-vs-cmd", "-rounds", "-per-process", "-slow-frac", "-stalled", "-timeout", "-channels", "-channel-prefix", "-publish-url", "-api-key", "-batch", "-pin-server", "-pin-client", "-ceiling", "-ceiling-p99", "-metrics-url", "-quiet", "-churners", "-server-log", "-closed-loop", "-header"} {
 		if !strings.Contains(errOut.String(), f+" ") && !strings.Contains(errOut.String(), f+"\n") {
 			t.Errorf("-h does not document %s", f)
 		}
@@ -221,5 +223,57 @@ func TestRamp_RateIsTheWholeRun(t *testing.T) {
 	}
 	if res.RampS < 0.8 {
 		t.Fatalf("ramp took %.2f s: 600 connections at 600/s take about 1 s", res.RampS)
+	}
+}
+
+// TestTimeout_SaysSoWhenItKillsWorkers: a run whose ramp outlasts -timeout
+// stops there, and its error names the timeout, not the EOF of the worker
+// processes it killed (a 1M run once ended in "worker N: EOF").
+func TestTimeout_SaysSoWhenItKillsWorkers(t *testing.T) {
+	start := time.Now()
+	err := run(context.Background(), []string{"-url", chatServer(t) + "/ws", "-scenario", "idle", "-conns", "400",
+		"-rate", "100", "-per-process", "200", "-duration", "100ms", "-settle", "0s", "-timeout", "1s", "-quiet"},
+		&bytes.Buffer{}, &bytes.Buffer{})
+	if err == nil || !strings.Contains(err.Error(), "-timeout (1s) passed") {
+		t.Fatalf("a 4 s ramp under -timeout 1s: %v, want the timeout named", err)
+	}
+	if d := time.Since(start); d > 30*time.Second {
+		t.Fatalf("stopped after %v", d)
+	}
+}
+
+// TestHeader_OnEveryUpgrade: -header lines reach the server on every
+// upgrade, workers' included (a connect hook's session cookie), and the
+// JSON, which holds the command line, does not carry them.
+func TestHeader_OnEveryUpgrade(t *testing.T) {
+	const cookie = "session=s3cret"
+	var withCookie atomic.Int64
+	srv, err := server.New(server.Config{
+		OnConnect: func(c *server.Conn, r *server.Request) error {
+			if r.Header.Get("Cookie") != cookie || r.Header.Get("X-Tenant") != "blue" {
+				return server.Reject(http.StatusUnauthorized, "no session")
+			}
+			withCookie.Add(1)
+			return nil
+		},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	url := "ws://" + serve(t, srv) + "/ws"
+	out := filepath.Join(t.TempDir(), "r.json")
+	args := []string{"-url", url, "-scenario", "idle", "-conns", "300", "-per-process", "100", "-duration", "100ms",
+		"-settle", "0s", "-quiet", "-header", "Cookie: " + cookie, "-header", "X-Tenant: blue"}
+	if err := run(context.Background(), append(args, "-json", out), &bytes.Buffer{}, os.Stderr); err != nil {
+		t.Fatal(err)
+	}
+	if n := withCookie.Load(); n != 300 {
+		t.Fatalf("%d upgrades carried the headers, want 300 (three processes)", n)
+	}
+	if b, _ := os.ReadFile(out); bytes.Contains(b, []byte("s3cret")) {
+		t.Fatalf("the JSON holds the cookie: %s", b)
+	}
+	if err := run(context.Background(), []string{"-url", url, "-header", "Cookie"}, &bytes.Buffer{}, &bytes.Buffer{}); err == nil {
+		t.Fatal("-header without a colon was accepted")
 	}
 }

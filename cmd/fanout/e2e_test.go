@@ -47,18 +47,7 @@ func TestBrowser_ChatAndRecoveryTLS12(t *testing.T) {
 
 // runE2E runs e2e.mjs with args after its own (a certificate and key).
 func runE2E(t *testing.T, args ...string) {
-	_, nodeErr := exec.LookPath("node")
-	_, chromiumErr := os.Stat(chromiumPath)
-	_, pwErr := os.Stat(filepath.Join("testdata", "e2e", "node_modules", "playwright-core"))
-	switch {
-	case nodeErr != nil:
-		testutil.NeedTool(t, false, "node")
-	case chromiumErr != nil:
-		testutil.NeedTool(t, false, chromiumPath+" (apt-get install chromium, or make deps)")
-	case pwErr != nil:
-		testutil.NeedTool(t, false, "playwright-core (npm ci --prefix cmd/fanout/testdata/e2e, or make deps)")
-	}
-
+	needBrowser(t)
 	tmp := t.TempDir()
 	bin := filepath.Join(tmp, "fanout")
 	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
@@ -70,12 +59,33 @@ func runE2E(t *testing.T, args ...string) {
 	} else if err := os.MkdirAll(outDir, 0o755); err != nil {
 		t.Fatal(err)
 	}
+	runBrowserScript(t, "e2e.mjs", append([]string{bin, outDir}, args...)...)
+	t.Logf("screenshots and server.log in %s", outDir)
+}
 
+// needBrowser skips the test without node, Chromium and playwright-core.
+func needBrowser(t *testing.T) {
+	_, nodeErr := exec.LookPath("node")
+	_, chromiumErr := os.Stat(chromiumPath)
+	_, pwErr := os.Stat(filepath.Join("testdata", "e2e", "node_modules", "playwright-core"))
+	switch {
+	case nodeErr != nil:
+		testutil.NeedTool(t, false, "node")
+	case chromiumErr != nil:
+		testutil.NeedTool(t, false, chromiumPath+" (apt-get install chromium, or make deps)")
+	case pwErr != nil:
+		testutil.NeedTool(t, false, "playwright-core (npm ci --prefix cmd/fanout/testdata/e2e, or make deps)")
+	}
+}
+
+// runBrowserScript runs testdata/e2e/<script> with args under node for 90 s
+// at most and fails the test if it fails. Its output goes to t.Log.
+func runBrowserScript(t *testing.T, script string, args ...string) {
 	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, "node", append([]string{filepath.Join("testdata", "e2e", "e2e.mjs"), bin, outDir}, args...)...)
-	// node and the fanout processes it starts share a process group, so one
-	// kill ends them all, whatever state the script is in.
+	cmd := exec.CommandContext(ctx, "node", append([]string{filepath.Join("testdata", "e2e", script)}, args...)...)
+	// node and the processes it starts (Chromium, fanout) share a process
+	// group, so one kill ends them all, whatever state the script is in.
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) }
 	cmd.WaitDelay = 5 * time.Second
@@ -88,12 +98,12 @@ func runE2E(t *testing.T, args ...string) {
 	t.Cleanup(func() { _ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) })
 	err := cmd.Wait()
 	out.flush()
-	t.Logf("e2e.mjs took %v; screenshots and server.log in %s", time.Since(start).Round(100*time.Millisecond), outDir)
+	t.Logf("%s took %v", script, time.Since(start).Round(100*time.Millisecond))
 	if ctx.Err() != nil {
-		t.Fatalf("e2e.mjs killed after %v", time.Since(start).Round(time.Second))
+		t.Fatalf("%s killed after %v", script, time.Since(start).Round(time.Second))
 	}
 	if err != nil {
-		t.Fatalf("e2e.mjs: %v", err)
+		t.Fatalf("%s: %v", script, err)
 	}
 }
 

@@ -138,6 +138,7 @@ func bindServerFlags(fs *flag.FlagSet, c *server.Config) {
 // constants.
 func bindChannelFlags(fs *flag.FlagSet, p *pubsub.Config) {
 	bindProxyFlags(fs, &p.Proxy)
+	bindWebhookFlags(fs, &p.Webhook)
 	fs.IntVar(&p.HistorySize, "history-size", pubsub.DefaultHistorySize, "messages each channel keeps for clients that resubscribe with since=<offset> (negative disables)")
 	fs.DurationVar(&p.HistoryTTL, "history-ttl", pubsub.DefaultHistoryTTL, "how long a channel message stays in history")
 	fs.Int64Var(&p.HistoryMaxBytes, "history-max-bytes", pubsub.DefaultHistoryMaxBytes, "memory all channels' history may take together (message bytes plus per-message overhead); the oldest messages go first")
@@ -145,10 +146,24 @@ func bindChannelFlags(fs *flag.FlagSet, p *pubsub.Config) {
 	fs.Float64Var(&p.ChannelCreateRate, "channel-create-rate", pubsub.DefaultChannelCreateRate, "new channels one connection may make per second, and history replays it may ask for, with a burst of -max-channels-per-conn (negative disables)")
 	fs.Float64Var(&p.MaxReplayRate, "max-replay-rate", 0, "history replays (subscribes with since) this node serves per second over all connections (token bucket, burst a tenth of a second's worth); beyond it the subscribe gets an error with a retry-ms=1000 hint (503 with Retry-After at upgrade), so resuming clients cannot starve live delivery; 0 disables")
 	fs.IntVar(&p.MaxChannelsPerConn, "max-channels-per-conn", pubsub.DefaultMaxChannelsPerConn, "subscriptions one connection may hold")
+	fs.Var(listFlag[string]{&p.PrivateChannels, identity}, "private-channels", "comma-separated channel patterns (path.Match, e.g. 'private:*') a client may subscribe to only with a channel token ({\"op\":\"subscribe\",...,\"token\":<jwt with channel and sub claims>}) or the -proxy-subscribe-url backend's consent")
+	fs.IntVar(&p.MaxConnsPerUser, "max-conns-per-user", 0, "connections one user (token or connect hook sub) may hold on this node, per node not per cluster: the next upgrade is refused with 429 (fanout_user_conns_refused_total); anonymous ones are not counted; 0: no cap")
 	fs.Var(listFlag[string]{&p.PresenceChannels, identity}, "presence-channels", "comma-separated channel patterns (path.Match, e.g. 'room:*') whose members every node tracks: the presence and presence_stats ops, GET /api/presence, join and leave events")
 	fs.Var(listFlag[string]{&p.PresenceQuietChannels, identity}, "presence-quiet-channels", "comma-separated patterns of presence channels whose subscribers get no join and leave events (large channels)")
 	fs.IntVar(&p.PresenceMaxMembers, "presence-max-members", pubsub.DefaultPresenceMaxMembers, "members a presence channel tracks; later joins are neither tracked nor announced, and the presence answer says truncated")
 	fs.DurationVar(&p.PresenceExpiry, "presence-expiry", pubsub.DefaultPresenceExpiry, "how long nodes keep a silent node's presence members (it died); each node repeats its members every third of it")
+}
+
+// bindWebhookFlags binds the lifecycle webhooks (README "Webhooks").
+func bindWebhookFlags(fs *flag.FlagSet, w *pubsub.Webhook) {
+	fs.StringVar(&w.URL, "webhook-url", "", "POST batches of lifecycle events (channel_occupied, channel_vacated, member_added, member_removed) to this backend URL; empty: none")
+	fs.StringVar(&w.Secret, "webhook-secret", "", "sign each webhook body with this secret: X-Fanout-Signature: sha256=<hex HMAC-SHA256 of the body>; required with -webhook-url")
+	fs.DurationVar(&w.Debounce, "webhook-debounce", pubsub.DefaultWebhookDebounce, "a channel_vacated or member_removed waits this long; the channel or member back within it cancels both (a reconnect)")
+	fs.DurationVar(&w.BatchWindow, "webhook-batch-window", pubsub.DefaultWebhookBatchWindow, "a webhook batch gathers events this long after its first")
+	fs.IntVar(&w.MaxBatch, "webhook-max-batch", pubsub.DefaultWebhookMaxBatch, "events per webhook POST at most")
+	fs.IntVar(&w.Queue, "webhook-queue", pubsub.DefaultWebhookQueue, "events waiting to be posted at most; beyond it they are dropped and counted (fanout_webhook_events_dropped_total)")
+	fs.IntVar(&w.Retries, "webhook-retries", pubsub.DefaultWebhookRetries, "a batch that fails (error, timeout, 408, 429, 5xx) is posted again this many times, backing off from 200 ms doubling, then dropped and counted; negative: never")
+	fs.DurationVar(&w.Timeout, "webhook-timeout", pubsub.DefaultProxyTimeout, "each webhook POST's deadline")
 }
 
 // bindProxyFlags binds the backend hooks (README "Backend hooks").

@@ -66,7 +66,13 @@ func runHooked(t *testing.T, args ...string) string {
 
 func hookToken(t *testing.T, sub string, exp time.Time) string {
 	t.Helper()
-	s, err := jwt.NewWithClaims(jwt.SigningMethodHS256, jwt.MapClaims{"sub": sub, "exp": exp.Unix()}).SignedString([]byte(hookSecret))
+	return signToken(t, jwt.MapClaims{"sub": sub, "exp": exp.Unix()})
+}
+
+// signToken signs claims with hookSecret (HS256).
+func signToken(t *testing.T, claims jwt.MapClaims) string {
+	t.Helper()
+	s, err := jwt.NewWithClaims(jwt.SigningMethodHS256, claims).SignedString([]byte(hookSecret))
 	if err != nil {
 		t.Fatal(err)
 	}

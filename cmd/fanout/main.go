@@ -300,7 +300,7 @@ func checkAPIKey(key string) error {
 }
 
 // secretFlags take values that nothing the process serves or logs may show.
-var secretFlags = []string{"api-key", "jwt-secret"}
+var secretFlags = []string{"api-key", "jwt-secret", "webhook-secret"}
 
 // redactArgs hides the values of secretFlags and a broker URL's password in
 // a command line (-name value, -name=value, with one or two dashes), for
@@ -518,8 +518,10 @@ func newChatServer(cfg server.Config, channels pubsub.Config, apiKey string) (*c
 		}
 	}
 	cfg.OnConnect = func(c *server.Conn, req *server.Request) error {
-		node.HandleConnect(c, req) // before route: the hooks of channels in the URL send its headers
-		err := route(c, req)
+		err := node.HandleConnect(c, req) // before route: the hooks of channels in the URL send its headers
+		if err == nil {
+			err = route(c, req)
+		}
 		if err != nil {
 			node.HandleClose(c) // a refused connection gets no OnClose
 		}

@@ -22,6 +22,12 @@ import (
 //	GET  /api/channels                                         -> {"channels":[{"channel":"a","subscribers":12,"offset":7,"epoch":".."}]}
 //	GET  /api/presence?channel=room:1                          -> {"channel":"room:1","members":[{"client":"..","user":"..","info":{..}}]}
 //	GET  /api/presence_stats?channel=room:1                    -> {"channel":"room:1","clients":3,"users":2}
+//	POST /api/disconnect  {"user":"u","code":4500,"reason":".."} -> {"user":"u"}  (Node.Disconnect)
+//	POST /api/unsubscribe {"user":"u","channel":"a"}            -> {"user":"u","channel":"a"}  (Node.UnsubscribeUser)
+//
+// The user operations reach every node through the node bus and are
+// answered once sent, before the connections are closed or unsubscribed;
+// 503 while the broker is down (nothing was sent).
 //
 // Requests carry the key as "Authorization: Bearer <key>" or "X-API-Key:
 // <key>". An empty key disables the API (403). A batch is checked whole
@@ -33,6 +39,8 @@ func (n *Node) APIHandler(key string) http.Handler {
 	mux.HandleFunc("/api/channels", n.apiChannels)
 	mux.HandleFunc("/api/presence", n.apiPresence)
 	mux.HandleFunc("/api/presence_stats", n.apiPresence)
+	mux.HandleFunc("/api/disconnect", n.apiUser)
+	mux.HandleFunc("/api/unsubscribe", n.apiUser)
 	return n.apiAuth(key, mux)
 }
 
@@ -79,16 +87,18 @@ type apiResult struct {
 	Error   string `json:"error,omitempty"`
 }
 
-func (n *Node) apiPublish(w http.ResponseWriter, r *http.Request) {
+// apiBody reads a POST request's JSON body, or answers the request and
+// returns false.
+func (n *Node) apiBody(w http.ResponseWriter, r *http.Request) ([]byte, bool) {
 	if r.Method != http.MethodPost {
 		w.Header().Set("Allow", http.MethodPost)
 		apiError(w, http.StatusMethodNotAllowed, "use POST")
-		return
+		return nil, false
 	}
 	if ct := r.Header.Get("Content-Type"); ct != "" {
 		if mt, _, _ := mime.ParseMediaType(ct); mt != "application/json" {
 			apiError(w, http.StatusUnsupportedMediaType, "Content-Type must be application/json")
-			return
+			return nil, false
 		}
 	}
 	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, n.apiBodyBytes()))
@@ -96,11 +106,20 @@ func (n *Node) apiPublish(w http.ResponseWriter, r *http.Request) {
 		var tooBig *http.MaxBytesError
 		if errors.As(err, &tooBig) {
 			apiError(w, http.StatusRequestEntityTooLarge, fmt.Sprintf("body over %d bytes", tooBig.Limit))
-			return
+			return nil, false
 		}
 		apiError(w, http.StatusBadRequest, "reading body: "+err.Error())
+		return nil, false
+	}
+	return body, true
+}
+
+func (n *Node) apiPublish(w http.ResponseWriter, r *http.Request) {
+	body, ok := n.apiBody(w, r)
+	if !ok {
 		return
 	}
+	var err error
 	trimmed := bytes.TrimLeft(body, " \t\r\n")
 	batch := len(trimmed) > 0 && trimmed[0] == '['
 	var msgs []apiMessage
@@ -168,6 +187,38 @@ func (n *Node) checkPublish(m apiMessage) error {
 		return fmt.Errorf("%w: data over %d bytes", server.ErrTooLarge, n.maxMessageBytes-envelopeBytes(m.Channel, nil))
 	}
 	return nil
+}
+
+// apiUser answers /api/disconnect and /api/unsubscribe.
+func (n *Node) apiUser(w http.ResponseWriter, r *http.Request) {
+	body, ok := n.apiBody(w, r)
+	if !ok {
+		return
+	}
+	var req userNote
+	err := decodeStrict(body, &req)
+	disconnect := r.URL.Path == "/api/disconnect"
+	switch {
+	case err != nil:
+		err = fmt.Errorf(`body: %w; want {"user":"u","code":4500,"reason":".."} or {"user":"u","channel":"a"}`, err)
+	case disconnect && req.Channel != "":
+		err = errors.New(`"channel" belongs to /api/unsubscribe`)
+	case disconnect:
+		err = n.Disconnect(req.User, req.Code, req.Reason)
+		req = userNote{User: req.User}
+	case req.Code != 0 || req.Reason != "":
+		err = errors.New(`"code" and "reason" belong to /api/disconnect`)
+	default:
+		err = n.UnsubscribeUser(req.User, req.Channel)
+	}
+	switch {
+	case errors.Is(err, ErrBrokerUnavailable), errors.Is(err, errBusFull):
+		apiError(w, http.StatusServiceUnavailable, reasonOf(err))
+	case err != nil:
+		apiError(w, http.StatusBadRequest, reasonOf(err))
+	default:
+		apiJSON(w, http.StatusOK, req)
+	}
 }
 
 func (n *Node) apiChannels(w http.ResponseWriter, r *http.Request) {

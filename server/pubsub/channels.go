@@ -144,19 +144,26 @@ func brokerError(err error) error {
 // Subscribe adds c to channel and sends it {"type":"subscribed",...} with
 // the channel's epoch and latest offset. With since, the messages c missed
 // after it follow, preceded by a {"type":"gap",...} notice when the history
-// no longer holds all of them (or holds another epoch).
+// no longer holds all of them (or holds another epoch). The application
+// decides here: Config.PrivateChannels and the backend hook do not apply.
 func (n *Node) Subscribe(c *server.Conn, channel string, since *Position) error {
-	return n.subscribe(c, channel, since, nil, false)
+	return n.subscribe(c, channel, since, nil, "", false)
 }
 
 // subscribe checks a subscribe and, for one a client asked for (fromClient)
 // while Proxy.SubscribeURL is set, asks the backend before admitting it:
-// then the outcome, error or ack, reaches c later.
-func (n *Node) subscribe(c *server.Conn, name string, since *Position, id json.RawMessage, fromClient bool) error {
+// then the outcome, error or ack, reaches c later. A channel token (auth.go)
+// stands in for Allowed, the backend and Config.PrivateChannels.
+func (n *Node) subscribe(c *server.Conn, name string, since *Position, id json.RawMessage, token string, fromClient bool) error {
 	if err := CheckChannelName(name); err != nil {
 		return err
 	}
-	if !n.Allowed(c, ActionSubscribe, name) {
+	granted := token != ""
+	if granted {
+		if err := n.checkChannelToken(c, name, token); err != nil {
+			return err
+		}
+	} else if !n.Allowed(c, ActionSubscribe, name) {
 		return ErrForbidden
 	}
 	if n.cfg.OnSubscribe != nil {
@@ -164,7 +171,7 @@ func (n *Node) subscribe(c *server.Conn, name string, since *Position, id json.R
 			return err
 		}
 	}
-	if fromClient && n.backend != nil && n.backend.cfg.SubscribeURL != "" {
+	if fromClient && !granted && n.backend != nil && n.backend.cfg.SubscribeURL != "" {
 		return n.hook(n.backend.cfg.SubscribeURL, c, backendRequest{Channel: name}, func(_ *backendResult, err error) {
 			if err == nil {
 				err = n.admit(c, name, since, id)
@@ -173,6 +180,9 @@ func (n *Node) subscribe(c *server.Conn, name string, since *Position, id json.R
 				n.hookRefused(c, "subscribe", name, id, err)
 			}
 		})
+	}
+	if fromClient && !granted && n.private(name) {
+		return ErrPrivateChannel
 	}
 	return n.admit(c, name, since, id)
 }

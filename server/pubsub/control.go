@@ -15,6 +15,7 @@ import (
 // connection with JSON text messages:
 //
 //	{"op":"subscribe","channel":"a","since":12,"epoch":"e","id":1}
+//	{"op":"subscribe","channel":"private:a","token":"<jwt>","id":8}
 //	{"op":"unsubscribe","channel":"a","id":2}
 //	{"op":"publish","channel":"a","data":{"any":"JSON"},"id":3}
 //	{"op":"presence","channel":"room:1","id":4}
@@ -22,7 +23,7 @@ import (
 //	{"op":"rpc","method":"m","data":{"any":"JSON"},"id":6}
 //	{"op":"refresh","token":"<jwt>","id":7}
 //
-// since, epoch and id are optional; id (an integer) is echoed in the reply.
+// since, epoch, token (a channel token, auth.go) and id are optional; id (an integer) is echoed in the reply.
 // Replies are {"type":"subscribed"|"unsubscribed"|"published"|"presence"|
 // "presence_stats"|"rpc"|"refreshed"|"error",...}; an error carries a
 // reason and never closes the connection. With backend hooks (proxy.go) a
@@ -69,7 +70,7 @@ func (n *Node) HandleControl(c *server.Conn, op frame.OpCode, data []byte) {
 		if m.Since != nil {
 			since = &Position{Offset: *m.Since, Epoch: m.Epoch}
 		}
-		err = n.subscribe(c, m.Channel, since, m.ID, true) // sends its own ack
+		err = n.subscribe(c, m.Channel, since, m.ID, m.Token, true) // sends its own ack
 	case "unsubscribe":
 		if err = CheckChannelName(m.Channel); err == nil {
 			n.Unsubscribe(c, m.Channel)
@@ -158,8 +159,8 @@ func parseControl(op frame.OpCode, data []byte, m *control) error {
 		return fmt.Errorf(`bad control message: "data" belongs to publish and rpc, not %s`, m.Op)
 	case m.Op != "rpc" && m.Method != "":
 		return fmt.Errorf(`bad control message: "method" belongs to rpc, not %s`, m.Op)
-	case m.Op != "refresh" && m.Token != "":
-		return fmt.Errorf(`bad control message: "token" belongs to refresh, not %s`, m.Op)
+	case m.Op != "refresh" && m.Op != "subscribe" && m.Token != "":
+		return fmt.Errorf(`bad control message: "token" belongs to refresh and subscribe, not %s`, m.Op)
 	}
 	return nil
 }
@@ -168,10 +169,17 @@ func publishedAck(m control, p Publication) reply {
 	return reply{Type: "published", Channel: m.Channel, ID: m.ID, Offset: &p.Offset, Delivered: &p.Delivered}
 }
 
-// presenceAllowed lets c see channel's members if it may subscribe to it.
+// presenceAllowed lets c see channel's members if it may subscribe to it;
+// a private channel's, only once it has.
 func (n *Node) presenceAllowed(c *server.Conn, channel string) error {
 	if err := n.checkPresence(channel); err != nil {
 		return err
+	}
+	if n.private(channel) {
+		if !n.subscribed(c, channel) {
+			return ErrPrivateChannel
+		}
+		return nil
 	}
 	if !n.Allowed(c, ActionSubscribe, channel) {
 		return ErrForbidden

@@ -36,6 +36,8 @@
 // (publish and subscribe), delivery.go (from the broker to hubs),
 // recovery.go (replay and gap notices), bus.go (notes between nodes),
 // presence.go and presence_bus.go (members of presence channels),
+// webhook.go (lifecycle webhooks, on the presence machinery), proxy.go
+// (backend hooks),
 // wire.go (what is sent), control.go
 // and query.go (the control protocol, subscriptions at connect), api.go
 // (HTTP), auth.go (channel permissions), limits.go (per-connection rates).

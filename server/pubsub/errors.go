@@ -58,6 +58,18 @@ var (
 	// the first one or names another subject.
 	ErrBadToken = errors.New("pubsub: refresh refused")
 
+	// ErrChannelToken is wrapped when a subscribe's channel token fails
+	// the checks of a connection token, or names another channel or user.
+	ErrChannelToken = errors.New("pubsub: channel token refused")
+
+	// ErrPrivateChannel is returned for a client's subscribe to a channel
+	// of Config.PrivateChannels without a channel token (and without a
+	// subscribe hook that allows it).
+	ErrPrivateChannel = errors.New("pubsub: private channel: subscribe with a channel token")
+
+	// errNoUser is returned for a user operation without a user.
+	errNoUser = errors.New("pubsub: no user given")
+
 	// ErrNoRPC is returned for an rpc control message when no backend
 	// answers them (Proxy.RPCURL).
 	ErrNoRPC = errors.New("pubsub: rpc is not enabled on this server")

@@ -25,10 +25,19 @@ type testNode struct {
 }
 
 // channelRoutes routes /ws?channel=a&channel=b (since=&epoch= to resume)
-// to subscriptions on n and every message to HandleControl, as cmd/fanout
-// does.
+// to subscriptions on n and every message to HandleControl, between n's
+// HandleConnect and HandleClose, as cmd/fanout does.
 func channelRoutes(cfg server.Config, n *Node) server.Config {
-	cfg.OnConnect = func(c *server.Conn, r *server.Request) error { return n.SubscribeQuery(c, r.Query()) }
+	cfg.OnConnect = func(c *server.Conn, r *server.Request) error {
+		err := n.HandleConnect(c, r)
+		if err == nil {
+			err = n.SubscribeQuery(c, r.Query())
+		}
+		if err != nil {
+			n.HandleClose(c) // a refused connection gets no OnClose
+		}
+		return err
+	}
 	cfg.OnMessage = func(c *server.Conn, op frame.OpCode, data []byte) { n.HandleControl(c, op, data) }
 	cfg.OnClose = func(c *server.Conn, _ frame.CloseCode, _ server.CloseReason) { n.HandleClose(c) }
 	return cfg

@@ -90,6 +90,21 @@ type Config struct {
 	// An empty, non-nil list allows none.
 	AnonymousSubscribe, AnonymousPublish []string
 
+	// PrivateChannels lists the channels (path.Match patterns) a client
+	// may subscribe to only with a channel token for that channel and its
+	// user ({"op":"subscribe",...,"token":...}, auth.go) or with the
+	// consent of the backend's subscribe hook (Proxy.SubscribeURL); its
+	// claims and AnonymousSubscribe are not enough. Subscribes made by the
+	// application (Node.Subscribe, the connect hook's channels) are not
+	// checked. Nil makes no channel private.
+	PrivateChannels []string
+
+	// MaxConnsPerUser caps the connections of one user (the token's or
+	// the connect hook's "sub") on this node, not in the cluster: the next
+	// upgrade is refused with 429 (HandleConnect) and counted. Anonymous
+	// connections are not counted. Zero means no cap.
+	MaxConnsPerUser int
+
 	// PresenceChannels lists the channels (path.Match patterns) that track
 	// their members across every node (presence.go): the presence and
 	// presence_stats control ops, GET /api/presence, and join and leave
@@ -129,6 +144,11 @@ type Config struct {
 	// sends none.
 	Proxy Proxy
 
+	// Webhook posts lifecycle events (channels occupied and vacated,
+	// presence members added and removed) to an application's backend
+	// (webhook.go). Its zero value posts none.
+	Webhook Webhook
+
 	// Logger receives the node's logs. Nil means the server's.
 	Logger *slog.Logger
 
@@ -147,6 +167,7 @@ func (c Config) withDefaults() Config {
 	setDefault(&c.ChannelCreateRate, DefaultChannelCreateRate)
 	setDefault(&c.PresenceMaxMembers, DefaultPresenceMaxMembers)
 	setDefault(&c.PresenceExpiry, DefaultPresenceExpiry)
+	c.Webhook = c.Webhook.withDefaults()
 	return c
 }
 
@@ -180,18 +201,22 @@ func (c Config) Validate() error {
 	if c.HistoryTTL < 0 {
 		errs = append(errs, fmt.Errorf("pubsub: HistoryTTL (%v) must not be negative", c.HistoryTTL))
 	}
+	if c.MaxConnsPerUser < 0 {
+		errs = append(errs, fmt.Errorf("pubsub: MaxConnsPerUser (%d) must not be negative", c.MaxConnsPerUser))
+	}
 	if c.PresenceMaxMembers < 0 {
 		errs = append(errs, fmt.Errorf("pubsub: PresenceMaxMembers (%d) must not be negative", c.PresenceMaxMembers))
 	}
 	if c.PresenceExpiry < 0 || c.PresenceExpiry > 0 && c.PresenceExpiry < 300*time.Millisecond {
 		errs = append(errs, fmt.Errorf("pubsub: PresenceExpiry (%v) must be at least 300ms", c.PresenceExpiry))
 	}
-	for _, p := range slices.Concat(c.AnonymousSubscribe, c.AnonymousPublish, c.PresenceChannels, c.PresenceQuietChannels) {
+	for _, p := range slices.Concat(c.AnonymousSubscribe, c.AnonymousPublish, c.PrivateChannels, c.PresenceChannels, c.PresenceQuietChannels) {
 		if _, err := path.Match(p, ""); err != nil {
 			errs = append(errs, fmt.Errorf("pubsub: channel pattern %q: %w", p, err))
 		}
 	}
 	errs = append(errs, c.Proxy.validate()...)
+	errs = append(errs, c.Webhook.validate()...)
 	return errors.Join(errs...)
 }
 
@@ -233,7 +258,9 @@ type Node struct {
 	chans    registry
 	bus      *bus      // notes to every node (bus.go)
 	presence *presence // members of presence channels (presence.go)
+	users    users     // this node's connections by user (users.go)
 	backend  *backend  // the backend hooks (proxy.go), or nil
+	webhooks *webhooks // the lifecycle webhooks (webhook.go), or nil
 	pending  pendingSubs
 	creators connRate      // new channels per connection
 	replays  connRate      // history replays per connection
@@ -272,6 +299,7 @@ func New(cfg Config) (*Node, error) {
 		replays:  newConnRate(cfg.ChannelCreateRate, cfg.MaxChannelsPerConn, ErrTooManyReplays, "more than %g a second on this connection"),
 		bus:      newBus(),
 		presence: newPresence(cfg),
+		users:    users{m: make(map[string][]*server.Conn)},
 		swept:    make(chan struct{}),
 		stop:     func() {},
 	}
@@ -282,8 +310,12 @@ func New(cfg Config) (*Node, error) {
 		n.broker = NewMemoryBroker(cfg.brokerOptions())
 	}
 	n.handlePresence()
+	n.handleUsers()
 	if cfg.Proxy.on() {
 		n.backend = newBackend(cfg.Proxy)
+	}
+	if cfg.Webhook.URL != "" {
+		n.webhooks = newWebhooks(cfg.Webhook)
 	}
 	return n, nil
 }
@@ -319,11 +351,18 @@ func (n *Node) Start(srv *server.Server) error {
 		defer n.wg.Done()
 		n.bus.run(ctx, n.broker)
 	}()
-	if len(n.cfg.PresenceChannels) > 0 { // else the bus carries no presence note
+	if len(n.cfg.PresenceChannels) > 0 || n.webhooks != nil { // else the bus carries no presence note
 		n.wg.Add(1)
 		go func() {
 			defer n.wg.Done()
 			n.runPresence(ctx)
+		}()
+	}
+	if n.webhooks != nil {
+		n.wg.Add(1)
+		go func() {
+			defer n.wg.Done()
+			n.runWebhooks(ctx)
 		}()
 	}
 	go func() {

@@ -69,6 +69,9 @@ const (
 	kindBeat  = "presence.beat"
 	kindSync  = "presence.sync"
 	kindBye   = "presence.bye"
+	// With webhooks: a node starts or stops carrying a channel (webhook.go).
+	kindOccupied = "presence.occupied"
+	kindVacated  = "presence.vacated"
 )
 
 // deltaNote is a join or a leave; Round is the sender's current round, so
@@ -79,10 +82,18 @@ type deltaNote struct {
 	Member  Member `json:"m"`
 }
 
-// stateNote is part of a round: parts of channels' member lists.
+// occupancyNote tells that the sender carries a channel, or no longer.
+type occupancyNote struct {
+	Round   uint64 `json:"r"`
+	Channel string `json:"c"`
+}
+
+// stateNote is part of a round: parts of channels' member lists, and
+// with webhooks some of the channels the sender carries.
 type stateNote struct {
-	Round uint64      `json:"r"`
-	Parts []statePart `json:"s"`
+	Round   uint64      `json:"r"`
+	Parts   []statePart `json:"s"`
+	Carried []string    `json:"o,omitempty"`
 }
 
 // statePart is one part of a channel's members; the last has More false.
@@ -99,6 +110,7 @@ type statePart struct {
 type beatNote struct {
 	Round uint64 `json:"r"`
 	Notes int    `json:"n"`
+	Since int64  `json:"since,omitempty"` // with webhooks: the sender's start, unix ns
 }
 
 // presence is one node's view of every presence channel's members.
@@ -113,9 +125,10 @@ type presence struct {
 	local  map[string]*localSet
 	byConn map[*server.Conn][]string // the presence channels each local conn is in (or refused)
 	peers  map[nodeID]*peer
-	round  uint64 // of this node's latest round
-	wanted bool   // another node asked for a round (sync)
-	synced bool   // this node asked the others (after start or a reconnection)
+	round  uint64     // of this node's latest round
+	wanted bool       // another node asked for a round (sync)
+	synced bool       // this node asked the others (after start or a reconnection)
+	hooks  *lifecycle // with webhooks (webhook.go), else nil
 }
 
 // localSet is a channel's members on this node.
@@ -130,6 +143,8 @@ type peer struct {
 	round uint64 // the round its latest state notes belong to
 	notes int    // state notes heard of that round
 	sets  map[string]*peerSet
+	since int64             // its start (webhooks: the oldest reports); 0 until a beat tells
+	carry map[string]uint64 // webhooks: the channels it carries, by the latest round that confirmed each
 }
 
 // peerSet is a channel's members on another node.
@@ -143,7 +158,12 @@ type peerSet struct {
 }
 
 func newPresence(cfg Config) *presence {
+	var hooks *lifecycle
+	if cfg.Webhook.URL != "" {
+		hooks = newLifecycle(cfg.Webhook)
+	}
 	return &presence{
+		hooks:      hooks,
 		maxMembers: cfg.PresenceMaxMembers,
 		expiry:     cfg.PresenceExpiry,
 		channels:   cfg.PresenceChannels,
@@ -191,6 +211,9 @@ func (p *presence) setHub(channel string, hub, old *server.Hub) {
 // announce tells channel's subscribers here of a join or a leave. p.mu is
 // held.
 func (p *presence) announce(kind, channel string, m Member) {
+	if p.hooks != nil {
+		p.hooks.memberLocked(channel, m, kind == "join")
+	}
 	h := p.hubs[channel]
 	if h == nil || matchAny(p.quiet, channel) {
 		return
@@ -272,11 +295,13 @@ func (n *Node) leaveLocked(c *server.Conn, channel string) bool {
 }
 
 // HandleClose removes c from the presence channels it was a member of,
-// and forgets the headers HandleConnect kept for its backend hooks.
-// Call it from server.Config.OnClose (cmd/fanout does); without it, a
-// closed connection stays a member until its node restarts.
+// and forgets what HandleConnect kept: its place among its user's
+// connections, its headers for the backend hooks. Call it from
+// server.Config.OnClose (cmd/fanout does); without it, a closed
+// connection stays a member until its node restarts.
 func (n *Node) HandleClose(c *server.Conn) {
 	n.forgetHeaders(c)
+	n.forgetUser(c)
 	p := n.presence
 	if len(p.channels) == 0 {
 		return

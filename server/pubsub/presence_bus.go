@@ -43,6 +43,17 @@ func (n *Node) handlePresence() {
 			n.presenceBeat(from, b)
 		}
 	})
+	for kind, on := range map[string]bool{kindOccupied: true, kindVacated: false} {
+		n.bus.handle(kind, func(from nodeID, data json.RawMessage) {
+			var o occupancyNote
+			if from != n.bus.id && json.Unmarshal(data, &o) == nil {
+				p := n.presence
+				p.mu.Lock()
+				defer p.mu.Unlock()
+				p.carriesLocked(p.peerLocked(from, o.Round), o.Channel, o.Round, on)
+			}
+		})
+	}
 	n.bus.handle(kindBye, func(from nodeID, _ json.RawMessage) {
 		if from != n.bus.id {
 			p := n.presence
@@ -88,6 +99,28 @@ func (pr *peer) setLocked(channel string) *peerSet {
 	return s
 }
 
+// carriesLocked records that pr carries channel, as of round, or no
+// longer. p.mu is held.
+func (p *presence) carriesLocked(pr *peer, channel string, round uint64, on bool) {
+	if p.hooks == nil {
+		return
+	}
+	if pr.carry == nil {
+		pr.carry = make(map[string]uint64)
+	}
+	seen, had := pr.carry[channel]
+	switch {
+	case on:
+		pr.carry[channel] = max(seen, round)
+		if !had {
+			p.hooks.nodeLocked(channel, true)
+		}
+	case had:
+		delete(pr.carry, channel)
+		p.hooks.nodeLocked(channel, false)
+	}
+}
+
 // presenceDelta applies a join or leave from another node.
 func (n *Node) presenceDelta(from nodeID, d deltaNote, join bool) {
 	p := n.presence
@@ -120,6 +153,9 @@ func (n *Node) presenceState(from nodeID, st stateNote) {
 	defer p.mu.Unlock()
 	pr := p.peerLocked(from, st.Round)
 	pr.notes++
+	for _, channel := range st.Carried {
+		p.carriesLocked(pr, channel, st.Round, true)
+	}
 	for _, part := range st.Parts {
 		if !p.has(part.Channel) {
 			continue
@@ -177,8 +213,14 @@ func (n *Node) presenceBeat(from nodeID, b beatNote) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	pr := p.peerLocked(from, b.Round)
+	pr.since = b.Since
 	if b.Notes < 0 || pr.notes != b.Notes {
 		return
+	}
+	for _, channel := range slices.Sorted(maps.Keys(pr.carry)) {
+		if pr.carry[channel] < b.Round {
+			p.carriesLocked(pr, channel, b.Round, false)
+		}
 	}
 	for _, channel := range slices.Sorted(maps.Keys(pr.sets)) {
 		if s := pr.sets[channel]; s.seen < b.Round {
@@ -202,6 +244,9 @@ func (p *presence) expire(now time.Time) {
 // dropPeerLocked forgets a node and its members, announcing their leaves.
 // p.mu is held.
 func (p *presence) dropPeerLocked(id nodeID, pr *peer) {
+	for _, channel := range slices.Sorted(maps.Keys(pr.carry)) {
+		p.carriesLocked(pr, channel, 0, false)
+	}
 	for _, channel := range slices.Sorted(maps.Keys(pr.sets)) {
 		s := pr.sets[channel]
 		s.parts = nil
@@ -218,7 +263,7 @@ func (p *presence) dropPeerLocked(id nodeID, pr *peer) {
 // members expire.
 func (n *Node) goodbye() {
 	p := n.presence
-	if len(p.channels) == 0 || !n.srv.ShuttingDown() || !n.bus.live() {
+	if len(p.channels) == 0 && p.hooks == nil || !n.srv.ShuttingDown() || !n.bus.live() {
 		return
 	}
 	p.mu.Lock()
@@ -242,6 +287,7 @@ func (n *Node) runPresence(ctx context.Context) {
 			return
 		case now := <-t.C:
 			p.expire(now)
+			n.reportDue(now)
 			if !n.bus.live() {
 				continue
 			}
@@ -249,6 +295,11 @@ func (n *Node) runPresence(ctx context.Context) {
 			sync := !p.synced
 			wanted := p.wanted || sync
 			p.synced, p.wanted = true, false
+			if p.hooks != nil && p.hooks.warmAt.IsZero() {
+				// The others answer the sync at once: after a heartbeat this
+				// node knows their members, channels and ages.
+				p.hooks.warmAt = now.Add(p.heartbeat())
+			}
 			p.mu.Unlock()
 			if sync {
 				n.sendPresence(kindSync, struct{}{})
@@ -279,9 +330,15 @@ func (n *Node) presenceRound(ctx context.Context) {
 	p.round++
 	round := p.round
 	names := slices.Sorted(maps.Keys(p.local))
+	var carried []string
+	var since int64
+	if p.hooks != nil {
+		carried = slices.Sorted(maps.Keys(p.hooks.carried))
+		since = p.hooks.since
+	}
 	p.mu.Unlock()
 	sent := 0
-	for len(names) > 0 {
+	for len(names) > 0 || len(carried) > 0 {
 		for len(n.bus.queue) > sendQueue/2 {
 			select {
 			case <-ctx.Done():
@@ -290,12 +347,43 @@ func (n *Node) presenceRound(ctx context.Context) {
 			}
 		}
 		p.mu.Lock()
-		names = n.stateNotesLocked(round, names, &sent)
+		if len(names) > 0 {
+			names = n.stateNotesLocked(round, names, &sent)
+		} else {
+			carried = n.carriedNoteLocked(round, carried, &sent)
+		}
 		p.mu.Unlock()
 	}
 	p.mu.Lock()
-	n.sendPresence(kindBeat, beatNote{Round: round, Notes: sent})
+	n.sendPresence(kindBeat, beatNote{Round: round, Notes: sent, Since: since})
 	p.mu.Unlock()
+}
+
+// carriedNoteLocked sends, in one state note, the first of names that
+// this node still carries, as many as the note holds, and returns the
+// rest; sent counts as in stateNotesLocked. p.mu is held.
+func (n *Node) carriedNoteLocked(round uint64, names []string, sent *int) []string {
+	note := stateNote{Round: round, Parts: []statePart{}}
+	size := 0
+	for len(names) > 0 && size < stateNoteBytes {
+		if _, ok := n.presence.hooks.carried[names[0]]; ok {
+			note.Carried = append(note.Carried, names[0])
+			size += len(names[0]) + 3
+		}
+		names = names[1:]
+	}
+	n.countSent(n.bus.send(kindState, note), sent)
+	return names
+}
+
+// countSent counts a state note in sent, or marks the round incomplete
+// (-1) when it could not be sent.
+func (n *Node) countSent(err error, sent *int) {
+	if err != nil {
+		*sent = -1
+	} else if *sent >= 0 {
+		*sent++
+	}
 }
 
 // stateNotesLocked sends the state of the first channels of names, as
@@ -307,11 +395,7 @@ func (n *Node) stateNotesLocked(round uint64, names []string, sent *int) []strin
 	note := stateNote{Round: round}
 	size := 0
 	flush := func() {
-		if err := n.bus.send(kindState, note); err != nil {
-			*sent = -1
-		} else if *sent >= 0 {
-			*sent++
-		}
+		n.countSent(n.bus.send(kindState, note), sent)
 		note.Parts, size = nil, 0
 	}
 	for len(names) > 0 && size < stateNoteBytes {

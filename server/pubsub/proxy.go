@@ -167,9 +167,7 @@ func newBackend(p Proxy) *backend {
 	setDefault(&p.Timeout, DefaultProxyTimeout)
 	setDefault(&p.MaxInflight, DefaultProxyMaxInflight)
 	if p.Client == nil {
-		t := http.DefaultTransport.(*http.Transport).Clone()
-		t.MaxIdleConnsPerHost = p.MaxInflight
-		p.Client = &http.Client{Transport: t}
+		p.Client = newHTTPClient(p.MaxInflight)
 	}
 	p.Headers = slices.Clone(p.Headers)
 	for i, h := range p.Headers {
@@ -188,12 +186,22 @@ func (b *backend) close() {
 	b.wg.Wait()
 }
 
-// HandleConnect keeps the headers of c's upgrade request that
-// Proxy.Headers names, for the hooks of c's life; HandleClose forgets
-// them. Call it from the server's OnConnect, first, when hooks forward
-// headers, and HandleClose from OnClose (and when OnConnect refuses c: a
+// HandleConnect counts c among its user's connections (users.go),
+// refusing it with 429 past Config.MaxConnsPerUser, and keeps the headers
+// of c's upgrade request that Proxy.Headers names, for the hooks of c's
+// life; HandleClose forgets both. Call it from the server's OnConnect,
+// first, and HandleClose from OnClose (and when OnConnect refuses c: a
 // refused connection gets no OnClose).
-func (n *Node) HandleConnect(c *server.Conn, r *server.Request) {
+func (n *Node) HandleConnect(c *server.Conn, r *server.Request) error {
+	if err := n.admitUser(c); err != nil {
+		return err
+	}
+	n.keepHeaders(c, r)
+	return nil
+}
+
+// keepHeaders keeps the headers of r that Proxy.Headers names for c.
+func (n *Node) keepHeaders(c *server.Conn, r *server.Request) {
 	b := n.backend
 	if b == nil || len(b.cfg.Headers) == 0 {
 		return
@@ -256,24 +264,9 @@ func (n *Node) post(url string, req backendRequest) (*backendResult, error) {
 	if err != nil {
 		return nil, err
 	}
-	ctx, cancel := context.WithTimeout(b.ctx, b.cfg.Timeout)
-	defer cancel()
-	hr, err := http.NewRequestWithContext(ctx, http.MethodPost, url, bytes.NewReader(body))
-	if err != nil {
-		return nil, err
-	}
-	hr.Header.Set("Content-Type", "application/json")
-	resp, err := b.client.Do(hr)
+	resp, raw, err := postJSON(b.ctx, b.client, url, body, b.cfg.Timeout, nil)
 	if err != nil {
 		return nil, n.backendFailed(url, err)
-	}
-	defer resp.Body.Close()
-	raw, err := io.ReadAll(io.LimitReader(resp.Body, maxBackendReplyBytes+1))
-	switch {
-	case err != nil:
-		return nil, n.backendFailed(url, err)
-	case len(raw) > maxBackendReplyBytes:
-		return nil, n.backendFailed(url, errors.New("answer larger than 1 MiB"))
 	}
 	var r backendReply
 	jsonErr := json.Unmarshal(raw, &r)
@@ -299,6 +292,41 @@ func (n *Node) post(url string, req backendRequest) (*backendResult, error) {
 		return nil, n.backendFailed(url, errors.New(`answer has neither "result", "error" nor "disconnect"`))
 	}
 	return r.Result, nil
+}
+
+// newHTTPClient is the client of the backend hooks and the webhooks:
+// keep-alive connections, up to idle of them kept to the backend.
+func newHTTPClient(idle int) *http.Client {
+	t := http.DefaultTransport.(*http.Transport).Clone()
+	t.MaxIdleConnsPerHost = idle
+	return &http.Client{Transport: t}
+}
+
+// postJSON POSTs body to url with header, within timeout (and ctx), and
+// returns the answer (its body closed) and up to maxBackendReplyBytes of
+// its body: a longer one is an error.
+func postJSON(ctx context.Context, client *http.Client, url string, body []byte, timeout time.Duration, header http.Header) (*http.Response, []byte, error) {
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	hr, err := http.NewRequestWithContext(ctx, http.MethodPost, url, bytes.NewReader(body))
+	if err != nil {
+		return nil, nil, err
+	}
+	maps.Copy(hr.Header, header)
+	hr.Header.Set("Content-Type", "application/json")
+	resp, err := client.Do(hr)
+	if err != nil {
+		return nil, nil, err
+	}
+	defer resp.Body.Close()
+	raw, err := io.ReadAll(io.LimitReader(resp.Body, maxBackendReplyBytes+1))
+	switch {
+	case err != nil:
+		return nil, nil, err
+	case len(raw) > maxBackendReplyBytes:
+		return nil, nil, errors.New("answer larger than 1 MiB")
+	}
+	return resp, raw, nil
 }
 
 // backendFailed logs (sampled) and counts a backend that did not answer
@@ -405,7 +433,7 @@ func (n *Node) hookRefused(c *server.Conn, op, channel string, id json.RawMessag
 // become c's claims ("sub", "info", "exp": Subject, presence, expiry) and
 // its channels are subscribed server-side before OnConnect runs.
 func (n *Node) AdmitConnect(c *server.Conn, r *server.Request, done func(error)) {
-	n.HandleConnect(c, r)
+	n.keepHeaders(c, r)
 	err := n.hook(n.backend.cfg.ConnectURL, c, backendRequest{URI: r.URI}, func(res *backendResult, err error) {
 		if err != nil {
 			n.forgetHeaders(c)

@@ -28,7 +28,7 @@ func (n *Node) SubscribeQuery(c *server.Conn, q url.Values) error {
 		since = &Position{Offset: off, Epoch: q.Get("epoch")}
 	}
 	for _, name := range q["channel"] {
-		if err := n.subscribe(c, name, since, nil, true); err != nil {
+		if err := n.subscribe(c, name, since, nil, "", true); err != nil {
 			status := subscribeStatus(err)
 			re := &server.RejectError{Status: status, Reason: reasonOf(err)}
 			if status == http.StatusServiceUnavailable {
@@ -46,7 +46,7 @@ func subscribeStatus(err error) int {
 	switch {
 	case errors.As(err, &re):
 		return re.Status
-	case errors.Is(err, ErrForbidden):
+	case errors.Is(err, ErrForbidden), errors.Is(err, ErrPrivateChannel):
 		return http.StatusForbidden
 	case errors.Is(err, ErrTooManyChannels), errors.Is(err, ErrBrokerUnavailable), errors.Is(err, ErrReplaysBusy):
 		return http.StatusServiceUnavailable

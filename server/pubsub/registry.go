@@ -71,6 +71,7 @@ func (n *Node) lockChannel(name string, c *server.Conn) (*channel, error) {
 				n.chans.m[name] = ch
 				n.chans.hubs[ch.hub] = struct{}{}
 				n.presence.setHub(name, ch.hub, nil)
+				n.carry(name, true)
 				n.route(ch) // before the first subscriber reads history
 			}
 			n.chans.mu.Unlock()
@@ -164,6 +165,7 @@ func (n *Node) remove(empty []*channel) []string {
 			delete(n.chans.hubs, ch.hub)
 			ch.hub.Release()
 			n.presence.setHub(ch.name, nil, ch.hub)
+			n.carry(ch.name, false)
 			n.unroute(ch.name)
 			names = append(names, ch.name)
 		}
@@ -198,6 +200,23 @@ func (n *Node) subscriptions(c *server.Conn) int {
 		}
 	}
 	return count
+}
+
+// subscribed reports whether c is a subscriber of channel on this node,
+// or waits for its route.
+func (n *Node) subscribed(c *server.Conn, channel string) bool {
+	n.chans.mu.RLock()
+	ch := n.chans.m[channel]
+	n.chans.mu.RUnlock()
+	if ch == nil {
+		return false
+	}
+	if slices.Contains(c.Hubs(), ch.hub) {
+		return true
+	}
+	ch.mu.Lock()
+	defer ch.mu.Unlock()
+	return slices.ContainsFunc(ch.waiting, func(w waitingJoin) bool { return w.c == c })
 }
 
 // localSubscribers counts channel's subscribers on this node.

@@ -15,17 +15,19 @@ type counters struct {
 	replaysBusy    atomic.Uint64
 	backendErrors  atomic.Uint64
 	backendBusy    atomic.Uint64
+	userConns      atomic.Uint64
 }
 
 // Stats is a snapshot of the node's counters since New.
 type Stats struct {
-	Channels       int    // channels with subscribers on this node now
-	Publications   uint64 // channel messages published (Publish, control or API)
-	ControlErrors  uint64 // control messages answered with an error
-	APIKeyFailures uint64 // HTTP API requests answered 401
-	ReplaysBusy    uint64 // subscribes with since refused for Config.MaxReplayRate (ErrReplaysBusy)
-	BackendErrors  uint64 // backend hooks that failed: down, timed out, a bad answer (ErrBackendUnavailable)
-	BackendBusy    uint64 // backend hooks refused for Proxy.MaxInflight (ErrBackendBusy)
+	Channels         int    // channels with subscribers on this node now
+	Publications     uint64 // channel messages published (Publish, control or API)
+	ControlErrors    uint64 // control messages answered with an error
+	APIKeyFailures   uint64 // HTTP API requests answered 401
+	ReplaysBusy      uint64 // subscribes with since refused for Config.MaxReplayRate (ErrReplaysBusy)
+	BackendErrors    uint64 // backend hooks that failed: down, timed out, a bad answer (ErrBackendUnavailable)
+	BackendBusy      uint64 // backend hooks refused for Proxy.MaxInflight (ErrBackendBusy)
+	UserConnsRefused uint64 // upgrades refused for Config.MaxConnsPerUser
 	// PresenceMembers counts the members of presence channels this node
 	// tracks: its own clients and those the other nodes told it of.
 	PresenceMembers int
@@ -37,6 +39,11 @@ type Stats struct {
 	// channel with no subscriber on this node: work for nothing, about 0
 	// with a broker that routes by interest (Router).
 	UnwantedMessages uint64
+	// WebhookEvents counts the lifecycle events this node posted (the
+	// backend answered 2xx), WebhookDropped those it dropped (its queue
+	// full, or a batch still failing after its retries, or refused with a
+	// 4xx), WebhookRetries the batches it posted again.
+	WebhookEvents, WebhookDropped, WebhookRetries uint64
 	// The broker's own (BrokerStats), 0 for a broker that counts none.
 	BrokerStats
 }
@@ -55,8 +62,12 @@ func (n *Node) Stats() Stats {
 		ReplaysBusy:      n.stats.replaysBusy.Load(),
 		BackendErrors:    n.stats.backendErrors.Load(),
 		BackendBusy:      n.stats.backendBusy.Load(),
+		UserConnsRefused: n.stats.userConns.Load(),
 		BusNotesDropped:  n.bus.dropped.Load(),
 		PresenceMembers:  n.presence.tracked(),
+	}
+	if w := n.webhooks; w != nil {
+		st.WebhookEvents, st.WebhookDropped, st.WebhookRetries = w.sent.Load(), w.dropped.Load(), w.retries.Load()
 	}
 	if b, ok := n.broker.(interface{ BrokerStats() BrokerStats }); ok {
 		st.BrokerStats = b.BrokerStats()
@@ -86,10 +97,18 @@ var metricTable = [...]struct {
 		prometheus.CounterValue, func(s *Stats) float64 { return float64(s.BackendErrors) }},
 	{"fanout_backend_busy_total", "Backend hooks refused at once because -proxy-max-inflight requests were in flight.",
 		prometheus.CounterValue, func(s *Stats) float64 { return float64(s.BackendBusy) }},
+	{"fanout_user_conns_refused_total", "Upgrades refused with 429 because the user had -max-conns-per-user connections on this node.",
+		prometheus.CounterValue, func(s *Stats) float64 { return float64(s.UserConnsRefused) }},
 	{"fanout_bus_notes_dropped_total", "Notes to the other nodes (presence, user operations) not sent: queue full or broker down; heartbeats repair them.",
 		prometheus.CounterValue, func(s *Stats) float64 { return float64(s.BusNotesDropped) }},
 	{"fanout_presence_members", "Members of presence channels this node tracks, its own clients and other nodes'.",
 		prometheus.GaugeValue, func(s *Stats) float64 { return float64(s.PresenceMembers) }},
+	{"fanout_webhook_events_total", "Lifecycle events this node posted to -webhook-url (answered 2xx).",
+		prometheus.CounterValue, func(s *Stats) float64 { return float64(s.WebhookEvents) }},
+	{"fanout_webhook_events_dropped_total", "Lifecycle events dropped: the webhook queue full, or their batch failing after -webhook-retries, or refused with a 4xx.",
+		prometheus.CounterValue, func(s *Stats) float64 { return float64(s.WebhookDropped) }},
+	{"fanout_webhook_retries_total", "Webhook batches posted again after a failure, a timeout or a 5xx.",
+		prometheus.CounterValue, func(s *Stats) float64 { return float64(s.WebhookRetries) }},
 	{"fanout_broker_unwanted_messages_total", "Messages the broker delivered for channels with no subscriber on this node (about 0 with interest routing).",
 		prometheus.CounterValue, func(s *Stats) float64 { return float64(s.UnwantedMessages) }},
 	{"fanout_broker_subscriptions", "Broker subscriptions this node holds (channels with interest routing).",

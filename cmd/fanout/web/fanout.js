@@ -41,18 +41,25 @@
 //                  constructor that sets the socket's retryAfter property from
 //                  them (as cmd/fanout's Node adapter over the ws package does)
 //                  makes it count.
+//                  A close with a code in 4500-4999 (the server's /api/disconnect
+//                  default, 4500) is final: state 'closed', no reconnect.
 //   disconnect()   close on purpose: state 'closed', no reconnect until connect().
 //                  Subscriptions and their positions are kept for the next connect().
-//   subscribe(channel, {since, epoch}?)   add a channel. It is (re)sent on every
+//   subscribe(channel, {since, epoch, token}?)   add a channel. It is (re)sent on every
 //                  connect with the last offset and epoch seen, so the server
 //                  replays what was missed. Passing both since and epoch resumes
-//                  from a position saved earlier (see position()).
+//                  from a position saved earlier (see position()). token is a
+//                  channel token (a JWT with the channel's "channel" claim and the
+//                  user's "sub", required for -private-channels), or a function
+//                  (channel) => token or a Promise of one, called before every
+//                  (re)send, so a resume after a reconnect can use a fresh one.
 //                  Resolves on the first "subscribed" reply; rejects on an "error"
 //                  reply (the channel is then dropped), an invalid name or a timeout.
 //                  An error whose reason holds "retry-ms=N" (a node replaying
 //                  history for many subscribers at once) is not final: the
 //                  subscribe is sent again after a random delay up to N.
-//   unsubscribe(channel)   drop a channel (its position is forgotten).
+//   unsubscribe(channel)   drop a channel (its position is forgotten). The server
+//                  may drop one too (POST /api/unsubscribe): an 'unsubscribed' event.
 //   publish(channel, data) send any JSON value. Resolves with the server's reply
 //                  {channel, offset}; rejects when not connected, on an "error"
 //                  reply, on a timeout, or when the socket closes before the reply
@@ -86,6 +93,8 @@
 //            start again at first (in epoch). local is true when the client saw
 //            offsets skip without a notice from the server.
 //   subscribed  {channel, epoch, offset} on every (re)subscribe.
+//   unsubscribed {channel} the server removed this client from the channel; it is
+//            dropped as by unsubscribe().
 //   expiring {in} seconds until the token expires (refreshToken, if given, runs).
 //   refreshed {expires} the token or session now expires then (Unix seconds).
 //   join, leave  {channel, member: {client, user, info}}: a member of a presence
@@ -143,14 +152,14 @@ export class Fanout {
     this._setStatus({ state: 'closed', attempt: 0, code: 1000, reason: 'client disconnect' });
   }
 
-  subscribe(channel, { since, epoch } = {}) {
+  subscribe(channel, { since, epoch, token } = {}) {
     if (!channelName.test(channel)) {
       return Promise.reject(new Error(`fanout: invalid channel name ${JSON.stringify(channel)}`));
     }
     let ch = this._channels.get(channel);
     if (!ch) {
       const resume = epoch !== undefined && since !== undefined;
-      ch = { offset: resume ? since : 0, epoch: resume ? epoch : null, recoverUpTo: 0, live: false, ready: false, waiters: [] };
+      ch = { offset: resume ? since : 0, epoch: resume ? epoch : null, recoverUpTo: 0, live: false, ready: false, waiters: [], token };
       this._channels.set(channel, ch);
       if (this._isOpen()) this._sendSubscribe(channel, ch);
     }
@@ -236,6 +245,11 @@ export class Fanout {
       this._ws = null;
       this._failPending(new Error(`fanout: connection closed (${ev.code})`));
       if (!this._wanted) return;
+      if (ev.code >= 4500 && ev.code <= 4999) { // the server said do not come back
+        this._wanted = false;
+        this._setStatus({ state: 'closed', attempt: 0, code: ev.code, reason: ev.reason });
+        return;
+      }
       this._attempt++;
       const delay = this._backoff(ev.reason, ws.retryAfter);
       this._setStatus({ state: 'reconnecting', attempt: this._attempt, delay, code: ev.code, reason: ev.reason, retryAfter: ws.retryAfter });
@@ -282,19 +296,32 @@ export class Fanout {
     this._pending.clear();
   }
 
-  _sendSubscribe(channel, ch) {
+  async _sendSubscribe(channel, ch) {
     ch.live = false; // until this connection's "subscribed" reply
     const msg = { op: 'subscribe', channel };
+    const ws = this._ws;
+    const current = () => this._ws === ws && this._isOpen() && this._channels.get(channel) === ch;
+    if (ch.token !== undefined) {
+      try {
+        msg.token = typeof ch.token === 'function' ? await ch.token(channel) : ch.token;
+      } catch (err) {
+        if (this._channels.get(channel) === ch) this._channels.delete(channel);
+        this._emit('error', { op: 'subscribe', channel, reason: String(err.message ?? err) });
+        ch.waiters.forEach((w) => w.reject(err));
+        ch.waiters = [];
+        return;
+      }
+      if (!current()) return; // the socket changed meanwhile: resent on reconnect
+    }
     if (ch.epoch !== null) {
       msg.since = ch.offset;
       msg.epoch = ch.epoch;
     }
-    const ws = this._ws;
     this._request(msg, channel).catch((err) => {
       const hint = retryHint(err.serverError?.reason);
       if (hint !== undefined) { // the node is busy replaying history: ask again later
         const again = () => {
-          if (this._ws === ws && this._isOpen() && this._channels.get(channel) === ch) this._sendSubscribe(channel, ch);
+          if (current()) this._sendSubscribe(channel, ch);
         };
         setTimeout(again, Math.random() * Math.min(this.maxDelay, hint));
         return;
@@ -343,6 +370,15 @@ export class Fanout {
       case 'error':
         if (!p) this._emit('error', m);
         break;
+      case 'unsubscribed': { // without a request: the server dropped the channel
+        const ch = this._channels.get(m.channel);
+        if (p || !ch) break;
+        this._channels.delete(m.channel);
+        ch.waiters.forEach((w) => w.reject(new Error('fanout: unsubscribed by the server')));
+        ch.waiters = [];
+        this._emit('unsubscribed', { channel: m.channel });
+        break;
+      }
       case 'expiring':
         this._emit('expiring', { in: m.in });
         if (this.refreshToken) this._refresh();

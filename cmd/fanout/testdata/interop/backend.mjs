@@ -8,19 +8,31 @@
 //               answers only after POST /release (a backend that hangs)
 //   /rpc        method "add" sums data.a and data.b; others are refused
 //   /refresh    extends the session by 60 s
+//   POST /delay {"ms":N} makes every /connect answer N ms late (a slow backend,
+//               for bench/scripts/hooks.sh); 0 puts it back
+//   /webhook    lifecycle events (-webhook-url): the X-Fanout-Signature is
+//               checked against the raw body with WEBHOOK_SECRET (default
+//               "webhook-s3cret"); a bad one is answered 401 and counted.
+//               POST /webhook/fail {"n":2} answers the next 2 with 500.
+//               GET /webhooks lists the batches received and the counts.
 // Each request's body is kept; GET /seen lists them.
+import crypto from 'node:crypto';
 import express from 'express';
 
 const app = express();
-app.use(express.json());
+app.use(express.json({ verify: (req, _res, buf) => { req.rawBody = buf; } }));
 const seen = [];
 const held = []; // answers waiting for POST /release
 app.use((req, _res, next) => { if (req.method === 'POST') seen.push({ path: req.path, body: req.body }); next(); });
 
+let connectDelayMs = 0;
+app.post('/delay', (req, res) => { connectDelayMs = req.body.ms; res.json({}); });
+
 app.post('/connect', (req, res) => {
   const cookie = (req.body.headers || {}).Cookie;
   const allow = () => res.json({ result: { user: 'alice', info: { name: 'Alice' }, channels: ['news'] } });
-  if (cookie === 'session=ok') allow();
+  if (cookie === 'session=ok' && connectDelayMs > 0) setTimeout(allow, connectDelayMs);
+  else if (cookie === 'session=ok') allow();
   else if (cookie === 'session=slow') held.push(allow);
   else res.status(401).json({ error: { code: 401, message: 'no session' } });
 });
@@ -52,6 +64,28 @@ app.post('/rpc', (req, res) => {
 app.post('/refresh', (_req, res) => {
   res.json({ result: { expire_at: Math.floor(Date.now() / 1000) + 60 } });
 });
+
+const webhookSecret = process.env.WEBHOOK_SECRET || 'webhook-s3cret';
+const webhooks = { batches: [], failed: 0, badSignature: 0, failNext: 0 };
+app.post('/webhook/fail', (req, res) => { webhooks.failNext = req.body.n; res.json({}); });
+app.post('/webhook', (req, res) => {
+  const want = 'sha256=' + crypto.createHmac('sha256', webhookSecret).update(req.rawBody).digest('hex');
+  const got = req.get('X-Fanout-Signature') || '';
+  if (got.length !== want.length || !crypto.timingSafeEqual(Buffer.from(got), Buffer.from(want))) {
+    webhooks.badSignature++;
+    res.status(401).json({});
+    return;
+  }
+  if (webhooks.failNext > 0) {
+    webhooks.failNext--;
+    webhooks.failed++;
+    res.status(500).json({});
+    return;
+  }
+  webhooks.batches.push({ id: req.body.id, events: req.body.events });
+  res.json({});
+});
+app.get('/webhooks', (_req, res) => res.json(webhooks));
 
 app.get('/seen', (_req, res) => res.json(seen));
 
