@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/fanout-ws/fanout/internal/testutil"
+	"github.com/fanout-ws/fanout/server/pubsub/nats/natstest"
 	"github.com/fanout-ws/fanout/server/pubsub/redis/redistest"
 	"github.com/golang-jwt/jwt/v5"
 	"github.com/gorilla/websocket"
@@ -45,17 +46,28 @@ func channelToken(t *testing.T, user, channel string) string {
 	return signToken(t, claims)
 }
 
-// Two fanout processes on one redis-server, the user operations and the
-// per-user flags as gorilla clients see them: a channel token opens a
+// Two fanout processes on one broker (a redis-server, a nats-server), the
+// user operations and the per-user flags as gorilla clients see them: a channel token opens a
 // private channel (none: refused); /api/unsubscribe on one node removes
 // bob from a channel on both, so the next message reaches alice and not
 // bob; /api/disconnect on the other closes bob's connections on both with
 // the default code 4500 (three of them: two on one node), alice's stay;
 // -max-conns-per-user 2 refuses bob's third connection to a node with 429
 // and counts it.
-func TestUsers_TwoProcessesOverRedis(t *testing.T) {
+func TestUsers_TwoProcesses(t *testing.T) {
 	bin := buildFanout(t)
-	url := redistest.Start(t).URL()
+	for _, tc := range []struct {
+		name   string
+		broker func(t *testing.T) string
+	}{
+		{"redis", func(t *testing.T) string { return redistest.Start(t).URL() }},
+		{"nats", func(t *testing.T) string { return natstest.Start(t).URL() }},
+	} {
+		t.Run(tc.name, func(t *testing.T) { userOperations(t, bin, tc.broker(t)) })
+	}
+}
+
+func userOperations(t *testing.T, bin, url string) {
 	var ns [2]*node
 	for i := range ns {
 		ns[i] = startNode(t, bin, "-broker", url, "-api-key", testAPIKey, "-jwt-secret", hookSecret,

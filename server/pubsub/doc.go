@@ -40,7 +40,9 @@
 // (backend hooks),
 // wire.go (what is sent), control.go
 // and query.go (the control protocol, subscriptions at connect), api.go
-// (HTTP), auth.go (channel permissions), limits.go (per-connection rates).
+// (HTTP), auth.go (channel permissions, channel tokens), users.go
+// (connections by user: disconnect, unsubscribe and the per-user cap
+// across nodes), limits.go (per-connection rates).
 //
 // Lock order: registry.mu, then a channel's mu, then presence.mu (a leaf
 // but for hub broadcasts and bus sends); a channel's mu is held

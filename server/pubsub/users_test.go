@@ -40,11 +40,12 @@ func dialAs(t *testing.T, addr, token string) *websocket.Conn {
 // channel: it opens private channels and channels the connection's claims
 // or the anonymous list refuse, but only with the right channel, the
 // connection's own sub, a valid signature and a future exp. Private
-// channels refuse a subscribe without one; public ones are unaffected.
+// channels refuse a subscribe without one, and show their presence to
+// subscribers only; public ones are unaffected.
 func TestChannelToken_Subscribe(t *testing.T) {
 	t.Parallel()
 	s := runChannels(t, server.Config{Auth: &server.Auth{HMACSecret: userSecret}},
-		Config{AnonymousSubscribe: []string{}, PrivateChannels: []string{"private:*"}})
+		Config{AnonymousSubscribe: []string{}, PrivateChannels: []string{"private:*"}, PresenceChannels: []string{"private:*"}, PresenceQuietChannels: []string{"*"}})
 	bob := dialAs(t, s.addr, signed(t, userSecret, jwt.MapClaims{"sub": "bob", "subscribe": []any{"public:*", "private:*"}}, time.Hour))
 	anon := dialAs(t, s.addr, "")
 	tok := func(claims jwt.MapClaims) string { return signed(t, userSecret, claims, time.Hour) }
@@ -90,6 +91,15 @@ func TestChannelToken_Subscribe(t *testing.T) {
 		if e := readEvent(t, c); e.Type != "message" || e.Channel != "private:1" {
 			t.Fatalf("got %+v, want the private message", e)
 		}
+	}
+	// A private channel's members are shown to its subscribers only.
+	sendJSON(t, bob, `{"op":"presence_stats","channel":"private:1"}`)
+	if e := readEvent(t, bob); e.Type != "presence_stats" || e.Clients == nil || *e.Clients != 2 {
+		t.Fatalf("a subscriber's presence_stats: %+v", e)
+	}
+	sendJSON(t, bob, `{"op":"presence_stats","channel":"private:2"}`)
+	if e := readEvent(t, bob); e.Type != "error" || !strings.Contains(e.Reason, "private channel") {
+		t.Fatalf("a non-subscriber's presence_stats: %+v", e)
 	}
 	// "token" is only for subscribe and refresh.
 	sendJSON(t, bob, `{"op":"publish","channel":"public:1","data":1,"token":"x"}`)
