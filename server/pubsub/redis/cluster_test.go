@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -217,5 +218,56 @@ func TestCluster_CapPerGroup(t *testing.T) {
 	}
 	if _, _, err := b.History(ctx, other, 0, 0); err != nil {
 		t.Fatalf("a channel of another group: %v", err)
+	}
+}
+
+// A slot group's slot moved to another master (resharding, keys and all):
+// its channels continue, offsets in order with no gap, publishes follow
+// Redis's MOVED, and a node's sharded subscription follows the slot to
+// its new master (Redis drops it on the old one: SUNSUBSCRIBE).
+func TestCluster_SlotMoved(t *testing.T) {
+	t.Parallel()
+	c := redistest.StartCluster(t, 3)
+	pub, sub := runNode(t, c.URL(), pubsub.Config{}), runNode(t, c.URL(), pubsub.Config{})
+	waitReady(t, pub, sub)
+	b := newBroker(t, c.URL(), pubsub.BrokerOptions{})
+	ch := channelOn(t, b, c, 0)
+	client := dialNode(t, sub, "?channel="+ch)
+	if e := readEvent(t, client); e.Type != "subscribed" {
+		t.Fatalf("got %+v", e)
+	}
+	publish := func(want uint64) {
+		t.Helper()
+		if p, err := pub.Publish(ch, []byte(`"m"`)); err != nil || p.Offset != want {
+			t.Fatalf("publish: %+v %v, want offset %d", p, err, want)
+		}
+	}
+	publish(1)
+	prefix := b.space(ch).prefix
+	tag := prefix[strings.IndexByte(prefix, '{')+1 : len(prefix)-1]
+	c.MoveSlot(int(slot(tag)), 0, 1)
+	publish(2)
+	publish(3)
+	for off := uint64(1); off <= 3; off++ {
+		if e := readEvent(t, client); e.Type != "message" || e.Offset != off {
+			t.Fatalf("got %+v, want offset %d", e, off)
+		}
+	}
+	masters := masterClients(t, c)
+	topic := b.topic(ch)
+	eventually(t, 10*time.Second, func() error {
+		old := masters[0].PubSubShardNumSub(context.Background(), topic).Val()[topic]
+		moved := masters[1].PubSubShardNumSub(context.Background(), topic).Val()[topic]
+		if old != 0 || moved != 1 {
+			return fmt.Errorf("%s: %d subscribers on the old master, %d on the new", topic, old, moved)
+		}
+		return nil
+	})
+	if logs := sub.logs.String(); !strings.Contains(logs, "slot of "+prefix+" moved") {
+		t.Fatalf("the node did not see its subscription dropped; its log:\n%s", logs)
+	}
+	publish(4)
+	if e := readEvent(t, client); e.Type != "message" || e.Offset != 4 {
+		t.Fatalf("got %+v, want offset 4", e)
 	}
 }

@@ -107,3 +107,41 @@ func (c *Cluster) WaitOK() {
 		return nil
 	})
 }
+
+// MoveSlot migrates slot, keys and all, from master from to master to, as
+// resharding does (CLUSTER SETSLOT IMPORTING/MIGRATING, MIGRATE, SETSLOT
+// NODE on every master), and waits for cluster_state:ok.
+func (c *Cluster) MoveSlot(slot, from, to int) {
+	c.tb.Helper()
+	src, dst := c.Masters[from], c.Masters[to]
+	s := strconv.Itoa(slot)
+	srcID, dstID := c.cli(src, "cluster", "myid"), c.cli(dst, "cluster", "myid")
+	c.cli(dst, "cluster", "setslot", s, "importing", srcID)
+	c.cli(src, "cluster", "setslot", s, "migrating", dstID)
+	for {
+		keys := strings.Fields(c.cli(src, "cluster", "getkeysinslot", s, "100"))
+		if len(keys) == 0 {
+			break
+		}
+		c.cli(src, append([]string{"migrate", "127.0.0.1", strconv.Itoa(dst.Port), "", "0", "5000", "keys"}, keys...)...)
+	}
+	for _, m := range []*Server{dst, src} { // the new owner first, as redis-cli does
+		c.cli(m, "cluster", "setslot", s, "node", dstID)
+	}
+	for _, m := range c.Masters {
+		if m != src && m != dst {
+			c.cli(m, "cluster", "setslot", s, "node", dstID)
+		}
+	}
+	c.WaitOK()
+}
+
+// cli runs redis-cli against s and returns its output, trimmed.
+func (c *Cluster) cli(s *Server, args ...string) string {
+	c.tb.Helper()
+	out, err := exec.Command("redis-cli", append([]string{"-p", strconv.Itoa(s.Port)}, args...)...).CombinedOutput()
+	if err != nil || strings.HasPrefix(string(out), "ERR") {
+		c.tb.Fatalf("redis-cli %v: %v %s", args, err, out)
+	}
+	return strings.TrimSpace(string(out))
+}
