@@ -20,8 +20,30 @@ import (
 // with each message's own offset, in order.
 func TestRedis_APIBatchOneRoundTrip(t *testing.T) {
 	t.Parallel()
-	r := redistest.Start(t)
-	n := runNode(t, r.URL(), pubsub.Config{})
+	apiBatchOneRoundTrip(t, redistest.Start(t).URL())
+}
+
+// On a cluster, one pipeline: go-redis sends each master its part at once.
+func TestCluster_APIBatchOneRoundTrip(t *testing.T) {
+	t.Parallel()
+	c := redistest.StartCluster(t, 3)
+	b := newBroker(t, c.URL(), pubsub.BrokerOptions{})
+	masters := map[string]bool{}
+	for i := range 3 {
+		m, err := b.cluster.MasterForKey(context.Background(), b.keys(fmt.Sprintf("batch-%d", i))[0])
+		if err != nil {
+			t.Fatal(err)
+		}
+		masters[m.Options().Addr] = true
+	}
+	if len(masters) < 2 {
+		t.Fatalf("the batch's channels are all on %v: the test would not cross masters", masters)
+	}
+	apiBatchOneRoundTrip(t, c.URL())
+}
+
+func apiBatchOneRoundTrip(t *testing.T, url string) {
+	n := runNode(t, url, pubsub.Config{})
 	waitReady(t, n)
 	api := httptest.NewServer(n.APIHandler("k"))
 	defer api.Close()
@@ -65,8 +87,16 @@ func TestRedis_APIBatchOneRoundTrip(t *testing.T) {
 // gets its own offsets, increasing in the order it published.
 func TestRedis_ConcurrentPublishesSharePipelines(t *testing.T) {
 	t.Parallel()
-	r := redistest.Start(t)
-	n := runNode(t, r.URL(), pubsub.Config{})
+	concurrentPublishesSharePipelines(t, redistest.Start(t).URL())
+}
+
+func TestCluster_ConcurrentPublishesSharePipelines(t *testing.T) {
+	t.Parallel()
+	concurrentPublishesSharePipelines(t, redistest.StartCluster(t, 3).URL())
+}
+
+func concurrentPublishesSharePipelines(t *testing.T, url string) {
+	n := runNode(t, url, pubsub.Config{})
 	waitReady(t, n)
 	if _, err := n.Publish("warm-up", []byte("0")); err != nil { // Redis loads the script
 		t.Fatal(err)
