@@ -200,9 +200,18 @@ func routesBatched(t *testing.T, url string, calls func() int) (int, int) {
 // takes effect.
 func TestRedis_JoinRacesPublisher(t *testing.T) {
 	t.Parallel()
-	r := redistest.Start(t)
+	joinRacesPublisher(t, redistest.Start(t).URL())
+}
+
+// The same on a cluster, the channels over its slot groups.
+func TestCluster_JoinRacesPublisher(t *testing.T) {
+	t.Parallel()
+	joinRacesPublisher(t, redistest.StartCluster(t, 3).URL())
+}
+
+func joinRacesPublisher(t *testing.T, url string) {
 	cfg := pubsub.Config{HistorySize: 5}
-	pub, sub := runNode(t, r.URL(), cfg), runNode(t, r.URL(), cfg)
+	pub, sub := runNode(t, url, cfg), runNode(t, url, cfg)
 	waitReady(t, pub, sub)
 	const channels = 20
 	stop := make(chan struct{})
