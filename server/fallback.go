@@ -118,6 +118,9 @@ func (c *Conn) toHTTP(hs *handshake) {
 			ahead = bytes.Clone(*r.in)
 		}
 		if fd, err = unix.Dup(int(c.sock.fd)); err == nil {
+			if r != nil {
+				r.handOff()
+			}
 			c.destroy(ReasonPlainHTTP)
 			f := os.NewFile(uintptr(fd), "http")
 			nc, err = net.FileConn(f) // dups again: f is closed below

@@ -41,6 +41,7 @@ func (s *sock) closeFD() {
 		return
 	}
 	if s.rec != nil {
+		s.rec.closeNotify(s.fd)
 		s.rec.release()
 	}
 	_ = unix.Close(int(s.fd))

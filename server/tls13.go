@@ -49,6 +49,7 @@ type recIO struct {
 	mu      sync.Mutex
 	pending []byte // sealed records the kernel has not taken yet
 	sealed  bool   // records were sealed since the last sweep tick
+	noClose bool   // no close_notify as the socket closes: an error alert ended the stream, or net/http carries it on (toHTTP)
 }
 
 // read reads the socket once into p (at least tlsReadBytes, after the
@@ -141,6 +142,27 @@ func (r *recIO) keep(b []byte) {
 	}
 }
 
+// closeNotify sends close_notify as the socket closes (RFC 8446 6.1: each
+// party sends it before closing its write side), so that the peer can tell
+// the end of the stream from a truncation: not after an error alert, nor
+// behind ciphertext the kernel did not take (the close is not clean then),
+// nor for a stream handed to net/http (its NetConn sends it).
+func (r *recIO) closeNotify(fd int32) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if !r.noClose && len(r.pending) == 0 {
+		_, _ = sendFD(fd, r.rec.SealAlert(nil, tlsrec.AlertCloseNotify))
+	}
+}
+
+// handOff keeps closeNotify quiet: the stream goes on over a dup of the
+// socket (toHTTP).
+func (r *recIO) handOff() {
+	r.mu.Lock()
+	r.noClose = true
+	r.mu.Unlock()
+}
+
 // release gives back a partial record; the connection is closed.
 func (r *recIO) release() {
 	if r.in != nil {
@@ -158,6 +180,7 @@ func (r *recIO) fail(fd int32, err error) error {
 		r.mu.Lock()
 		if len(r.pending) == 0 {
 			_, _ = sendFD(fd, r.rec.SealAlert(nil, e.Alert))
+			r.noClose = true
 		}
 		r.mu.Unlock()
 	}

@@ -17,13 +17,14 @@ import (
 // answer with its own before its next record (RFC 8446 4.6.3; -msg shows
 // it arrive), and reads the server's pings under the new keys; then it updates its own keys (k)
 // and sends bytes that are no frame, which the server must read under
-// those keys to answer them with a close frame 1002.
+// those keys to answer them with a close frame 1002, and end the
+// connection with close_notify (RFC 8446 6.1), not a bare FIN.
 func TestTLS_OpenSSLKeyUpdate(t *testing.T) {
 	_, err := exec.LookPath("openssl")
 	testutil.NeedTool(t, err == nil, "openssl (apt-get install openssl)")
 	cert, _ := testCert(t)
 	_, addr := runServer(t, Config{TLS: &tls.Config{Certificates: []tls.Certificate{cert}}, PingInterval: 30 * time.Millisecond,
-		IdleTimeout: 5 * time.Second})
+		IdleTimeout: 5 * time.Second, CloseTimeout: 500 * time.Millisecond})
 	cmd := exec.Command("openssl", "s_client", "-connect", addr, "-tls1_3", "-no_ign_eof", "-msg")
 	stdin, err := cmd.StdinPipe()
 	if err != nil {
@@ -66,5 +67,6 @@ func TestTLS_OpenSSLKeyUpdate(t *testing.T) {
 	if _, err := io.WriteString(stdin, "not a frame\n"); err != nil {
 		t.Fatal(err)
 	}
-	after(n, "\x03\xeareserved bits set") // close 1002: the bytes were read under the client's new keys
+	n = after(n, "\x03\xeareserved bits set") // close 1002: the bytes were read under the client's new keys
+	after(n, "<<< TLS 1.3, Alert [length 0002], warning close_notify")
 }
