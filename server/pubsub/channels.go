@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"slices"
 	"sync"
-	"time"
 
 	"github.com/fanout-ws/fanout/frame"
 	"github.com/fanout-ws/fanout/server"
@@ -258,11 +257,12 @@ func (n *Node) join(c *server.Conn, name string, since *Position, id json.RawMes
 	if !ch.live {
 		return n.awaitRoute(ch, c, since, id)
 	}
-	return n.joinLocked(ch, c, since, id)
+	return n.joinLocked(ch, c, since, id, false)
 }
 
-// joinLocked is join with ch.mu held and ch live.
-func (n *Node) joinLocked(ch *channel, c *server.Conn, since *Position, id json.RawMessage) error {
+// joinLocked is join with ch.mu held and ch live; paced when a replay's
+// turn of MaxReplayRate was given already (replayTurn).
+func (n *Node) joinLocked(ch *channel, c *server.Conn, since *Position, id json.RawMessage, paced bool) error {
 	if since != nil && slices.Contains(c.Hubs(), ch.hub) {
 		// Joined already: c has had every message since, and replaying
 		// history on every such request would turn a few bytes in into
@@ -275,10 +275,9 @@ func (n *Node) joinLocked(ch *channel, c *server.Conn, since *Position, id json.
 		if giveBack, err = n.replays.reserve(c); err != nil {
 			return err
 		}
-		if n.replayed != nil && !n.replayed.Allow() {
+		if !paced && n.replayed != nil && !n.replayed.Allow() {
 			giveBack()
-			n.stats.replaysBusy.Add(1)
-			return replaysBusy{after: n.replayed.RetryAfter(time.Now())}
+			return n.queueReplay(ch, c, since, id)
 		}
 	}
 	top, kept, err := n.position(ch, since)

@@ -74,9 +74,11 @@ type Config struct {
 	// node serves per second over all connections: a token bucket with a
 	// burst of a tenth of a second's worth (at least 1), so that a thousand
 	// clients resuming at once after a reconnect storm cannot starve live
-	// delivery. Beyond it the subscribe fails with ErrReplaysBusy and the
-	// place booked for its retry at this rate (at upgrade: 503 with that
-	// Retry-After). Zero disables it.
+	// delivery. Beyond it a subscribe waits for its turn, off the read
+	// workers (its "subscribed" reply and replay come then; at upgrade the
+	// 101 comes first), while up to 10 s of turns wait; past that it fails
+	// with ErrReplaysBusy and the place booked for its retry at this rate
+	// (at upgrade: 503 with that Retry-After). Zero disables it.
 	MaxReplayRate float64
 
 	// MaxChannelsPerConn caps one connection's subscriptions. Zero means
@@ -265,10 +267,13 @@ type Node struct {
 	creators connRate      // new channels per connection
 	replays  connRate      // history replays per connection
 	replayed *pace.Limiter // history replays of the whole node (Config.MaxReplayRate), or nil
-	chores   atomic.Bool   // a goroutine touches and releases channels in the broker (sweep)
-	released []string      // channels removed here, for the broker to learn (sweeper only)
-	stats    counters
-	lastWarn atomic.Int64
+	// replayTurns holds a channel per replay waiting for its turn of
+	// replayed, in order (pacing.go).
+	replayTurns chan *channel
+	chores      atomic.Bool // a goroutine touches and releases channels in the broker (sweep)
+	released    []string    // channels removed here, for the broker to learn (sweeper only)
+	stats       counters
+	lastWarn    atomic.Int64
 
 	started       atomic.Bool
 	stop          context.CancelFunc
@@ -305,6 +310,7 @@ func New(cfg Config) (*Node, error) {
 	}
 	if cfg.MaxReplayRate > 0 {
 		n.replayed = pace.New(cfg.MaxReplayRate)
+		n.replayTurns = make(chan *channel, replayQueueLen(cfg.MaxReplayRate))
 	}
 	if n.broker == nil {
 		n.broker = NewMemoryBroker(cfg.brokerOptions())
@@ -363,6 +369,13 @@ func (n *Node) Start(srv *server.Server) error {
 		go func() {
 			defer n.wg.Done()
 			n.runWebhooks(ctx)
+		}()
+	}
+	if n.replayed != nil {
+		n.wg.Add(1)
+		go func() {
+			defer n.wg.Done()
+			n.runReplays(ctx)
 		}()
 	}
 	go func() {

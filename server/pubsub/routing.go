@@ -34,6 +34,9 @@ type waitingJoin struct {
 	since *Position
 	id    json.RawMessage
 	at    time.Time
+	// replay: it waits for its turn of MaxReplayRate (pacing.go), not
+	// for the route, and gets its turn from the node's replay queue.
+	replay bool
 }
 
 // route asks a Router broker for ch's messages.
@@ -78,13 +81,14 @@ func (n *Node) routed(ch *channel) {
 		return
 	}
 	ch.live = true
-	for _, w := range ch.waiting {
+	waiting := ch.waiting
+	ch.waiting = nil // a join paced for MaxReplayRate waits here again
+	for _, w := range waiting {
 		n.pending.add(w.c, -1)
-		if err := n.joinLocked(ch, w.c, w.since, w.id); err != nil {
+		if err := n.joinLocked(ch, w.c, w.since, w.id, false); err != nil {
 			replySubscribeError(w.c, ch.name, w.id, err)
 		}
 	}
-	ch.waiting = nil
 }
 
 // stopAwaiting drops c's subscribe waiting for ch, if any: c unsubscribed.
@@ -100,11 +104,12 @@ func (n *Node) stopAwaiting(ch *channel, c *server.Conn) {
 }
 
 // awaiting fails the subscribes that waited for ch's route longer than
-// routeWait, and reports whether others still wait. ch.mu is held.
+// routeWait, and reports whether others still wait (for the route, or
+// for a replay's turn, which maxReplayWait bounds). ch.mu is held.
 func (n *Node) awaiting(ch *channel) bool {
 	cutoff := time.Now().Add(-routeWait)
 	ch.waiting = slices.DeleteFunc(ch.waiting, func(w waitingJoin) bool {
-		if w.at.Before(cutoff) {
+		if !w.replay && w.at.Before(cutoff) {
 			n.pending.add(w.c, -1)
 			replySubscribeError(w.c, ch.name, w.id, ErrBrokerUnavailable)
 			return true

@@ -13,6 +13,7 @@ type counters struct {
 	apiKeyFailures atomic.Uint64
 	unwanted       atomic.Uint64
 	replaysBusy    atomic.Uint64
+	replaysPaced   atomic.Uint64
 	backendErrors  atomic.Uint64
 	backendBusy    atomic.Uint64
 	userConns      atomic.Uint64
@@ -24,7 +25,8 @@ type Stats struct {
 	Publications     uint64 // channel messages published (Publish, control or API)
 	ControlErrors    uint64 // control messages answered with an error
 	APIKeyFailures   uint64 // HTTP API requests answered 401
-	ReplaysBusy      uint64 // subscribes with since refused for Config.MaxReplayRate (ErrReplaysBusy)
+	ReplaysBusy      uint64 // subscribes with since refused for Config.MaxReplayRate (ErrReplaysBusy): its queue was full
+	ReplaysPaced     uint64 // subscribes with since that waited for their turn of Config.MaxReplayRate
 	BackendErrors    uint64 // backend hooks that failed: down, timed out, a bad answer (ErrBackendUnavailable)
 	BackendBusy      uint64 // backend hooks refused for Proxy.MaxInflight (ErrBackendBusy)
 	UserConnsRefused uint64 // upgrades refused for Config.MaxConnsPerUser
@@ -60,6 +62,7 @@ func (n *Node) Stats() Stats {
 		APIKeyFailures:   n.stats.apiKeyFailures.Load(),
 		UnwantedMessages: n.stats.unwanted.Load(),
 		ReplaysBusy:      n.stats.replaysBusy.Load(),
+		ReplaysPaced:     n.stats.replaysPaced.Load(),
 		BackendErrors:    n.stats.backendErrors.Load(),
 		BackendBusy:      n.stats.backendBusy.Load(),
 		UserConnsRefused: n.stats.userConns.Load(),
@@ -91,8 +94,10 @@ var metricTable = [...]struct {
 		prometheus.CounterValue, func(s *Stats) float64 { return float64(s.ControlErrors) }},
 	{"fanout_api_key_failures_total", "HTTP API requests answered 401: missing or wrong API key.",
 		prometheus.CounterValue, func(s *Stats) float64 { return float64(s.APIKeyFailures) }},
-	{"fanout_replays_busy_total", "Subscribes with since refused because the node replayed history at its MaxReplayRate.",
+	{"fanout_replays_busy_total", "Subscribes with since refused because 10 s of replays at the node's MaxReplayRate waited already.",
 		prometheus.CounterValue, func(s *Stats) float64 { return float64(s.ReplaysBusy) }},
+	{"fanout_replays_paced_total", "Subscribes with since that waited for their turn of the node's MaxReplayRate.",
+		prometheus.CounterValue, func(s *Stats) float64 { return float64(s.ReplaysPaced) }},
 	{"fanout_backend_errors_total", "Backend hook requests that failed: backend down, no answer within -proxy-timeout, or a bad answer.",
 		prometheus.CounterValue, func(s *Stats) float64 { return float64(s.BackendErrors) }},
 	{"fanout_backend_busy_total", "Backend hooks refused at once because -proxy-max-inflight requests were in flight.",

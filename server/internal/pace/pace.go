@@ -4,6 +4,7 @@
 package pace
 
 import (
+	"context"
 	"sync"
 	"time"
 
@@ -39,6 +40,9 @@ func New(perSecond float64) *Limiter {
 
 // Allow takes a token if there is one.
 func (l *Limiter) Allow() bool { return l.bucket.Allow() }
+
+// Wait takes a token, waiting for one as long as ctx allows.
+func (l *Limiter) Wait(ctx context.Context) error { return l.bucket.Wait(ctx) }
 
 // RetryAfter is the Retry-After, in whole seconds (1 to MaxRetryAfter), for
 // a refusal at now. While the bucket is empty it books the next place at
