@@ -152,8 +152,8 @@ func count(es []jsEvent, event string) int {
 // below half the window, and no two clients in step), come back when it
 // restarts on the same port, and resume from Redis history with since=,
 // waiting out Retry-After when its -max-handshake-rate refuses them and
-// subscribing again when its -max-replay-rate turns them away for a
-// moment: every message once, in order, none lost.
+// waiting their turn of its -max-replay-rate: every message once, in
+// order, none lost.
 func TestFanoutJS_BackoffSpreadsOut(t *testing.T) {
 	const (
 		clients = 40
@@ -182,8 +182,8 @@ func TestFanoutJS_BackoffSpreadsOut(t *testing.T) {
 		}
 		return false
 	})
-	// Back with a replay bound the resuming clients pass: some are told to
-	// subscribe again later, and still miss nothing.
+	// Back with a replay bound the resuming clients pass: some wait their
+	// turn, and still miss nothing.
 	restarted := startNode(t, bin, append(args, "-addr", a.addr, "-max-replay-rate", "10", "-max-handshake-rate", "20")...)
 	js.waitFor(t, 20*time.Second, func(es []jsEvent) bool { return count(es, "connected") >= 2*clients })
 	for i := 7; i <= 8; i++ {
@@ -191,8 +191,8 @@ func TestFanoutJS_BackoffSpreadsOut(t *testing.T) {
 	}
 	js.finish(t, 8)
 	_, page := get("http://" + restarted.admin + "/metrics")
-	if busy, _ := strconv.Atoi(metric(page, "fanout_replays_busy_total")); busy == 0 {
-		t.Fatal("no resume met the replay bound: nothing shows it is honoured")
+	if paced, _ := strconv.Atoi(metric(page, "fanout_replays_paced_total")); paced == 0 {
+		t.Fatal("no resume waited for the replay bound: nothing shows it is honoured")
 	}
 
 	byAttempt := map[int][]float64{}
