@@ -2,6 +2,8 @@ package redis
 
 import (
 	"context"
+	"strconv"
+	"sync/atomic"
 	"testing"
 
 	"github.com/fanout-ws/fanout/server/pubsub"
@@ -9,8 +11,9 @@ import (
 )
 
 // BenchmarkPublish publishes from 64 goroutines of one node through the
-// in-process broker, through Redis (a real redis-server) pipelined, and
-// through Redis one script call per publish as before pipelining.
+// in-process broker, through Redis (a real redis-server) pipelined, to one
+// channel and spread over 100, and through Redis one script call per
+// publish as before pipelining.
 func BenchmarkPublish(b *testing.B) {
 	r := redistest.Start(b)
 	rb, err := New(r.URL(), pubsub.BrokerOptions{})
@@ -20,14 +23,24 @@ func BenchmarkPublish(b *testing.B) {
 	b.Cleanup(func() { _ = rb.Close() })
 	mem := pubsub.NewMemoryBroker(pubsub.BrokerOptions{})
 	data := []byte(`{"text":"a 64-byte message, more or less, for the benchmark"}`)
+	var channels [100]string
+	for i := range channels {
+		channels[i] = "bench-" + strconv.Itoa(i)
+	}
+	var next atomic.Uint32
 	for _, bc := range []struct {
 		name    string
 		publish func() error
 	}{
 		{"broker=memory", func() error { _, err := mem.Publish(context.Background(), "bench", data); return err }},
-		{"broker=redis/pipeline=on", func() error { _, err := rb.Publish(context.Background(), "bench", data); return err }},
-		{"broker=redis/pipeline=off", func() error {
-			return publishScript.Run(context.Background(), rb.rdb, rb.keys("bench"), rb.publishArgs("bench", data)...).Err()
+		{"broker=redis/pipeline=on/channels=1", func() error { _, err := rb.Publish(context.Background(), "bench", data); return err }},
+		{"broker=redis/pipeline=on/channels=100", func() error {
+			_, err := rb.Publish(context.Background(), channels[next.Add(1)%100], data)
+			return err
+		}},
+		{"broker=redis/pipeline=off/channels=1", func() error {
+			keys, args := rb.publishCall([]pubsub.Message{{Channel: "bench", Data: data}})
+			return publishScript.Run(context.Background(), rb.rdb, keys, args...).Err()
 		}},
 	} {
 		b.Run(bc.name, func(b *testing.B) {

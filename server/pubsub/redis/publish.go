@@ -14,10 +14,11 @@ import (
 // round trips. Each call (Publish, or PublishBatch with all its messages)
 // joins the queue of one of publishLanes lanes, in turn; one goroutine per
 // lane at a time sends what has gathered there as one pipeline of
-// publishScript calls, and while it is on its way the next pipeline
-// gathers. Redis runs a pipeline in order, so a batch's messages keep
-// their order, and each gets its own script reply: the same offsets,
-// epochs and errors as one call each. Calls in different lanes overlap,
+// publishScript calls (each for up to maxScriptMessages messages), and
+// while it is on its way the next pipeline gathers. Redis runs a pipeline
+// in order, and a call its messages in order, so a batch's messages keep
+// their order, and each gets its own reply: the same offsets, epochs and
+// errors as one call each. Calls in different lanes overlap,
 // as concurrent calls always could: a call returns only once Redis has
 // run it, so every order a caller can see (one publish after another's
 // answer) holds.
@@ -113,8 +114,8 @@ func (b *Broker) sendQueue(l *lane) {
 	}
 }
 
-// sendPipeline runs publishScript for each message of batch in one round
-// trip (two when Redis lost the script), and answers them.
+// sendPipeline publishes batch in one round trip (two when Redis lost the
+// script), and answers each message.
 func (b *Broker) sendPipeline(batch []queued) {
 	live := batch[:0:0]
 	for _, q := range batch {
@@ -125,19 +126,26 @@ func (b *Broker) sendPipeline(batch []queued) {
 		}
 	}
 	for try := 0; len(live) > 0; try++ {
-		cmds := b.pipeline(live)
+		calls := b.pipeline(live)
 		var again []queued // Redis restarted or flushed its scripts: load it, then send these again
-		for i, cmd := range cmds {
-			res, err := cmd.Slice()
+		for _, c := range calls {
+			res, err := c.cmd.Slice()
 			if err != nil && strings.HasPrefix(err.Error(), "NOSCRIPT") && try == 0 {
-				again = append(again, live[i])
+				again = append(again, c.msgs...)
 				continue
 			}
-			var pos pubsub.Position
+			var pos []pubsub.Position
+			var errs []error
 			if err == nil {
-				pos, err = scriptPosition(res)
+				pos, errs, err = publishReplies(res, len(c.msgs))
 			}
-			live[i].answer(pos, scriptError(err))
+			for i, q := range c.msgs {
+				if err != nil {
+					q.answer(pubsub.Position{}, scriptError(err))
+				} else {
+					q.answer(pos[i], errs[i])
+				}
+			}
 		}
 		if len(again) > 0 {
 			if err := publishScript.Load(context.Background(), b.rdb).Err(); err != nil {
@@ -151,20 +159,53 @@ func (b *Broker) sendPipeline(batch []queued) {
 	}
 }
 
-// pipeline sends one publishScript call per message, as one pipeline.
-func (b *Broker) pipeline(batch []queued) []*goredis.Cmd {
+// maxScriptMessages caps the messages of one script call, so that one call
+// holds Redis (single-threaded) for a millisecond or so, not a whole
+// pipeline's worth.
+const maxScriptMessages = 100
+
+// scriptCall is one publishScript call of a pipeline and its messages.
+type scriptCall struct {
+	msgs []queued
+	cmd  *goredis.Cmd
+}
+
+// pipeline sends batch as one pipeline of publishScript calls: each key
+// space's messages in order, maxScriptMessages a call.
+func (b *Broker) pipeline(batch []queued) []scriptCall {
+	bySpace := map[*space][]queued{}
+	var order []*space
+	for _, q := range batch {
+		s := b.space(q.g.msgs[q.i].Channel)
+		if bySpace[s] == nil {
+			order = append(order, s)
+		}
+		bySpace[s] = append(bySpace[s], q)
+	}
+	var calls []scriptCall
+	for _, s := range order {
+		for qs := bySpace[s]; len(qs) > 0; {
+			n := min(len(qs), maxScriptMessages)
+			calls = append(calls, scriptCall{msgs: qs[:n]})
+			qs = qs[n:]
+		}
+	}
 	ctx := context.Background() // bounded by the client's read and write timeouts
-	cmds := make([]*goredis.Cmd, len(batch))
 	_, _ = b.rdb.Pipelined(ctx, func(pipe goredis.Pipeliner) error {
-		for i, q := range batch {
-			m := q.g.msgs[q.i]
-			cmds[i] = publishScript.EvalSha(ctx, pipe, b.keys(m.Channel), b.publishArgs(m.Channel, m.Data)...)
+		msgs := make([]pubsub.Message, 0, maxScriptMessages)
+		for i, c := range calls {
+			msgs = msgs[:0]
+			for _, q := range c.msgs {
+				msgs = append(msgs, q.g.msgs[q.i])
+			}
+			keys, args := b.publishCall(msgs)
+			calls[i].cmd = publishScript.EvalSha(ctx, pipe, keys, args...)
 		}
 		return nil
 	}) // each command holds its own error
 	b.pub.roundTrips.Add(1)
 	b.pub.messages.Add(uint64(len(batch)))
-	return cmds
+	return calls
 }
 
 // answer gives one queued message its outcome.

@@ -3,6 +3,7 @@ package redis
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net/http"
 	"net/http/httptest"
@@ -10,6 +11,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/fanout-ws/fanout/server/pubsub"
 	"github.com/fanout-ws/fanout/server/pubsub/redis/redistest"
@@ -145,21 +147,59 @@ func concurrentPublishesSharePipelines(t *testing.T, url string) {
 	t.Logf("%d messages in %d round trips", msgs, trips)
 }
 
-// A full history drops its oldest entries as new ones come (one XADD with
-// MAXLEN): the byte counts and each channel's oldest-entry score stay
-// exact, whatever the sizes.
+// A full history drops its oldest entries as new ones come (in one
+// script call per batch, trimmed once per channel): the byte counts stay
+// exact and each channel's oldest-entry score within TTL/100, whatever the
+// sizes, one publish at a time and in batches that push out their own
+// first messages.
 func TestRedis_FullHistoryAccounting(t *testing.T) {
 	t.Parallel()
-	r := redistest.Start(t)
-	const size = 5
-	n := runNode(t, r.URL(), pubsub.Config{HistorySize: size})
-	waitReady(t, n)
-	for i := range 60 {
-		data := fmt.Sprintf(`"%s"`, strings.Repeat("x", (i*37)%200))
-		if _, err := n.Publish(fmt.Sprintf("full-%d", i%3), []byte(data)); err != nil {
-			t.Fatal(err)
-		}
+	const size, ttl = 5, time.Minute
+	msg := func(i int) pubsub.Message {
+		return pubsub.Message{Channel: fmt.Sprintf("full-%d", i%3), Data: fmt.Appendf(nil, `"%s"`, strings.Repeat("x", (i*37)%200))}
 	}
+	t.Run("one at a time", func(t *testing.T) {
+		t.Parallel()
+		r := redistest.Start(t)
+		n := runNode(t, r.URL(), pubsub.Config{HistorySize: size, HistoryTTL: ttl})
+		waitReady(t, n)
+		for i := range 60 {
+			if _, err := n.Publish(msg(i).Channel, msg(i).Data); err != nil {
+				t.Fatal(err)
+			}
+		}
+		checkHistoryAccounting(t, r, size, ttl, 20)
+	})
+	t.Run("in batches", func(t *testing.T) {
+		t.Parallel()
+		r := redistest.Start(t)
+		b := newBroker(t, r.URL(), pubsub.BrokerOptions{HistorySize: size, HistoryTTL: ttl})
+		var batch []pubsub.Message
+		for i := range 60 {
+			batch = append(batch, msg(i))
+			if i == 20 { // one channel's twelve in one batch: more than its history holds
+				for j := range 12 {
+					batch = append(batch, pubsub.Message{Channel: "full-0", Data: fmt.Appendf(nil, "%d", j*j*j)})
+				}
+			}
+			if len(batch) >= 13 || i == 59 {
+				_, errs := b.PublishBatch(context.Background(), batch)
+				for _, err := range errs {
+					if err != nil {
+						t.Fatal(err)
+					}
+				}
+				batch = batch[:0]
+			}
+		}
+		checkHistoryAccounting(t, r, size, ttl, 32, 20)
+	})
+}
+
+// checkHistoryAccounting checks the history of channels full-0, full-1,
+// full-2 holding size entries each, up to offsets last (full-0's first).
+func checkHistoryAccounting(t *testing.T, r *redistest.Server, size int, ttl time.Duration, last ...uint64) {
+	t.Helper()
 	rdb := goredis.NewClient(&goredis.Options{Addr: r.Addr()})
 	defer rdb.Close()
 	ctx := context.Background()
@@ -170,6 +210,15 @@ func TestRedis_FullHistoryAccounting(t *testing.T) {
 		if len(entries) != size {
 			t.Fatalf("%s keeps %d entries, want %d", name, len(entries), size)
 		}
+		want := last[len(last)-1]
+		if c == 0 {
+			want = last[0]
+		}
+		for i, e := range entries {
+			if id := fmt.Sprintf("%d-1", want-uint64(size-1-i)); e.ID != id {
+				t.Fatalf("%s entry %d is %s, want %s", name, i, e.ID, id)
+			}
+		}
 		var bytes int64
 		for _, e := range entries {
 			bytes += int64(len(e.Values["d"].(string)) + redisEntryOverhead)
@@ -179,11 +228,33 @@ func TestRedis_FullHistoryAccounting(t *testing.T) {
 			t.Errorf("%s counted %d bytes, holds %d", name, got, bytes)
 		}
 		oldest, _ := strconv.ParseFloat(entries[0].Values["t"].(string), 64)
-		if score := rdb.ZScore(ctx, "fanout:holders", name).Val(); score != oldest {
+		if score := rdb.ZScore(ctx, "fanout:holders", name).Val(); score > oldest || score < oldest-float64((ttl/100).Milliseconds()) {
 			t.Errorf("%s scored %v in holders, its oldest entry is from %v", name, score, oldest)
 		}
 	}
 	if total, _ := rdb.Get(ctx, "fanout:total").Int64(); total != all {
 		t.Fatalf("total %d, the streams hold %d", total, all)
+	}
+}
+
+// A batch that meets the channel cap midway is refused message by message:
+// the channels it may make get their offsets, in order, the rest
+// pubsub.ErrTooManyChannels, and a refusal costs the others nothing.
+func TestRedis_BatchMeetsTheChannelCap(t *testing.T) {
+	t.Parallel()
+	b := newBroker(t, redistest.Start(t).URL(), pubsub.BrokerOptions{MaxChannels: 6}) // 3 made by publishes
+	var batch []pubsub.Message
+	for i := range 10 {
+		batch = append(batch, pubsub.Message{Channel: fmt.Sprintf("cap-%d", i%5), Data: []byte(strconv.Itoa(i))})
+	}
+	pos, errs := b.PublishBatch(context.Background(), batch)
+	for i, m := range batch {
+		c, _ := strconv.Atoi(strings.TrimPrefix(m.Channel, "cap-"))
+		switch {
+		case c < 3 && (errs[i] != nil || pos[i].Offset != uint64(i/5+1) || pos[i].Epoch == ""):
+			t.Errorf("message %d to %s: %+v %v, want offset %d", i, m.Channel, pos[i], errs[i], i/5+1)
+		case c >= 3 && !errors.Is(errs[i], pubsub.ErrTooManyChannels):
+			t.Errorf("message %d to %s: %+v %v, want %v", i, m.Channel, pos[i], errs[i], pubsub.ErrTooManyChannels)
+		}
 	}
 }

@@ -2,6 +2,7 @@ package redis
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strconv"
 	"strings"
@@ -45,16 +46,21 @@ local function reap()
     redis.call('ZREM', IDLE, c)
   end
 end
+-- busy holds the channels a script is publishing to: never evicted under
+-- it, so what it has read of them stays true.
+local busy = {}
 -- evictIdle forgets one idle channel without history to make room for a
 -- new one; idle channels with history stop being candidates.
 local function evictIdle()
   for _, c in ipairs(redis.call('ZRANGE', IDLE, 0, 99)) do
-    redis.call('ZREM', IDLE, c)
-    if redis.call('ZSCORE', HOLDERS, c) == false and redis.call('ZSCORE', CHANS, c) ~= false then
-      redis.call('DEL', histKey(c), P .. '{' .. c .. '}:meta')
-      redis.call('ZREM', CHANS, c)
-      redis.call('ZREM', UNREAD, c)
-      return true
+    if not busy[c] then
+      redis.call('ZREM', IDLE, c)
+      if redis.call('ZSCORE', HOLDERS, c) == false and redis.call('ZSCORE', CHANS, c) ~= false then
+        redis.call('DEL', histKey(c), P .. '{' .. c .. '}:meta')
+        redis.call('ZREM', CHANS, c)
+        redis.call('ZREM', UNREAD, c)
+        return true
+      end
     end
   end
   return false
@@ -74,65 +80,133 @@ local function trimOldest(c, overhead)
   local head = redis.call('XRANGE', h, '-', '+', 'COUNT', 1)[1]
   redis.call('ZADD', HOLDERS, head[2][2], c)
 end
--- newChannel starts C's epoch, within the channel cap.
-local function newChannel(meta)
-  if redis.call('ZSCORE', CHANS, C) == false and redis.call('ZCARD', CHANS) >= tonumber(ARGV[5]) and not evictIdle() then
-    return redis.error_reply('fanout: too many channels (' .. ARGV[5] .. ')')
+-- newChannel starts channel c's epoch (meta its key) within the channel
+-- cap: the epoch, or nil and why not.
+local function newChannel(c, meta)
+  if redis.call('ZSCORE', CHANS, c) == false and redis.call('ZCARD', CHANS) >= tonumber(ARGV[5]) and not evictIdle() then
+    return nil, 'fanout: too many channels (' .. ARGV[5] .. ')'
   end
-  forgetBytes(C)
-  redis.call('DEL', histKey(C))
+  forgetBytes(c)
+  redis.call('DEL', histKey(c))
   redis.call('HSET', meta, 'epoch', ARGV[6], 'offset', 0)
   return ARGV[6]
 end
 `
 
-// publishScript: KEYS meta, hist; ARGV as in budgetLua, then data, history
-// size, topic, max channels made by publishes, history max bytes, entry
-// overhead, publish command (SPUBLISH in a cluster: sharded pub/sub).
+// publishScript publishes a batch of messages in order, in one call.
+// Redis's fixed cost of a call and reap() are paid once per batch, and a
+// channel's bookkeeping once per channel and batch: one HINCRBY for its
+// offsets, one look at its history (XLEN, and XRANGE for the sizes of the
+// entries the batch pushes out, for the byte budget), one trim (MAXLEN on
+// its last XADD), one update of its bytes. Its expiry (the keys' PEXPIRE,
+// its place in the channel sets) and its holder score (the time of its
+// oldest entry) are refreshed when the last refresh is older than TTL/100,
+// noted in its meta as "seen", so a busy channel costs two commands a
+// message (XADD and PUBLISH) and the byte budget's victims are the oldest
+// to within TTL/100.
+// KEYS: meta and hist of each message in turn (all in one key space).
+// ARGV as in budgetLua (the channel unused; the new epoch serves every
+// channel the batch makes), then history size, max channels made by
+// publishes, history max bytes, entry overhead, publish command (SPUBLISH
+// in a cluster), then channel and data of each message. Replies epoch and
+// offset of each message in turn, or an empty epoch and why it was refused.
 var publishScript = goredis.NewScript(budgetLua + `
 reap()
-local epoch = redis.call('HGET', KEYS[1], 'epoch')
-if not epoch then
-  if redis.call('ZSCORE', CHANS, C) == false then
-    if redis.call('ZCARD', UNREAD) >= tonumber(ARGV[10]) then
-      return redis.error_reply('fanout: too many channels: ' .. ARGV[10] .. ' without subscribers')
-    end
-    redis.call('ZADD', UNREAD, NOW + TTL, C)
-  end
-  epoch = newChannel(KEYS[1])
-  if type(epoch) == 'table' then return epoch end
+local size, maxUnread, maxBytes, overhead, PUB = tonumber(ARGV[7]), tonumber(ARGV[8]), tonumber(ARGV[9]), tonumber(ARGV[10]), ARGV[11]
+local every = math.max(1, math.floor(TTL / 100))
+local n = #KEYS / 2
+for i = 1, n do
+  local c = ARGV[10 + 2 * i]
+  busy[c] = (busy[c] or 0) + 1
 end
-redis.call('ZADD', CHANS, NOW + TTL, C)
-redis.call('ZADD', UNREAD, 'XX', NOW + TTL, C)
-local off = redis.call('HINCRBY', KEYS[1], 'offset', 1)
-redis.call('PEXPIRE', KEYS[1], TTL)
-local size, overhead = tonumber(ARGV[8]), tonumber(ARGV[12])
-if size > 0 then
-  local cost, head = #ARGV[7] + overhead, NOW
-  local drop = redis.call('XLEN', KEYS[2]) + 1 - size
-  if drop > 0 then -- a full history, the steady state: the oldest go as this one comes, in one XADD
-    local old = redis.call('XRANGE', KEYS[2], '-', '+', 'COUNT', drop + 1)
-    for i = 1, math.min(drop, #old) do cost = cost - (#old[i][2][4] + overhead) end
-    if old[drop + 1] then head = tonumber(old[drop + 1][2][2]) end
-    redis.call('XADD', KEYS[2], 'MAXLEN', size, off .. '-1', 't', NOW, 'd', ARGV[7])
-    redis.call('ZADD', HOLDERS, head, C)
+local out, st, order = {}, {}, {}
+for i = 1, n do
+  local c, data, meta, hist = ARGV[10 + 2 * i], ARGV[11 + 2 * i], KEYS[2 * i - 1], KEYS[2 * i]
+  local s = st[c]
+  if not s then -- the channel's first message in this batch
+    local h = redis.call('HMGET', meta, 'epoch', 'seen')
+    local epoch, seen, err = h[1], tonumber(h[2]) or 0, nil
+    if not epoch then
+      if redis.call('ZSCORE', CHANS, c) == false then
+        if redis.call('ZCARD', UNREAD) >= maxUnread then
+          err = 'fanout: too many channels: ' .. ARGV[8] .. ' without subscribers'
+        else
+          redis.call('ZADD', UNREAD, NOW + TTL, c)
+        end
+      end
+      if not err then epoch, err = newChannel(c, meta) end
+      seen = 0
+    end
+    if err then
+      s = {err = err}
+    else
+      local left = busy[c]
+      s = {epoch = epoch, off = redis.call('HINCRBY', meta, 'offset', left) - left, left = left, hist = hist, cost = 0, len = 0, drop = 0, skip = 0}
+      if NOW - seen >= every then
+        s.refresh = true
+        redis.call('HSET', meta, 'seen', NOW)
+        redis.call('PEXPIRE', meta, TTL)
+        redis.call('ZADD', CHANS, NOW + TTL, c)
+        redis.call('ZADD', UNREAD, 'XX', NOW + TTL, c)
+      end
+      if size > 0 then
+        s.len = redis.call('XLEN', hist)
+        s.drop = math.max(0, s.len + left - size)
+        local gone = math.min(s.drop, s.len) -- entries from before the batch
+        s.skip = s.drop - gone -- the batch's own first messages, trimmed by its last XADD
+        if s.drop > 0 then
+          s.head = NOW
+          if s.len > 0 then
+            local old = redis.call('XRANGE', hist, '-', '+', 'COUNT', gone + 1)
+            for j = 1, math.min(gone, #old) do s.cost = s.cost - (#old[j][2][4] + overhead) end
+            if old[gone + 1] then s.head = tonumber(old[gone + 1][2][2]) end
+          end
+        end
+      end
+    end
+    st[c] = s
+    order[#order + 1] = c
+  end
+  if s.err then
+    out[2 * i - 1], out[2 * i] = '', s.err
   else
-    redis.call('XADD', KEYS[2], off .. '-1', 't', NOW, 'd', ARGV[7])
-    redis.call('ZADD', HOLDERS, 'NX', NOW, C)
+    s.off, s.left = s.off + 1, s.left - 1
+    if size > 0 then
+      if s.left == 0 then
+        redis.call('XADD', hist, 'MAXLEN', size, s.off .. '-1', 't', NOW, 'd', data)
+      else
+        redis.call('XADD', hist, s.off .. '-1', 't', NOW, 'd', data)
+      end
+      if s.skip > 0 then s.skip = s.skip - 1 else s.cost = s.cost + #data + overhead end
+    end
+    redis.call(PUB, P .. 'msg:' .. c, '\0fo1 ' .. s.epoch .. ' ' .. s.off .. ' ' .. data)
+    out[2 * i - 1], out[2 * i] = s.epoch, s.off
   end
-  redis.call('PEXPIRE', KEYS[2], TTL)
-  redis.call('HINCRBY', BYTES, C, cost)
-  local maxBytes = tonumber(ARGV[11])
-  if redis.call('INCRBY', TOTAL, cost) > maxBytes then -- over the budget (rare): the oldest of any channel go
-    while tonumber(redis.call('GET', TOTAL) or '0') > maxBytes do
-      local victim = redis.call('ZRANGE', HOLDERS, 0, 0)[1]
-      if not victim then break end
-      trimOldest(victim, overhead)
+end
+local total = 0
+for _, c in ipairs(order) do
+  local s = st[c]
+  if not s.err and size > 0 then
+    if s.refresh or s.len == 0 then redis.call('PEXPIRE', s.hist, TTL) end -- XADD keeps an existing key's expiry
+    if s.drop > 0 and s.refresh then -- the budget's victims go by this score: TTL/100 is close enough
+      redis.call('ZADD', HOLDERS, s.head, c)
+    elseif s.len == 0 then
+      redis.call('ZADD', HOLDERS, 'NX', NOW, c)
+    end
+    if s.cost ~= 0 then
+      redis.call('HINCRBY', BYTES, c, s.cost)
+      total = total + s.cost
     end
   end
 end
-redis.call(ARGV[13], ARGV[9], '\0fo1 ' .. epoch .. ' ' .. off .. ' ' .. ARGV[7])
-return {epoch, off}
+if total ~= 0 and redis.call('INCRBY', TOTAL, total) > maxBytes then -- over the budget (rare): the oldest of any channel go
+  while tonumber(redis.call('GET', TOTAL) or '0') > maxBytes do
+    local victim = redis.call('ZRANGE', HOLDERS, 0, 0)[1]
+    if not victim then break end
+    trimOldest(victim, overhead)
+  end
+end
+return out
 `)
 
 // redisEntryOverhead approximates what a history entry costs Redis beside
@@ -144,13 +218,37 @@ func (b *Broker) budgetArgs(channel string) []any {
 	return []any{b.space(channel).prefix, channel, time.Now().UnixMilli(), b.ttl.Milliseconds(), b.maxChannels, pubsub.NewEpoch()}
 }
 
-// publishArgs are publishScript's ARGV for one message.
-func (b *Broker) publishArgs(channel string, data []byte) []any {
+// publishCall is publishScript's KEYS and ARGV for msgs, all in one key
+// space.
+func (b *Broker) publishCall(msgs []pubsub.Message) (keys []string, args []any) {
 	cmd := "PUBLISH"
 	if b.cluster != nil {
 		cmd = "SPUBLISH"
 	}
-	return append(b.budgetArgs(channel), data, b.size, b.topic(channel), pubsub.MaxUnreadChannels(b.maxChannels), b.maxBytes, redisEntryOverhead, cmd)
+	keys = make([]string, 0, 2*len(msgs))
+	args = append(b.budgetArgs(msgs[0].Channel), b.size, pubsub.MaxUnreadChannels(b.maxChannels), b.maxBytes, redisEntryOverhead, cmd)
+	for _, m := range msgs {
+		keys = append(keys, b.keys(m.Channel)...)
+		args = append(args, m.Channel, m.Data)
+	}
+	return keys, args
+}
+
+// publishReplies reads publishScript's reply for n messages.
+func publishReplies(res []any, n int) ([]pubsub.Position, []error, error) {
+	if len(res) != 2*n {
+		return nil, nil, fmt.Errorf("redis: publish script replied %d values for %d messages", len(res), n)
+	}
+	pos, errs := make([]pubsub.Position, n), make([]error, n)
+	for i := range n {
+		if epoch, _ := res[2*i].(string); epoch == "" {
+			why, _ := res[2*i+1].(string)
+			errs[i] = scriptError(errors.New(why))
+			continue
+		}
+		pos[i], errs[i] = scriptPosition(res[2*i : 2*i+2])
+	}
+	return pos, errs, nil
 }
 
 // historyScript: KEYS meta, hist; ARGV as in budgetLua, then after, limit,
@@ -159,8 +257,9 @@ var historyScript = goredis.NewScript(budgetLua + `
 reap()
 local epoch = redis.call('HGET', KEYS[1], 'epoch')
 if not epoch then
-  epoch = newChannel(KEYS[1])
-  if type(epoch) == 'table' then return epoch end
+  local err
+  epoch, err = newChannel(C, KEYS[1])
+  if not epoch then return redis.error_reply(err) end
 end
 redis.call('ZADD', CHANS, NOW + TTL, C)
 redis.call('ZREM', UNREAD, C)
