@@ -20,12 +20,12 @@ import (
 // (pubsub.Router): each node's pub/sub connection subscribes to the
 // channels with subscribers on that node, never one subscription per
 // client, so Redis sends a node only what its clients want. A publish runs
-// one Lua script that increments the channel's offset, appends to its
+// in a Lua script that increments the channel's offset, appends to its
 // history stream (MAXLEN history size) and PUBLISHes, atomically, so
 // offsets are gap-free and in order on every node; concurrent publishes
-// share round trips (publish.go). Keys:
+// share round trips and script calls (publish.go). Keys:
 //
-//	<prefix>{<channel>}:meta   hash: epoch, offset (expires after the history TTL without use)
+//	<prefix>{<channel>}:meta   hash: epoch, offset, seen (expires after the history TTL without use)
 //	<prefix>{<channel>}:hist   stream of the last messages, IDs <offset>-1
 //	<prefix>msg:<channel>      the pub/sub topic
 //
