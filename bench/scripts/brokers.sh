@@ -17,8 +17,8 @@ rounds=${1:-1} first=${2:-1}
 begin_run brokers cmd/fanout cmd/fanout-bench
 pids=()
 cleanup() {
-	stop "${pids[@]}" ${rpid:+"$rpid"} ${qpid:+"$qpid"}
-	[[ -z ${epmd:-} ]] || epmd -port "$epmd" -kill >/dev/null 2>&1 || true
+	stop "${pids[@]}" ${rpid:+"$rpid"}
+	stop_rabbitmq
 	rm -rf "$tmp"
 }
 trap cleanup EXIT
@@ -36,24 +36,7 @@ echo "# $(date -u +%FT%TZ) commit $(git rev-parse --short HEAD), $(nproc) cores,
 # Redis without persistence, as in report.sh's broker target.
 start_redis
 
-# RabbitMQ with the stream plugin only (no AMQP listener), its own data
-# directory, node name, epmd and ports, Debian's defaults otherwise.
-sport=$(free_port) dport=$(free_port) epmd=$(free_port)
-mkdir -p "$tmp/rmq"
-printf 'listeners.tcp = none\nstream.listeners.tcp.1 = 127.0.0.1:%s\nstream.advertised_host = 127.0.0.1\nstream.advertised_port = %s\nloopback_users = none\n' \
-	"$sport" "$sport" >"$tmp/rmq/rabbitmq.conf"
-echo '[rabbitmq_stream].' >"$tmp/rmq/enabled_plugins"
-: >"$tmp/rmq/env.conf"
-epmd -port "$epmd" -address 127.0.0.1 -daemon
-HOME=$tmp/rmq RABBITMQ_NODENAME=fanout-bench-$sport@localhost RABBITMQ_NODE_IP_ADDRESS=127.0.0.1 RABBITMQ_DIST_PORT=$dport \
-	ERL_EPMD_PORT=$epmd RABBITMQ_MNESIA_BASE=$tmp/rmq/data RABBITMQ_LOG_BASE=$tmp/rmq/log RABBITMQ_LOGS=- \
-	RABBITMQ_CONFIG_FILE=$tmp/rmq/rabbitmq.conf RABBITMQ_ENABLED_PLUGINS_FILE=$tmp/rmq/enabled_plugins \
-	RABBITMQ_CONF_ENV_FILE=$tmp/rmq/env.conf RABBITMQ_PID_FILE=$tmp/rmq/pid \
-	/usr/lib/rabbitmq/bin/rabbitmq-server >"$out/rabbitmq.log" 2>&1 &
-qpid=$!
-for _ in $(seq 600); do (echo >/dev/tcp/127.0.0.1/"$sport") 2>/dev/null && break; sleep 0.1; done
-beam=$(cat "$tmp/rmq/pid")
-echo "rabbitmq-server $(dpkg-query -W -f '${Version}' rabbitmq-server) beam pid $beam, rabbitmq_stream plugin, default settings" | log
+start_rabbitmq
 
 port=$(free_port) key=bench-api-key-0123456
 addr=127.0.0.1:$port

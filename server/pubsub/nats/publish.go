@@ -137,19 +137,5 @@ func (b *Broker) publishOnce(ctx context.Context, s *streams, st *pubState, chan
 // PublishBatch publishes msgs, each channel's in order, the channels
 // concurrently.
 func (b *Broker) PublishBatch(ctx context.Context, msgs []pubsub.Message) ([]pubsub.Position, []error) {
-	pos, errs := make([]pubsub.Position, len(msgs)), make([]error, len(msgs))
-	byChannel := make(map[string][]int)
-	for i, m := range msgs {
-		byChannel[m.Channel] = append(byChannel[m.Channel], i)
-	}
-	var wg sync.WaitGroup
-	for _, idx := range byChannel {
-		wg.Go(func() {
-			for _, i := range idx {
-				pos[i], errs[i] = b.Publish(ctx, msgs[i].Channel, msgs[i].Data)
-			}
-		})
-	}
-	wg.Wait()
-	return pos, errs
+	return pubsub.PublishByChannel(ctx, msgs, b.Publish)
 }

@@ -61,6 +61,7 @@ var scenarios = []scenario{
 	{"ThreeNodes", false, threeNodes},
 	{"NodeKilledClientRecovers", false, nodeKilledClientRecovers},
 	{"ConcurrentPublishersInOrder", false, concurrentPublishersInOrder},
+	{"ConcurrentBatchesInOrder", false, concurrentBatchesInOrder},
 	{"ChannelChurnLockout", false, channelChurnLockout},
 	{"PresenceAcrossNodes", false, presenceAcrossNodes},
 }
@@ -295,6 +296,87 @@ func concurrentPublishersInOrder(t *testing.T, c *cluster) {
 			t.Fatalf("recovered %+v, want offset %d", e, off)
 		}
 	}
+}
+
+// Batches through the HTTP API from two nodes at once, each over three
+// channels: each batch's messages take their channel's offsets in the
+// batch's order, and a subscriber of each channel gets every message once,
+// gap-free, each node's in the order it published them.
+func concurrentBatchesInOrder(t *testing.T, c *cluster) {
+	nodes := c.nodes(t, 2, pubsub.Config{HistorySize: 1000})
+	channels := []string{"b0", "b1", "b2"}
+	var subs []*Client
+	for _, ch := range channels {
+		cl := nodes[0].Dial(t, "?channel="+ch)
+		cl.Read()
+		subs = append(subs, cl)
+	}
+	const batches, size = 20, 12
+	var wg sync.WaitGroup
+	errs := make(chan error, len(nodes))
+	for ni, n := range nodes {
+		wg.Go(func() {
+			for b := range batches {
+				var body strings.Builder
+				body.WriteString("[")
+				for i := range size {
+					if i > 0 {
+						body.WriteString(",")
+					}
+					fmt.Fprintf(&body, `{"channel":%q,"data":[%d,%d]}`, channels[i%3], ni, b*size+i)
+				}
+				body.WriteString("]")
+				res, err := apiPublishBatch(n, body.String())
+				if err != nil {
+					errs <- err
+					return
+				}
+				last := map[string]uint64{}
+				for i, p := range res {
+					if p.Channel != channels[i%3] || p.Offset <= last[p.Channel] {
+						errs <- fmt.Errorf("node %d batch %d: result %d %+v after offset %d", ni, b, i, p, last[p.Channel])
+						return
+					}
+					last[p.Channel] = p.Offset
+				}
+			}
+		})
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Fatal(err)
+	}
+	for ci, cl := range subs {
+		next := [2]int{ci, ci} // each node's next sequence number on this channel
+		for off := uint64(1); off <= 2*batches*size/3; off++ {
+			e := cl.Read()
+			var m [2]int
+			if err := json.Unmarshal(e.Data, &m); err != nil || e.Offset != off || m[1] != next[m[0]] {
+				t.Fatalf("%s: got %+v (%v), want offset %d, node sequence %v", channels[ci], e, err, off, next)
+			}
+			next[m[0]] += 3
+		}
+	}
+}
+
+// apiPublishBatch publishes body, a JSON array, through n's HTTP API.
+func apiPublishBatch(n *Node, body string) ([]pubsub.Publication, error) {
+	api := httptest.NewServer(n.APIHandler("k"))
+	defer api.Close()
+	req, _ := http.NewRequest(http.MethodPost, api.URL+"/api/publish", strings.NewReader(body))
+	req.Header.Set("Authorization", "Bearer k")
+	req.Header.Set("Content-Type", "application/json")
+	res, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return nil, err
+	}
+	defer res.Body.Close()
+	var out struct{ Results []pubsub.Publication }
+	if err := json.NewDecoder(res.Body).Decode(&out); err != nil || res.StatusCode != http.StatusOK {
+		return nil, fmt.Errorf("API batch: %d %v", res.StatusCode, err)
+	}
+	return out.Results, nil
 }
 
 // The broker down at start: not ready, publishes and subscribes refused

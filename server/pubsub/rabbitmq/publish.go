@@ -31,6 +31,13 @@ func (b *Broker) Publish(ctx context.Context, channel string, data []byte) (pubs
 	}
 }
 
+// PublishBatch publishes msgs, each channel's in order (a publish is
+// accepted only as its channel's next offset, so a channel's messages go
+// one after another), the channels concurrently.
+func (b *Broker) PublishBatch(ctx context.Context, msgs []pubsub.Message) ([]pubsub.Position, []error) {
+	return pubsub.PublishByChannel(ctx, msgs, b.Publish)
+}
+
 // History returns channel's position and the kept messages after after.
 // A live channel is answered from this node's state: when it was not
 // touched (read) yet, a node released it, or it was not used for half the
