@@ -75,4 +75,5 @@ start_rabbitmq() {
 stop_rabbitmq() {
 	[[ -z ${qpid:-} ]] || stop "$qpid"
 	[[ -z ${epmd:-} ]] || epmd -port "$epmd" -kill >/dev/null 2>&1 || true
+	qpid= epmd=
 }
