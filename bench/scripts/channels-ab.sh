@@ -26,7 +26,7 @@ for round in $(seq "${ROUNDS:-2}"); do
 	for k in 1000 10; do
 		for c in "$a" "$b"; do
 			"$tmp/fanout-bench" -url ws://127.0.0.1:9400/ws -scenario broadcast -conns 19000 -msg-rate 2 -size 64 -channels $k \
-				-publishers $((k == 1000 ? 16 : 10)) -publish-url http://127.0.0.1:9400/api/publish -api-key $key -duration 20s -settle 3s \
+				-publishers $((k == 1000 ? 16 : 10)) -publish-url http://127.0.0.1:9400/api/publish -api-key $key -duration "${DURATION:-20s}" -settle 3s \
 				-server-cmd "$tmp/fanout-$c -addr 127.0.0.1:9400 -log-level warn -api-key $key" -label "$c k$k" \
 				-json "$out/k$k-$c-$round.json" >/dev/null
 			jq -r --arg n "$c, $k channels, round $round" '.result | "\($n): p50 \(.p50_ms) ms p99 \(.p99_ms) ms, missing \(.missing) lost \(.lost) reordered \(.reordered), API p50 \(.api_p50_ms) ms, server CPU \(.server_cpu_cores) cores"' \
