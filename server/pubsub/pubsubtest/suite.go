@@ -205,9 +205,18 @@ func threeNodes(t *testing.T, c *cluster) {
 	}
 }
 
-// apiPublish publishes body through n's HTTP API.
+// apiPublish publishes body, one message, through n's HTTP API.
 func apiPublish(t *testing.T, n *Node, body string) pubsub.Publication {
 	t.Helper()
+	var p pubsub.Publication
+	if err := postAPI(n, body, &p); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+// postAPI posts body to n's /api/publish and decodes the answer into out.
+func postAPI(n *Node, body string, out any) error {
 	api := httptest.NewServer(n.APIHandler("k"))
 	defer api.Close()
 	req, _ := http.NewRequest(http.MethodPost, api.URL+"/api/publish", strings.NewReader(body))
@@ -215,14 +224,13 @@ func apiPublish(t *testing.T, n *Node, body string) pubsub.Publication {
 	req.Header.Set("Content-Type", "application/json")
 	res, err := http.DefaultClient.Do(req)
 	if err != nil {
-		t.Fatal(err)
+		return err
 	}
 	defer res.Body.Close()
-	var p pubsub.Publication
-	if err := json.NewDecoder(res.Body).Decode(&p); err != nil || res.StatusCode != http.StatusOK {
-		t.Fatalf("API publish: %d %v", res.StatusCode, err)
+	if err := json.NewDecoder(res.Body).Decode(out); err != nil || res.StatusCode != http.StatusOK {
+		return fmt.Errorf("API publish: %d %v", res.StatusCode, err)
 	}
-	return p
+	return nil
 }
 
 // A node dies; its client reconnects to another node with since= and gets
@@ -362,21 +370,9 @@ func concurrentBatchesInOrder(t *testing.T, c *cluster) {
 
 // apiPublishBatch publishes body, a JSON array, through n's HTTP API.
 func apiPublishBatch(n *Node, body string) ([]pubsub.Publication, error) {
-	api := httptest.NewServer(n.APIHandler("k"))
-	defer api.Close()
-	req, _ := http.NewRequest(http.MethodPost, api.URL+"/api/publish", strings.NewReader(body))
-	req.Header.Set("Authorization", "Bearer k")
-	req.Header.Set("Content-Type", "application/json")
-	res, err := http.DefaultClient.Do(req)
-	if err != nil {
-		return nil, err
-	}
-	defer res.Body.Close()
 	var out struct{ Results []pubsub.Publication }
-	if err := json.NewDecoder(res.Body).Decode(&out); err != nil || res.StatusCode != http.StatusOK {
-		return nil, fmt.Errorf("API batch: %d %v", res.StatusCode, err)
-	}
-	return out.Results, nil
+	err := postAPI(n, body, &out)
+	return out.Results, err
 }
 
 // The broker down at start: not ready, publishes and subscribes refused
