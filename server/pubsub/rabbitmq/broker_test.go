@@ -121,6 +121,11 @@ func TestBroker_ConcurrentPublishers(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
+	for i, n := range nodes { // every proposal is a round trip, a lost one too
+		if st := n.BrokerStats(); st.Subscriptions != 1 || st.PublishRoundTrips < per || st.PublishedMessages != st.PublishRoundTrips {
+			t.Errorf("node %d: %+v, want the stream's subscription and at least %d proposals", i, st, per)
+		}
+	}
 	var want []pubsub.Message
 	for off := uint64(1); off <= 2*per; off++ {
 		m := next(t, nodes[0])

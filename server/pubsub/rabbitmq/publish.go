@@ -21,6 +21,7 @@ func (b *Broker) Publish(ctx context.Context, channel string, data []byte) (pubs
 		if err != nil {
 			return pubsub.Position{}, err
 		}
+		b.publishes.Add(1)
 		r, err := b.send(ctx, p)
 		if err != nil {
 			return pubsub.Position{}, err
@@ -29,6 +30,19 @@ func (b *Broker) Publish(ctx context.Context, channel string, data []byte) (pubs
 			return pubsub.Position{Offset: p.offset, Epoch: p.epoch}, nil
 		}
 	}
+}
+
+// BrokerStats reports the stream consumer (every node reads the whole
+// stream: one subscription while connected) and the publish proposals
+// sent, one stream round trip and one message each (a proposal that lost
+// its offset to another node's is sent again).
+func (b *Broker) BrokerStats() pubsub.BrokerStats {
+	held := 0
+	if b.ready.Load() {
+		held = 1
+	}
+	n := b.publishes.Load()
+	return pubsub.BrokerStats{Subscriptions: held, PublishRoundTrips: n, PublishedMessages: n}
 }
 
 // PublishBatch publishes msgs, each channel's in order (a publish is

@@ -65,6 +65,9 @@ type Broker struct {
 	ready   atomic.Bool
 	seq     atomic.Uint64
 	dropped atomic.Bool // a delivery found out full: resync once it drains
+	// publishes counts the publish proposals sent (one stream round trip
+	// each: written, then read back), for BrokerStats.
+	publishes atomic.Uint64
 
 	uri       string
 	name      string // the stream's
