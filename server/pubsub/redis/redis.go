@@ -147,7 +147,11 @@ func (b *Broker) keys(channel string) []string {
 	return []string{p + "{" + channel + "}:meta", p + "{" + channel + "}:hist"}
 }
 
-func (b *Broker) topic(channel string) string { return b.space(channel).prefix + "msg:" + channel }
+func (b *Broker) topic(channel string) string { return b.space(channel).topicPrefix() + channel }
+
+// topicPrefix starts the pub/sub topic of each of s's channels; the
+// publish script is given it too.
+func (s *space) topicPrefix() string { return s.prefix + "msg:" }
 
 // probe is a cluster group's topic that nothing publishes to: subscribed
 // first, it ties the group's connection to the group's master, and its
@@ -225,7 +229,7 @@ func (b *Broker) session(ctx context.Context, s *space, deliver func(pubsub.Mess
 }
 
 func (b *Broker) receive(ctx context.Context, s *space, ps *goredis.PubSub, deliver func(pubsub.Message), resync func()) error {
-	topicPrefix := s.prefix + "msg:"
+	topicPrefix := s.topicPrefix()
 	for {
 		msg, err := ps.Receive(ctx)
 		if err != nil {

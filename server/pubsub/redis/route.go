@@ -66,7 +66,7 @@ func (b *Broker) Unroute(channel string) {
 
 func (s *space) topics(channels []string) []string {
 	for i, c := range channels {
-		channels[i] = s.prefix + "msg:" + c
+		channels[i] = s.topicPrefix() + c
 	}
 	return channels
 }

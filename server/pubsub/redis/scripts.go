@@ -46,8 +46,9 @@ local function reap()
     redis.call('ZREM', IDLE, c)
   end
 end
--- busy holds the channels a script is publishing to: never evicted under
--- it, so what it has read of them stays true.
+-- busy holds the channels a script is publishing to, each with its number
+-- of messages: never evicted under it, so what it has read of them stays
+-- true.
 local busy = {}
 -- evictIdle forgets one idle channel without history to make room for a
 -- new one; idle channels with history stop being candidates.
@@ -108,20 +109,21 @@ end
 // ARGV as in budgetLua (the channel unused; the new epoch serves every
 // channel the batch makes), then history size, max channels made by
 // publishes, history max bytes, entry overhead, publish command (SPUBLISH
-// in a cluster), then channel and data of each message. Replies epoch and
-// offset of each message in turn, or an empty epoch and why it was refused.
+// in a cluster), topic prefix, then channel and data of each message.
+// Replies epoch and offset of each message in turn, or an empty epoch and
+// why it was refused.
 var publishScript = goredis.NewScript(budgetLua + `
 reap()
-local size, maxUnread, maxBytes, overhead, PUB = tonumber(ARGV[7]), tonumber(ARGV[8]), tonumber(ARGV[9]), tonumber(ARGV[10]), ARGV[11]
+local size, maxUnread, maxBytes, overhead, PUB, TOPIC = tonumber(ARGV[7]), tonumber(ARGV[8]), tonumber(ARGV[9]), tonumber(ARGV[10]), ARGV[11], ARGV[12]
 local every = math.max(1, math.floor(TTL / 100))
 local n = #KEYS / 2
 for i = 1, n do
-  local c = ARGV[10 + 2 * i]
+  local c = ARGV[11 + 2 * i]
   busy[c] = (busy[c] or 0) + 1
 end
 local out, st, order = {}, {}, {}
 for i = 1, n do
-  local c, data, meta, hist = ARGV[10 + 2 * i], ARGV[11 + 2 * i], KEYS[2 * i - 1], KEYS[2 * i]
+  local c, data, meta, hist = ARGV[11 + 2 * i], ARGV[12 + 2 * i], KEYS[2 * i - 1], KEYS[2 * i]
   local s = st[c]
   if not s then -- the channel's first message in this batch
     local h = redis.call('HMGET', meta, 'epoch', 'seen')
@@ -179,7 +181,7 @@ for i = 1, n do
       end
       if s.skip > 0 then s.skip = s.skip - 1 else s.cost = s.cost + #data + overhead end
     end
-    redis.call(PUB, P .. 'msg:' .. c, '\0fo1 ' .. s.epoch .. ' ' .. s.off .. ' ' .. data)
+    redis.call(PUB, TOPIC .. c, '\0fo1 ' .. s.epoch .. ' ' .. s.off .. ' ' .. data)
     out[2 * i - 1], out[2 * i] = s.epoch, s.off
   end
 end
@@ -226,7 +228,8 @@ func (b *Broker) publishCall(msgs []pubsub.Message) (keys []string, args []any) 
 		cmd = "SPUBLISH"
 	}
 	keys = make([]string, 0, 2*len(msgs))
-	args = append(b.budgetArgs(msgs[0].Channel), b.size, pubsub.MaxUnreadChannels(b.maxChannels), b.maxBytes, redisEntryOverhead, cmd)
+	args = append(b.budgetArgs(msgs[0].Channel), b.size, pubsub.MaxUnreadChannels(b.maxChannels), b.maxBytes, redisEntryOverhead, cmd,
+		b.space(msgs[0].Channel).topicPrefix())
 	for _, m := range msgs {
 		keys = append(keys, b.keys(m.Channel)...)
 		args = append(args, m.Channel, m.Data)
