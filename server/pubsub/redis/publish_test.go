@@ -151,7 +151,7 @@ func concurrentPublishesSharePipelines(t *testing.T, url string) {
 // script call per batch, trimmed once per channel): the byte counts stay
 // exact and each channel's oldest-entry score within TTL/100, whatever the
 // sizes, one publish at a time and in batches that push out their own
-// first messages.
+// first messages, and after a node with another history size.
 func TestRedis_FullHistoryAccounting(t *testing.T) {
 	t.Parallel()
 	const size, ttl = 5, time.Minute
@@ -193,6 +193,20 @@ func TestRedis_FullHistoryAccounting(t *testing.T) {
 			}
 		}
 		checkHistoryAccounting(t, r, size, ttl, 32, 20)
+	})
+	t.Run("after a node with another history size", func(t *testing.T) {
+		t.Parallel() // the cost ring's slots do not match: the stream says what goes
+		r := redistest.Start(t)
+		for i, hs := range []int{size + 3, size} {
+			b := newBroker(t, r.URL(), pubsub.BrokerOptions{HistorySize: hs, HistoryTTL: ttl})
+			for j := range 30 {
+				m := msg(30*i + j)
+				if _, err := b.Publish(context.Background(), m.Channel, m.Data); err != nil {
+					t.Fatal(err)
+				}
+			}
+		}
+		checkHistoryAccounting(t, r, size, ttl, 20)
 	})
 }
 

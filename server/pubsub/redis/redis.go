@@ -27,6 +27,7 @@ import (
 //
 //	<prefix>{<channel>}:meta   hash: epoch, offset, seen (expires after the history TTL without use)
 //	<prefix>{<channel>}:hist   stream of the last messages, IDs <offset>-1
+//	<prefix>{<channel>}:cost   string: each history entry's cost, in slot offset mod history size (scripts.go)
 //	<prefix>msg:<channel>      the pub/sub topic
 //
 // and the global keys of the channel cap and the history byte budget

@@ -31,6 +31,7 @@ const budgetLua = `
 local P, C, NOW, TTL = ARGV[1], ARGV[2], tonumber(ARGV[3]), tonumber(ARGV[4])
 local CHANS, UNREAD, HOLDERS, BYTES, TOTAL, IDLE = P .. 'chans', P .. 'unread', P .. 'holders', P .. 'bytes', P .. 'total', P .. 'idle'
 local function histKey(c) return P .. '{' .. c .. '}:hist' end
+local function costKey(c) return P .. '{' .. c .. '}:cost' end
 local function forgetBytes(c)
   local b = tonumber(redis.call('HGET', BYTES, c) or '0')
   redis.call('DECRBY', TOTAL, b)
@@ -40,11 +41,33 @@ end
 local function reap()
   for _, c in ipairs(redis.call('ZRANGEBYSCORE', CHANS, '-inf', NOW, 'LIMIT', 0, 100)) do
     forgetBytes(c)
-    redis.call('DEL', histKey(c), P .. '{' .. c .. '}:meta')
+    redis.call('DEL', histKey(c), costKey(c), P .. '{' .. c .. '}:meta')
     redis.call('ZREM', CHANS, c)
     redis.call('ZREM', UNREAD, c)
     redis.call('ZREM', IDLE, c)
   end
+end
+-- int writes an integer for a command: Lua's own number to string
+-- conversion (printf's %.14g) is among the costliest steps of a publish.
+local function int(n) return string.format('%d', n) end
+-- The cost ring of channel c: each history entry's cost (its bytes plus
+-- the overhead) in slot offset mod history size, beside the offset's low
+-- 32 bits, so a publish knows what the entries it pushes out freed without
+-- reading them: an XRANGE from the head walks every entry that exact
+-- trimming only flagged as deleted, up to a whole stream node.
+local function ringPut(c, size, off, cost)
+  redis.call('SETRANGE', costKey(c), int((off % size) * 8), struct.pack('>I4I4', off % 4294967296, cost))
+end
+-- ringCost is the cost of c's entry off, or nil when its slot holds
+-- another's (the history size changed).
+local function ringCost(c, size, off)
+  local at = (off % size) * 8
+  local v = redis.call('GETRANGE', costKey(c), int(at), int(at + 7))
+  if #v == 8 then
+    local o, cost = struct.unpack('>I4I4', v)
+    if o == off % 4294967296 then return cost end
+  end
+  return nil
 end
 -- busy holds the channels a script is publishing to, each with its number
 -- of messages: never evicted under it, so what it has read of them stays
@@ -57,7 +80,7 @@ local function evictIdle()
     if not busy[c] then
       redis.call('ZREM', IDLE, c)
       if redis.call('ZSCORE', HOLDERS, c) == false and redis.call('ZSCORE', CHANS, c) ~= false then
-        redis.call('DEL', histKey(c), P .. '{' .. c .. '}:meta')
+        redis.call('DEL', histKey(c), costKey(c), P .. '{' .. c .. '}:meta')
         redis.call('ZREM', CHANS, c)
         redis.call('ZREM', UNREAD, c)
         return true
@@ -88,7 +111,7 @@ local function newChannel(c, meta)
     return nil, 'fanout: too many channels (' .. ARGV[5] .. ')'
   end
   forgetBytes(c)
-  redis.call('DEL', histKey(c))
+  redis.call('DEL', histKey(c), costKey(c))
   redis.call('HSET', meta, 'epoch', ARGV[6], 'offset', 0)
   return ARGV[6]
 end
@@ -97,13 +120,13 @@ end
 // publishScript publishes a batch of messages in order, in one call.
 // Redis's fixed cost of a call and reap() are paid once per batch, and a
 // channel's bookkeeping once per channel and batch: one HINCRBY for its
-// offsets, one look at its history (XLEN, and XRANGE for the sizes of the
-// entries the batch pushes out, for the byte budget), one trim (MAXLEN on
-// its last XADD), one update of its bytes. Its expiry (the keys' PEXPIRE,
+// offsets, one look at its history (XLEN, and the cost ring for the sizes
+// of the entries the batch pushes out, for the byte budget), one trim
+// (MAXLEN on its last XADD), one update of its bytes. Its expiry (the keys' PEXPIRE,
 // its place in the channel sets) and its holder score (the time of its
 // oldest entry) are refreshed when the last refresh is older than TTL/100,
-// noted in its meta as "seen", so a busy channel costs two commands a
-// message (XADD and PUBLISH) and the byte budget's victims are the oldest
+// noted in its meta as "seen", so a busy channel costs four commands a
+// message (XADD, PUBLISH, and the ring's SETRANGE and GETRANGE) and the byte budget's victims are the oldest
 // to within TTL/100.
 // KEYS: meta and hist of each message in turn (all in one key space).
 // ARGV as in budgetLua (the channel unused; the new epoch serves every
@@ -159,9 +182,22 @@ for i = 1, n do
         if s.drop > 0 then
           s.head = NOW
           if s.len > 0 then
-            local old = redis.call('XRANGE', hist, '-', '+', 'COUNT', gone + 1)
-            for j = 1, math.min(gone, #old) do s.cost = s.cost - (#old[j][2][4] + overhead) end
-            if old[gone + 1] then s.head = tonumber(old[gone + 1][2][2]) end
+            -- The entries are offsets s.off - s.len + 1 to s.off: only
+            -- their head is ever trimmed.
+            local known = true
+            for o = s.off - s.len + 1, s.off - s.len + gone do
+              local cost = ringCost(c, size, o)
+              if not cost then known = false break end
+              s.cost = s.cost - cost
+            end
+            if not known or s.refresh then -- the ring cannot say, or the holder score is due: read the stream
+              local old = redis.call('XRANGE', hist, '-', '+', 'COUNT', gone + 1)
+              if not known then
+                s.cost = 0
+                for j = 1, math.min(gone, #old) do s.cost = s.cost - (#old[j][2][4] + overhead) end
+              end
+              if old[gone + 1] then s.head = tonumber(old[gone + 1][2][2]) end
+            end
           end
         end
       end
@@ -173,15 +209,21 @@ for i = 1, n do
     out[2 * i - 1], out[2 * i] = '', s.err
   else
     s.off, s.left = s.off + 1, s.left - 1
+    local off = int(s.off)
     if size > 0 then
       if s.left == 0 then
-        redis.call('XADD', hist, 'MAXLEN', size, s.off .. '-1', 't', NOW, 'd', data)
+        redis.call('XADD', hist, 'MAXLEN', ARGV[7], off .. '-1', 't', ARGV[3], 'd', data)
       else
-        redis.call('XADD', hist, s.off .. '-1', 't', NOW, 'd', data)
+        redis.call('XADD', hist, off .. '-1', 't', ARGV[3], 'd', data)
       end
-      if s.skip > 0 then s.skip = s.skip - 1 else s.cost = s.cost + #data + overhead end
+      if s.skip > 0 then
+        s.skip = s.skip - 1
+      else
+        s.cost = s.cost + #data + overhead
+        ringPut(c, size, s.off, #data + overhead)
+      end
     end
-    redis.call(PUB, TOPIC .. c, '\0fo1 ' .. s.epoch .. ' ' .. s.off .. ' ' .. data)
+    redis.call(PUB, TOPIC .. c, '\0fo1 ' .. s.epoch .. ' ' .. off .. ' ' .. data)
     out[2 * i - 1], out[2 * i] = s.epoch, s.off
   end
 end
@@ -189,7 +231,10 @@ local total = 0
 for _, c in ipairs(order) do
   local s = st[c]
   if not s.err and size > 0 then
-    if s.refresh or s.len == 0 then redis.call('PEXPIRE', s.hist, TTL) end -- XADD keeps an existing key's expiry
+    if s.refresh or s.len == 0 then -- XADD and SETRANGE keep an existing key's expiry
+      redis.call('PEXPIRE', s.hist, TTL)
+      redis.call('PEXPIRE', costKey(c), TTL)
+    end
     if s.drop > 0 and s.refresh then -- the budget's victims go by this score: TTL/100 is close enough
       redis.call('ZADD', HOLDERS, s.head, c)
     elseif s.len == 0 then
@@ -269,6 +314,7 @@ redis.call('ZREM', UNREAD, C)
 redis.call('ZREM', IDLE, C)
 redis.call('PEXPIRE', KEYS[1], TTL)
 redis.call('PEXPIRE', KEYS[2], TTL)
+redis.call('PEXPIRE', costKey(C), TTL)
 local top = redis.call('HGET', KEYS[1], 'offset')
 local out = {epoch, tonumber(top)}
 if tonumber(ARGV[8]) > 0 then
