@@ -6,6 +6,8 @@ import (
 	"os"
 	"strconv"
 	"strings"
+
+	"github.com/fanout-ws/fanout/internal/procstat"
 )
 
 // procSample is a process's resident memory and CPU time.
@@ -33,17 +35,9 @@ func sampleProc(pid int) (procSample, error) {
 			s.PeakBytes = kb << 10
 		}
 	}
-	stat, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	s.CPUTicks, err = procstat.CPUTicks(pid)
 	if err != nil {
 		return s, err
-	}
-	// Fields after the parenthesised command name; utime and stime are 14 and 15.
-	rest := string(stat[strings.LastIndexByte(string(stat), ')')+2:])
-	fields := strings.Fields(rest)
-	if len(fields) > 12 {
-		u, _ := strconv.ParseInt(fields[11], 10, 64)
-		st, _ := strconv.ParseInt(fields[12], 10, 64)
-		s.CPUTicks = u + st
 	}
 	return s, nil
 }

@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/fanout-ws/fanout/internal/procstat"
 	"github.com/fanout-ws/fanout/internal/testutil"
 )
 
@@ -147,15 +148,6 @@ func (s *Server) Stop() {
 // started, so that a benchmark can report what Redis spends per operation;
 // 0 when /proc cannot say.
 func (s *Server) CPU() time.Duration {
-	stat, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", s.cmd.Process.Pid))
-	if err != nil {
-		return 0
-	}
-	f := bytes.Fields(stat[bytes.LastIndexByte(stat, ')')+1:]) // state is f[0]: utime and stime are f[11] and f[12]
-	if len(f) < 13 {
-		return 0
-	}
-	utime, _ := strconv.ParseInt(string(f[11]), 10, 64)
-	stime, _ := strconv.ParseInt(string(f[12]), 10, 64)
-	return time.Duration(utime+stime) * time.Second / 100 // in USER_HZ ticks, 100 on Linux
+	ticks, _ := procstat.CPUTicks(s.cmd.Process.Pid)
+	return time.Duration(ticks) * time.Second / 100 // USER_HZ
 }
