@@ -50,22 +50,24 @@ end
 -- int writes an integer for a command: Lua's own number to string
 -- conversion (printf's %.14g) is among the costliest steps of a publish.
 local function int(n) return string.format('%d', n) end
--- The cost ring of channel c: each history entry's cost (its bytes plus
--- the overhead) in slot offset mod history size, beside the offset's low
--- 32 bits, so a publish knows what the entries it pushes out freed without
--- reading them: an XRANGE from the head walks every entry that exact
--- trimming only flagged as deleted, up to a whole stream node.
-local function ringPut(c, size, off, cost)
-  redis.call('SETRANGE', costKey(c), int((off % size) * 8), struct.pack('>I4I4', off % 4294967296, cost))
+-- A channel's cost ring (costKey) holds each history entry's cost (its
+-- bytes plus the overhead) in slot offset mod history size, beside the
+-- offset's low 32 bits, so a publish knows what the entries it pushes out
+-- freed without reading them: an XRANGE from the head walks every entry
+-- that exact trimming only flagged as deleted, up to a whole stream node.
+local function ringSlot(size, off) return (off % size) * 8, off % 4294967296 end
+local function ringPut(ring, size, off, cost)
+  local at, id = ringSlot(size, off)
+  redis.call('SETRANGE', ring, int(at), struct.pack('>I4I4', id, cost))
 end
--- ringCost is the cost of c's entry off, or nil when its slot holds
--- another's (the history size changed).
-local function ringCost(c, size, off)
-  local at = (off % size) * 8
-  local v = redis.call('GETRANGE', costKey(c), int(at), int(at + 7))
+-- ringCost is the cost of entry off, or nil when its slot holds another's
+-- (the history size changed).
+local function ringCost(ring, size, off)
+  local at, id = ringSlot(size, off)
+  local v = redis.call('GETRANGE', ring, int(at), int(at + 7))
   if #v == 8 then
     local o, cost = struct.unpack('>I4I4', v)
-    if o == off % 4294967296 then return cost end
+    if o == id then return cost end
   end
   return nil
 end
@@ -122,12 +124,12 @@ end
 // channel's bookkeeping once per channel and batch: one HINCRBY for its
 // offsets, one look at its history (XLEN, and the cost ring for the sizes
 // of the entries the batch pushes out, for the byte budget), one trim
-// (MAXLEN on its last XADD), one update of its bytes. Its expiry (the keys' PEXPIRE,
-// its place in the channel sets) and its holder score (the time of its
-// oldest entry) are refreshed when the last refresh is older than TTL/100,
-// noted in its meta as "seen", so a busy channel costs four commands a
-// message (XADD, PUBLISH, and the ring's SETRANGE and GETRANGE) and the byte budget's victims are the oldest
-// to within TTL/100.
+// (MAXLEN on its last XADD), one update of its bytes. Its expiry (the
+// keys' PEXPIRE, its place in the channel sets) and its holder score (the
+// time of its oldest entry) are refreshed when the last refresh is older
+// than TTL/100, noted in its meta as "seen", so a busy channel costs four
+// commands a message (XADD, PUBLISH, the ring's SETRANGE and GETRANGE) and
+// the byte budget's victims are the oldest to within TTL/100.
 // KEYS: meta and hist of each message in turn (all in one key space).
 // ARGV as in budgetLua (the channel unused; the new epoch serves every
 // channel the batch makes), then history size, max channels made by
@@ -166,7 +168,7 @@ for i = 1, n do
       s = {err = err}
     else
       local left = busy[c]
-      s = {epoch = epoch, off = redis.call('HINCRBY', meta, 'offset', left) - left, left = left, hist = hist, cost = 0, len = 0, drop = 0, skip = 0}
+      s = {epoch = epoch, off = redis.call('HINCRBY', meta, 'offset', left) - left, left = left, hist = hist, ring = costKey(c), cost = 0, len = 0, drop = 0, skip = 0}
       if NOW - seen >= every then
         s.refresh = true
         redis.call('HSET', meta, 'seen', NOW)
@@ -186,7 +188,7 @@ for i = 1, n do
             -- their head is ever trimmed.
             local known = true
             for o = s.off - s.len + 1, s.off - s.len + gone do
-              local cost = ringCost(c, size, o)
+              local cost = ringCost(s.ring, size, o)
               if not cost then known = false break end
               s.cost = s.cost - cost
             end
@@ -210,7 +212,7 @@ for i = 1, n do
   else
     s.off, s.left = s.off + 1, s.left - 1
     local off = int(s.off)
-    if size > 0 then
+    if size > 0 then -- the size (ARGV[7]) and the time (ARGV[3]) as given: strings already
       if s.left == 0 then
         redis.call('XADD', hist, 'MAXLEN', ARGV[7], off .. '-1', 't', ARGV[3], 'd', data)
       else
@@ -220,7 +222,7 @@ for i = 1, n do
         s.skip = s.skip - 1
       else
         s.cost = s.cost + #data + overhead
-        ringPut(c, size, s.off, #data + overhead)
+        ringPut(s.ring, size, s.off, #data + overhead)
       end
     end
     redis.call(PUB, TOPIC .. c, '\0fo1 ' .. s.epoch .. ' ' .. off .. ' ' .. data)
@@ -233,7 +235,7 @@ for _, c in ipairs(order) do
   if not s.err and size > 0 then
     if s.refresh or s.len == 0 then -- XADD and SETRANGE keep an existing key's expiry
       redis.call('PEXPIRE', s.hist, TTL)
-      redis.call('PEXPIRE', costKey(c), TTL)
+      redis.call('PEXPIRE', s.ring, TTL)
     end
     if s.drop > 0 and s.refresh then -- the budget's victims go by this score: TTL/100 is close enough
       redis.call('ZADD', HOLDERS, s.head, c)
