@@ -182,12 +182,14 @@ func TestHostile_RedisHistoryBudget(t *testing.T) {
 	total, _ := rdb.Get(ctx, "fanout:total").Int64()
 	counted := int64(0)
 	for i := range channels {
-		counted += rdb.XLen(ctx, fmt.Sprintf("fanout:{hoard-%d}:hist", i)).Val() * (size + redisEntryOverhead)
+		for _, e := range rdb.LRange(ctx, fmt.Sprintf("fanout:{hoard-%d}:log", i), 0, -1).Val() {
+			counted += int64(len(e) + redisEntryOverhead)
+		}
 	}
 	if total > budget || total != counted {
-		t.Fatalf("Redis counts %d history bytes, the streams hold %d, want equal and at most %d", total, counted, budget)
+		t.Fatalf("Redis counts %d history bytes, the histories hold %d, want equal and at most %d", total, counted, budget)
 	}
-	if first, newest := rdb.XLen(ctx, "fanout:{hoard-0}:hist").Val(), rdb.XLen(ctx, fmt.Sprintf("fanout:{hoard-%d}:hist", channels-1)).Val(); first != 0 || newest == 0 {
+	if first, newest := rdb.LLen(ctx, "fanout:{hoard-0}:log").Val(), rdb.LLen(ctx, fmt.Sprintf("fanout:{hoard-%d}:log", channels-1)).Val(); first != 0 || newest == 0 {
 		t.Fatalf("the oldest channel keeps %d entries and the newest %d, want 0 and some", first, newest)
 	}
 	const slack = 8 << 20 // Redis's own buffers

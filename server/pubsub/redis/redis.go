@@ -21,13 +21,12 @@ import (
 // channels with subscribers on that node, never one subscription per
 // client, so Redis sends a node only what its clients want. A publish runs
 // in a Lua script that increments the channel's offset, appends to its
-// history stream (MAXLEN history size) and PUBLISHes, atomically, so
+// history list (trimmed to the history size) and PUBLISHes, atomically, so
 // offsets are gap-free and in order on every node; concurrent publishes
 // share round trips and script calls (publish.go). Keys:
 //
 //	<prefix>{<channel>}:meta   hash: epoch, offset, seen (expires after the history TTL without use)
-//	<prefix>{<channel>}:hist   stream of the last messages, IDs <offset>-1
-//	<prefix>{<channel>}:cost   string: each history entry's cost, in slot offset mod history size (scripts.go)
+//	<prefix>{<channel>}:log    list of the last messages, "<offset> <ms> <data>", oldest first
 //	<prefix>msg:<channel>      the pub/sub topic
 //
 // and the global keys of the channel cap and the history byte budget
@@ -145,7 +144,7 @@ func (b *Broker) space(channel string) *space {
 
 func (b *Broker) keys(channel string) []string {
 	p := b.space(channel).prefix
-	return []string{p + "{" + channel + "}:meta", p + "{" + channel + "}:hist"}
+	return []string{p + "{" + channel + "}:meta", p + "{" + channel + "}:log"}
 }
 
 func (b *Broker) topic(channel string) string { return b.space(channel).topicPrefix() + channel }

@@ -30,8 +30,7 @@ import (
 const budgetLua = `
 local P, C, NOW, TTL = ARGV[1], ARGV[2], tonumber(ARGV[3]), tonumber(ARGV[4])
 local CHANS, UNREAD, HOLDERS, BYTES, TOTAL, IDLE = P .. 'chans', P .. 'unread', P .. 'holders', P .. 'bytes', P .. 'total', P .. 'idle'
-local function histKey(c) return P .. '{' .. c .. '}:hist' end
-local function costKey(c) return P .. '{' .. c .. '}:cost' end
+local function logKey(c) return P .. '{' .. c .. '}:log' end
 local function forgetBytes(c)
   local b = tonumber(redis.call('HGET', BYTES, c) or '0')
   redis.call('DECRBY', TOTAL, b)
@@ -41,7 +40,7 @@ end
 local function reap()
   for _, c in ipairs(redis.call('ZRANGEBYSCORE', CHANS, '-inf', NOW, 'LIMIT', 0, 100)) do
     forgetBytes(c)
-    redis.call('DEL', histKey(c), costKey(c), P .. '{' .. c .. '}:meta')
+    redis.call('DEL', logKey(c), P .. '{' .. c .. '}:meta')
     redis.call('ZREM', CHANS, c)
     redis.call('ZREM', UNREAD, c)
     redis.call('ZREM', IDLE, c)
@@ -50,27 +49,9 @@ end
 -- int writes an integer for a command: Lua's own number to string
 -- conversion (printf's %.14g) is among the costliest steps of a publish.
 local function int(n) return string.format('%d', n) end
--- A channel's cost ring (costKey) holds each history entry's cost (its
--- bytes plus the overhead) in slot offset mod history size, beside the
--- offset's low 32 bits, so a publish knows what the entries it pushes out
--- freed without reading them: an XRANGE from the head walks every entry
--- that exact trimming only flagged as deleted, up to a whole stream node.
-local function ringSlot(size, off) return (off % size) * 8, off % 4294967296 end
-local function ringPut(ring, size, off, cost)
-  local at, id = ringSlot(size, off)
-  redis.call('SETRANGE', ring, int(at), struct.pack('>I4I4', id, cost))
-end
--- ringCost is the cost of entry off, or nil when its slot holds another's
--- (the history size changed).
-local function ringCost(ring, size, off)
-  local at, id = ringSlot(size, off)
-  local v = redis.call('GETRANGE', ring, int(at), int(at + 7))
-  if #v == 8 then
-    local o, cost = struct.unpack('>I4I4', v)
-    if o == id then return cost end
-  end
-  return nil
-end
+-- A history entry is "<offset> <ms> <data>"; it costs its length plus
+-- the overhead.
+local function entryTime(e) return string.match(e, '^%d+ (%d+)') end
 -- busy holds the channels a script is publishing to, each with its number
 -- of messages: never evicted under it, so what it has read of them stays
 -- true.
@@ -82,7 +63,7 @@ local function evictIdle()
     if not busy[c] then
       redis.call('ZREM', IDLE, c)
       if redis.call('ZSCORE', HOLDERS, c) == false and redis.call('ZSCORE', CHANS, c) ~= false then
-        redis.call('DEL', histKey(c), costKey(c), P .. '{' .. c .. '}:meta')
+        redis.call('DEL', logKey(c), P .. '{' .. c .. '}:meta')
         redis.call('ZREM', CHANS, c)
         redis.call('ZREM', UNREAD, c)
         return true
@@ -93,18 +74,17 @@ local function evictIdle()
 end
 -- trimOldest drops c's oldest history entry.
 local function trimOldest(c, overhead)
-  local h = histKey(c)
-  local e = redis.call('XRANGE', h, '-', '+', 'COUNT', 1)[1]
+  local h = logKey(c)
+  local e = redis.call('LPOP', h)
   if not e then forgetBytes(c) return end
-  redis.call('XDEL', h, e[1])
-  local cost = #e[2][4] + overhead
+  local cost = #e + overhead
   redis.call('DECRBY', TOTAL, cost)
-  if redis.call('HINCRBY', BYTES, c, -cost) <= 0 or redis.call('XLEN', h) == 0 then
+  local head = redis.call('LINDEX', h, 0)
+  if redis.call('HINCRBY', BYTES, c, -cost) <= 0 or not head then
     forgetBytes(c)
     return
   end
-  local head = redis.call('XRANGE', h, '-', '+', 'COUNT', 1)[1]
-  redis.call('ZADD', HOLDERS, head[2][2], c)
+  redis.call('ZADD', HOLDERS, entryTime(head), c)
 end
 -- newChannel starts channel c's epoch (meta its key) within the channel
 -- cap: the epoch, or nil and why not.
@@ -113,7 +93,7 @@ local function newChannel(c, meta)
     return nil, 'fanout: too many channels (' .. ARGV[5] .. ')'
   end
   forgetBytes(c)
-  redis.call('DEL', histKey(c), costKey(c))
+  redis.call('DEL', logKey(c))
   redis.call('HSET', meta, 'epoch', ARGV[6], 'offset', 0)
   return ARGV[6]
 end
@@ -122,15 +102,16 @@ end
 // publishScript publishes a batch of messages in order, in one call.
 // Redis's fixed cost of a call and reap() are paid once per batch, and a
 // channel's bookkeeping once per channel and batch: one HINCRBY for its
-// offsets, one look at its history (XLEN, and the cost ring for the sizes
-// of the entries the batch pushes out, for the byte budget), one trim
-// (MAXLEN on its last XADD), one update of its bytes. Its expiry (the
-// keys' PEXPIRE, its place in the channel sets) and its holder score (the
-// time of its oldest entry) are refreshed when the last refresh is older
-// than TTL/100, noted in its meta as "seen", so a busy channel costs four
-// commands a message (XADD, PUBLISH, the ring's SETRANGE and GETRANGE) and
-// the byte budget's victims are the oldest to within TTL/100.
-// KEYS: meta and hist of each message in turn (all in one key space).
+// offsets, one trim of its history (an LPOP of what the batch pushed past
+// the history size, whose lengths are the bytes freed), one update of its
+// bytes. A channel's history is a list, oldest first, so an RPUSH and an
+// LPOP cost the same however long it is. Its expiry (the keys'
+// PEXPIRE, its place in the channel sets) and its holder score (the time
+// of its oldest entry) are refreshed when the last refresh is older than
+// TTL/100, noted in its meta as "seen", so a busy channel costs two
+// commands a message (RPUSH, PUBLISH) and the byte budget's victims are
+// the oldest to within TTL/100.
+// KEYS: meta and log of each message in turn (all in one key space).
 // ARGV as in budgetLua (the channel unused; the new epoch serves every
 // channel the batch makes), then history size, max channels made by
 // publishes, history max bytes, entry overhead, publish command (SPUBLISH
@@ -148,7 +129,7 @@ for i = 1, n do
 end
 local out, st, order = {}, {}, {}
 for i = 1, n do
-  local c, data, meta, hist = ARGV[11 + 2 * i], ARGV[12 + 2 * i], KEYS[2 * i - 1], KEYS[2 * i]
+  local c, data, meta, log = ARGV[11 + 2 * i], ARGV[12 + 2 * i], KEYS[2 * i - 1], KEYS[2 * i]
   local s = st[c]
   if not s then -- the channel's first message in this batch
     local h = redis.call('HMGET', meta, 'epoch', 'seen')
@@ -168,40 +149,13 @@ for i = 1, n do
       s = {err = err}
     else
       local left = busy[c]
-      s = {epoch = epoch, off = redis.call('HINCRBY', meta, 'offset', left) - left, left = left, hist = hist, ring = costKey(c), cost = 0, len = 0, drop = 0, skip = 0}
+      s = {epoch = epoch, off = redis.call('HINCRBY', meta, 'offset', left) - left, log = log, cost = 0, len = 0}
       if NOW - seen >= every then
         s.refresh = true
         redis.call('HSET', meta, 'seen', NOW)
         redis.call('PEXPIRE', meta, TTL)
         redis.call('ZADD', CHANS, NOW + TTL, c)
         redis.call('ZADD', UNREAD, 'XX', NOW + TTL, c)
-      end
-      if size > 0 then
-        s.len = redis.call('XLEN', hist)
-        s.drop = math.max(0, s.len + left - size)
-        local gone = math.min(s.drop, s.len) -- entries from before the batch
-        s.skip = s.drop - gone -- the batch's own first messages, trimmed by its last XADD
-        if s.drop > 0 then
-          s.head = NOW
-          if s.len > 0 then
-            -- The entries are offsets s.off - s.len + 1 to s.off: only
-            -- their head is ever trimmed.
-            local known = true
-            for o = s.off - s.len + 1, s.off - s.len + gone do
-              local cost = ringCost(s.ring, size, o)
-              if not cost then known = false break end
-              s.cost = s.cost - cost
-            end
-            if not known or s.refresh then -- the ring cannot say, or the holder score is due: read the stream
-              local old = redis.call('XRANGE', hist, '-', '+', 'COUNT', gone + 1)
-              if not known then
-                s.cost = 0
-                for j = 1, math.min(gone, #old) do s.cost = s.cost - (#old[j][2][4] + overhead) end
-              end
-              if old[gone + 1] then s.head = tonumber(old[gone + 1][2][2]) end
-            end
-          end
-        end
       end
     end
     st[c] = s
@@ -210,20 +164,13 @@ for i = 1, n do
   if s.err then
     out[2 * i - 1], out[2 * i] = '', s.err
   else
-    s.off, s.left = s.off + 1, s.left - 1
+    s.off = s.off + 1
     local off = int(s.off)
-    if size > 0 then -- the size (ARGV[7]) and the time (ARGV[3]) as given: strings already
-      if s.left == 0 then
-        redis.call('XADD', hist, 'MAXLEN', ARGV[7], off .. '-1', 't', ARGV[3], 'd', data)
-      else
-        redis.call('XADD', hist, off .. '-1', 't', ARGV[3], 'd', data)
-      end
-      if s.skip > 0 then
-        s.skip = s.skip - 1
-      else
-        s.cost = s.cost + #data + overhead
-        ringPut(s.ring, size, s.off, #data + overhead)
-      end
+    if size > 0 then
+      local e = off .. ' ' .. ARGV[3] .. ' ' .. data -- the time as given: a string already
+      s.len = redis.call('RPUSH', log, e)
+      if s.len == 1 then s.fresh = true end -- the history was empty
+      s.cost = s.cost + #e + overhead
     end
     redis.call(PUB, TOPIC .. c, '\0fo1 ' .. s.epoch .. ' ' .. off .. ' ' .. data)
     out[2 * i - 1], out[2 * i] = s.epoch, s.off
@@ -233,14 +180,17 @@ local total = 0
 for _, c in ipairs(order) do
   local s = st[c]
   if not s.err and size > 0 then
-    if s.refresh or s.len == 0 then -- XADD and SETRANGE keep an existing key's expiry
-      redis.call('PEXPIRE', s.hist, TTL)
-      redis.call('PEXPIRE', s.ring, TTL)
+    local trimmed = s.len > size
+    if trimmed then
+      for _, e in ipairs(redis.call('LPOP', s.log, int(s.len - size))) do s.cost = s.cost - #e - overhead end
     end
-    if s.drop > 0 and s.refresh then -- the budget's victims go by this score: TTL/100 is close enough
-      redis.call('ZADD', HOLDERS, s.head, c)
-    elseif s.len == 0 then
+    if s.refresh or s.fresh then -- RPUSH keeps an existing key's expiry
+      redis.call('PEXPIRE', s.log, TTL)
+    end
+    if s.fresh then
       redis.call('ZADD', HOLDERS, 'NX', NOW, c)
+    elseif trimmed and s.refresh then -- the budget's victims go by this score: TTL/100 is close enough
+      redis.call('ZADD', HOLDERS, entryTime(redis.call('LINDEX', s.log, 0)), c)
     end
     if s.cost ~= 0 then
       redis.call('HINCRBY', BYTES, c, s.cost)
@@ -259,7 +209,7 @@ return out
 `)
 
 // redisEntryOverhead approximates what a history entry costs Redis beside
-// its data: the stream entry's ID, its "t" field and listpack headers.
+// its "<ms> <data>": list and listpack headers.
 const redisEntryOverhead = 64
 
 // budgetArgs are the first ARGV of every script (see budgetLua).
@@ -301,8 +251,11 @@ func publishReplies(res []any, n int) ([]pubsub.Position, []error, error) {
 	return pos, errs, nil
 }
 
-// historyScript: KEYS meta, hist; ARGV as in budgetLua, then after, limit,
-// oldest ms kept.
+// historyScript: KEYS meta, log; ARGV as in budgetLua, then after, limit.
+// Replies epoch, offset, then (limit > 0) up to limit entries from the
+// first after after. Their offsets are consecutive, so the one to start
+// from is found by its index; should some be missing (written elsewhere
+// by another version), the entries read start earlier, never later.
 var historyScript = goredis.NewScript(budgetLua + `
 reap()
 local epoch = redis.call('HGET', KEYS[1], 'epoch')
@@ -316,16 +269,14 @@ redis.call('ZREM', UNREAD, C)
 redis.call('ZREM', IDLE, C)
 redis.call('PEXPIRE', KEYS[1], TTL)
 redis.call('PEXPIRE', KEYS[2], TTL)
-redis.call('PEXPIRE', costKey(C), TTL)
-local top = redis.call('HGET', KEYS[1], 'offset')
-local out = {epoch, tonumber(top)}
-if tonumber(ARGV[8]) > 0 then
-  local oldest = tonumber(ARGV[9])
-  for _, e in ipairs(redis.call('XRANGE', KEYS[2], '(' .. ARGV[7] .. '-1', '+', 'COUNT', ARGV[8])) do
-    if tonumber(e[2][2]) >= oldest then
-      table.insert(out, e[1])
-      table.insert(out, e[2][4])
-    end
+local top = tonumber(redis.call('HGET', KEYS[1], 'offset'))
+local out = {epoch, top}
+local limit = tonumber(ARGV[8])
+if limit > 0 then
+  local head = top - redis.call('LLEN', KEYS[2]) + 1 -- the oldest entry's offset
+  local from = math.max(0, tonumber(ARGV[7]) + 1 - head)
+  for _, e in ipairs(redis.call('LRANGE', KEYS[2], int(from), int(from + limit - 1))) do
+    out[#out + 1] = e
   end
 end
 return out
@@ -334,7 +285,7 @@ return out
 // History returns channel's position and the kept messages after after.
 func (b *Broker) History(ctx context.Context, channel string, after uint64, limit int) (pubsub.Position, []pubsub.Message, error) {
 	oldest := time.Now().Add(-b.ttl).UnixMilli()
-	args := append(b.budgetArgs(channel), after, limit, oldest)
+	args := append(b.budgetArgs(channel), after, limit)
 	res, err := historyScript.Run(ctx, b.rdb, b.keys(channel), args...).Slice()
 	if err != nil {
 		return pubsub.Position{}, nil, scriptError(err)
@@ -344,14 +295,19 @@ func (b *Broker) History(ctx context.Context, channel string, after uint64, limi
 		return pubsub.Position{}, nil, err
 	}
 	var msgs []pubsub.Message
-	for i := 2; i+1 < len(res); i += 2 {
-		id, _ := res[i].(string)
-		data, _ := res[i+1].(string)
-		off, err := strconv.ParseUint(strings.TrimSuffix(id, "-1"), 10, 64)
-		if err != nil {
-			return pubsub.Position{}, nil, fmt.Errorf("redis: history entry %q", id)
+	for _, r := range res[2:] {
+		e, _ := r.(string)
+		off, rest, ok1 := strings.Cut(e, " ")
+		ms, data, ok2 := strings.Cut(rest, " ")
+		offset, err1 := strconv.ParseUint(off, 10, 64)
+		t, err2 := strconv.ParseInt(ms, 10, 64)
+		if !ok1 || !ok2 || err1 != nil || err2 != nil {
+			return pubsub.Position{}, nil, fmt.Errorf("redis: history entry %.40q", e)
 		}
-		msgs = append(msgs, pubsub.Message{Channel: channel, Position: pubsub.Position{Offset: off, Epoch: top.Epoch}, Data: []byte(data)})
+		if offset <= after || t < oldest { // read from too early, or older than the TTL (kept only until pushed out)
+			continue
+		}
+		msgs = append(msgs, pubsub.Message{Channel: channel, Position: pubsub.Position{Offset: offset, Epoch: top.Epoch}, Data: []byte(data)})
 	}
 	return top, msgs, nil
 }
