@@ -12,10 +12,16 @@
 #    the in-process broker (measured first and last): one node each, 200
 #    subscribers over 100 channels, 8 publishers through the HTTP API's
 #    batch form (12 messages a request), offered far more than any takes;
-#    the broker's CPU and RSS beside each.
+#    the broker's CPU and RSS beside each. Then the same at a fixed rate
+#    every broker keeps up with (FIXED per channel, default 100: 10,000
+#    messages/s), for the node's CPU per published message: on two shared
+#    cores the broker and the load generator take CPU from the node, so
+#    the first ratio counts the broker's own work too; the second is the
+#    node's alone, the bound of a node whose broker and publishers run on
+#    other machines.
 # Loopback only; every run stops by itself. Raw JSON and logs go to
 # bench/results/<date>-<commit>-scaleout/.
-#   bench/scripts/scaleout.sh                                     (about 4 minutes)
+#   bench/scripts/scaleout.sh                                     (about 6 minutes)
 #   CONNS=1002 DURATION=3s PUBRATE=200 bench/scripts/scaleout.sh  (a smoke test, about 2)
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -134,6 +140,15 @@ for broker in $brokers; do
 		"$out/publish-$broker.json" | log
 	echo "$broker: publish round trips $(metric "${admins[0]}" fanout_broker_publish_round_trips_total), messages $(metric "${admins[0]}" fanout_broker_published_messages_total)" | log
 	stop "${pids[@]}"
+	redis-cli -p "$rport" flushall >/dev/null
+	start_nodes 1 "${args[@]}"
+	"$tmp/fanout-bench" -url "ws://${nodes[0]}/ws" -scenario broadcast -conns 200 -channels 100 -publishers 8 -batch 12 \
+		-msg-rate "${FIXED:-100}" -size 64 -publish-url "http://${nodes[0]}/api/publish" -api-key $key \
+		-duration "${DURATION:-20s}" -settle 2s -drain 3s -server-pid "${pids[0]}" ${bpid:+-broker-pid "$bpid"} \
+		-label "fanout $broker fixed" -json "$out/fixed-$broker.json" | log
+	jq -r --arg b "$broker" '.result | "\($b) at a fixed rate: published/s \(.published_per_s), missing \(.missing), node CPU per message \(.server_cpu_cores / .published_per_s * 1e6 * 10 | floor / 10) us, broker CPU per message \((.broker_cpu_cores // 0) / .published_per_s * 1e6 * 10 | floor / 10) us"' \
+		"$out/fixed-$broker.json" | log
+	stop "${pids[@]}"
 	pids=()
 	case $broker in # an idle broker still takes CPU: gone before the next run
 	nats) stop "$npid" && npid= ;;
@@ -146,5 +161,12 @@ for broker in $brokers; do
 	[[ $broker != memory* ]] || continue
 	r=$(jq -r '.result.published_per_s' "$out/publish-$broker.json")
 	echo "$broker publishes at $(awk -v r="$r" -v m="$m" 'BEGIN {printf "%.2f", (m > 0 ? r/m : 0)}')x the in-process broker's rate" | log
+done
+cost='.result.server_cpu_cores / .result.published_per_s * 1e6'
+mc=$(jq -s "map($cost) | add / length" "$out/fixed-memory.json" "$out/fixed-memory-2.json")
+for broker in $brokers; do
+	[[ $broker != memory* ]] || continue
+	c=$(jq "$cost" "$out/fixed-$broker.json")
+	echo "$broker: the node's CPU per message at the fixed rate is $(awk -v c="$c" -v m="$mc" 'BEGIN {printf "%.1f us against %.1f us in-process: it publishes %.2fx", c, m, (c > 0 ? m/c : 0)}') the in-process broker's messages per CPU second" | log
 done
 echo "raw results in $out" | log

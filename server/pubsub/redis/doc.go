@@ -7,7 +7,7 @@
 // carries every route made meanwhile (at most one every 50 ms), and the
 // sweep after its last one leaves adds it to an UNSUBSCRIBE. A publish runs
 // one Lua script that takes the channel's next offset, appends the message
-// to the channel's history stream and PUBLISHes it, atomically, so every
+// to the channel's history list and PUBLISHes it, atomically, so every
 // node sees the same gap-free order; concurrent publishes from one node go
 // as one pipeline of those scripts per round trip (publish.go). History
 // reads are one script too. After a reconnection the node is told to
