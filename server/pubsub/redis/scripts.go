@@ -209,7 +209,7 @@ return out
 `)
 
 // redisEntryOverhead approximates what a history entry costs Redis beside
-// its "<ms> <data>": list and listpack headers.
+// its own bytes: list and listpack headers.
 const redisEntryOverhead = 64
 
 // budgetArgs are the first ARGV of every script (see budgetLua).
