@@ -19,9 +19,11 @@
 #    the first ratio counts the broker's own work too; the second is the
 #    node's alone, the bound of a node whose broker and publishers run on
 #    other machines.
+# 3. Redis and the in-process broker again, Redis on a core of its own and
+#    the node and the generator on the other (part 3 below).
 # Loopback only; every run stops by itself. Raw JSON and logs go to
 # bench/results/<date>-<commit>-scaleout/.
-#   bench/scripts/scaleout.sh                                     (about 6 minutes)
+#   bench/scripts/scaleout.sh                                     (about 8 minutes)
 #   CONNS=1002 DURATION=3s PUBRATE=200 bench/scripts/scaleout.sh  (a smoke test, about 2)
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -169,4 +171,30 @@ for broker in $brokers; do
 	c=$(jq "$cost" "$out/fixed-$broker.json")
 	echo "$broker: the node's CPU per message at the fixed rate is $(awk -v c="$c" -v m="$mc" 'BEGIN {printf "%.1f us against %.1f us in-process: it publishes %.2fx", c, m, (c > 0 ? m/c : 0)}') the in-process broker's messages per CPU second" | log
 done
+
+# 3. Redis on a core of its own, as on a machine of its own: Redis pinned
+# to the last CPU, the node and the load generator to CPU 0, against the
+# in-process broker with the same node and generator on CPU 0 (the last
+# idle); the closed loop of part 2, alternating, PINNED_ROUNDS rounds.
+last=$(($(nproc) - 1))
+taskset -a -p -c "$last" "$rpid" >/dev/null
+for round in $(seq "${PINNED_ROUNDS:-2}"); do
+	for broker in memory redis; do
+		redis-cli -p "$rport" flushall >/dev/null
+		args=() bpid=
+		[[ $broker == memory ]] || args=(-broker "redis://127.0.0.1:$rport/0") bpid=$rpid
+		start_nodes 1 "${args[@]}"
+		"$tmp/fanout-bench" -url "ws://${nodes[0]}/ws" -scenario broadcast -conns 200 -channels 100 -publishers 8 -batch 12 \
+			-msg-rate "${PUBRATE:-2000}" -size 64 -publish-url "http://${nodes[0]}/api/publish" -api-key $key \
+			-duration "${DURATION:-20s}" -settle 2s -drain 3s -server-pid "${pids[0]}" ${bpid:+-broker-pid "$bpid"} \
+			-pin-server 0 -pin-client 0 -label "fanout $broker, Redis on CPU $last" -json "$out/pinned-$broker-$round.json" | log
+		jq -r --arg b "$broker" --arg r "$round" '.result | "round \($r), \($b), node and generator on CPU 0: published/s \(.published_per_s), API p50 \(.api_p50_ms) ms, missing \(.missing), node CPU \(.server_cpu_cores) cores, broker CPU \(.broker_cpu_cores // 0) cores"' \
+			"$out/pinned-$broker-$round.json" | log
+		stop "${pids[@]}"
+		pids=()
+	done
+	r=$(jq -s '.[1].result.published_per_s / .[0].result.published_per_s' "$out/pinned-memory-$round.json" "$out/pinned-redis-$round.json")
+	echo "round $round: Redis on its own core publishes at $(printf %.2f "$r")x the in-process broker's rate" | log
+done
+taskset -a -p -c "0-$last" "$rpid" >/dev/null
 echo "raw results in $out" | log
