@@ -190,12 +190,12 @@ func (b *Broker) ensureStreams(ctx context.Context) error {
 	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
 	one := func(name, subj string) (jetstream.Stream, error) {
-		return b.js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
+		return b.createOrUpdate(ctx, jetstream.StreamConfig{
 			Name: b.tok + "_" + name, Subjects: []string{b.tok + "." + subj + ".*"}, Storage: jetstream.FileStorage,
 			MaxMsgsPerSubject: 1, MaxAge: b.ttl, AllowDirect: true,
 		})
 	}
-	msgs, err := b.js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
+	msgs, err := b.createOrUpdate(ctx, jetstream.StreamConfig{
 		Name: b.tok + "_msgs", Subjects: []string{b.tok + ".ch.>"}, Storage: jetstream.FileStorage,
 		MaxMsgsPerSubject: int64(max(b.size, 1)), MaxAge: b.ttl, MaxBytes: b.maxBytes, Discard: jetstream.DiscardOld,
 		AllowDirect: true, RePublish: &jetstream.RePublish{Source: b.tok + ".ch.>", Destination: b.tok + ".msg.>"},
@@ -216,6 +216,20 @@ func (b *Broker) ensureStreams(ctx context.Context) error {
 	}
 	b.streams.Store(&s)
 	return nil
+}
+
+// createOrUpdate makes stream cfg, or updates it when it exists with
+// another config. Creating first matters: jetstream's CreateOrUpdateStream
+// updates first, and nats-server 2.9.10 (Debian 12's) crashes with a nil
+// pointer in stream.updateWithAdvisory when nodes update a stream at once,
+// as they do when they start together; a create of an identical stream
+// changes nothing.
+func (b *Broker) createOrUpdate(ctx context.Context, cfg jetstream.StreamConfig) (jetstream.Stream, error) {
+	s, err := b.js.CreateStream(ctx, cfg)
+	if errors.Is(err, jetstream.ErrStreamNameAlreadyInUse) {
+		return b.js.UpdateStream(ctx, cfg)
+	}
+	return s, err
 }
 
 func (b *Broker) conn() (*streams, error) {
