@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/HdrHistogram/hdrhistogram-go"
+	"github.com/fanout-ws/fanout/internal/procstat"
 )
 
 // Sample is one second of a run, as the progress line shows it.
@@ -112,7 +113,7 @@ func (l *live) tick() {
 		s.P50ms, s.P99ms = float64(d.ValueAtQuantile(50))/1000, float64(d.ValueAtQuantile(99))/1000
 	}
 	if ps, err := sampleAll(l.cfg.ServerPIDs); err == nil && len(l.cfg.ServerPIDs) > 0 {
-		s.ServerCPU, s.ServerRSS = float64(ps.CPUTicks-l.cpu)/100/dt, ps.RSSBytes
+		s.ServerCPU, s.ServerRSS = float64(ps.CPUTicks-l.cpu)/procstat.TicksPerSecond/dt, ps.RSSBytes
 		l.cpu = ps.CPUTicks
 	}
 	s.GeneratorRSS = generatorRSS(l.members)

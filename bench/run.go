@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/HdrHistogram/hdrhistogram-go"
+	"github.com/fanout-ws/fanout/internal/procstat"
 )
 
 // member is a share of the connections: in this process or in a worker
@@ -225,15 +226,15 @@ func (w *window) close(cfg Config, res *Result) series {
 			res.RSSPerConn = float64(res.ServerRSS-res.ServerRSSBase) / float64(res.Connected)
 		}
 	}
-	res.ServerCPUS = float64(after.CPUTicks-w.server.CPUTicks) / 100
+	res.ServerCPUS = float64(after.CPUTicks-w.server.CPUTicks) / procstat.TicksPerSecond
 	res.ServerCPU = res.ServerCPUS / secs
 	if broker, err := sampleAll(cfg.BrokerPIDs); err == nil && len(cfg.BrokerPIDs) > 0 {
-		res.BrokerCPU = float64(broker.CPUTicks-w.broker.CPUTicks) / 100 / secs
+		res.BrokerCPU = float64(broker.CPUTicks-w.broker.CPUTicks) / procstat.TicksPerSecond / secs
 		res.BrokerRSSEnd = broker.RSSBytes
 	}
 	self, _ := sampleProc(os.Getpid())
-	res.GeneratorCPU = float64(self.CPUTicks-w.self.CPUTicks) / 100 / secs
-	res.MachineCPU = float64(machineTicks()-w.machine) / 100 / secs
+	res.GeneratorCPU = float64(self.CPUTicks-w.self.CPUTicks) / procstat.TicksPerSecond / secs
+	res.MachineCPU = float64(machineTicks()-w.machine) / procstat.TicksPerSecond / secs
 	if cfg.MetricsURL == "" {
 		return nil
 	}

@@ -10,8 +10,12 @@ import (
 	"strconv"
 )
 
+// TicksPerSecond is USER_HZ, the unit of /proc's CPU times: 100 on every
+// Linux architecture Go supports.
+const TicksPerSecond = 100
+
 // CPUTicks is the CPU time (user and system) process pid has used, in
-// clock ticks (USER_HZ, 100 on Linux).
+// clock ticks (TicksPerSecond).
 func CPUTicks(pid int) (int64, error) {
 	stat, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
 	if err != nil {

@@ -149,5 +149,5 @@ func (s *Server) Stop() {
 // 0 when /proc cannot say.
 func (s *Server) CPU() time.Duration {
 	ticks, _ := procstat.CPUTicks(s.cmd.Process.Pid)
-	return time.Duration(ticks) * time.Second / 100 // USER_HZ
+	return time.Duration(ticks) * time.Second / procstat.TicksPerSecond
 }
