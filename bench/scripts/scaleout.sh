@@ -125,29 +125,32 @@ if command -v rabbitmq-server >/dev/null; then
 	brokers+=" rabbitmq"
 fi
 brokers+=" memory-2"
-for broker in $brokers; do
+# publish_run RATE LABEL JSON [FLAG...]: a fresh node on broker args
+# (bpid its pid) under the publishing load, messages a channel per second
+# RATE; the caller stops the node.
+publish_run() {
+	local rate=$1 label=$2 json=$3
+	shift 3
 	redis-cli -p "$rport" flushall >/dev/null
+	start_nodes 1 "${args[@]}"
+	"$tmp/fanout-bench" -url "ws://${nodes[0]}/ws" -scenario broadcast -conns 200 -channels 100 -publishers 8 -batch 12 \
+		-msg-rate "$rate" -size 64 -publish-url "http://${nodes[0]}/api/publish" -api-key $key \
+		-duration "${DURATION:-20s}" -settle 2s -drain 3s -server-pid "${pids[0]}" ${bpid:+-broker-pid "$bpid"} \
+		-label "$label" -json "$json" "$@" | log
+}
+for broker in $brokers; do
 	case $broker in
 	redis) args=(-broker "redis://127.0.0.1:$rport/0") bpid=$rpid ;;
 	nats) args=(-broker "nats://127.0.0.1:$nport") bpid=$npid ;;
 	rabbitmq) args=(-broker "rabbitmq-stream://guest:guest@127.0.0.1:$sport/?stream=scaleout") bpid=$beam ;;
 	memory*) args=() bpid= ;;
 	esac
-	start_nodes 1 "${args[@]}"
-	"$tmp/fanout-bench" -url "ws://${nodes[0]}/ws" -scenario broadcast -conns 200 -channels 100 -publishers 8 -batch 12 \
-		-msg-rate "${PUBRATE:-2000}" -size 64 -publish-url "http://${nodes[0]}/api/publish" -api-key $key \
-		-duration "${DURATION:-20s}" -settle 2s -drain 3s -server-pid "${pids[0]}" ${bpid:+-broker-pid "$bpid"} \
-		-metrics-url "http://${admins[0]}/metrics" -label "fanout $broker" -json "$out/publish-$broker.json" | log
+	publish_run "${PUBRATE:-2000}" "fanout $broker" "$out/publish-$broker.json" -metrics-url "http://${admins[0]}/metrics"
 	jq -r --arg b "$broker" '.result | "\($b): published/s \(.published_per_s), API p50 \(.api_p50_ms) ms p99 \(.api_p99_ms) ms, missing \(.missing), lost \(.lost), server CPU \(.server_cpu_cores) cores, broker CPU \(.broker_cpu_cores // 0) cores, broker RSS \((.broker_rss_end_bytes // 0) / 1048576 | floor) MiB, machine \(.machine_cpu_cores) cores"' \
 		"$out/publish-$broker.json" | log
 	echo "$broker: publish round trips $(metric "${admins[0]}" fanout_broker_publish_round_trips_total), messages $(metric "${admins[0]}" fanout_broker_published_messages_total)" | log
 	stop "${pids[@]}"
-	redis-cli -p "$rport" flushall >/dev/null
-	start_nodes 1 "${args[@]}"
-	"$tmp/fanout-bench" -url "ws://${nodes[0]}/ws" -scenario broadcast -conns 200 -channels 100 -publishers 8 -batch 12 \
-		-msg-rate "${FIXED:-100}" -size 64 -publish-url "http://${nodes[0]}/api/publish" -api-key $key \
-		-duration "${DURATION:-20s}" -settle 2s -drain 3s -server-pid "${pids[0]}" ${bpid:+-broker-pid "$bpid"} \
-		-label "fanout $broker fixed" -json "$out/fixed-$broker.json" | log
+	publish_run "${FIXED:-100}" "fanout $broker fixed" "$out/fixed-$broker.json"
 	jq -r --arg b "$broker" '.result | "\($b) at a fixed rate: published/s \(.published_per_s), missing \(.missing), node CPU per message \(.server_cpu_cores / .published_per_s * 1e6 * 10 | floor / 10) us, broker CPU per message \((.broker_cpu_cores // 0) / .published_per_s * 1e6 * 10 | floor / 10) us"' \
 		"$out/fixed-$broker.json" | log
 	stop "${pids[@]}"
@@ -180,14 +183,9 @@ last=$(($(nproc) - 1))
 taskset -a -p -c "$last" "$rpid" >/dev/null
 for round in $(seq "${PINNED_ROUNDS:-2}"); do
 	for broker in memory redis; do
-		redis-cli -p "$rport" flushall >/dev/null
 		args=() bpid=
 		[[ $broker == memory ]] || args=(-broker "redis://127.0.0.1:$rport/0") bpid=$rpid
-		start_nodes 1 "${args[@]}"
-		"$tmp/fanout-bench" -url "ws://${nodes[0]}/ws" -scenario broadcast -conns 200 -channels 100 -publishers 8 -batch 12 \
-			-msg-rate "${PUBRATE:-2000}" -size 64 -publish-url "http://${nodes[0]}/api/publish" -api-key $key \
-			-duration "${DURATION:-20s}" -settle 2s -drain 3s -server-pid "${pids[0]}" ${bpid:+-broker-pid "$bpid"} \
-			-pin-server 0 -pin-client 0 -label "fanout $broker, Redis on CPU $last" -json "$out/pinned-$broker-$round.json" | log
+		publish_run "${PUBRATE:-2000}" "fanout $broker, Redis on CPU $last" "$out/pinned-$broker-$round.json" -pin-server 0 -pin-client 0
 		jq -r --arg b "$broker" --arg r "$round" '.result | "round \($r), \($b), node and generator on CPU 0: published/s \(.published_per_s), API p50 \(.api_p50_ms) ms, missing \(.missing), node CPU \(.server_cpu_cores) cores, broker CPU \(.broker_cpu_cores // 0) cores"' \
 			"$out/pinned-$broker-$round.json" | log
 		stop "${pids[@]}"
