@@ -125,14 +125,16 @@ if command -v rabbitmq-server >/dev/null; then
 	brokers+=" rabbitmq"
 fi
 brokers+=" memory-2"
-# publish_run RATE LABEL JSON [FLAG...]: a fresh node on broker args
-# (bpid its pid) under the publishing load, messages a channel per second
-# RATE; the caller stops the node.
+# fresh_node starts one node on broker args, Redis emptied first;
+# publish_run RATE LABEL JSON [FLAG...] runs the publishing load on it
+# (bpid the broker's pid), messages a channel per second RATE.
+fresh_node() {
+	redis-cli -p "$rport" flushall >/dev/null
+	start_nodes 1 "${args[@]}"
+}
 publish_run() {
 	local rate=$1 label=$2 json=$3
 	shift 3
-	redis-cli -p "$rport" flushall >/dev/null
-	start_nodes 1 "${args[@]}"
 	"$tmp/fanout-bench" -url "ws://${nodes[0]}/ws" -scenario broadcast -conns 200 -channels 100 -publishers 8 -batch 12 \
 		-msg-rate "$rate" -size 64 -publish-url "http://${nodes[0]}/api/publish" -api-key $key \
 		-duration "${DURATION:-20s}" -settle 2s -drain 3s -server-pid "${pids[0]}" ${bpid:+-broker-pid "$bpid"} \
@@ -145,11 +147,13 @@ for broker in $brokers; do
 	rabbitmq) args=(-broker "rabbitmq-stream://guest:guest@127.0.0.1:$sport/?stream=scaleout") bpid=$beam ;;
 	memory*) args=() bpid= ;;
 	esac
+	fresh_node
 	publish_run "${PUBRATE:-2000}" "fanout $broker" "$out/publish-$broker.json" -metrics-url "http://${admins[0]}/metrics"
 	jq -r --arg b "$broker" '.result | "\($b): published/s \(.published_per_s), API p50 \(.api_p50_ms) ms p99 \(.api_p99_ms) ms, missing \(.missing), lost \(.lost), server CPU \(.server_cpu_cores) cores, broker CPU \(.broker_cpu_cores // 0) cores, broker RSS \((.broker_rss_end_bytes // 0) / 1048576 | floor) MiB, machine \(.machine_cpu_cores) cores"' \
 		"$out/publish-$broker.json" | log
 	echo "$broker: publish round trips $(metric "${admins[0]}" fanout_broker_publish_round_trips_total), messages $(metric "${admins[0]}" fanout_broker_published_messages_total)" | log
 	stop "${pids[@]}"
+	fresh_node
 	publish_run "${FIXED:-100}" "fanout $broker fixed" "$out/fixed-$broker.json"
 	jq -r --arg b "$broker" '.result | "\($b) at a fixed rate: published/s \(.published_per_s), missing \(.missing), node CPU per message \(.server_cpu_cores / .published_per_s * 1e6 * 10 | floor / 10) us, broker CPU per message \((.broker_cpu_cores // 0) / .published_per_s * 1e6 * 10 | floor / 10) us"' \
 		"$out/fixed-$broker.json" | log
@@ -185,6 +189,7 @@ for round in $(seq "${PINNED_ROUNDS:-2}"); do
 	for broker in memory redis; do
 		args=() bpid=
 		[[ $broker == memory ]] || args=(-broker "redis://127.0.0.1:$rport/0") bpid=$rpid
+		fresh_node
 		publish_run "${PUBRATE:-2000}" "fanout $broker, Redis on CPU $last" "$out/pinned-$broker-$round.json" -pin-server 0 -pin-client 0
 		jq -r --arg b "$broker" --arg r "$round" '.result | "round \($r), \($b), node and generator on CPU 0: published/s \(.published_per_s), API p50 \(.api_p50_ms) ms, missing \(.missing), node CPU \(.server_cpu_cores) cores, broker CPU \(.broker_cpu_cores // 0) cores"' \
 			"$out/pinned-$broker-$round.json" | log
